@@ -1,0 +1,93 @@
+//! Wiring: builds the router and the shared state, starts the HTTP server, and shuts down in
+//! order (stop accepting, drain requests, flush telemetry).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use actix_web::{web, App, HttpServer};
+use bytes::Bytes;
+
+use crate::auth::KeyStore;
+use crate::config::Config;
+use crate::outcome::NoopObserver;
+use crate::router::Router;
+use crate::routes::{self, AppState};
+
+/// Why the gateway could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("server: {0}")]
+    Server(#[from] std::io::Error),
+}
+
+/// Runs the gateway until SIGINT / SIGTERM. `listen` overrides `server.listen`.
+pub fn run(config: Config, listen: Option<SocketAddr>) -> Result<(), AppError> {
+    actix_web::rt::System::new().block_on(serve(config, listen))
+}
+
+/// Builds the shared state handlers read.
+pub fn build_state(config: &Config, router: Arc<Router>) -> AppState {
+    let started_unix = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let data: Vec<_> = router
+        .models()
+        .iter()
+        .map(|m| {
+            serde_json::json!({
+                "id": &*m.id, "object": "model", "created": started_unix, "owned_by": &*m.owned_by,
+            })
+        })
+        .collect();
+    let models_body =
+        Bytes::from(serde_json::json!({"object": "list", "data": data}).to_string());
+    AppState {
+        router,
+        keys: KeyStore::new(&config.keys),
+        max_body_bytes: config.server.max_body_bytes,
+        request_timeout: config.server.request_timeout,
+        models_body,
+        started_unix,
+    }
+}
+
+async fn serve(config: Config, listen: Option<SocketAddr>) -> Result<(), AppError> {
+    let listen = listen.unwrap_or(config.server.listen);
+    config
+        .check_exposure(listen)
+        .map_err(|e| AppError::Config(format!("{}: {}", e.key, e.message)))?;
+    crate::install_crypto_provider();
+    let router = Arc::new(Router::new(&config, Arc::new(NoopObserver)).map_err(AppError::Config)?);
+    let state = web::Data::new(build_state(&config, router));
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .configure(routes::configure)
+            .default_service(web::to(routes::not_found))
+    })
+    .shutdown_timeout(config.server.shutdown_timeout.as_secs().max(1));
+    if let Some(workers) = config.server.workers {
+        server = server.workers(workers);
+    }
+    let server = server
+        .bind(listen)
+        .map_err(|source| AppError::Bind {
+            addr: listen,
+            source,
+        })?;
+    for addr in server.addrs() {
+        tracing::info!(%addr, "gatewayz listening on http://{addr}");
+    }
+    server.run().await?;
+    tracing::info!("gatewayz stopped");
+    Ok(())
+}

@@ -1,0 +1,211 @@
+//! Client authentication: bearer keys held as SHA-256 digests, compared in constant time.
+//!
+//! The configured secrets are hashed once at start-up and dropped; a request's token is
+//! hashed and compared against every digest with `subtle`, so neither the comparison nor the
+//! lookup order reveals how much of a key matched. Trial keys carry an expiry; keys may carry
+//! a requests-per-minute limit enforced by a small token bucket per key.
+
+use std::sync::Mutex;
+use std::time::{Instant, SystemTime};
+
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::config::KeyConfig;
+use crate::errors::ApiError;
+
+/// Who made a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caller {
+    /// Index of the key in the configuration, or `None` when auth is off (loopback default).
+    pub key: Option<usize>,
+}
+
+struct Entry {
+    digest: [u8; 32],
+    expires: Option<SystemTime>,
+    limiter: Option<Mutex<TokenBucket>>,
+}
+
+/// The configured client keys.
+pub struct KeyStore {
+    entries: Vec<Entry>,
+    names: Vec<String>,
+}
+
+impl KeyStore {
+    pub fn new(keys: &[KeyConfig]) -> Self {
+        let entries = keys
+            .iter()
+            .map(|k| Entry {
+                digest: Sha256::digest(k.key.as_bytes()).into(),
+                expires: k.expiry(),
+                limiter: k.rate_limit_rpm.map(|rpm| Mutex::new(TokenBucket::per_minute(rpm))),
+            })
+            .collect();
+        let names = keys.iter().map(|k| k.name.clone()).collect();
+        Self { entries, names }
+    }
+
+    /// Whether requests need a key at all.
+    pub fn enabled(&self) -> bool {
+        !self.entries.is_empty()
+    }
+
+    /// The holder's name of a key, for logs.
+    pub fn name(&self, caller: Caller) -> &str {
+        caller
+            .key
+            .and_then(|i| self.names.get(i))
+            .map_or("anonymous", String::as_str)
+    }
+
+    /// Number of trial keys that have not expired at `now`.
+    pub fn active_trials(&self, now: SystemTime) -> usize {
+        self.entries
+            .iter()
+            .filter(|e| e.expires.is_some_and(|t| t > now))
+            .count()
+    }
+
+    /// Authenticates the value of an `Authorization` header.
+    pub fn authenticate(&self, header: Option<&[u8]>, now: SystemTime) -> Result<Caller, ApiError> {
+        if !self.enabled() {
+            return Ok(Caller { key: None });
+        }
+        let header = header.ok_or(ApiError::Unauthorized(
+            "missing API key: send it as `Authorization: Bearer <key>`",
+        ))?;
+        let token = strip_bearer(header).ok_or(ApiError::Unauthorized(
+            "malformed Authorization header: expected `Bearer <key>`",
+        ))?;
+        let digest: [u8; 32] = Sha256::digest(token).into();
+        let mut found = None;
+        for (i, entry) in self.entries.iter().enumerate() {
+            if bool::from(entry.digest.ct_eq(&digest)) {
+                found = Some(i);
+            }
+        }
+        let index = found.ok_or(ApiError::Unauthorized("invalid API key"))?;
+        let entry = &self.entries[index];
+        if entry.expires.is_some_and(|t| t <= now) {
+            return Err(ApiError::TrialExpired);
+        }
+        if let Some(limiter) = &entry.limiter {
+            let allowed = limiter
+                .lock()
+                .map(|mut bucket| bucket.take(Instant::now()))
+                .unwrap_or(true);
+            if !allowed {
+                return Err(ApiError::RateLimited(
+                    "rate limit exceeded for this API key; retry later".into(),
+                ));
+            }
+        }
+        Ok(Caller { key: Some(index) })
+    }
+}
+
+fn strip_bearer(header: &[u8]) -> Option<&[u8]> {
+    let (scheme, rest) = header.split_at_checked(7)?;
+    if !scheme.eq_ignore_ascii_case(b"bearer ") {
+        return None;
+    }
+    let token = rest.trim_ascii();
+    (!token.is_empty()).then_some(token)
+}
+
+/// A token bucket holding up to `capacity` requests, refilled continuously.
+#[derive(Debug)]
+pub struct TokenBucket {
+    capacity: f64,
+    tokens: f64,
+    per_second: f64,
+    last: Option<Instant>,
+}
+
+impl TokenBucket {
+    pub fn per_minute(rpm: u32) -> Self {
+        let capacity = f64::from(rpm.max(1));
+        Self {
+            capacity,
+            tokens: capacity,
+            per_second: capacity / 60.0,
+            last: None,
+        }
+    }
+
+    /// Takes one token at `now`; false when the bucket is empty.
+    pub fn take(&mut self, now: Instant) -> bool {
+        if let Some(last) = self.last {
+            let elapsed = now.saturating_duration_since(last).as_secs_f64();
+            self.tokens = (self.tokens + elapsed * self.per_second).min(self.capacity);
+        }
+        self.last = Some(now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn key(name: &str, secret: &str, expires: Option<&str>, rpm: Option<u32>) -> KeyConfig {
+        KeyConfig {
+            name: name.into(),
+            key: secret.into(),
+            trial_expires: expires.map(Into::into),
+            rate_limit_rpm: rpm,
+        }
+    }
+
+    #[test]
+    fn authenticates_table() {
+        let store = KeyStore::new(&[
+            key("alice", "alice-key-1", None, None),
+            key("trial", "trial-key-1", Some("2020-01-01T00:00:00Z"), None),
+        ]);
+        let now = SystemTime::now();
+        let cases: &[(Option<&[u8]>, Result<Option<usize>, &str>)] = &[
+            (Some(b"Bearer alice-key-1"), Ok(Some(0))),
+            (Some(b"bearer  alice-key-1 "), Ok(Some(0))),
+            (None, Err("invalid_api_key")),
+            (Some(b"Basic abc"), Err("invalid_api_key")),
+            (Some(b"Bearer "), Err("invalid_api_key")),
+            (Some(b"Bearer alice-key-2"), Err("invalid_api_key")),
+            (Some(b"Bearer trial-key-1"), Err("trial_expired")),
+        ];
+        for (header, want) in cases {
+            let got = store
+                .authenticate(*header, now)
+                .map(|c| c.key)
+                .map_err(|e| e.code());
+            assert_eq!(got, *want, "header {header:?}");
+        }
+        assert_eq!(store.active_trials(now), 0);
+        assert_eq!(store.active_trials(SystemTime::UNIX_EPOCH), 1);
+    }
+
+    #[test]
+    fn no_keys_means_open() {
+        let store = KeyStore::new(&[]);
+        assert_eq!(store.authenticate(None, SystemTime::now()).unwrap().key, None);
+    }
+
+    #[test]
+    fn bucket_refills() {
+        let mut bucket = TokenBucket::per_minute(2);
+        let t0 = Instant::now();
+        assert!(bucket.take(t0));
+        assert!(bucket.take(t0));
+        assert!(!bucket.take(t0));
+        assert!(bucket.take(t0 + Duration::from_secs(30)));
+        assert!(!bucket.take(t0 + Duration::from_secs(30)));
+    }
+}

@@ -1,0 +1,36 @@
+//! `[telemetry]`: metrics, logs (Loki) and traces (OTLP). Each backend section is optional;
+//! without it that backend is off and the gateway runs without it.
+
+use serde::Deserialize;
+
+use super::Invalid;
+
+/// `[telemetry]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// Log filter in `RUST_LOG` syntax. Default `"info"`; `RUST_LOG` wins when set.
+    #[serde(default)]
+    pub log_level: Option<String>,
+}
+
+impl TelemetryConfig {
+    pub(super) fn interpolate(
+        &mut self,
+        _expand: &dyn Fn(String, &mut String) -> Result<(), Invalid>,
+    ) -> Result<(), Invalid> {
+        Ok(())
+    }
+
+    pub(super) fn validate(&self) -> Result<(), Invalid> {
+        if let Some(level) = &self.log_level {
+            if tracing_subscriber::EnvFilter::try_new(level).is_err() {
+                return Err(Invalid::new(
+                    "telemetry.log_level",
+                    format!("{level:?} is not a valid log filter"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,154 @@
+//! Every error a client sees, in OpenAI's shape, with one mapping to HTTP at the edge.
+//!
+//! `{"error": {"message", "type", "param", "code"}}` with the status of DESIGN §8. Messages
+//! never carry a secret: they name models and providers from the configuration, not keys.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+/// An error answered to a client.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the body is not a JSON chat request.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 401: no bearer key, or an unknown one.
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    /// 401: a trial key past its expiry.
+    #[error("this API key's trial has expired")]
+    TrialExpired,
+    /// 404: the model is not configured.
+    #[error("the model `{0}` does not exist or you do not have access to it")]
+    ModelNotFound(String),
+    /// 404: no such route.
+    #[error("unknown route {0}")]
+    RouteNotFound(String),
+    /// 405: the route exists with another method.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// 413: the body exceeds `server.max_body_bytes`.
+    #[error("request body is larger than the limit of {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    /// 429: a client key over its rate limit, or every provider rate limited.
+    #[error("{0}")]
+    RateLimited(String),
+    /// 502: every attempt failed.
+    #[error("{0}")]
+    UpstreamFailed(String),
+    /// 503: no provider can take the request (all circuit breakers open).
+    #[error("{0}")]
+    NoProviderAvailable(String),
+    /// 504: the last attempt timed out.
+    #[error("{0}")]
+    UpstreamTimeout(String),
+    /// 500: a bug in the gateway.
+    #[error("internal error")]
+    Internal,
+}
+
+impl ApiError {
+    /// OpenAI's `error.type`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::BadRequest(_)
+            | Self::ModelNotFound(_)
+            | Self::RouteNotFound(_)
+            | Self::MethodNotAllowed
+            | Self::PayloadTooLarge { .. } => "invalid_request_error",
+            Self::Unauthorized(_) | Self::TrialExpired => "authentication_error",
+            Self::RateLimited(_) => "rate_limit_error",
+            Self::UpstreamFailed(_)
+            | Self::NoProviderAvailable(_)
+            | Self::UpstreamTimeout(_)
+            | Self::Internal => "api_error",
+        }
+    }
+
+    /// OpenAI's `error.code`: stable, machine-readable.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::BadRequest(_) => "invalid_request",
+            Self::Unauthorized(_) => "invalid_api_key",
+            Self::TrialExpired => "trial_expired",
+            Self::ModelNotFound(_) => "model_not_found",
+            Self::RouteNotFound(_) => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::PayloadTooLarge { .. } => "request_too_large",
+            Self::RateLimited(_) => "rate_limit_exceeded",
+            Self::UpstreamFailed(_) => "upstream_error",
+            Self::NoProviderAvailable(_) => "no_provider_available",
+            Self::UpstreamTimeout(_) => "upstream_timeout",
+            Self::Internal => "internal_error",
+        }
+    }
+
+    /// The JSON body, also used where an error must be written into a stream.
+    pub fn body(&self) -> Vec<u8> {
+        #[derive(Serialize)]
+        struct Body<'a> {
+            error: Inner<'a>,
+        }
+        #[derive(Serialize)]
+        struct Inner<'a> {
+            message: String,
+            #[serde(rename = "type")]
+            kind: &'a str,
+            param: Option<&'a str>,
+            code: &'a str,
+        }
+        let param = matches!(self, Self::ModelNotFound(_)).then_some("model");
+        serde_json::to_vec(&Body {
+            error: Inner {
+                message: self.to_string(),
+                kind: self.kind(),
+                param,
+                code: self.code(),
+            },
+        })
+        .unwrap_or_default()
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized(_) | Self::TrialExpired => StatusCode::UNAUTHORIZED,
+            Self::ModelNotFound(_) | Self::RouteNotFound(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::UpstreamFailed(_) => StatusCode::BAD_GATEWAY,
+            Self::NoProviderAvailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status_code());
+        response.insert_header((header::CONTENT_TYPE, "application/json"));
+        if matches!(self, Self::Unauthorized(_) | Self::TrialExpired) {
+            response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        response.body(self.body())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_is_openai_shaped() {
+        let err = ApiError::ModelNotFound("gpt-9".into());
+        let v: serde_json::Value = serde_json::from_slice(&err.body()).unwrap();
+        assert_eq!(v["error"]["type"], "invalid_request_error");
+        assert_eq!(v["error"]["code"], "model_not_found");
+        assert_eq!(v["error"]["param"], "model");
+        assert!(v["error"]["message"].as_str().unwrap().contains("gpt-9"));
+        assert_eq!(err.status_code(), StatusCode::NOT_FOUND);
+    }
+}

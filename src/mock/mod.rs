@@ -1,0 +1,254 @@
+//! Answers like an OpenAI-compatible provider, without a model: shared by the in-process
+//! `kind = "mock"` provider and the `gatewayz mock-upstream` server.
+//!
+//! The content is derived from the prompt (it echoes the last user message), so tests can
+//! tell answers apart; `usage` counts whitespace-separated words as tokens, so tests can
+//! predict token counts and cost exactly.
+
+pub mod server;
+
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::json;
+
+/// What the mock needs from a chat request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MockRequest {
+    pub model: String,
+    /// Text of the last user message.
+    pub prompt: String,
+    /// Tokens in the prompt: words over all messages plus 3 per message (role framing).
+    pub prompt_tokens: u64,
+    pub stream: bool,
+    pub include_usage: bool,
+    pub max_tokens: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct Request {
+    model: String,
+    messages: Vec<Message>,
+    #[serde(default)]
+    stream: Option<bool>,
+    #[serde(default)]
+    stream_options: Option<StreamOptions>,
+    #[serde(default)]
+    max_tokens: Option<u64>,
+    #[serde(default)]
+    max_completion_tokens: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct Message {
+    #[serde(default)]
+    role: String,
+    #[serde(default)]
+    content: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: Option<bool>,
+}
+
+fn text_of(content: &Option<serde_json::Value>) -> String {
+    match content {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        // Content parts: concatenate the text parts.
+        Some(serde_json::Value::Array(parts)) => parts
+            .iter()
+            .filter_map(|p| p.get("text").and_then(|t| t.as_str()))
+            .collect::<Vec<_>>()
+            .join(" "),
+        _ => String::new(),
+    }
+}
+
+/// Words as tokens: what the mock charges for a text.
+pub fn count_tokens(text: &str) -> u64 {
+    text.split_whitespace().count() as u64
+}
+
+impl MockRequest {
+    /// Parses a chat completion body; the error is a message for a 400.
+    pub fn parse(body: &[u8]) -> Result<Self, String> {
+        let req: Request = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+        if req.messages.is_empty() {
+            return Err("messages must not be empty".into());
+        }
+        let prompt_tokens = req
+            .messages
+            .iter()
+            .map(|m| count_tokens(&text_of(&m.content)) + 3)
+            .sum();
+        let prompt = req
+            .messages
+            .iter()
+            .rev()
+            .find(|m| m.role == "user")
+            .map(|m| text_of(&m.content))
+            .unwrap_or_default();
+        Ok(Self {
+            model: req.model,
+            prompt,
+            prompt_tokens,
+            stream: req.stream.unwrap_or(false),
+            include_usage: req
+                .stream_options
+                .and_then(|o| o.include_usage)
+                .unwrap_or(false),
+            max_tokens: req.max_completion_tokens.or(req.max_tokens),
+        })
+    }
+
+    /// The answer's words: "You said:" and the prompt, cut at `max_tokens`.
+    pub fn answer_words(&self) -> Vec<String> {
+        let mut words: Vec<String> = ["You", "said:"].iter().map(|w| w.to_string()).collect();
+        words.extend(self.prompt.split_whitespace().map(str::to_owned));
+        if self.prompt.trim().is_empty() {
+            words.push("(nothing)".into());
+        }
+        if let Some(max) = self.max_tokens {
+            words.truncate(max.max(1) as usize);
+        }
+        words
+    }
+
+    fn usage(&self, completion_tokens: u64) -> serde_json::Value {
+        json!({
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": self.prompt_tokens + completion_tokens,
+        })
+    }
+
+    /// A non-streamed `chat.completion` body.
+    pub fn completion(&self, id: &str, created: u64) -> Vec<u8> {
+        let words = self.answer_words();
+        let body = json!({
+            "id": id,
+            "object": "chat.completion",
+            "created": created,
+            "model": self.model,
+            "choices": [{
+                "index": 0,
+                "message": {"role": "assistant", "content": words.join(" ")},
+                "finish_reason": "stop",
+            }],
+            "usage": self.usage(words.len() as u64),
+        });
+        body.to_string().into_bytes()
+    }
+
+    /// The SSE events of a streamed answer, each a complete `data: ...\n\n` frame: a role
+    /// chunk, one chunk per group of words (`chunks` groups, 0 = one per word), a finish
+    /// chunk, a usage chunk when asked for, and `[DONE]`.
+    pub fn stream_events(&self, id: &str, created: u64, chunks: usize) -> Vec<Bytes> {
+        let words = self.answer_words();
+        let groups = if chunks == 0 { words.len() } else { chunks.min(words.len()).max(1) };
+        let per = words.len().div_ceil(groups);
+        let chunk = |delta: serde_json::Value, finish: Option<&str>| {
+            json!({
+                "id": id,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": self.model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            })
+        };
+        let mut events = vec![frame(&chunk(json!({"role": "assistant", "content": ""}), None))];
+        for (i, group) in words.chunks(per.max(1)).enumerate() {
+            let mut text = group.join(" ");
+            if i > 0 {
+                text.insert(0, ' ');
+            }
+            events.push(frame(&chunk(json!({"content": text}), None)));
+        }
+        events.push(frame(&chunk(json!({}), Some("stop"))));
+        if self.include_usage {
+            let usage = json!({
+                "id": id,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": self.model,
+                "choices": [],
+                "usage": self.usage(words.len() as u64),
+            });
+            events.push(frame(&usage));
+        }
+        events.push(Bytes::from_static(b"data: [DONE]\n\n"));
+        events
+    }
+}
+
+fn frame(value: &serde_json::Value) -> Bytes {
+    Bytes::from(format!("data: {value}\n\n"))
+}
+
+/// A `/v1/models` body listing `ids`.
+pub fn models_body(ids: &[&str], created: u64, owned_by: &str) -> Vec<u8> {
+    let data: Vec<_> = ids
+        .iter()
+        .map(|id| json!({"id": id, "object": "model", "created": created, "owned_by": owned_by}))
+        .collect();
+    json!({"object": "list", "data": data}).to_string().into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BODY: &[u8] = br#"{"model":"m","messages":[{"role":"system","content":"be brief"},{"role":"user","content":"hello there world"}],"stream":true,"stream_options":{"include_usage":true}}"#;
+
+    #[test]
+    fn parses_and_counts() {
+        let req = MockRequest::parse(BODY).unwrap();
+        assert_eq!(req.prompt, "hello there world");
+        assert_eq!(req.prompt_tokens, 2 + 3 + 3 + 3);
+        assert!(req.stream && req.include_usage);
+        assert_eq!(req.answer_words().join(" "), "You said: hello there world");
+    }
+
+    #[test]
+    fn json_answer_carries_usage() {
+        let req = MockRequest::parse(BODY).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&req.completion("id1", 1)).unwrap();
+        assert_eq!(v["choices"][0]["message"]["content"], "You said: hello there world");
+        assert_eq!(v["usage"]["completion_tokens"], 5);
+        assert_eq!(v["usage"]["prompt_tokens"], 11);
+    }
+
+    #[test]
+    fn stream_reassembles_to_the_json_answer() {
+        let req = MockRequest::parse(BODY).unwrap();
+        for chunks in [0, 1, 2, 3, 100] {
+            let events = req.stream_events("id1", 1, chunks);
+            let mut text = String::new();
+            let mut usage = None;
+            for e in &events {
+                let line = std::str::from_utf8(e).unwrap();
+                let data = line.strip_prefix("data: ").unwrap().trim_end();
+                if data == "[DONE]" {
+                    continue;
+                }
+                let v: serde_json::Value = serde_json::from_str(data).unwrap();
+                if let Some(c) = v["choices"][0]["delta"]["content"].as_str() {
+                    text.push_str(c);
+                }
+                if !v["usage"].is_null() {
+                    usage = Some(v["usage"]["completion_tokens"].clone());
+                }
+            }
+            assert_eq!(text, "You said: hello there world", "chunks={chunks}");
+            assert_eq!(usage, Some(json!(5)));
+            assert_eq!(events.last().unwrap().as_ref(), b"data: [DONE]\n\n");
+        }
+    }
+
+    #[test]
+    fn rejects_non_chat_bodies() {
+        assert!(MockRequest::parse(b"{}").is_err());
+        assert!(MockRequest::parse(br#"{"model":"m","messages":[]}"#).is_err());
+    }
+}

@@ -1,0 +1,313 @@
+//! `gatewayz mock-upstream`: a fast OpenAI-compatible HTTP server whose latency, stream pace
+//! and failures are set by flags, and changed at run time through `POST /mock/control`, so
+//! tests, demos and benchmarks exercise the real HTTP path.
+//!
+//! Failures are spaced deterministically: with `--fail-rate 0.25` exactly every fourth chat
+//! request fails, so tests can count on them.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use super::{models_body, MockRequest};
+
+/// What a failing request does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum FailMode {
+    /// Answer `--fail-status` with an OpenAI error body.
+    Status,
+    /// Accept the request and never answer.
+    Hang,
+    /// Answer 200 with a body that is not JSON (or, streamed, events that are not JSON).
+    Malformed,
+    /// Break the connection: a JSON answer is cut after its headers, a stream after its
+    /// first events.
+    Drop,
+}
+
+/// The mock's behaviour, from flags and `POST /mock/control`.
+#[derive(Debug, Clone, Serialize, Deserialize, clap::Args)]
+#[serde(deny_unknown_fields)]
+pub struct Behaviour {
+    /// Delay before an answer or a stream's first chunk ("5ms").
+    #[arg(long, default_value = "0ms", value_parser = humantime::parse_duration)]
+    #[serde(default, with = "humantime_serde_compat")]
+    pub latency: Duration,
+    /// Chunks a streamed answer is cut into (0: one per word).
+    #[arg(long, default_value_t = 0)]
+    #[serde(default)]
+    pub chunks: usize,
+    /// Delay between streamed chunks ("20ms").
+    #[arg(long, default_value = "0ms", value_parser = humantime::parse_duration)]
+    #[serde(default, with = "humantime_serde_compat")]
+    pub chunk_delay: Duration,
+    /// Share of chat requests that fail, 0.0 to 1.0, evenly spaced.
+    #[arg(long, default_value_t = 0.0)]
+    #[serde(default)]
+    pub fail_rate: f64,
+    /// How a failing request fails.
+    #[arg(long, value_enum, default_value = "status")]
+    #[serde(default = "default_mode")]
+    pub fail_mode: FailMode,
+    /// Status of a failing request in `status` mode.
+    #[arg(long, default_value_t = 500)]
+    #[serde(default = "default_status")]
+    pub fail_status: u16,
+}
+
+fn default_mode() -> FailMode {
+    FailMode::Status
+}
+fn default_status() -> u16 {
+    500
+}
+
+/// Durations as strings in the control JSON, like the config file.
+mod humantime_serde_compat {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// `gatewayz mock-upstream` flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Options {
+    /// Address to listen on (port 0 picks a free one; the bound address is logged).
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    pub listen: SocketAddr,
+    /// Require this bearer key on every request.
+    #[arg(long)]
+    pub api_key: Option<String>,
+    /// HTTP worker threads.
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
+    #[command(flatten)]
+    pub behaviour: Behaviour,
+}
+
+#[derive(Default, Serialize)]
+struct Stats {
+    requests: u64,
+    chat_requests: u64,
+    failures: u64,
+    last_model: Option<String>,
+    last_traceparent: Option<String>,
+    last_stream: Option<bool>,
+    last_include_usage: Option<bool>,
+}
+
+struct State {
+    behaviour: Mutex<Behaviour>,
+    counter: AtomicU64,
+    stats: Mutex<Stats>,
+    api_key: Option<String>,
+}
+
+impl State {
+    fn behaviour(&self) -> Behaviour {
+        self.behaviour
+            .lock()
+            .map(|b| b.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    fn stats(&self) -> std::sync::MutexGuard<'_, Stats> {
+        self.stats.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Runs the mock upstream until it is stopped (Ctrl-C / SIGTERM).
+pub async fn run(options: Options) -> std::io::Result<()> {
+    let state = web::Data::new(State {
+        behaviour: Mutex::new(options.behaviour.clone()),
+        counter: AtomicU64::new(0),
+        stats: Mutex::new(Stats::default()),
+        api_key: options.api_key.clone(),
+    });
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .app_data(web::PayloadConfig::new(64 * 1024 * 1024))
+            .route("/v1/chat/completions", web::post().to(chat))
+            .route("/chat/completions", web::post().to(chat))
+            .route("/v1/models", web::get().to(models))
+            .route("/mock/control", web::post().to(control))
+            .route("/mock/stats", web::get().to(stats))
+            .route("/health", web::get().to(|| async { HttpResponse::Ok().body("ok") }))
+    })
+    .workers(options.workers.max(1))
+    .shutdown_timeout(1)
+    .bind(options.listen)?;
+    for addr in server.addrs() {
+        tracing::info!(%addr, "mock-upstream listening on http://{addr}");
+    }
+    server.run().await
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn error_body(status: u16, message: &str) -> HttpResponse {
+    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    HttpResponse::build(code).json(serde_json::json!({"error": {
+        "message": message, "type": "mock_error", "param": null, "code": status}}))
+}
+
+/// Whether the n-th request (0-based) fails at `rate`: evenly spaced, deterministic.
+pub fn fails(n: u64, rate: f64) -> bool {
+    if rate <= 0.0 {
+        return false;
+    }
+    if rate >= 1.0 {
+        return true;
+    }
+    ((n + 1) as f64 * rate).floor() > (n as f64 * rate).floor()
+}
+
+async fn chat(req: HttpRequest, body: Bytes, state: web::Data<State>) -> HttpResponse {
+    if let Some(key) = &state.api_key {
+        let presented = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        if presented != Some(format!("Bearer {key}").as_str()) {
+            return error_body(401, "invalid upstream key");
+        }
+    }
+    let request = match MockRequest::parse(&body) {
+        Ok(r) => r,
+        Err(message) => return error_body(400, &message),
+    };
+    let behaviour = state.behaviour();
+    let n = state.counter.fetch_add(1, Ordering::Relaxed);
+    let failing = fails(n, behaviour.fail_rate);
+    {
+        let mut stats = state.stats();
+        stats.requests += 1;
+        stats.chat_requests += 1;
+        stats.failures += u64::from(failing);
+        stats.last_model = Some(request.model.clone());
+        stats.last_stream = Some(request.stream);
+        stats.last_include_usage = Some(request.include_usage);
+        stats.last_traceparent = req
+            .headers()
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+    }
+    if failing && behaviour.fail_mode == FailMode::Hang {
+        std::future::pending::<()>().await;
+    }
+    if !behaviour.latency.is_zero() {
+        tokio::time::sleep(behaviour.latency).await;
+    }
+    if failing && behaviour.fail_mode == FailMode::Status {
+        return error_body(behaviour.fail_status, "mock upstream failure");
+    }
+    let id = format!("chatcmpl-up-{n}");
+    let created = now_unix();
+    if !request.stream {
+        return match (failing, behaviour.fail_mode) {
+            (true, FailMode::Malformed) => HttpResponse::Ok()
+                .insert_header((header::CONTENT_TYPE, "application/json"))
+                .body("{\"id\": \"broken"),
+            (true, FailMode::Drop) => HttpResponse::Ok()
+                .insert_header((header::CONTENT_TYPE, "application/json"))
+                .streaming(futures_util::stream::once(async {
+                    Err::<Bytes, _>(std::io::Error::other("connection dropped by mock"))
+                })),
+            _ => HttpResponse::Ok()
+                .insert_header((header::CONTENT_TYPE, "application/json"))
+                .body(request.completion(&id, created)),
+        };
+    }
+    let mut events = request.stream_events(&id, created, behaviour.chunks);
+    if failing && behaviour.fail_mode == FailMode::Malformed {
+        events = vec![Bytes::from_static(b"data: {not json\n\n")];
+    }
+    let drop_after = (failing && behaviour.fail_mode == FailMode::Drop).then_some(2usize);
+    let delay = behaviour.chunk_delay;
+    let stream = futures_util::stream::unfold(
+        (events.into_iter().enumerate(), drop_after),
+        move |(mut events, drop_after)| async move {
+            let (i, event) = events.next()?;
+            if i > 0 && !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            if drop_after.is_some_and(|d| i >= d) {
+                return Some((
+                    Err(std::io::Error::other("connection dropped by mock")),
+                    (events, drop_after),
+                ));
+            }
+            Some((Ok::<Bytes, std::io::Error>(event), (events, drop_after)))
+        },
+    );
+    HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "text/event-stream"))
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .streaming(stream)
+}
+
+async fn models(state: web::Data<State>) -> HttpResponse {
+    state.stats().requests += 1;
+    HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "application/json"))
+        .body(models_body(&["mock-upstream-model"], now_unix(), "mock-upstream"))
+}
+
+/// Replaces the behaviour (fields left out take their defaults) and returns it.
+async fn control(
+    update: web::Json<serde_json::Value>,
+    state: web::Data<State>,
+) -> HttpResponse {
+    match serde_json::from_value::<Behaviour>(update.into_inner()) {
+        Ok(behaviour) => {
+            if let Ok(mut current) = state.behaviour.lock() {
+                *current = behaviour.clone();
+            }
+            state.counter.store(0, Ordering::Relaxed);
+            HttpResponse::Ok().json(behaviour)
+        }
+        Err(e) => error_body(400, &e.to_string()),
+    }
+}
+
+async fn stats(state: web::Data<State>) -> HttpResponse {
+    let stats = state.stats();
+    HttpResponse::Ok().json(&*stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fails;
+
+    #[test]
+    fn failures_are_evenly_spaced() {
+        let count = |rate| (0..100).filter(|n| fails(*n, rate)).count();
+        assert_eq!(count(0.0), 0);
+        assert_eq!(count(0.25), 25);
+        assert_eq!(count(0.5), 50);
+        assert_eq!(count(1.0), 100);
+        assert!(!fails(0, 0.25) && !fails(1, 0.25) && !fails(2, 0.25) && fails(3, 0.25));
+    }
+}

@@ -1,0 +1,71 @@
+//! The in-process mock provider (`kind = "mock"`): a provider without a network, for the
+//! built-in default and for demos.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+
+use super::{ProviderError, Reply};
+use crate::config::MockProviderConfig;
+use crate::mock::MockRequest;
+
+pub struct MockProvider {
+    latency: Duration,
+    chunk_delay: Duration,
+    counter: AtomicU64,
+}
+
+impl MockProvider {
+    pub fn new(config: &MockProviderConfig) -> Self {
+        Self {
+            latency: config.latency,
+            chunk_delay: config.chunk_delay,
+            counter: AtomicU64::new(0),
+        }
+    }
+
+    pub async fn chat(&self, body: Bytes, stream: bool) -> Result<Reply, ProviderError> {
+        let request = MockRequest::parse(&body).map_err(|message| ProviderError::Status {
+            status: 400,
+            body: Bytes::from(
+                serde_json::json!({"error": {
+                    "message": message, "type": "invalid_request_error",
+                    "param": null, "code": "invalid_request"}})
+                .to_string(),
+            ),
+            content_type: Some("application/json".into()),
+        })?;
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let id = format!("chatcmpl-mock-{n}");
+        let created = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if !self.latency.is_zero() {
+            tokio::time::sleep(self.latency).await;
+        }
+        if !stream {
+            let body = Bytes::from(request.completion(&id, created));
+            let (usage, response_model) = super::read_usage(&body)?;
+            return Ok(Reply::Json {
+                body,
+                usage,
+                response_model,
+            });
+        }
+        let mut events = request.stream_events(&id, created, 0).into_iter();
+        let first = events.next().unwrap_or_default();
+        let delay = self.chunk_delay;
+        let rest = futures_util::stream::unfold(events, move |mut events| async move {
+            let event = events.next()?;
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            Some((Ok(event), events))
+        });
+        Ok(Reply::Stream {
+            first,
+            rest: Box::pin(rest),
+        })
+    }
+}

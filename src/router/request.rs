@@ -1,0 +1,200 @@
+//! The little the router reads from a client's chat request, and the one-field rewrites.
+//!
+//! Only `model`, `stream` and `stream_options` are parsed (borrowed, no copy of the rest);
+//! the original bytes are forwarded when nothing must change. When the upstream model name
+//! differs, or usage must be requested for a stream, the top-level object is re-emitted
+//! field by field with every other value copied verbatim from the client's bytes.
+
+use std::borrow::Cow;
+
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::errors::ApiError;
+
+#[derive(Deserialize)]
+struct Head<'a> {
+    #[serde(default, borrow)]
+    model: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    messages: Option<&'a RawValue>,
+    #[serde(default)]
+    stream: Option<bool>,
+    #[serde(default)]
+    stream_options: Option<StreamOptions>,
+}
+
+#[derive(Deserialize)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: Option<bool>,
+}
+
+/// What routing needs from a chat request.
+#[derive(Debug, PartialEq)]
+pub struct ChatHead<'a> {
+    pub model: Cow<'a, str>,
+    pub stream: bool,
+    /// The client asked for a usage chunk in its stream.
+    pub include_usage: bool,
+}
+
+/// Parses the head of a chat completion body, or a 400 that says what is wrong.
+pub fn parse_head(body: &[u8]) -> Result<ChatHead<'_>, ApiError> {
+    let head: Head<'_> = serde_json::from_slice(body).map_err(|e| {
+        ApiError::BadRequest(format!("the request body is not valid JSON for a chat completion: {e}"))
+    })?;
+    let model = head.model.ok_or_else(|| {
+        ApiError::BadRequest("you must provide a model parameter".into())
+    })?;
+    match head.messages.map(|m| m.get().as_bytes().first()) {
+        Some(Some(b'[')) => {}
+        Some(_) => return Err(ApiError::BadRequest("`messages` must be an array".into())),
+        None => {
+            return Err(ApiError::BadRequest(
+                "missing required parameter: `messages`".into(),
+            ))
+        }
+    }
+    Ok(ChatHead {
+        model,
+        stream: head.stream.unwrap_or(false),
+        include_usage: head
+            .stream_options
+            .and_then(|o| o.include_usage)
+            .unwrap_or(false),
+    })
+}
+
+/// Rewrites `model` and/or turns on `stream_options.include_usage`; returns the original
+/// bytes when neither is needed.
+pub fn rewrite(body: &Bytes, model: Option<&str>, add_usage: bool) -> Bytes {
+    if model.is_none() && !add_usage {
+        return body.clone();
+    }
+    // The body already parsed as an object in `parse_head`, so this cannot fail in practice;
+    // if it does, forward the original rather than invent a body.
+    let Ok(ObjectFields(fields)) = serde_json::from_slice::<ObjectFields<'_>>(body) else {
+        return body.clone();
+    };
+    let mut out = Vec::with_capacity(body.len() + 48);
+    out.push(b'{');
+    let mut first = true;
+    let mut push = |out: &mut Vec<u8>, key: &str, value: &[u8]| {
+        if !std::mem::take(&mut first) {
+            out.push(b',');
+        }
+        // Keys are re-escaped; values are copied verbatim.
+        out.extend_from_slice(serde_json::to_string(key).unwrap_or_default().as_bytes());
+        out.push(b':');
+        out.extend_from_slice(value);
+    };
+    let mut wrote_options = false;
+    for Field(key, value) in &fields {
+        match key.as_ref() {
+            "model" if model.is_some() => {
+                let name = serde_json::to_string(model.unwrap_or_default()).unwrap_or_default();
+                push(&mut out, key, name.as_bytes());
+            }
+            "stream_options" if add_usage => {
+                push(&mut out, key, &with_include_usage(value.get()));
+                wrote_options = true;
+            }
+            _ => push(&mut out, key, value.get().as_bytes()),
+        }
+    }
+    if add_usage && !wrote_options {
+        push(&mut out, "stream_options", br#"{"include_usage":true}"#);
+    }
+    out.push(b'}');
+    Bytes::from(out)
+}
+
+fn with_include_usage(options: &str) -> Vec<u8> {
+    let mut map: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(options).unwrap_or_default();
+    map.insert("include_usage".into(), serde_json::Value::Bool(true));
+    serde_json::to_vec(&map).unwrap_or_else(|_| br#"{"include_usage":true}"#.to_vec())
+}
+
+/// One top-level member, key possibly unescaped, value borrowed raw.
+struct Field<'a>(Cow<'a, str>, &'a RawValue);
+
+/// The members of a JSON object, in order.
+struct ObjectFields<'a>(Vec<Field<'a>>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for ObjectFields<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = ObjectFields<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    let value: &'de RawValue = map.next_value()?;
+                    fields.push(Field(key, value));
+                }
+                Ok(ObjectFields(fields))
+            }
+        }
+        d.deserialize_map(Visitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn head_table() {
+        let ok = parse_head(br#"{"model":"m","messages":[],"stream":true}"#).unwrap();
+        assert_eq!(ok.model, "m");
+        assert!(ok.stream && !ok.include_usage);
+        let escaped = parse_head(br#"{"model":"a\"b","messages":[]}"#).unwrap();
+        assert_eq!(escaped.model, "a\"b");
+        let with_usage = parse_head(
+            br#"{"model":"m","messages":[],"stream":true,"stream_options":{"include_usage":true}}"#,
+        )
+        .unwrap();
+        assert!(with_usage.include_usage);
+        for bad in [
+            &b"not json"[..],
+            br#"{"messages":[]}"#,
+            br#"{"model":"m"}"#,
+            br#"{"model":"m","messages":"hi"}"#,
+            br#"{"model":3,"messages":[]}"#,
+            br#"[1,2]"#,
+            br#"{"model":"m","messages":[]"#,
+        ] {
+            let err = parse_head(bad).unwrap_err();
+            assert_eq!(err.code(), "invalid_request", "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn rewrite_keeps_everything_else_verbatim() {
+        let body = Bytes::from_static(
+            br#"{"model":"public","messages":[{"role":"user","content":"h\u00e9 \"x\""}],"temperature":0.50,"stream":true}"#,
+        );
+        assert_eq!(rewrite(&body, None, false), body);
+        let out = rewrite(&body, Some("private-1"), true);
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            r#"{"model":"private-1","messages":[{"role":"user","content":"h\u00e9 \"x\""}],"temperature":0.50,"stream":true,"stream_options":{"include_usage":true}}"#
+        );
+        let with_options = Bytes::from_static(
+            br#"{"model":"m","messages":[],"stream_options":{"include_obfuscation":false}}"#,
+        );
+        let out: serde_json::Value =
+            serde_json::from_slice(&rewrite(&with_options, None, true)).unwrap();
+        assert_eq!(out["stream_options"]["include_usage"], true);
+        assert_eq!(out["stream_options"]["include_obfuscation"], false);
+    }
+}

@@ -1,0 +1,89 @@
+//! `POST /v1/chat/completions`
+
+use std::time::{Instant, SystemTime};
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+
+use super::AppState;
+use crate::errors::ApiError;
+use crate::router::request::parse_head;
+use crate::router::ChatReply;
+
+pub async fn chat(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let started = Instant::now();
+    state.keys.authenticate(
+        req.headers()
+            .get(header::AUTHORIZATION)
+            .map(|v| v.as_bytes()),
+        SystemTime::now(),
+    )?;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let body = read_body(payload, state.max_body_bytes, declared).await?;
+    let head = parse_head(&body)?;
+    let traceparent = req
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok());
+    let routed = state.router.chat(body.clone(), &head, traceparent, started);
+    let reply = tokio::time::timeout(state.request_timeout, routed)
+        .await
+        .map_err(|_| {
+            ApiError::UpstreamTimeout("the request exceeded the gateway's request timeout".into())
+        })??;
+    Ok(match reply {
+        ChatReply::Json { body } => HttpResponse::Ok()
+            .insert_header((header::CONTENT_TYPE, "application/json"))
+            .body(body),
+        ChatReply::Passthrough {
+            status,
+            body,
+            content_type,
+        } => {
+            let status = actix_web::http::StatusCode::from_u16(status)
+                .unwrap_or(actix_web::http::StatusCode::BAD_GATEWAY);
+            HttpResponse::build(status)
+                .insert_header((
+                    header::CONTENT_TYPE,
+                    content_type.as_deref().unwrap_or("application/json"),
+                ))
+                .body(body)
+        }
+        ChatReply::Stream(relay) => HttpResponse::Ok()
+            .insert_header((header::CONTENT_TYPE, "text/event-stream"))
+            .insert_header((header::CACHE_CONTROL, "no-cache"))
+            .insert_header(("x-accel-buffering", "no"))
+            .streaming(relay),
+    })
+}
+
+/// Reads the whole body, refusing more than `limit` bytes with a 413.
+async fn read_body(
+    mut payload: web::Payload,
+    limit: usize,
+    declared: Option<usize>,
+) -> Result<Bytes, ApiError> {
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    let mut body = BytesMut::with_capacity(declared.unwrap_or(4096).min(limit));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk
+            .map_err(|e| ApiError::BadRequest(format!("could not read the request body: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::PayloadTooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
