@@ -48,8 +48,7 @@ pub fn build_state(config: &Config, router: Arc<Router>) -> AppState {
             })
         })
         .collect();
-    let models_body =
-        Bytes::from(serde_json::json!({"object": "list", "data": data}).to_string());
+    let models_body = Bytes::from(serde_json::json!({"object": "list", "data": data}).to_string());
     AppState {
         router,
         keys: KeyStore::new(&config.keys),
@@ -78,12 +77,10 @@ async fn serve(config: Config, listen: Option<SocketAddr>) -> Result<(), AppErro
     if let Some(workers) = config.server.workers {
         server = server.workers(workers);
     }
-    let server = server
-        .bind(listen)
-        .map_err(|source| AppError::Bind {
-            addr: listen,
-            source,
-        })?;
+    let server = server.bind(listen).map_err(|source| AppError::Bind {
+        addr: listen,
+        source,
+    })?;
     for addr in server.addrs() {
         tracing::info!(%addr, "gatewayz listening on http://{addr}");
     }

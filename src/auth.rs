@@ -40,7 +40,9 @@ impl KeyStore {
             .map(|k| Entry {
                 digest: Sha256::digest(k.key.as_bytes()).into(),
                 expires: k.expiry(),
-                limiter: k.rate_limit_rpm.map(|rpm| Mutex::new(TokenBucket::per_minute(rpm))),
+                limiter: k
+                    .rate_limit_rpm
+                    .map(|rpm| Mutex::new(TokenBucket::per_minute(rpm))),
             })
             .collect();
         let names = keys.iter().map(|k| k.name.clone()).collect();
@@ -172,7 +174,8 @@ mod tests {
             key("trial", "trial-key-1", Some("2020-01-01T00:00:00Z"), None),
         ]);
         let now = SystemTime::now();
-        let cases: &[(Option<&[u8]>, Result<Option<usize>, &str>)] = &[
+        type Case<'a> = (Option<&'a [u8]>, Result<Option<usize>, &'a str>);
+        let cases: &[Case] = &[
             (Some(b"Bearer alice-key-1"), Ok(Some(0))),
             (Some(b"bearer  alice-key-1 "), Ok(Some(0))),
             (None, Err("invalid_api_key")),
@@ -195,7 +198,10 @@ mod tests {
     #[test]
     fn no_keys_means_open() {
         let store = KeyStore::new(&[]);
-        assert_eq!(store.authenticate(None, SystemTime::now()).unwrap().key, None);
+        assert_eq!(
+            store.authenticate(None, SystemTime::now()).unwrap().key,
+            None
+        );
     }
 
     #[test]

@@ -8,10 +8,7 @@
 ///
 /// Returns the name of the first variable that `lookup` does not know, or a message for a
 /// malformed reference.
-pub fn interpolate(
-    input: &str,
-    lookup: &dyn Fn(&str) -> Option<String>,
-) -> Result<String, String> {
+pub fn interpolate(input: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
     if !input.contains('$') {
         return Ok(input.to_owned());
     }
@@ -29,15 +26,15 @@ pub fn interpolate(
                 .ok_or_else(|| "unterminated `${` (write `$${` for a literal)".to_string())?;
             let name = &tail[..end];
             let valid = !name.is_empty()
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
                 && !name.starts_with(|c: char| c.is_ascii_digit());
             if !valid {
-                return Err(format!("`${{{name}}}` is not a valid environment variable name"));
+                return Err(format!(
+                    "`${{{name}}}` is not a valid environment variable name"
+                ));
             }
-            let value = lookup(name)
-                .ok_or_else(|| format!("environment variable {name} is not set"))?;
+            let value =
+                lookup(name).ok_or_else(|| format!("environment variable {name} is not set"))?;
             out.push_str(&value);
             rest = &tail[end + 1..];
         } else {
@@ -71,8 +68,14 @@ mod tests {
             ("cost $5", Ok("cost $5")),
             ("$${KEY}", Ok("${KEY}")),
             ("${MISSING}", Err("environment variable MISSING is not set")),
-            ("${KEY", Err("unterminated `${` (write `$${` for a literal)")),
-            ("${1X}", Err("`${1X}` is not a valid environment variable name")),
+            (
+                "${KEY",
+                Err("unterminated `${` (write `$${` for a literal)"),
+            ),
+            (
+                "${1X}",
+                Err("`${1X}` is not a valid environment variable name"),
+            ),
         ];
         for (input, want) in cases {
             let got = interpolate(input, &env);

@@ -90,6 +90,12 @@ mod tests {
         assert_eq!(line_of(DOC, "models.m.price"), Some(4));
         assert_eq!(line_of(DOC, "nothing"), None);
         let dotted = "[models.\"gpt-4.1\"]\nproviders = []\n";
-        assert_eq!(line_of(dotted, &format!("models.{}.providers", key_segment("gpt-4.1"))), Some(2));
+        assert_eq!(
+            line_of(
+                dotted,
+                &format!("models.{}.providers", key_segment("gpt-4.1"))
+            ),
+            Some(2)
+        );
     }
 }

@@ -226,7 +226,11 @@ impl ProviderConfig {
             ProviderKind::OpenAi => &mock,
             ProviderKind::Mock => &openai,
         };
-        foreign.iter().filter(|(_, set)| *set).map(|(k, _)| *k).collect()
+        foreign
+            .iter()
+            .filter(|(_, set)| *set)
+            .map(|(k, _)| *k)
+            .collect()
     }
 }
 
@@ -342,13 +346,19 @@ impl Config {
     /// Checks what the types cannot: references, ranges, uniqueness.
     pub fn validate(&self) -> Result<(), Invalid> {
         if self.providers.is_empty() {
-            return Err(Invalid::new("providers", "at least one provider is required"));
+            return Err(Invalid::new(
+                "providers",
+                "at least one provider is required",
+            ));
         }
         if self.models.is_empty() {
             return Err(Invalid::new("models", "at least one model is required"));
         }
         if self.server.max_body_bytes == 0 {
-            return Err(Invalid::new("server.max_body_bytes", "must be greater than 0"));
+            return Err(Invalid::new(
+                "server.max_body_bytes",
+                "must be greater than 0",
+            ));
         }
         if self.server.workers == Some(0) {
             return Err(Invalid::new("server.workers", "must be greater than 0"));
@@ -414,7 +424,9 @@ impl Config {
                 if humantime::parse_rfc3339_weak(expiry).is_err() {
                     return Err(Invalid::new(
                         format!("{base}.trial_expires"),
-                        format!("{expiry:?} is not an RFC 3339 instant such as 2026-12-31T23:59:59Z"),
+                        format!(
+                            "{expiry:?} is not an RFC 3339 instant such as 2026-12-31T23:59:59Z"
+                        ),
                     ));
                 }
             }
@@ -461,7 +473,10 @@ fn validate_openai(base: &str, p: &OpenAiProviderConfig) -> Result<(), Invalid> 
         ("stream_idle_timeout", p.stream_idle_timeout),
     ] {
         if duration.is_zero() {
-            return Err(Invalid::new(format!("{base}.{key}"), "must be greater than 0s"));
+            return Err(Invalid::new(
+                format!("{base}.{key}"),
+                "must be greater than 0s",
+            ));
         }
     }
     for (name, value) in &p.headers {
@@ -500,7 +515,10 @@ fn validate_model(
         if !providers.contains_key(p) {
             return Err(Invalid::new(
                 format!("{base}.providers[{i}]"),
-                format!("unknown provider {p:?} (known: {})", known(providers.keys())),
+                format!(
+                    "unknown provider {p:?} (known: {})",
+                    known(providers.keys())
+                ),
             ));
         }
         if !seen.insert(p) {

@@ -146,7 +146,11 @@ impl MockRequest {
     /// chunk, a usage chunk when asked for, and `[DONE]`.
     pub fn stream_events(&self, id: &str, created: u64, chunks: usize) -> Vec<Bytes> {
         let words = self.answer_words();
-        let groups = if chunks == 0 { words.len() } else { chunks.min(words.len()).max(1) };
+        let groups = if chunks == 0 {
+            words.len()
+        } else {
+            chunks.min(words.len()).max(1)
+        };
         let per = words.len().div_ceil(groups);
         let chunk = |delta: serde_json::Value, finish: Option<&str>| {
             json!({
@@ -157,7 +161,10 @@ impl MockRequest {
                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
             })
         };
-        let mut events = vec![frame(&chunk(json!({"role": "assistant", "content": ""}), None))];
+        let mut events = vec![frame(&chunk(
+            json!({"role": "assistant", "content": ""}),
+            None,
+        ))];
         for (i, group) in words.chunks(per.max(1)).enumerate() {
             let mut text = group.join(" ");
             if i > 0 {
@@ -192,7 +199,9 @@ pub fn models_body(ids: &[&str], created: u64, owned_by: &str) -> Vec<u8> {
         .iter()
         .map(|id| json!({"id": id, "object": "model", "created": created, "owned_by": owned_by}))
         .collect();
-    json!({"object": "list", "data": data}).to_string().into_bytes()
+    json!({"object": "list", "data": data})
+        .to_string()
+        .into_bytes()
 }
 
 #[cfg(test)]
@@ -214,7 +223,10 @@ mod tests {
     fn json_answer_carries_usage() {
         let req = MockRequest::parse(BODY).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&req.completion("id1", 1)).unwrap();
-        assert_eq!(v["choices"][0]["message"]["content"], "You said: hello there world");
+        assert_eq!(
+            v["choices"][0]["message"]["content"],
+            "You said: hello there world"
+        );
         assert_eq!(v["usage"]["completion_tokens"], 5);
         assert_eq!(v["usage"]["prompt_tokens"], 11);
     }

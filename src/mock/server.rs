@@ -149,7 +149,10 @@ pub async fn run(options: Options) -> std::io::Result<()> {
             .route("/v1/models", web::get().to(models))
             .route("/mock/control", web::post().to(control))
             .route("/mock/stats", web::get().to(stats))
-            .route("/health", web::get().to(|| async { HttpResponse::Ok().body("ok") }))
+            .route(
+                "/health",
+                web::get().to(|| async { HttpResponse::Ok().body("ok") }),
+            )
     })
     .workers(options.workers.max(1))
     .shutdown_timeout(1)
@@ -272,14 +275,15 @@ async fn models(state: web::Data<State>) -> HttpResponse {
     state.stats().requests += 1;
     HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, "application/json"))
-        .body(models_body(&["mock-upstream-model"], now_unix(), "mock-upstream"))
+        .body(models_body(
+            &["mock-upstream-model"],
+            now_unix(),
+            "mock-upstream",
+        ))
 }
 
 /// Replaces the behaviour (fields left out take their defaults) and returns it.
-async fn control(
-    update: web::Json<serde_json::Value>,
-    state: web::Data<State>,
-) -> HttpResponse {
+async fn control(update: web::Json<serde_json::Value>, state: web::Data<State>) -> HttpResponse {
     match serde_json::from_value::<Behaviour>(update.into_inner()) {
         Ok(behaviour) => {
             if let Ok(mut current) = state.behaviour.lock() {

@@ -194,7 +194,13 @@ mod tests {
             br#"{"id":"x","model":"m1","choices":[{"message":{"content":"hi"}}],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#,
         )
         .unwrap();
-        assert_eq!(usage, Some(Usage { prompt_tokens: 3, completion_tokens: 4 }));
+        assert_eq!(
+            usage,
+            Some(Usage {
+                prompt_tokens: 3,
+                completion_tokens: 4
+            })
+        );
         assert_eq!(model.as_deref(), Some("m1"));
         assert!(read_usage(b"not json").is_err());
         assert_eq!(read_usage(b"{}").unwrap(), (None, None));

@@ -80,7 +80,11 @@ impl OpenAiClient {
             .header(CONTENT_TYPE, "application/json")
             .header(
                 ACCEPT,
-                if stream { "text/event-stream" } else { "application/json" },
+                if stream {
+                    "text/event-stream"
+                } else {
+                    "application/json"
+                },
             )
             .body(body);
         if let Some(auth) = &self.auth {

@@ -174,9 +174,8 @@ fn has_content(choice: &Choice<'_>) -> bool {
     let Some(delta) = &choice.delta else {
         return false;
     };
-    let non_empty = |v: &Option<&RawValue>| {
-        v.is_some_and(|raw| !matches!(raw.get(), "null" | "\"\"" | "[]"))
-    };
+    let non_empty =
+        |v: &Option<&RawValue>| v.is_some_and(|raw| !matches!(raw.get(), "null" | "\"\"" | "[]"));
     non_empty(&delta.content) || non_empty(&delta.tool_calls) || non_empty(&delta.refusal)
 }
 
@@ -221,7 +220,10 @@ mod tests {
         assert_eq!(out, STREAM);
         assert_eq!(
             scanner.usage(),
-            Some(Usage { prompt_tokens: 7, completion_tokens: 2 })
+            Some(Usage {
+                prompt_tokens: 7,
+                completion_tokens: 2
+            })
         );
         assert!(scanner.done());
         assert_eq!(firsts, vec![0]);

@@ -64,7 +64,7 @@ pub enum ChatReply {
         content_type: Option<String>,
     },
     /// A stream, relayed as it arrives.
-    Stream(Relay),
+    Stream(Box<Relay>),
 }
 
 pub struct Router {
@@ -292,7 +292,7 @@ impl Router {
                 });
                 ChatReply::Json { body }
             }
-            Reply::Stream { first, rest } => ChatReply::Stream(Relay::new(
+            Reply::Stream { first, rest } => ChatReply::Stream(Box::new(Relay::new(
                 first,
                 rest,
                 relay::Context {
@@ -305,7 +305,7 @@ impl Router {
                     upstream_wait,
                     strip_usage: !head.include_usage,
                 },
-            )),
+            ))),
         }
     }
 

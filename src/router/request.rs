@@ -43,11 +43,13 @@ pub struct ChatHead<'a> {
 /// Parses the head of a chat completion body, or a 400 that says what is wrong.
 pub fn parse_head(body: &[u8]) -> Result<ChatHead<'_>, ApiError> {
     let head: Head<'_> = serde_json::from_slice(body).map_err(|e| {
-        ApiError::BadRequest(format!("the request body is not valid JSON for a chat completion: {e}"))
+        ApiError::BadRequest(format!(
+            "the request body is not valid JSON for a chat completion: {e}"
+        ))
     })?;
-    let model = head.model.ok_or_else(|| {
-        ApiError::BadRequest("you must provide a model parameter".into())
-    })?;
+    let model = head
+        .model
+        .ok_or_else(|| ApiError::BadRequest("you must provide a model parameter".into()))?;
     match head.messages.map(|m| m.get().as_bytes().first()) {
         Some(Some(b'[')) => {}
         Some(_) => return Err(ApiError::BadRequest("`messages` must be an array".into())),
@@ -174,7 +176,12 @@ mod tests {
             br#"{"model":"m","messages":[]"#,
         ] {
             let err = parse_head(bad).unwrap_err();
-            assert_eq!(err.code(), "invalid_request", "{}", String::from_utf8_lossy(bad));
+            assert_eq!(
+                err.code(),
+                "invalid_request",
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 

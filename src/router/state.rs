@@ -92,7 +92,11 @@ impl ProviderState {
 
     /// Publishes a health score (clamped to [0, 1]).
     pub fn publish_health(&self, score: f32) {
-        let score = if score.is_nan() { 0.0 } else { score.clamp(0.0, 1.0) };
+        let score = if score.is_nan() {
+            0.0
+        } else {
+            score.clamp(0.0, 1.0)
+        };
         self.health.store(score.to_bits(), Ordering::Relaxed);
     }
 }

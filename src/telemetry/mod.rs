@@ -3,6 +3,8 @@
 //! Logging goes through `tracing`; the subscriber is installed once by the binary, with a
 //! filter from `RUST_LOG` or `telemetry.log_level`, writing human-readable lines to stderr.
 
+pub mod log_stats;
+
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
@@ -19,5 +21,8 @@ pub fn init_logging(level: Option<&str>) {
         .with_target(true)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     // A second call (tests) keeps the first subscriber.
-    let _ = tracing_subscriber::registry().with(filter).with(fmt).try_init();
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .try_init();
 }
