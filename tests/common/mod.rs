@@ -1,6 +1,6 @@
 //! Shared support for black-box tests: start the real `gatewayz` binary (gateway or
 //! mock-upstream) on a random loopback port, find the address it logged, stop it on drop.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
