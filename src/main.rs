@@ -1,4 +1,5 @@
 //! The `gatewayz` command line: parse, then call the library.
+#![allow(clippy::print_stdout)] // the CLI prints reports on stdout
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
