@@ -56,12 +56,18 @@ pub struct ModelRoute {
 /// The answer to a chat request.
 pub enum ChatReply {
     /// A whole JSON answer from a provider, byte for byte.
-    Json { body: Bytes },
+    Json {
+        body: Bytes,
+        /// Time spent waiting on upstreams, every attempt included.
+        upstream_wait: Duration,
+    },
     /// A provider refused the request (non-retryable 4xx): its status and body as they came.
     Passthrough {
         status: u16,
         body: Bytes,
         content_type: Option<String>,
+        /// Time spent waiting on upstreams, every attempt included.
+        upstream_wait: Duration,
     },
     /// A stream, relayed as it arrives.
     Stream(Box<Relay>),
@@ -242,6 +248,7 @@ impl Router {
                         status,
                         body,
                         content_type,
+                        upstream_wait,
                     });
                 }
                 error => last_error = Some(error),
@@ -290,7 +297,10 @@ impl Router {
                     upstream_wait,
                     status: "success",
                 });
-                ChatReply::Json { body }
+                ChatReply::Json {
+                    body,
+                    upstream_wait,
+                }
             }
             Reply::Stream { first, rest } => ChatReply::Stream(Box::new(Relay::new(
                 first,

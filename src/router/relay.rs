@@ -53,6 +53,12 @@ impl Relay {
         }
     }
 
+    /// Time spent waiting on upstreams so far (before the first chunk, every attempt
+    /// included; later, the waits between chunks too).
+    pub fn upstream_wait(&self) -> Duration {
+        self.context.upstream_wait
+    }
+
     fn forward(&mut self, chunk: Bytes) -> Bytes {
         let fed = self.scanner.feed(chunk);
         if fed.first_content && self.ttft.is_none() {

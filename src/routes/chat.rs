@@ -7,7 +7,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 
-use super::AppState;
+use super::{overhead, AppState};
 use crate::errors::ApiError;
 use crate::router::request::parse_head;
 use crate::router::ChatReply;
@@ -42,13 +42,21 @@ pub async fn chat(
             ApiError::UpstreamTimeout("the request exceeded the gateway's request timeout".into())
         })??;
     Ok(match reply {
-        ChatReply::Json { body } => HttpResponse::Ok()
+        ChatReply::Json {
+            body,
+            upstream_wait,
+        } => HttpResponse::Ok()
             .insert_header((header::CONTENT_TYPE, "application/json"))
+            .insert_header((
+                overhead::HEADER,
+                overhead::value(started.elapsed(), upstream_wait),
+            ))
             .body(body),
         ChatReply::Passthrough {
             status,
             body,
             content_type,
+            upstream_wait,
         } => {
             let status = actix_web::http::StatusCode::from_u16(status)
                 .unwrap_or(actix_web::http::StatusCode::BAD_GATEWAY);
@@ -57,9 +65,17 @@ pub async fn chat(
                     header::CONTENT_TYPE,
                     content_type.as_deref().unwrap_or("application/json"),
                 ))
+                .insert_header((
+                    overhead::HEADER,
+                    overhead::value(started.elapsed(), upstream_wait),
+                ))
                 .body(body)
         }
         ChatReply::Stream(relay) => HttpResponse::Ok()
+            .insert_header((
+                overhead::HEADER,
+                overhead::value(started.elapsed(), relay.upstream_wait()),
+            ))
             .insert_header((header::CONTENT_TYPE, "text/event-stream"))
             .insert_header((header::CACHE_CONTROL, "no-cache"))
             .insert_header(("x-accel-buffering", "no"))

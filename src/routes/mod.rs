@@ -3,6 +3,7 @@
 mod chat;
 mod health;
 mod models;
+pub mod overhead;
 
 use std::sync::Arc;
 use std::time::Duration;
