@@ -5,6 +5,7 @@ mod common;
 
 use std::io::Read;
 
+#[allow(clippy::unwrap_used, clippy::expect_used)] // a test helper: panics are the failures
 fn overhead_ms(reply: &reqwest::blocking::Response) -> f64 {
     let value = reply
         .headers()
@@ -17,7 +18,10 @@ fn overhead_ms(reply: &reqwest::blocking::Response) -> f64 {
         .unwrap_or_else(|e| panic!("{value:?} is not a number: {e}"));
     assert!(ms.is_finite() && ms >= 0.0, "{value}");
     // The upstream waits 50 ms: none of that may be counted as the gateway's own time.
-    assert!(ms < 45.0, "overhead {value} ms includes the upstream's wait");
+    assert!(
+        ms < 45.0,
+        "overhead {value} ms includes the upstream's wait"
+    );
     ms
 }
 
