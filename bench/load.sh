@@ -1,0 +1,365 @@
+#!/usr/bin/env bash
+# Load benchmark: the gateway's overhead against the direct path and a plain nginx reverse
+# proxy, side by side, in one run, on loopback. Issue 8; method in docs/PERFORMANCE.md.
+#
+#   ./bench/load.sh                 # the whole run, a few minutes; table on stdout and in bench-out/
+#   BENCH_DURATION=15 ./bench/load.sh   # longer points (seconds)
+#
+# It installs what it needs (Debian nginx, `cargo install --locked oha`), builds the release
+# binary, starts every process itself, pins them (load generator + upstream on core 0, the
+# proxy under test alone on core 1), and stops them all when it ends, however it ends.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+DURATION=${BENCH_DURATION:-10}        # seconds per measured point
+WARMUP=${BENCH_WARMUP:-2}             # seconds of warm-up before each point (not measured)
+RATES=${BENCH_RATES:-"200 1000 3000"} # open-loop rates; "max" is always added
+CONNS=${BENCH_CONNECTIONS:-32}        # load-generator connections
+TTFB_SAMPLES=${BENCH_TTFB_SAMPLES:-300}
+OPEN_STREAMS=${BENCH_OPEN_STREAMS:-1000}
+LOAD_CORE=${BENCH_LOAD_CORE:-0}
+PROXY_CORE=${BENCH_PROXY_CORE:-1}
+
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+OUT=$ROOT/bench-out/$STAMP
+mkdir -p "$OUT/raw" "$OUT/nginx"
+RESULTS=$OUT/results.jsonl
+: >"$RESULTS"
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# ---------------------------------------------------------------- processes and clean-up
+PIDS=()
+cleanup() {
+  local pid
+  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Runs "$@" in the background, remembers its pid in $LAST_PID.
+start() {
+  local log=$1; shift
+  "$@" >"$log" 2>&1 &
+  LAST_PID=$!
+  PIDS+=("$LAST_PID")
+}
+
+# Polls URL until it answers (any HTTP status) or the deadline passes.
+wait_http() {
+  local url=$1 pid=$2 deadline=$((SECONDS + ${3:-30}))
+  until curl -s -o /dev/null --max-time 1 "$url"; do
+    kill -0 "$pid" 2>/dev/null || die "process $pid behind $url exited; see $OUT/*.log"
+    [ $SECONDS -lt $deadline ] || die "$url not ready in time"
+    sleep 0.05
+  done
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# utime+stime (clock ticks) of a process and its children's live threads: /proc/PID/stat.
+cpu_ticks() {
+  local total=0 pid f
+  for pid in "$@"; do
+    f=$(cut -d')' -f2 "/proc/$pid/stat") || die "no process $pid"
+    set -- $f
+    total=$((total + ${12} + ${13}))
+  done
+  echo "$total"
+}
+status_kib() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
+
+# ---------------------------------------------------------------- tools
+step "tools"
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+[ "$(ulimit -n)" -ge $((OPEN_STREAMS * 3 + 100)) ] || die "ulimit -n too low for $OPEN_STREAMS streams"
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+  step "installing Debian's nginx"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends nginx >/dev/null
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+OHA=$(command -v oha || echo "$HOME/.cargo/bin/oha")
+if [ ! -x "$OHA" ]; then
+  step "installing oha (cargo install --locked oha; a few minutes, once)"
+  cargo install --locked oha >&2
+fi
+"$OHA" --version >/dev/null || die "oha is not usable"
+command -v taskset >/dev/null || die "taskset (util-linux) is needed"
+[ "$(nproc)" -ge 2 ] || die "needs 2 cores (generator + upstream on one, the proxy on the other)"
+
+step "cargo build --release"
+cargo build --release --bin gatewayz >&2
+BIN=$ROOT/target/release/gatewayz
+
+# ---------------------------------------------------------------- machine load, before
+{
+  echo "started: $(date -u +%FT%TZ)"
+  echo "host: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
+  echo "cpu: $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)"
+  echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "gatewayz: $(git rev-parse --short HEAD)$(git diff --quiet || echo '+dirty')"
+  echo "oha: $("$OHA" --version | head -1); nginx: $("$NGINX" -v 2>&1 | sed 's/.*: //')"
+} >"$OUT/machine.txt"
+
+# ---------------------------------------------------------------- upstreams and sinks
+P_UP=$(free_port); P_SLOW=$(free_port); P_SINK=$(free_port); P_NGX=$(free_port)
+P_GW=$(free_port); P_GW0=$(free_port)
+
+step "mock upstreams on core $LOAD_CORE"
+# 0 ms latency: the closest match to the issue's static upstream. A 1 ms sleep would add the
+# timer's jitter (up to ~1 ms) to every path, larger than the overhead being measured.
+start "$OUT/mock.log" taskset -c "$LOAD_CORE" "$BIN" mock-upstream --listen "127.0.0.1:$P_UP" \
+  --latency 0ms --chunks 8 --chunk-delay 0ms
+MOCK_PID=$LAST_PID
+# Slow streams for the open-streams memory point: 20 chunks, 500 ms apart (~10 s each).
+start "$OUT/mock-slow.log" taskset -c "$LOAD_CORE" "$BIN" mock-upstream --listen "127.0.0.1:$P_SLOW" \
+  --latency 0ms --chunks 20 --chunk-delay 500ms
+SLOW_PID=$LAST_PID
+
+nginx_conf() { # name, server block(s)
+  local dir=$OUT/nginx/$1
+  mkdir -p "$dir/tmp"
+  cat >"$dir/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+worker_rlimit_nofile 65536;
+events { worker_connections 16384; }
+http {
+  access_log off;
+  client_body_temp_path $dir/tmp/body;
+  proxy_temp_path $dir/tmp/proxy;
+  fastcgi_temp_path $dir/tmp/fastcgi;
+  uwsgi_temp_path $dir/tmp/uwsgi;
+  scgi_temp_path $dir/tmp/scgi;
+  keepalive_requests 1000000;
+  $2
+}
+CONF
+  echo "$dir/nginx.conf"
+}
+
+step "telemetry receiver (nginx) on core $LOAD_CORE"
+SINK_CONF=$(nginx_conf sink "server {
+    listen 127.0.0.1:$P_SINK;
+    location = /loki/api/v1/push { return 204; }
+    location = /v1/traces { default_type application/x-protobuf; return 200 ''; }
+    location / { return 404; }
+  }")
+start "$OUT/nginx-sink.log" taskset -c "$LOAD_CORE" "$NGINX" -p "$OUT/nginx/sink" -e stderr -c "$SINK_CONF"
+SINK_PID=$LAST_PID
+
+step "nginx reverse proxy on core $PROXY_CORE"
+PROXY_CONF=$(nginx_conf proxy "upstream mock { server 127.0.0.1:$P_UP; keepalive 64; keepalive_requests 1000000; }
+  server {
+    listen 127.0.0.1:$P_NGX;
+    location / {
+      proxy_pass http://mock;
+      proxy_http_version 1.1;
+      proxy_set_header Connection \"\";
+      proxy_buffering off;
+    }
+  }")
+start "$OUT/nginx-proxy.log" taskset -c "$PROXY_CORE" "$NGINX" -p "$OUT/nginx/proxy" -e stderr -c "$PROXY_CONF"
+NGX_PID=$LAST_PID
+
+wait_http "http://127.0.0.1:$P_UP/health" "$MOCK_PID"
+wait_http "http://127.0.0.1:$P_SLOW/health" "$SLOW_PID"
+wait_http "http://127.0.0.1:$P_SINK/" "$SINK_PID"
+wait_http "http://127.0.0.1:$P_NGX/health" "$NGX_PID"
+ngx_pids() { echo "$NGX_PID" $(pgrep -P "$NGX_PID" || true); }
+
+# ---------------------------------------------------------------- the gateway
+base_config() { # listen port
+  cat <<TOML
+[server]
+listen = "127.0.0.1:$1"
+workers = 1                       # one core, like nginx's one worker
+
+[providers.up]
+kind = "openai"
+base_url = "http://127.0.0.1:$P_UP/v1"
+
+[providers.slow]
+kind = "openai"
+base_url = "http://127.0.0.1:$P_SLOW/v1"
+
+[models.bench]
+providers = ["up"]
+
+[models.bench-slow]
+providers = ["slow"]
+
+[telemetry]
+log_level = "info"
+TOML
+}
+LOKI_SECTION="
+[telemetry.loki]
+url = \"http://127.0.0.1:$P_SINK\"
+"
+OTLP_SECTION="
+[telemetry.otlp]
+endpoint = \"http://127.0.0.1:$P_SINK/v1/traces\"
+protocol = \"http/protobuf\"
+"
+# The Loki and OTLP sections exist only in builds that have them: add each one that this
+# binary's check-config accepts, and say which were on.
+GW_CONF=$OUT/gatewayz.toml
+base_config "$P_GW" >"$GW_CONF"
+TELEMETRY="meters"
+for section in loki otlp; do
+  text=LOKI_SECTION; [ $section = otlp ] && text=OTLP_SECTION
+  cp "$GW_CONF" "$OUT/probe.toml"; printf '%s' "${!text}" >>"$OUT/probe.toml"
+  if "$BIN" check-config "$OUT/probe.toml" >/dev/null 2>"$OUT/probe-$section.err"; then
+    printf '%s' "${!text}" >>"$GW_CONF"
+    TELEMETRY="$TELEMETRY, $section"
+  else
+    echo "bench: [telemetry.$section] not supported by this build: $(head -1 "$OUT/probe-$section.err")" >&2
+  fi
+done
+rm -f "$OUT/probe.toml"
+"$BIN" check-config "$GW_CONF" >/dev/null
+GW0_CONF=$OUT/gatewayz-no-export.toml
+base_config "$P_GW0" >"$GW0_CONF"
+
+step "gatewayz on core $PROXY_CORE (telemetry: $TELEMETRY)"
+start "$OUT/gatewayz.log" taskset -c "$PROXY_CORE" "$BIN" serve --config "$GW_CONF"
+GW_PID=$LAST_PID
+wait_http "http://127.0.0.1:$P_GW/health" "$GW_PID"
+if curl -sf -o /dev/null "http://127.0.0.1:$P_GW/metrics"; then METRICS="served at /metrics"; else METRICS="no /metrics in this build"; fi
+
+JSON_BODY=$OUT/json.body
+STREAM_BODY=$OUT/stream.body
+SLOW_BODY=$OUT/slow.body
+echo '{"model":"bench","messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Say hello to the benchmark in a few words."}],"temperature":0.2}' >"$JSON_BODY"
+echo '{"model":"bench","stream":true,"messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Say hello to the benchmark in a few words."}],"temperature":0.2}' >"$STREAM_BODY"
+echo '{"model":"bench-slow","stream":true,"messages":[{"role":"user","content":"one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen"}]}' >"$SLOW_BODY"
+
+# Every path answers before any load.
+for url in "http://127.0.0.1:$P_UP" "http://127.0.0.1:$P_NGX" "http://127.0.0.1:$P_GW"; do
+  code=$(curl -s -o /dev/null -w '%{http_code}' -H 'content-type: application/json' \
+    --data-binary "@$JSON_BODY" "$url/v1/chat/completions")
+  [ "$code" = 200 ] || die "$url/v1/chat/completions answered $code"
+done
+sleep 1 # let start-up allocations settle before the idle reading
+GW_IDLE_KIB=$(status_kib "$GW_PID" VmRSS)
+NGX_IDLE_KIB=0; for p in $(ngx_pids); do NGX_IDLE_KIB=$((NGX_IDLE_KIB + $(status_kib "$p" VmRSS))); done
+
+# ---------------------------------------------------------------- load points
+url_of() {
+  case $1 in
+    direct) echo "http://127.0.0.1:$P_UP/v1/chat/completions" ;;
+    nginx) echo "http://127.0.0.1:$P_NGX/v1/chat/completions" ;;
+    gatewayz) echo "http://127.0.0.1:$P_GW/v1/chat/completions" ;;
+    gatewayz-no-export) echo "http://127.0.0.1:$P_GW0/v1/chat/completions" ;;
+  esac
+}
+pids_of() {
+  case $1 in
+    direct) echo "$MOCK_PID" ;;
+    nginx) ngx_pids ;;
+    gatewayz) echo "$GW_PID" ;;
+    gatewayz-no-export) echo "$GW0_PID" ;;
+  esac
+}
+
+oha_run() { # seconds rate kind url -> oha JSON on stdout
+  local secs=$1 rate=$2 kind=$3 url=$4 body=$JSON_BODY
+  [ "$kind" = stream ] && body=$STREAM_BODY
+  local args=(-z "${secs}s" -c "$CONNS" -w --no-tui --output-format json -t 30s
+    -m POST -H 'content-type: application/json' -D "$body")
+  [ "$rate" = max ] || args+=(-q "$rate" --latency-correction)
+  taskset -c "$LOAD_CORE" "$OHA" "${args[@]}" "$url"
+}
+
+point() { # kind rate path
+  local kind=$1 rate=$2 path=$3 url before after file
+  url=$(url_of "$path")
+  file=$OUT/raw/$kind-$rate-$path.json
+  oha_run "$WARMUP" "$rate" "$kind" "$url" >/dev/null
+  before=$(cpu_ticks $(pids_of "$path"))
+  oha_run "$DURATION" "$rate" "$kind" "$url" >"$file"
+  after=$(cpu_ticks $(pids_of "$path"))
+  printf '{"kind":"%s","rate":"%s","path":"%s","cpu_ticks":%d,"file":"%s"}\n' \
+    "$kind" "$rate" "$path" $((after - before)) "$file" >>"$RESULTS"
+  python3 "$ROOT/bench/report.py" --one "$file" "$kind $rate $path" >&2
+}
+
+for kind in json stream; do
+  for rate in $RATES max; do
+    step "$kind at $rate rps: direct, nginx, gatewayz (${WARMUP}s warm-up + ${DURATION}s each)"
+    for path in direct nginx gatewayz; do point "$kind" "$rate" "$path"; done
+  done
+done
+GW_PEAK_KIB=$(status_kib "$GW_PID" VmHWM)
+
+step "telemetry cost: JSON at max through a gatewayz with meters only (no Loki / OTLP export)"
+start "$OUT/gatewayz-no-export.log" taskset -c "$PROXY_CORE" "$BIN" serve --config "$GW0_CONF"
+GW0_PID=$LAST_PID
+wait_http "http://127.0.0.1:$P_GW0/health" "$GW0_PID"
+# The main gateway idles meanwhile; the probe of it would otherwise share core 1.
+point json max gatewayz-no-export
+kill -TERM "$GW0_PID"
+
+# ---------------------------------------------------------------- time to first byte
+step "stream time to first byte: $TTFB_SAMPLES sequential requests per path, one keep-alive connection"
+for path in direct nginx gatewayz; do
+  args=()
+  for _ in $(seq "$TTFB_SAMPLES"); do args+=(-o /dev/null "$(url_of "$path")"); done
+  taskset -c "$LOAD_CORE" curl -s -N -H 'content-type: application/json' --data-binary "@$STREAM_BODY" \
+    -w '%{http_code} %{time_starttransfer} %header{x-gatewayz-overhead-ms}\n' "${args[@]}" \
+    >"$OUT/raw/ttfb-$path.txt"
+  printf '{"kind":"ttfb","path":"%s","file":"%s"}\n' "$path" "$OUT/raw/ttfb-$path.txt" >>"$RESULTS"
+done
+
+# ---------------------------------------------------------------- open streams
+step "memory with $OPEN_STREAMS concurrent open streams (slow upstream, ~10 s each)"
+start "$OUT/open-streams.log" taskset -c "$LOAD_CORE" "$OHA" -n "$OPEN_STREAMS" -c "$OPEN_STREAMS" \
+  --no-tui --output-format json -t 60s -m POST -H 'content-type: application/json' \
+  -D "$SLOW_BODY" "$(url_of gatewayz)"
+OPEN_PID=$LAST_PID
+established() { ss -Htn state established "( sport = :$P_GW )" | wc -l; }
+deadline=$((SECONDS + 30)); open=0
+while :; do
+  open=$(established)
+  [ "$open" -ge "$OPEN_STREAMS" ] && break
+  kill -0 "$OPEN_PID" 2>/dev/null || die "the open-streams client ended early; see $OUT/open-streams.log"
+  [ $SECONDS -lt $deadline ] || die "only $open of $OPEN_STREAMS streams opened in 30 s"
+  sleep 0.1
+done
+upstream_open=$(ss -Htn state established "( dport = :$P_SLOW )" | wc -l)
+GW_OPEN_KIB=$(status_kib "$GW_PID" VmRSS)
+deadline=$((SECONDS + 60))
+while kill -0 "$OPEN_PID" 2>/dev/null; do
+  [ $SECONDS -lt $deadline ] || die "the open-streams client did not finish in 60 s"
+  sleep 0.2
+done
+wait "$OPEN_PID" || die "the open-streams client failed; see $OUT/open-streams.log"
+GW_AFTER_KIB=$(status_kib "$GW_PID" VmRSS)
+
+# ---------------------------------------------------------------- report
+cat >"$OUT/run.json" <<JSON
+{"telemetry": "$TELEMETRY", "metrics": "$METRICS", "duration": $DURATION, "warmup": $WARMUP,
+ "connections": $CONNS, "ttfb_samples": $TTFB_SAMPLES, "open_streams": $OPEN_STREAMS,
+ "open_client_conns": $open, "open_upstream_conns": $upstream_open,
+ "gw_idle_kib": $GW_IDLE_KIB, "gw_peak_kib": $GW_PEAK_KIB, "gw_open_kib": $GW_OPEN_KIB,
+ "gw_after_kib": $GW_AFTER_KIB, "nginx_idle_kib": $NGX_IDLE_KIB, "clk_tck": $(getconf CLK_TCK),
+ "load_core": $LOAD_CORE, "proxy_core": $PROXY_CORE, "load_after": "$(cut -d' ' -f1-3 /proc/loadavg)",
+ "busy": "$(ps -eo pcpu=,comm= --sort=-pcpu | head -6 | awk '{printf "%s %s%%; ", $2, $1}')"}
+JSON
+python3 "$ROOT/bench/report.py" "$OUT" | tee "$OUT/report.md"
+echo >&2
+echo "bench: report in ${OUT#"$ROOT"/}/report.md" >&2

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Instruction profile of the gateway's hot path: N JSON chat completions through
+# `gatewayz serve` (one worker, meters on) to a local mock-upstream, under valgrind's
+# callgrind. Counts instructions, so the figures are reproducible on a busy machine where
+# wall-clock timings are not. Prints instructions per request and the top functions
+# (inclusive and self); the raw profile stays in bench-out/ for callgrind_annotate / kcachegrind.
+#
+#   ./bench/profile.sh            # 2,000 requests after a 200-request warm-up
+#   BENCH_PROFILE_REQUESTS=5000 ./bench/profile.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+N=${BENCH_PROFILE_REQUESTS:-2000}
+WARM=${BENCH_PROFILE_WARMUP:-200}
+OUT=$ROOT/bench-out/profile-$(date -u +%Y%m%dT%H%M%SZ)
+mkdir -p "$OUT"
+
+die() { printf 'profile: %s\n' "$*" >&2; exit 1; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+PIDS=()
+cleanup() {
+  local pid
+  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+start() { local log=$1; shift; "$@" >"$log" 2>&1 & LAST_PID=$!; PIDS+=("$LAST_PID"); }
+wait_http() {
+  local url=$1 pid=$2 deadline=$((SECONDS + ${3:-60}))
+  until curl -s -o /dev/null --max-time 2 "$url"; do
+    kill -0 "$pid" 2>/dev/null || die "process $pid behind $url exited; see $OUT/*.log"
+    [ $SECONDS -lt $deadline ] || die "$url not ready in time"
+    sleep 0.1
+  done
+}
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+if ! command -v valgrind >/dev/null 2>&1; then
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends valgrind >/dev/null
+fi
+OHA=$(command -v oha || echo "$HOME/.cargo/bin/oha")
+[ -x "$OHA" ] || cargo install --locked oha >&2
+cargo build --release --bin gatewayz >&2
+BIN=$ROOT/target/release/gatewayz
+
+P_UP=$(free_port); P_GW=$(free_port)
+start "$OUT/mock.log" "$BIN" mock-upstream --listen "127.0.0.1:$P_UP" --latency 0ms
+MOCK_PID=$LAST_PID
+cat >"$OUT/gatewayz.toml" <<TOML
+[server]
+listen = "127.0.0.1:$P_GW"
+workers = 1
+
+[providers.up]
+kind = "openai"
+base_url = "http://127.0.0.1:$P_UP/v1"
+
+[models.bench]
+providers = ["up"]
+TOML
+start "$OUT/gatewayz.log" valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.out" \
+  "$BIN" serve --config "$OUT/gatewayz.toml"
+GW_PID=$LAST_PID
+wait_http "http://127.0.0.1:$P_UP/health" "$MOCK_PID"
+wait_http "http://127.0.0.1:$P_GW/health" "$GW_PID"
+BODY='{"model":"bench","messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Say hello to the benchmark in a few words."}],"temperature":0.2}'
+drive() {
+  "$OHA" -n "$1" -c 1 --no-tui --output-format json -m POST -H 'content-type: application/json' \
+    -d "$BODY" "http://127.0.0.1:$P_GW/v1/chat/completions" >"$OUT/oha-$2.json"
+  python3 -c 'import json,sys; o=json.load(open(sys.argv[1])); c=o["statusCodeDistribution"]; sys.exit(0 if list(c)==["200"] else "non-200 answers: %s" % c)' "$OUT/oha-$2.json"
+}
+drive "$WARM" warmup
+callgrind_control -z "$GW_PID" >/dev/null
+drive "$N" measured
+callgrind_control -d "$GW_PID" >/dev/null
+DUMP=$(ls -t "$OUT"/callgrind.out.* 2>/dev/null | head -1)
+[ -n "$DUMP" ] || die "no callgrind dump"
+TOTAL=$(callgrind_annotate "$DUMP" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}')
+{
+  echo "requests: $N (after $WARM warm-up), gatewayz $(git rev-parse --short HEAD)$(git diff --quiet || echo '+dirty')"
+  echo "instructions per request: $((TOTAL / N))"
+  echo
+  echo "## top inclusive"
+  callgrind_annotate --inclusive=yes --threshold=99 "$DUMP" 2>/dev/null | sed -n '/^Ir/,$p' | head -60
+  echo
+  echo "## top self"
+  callgrind_annotate --threshold=99 "$DUMP" 2>/dev/null | sed -n '/^Ir/,$p' | head -45
+} | tee "$OUT/summary.txt"
+echo "profile: raw in ${DUMP#"$ROOT"/}" >&2
