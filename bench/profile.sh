@@ -47,8 +47,6 @@ if ! command -v valgrind >/dev/null 2>&1; then
   as_root apt-get update -qq
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends valgrind >/dev/null
 fi
-OHA=$(command -v oha || echo "$HOME/.cargo/bin/oha")
-[ -x "$OHA" ] || cargo install --locked oha >&2
 cargo build --release --bin gatewayz >&2
 BIN=$ROOT/target/release/gatewayz
 
@@ -67,16 +65,19 @@ base_url = "http://127.0.0.1:$P_UP/v1"
 [models.bench]
 providers = ["up"]
 TOML
-start "$OUT/gatewayz.log" valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.out" \
+start "$OUT/gatewayz.log" valgrind --tool=callgrind --compress-strings=no --compress-pos=no \
+  --callgrind-out-file="$OUT/callgrind.out" \
   "$BIN" serve --config "$OUT/gatewayz.toml"
 GW_PID=$LAST_PID
 wait_http "http://127.0.0.1:$P_UP/health" "$MOCK_PID"
 wait_http "http://127.0.0.1:$P_GW/health" "$GW_PID"
 BODY='{"model":"bench","messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Say hello to the benchmark in a few words."}],"temperature":0.2}'
-drive() {
-  "$OHA" -n "$1" -c 1 --no-tui --output-format json -m POST -H 'content-type: application/json' \
-    -d "$BODY" "http://127.0.0.1:$P_GW/v1/chat/completions" >"$OUT/oha-$2.json"
-  python3 -c 'import json,sys; o=json.load(open(sys.argv[1])); c=o["statusCodeDistribution"]; sys.exit(0 if list(c)==["200"] else "non-200 answers: %s" % c)' "$OUT/oha-$2.json"
+drive() { # count label: sequential requests on one keep-alive connection
+  local args=() bad
+  for _ in $(seq "$1"); do args+=(-o /dev/null "http://127.0.0.1:$P_GW/v1/chat/completions"); done
+  curl -s -H 'content-type: application/json' -d "$BODY" -w '%{http_code}\n' "${args[@]}" >"$OUT/codes-$2.txt"
+  bad=$(grep -cv '^200$' "$OUT/codes-$2.txt" || true)
+  [ "$bad" = 0 ] || die "$bad non-200 answers in $2"
 }
 drive "$WARM" warmup
 callgrind_control -z "$GW_PID" >/dev/null
@@ -90,9 +91,9 @@ TOTAL=$(callgrind_annotate "$DUMP" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(","
   echo "instructions per request: $((TOTAL / N))"
   echo
   echo "## top inclusive"
-  callgrind_annotate --inclusive=yes --threshold=99 "$DUMP" 2>/dev/null | sed -n '/^Ir/,$p' | head -60
+  callgrind_annotate --inclusive=yes "$DUMP" 2>/dev/null | sed -n '/^Ir/,$p' | head -60
   echo
   echo "## top self"
-  callgrind_annotate --threshold=99 "$DUMP" 2>/dev/null | sed -n '/^Ir/,$p' | head -45
+  callgrind_annotate --inclusive=no "$DUMP" 2>/dev/null | sed -n '/^Ir/,$p' | head -45
 } | tee "$OUT/summary.txt"
 echo "profile: raw in ${DUMP#"$ROOT"/}" >&2
