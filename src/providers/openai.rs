@@ -77,14 +77,15 @@ impl OpenAiClient {
         let mut request = self
             .client
             .post(self.url.clone())
-            .header(CONTENT_TYPE, "application/json")
+            // Static header values: no copy per request.
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
             .header(
                 ACCEPT,
-                if stream {
+                HeaderValue::from_static(if stream {
                     "text/event-stream"
                 } else {
                     "application/json"
-                },
+                }),
             )
             .body(body);
         if let Some(auth) = &self.auth {
