@@ -73,7 +73,10 @@ async fn serve(config: Config, listen: Option<SocketAddr>) -> Result<(), AppErro
             .configure(routes::configure)
             .default_service(web::to(routes::not_found))
     })
-    .shutdown_timeout(config.server.shutdown_timeout.as_secs().max(1));
+    .shutdown_timeout(config.server.shutdown_timeout.as_secs().max(1))
+    // Streams are relayed chunk by chunk: with Nagle on, a chunk written while the previous one
+    // is unacknowledged waits for the client's delayed ACK (~40 ms on Linux).
+    .tcp_nodelay(true);
     if let Some(workers) = config.server.workers {
         server = server.workers(workers);
     }

@@ -156,6 +156,8 @@ pub async fn run(options: Options) -> std::io::Result<()> {
     })
     .workers(options.workers.max(1))
     .shutdown_timeout(1)
+    // Paced streams must leave at their pace, not at the client's delayed ACK.
+    .tcp_nodelay(true)
     .bind(options.listen)?;
     for addr in server.addrs() {
         tracing::info!(%addr, "mock-upstream listening on http://{addr}");
