@@ -87,8 +87,8 @@ def main(run):
     w(f"- each point: {meta['warmup']} s warm-up, then {meta['duration']} s measured; oha open loop "
       f"(`-q RATE --latency-correction`), {meta['connections']} connections; `max` = closed loop, "
       f"same connections")
-    w(f"- gatewayz telemetry on: {meta['telemetry']} (metrics {meta['metrics']}); "
-      "Loki / OTLP point at a local nginx answering 204 / empty 200")
+    w(f"- gatewayz telemetry on: {meta['telemetry']} (/metrics {meta['metrics']}); "
+      "Loki / OTLP, when on, push to a local nginx answering 204 / an empty 200")
     w("- upstream: `gatewayz mock-upstream --latency 0ms` (JSON ~0.5 KB; stream: 8 content chunks, "
       "no delay); direct = oha straight to it")
     w("- latency in ms; added = path − direct at the same percentile; × nginx = gatewayz added ÷ "
@@ -124,6 +124,9 @@ def main(run):
 
     w("## Maximum throughput (closed loop)")
     w("")
+    if meta["telemetry"] == "meters":
+        w("This build has no Loki / OTLP export, so the telemetry-off point was skipped.")
+        w("")
     w("| kind | direct | nginx | gatewayz | gatewayz ÷ nginx | gatewayz, no Loki/OTLP export |")
     w("| --- | ---: | ---: | ---: | ---: | ---: |")
     for kind in ("json", "stream"):
@@ -170,11 +173,11 @@ def main(run):
     mib = lambda kib: f"{kib / 1024:.1f} MiB"
     w("## Memory (gatewayz RSS)")
     w("")
-    w("| idle | peak during the load points (VmHWM) | with open streams | after they closed | nginx idle (master + worker) |")
-    w("| ---: | ---: | ---: | ---: | ---: |")
+    w("| idle | peak during the load points (VmHWM) | with open streams | peak with them (VmHWM) | after they closed | nginx idle (master + worker) |")
+    w("| ---: | ---: | ---: | ---: | ---: | ---: |")
     w(f"| {mib(meta['gw_idle_kib'])} | {mib(meta['gw_peak_kib'])} | {mib(meta['gw_open_kib'])} "
       f"({meta['open_client_conns']} client / {meta['open_upstream_conns']} upstream connections open) | "
-      f"{mib(meta['gw_after_kib'])} | {mib(meta['nginx_idle_kib'])} |")
+      f"{mib(meta['gw_peak_all_kib'])} | {mib(meta['gw_after_kib'])} | {mib(meta['nginx_idle_kib'])} |")
     w("")
     print("\n".join(out))
 
