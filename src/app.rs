@@ -8,11 +8,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use actix_web::{web, App, HttpServer};
 use bytes::Bytes;
 
+use crate::actors::board::Board;
+use crate::actors::Actors;
 use crate::auth::KeyStore;
 use crate::config::Config;
-use crate::outcome::NoopObserver;
 use crate::router::Router;
 use crate::routes::{self, AppState};
+use crate::telemetry::log_stats::LogStats;
+use crate::telemetry::metrics::{Metrics, Sources};
 
 /// Why the gateway could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -65,11 +68,35 @@ async fn serve(config: Config, listen: Option<SocketAddr>) -> Result<(), AppErro
         .check_exposure(listen)
         .map_err(|e| AppError::Config(format!("{}: {}", e.key, e.message)))?;
     crate::install_crypto_provider();
-    let router = Arc::new(Router::new(&config, Arc::new(NoopObserver)).map_err(AppError::Config)?);
+    let board = Arc::new(Board::from_config(&config));
+    let metrics = Arc::new(
+        Metrics::new(Sources {
+            board: board.clone(),
+            log_stats: Arc::new(LogStats::default()),
+            keys: Arc::new(KeyStore::new(&config.keys)),
+        })
+        .map_err(|e| AppError::Config(e.to_string()))?,
+    );
+    let meters = metrics.meters.clone();
+    let actors = Actors::start(&config, board.clone(), meters.clone());
+    let observer = Arc::new(actors.observer(meters.clone()));
+    let router =
+        Arc::new(Router::with_states(&config, observer, &board.states).map_err(AppError::Config)?);
     let state = web::Data::new(build_state(&config, router));
+    let (metrics, board, meters) = (
+        web::Data::from(metrics),
+        web::Data::from(board),
+        web::Data::from(meters),
+    );
     let mut server = HttpServer::new(move || {
         App::new()
+            .wrap(actix_web::middleware::from_fn(
+                crate::telemetry::http::track,
+            ))
             .app_data(state.clone())
+            .app_data(metrics.clone())
+            .app_data(board.clone())
+            .app_data(meters.clone())
             .configure(routes::configure)
             .default_service(web::to(routes::not_found))
     })

@@ -10,6 +10,7 @@ mod duration;
 mod error;
 mod interpolate;
 mod locate;
+mod observe;
 mod telemetry;
 
 use std::collections::BTreeMap;
@@ -22,6 +23,7 @@ use serde::Deserialize;
 pub use error::{ConfigError, Invalid};
 pub use interpolate::interpolate;
 pub use locate::{key_segment, line_of};
+pub use observe::{AnomalyConfig, BreakerConfig, CostConfig, HealthConfig};
 pub use telemetry::TelemetryConfig;
 
 /// The built-in default, used by `gatewayz serve` without `--config`.
@@ -47,6 +49,18 @@ pub struct Config {
     /// Metrics, logs and traces. Default: metrics only.
     #[serde(default)]
     pub telemetry: TelemetryConfig,
+    /// Circuit breaker thresholds. Default: see [`BreakerConfig`].
+    #[serde(default)]
+    pub breaker: BreakerConfig,
+    /// Health score and uptime windows. Default: see [`HealthConfig`].
+    #[serde(default)]
+    pub health: HealthConfig,
+    /// Anomaly detection. Default: see [`AnomalyConfig`].
+    #[serde(default)]
+    pub anomaly: AnomalyConfig,
+    /// Cost and token efficiency. Default: see [`CostConfig`].
+    #[serde(default)]
+    pub cost: CostConfig,
 }
 
 /// `[server]`
@@ -438,6 +452,10 @@ impl Config {
             }
         }
         self.telemetry.validate()?;
+        self.breaker.validate()?;
+        self.health.validate()?;
+        self.anomaly.validate()?;
+        self.cost.validate()?;
         Ok(())
     }
 

@@ -1,9 +1,17 @@
 //! Logs, metrics and traces.
 //!
+//! Metrics: [`catalogue`] names every family once; [`metrics`] builds the OpenTelemetry
+//! meters and the Prometheus registry they export to; [`http`] measures the HTTP server.
+//!
 //! Logging goes through `tracing`; the subscriber is installed once by the binary, with a
 //! filter from `RUST_LOG` or `telemetry.log_level`, writing human-readable lines to stderr.
 
+pub mod catalogue;
+pub mod http;
 pub mod log_stats;
+pub mod metrics;
+mod observables;
+mod process;
 
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
