@@ -14,6 +14,7 @@ use crate::auth::KeyStore;
 use crate::config::Config;
 use crate::router::Router;
 use crate::routes::{self, AppState};
+use crate::telemetry::access::MetricsAccess;
 use crate::telemetry::log_stats::LogStats;
 use crate::telemetry::metrics::{Metrics, Sources};
 
@@ -83,6 +84,7 @@ async fn serve(config: Config, listen: Option<SocketAddr>) -> Result<(), AppErro
     let router =
         Arc::new(Router::with_states(&config, observer, &board.states).map_err(AppError::Config)?);
     let state = web::Data::new(build_state(&config, router));
+    let access = web::Data::new(MetricsAccess::new(&config.metrics));
     let (metrics, board, meters) = (
         web::Data::from(metrics),
         web::Data::from(board),
@@ -95,6 +97,7 @@ async fn serve(config: Config, listen: Option<SocketAddr>) -> Result<(), AppErro
             ))
             .app_data(state.clone())
             .app_data(metrics.clone())
+            .app_data(access.clone())
             .app_data(board.clone())
             .app_data(meters.clone())
             .configure(routes::configure)

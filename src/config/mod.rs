@@ -10,6 +10,7 @@ mod duration;
 mod error;
 mod interpolate;
 mod locate;
+mod metrics;
 mod observe;
 mod telemetry;
 
@@ -23,6 +24,7 @@ use serde::Deserialize;
 pub use error::{ConfigError, Invalid};
 pub use interpolate::interpolate;
 pub use locate::{key_segment, line_of};
+pub use metrics::{Grant, MetricsConfig, MetricsToken};
 pub use observe::{AnomalyConfig, BreakerConfig, CostConfig, HealthConfig};
 pub use telemetry::TelemetryConfig;
 
@@ -49,6 +51,9 @@ pub struct Config {
     /// Metrics, logs and traces. Default: metrics only.
     #[serde(default)]
     pub telemetry: TelemetryConfig,
+    /// Access to the metrics endpoints. Default: open (no tokens).
+    #[serde(default)]
+    pub metrics: MetricsConfig,
     /// Circuit breaker thresholds. Default: see [`BreakerConfig`].
     #[serde(default)]
     pub breaker: BreakerConfig,
@@ -354,6 +359,7 @@ impl Config {
             expand(format!("keys[{i}].key"), &mut key.key)?;
         }
         self.telemetry.interpolate(&expand)?;
+        self.metrics.interpolate(env)?;
         Ok(())
     }
 
@@ -452,6 +458,7 @@ impl Config {
             }
         }
         self.telemetry.validate()?;
+        self.metrics.validate()?;
         self.breaker.validate()?;
         self.health.validate()?;
         self.anomaly.validate()?;

@@ -6,12 +6,16 @@
 //! Logging goes through `tracing`; the subscriber is installed once by the binary, with a
 //! filter from `RUST_LOG` or `telemetry.log_level`, writing human-readable lines to stderr.
 
+pub mod access;
 pub mod catalogue;
+pub mod docs;
+pub mod exposition;
 pub mod http;
 pub mod log_stats;
 pub mod metrics;
 mod observables;
 mod process;
+pub mod summary;
 
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
