@@ -176,15 +176,17 @@ fn categories_summary_docs_and_access() {
             .expect("usage chunk");
         record("beta", &usage["usage"]);
     }
-    let cost = |m: &str, i: f64, o: f64| {
-        let (pi, po) = if m == "alpha" {
+    let price = |m: &str| {
+        if m == "alpha" {
             (2.5, 10.0)
         } else {
             (0.4, 1.6)
-        };
-        (input[m] * pi + output[m] * po) / 1e6 * (i + o).signum()
+        }
     };
-    let expected_cost: f64 = ["alpha", "beta"].iter().map(|m| cost(m, 1.0, 0.0)).sum();
+    let expected_cost: f64 = ["alpha", "beta"]
+        .iter()
+        .map(|m| (input[m] * price(m).0 + output[m] * price(m).1) / 1e6)
+        .sum();
 
     // Streams record their outcome when they end; wait until all six are counted.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
