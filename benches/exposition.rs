@@ -2,6 +2,7 @@
 //! provider/model pairs, inside OpenTelemetry's 2,000-series cap per instrument), every pair
 //! with traffic recorded. Measures gathering + encoding everything (`/metrics`) against
 //! gathering + selecting + encoding one category, and prints the body sizes.
+#![allow(clippy::expect_used)] // a bench set-up that fails should stop loudly
 
 use std::fmt::Write;
 use std::sync::Arc;
