@@ -165,3 +165,4 @@ pub fn chat_body(model: &str, prompt: &str, stream: bool) -> String {
     })
     .to_string()
 }
+pub mod scrape;
