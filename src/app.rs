@@ -82,6 +82,10 @@ async fn serve(config: Config, listen: Option<SocketAddr>) -> Result<(), AppErro
     let observer = Arc::new(actors.observer(meters.clone()));
     let router =
         Arc::new(Router::with_states(&config, observer, &board.states).map_err(AppError::Config)?);
+    let names = router.providers().iter().map(|p| &p.name);
+    if !names.eq(board.provider_names.iter()) {
+        return Err(AppError::Config("provider order differs between router and metrics".into()));
+    }
     let state = web::Data::new(build_state(&config, router));
     let (metrics, board, meters) = (
         web::Data::from(metrics),

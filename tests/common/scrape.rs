@@ -13,7 +13,11 @@ use super::Process;
 pub type Series = BTreeMap<String, f64>;
 
 pub fn text(gw: &Process) -> String {
-    super::client()
+    thread_local! {
+        static CLIENT: reqwest::blocking::Client = super::client();
+    }
+    CLIENT
+        .with(|c| c.clone())
         .get(gw.url("/metrics"))
         .send()
         .unwrap()
