@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use bytes::Bytes;
 
@@ -13,6 +14,7 @@ use crate::config::Config;
 use crate::outcome::NoopObserver;
 use crate::router::Router;
 use crate::routes::{self, AppState};
+use crate::telemetry::server_span::server_span;
 
 /// Why the gateway could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -30,8 +32,12 @@ pub enum AppError {
 }
 
 /// Runs the gateway until SIGINT / SIGTERM. `listen` overrides `server.listen`.
+/// Once the server has stopped, flushes the trace exporter (outside the actix runtime: the
+/// flush blocks).
 pub fn run(config: Config, listen: Option<SocketAddr>) -> Result<(), AppError> {
-    actix_web::rt::System::new().block_on(serve(config, listen))
+    let result = actix_web::rt::System::new().block_on(serve(config, listen));
+    crate::telemetry::shutdown();
+    result
 }
 
 /// Builds the shared state handlers read.
@@ -69,6 +75,7 @@ async fn serve(config: Config, listen: Option<SocketAddr>) -> Result<(), AppErro
     let state = web::Data::new(build_state(&config, router));
     let mut server = HttpServer::new(move || {
         App::new()
+            .wrap(from_fn(server_span))
             .app_data(state.clone())
             .configure(routes::configure)
             .default_service(web::to(routes::not_found))

@@ -2,6 +2,8 @@
 //! mock-upstream) on a random loopback port, find the address it logged, stop it on drop.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod otlp;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
