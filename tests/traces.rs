@@ -258,3 +258,24 @@ fn without_a_collector_requests_still_carry_a_trace() {
         "the caller's trace (and sampling flag) is propagated upstream even without an exporter: {seen:?}"
     );
 }
+
+#[test]
+fn graceful_shutdown_flushes_queued_spans() {
+    let receiver = Receiver::grpc();
+    let upstream = common::mock_upstream(&[]);
+    let mut config = common::openai_provider("up0", &upstream, "");
+    config.push_str("[models.gpt-test]\nproviders = [\"up0\"]\n\n");
+    config.push_str(&receiver.config_section());
+    // A schedule delay far longer than the test: only the shutdown flush can deliver.
+    let mut gw = common::gateway_with_env(&config, &[("OTEL_BSP_SCHEDULE_DELAY", "600000")]);
+    chat(&gw, "flush me", false);
+    assert!(
+        receiver.spans().is_empty(),
+        "nothing is exported before the schedule"
+    );
+    let status = gw.terminate(WAIT).expect("the gateway stops on SIGTERM");
+    assert!(status.success(), "exit status {status:?}");
+    receiver.wait_for("the flushed spans", WAIT, |s| {
+        server_and_clients(s, 1).is_some()
+    });
+}

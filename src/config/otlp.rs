@@ -126,3 +126,62 @@ impl OtlpConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(toml_text: &str) -> Result<OtlpConfig, String> {
+        let config: OtlpConfig = toml::from_str(toml_text).map_err(|e| e.to_string())?;
+        config
+            .validate()
+            .map_err(|e| format!("{}: {}", e.key, e.message))?;
+        Ok(config)
+    }
+
+    #[test]
+    fn accepts_a_full_section() {
+        let c = check(
+            r#"
+            endpoint = "https://tempo.example:4317"
+            protocol = "grpc"
+            headers = { authorization = "Basic abc" }
+            sample_ratio = 0.25
+            service_name = "gateway-eu"
+            timeout = "3s"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.protocol, Some(OtlpProtocol::Grpc));
+        assert_eq!(c.timeout, Some(Duration::from_secs(3)));
+        assert!(check("").is_ok());
+    }
+
+    #[test]
+    fn rejects_what_would_fail_later() {
+        for (text, key) in [
+            ("endpoint = \"tempo:4317\"", "telemetry.otlp.endpoint"),
+            ("endpoint = \"not a url\"", "telemetry.otlp.endpoint"),
+            ("sample_ratio = 1.5", "telemetry.otlp.sample_ratio"),
+            ("service_name = \"\"", "telemetry.otlp.service_name"),
+            ("timeout = \"0s\"", "telemetry.otlp.timeout"),
+            ("headers = { \"X Bad\" = \"v\" }", "telemetry.otlp.headers"),
+            (
+                "headers = { auth = \"a\\nb\" }",
+                "telemetry.otlp.headers.auth",
+            ),
+        ] {
+            let err = check(text).unwrap_err();
+            assert!(err.starts_with(key), "{text}: {err}");
+        }
+        for text in ["protocol = \"http/json\"", "endpont = \"http://x\""] {
+            assert!(check(text).is_err(), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_bad_header_value_is_not_echoed() {
+        let err = check("headers = { auth = \"s3cret\\n\" }").unwrap_err();
+        assert!(!err.contains("s3cret"), "{err}");
+    }
+}
