@@ -273,6 +273,10 @@ async fn chat(req: HttpRequest, body: Bytes, state: web::Data<State>) -> HttpRes
                 tokio::time::sleep(delay).await;
             }
             if drop_after.is_some_and(|d| i >= d) {
+                // Pause first: the server flushes the events already yielded when the body
+                // is pending, so the client really gets them before the connection breaks
+                // (an error right away would discard them with the unflushed buffer).
+                tokio::time::sleep(Duration::from_millis(10)).await;
                 return Some((
                     Err(std::io::Error::other("connection dropped by mock")),
                     (events, drop_after, guard),
