@@ -3,6 +3,7 @@
 //! dropped connection each hand the request to the next, healthy provider; when every
 //! candidate fails the client gets 502, 504 or 429 by the last failure; an upstream 400 is the
 //! client's answer as it came, with no failover; a stream that already sent bytes is not retried.
+#![allow(clippy::unwrap_used)] // the shared helpers below are test code too
 
 mod common;
 
