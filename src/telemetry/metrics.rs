@@ -192,7 +192,9 @@ mod tests {
     /// Every catalogue family comes out under exactly its name and type, and nothing else does.
     #[test]
     fn exposed_families_are_exactly_the_catalogue() {
-        let board = Arc::new(Board::from_config(&crate::config::Config::builtin().unwrap()));
+        let board = Arc::new(Board::from_config(
+            &crate::config::Config::builtin().unwrap(),
+        ));
         board.uptime.store(Arc::new(vec![Some(1.0), None]));
         board.efficiency.store(Arc::new(vec![Some(0.5), None]));
         let metrics = test_metrics(board);
@@ -204,7 +206,8 @@ mod tests {
             kv.push(KeyValue::new(k, v));
             kv
         };
-        m.provider_requests.add(1, &[p[0].clone(), KeyValue::new("outcome", "success")]);
+        m.provider_requests
+            .add(1, &[p[0].clone(), KeyValue::new("outcome", "success")]);
         m.provider_failovers.add(1, &p);
         m.provider_response_time.record(0.1, &p);
         m.model_requests.add(1, &with("status", "success"));
@@ -216,7 +219,8 @@ mod tests {
         m.cost_by_model.add(0.1, &[m.model_kv[0].clone()]);
         m.unpriced.add(1, &pm);
         m.http_requests.add(1, &[KeyValue::new("method", "GET")]);
-        m.http_duration.record(0.1, &[KeyValue::new("method", "GET")]);
+        m.http_duration
+            .record(0.1, &[KeyValue::new("method", "GET")]);
         m.http_in_flight.add(1, &[]);
         let text = String::from_utf8(metrics.encode().unwrap()).unwrap();
         let exposed: BTreeSet<(String, String)> = text
@@ -230,9 +234,15 @@ mod tests {
             .map(|f| (f.name.to_owned(), f.kind.as_str().to_owned()))
             .collect();
         assert_eq!(exposed, expected, "{text}");
-        assert!(!text.contains("otel_scope") && !text.contains("target_info"), "{text}");
-        assert!(text.contains("provider_response_time_seconds_bucket{provider=\"mock-a\",le=\"0.005\"}"));
-        assert!(text.contains("provider_response_time_seconds_bucket{provider=\"mock-a\",le=\"120\"}"));
+        assert!(
+            !text.contains("otel_scope") && !text.contains("target_info"),
+            "{text}"
+        );
+        assert!(text
+            .contains("provider_response_time_seconds_bucket{provider=\"mock-a\",le=\"0.005\"}"));
+        assert!(
+            text.contains("provider_response_time_seconds_bucket{provider=\"mock-a\",le=\"120\"}")
+        );
         assert!(text.contains("gatewayz_overhead_seconds_bucket{le=\"0.00001\"}"));
     }
 }
