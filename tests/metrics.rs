@@ -1,5 +1,6 @@
 //! Black-box tests of the metrics and the actors behind them: the real binary against
 //! `mock-upstream` processes that fail, slow down and recover, asserting on scraped `/metrics`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
