@@ -68,7 +68,7 @@ fn breaker_opens_half_opens_and_closes_and_health_follows() {
     let bad = mock_upstream(&[]);
     let good = mock_upstream(&[]);
     let config = format!(
-        "[breaker]\nconsecutive_failures = 3\nmin_requests = 1000\ncool_down = \"2s\"\n\
+        "[breaker]\nconsecutive_failures = 3\nmin_requests = 1000\ncool_down = \"3s\"\n\
          half_open_probes = 1\nclose_after = 1\n\
          [health]\nwindow = \"30s\"\npublish_interval = \"50ms\"\n{}{}{KEYS}\
          [models.m-main]\nproviders = [\"bad\", \"good\"]\n\
