@@ -23,12 +23,14 @@ pub struct MetricsObserver {
     pub completions: Recipient<Completion>,
 }
 
-impl Observer for MetricsObserver {
-    fn attempt(&self, r: &AttemptRecord<'_>) {
+impl MetricsObserver {
+    /// The meter updates of an attempt alone (no actor message); returns whether it ended the
+    /// request with a provider-side failure. Public for the benchmark's split.
+    pub fn measure_attempt(&self, r: &AttemptRecord<'_>) -> bool {
         let m = &self.meters;
         let (Some(p), Some(model)) = (m.provider_kv.get(r.provider), m.model_kv.get(r.model))
         else {
-            return;
+            return false;
         };
         m.provider_requests
             .add(1, &[p.clone(), KeyValue::new("outcome", r.result.label())]);
@@ -48,23 +50,12 @@ impl Observer for MetricsObserver {
                 1,
                 &[p.clone(), model.clone(), KeyValue::new("status", status)],
             );
-            self.finished.do_send(Finished {
-                model: r.model,
-                ok: false,
-            });
         }
-        let msg = Attempt {
-            provider: r.provider,
-            model: r.model,
-            result: r.result,
-            latency: r.latency,
-        };
-        for recipient in &self.attempts {
-            recipient.do_send(msg);
-        }
+        last_failure.is_some()
     }
 
-    fn completion(&self, r: &CompletionRecord<'_>) {
+    /// The meter updates of a completion alone (no actor message).
+    pub fn measure_completion(&self, r: &CompletionRecord<'_>) {
         let m = &self.meters;
         let (Some(p), Some(model)) = (m.provider_kv.get(r.provider), m.model_kv.get(r.model))
         else {
@@ -83,6 +74,36 @@ impl Observer for MetricsObserver {
             r.duration.saturating_sub(r.upstream_wait).as_secs_f64(),
             &[],
         );
+    }
+}
+
+impl Observer for MetricsObserver {
+    fn attempt(&self, r: &AttemptRecord<'_>) {
+        if r.provider >= self.meters.provider_kv.len() || r.model >= self.meters.model_kv.len() {
+            return;
+        }
+        if self.measure_attempt(r) {
+            self.finished.do_send(Finished {
+                model: r.model,
+                ok: false,
+            });
+        }
+        let msg = Attempt {
+            provider: r.provider,
+            model: r.model,
+            result: r.result,
+            latency: r.latency,
+        };
+        for recipient in &self.attempts {
+            recipient.do_send(msg);
+        }
+    }
+
+    fn completion(&self, r: &CompletionRecord<'_>) {
+        if r.provider >= self.meters.provider_kv.len() || r.model >= self.meters.model_kv.len() {
+            return;
+        }
+        self.measure_completion(r);
         match r.status {
             "success" => self.finished.do_send(Finished {
                 model: r.model,

@@ -68,6 +68,10 @@ impl<T: Default> Rolling<T> {
         self.buckets.len()
     }
 
+    pub fn clear(&mut self) {
+        self.buckets.clear();
+    }
+
     pub fn is_empty(&self) -> bool {
         self.buckets.is_empty()
     }

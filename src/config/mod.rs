@@ -12,6 +12,7 @@ mod interpolate;
 mod locate;
 mod metrics;
 mod observe;
+mod otlp;
 mod telemetry;
 
 use std::collections::BTreeMap;
@@ -23,9 +24,10 @@ use serde::Deserialize;
 
 pub use error::{ConfigError, Invalid};
 pub use interpolate::interpolate;
-pub use locate::{key_segment, line_of};
+pub use locate::{key_at, key_segment, line_of};
 pub use metrics::{Grant, MetricsConfig, MetricsToken};
 pub use observe::{AnomalyConfig, BreakerConfig, CostConfig, HealthConfig};
+pub use otlp::{OtlpConfig, OtlpProtocol};
 pub use telemetry::TelemetryConfig;
 
 /// The built-in default, used by `gatewayz serve` without `--config`.
@@ -322,9 +324,17 @@ impl Config {
         origin: &str,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        let mut config: Config = toml::from_str(src).map_err(|e| ConfigError::Parse {
-            origin: origin.to_owned(),
-            message: e.to_string().trim_end().to_owned(),
+        let mut config: Config = toml::from_str(src).map_err(|e| {
+            let message = e.to_string().trim_end().to_owned();
+            // toml points at the line; name the key too (a type error only has a span).
+            let key = e.span().and_then(|span| key_at(src, span.start));
+            ConfigError::Parse {
+                origin: origin.to_owned(),
+                message: match key {
+                    Some(key) => format!("{key}: {message}"),
+                    None => message,
+                },
+            }
         })?;
         let located = |invalid: Invalid| ConfigError::Invalid {
             origin: origin.to_owned(),

@@ -113,7 +113,7 @@ mod tests {
     fn every_family_is_documented_once() {
         let page = markdown("http://127.0.0.1:8080");
         for family in FAMILIES {
-            let row = format!("| `{}` |", family.name);
+            let row = format!("\n| `{}` |", family.name);
             assert_eq!(page.matches(&row).count(), 1, "{}", family.name);
             assert!(page.contains(&example(family)), "{}", family.name);
         }

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use opentelemetry::metrics::{Counter, Histogram, Meter, MeterProvider as _, UpDownCounter};
-use opentelemetry::KeyValue;
+use opentelemetry::{KeyValue, StringValue, Value};
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use prometheus::{Encoder, TextEncoder};
 
@@ -75,6 +75,12 @@ fn histogram(meter: &Meter, name: &'static str, bounds: &[f64]) -> Histogram<f64
         .build()
 }
 
+/// A label whose value is shared, so cloning it on the request path is a reference count,
+/// not an allocation.
+fn label(key: &'static str, value: &Arc<str>) -> KeyValue {
+    KeyValue::new(key, Value::String(StringValue::from(value.clone())))
+}
+
 fn counter(meter: &Meter, name: &'static str) -> Counter<u64> {
     meter.u64_counter(name).with_description(help(name)).build()
 }
@@ -121,12 +127,12 @@ impl Metrics {
             provider_kv: board
                 .provider_names
                 .iter()
-                .map(|n| KeyValue::new("provider", n.to_string()))
+                .map(|n| label("provider", n))
                 .collect(),
             model_kv: board
                 .model_names
                 .iter()
-                .map(|n| KeyValue::new("model", n.to_string()))
+                .map(|n| label("model", n))
                 .collect(),
         };
         // Alerts use rate() on anomalies: every type exists from the start, at 0.
@@ -178,4 +184,70 @@ pub fn test_metrics(board: Arc<Board>) -> Metrics {
         keys: Arc::new(KeyStore::new(&[])),
     })
     .unwrap()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::telemetry::catalogue::FAMILIES;
+
+    /// Every catalogue family comes out under exactly its name and type, and nothing else does.
+    #[test]
+    fn exposed_families_are_exactly_the_catalogue() {
+        let board = Arc::new(Board::from_config(
+            &crate::config::Config::builtin().unwrap(),
+        ));
+        board.uptime.store(Arc::new(vec![Some(1.0), None]));
+        board.efficiency.store(Arc::new(vec![Some(0.5), None]));
+        let metrics = test_metrics(board);
+        let m = &metrics.meters;
+        let p = [m.provider_kv[0].clone()];
+        let pm = [m.provider_kv[0].clone(), m.model_kv[0].clone()];
+        let with = |k: &'static str, v: &'static str| {
+            let mut kv = pm.to_vec();
+            kv.push(KeyValue::new(k, v));
+            kv
+        };
+        m.provider_requests
+            .add(1, &[p[0].clone(), KeyValue::new("outcome", "success")]);
+        m.provider_failovers.add(1, &p);
+        m.provider_response_time.record(0.1, &p);
+        m.model_requests.add(1, &with("status", "success"));
+        m.model_duration.record(0.1, &pm);
+        m.time_to_first_token.record(0.1, &pm);
+        m.overhead.record(0.0001, &[]);
+        m.tokens.add(1, &with("type", "input"));
+        m.cost_by_provider.add(0.1, &p);
+        m.cost_by_model.add(0.1, &[m.model_kv[0].clone()]);
+        m.unpriced.add(1, &pm);
+        m.http_requests.add(1, &[KeyValue::new("method", "GET")]);
+        m.http_duration
+            .record(0.1, &[KeyValue::new("method", "GET")]);
+        m.http_in_flight.add(1, &[]);
+        let text = String::from_utf8(metrics.encode().unwrap()).unwrap();
+        let exposed: BTreeSet<(String, String)> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split_once(' '))
+            .map(|(n, t)| (n.to_owned(), t.to_owned()))
+            .collect();
+        let expected: BTreeSet<(String, String)> = FAMILIES
+            .iter()
+            .map(|f| (f.name.to_owned(), f.kind.as_str().to_owned()))
+            .collect();
+        assert_eq!(exposed, expected, "{text}");
+        assert!(
+            !text.contains("otel_scope") && !text.contains("target_info"),
+            "{text}"
+        );
+        assert!(text
+            .contains("provider_response_time_seconds_bucket{provider=\"mock-a\",le=\"0.005\"}"));
+        assert!(
+            text.contains("provider_response_time_seconds_bucket{provider=\"mock-a\",le=\"120\"}")
+        );
+        assert!(text.contains("gatewayz_overhead_seconds_bucket{le=\"0.00001\"}"));
+    }
 }

@@ -17,10 +17,13 @@ use super::board::Board;
 use super::{now, Attempt, Finished};
 use crate::config::HealthConfig;
 use crate::outcome::AttemptResult;
+use crate::router::Phase;
 
 pub struct ProviderHealth {
     trackers: Vec<Tracker>,
     uptime: Vec<Uptime>,
+    /// Breaker phase seen at the last publish, to notice a provider turning half-open.
+    phases: Vec<Phase>,
     board: Arc<Board>,
     interval: std::time::Duration,
 }
@@ -34,20 +37,28 @@ impl ProviderHealth {
                 board.provider_names.len()
             ],
             uptime: vec![Uptime::new(origin); board.model_names.len()],
+            phases: vec![Phase::Closed; board.provider_names.len()],
             interval: config.publish_interval,
             board,
         }
     }
 
-    /// Recomputes and publishes every score, view and uptime.
-    pub fn publish(&self) {
+    /// Recomputes and publishes every score, view and uptime. A provider whose breaker
+    /// turned half-open starts a fresh window, so its probes are not starved by demotion.
+    pub fn publish(&mut self) {
         let at = now();
         let views: Vec<ProviderView> = self
             .trackers
-            .iter()
+            .iter_mut()
             .zip(&self.board.states)
-            .map(|(tracker, state)| {
-                let view = tracker.view(at, state.phase());
+            .zip(self.phases.iter_mut())
+            .map(|((tracker, state), seen)| {
+                let phase = state.phase();
+                if phase == Phase::HalfOpen && *seen != Phase::HalfOpen {
+                    tracker.reset();
+                }
+                *seen = phase;
+                let view = tracker.view(at, phase);
                 state.publish_health(view.score as f32);
                 view
             })
@@ -134,5 +145,12 @@ mod tests {
         // A minute later the failures have left the window.
         tokio::time::sleep(Duration::from_secs(61)).await;
         assert_eq!(board.states[0].health(), 1.0);
+        // Failures again; then the breaker half-opens: a fresh window, score 0.5 (not demoted).
+        addr.send(attempt(0, AttemptResult::Error)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        assert_eq!(board.states[0].health(), 0.0);
+        board.states[0].publish_phase(Phase::HalfOpen, 1);
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        assert_eq!(board.states[0].health(), 0.5);
     }
 }

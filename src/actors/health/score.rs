@@ -89,6 +89,13 @@ impl Tracker {
         }
     }
 
+    /// Forgets the window: when a breaker half-opens, its probes decide afresh, and the
+    /// failures that opened it must not keep the provider demoted (and so unprobed).
+    pub fn reset(&mut self) {
+        self.outcomes.clear();
+        self.latencies.clear();
+    }
+
     pub fn view(&self, now: Instant, phase: Phase) -> ProviderView {
         let (ok, failed) = self
             .outcomes
