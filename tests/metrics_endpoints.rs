@@ -300,7 +300,7 @@ fn categories_summary_docs_and_access() {
         .unwrap();
     for family in FAMILIES {
         assert!(
-            docs.contains(&format!("| `{}` |", family.name)),
+            docs.contains(&format!("\n| `{}` |", family.name)),
             "{} not documented",
             family.name
         );
