@@ -1,5 +1,6 @@
 //! Wiring: builds the router and the shared state, starts the HTTP server, and shuts down in
-//! order (stop accepting, drain requests, flush telemetry).
+//! order (stop accepting, drain requests, flush telemetry: the Loki shipper last, so the
+//! server's own goodbye lines are shipped too).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use crate::config::Config;
 use crate::outcome::NoopObserver;
 use crate::router::Router;
 use crate::routes::{self, AppState};
+use crate::telemetry::loki::LokiHandle;
 
 /// Why the gateway could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -31,7 +33,24 @@ pub enum AppError {
 
 /// Runs the gateway until SIGINT / SIGTERM. `listen` overrides `server.listen`.
 pub fn run(config: Config, listen: Option<SocketAddr>) -> Result<(), AppError> {
-    actix_web::rt::System::new().block_on(serve(config, listen))
+    run_with(config, listen, None)
+}
+
+/// [`run`] with the Loki shipper `telemetry::init_logging_with` built: it starts before the
+/// server and is flushed (within `telemetry.loki.shutdown_deadline`) after the server stopped.
+pub fn run_with(
+    config: Config,
+    listen: Option<SocketAddr>,
+    loki: Option<LokiHandle>,
+) -> Result<(), AppError> {
+    actix_web::rt::System::new().block_on(async move {
+        let shipper = loki.map(LokiHandle::start);
+        let result = serve(config, listen).await;
+        if let Some(shipper) = shipper {
+            shipper.shutdown().await;
+        }
+        result
+    })
 }
 
 /// Builds the shared state handlers read.

@@ -54,8 +54,14 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            gatewayz::telemetry::init_logging(config.telemetry.log_level.as_deref());
-            match gatewayz::app::run(config, listen) {
+            let loki = match gatewayz::telemetry::init_logging_with(&config.telemetry) {
+                Ok(loki) => loki,
+                Err(e) => {
+                    eprintln!("gatewayz: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            match gatewayz::app::run_with(config, listen, loki) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = %e, "gatewayz failed");

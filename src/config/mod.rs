@@ -10,6 +10,7 @@ mod duration;
 mod error;
 mod interpolate;
 mod locate;
+mod loki;
 mod telemetry;
 
 use std::collections::BTreeMap;
@@ -22,6 +23,7 @@ use serde::Deserialize;
 pub use error::{ConfigError, Invalid};
 pub use interpolate::interpolate;
 pub use locate::{key_segment, line_of};
+pub use loki::{DropPolicy, LokiAuth, LokiConfig};
 pub use telemetry::TelemetryConfig;
 
 /// The built-in default, used by `gatewayz serve` without `--config`.

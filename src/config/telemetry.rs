@@ -3,6 +3,7 @@
 
 use serde::Deserialize;
 
+use super::loki::LokiConfig;
 use super::Invalid;
 
 /// `[telemetry]`
@@ -12,13 +13,19 @@ pub struct TelemetryConfig {
     /// Log filter in `RUST_LOG` syntax. Default `"info"`; `RUST_LOG` wins when set.
     #[serde(default)]
     pub log_level: Option<String>,
+    /// Ship logs to Loki. Default: off (no shipper runs). See [`LokiConfig`].
+    #[serde(default)]
+    pub loki: Option<LokiConfig>,
 }
 
 impl TelemetryConfig {
     pub(super) fn interpolate(
         &mut self,
-        _expand: &dyn Fn(String, &mut String) -> Result<(), Invalid>,
+        expand: &dyn Fn(String, &mut String) -> Result<(), Invalid>,
     ) -> Result<(), Invalid> {
+        if let Some(loki) = &mut self.loki {
+            loki.interpolate(expand)?;
+        }
         Ok(())
     }
 
@@ -30,6 +37,9 @@ impl TelemetryConfig {
                     format!("{level:?} is not a valid log filter"),
                 ));
             }
+        }
+        if let Some(loki) = &self.loki {
+            loki.validate()?;
         }
         Ok(())
     }
