@@ -30,7 +30,7 @@ use super::batch::Record;
 use crate::telemetry::log_stats::LogStats;
 
 /// Target of the shipper's own diagnostics: stderr sees them, Loki never does.
-pub const SELF_TARGET: &str = "gatewayz::telemetry::loki";
+pub const SELF_TARGET: &str = "gatewayz::loki_shipper";
 
 /// Targets never shipped: ourselves, OpenTelemetry's internals and the HTTP stack the
 /// shipper pushes with (their events would be caused by shipping and feed back into it).
@@ -300,8 +300,9 @@ mod tests {
     #[test]
     fn excludes_its_own_and_the_http_stack() {
         for (target, excluded) in [
-            ("gatewayz::telemetry::loki", true),
-            ("gatewayz::telemetry::loki::layer", true),
+            ("gatewayz::loki_shipper", true),
+            ("gatewayz::telemetry::loki::tests", false),
+            ("gatewayz::loki_shipper::push", true),
             ("opentelemetry_sdk", true),
             ("opentelemetry", true),
             ("hyper_util::client", true),
