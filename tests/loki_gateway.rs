@@ -85,7 +85,10 @@ fn records_emitted_just_before_sigterm_all_arrive() {
         .iter()
         .map(|e| e.json()["msg"].as_str().unwrap_or("").to_owned())
         .collect();
-    assert!(messages.iter().any(|m| m == "gatewayz stopped"), "{messages:?}");
+    assert!(
+        messages.iter().any(|m| m == "gatewayz stopped"),
+        "{messages:?}"
+    );
     assert_eq!(report_figure(&gw, "dropped_shutdown"), 0);
     assert_eq!(report_figure(&gw, "dropped_full"), 0);
 }
@@ -94,7 +97,11 @@ fn records_emitted_just_before_sigterm_all_arrive() {
 fn with_loki_down_the_process_exits_within_the_deadline_and_counts_the_rest() {
     for (name, url, _receiver) in [
         ("down", down_url(), None),
-        ("stalled", String::new(), Some(LokiReceiver::start(Mode::Stall))),
+        (
+            "stalled",
+            String::new(),
+            Some(LokiReceiver::start(Mode::Stall)),
+        ),
     ] {
         let url = _receiver.as_ref().map_or(url, |r| r.url());
         let mut gw = common::gateway(&config(
@@ -162,10 +169,12 @@ batch_max_records = 16"#,
     for t in threads {
         t.join().unwrap();
     }
-    let all = receiver.wait_until(Duration::from_secs(30), |a| {
-        request_ids(a).len() >= 200
-    });
-    assert!(all, "only {} lines arrived", request_ids(&receiver.accepted()).len());
+    let all = receiver.wait_until(Duration::from_secs(30), |a| request_ids(a).len() >= 200);
+    assert!(
+        all,
+        "only {} lines arrived",
+        request_ids(&receiver.accepted()).len()
+    );
     std::thread::sleep(Duration::from_millis(200)); // a duplicate would arrive by now
     let mut ids = request_ids(&receiver.accepted());
     assert_eq!(ids.len(), 200, "no duplicates");

@@ -58,7 +58,11 @@ async fn accepted_until(receiver: &LokiReceiver, done: impl Fn(&[Entry]) -> bool
 
 async fn emit(range: std::ops::Range<u64>, message: &'static str) {
     for seq in range {
-        tracing::info!(seq, padding = "0123456789abcdef0123456789abcdef", "{message}");
+        tracing::info!(
+            seq,
+            padding = "0123456789abcdef0123456789abcdef",
+            "{message}"
+        );
         if seq % 256 == 0 {
             tokio::task::yield_now().await;
         }
@@ -95,11 +99,17 @@ async fn ten_thousand_records_travel_in_few_bounded_pushes() {
             .collect();
         max_line = max_line.max(lines.iter().copied().max().unwrap_or(0));
         assert!(lines.len() <= 500, "a batch over its record limit");
-        assert!(lines.iter().sum::<usize>() <= 16 * 1024, "a batch over its byte limit");
+        assert!(
+            lines.iter().sum::<usize>() <= 16 * 1024,
+            "a batch over its byte limit"
+        );
     }
     // Every push but the last is full: no room for one more line.
     let lower = (10_000usize.div_ceil(500)).max(bytes.div_ceil(16 * 1024));
-    let upper = bytes.div_ceil(16 * 1024 - max_line).max(10_000usize.div_ceil(500)) + 1;
+    let upper = bytes
+        .div_ceil(16 * 1024 - max_line)
+        .max(10_000usize.div_ceil(500))
+        + 1;
     assert!(
         (lower..=upper).contains(&pushes.len()),
         "{} pushes, expected {lower}..={upper}",
@@ -127,7 +137,10 @@ async fn retries_until_accepted_keeps_order_and_counts_rejections() {
         .iter()
         .all(|e| e.labels == r#"{level="info", service="gatewayz"}"#));
     let statuses: Vec<_> = receiver.pushes().iter().map(|p| p.status).collect();
-    assert_eq!(&statuses[..4], &[Some(429), Some(500), Some(503), Some(204)]);
+    assert_eq!(
+        &statuses[..4],
+        &[Some(429), Some(500), Some(503), Some(204)]
+    );
 
     // A 400 drops the batch and counts it.
     receiver.script(&[400]);
@@ -148,8 +161,14 @@ async fn basic_auth_and_errors_with_sources() {
         password: "pass".into(),
     });
     let r = rig(&c);
-    let err = Outer(std::io::Error::other(Outer(std::io::Error::other("root cause"))));
-    tracing::error!(error = &err as &dyn std::error::Error, provider = "p1", "upstream failed");
+    let err = Outer(std::io::Error::other(Outer(std::io::Error::other(
+        "root cause",
+    ))));
+    tracing::error!(
+        error = &err as &dyn std::error::Error,
+        provider = "p1",
+        "upstream failed"
+    );
     let report = r.shipper.shutdown().await;
     assert_eq!(report.shipped, 1);
     let push = &receiver.pushes()[0];
@@ -163,7 +182,10 @@ async fn basic_auth_and_errors_with_sources() {
     assert_eq!(line["msg"], "upstream failed");
     assert_eq!(line["error"], "outer");
     // io::Error hides its own layer: outer -> (io) -> outer -> (io) -> root cause.
-    assert_eq!(line["error.sources"], serde_json::json!(["outer", "root cause"]));
+    assert_eq!(
+        line["error.sources"],
+        serde_json::json!(["outer", "root cause"])
+    );
 }
 
 #[derive(Debug)]

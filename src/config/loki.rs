@@ -171,7 +171,12 @@ impl LokiConfig {
         let key = |k: &str| format!("telemetry.loki.{k}");
         match reqwest::Url::parse(&self.url) {
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
-            _ => return Err(Invalid::new(key("url"), "must be an http:// or https:// URL")),
+            _ => {
+                return Err(Invalid::new(
+                    key("url"),
+                    "must be an http:// or https:// URL",
+                ))
+            }
         }
         if let Some(tenant) = &self.tenant {
             if tenant.is_empty() || reqwest::header::HeaderValue::from_str(tenant).is_err() {
@@ -179,12 +184,16 @@ impl LokiConfig {
             }
         }
         if self.labels.len() > MAX_LABELS {
-            return Err(Invalid::new(key("labels"), format!("at most {MAX_LABELS} labels")));
+            return Err(Invalid::new(
+                key("labels"),
+                format!("at most {MAX_LABELS} labels"),
+            ));
         }
         for (name, value) in &self.labels {
-            let valid = name.chars().enumerate().all(|(i, c)| {
-                c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit())
-            });
+            let valid = name
+                .chars()
+                .enumerate()
+                .all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()));
             if name.is_empty() || !valid || name == "level" {
                 return Err(Invalid::new(
                     format!("telemetry.loki.labels.{}", key_segment(name)),
@@ -218,7 +227,10 @@ impl LokiConfig {
             }
         }
         if self.backoff_max < self.backoff_min {
-            return Err(Invalid::new(key("backoff_max"), "must not be less than backoff_min"));
+            return Err(Invalid::new(
+                key("backoff_max"),
+                "must not be less than backoff_min",
+            ));
         }
         Ok(())
     }

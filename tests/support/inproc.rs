@@ -12,13 +12,19 @@ use gatewayz::telemetry::loki::LokiHandle;
 /// `/health` answers.
 pub fn start_gateway(config: &str, loki: LokiHandle) -> SocketAddr {
     let config = Config::from_toml(config, "test", &|_| None).unwrap();
-    let addr = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let addr = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     std::thread::spawn(move || gatewayz::app::run_with(config, Some(addr), Some(loki)));
     gatewayz::install_crypto_provider();
     let client = reqwest::blocking::Client::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     while client.get(format!("http://{addr}/health")).send().is_err() {
-        assert!(Instant::now() < deadline, "the in-process gateway did not start");
+        assert!(
+            Instant::now() < deadline,
+            "the in-process gateway did not start"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     addr

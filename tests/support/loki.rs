@@ -111,7 +111,11 @@ impl LokiReceiver {
 
     /// Entries of pushes answered 2xx, in arrival order.
     pub fn accepted(&self) -> Vec<Entry> {
-        entries(self.pushes().iter().filter(|p| p.status.is_some_and(|s| s < 300)))
+        entries(
+            self.pushes()
+                .iter()
+                .filter(|p| p.status.is_some_and(|s| s < 300)),
+        )
     }
 
     /// Waits (at most `limit`) until `done(accepted entries)` holds.

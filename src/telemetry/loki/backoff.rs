@@ -99,7 +99,10 @@ mod tests {
     #[test]
     fn rejects_bad_parameters() {
         assert_eq!(Backoff::new(ms(0), ms(1), 1), Err(BackoffError::ZeroMin));
-        assert_eq!(Backoff::new(ms(2), ms(1), 1), Err(BackoffError::MaxBelowMin));
+        assert_eq!(
+            Backoff::new(ms(2), ms(1), 1),
+            Err(BackoffError::MaxBelowMin)
+        );
         assert_eq!(Backoff::new(ms(1), ms(1), 0), Err(BackoffError::NoTries));
         let b = Backoff::new(ms(1), ms(1), 3).unwrap();
         assert!(b.may_retry(2) && !b.may_retry(3));

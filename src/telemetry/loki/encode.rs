@@ -184,7 +184,10 @@ mod tests {
     #[test]
     fn groups_by_level_sorts_and_round_trips() {
         let labels = StreamLabels::new(
-            &BTreeMap::from([("service".into(), "gw".into()), ("env".into(), "a\"b".into())]),
+            &BTreeMap::from([
+                ("service".into(), "gw".into()),
+                ("env".into(), "a\"b".into()),
+            ]),
             true,
         );
         let req = to_request(
@@ -203,11 +206,18 @@ mod tests {
             back.streams[0].labels,
             r#"{env="a\"b", level="error", service="gw"}"#
         );
-        let info: Vec<_> = back.streams[1].entries.iter().map(|e| e.line.as_str()).collect();
+        let info: Vec<_> = back.streams[1]
+            .entries
+            .iter()
+            .map(|e| e.line.as_str())
+            .collect();
         assert_eq!(info, ["a", "b", "c"]);
         let ts = back.streams[1].entries[2].timestamp.unwrap();
         assert_eq!((ts.seconds, ts.nanos), (3, 1));
-        assert_eq!(back.streams[0].entries[0].structured_metadata[0].value, "ab");
+        assert_eq!(
+            back.streams[0].entries[0].structured_metadata[0].value,
+            "ab"
+        );
     }
 
     #[test]

@@ -49,7 +49,10 @@ const EXCLUDED: &[&str] = &[
 pub fn is_excluded(target: &str) -> bool {
     EXCLUDED.iter().any(|prefix| {
         target.starts_with(prefix)
-            && matches!(target.as_bytes().get(prefix.len()), None | Some(b':' | b'_'))
+            && matches!(
+                target.as_bytes().get(prefix.len()),
+                None | Some(b':' | b'_')
+            )
     })
 }
 
@@ -100,7 +103,10 @@ impl LokiLayer {
 #[derive(Clone)]
 struct TraceIds(Option<(String, String)>);
 
-fn trace_ids<S>(span: &tracing_subscriber::registry::SpanRef<'_, S>, dispatch: &Dispatch) -> Option<(String, String)>
+fn trace_ids<S>(
+    span: &tracing_subscriber::registry::SpanRef<'_, S>,
+    dispatch: &Dispatch,
+) -> Option<(String, String)>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
@@ -130,7 +136,10 @@ where
         if is_excluded(meta.target()) {
             return;
         }
-        let ids = match (ctx.event_span(event), self.dispatch.get().and_then(|d| d.upgrade())) {
+        let ids = match (
+            ctx.event_span(event),
+            self.dispatch.get().and_then(|d| d.upgrade()),
+        ) {
             (Some(span), Some(dispatch)) => trace_ids(&span, &dispatch),
             _ => None,
         };

@@ -29,8 +29,8 @@ use tokio::sync::{mpsc, oneshot};
 use self::backoff::Backoff;
 use self::batch::{Backlog, Batch, Limits, Record};
 use self::encode::StreamLabels;
-pub use self::layer::{LokiLayer, SELF_TARGET};
 use self::layer::Shared;
+pub use self::layer::{LokiLayer, SELF_TARGET};
 use self::transport::{classify, HttpTransport, PushOutcome, Transport, Verdict};
 use crate::config::LokiConfig;
 use crate::telemetry::log_stats::LogStats;
@@ -93,7 +93,9 @@ pub struct LokiHandle {
 
 impl std::fmt::Debug for LokiHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LokiHandle").field("url", &self.config.url).finish()
+        f.debug_struct("LokiHandle")
+            .field("url", &self.config.url)
+            .finish()
     }
 }
 
@@ -253,7 +255,9 @@ impl LokiShipper {
     fn accept(&mut self, record: Record) {
         let dropped = self.backlog.push(record);
         if dropped > 0 {
-            self.stats().dropped_full.fetch_add(dropped, Ordering::Relaxed);
+            self.stats()
+                .dropped_full
+                .fetch_add(dropped, Ordering::Relaxed);
             self.stats()
                 .queue_depth
                 .fetch_sub(dropped as i64, Ordering::Relaxed);
@@ -318,9 +322,10 @@ impl LokiShipper {
         };
         flight.tries += 1;
         let push = self.transport.push(flight.body.clone());
-        ctx.spawn(push.into_actor(self).map(|outcome, act, ctx| {
-            act.on_outcome(outcome, ctx)
-        }));
+        ctx.spawn(
+            push.into_actor(self)
+                .map(|outcome, act, ctx| act.on_outcome(outcome, ctx)),
+        );
     }
 
     fn on_outcome(&mut self, outcome: PushOutcome, ctx: &mut Context<Self>) {
@@ -359,9 +364,8 @@ impl LokiShipper {
     /// Counts what is still held as `dropped_shutdown`, answers the shutdown and stops.
     fn finish(&mut self, ctx: &mut Context<Self>) {
         let in_channel = self.probe.max_capacity() - self.probe.capacity();
-        let held = self.backlog.clear()
-            + self.in_flight.take().map_or(0, |f| f.records)
-            + in_channel;
+        let held =
+            self.backlog.clear() + self.in_flight.take().map_or(0, |f| f.records) + in_channel;
         self.settle(held, &self.shared.stats.dropped_shutdown);
         if let Some(reply) = self.closing.take() {
             let _ = reply.send(());

@@ -111,7 +111,11 @@ async fn a_full_batch_goes_at_once() {
         tracing::info!(i, "x");
     }
     sleep(1).await;
-    assert_eq!(t.push_count(), 2, "two full batches without waiting for the timer");
+    assert_eq!(
+        t.push_count(),
+        2,
+        "two full batches without waiting for the timer"
+    );
     sleep(1000).await;
     assert_eq!(t.push_count(), 3);
     assert_eq!(n(&r.stats.shipped), 25);
@@ -185,7 +189,11 @@ async fn shutdown_flushes_what_it_holds_at_once() {
     assert_eq!(report.shipped, 7);
     assert_eq!(report.dropped_shutdown, 0);
     tracing::info!("after shutdown");
-    assert_eq!(n(&r.stats.dropped_shutdown), 1, "arrivals after shutdown are counted");
+    assert_eq!(
+        n(&r.stats.dropped_shutdown),
+        1,
+        "arrivals after shutdown are counted"
+    );
 }
 
 #[actix::test]

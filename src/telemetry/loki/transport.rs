@@ -86,9 +86,10 @@ impl HttpTransport {
         }
         let auth = match &config.auth {
             Some(LokiAuth::Bearer(token)) => Some(format!("Bearer {token}")),
-            Some(LokiAuth::Basic { username, password }) => {
-                Some(format!("Basic {}", base64(&format!("{username}:{password}"))))
-            }
+            Some(LokiAuth::Basic { username, password }) => Some(format!(
+                "Basic {}",
+                base64(&format!("{username}:{password}"))
+            )),
             None => None,
         };
         if let Some(auth) = auth {
@@ -127,12 +128,15 @@ impl Transport for HttpTransport {
 
 /// Standard base64 with padding (basic auth only; not worth a dependency).
 fn base64(input: &str) -> String {
-    const ALPHABET: &[u8; 64] =
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let bytes = input.as_bytes();
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
