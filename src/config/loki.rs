@@ -235,3 +235,113 @@ impl LokiConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Config, ConfigError};
+    use super::*;
+
+    const BASE: &str = "[providers.m]\nkind = \"mock\"\n[models.x]\nproviders = [\"m\"]\n";
+
+    fn parse(loki: &str) -> Result<Config, ConfigError> {
+        let env = |name: &str| (name == "LOKI_TOKEN").then(|| "s3cret".to_string());
+        Config::from_toml(&format!("{BASE}[telemetry.loki]\n{loki}"), "t.toml", &env)
+    }
+
+    #[test]
+    fn defaults_and_full_section() {
+        let c = parse("url = \"http://loki:3100\"").unwrap();
+        let loki = c.telemetry.loki.unwrap();
+        assert_eq!(loki.flush_interval, Duration::from_secs(1));
+        assert_eq!(loki.backoff_min, Duration::from_millis(500));
+        assert_eq!(loki.backoff_max, Duration::from_secs(300));
+        assert_eq!(loki.labels["service"], "gatewayz");
+        assert_eq!(loki.drop_policy, DropPolicy::Newest);
+
+        let c = parse(
+            r#"url = "https://loki.example"
+tenant = "ops"
+labels = { service = "gw", env = "prod" }
+auth = { bearer = "${LOKI_TOKEN}" }
+batch_max_records = 10
+batch_max_bytes = 2048
+flush_interval = "250ms"
+queue_capacity = 50
+drop_policy = "oldest"
+backoff_min = "1s"
+backoff_max = "1m"
+max_tries = 3
+shutdown_deadline = "2s"
+timeout = "3s"
+level_label = false"#,
+        )
+        .unwrap();
+        let loki = c.telemetry.loki.unwrap();
+        assert!(matches!(loki.auth, Some(LokiAuth::Bearer(ref t)) if t == "s3cret"));
+        assert_eq!(loki.drop_policy, DropPolicy::Oldest);
+        assert_eq!(loki.labels.len(), 2);
+        assert!(Config::builtin().unwrap().telemetry.loki.is_none());
+    }
+
+    #[test]
+    fn basic_auth_parses() {
+        let c = parse(
+            "url = \"http://l\"\nauth = { basic = { username = \"u\", password = \"${LOKI_TOKEN}\" } }",
+        )
+        .unwrap();
+        assert!(matches!(
+            c.telemetry.loki.unwrap().auth,
+            Some(LokiAuth::Basic { ref password, .. }) if password == "s3cret"
+        ));
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let table = [
+            ("url = \"loki:3100\"", "telemetry.loki.url"),
+            (
+                "url = \"http://l\"\nqueue_capacity = 0",
+                "telemetry.loki.queue_capacity",
+            ),
+            (
+                "url = \"http://l\"\nbatch_max_bytes = 0",
+                "telemetry.loki.batch_max_bytes",
+            ),
+            (
+                "url = \"http://l\"\nmax_tries = 0",
+                "telemetry.loki.max_tries",
+            ),
+            (
+                "url = \"http://l\"\nflush_interval = \"0s\"",
+                "telemetry.loki.flush_interval",
+            ),
+            (
+                "url = \"http://l\"\nbackoff_min = \"2s\"\nbackoff_max = \"1s\"",
+                "telemetry.loki.backoff_max",
+            ),
+            (
+                "url = \"http://l\"\nlabels = { level = \"x\" }",
+                "telemetry.loki.labels.level",
+            ),
+            (
+                "url = \"http://l\"\nlabels = { \"a-b\" = \"x\" }",
+                "telemetry.loki.labels",
+            ),
+            (
+                "url = \"http://l\"\nauth = { bearer = \"${NOPE}\" }",
+                "telemetry.loki.auth.bearer",
+            ),
+        ];
+        for (src, key) in table {
+            let err = parse(src).unwrap_err().to_string();
+            assert!(err.contains(key), "{src:?}: {err}");
+        }
+        for unknown in [
+            "url = \"http://l\"\nbatch_size = 3",
+            "url = \"http://l\"\nauth = { digest = \"x\" }",
+        ] {
+            let err = parse(unknown).unwrap_err().to_string();
+            assert!(err.contains("unknown"), "{unknown:?}: {err}");
+        }
+    }
+}
