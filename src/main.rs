@@ -127,5 +127,30 @@ fn describe(config: &Config) -> String {
             names.join(", ")
         }
     ));
+    if let Some(loki) = &config.telemetry.loki {
+        // Credentials in the URL's userinfo stay out of the report.
+        let url = reqwest::Url::parse(&loki.url).map_or(String::new(), |mut u| {
+            let _ = u.set_password(None);
+            let _ = u.set_username("");
+            u.to_string()
+        });
+        out.push_str(&format!(
+            "loki: {} (tenant {}, auth {}, batches of {} records / {} bytes every {}, queue {} \
+             dropping {:?}, shutdown deadline {})\n",
+            url,
+            loki.tenant.as_deref().unwrap_or("none"),
+            match loki.auth {
+                Some(gatewayz::config::LokiAuth::Basic { .. }) => "basic",
+                Some(gatewayz::config::LokiAuth::Bearer(_)) => "bearer",
+                None => "none",
+            },
+            loki.batch_max_records,
+            loki.batch_max_bytes,
+            humantime::format_duration(loki.flush_interval),
+            loki.queue_capacity,
+            loki.drop_policy,
+            humantime::format_duration(loki.shutdown_deadline),
+        ));
+    }
     out
 }

@@ -54,6 +54,11 @@ fn request_ids(entries: &[Entry]) -> Vec<String> {
 
 /// The `key=N` figure of the shipper's closing line on stderr.
 fn report_figure(gw: &common::Process, key: &str) -> u64 {
+    // The stderr reader thread may still be catching up with the exited process.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !gw.log_text().contains("loki shipper stopped") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let log = gw.log_text();
     let line = log
         .lines()
