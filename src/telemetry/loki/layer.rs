@@ -119,7 +119,8 @@ where
         sc.is_valid()
             .then(|| (sc.trace_id().to_string(), sc.span_id().to_string()))
     });
-    span.extensions_mut().insert(TraceIds(ids.clone()));
+    // `replace`, not `insert`: two threads may log in the same span at once.
+    span.extensions_mut().replace(TraceIds(ids.clone()));
     ids
 }
 
