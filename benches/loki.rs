@@ -41,6 +41,25 @@ fn run_shipper(handle: LokiHandle) {
     started.recv().unwrap();
 }
 
+/// The same events without the Loki layer: the part of the cost that is not ours.
+fn emit_baseline(c: &mut Criterion) {
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("bench")));
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let mut group = c.benchmark_group("loki_emit");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("info_without_loki_layer", |b| {
+        b.iter(|| tracing::info!(provider = "mock-a", status = 200u64, "request done"))
+    });
+    let span = tracing::info_span!("request");
+    let _entered = span.enter();
+    group.bench_function("info_in_otel_span_without_loki_layer", |b| {
+        b.iter(|| tracing::info!(provider = "mock-a", status = 200u64, "request done"))
+    });
+    group.finish();
+}
+
 fn emit_cost(c: &mut Criterion) {
     let stats = Arc::new(LogStats::default());
     let mut config = LokiConfig::new("http://127.0.0.1:9");
@@ -103,5 +122,5 @@ fn shipping_throughput(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, emit_cost, shipping_throughput);
+criterion_group!(benches, emit_baseline, emit_cost, shipping_throughput);
 criterion_main!(benches);

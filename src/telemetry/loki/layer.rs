@@ -148,16 +148,15 @@ where
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
         let level = level_name(*meta.level());
-        let mut visitor = LineVisitor::default();
-        event.record(&mut visitor);
-        let mut line = String::with_capacity(64 + visitor.message.len() + visitor.fields.len());
+        // One allocation: the visitor writes every member straight into the line.
+        let mut line = String::with_capacity(256);
         line.push_str("{\"level\":\"");
         line.push_str(level);
         line.push_str("\",\"target\":");
         json_str(&mut line, meta.target());
-        line.push_str(",\"msg\":");
-        json_str(&mut line, &visitor.message);
-        line.push_str(&visitor.fields);
+        let mut visitor = LineVisitor { line };
+        event.record(&mut visitor);
+        let mut line = visitor.line;
         let (trace_id, span_id) = match ids {
             Some((t, s)) => {
                 line.push_str(",\"trace_id\":\"");
@@ -190,87 +189,105 @@ fn level_name(level: Level) -> &'static str {
     }
 }
 
-/// Collects the message and the other fields as `,"key":value` JSON members.
-#[derive(Default)]
+/// Writes the message (as `msg`) and the other fields as `,"key":value` JSON members.
 struct LineVisitor {
-    message: String,
-    fields: String,
+    line: String,
 }
 
 impl LineVisitor {
     fn key(&mut self, field: &Field) {
-        self.fields.push(',');
-        json_str(&mut self.fields, field.name());
-        self.fields.push(':');
+        self.line.push(',');
+        let name = field.name();
+        json_str(&mut self.line, if name == "message" { "msg" } else { name });
+        self.line.push(':');
     }
 }
 
 impl Visit for LineVisitor {
     fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() == "message" {
-            self.message.push_str(value);
-        } else {
-            self.key(field);
-            json_str(&mut self.fields, value);
-        }
+        self.key(field);
+        json_str(&mut self.line, value);
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
         self.key(field);
-        let _ = write!(self.fields, "{value}");
+        let _ = write!(self.line, "{value}");
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
         self.key(field);
-        let _ = write!(self.fields, "{value}");
+        let _ = write!(self.line, "{value}");
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
         self.key(field);
-        self.fields.push_str(if value { "true" } else { "false" });
+        self.line.push_str(if value { "true" } else { "false" });
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
         self.key(field);
         if value.is_finite() {
-            let _ = write!(self.fields, "{value}");
+            let _ = write!(self.line, "{value}");
         } else {
-            let _ = write!(self.fields, "\"{value}\"");
+            let _ = write!(self.line, "\"{value}\"");
         }
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.key(field);
-        json_str(&mut self.fields, &value.to_string());
-        let mut sources = Vec::new();
+        self.record_debug(field, &format_args!("{value}"));
         let mut next = value.source();
+        if next.is_none() {
+            return;
+        }
+        self.line.push(',');
+        json_str(&mut self.line, &format!("{}.sources", field.name()));
+        self.line.push_str(":[");
+        let mut first = true;
         while let Some(source) = next {
-            sources.push(source.to_string());
+            if !first {
+                self.line.push(',');
+            }
+            first = false;
+            self.record_display_str(&format_args!("{source}"));
             next = source.source();
         }
-        if !sources.is_empty() {
-            self.fields.push(',');
-            json_str(&mut self.fields, &format!("{}.sources", field.name()));
-            self.fields.push_str(":[");
-            for (i, s) in sources.iter().enumerate() {
-                if i > 0 {
-                    self.fields.push(',');
-                }
-                json_str(&mut self.fields, s);
-            }
-            self.fields.push(']');
-        }
+        self.line.push(']');
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        let text = format!("{value:?}");
-        self.record_str(field, &text);
+        self.key(field);
+        self.record_display_str(&format_args!("{value:?}"));
+    }
+}
+
+impl LineVisitor {
+    /// Writes `args` as a JSON string, escaping on the fly (no intermediate `String`).
+    fn record_display_str(&mut self, args: &std::fmt::Arguments<'_>) {
+        self.line.push('"');
+        let _ = JsonEscape(&mut self.line).write_fmt(*args);
+        self.line.push('"');
+    }
+}
+
+/// A `fmt::Write` that escapes what it is given for a JSON string.
+struct JsonEscape<'a>(&'a mut String);
+
+impl std::fmt::Write for JsonEscape<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        escape_into(self.0, s);
+        Ok(())
     }
 }
 
 /// Appends `s` as a JSON string literal.
 fn json_str(out: &mut String, s: &str) {
     out.push('"');
+    escape_into(out, s);
+    out.push('"');
+}
+
+/// Appends `s` escaped for the inside of a JSON string.
+fn escape_into(out: &mut String, s: &str) {
     let mut start = 0;
     for (i, b) in s.bytes().enumerate() {
         let escape = match b {
@@ -291,7 +308,6 @@ fn json_str(out: &mut String, s: &str) {
         start = i + 1;
     }
     out.push_str(&s[start..]);
-    out.push('"');
 }
 
 #[cfg(test)]
