@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use bytes::Bytes;
 
@@ -15,6 +16,7 @@ use crate::outcome::NoopObserver;
 use crate::router::Router;
 use crate::routes::{self, AppState};
 use crate::telemetry::loki::LokiHandle;
+use crate::telemetry::server_span::server_span;
 
 /// Why the gateway could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -32,25 +34,30 @@ pub enum AppError {
 }
 
 /// Runs the gateway until SIGINT / SIGTERM. `listen` overrides `server.listen`.
+/// Once the server has stopped, flushes the Loki shipper, then the trace exporter (outside
+/// the actix runtime: that flush blocks).
 pub fn run(config: Config, listen: Option<SocketAddr>) -> Result<(), AppError> {
-    run_with(config, listen, None)
+    run_with(config, listen, crate::telemetry::take_loki())
 }
 
-/// [`run`] with the Loki shipper `telemetry::init_logging_with` built: it starts before the
-/// server and is flushed (within `telemetry.loki.shutdown_deadline`) after the server stopped.
+/// [`run`] with the Loki shipper `telemetry::init` built (in-process tests pass their own):
+/// it starts before the server and is flushed (within `telemetry.loki.shutdown_deadline`)
+/// after the server stopped; then the trace exporter is flushed.
 pub fn run_with(
     config: Config,
     listen: Option<SocketAddr>,
     loki: Option<LokiHandle>,
 ) -> Result<(), AppError> {
-    actix_web::rt::System::new().block_on(async move {
+    let result = actix_web::rt::System::new().block_on(async move {
         let shipper = loki.map(LokiHandle::start);
         let result = serve(config, listen).await;
         if let Some(shipper) = shipper {
             shipper.shutdown().await;
         }
         result
-    })
+    });
+    crate::telemetry::shutdown();
+    result
 }
 
 /// Builds the shared state handlers read.
@@ -88,6 +95,7 @@ async fn serve(config: Config, listen: Option<SocketAddr>) -> Result<(), AppErro
     let state = web::Data::new(build_state(&config, router));
     let mut server = HttpServer::new(move || {
         App::new()
+            .wrap(from_fn(server_span))
             .app_data(state.clone())
             .configure(routes::configure)
             .default_service(web::to(routes::not_found))

@@ -54,14 +54,11 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let loki = match gatewayz::telemetry::init_logging_with(&config.telemetry) {
-                Ok(loki) => loki,
-                Err(e) => {
-                    eprintln!("gatewayz: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            match gatewayz::app::run_with(config, listen, loki) {
+            if let Err(e) = gatewayz::telemetry::init(&config.telemetry) {
+                eprintln!("gatewayz: {e}");
+                return ExitCode::from(2);
+            }
+            match gatewayz::app::run(config, listen) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = %e, "gatewayz failed");

@@ -11,6 +11,7 @@ mod error;
 mod interpolate;
 mod locate;
 mod loki;
+mod otlp;
 mod telemetry;
 
 use std::collections::BTreeMap;
@@ -22,8 +23,9 @@ use serde::Deserialize;
 
 pub use error::{ConfigError, Invalid};
 pub use interpolate::interpolate;
-pub use locate::{key_segment, line_of};
+pub use locate::{key_at, key_segment, line_of};
 pub use loki::{DropPolicy, LokiAuth, LokiConfig};
+pub use otlp::{OtlpConfig, OtlpProtocol};
 pub use telemetry::TelemetryConfig;
 
 /// The built-in default, used by `gatewayz serve` without `--config`.
@@ -305,9 +307,17 @@ impl Config {
         origin: &str,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        let mut config: Config = toml::from_str(src).map_err(|e| ConfigError::Parse {
-            origin: origin.to_owned(),
-            message: e.to_string().trim_end().to_owned(),
+        let mut config: Config = toml::from_str(src).map_err(|e| {
+            let message = e.to_string().trim_end().to_owned();
+            // toml points at the line; name the key too (a type error only has a span).
+            let key = e.span().and_then(|span| key_at(src, span.start));
+            ConfigError::Parse {
+                origin: origin.to_owned(),
+                message: match key {
+                    Some(key) => format!("{key}: {message}"),
+                    None => message,
+                },
+            }
         })?;
         let located = |invalid: Invalid| ConfigError::Invalid {
             origin: origin.to_owned(),

@@ -4,6 +4,7 @@
 use serde::Deserialize;
 
 use super::loki::LokiConfig;
+use super::otlp::OtlpConfig;
 use super::Invalid;
 
 /// `[telemetry]`
@@ -13,6 +14,10 @@ pub struct TelemetryConfig {
     /// Log filter in `RUST_LOG` syntax. Default `"info"`; `RUST_LOG` wins when set.
     #[serde(default)]
     pub log_level: Option<String>,
+    /// Trace export over OTLP (Tempo). Default: off, unless `OTEL_EXPORTER_OTLP_ENDPOINT` or
+    /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` is set. See [`OtlpConfig`].
+    #[serde(default)]
+    pub otlp: Option<OtlpConfig>,
     /// Ship logs to Loki. Default: off (no shipper runs). See [`LokiConfig`].
     #[serde(default)]
     pub loki: Option<LokiConfig>,
@@ -23,6 +28,9 @@ impl TelemetryConfig {
         &mut self,
         expand: &dyn Fn(String, &mut String) -> Result<(), Invalid>,
     ) -> Result<(), Invalid> {
+        if let Some(otlp) = &mut self.otlp {
+            otlp.interpolate(expand)?;
+        }
         if let Some(loki) = &mut self.loki {
             loki.interpolate(expand)?;
         }
@@ -37,6 +45,9 @@ impl TelemetryConfig {
                     format!("{level:?} is not a valid log filter"),
                 ));
             }
+        }
+        if let Some(otlp) = &self.otlp {
+            otlp.validate()?;
         }
         if let Some(loki) = &self.loki {
             loki.validate()?;

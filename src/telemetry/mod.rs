@@ -1,51 +1,160 @@
 //! Logs, metrics and traces.
 //!
 //! Logging goes through `tracing`; the subscriber is installed once by the binary, with a
-//! filter from `RUST_LOG` or `telemetry.log_level`, writing human-readable lines to stderr
-//! and, with `[telemetry.loki]`, shipping every event to Loki ([`loki`]). The Loki layer is
-//! installed here, before anything logs; its shipper actor is started and flushed by
-//! `app.rs`, which owns the shutdown order.
+//! filter from `RUST_LOG` or `telemetry.log_level`, writing human-readable lines to stderr.
+//! Traces ride on the same `tracing` spans: a `tracing-opentelemetry` layer turns the
+//! gateway's spans ([`server_span`], [`client_span`]) into OpenTelemetry spans for the
+//! [`otlp`] pipeline. Each layer has its own filter, so the log level never decides which
+//! spans exist, and library spans never reach the exporter. With `[telemetry.loki]`, a third
+//! layer ships every event the log filter lets through to Loki ([`loki`]); its shipper actor
+//! is started and flushed by `app.rs` ([`take_loki`]), which owns the shutdown order.
+//!
+//! Entry points: [`init`] (the gateway), [`init_logging`] (tools: logs only), [`take_loki`]
+//! (the shipper to start in the actor system), [`shutdown`] (after the HTTP server stopped:
+//! flushes the trace exporter).
 
+pub mod client_span;
 pub mod log_stats;
 pub mod loki;
+pub mod otlp;
+pub mod propagation;
+pub mod server_span;
 
+use std::sync::Mutex;
+
+use tracing::Level;
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::{EnvFilter, Layer};
 
-/// Installs the global subscriber. `level` is the configured filter (default `info`).
-pub fn init_logging(level: Option<&str>) {
-    install(level, None);
+use crate::config::TelemetryConfig;
+
+/// Quiets OpenTelemetry's own logs unless `RUST_LOG` / `log_level` names them: start-up chatter
+/// at INFO, and one warning per failed batch from the OTLP exporter (the gateway reports those
+/// itself, at most once per interval; see [`otlp::report`]).
+const OTEL_DIRECTIVES: [&str; 2] = ["opentelemetry=warn", "opentelemetry-otlp=error"];
+
+/// The trace pipeline, kept for [`shutdown`].
+static PIPELINE: Mutex<Option<otlp::Pipeline>> = Mutex::new(None);
+
+/// The Loki shipper built by [`init`], until `app` takes it ([`take_loki`]).
+static LOKI: Mutex<Option<loki::LokiHandle>> = Mutex::new(None);
+
+/// Why telemetry could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    #[error(transparent)]
+    Otlp(#[from] otlp::OtlpError),
+    #[error(transparent)]
+    Loki(#[from] loki::LokiError),
 }
 
-/// Installs the global subscriber for `config`: stderr always, Loki when configured. Returns
-/// the Loki shipper to start inside the actor system (`app::run_with`).
-pub fn init_logging_with(
-    config: &crate::config::TelemetryConfig,
-) -> Result<Option<loki::LokiHandle>, loki::LokiError> {
-    let Some(loki_config) = &config.loki else {
-        install(config.log_level.as_deref(), None);
-        return Ok(None);
+/// Installs the global subscriber: logs to stderr, and spans to the trace pipeline built from
+/// `[telemetry.otlp]` and the `OTEL_*` variables (see [`otlp::Pipeline::build`]), and events
+/// to Loki with `[telemetry.loki]` (the shipper waits in [`take_loki`]).
+pub fn init(config: &TelemetryConfig) -> Result<(), InitError> {
+    let pipeline = otlp::Pipeline::build(config.otlp.as_ref())?;
+    let (loki_layer, loki_handle) = match &config.loki {
+        Some(c) => {
+            let (layer, handle) = loki::pipeline(c, log_stats::global())?;
+            (Some(layer), Some(handle))
+        }
+        None => (None, None),
     };
-    let (layer, handle) = loki::pipeline(loki_config, log_stats::global())?;
-    install(config.log_level.as_deref(), Some(layer));
-    Ok(Some(handle))
+    let traces = tracing_opentelemetry::layer()
+        .with_tracer(pipeline.tracer())
+        .with_tracked_inactivity(false)
+        .with_location(false)
+        .with_threads(false)
+        .with_level(false)
+        .with_target(false)
+        .with_filter(Targets::new().with_target("gatewayz", Level::INFO));
+    let installed = tracing_subscriber::registry()
+        .with(log_layer(config.log_level.as_deref()))
+        .with(traces)
+        .with(loki_layer.map(|l| l.with_filter(log_filter(config.log_level.as_deref()))))
+        .try_init()
+        .is_ok();
+    if installed {
+        if let Ok(mut slot) = LOKI.lock() {
+            *slot = loki_handle;
+        }
+    }
+    match &pipeline.target {
+        Some(target) if installed => tracing::info!(%target, "exporting traces over OTLP"),
+        _ => tracing::debug!("no trace exporter configured"),
+    }
+    if let Ok(mut slot) = PIPELINE.lock() {
+        if let Some(previous) = slot.replace(pipeline) {
+            previous.shutdown();
+        }
+    }
+    Ok(())
 }
 
-fn install(level: Option<&str>, loki: Option<loki::LokiLayer>) {
-    let filter = std::env::var("RUST_LOG")
-        .ok()
-        .and_then(|f| EnvFilter::try_new(f).ok())
-        .or_else(|| level.and_then(|l| EnvFilter::try_new(l).ok()))
-        .unwrap_or_else(|| EnvFilter::new("info"));
-    let fmt = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_target(true)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+/// Installs a logs-only subscriber (tools such as `mock-upstream`). `level` is the configured
+/// filter (default `info`).
+pub fn init_logging(level: Option<&str>) {
     // A second call (tests) keeps the first subscriber.
     let _ = tracing_subscriber::registry()
-        .with(filter)
-        .with(fmt)
-        .with(loki)
+        .with(log_layer(level))
         .try_init();
+}
+
+/// The Loki shipper [`init`] built, if `[telemetry.loki]` is configured (once).
+pub fn take_loki() -> Option<loki::LokiHandle> {
+    LOKI.lock().ok().and_then(|mut slot| slot.take())
+}
+
+/// Flushes and stops the trace exporter. Blocking (at most the export timeout): call it from
+/// synchronous code once the HTTP server has stopped.
+pub fn shutdown() {
+    let pipeline = PIPELINE.lock().ok().and_then(|mut slot| slot.take());
+    if let Some(pipeline) = pipeline {
+        pipeline.shutdown();
+    }
+}
+
+fn log_layer<S>(level: Option<&str>) -> impl Layer<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_target(true)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_filter(log_filter(level))
+}
+
+/// The log filter: `RUST_LOG`, else `level`, else `info`; OpenTelemetry quieted. Stderr and
+/// Loki each get one, so both see the same events.
+fn log_filter(level: Option<&str>) -> EnvFilter {
+    let configured = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|f| EnvFilter::try_new(f).is_ok())
+        .or_else(|| level.map(str::to_owned))
+        .unwrap_or_else(|| "info".into());
+    let mut filter = EnvFilter::try_new(&configured).unwrap_or_else(|_| EnvFilter::new("info"));
+    if !configured.contains("opentelemetry") {
+        for directive in OTEL_DIRECTIVES {
+            if let Ok(d) = directive.parse() {
+                filter = filter.add_directive(d);
+            }
+        }
+    }
+    filter
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn otel_directives_parse() {
+        for d in super::OTEL_DIRECTIVES {
+            assert!(
+                d.parse::<tracing_subscriber::filter::Directive>().is_ok(),
+                "{d}"
+            );
+        }
+    }
 }
