@@ -198,3 +198,49 @@ batch_max_records = 16"#,
     assert!(gw.terminate(Duration::from_secs(20)).unwrap().success());
     assert_eq!(report_figure(&gw, "dropped_full"), 0);
 }
+
+#[test]
+fn access_lines_carry_the_request_trace_id() {
+    let receiver = LokiReceiver::start(Mode::Status(204));
+    let mut gw = common::gateway(&config(&receiver.url(), r#"flush_interval = "10ms""#));
+    let reply = common::client()
+        .post(gw.url("/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .header("x-request-id", "traced")
+        .header(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        )
+        .body(common::chat_body("mock-gpt", "hi", false))
+        .send()
+        .unwrap();
+    assert_eq!(reply.status(), 200);
+    chat(&gw, &common::client(), "untraced");
+    assert!(receiver.wait_until(Duration::from_secs(30), |a| request_ids(a).len() == 2));
+    let accepted = receiver.accepted();
+    let line = |id: &str| {
+        accepted
+            .iter()
+            .find(|e| e.json()["request_id"] == id)
+            .cloned()
+            .unwrap()
+    };
+    let traced = line("traced");
+    eprintln!(
+        "LINE {} META {:?} HEADERS {:?}",
+        traced.line, traced.metadata, 0
+    );
+    assert_eq!(
+        traced.json()["trace_id"],
+        "4bf92f3577b34da6a3ce929d0e0e4736"
+    );
+    assert!(traced
+        .metadata
+        .contains(&("trace_id".into(), "4bf92f3577b34da6a3ce929d0e0e4736".into())));
+    assert_eq!(traced.json()["target"], "gatewayz::routes::chat");
+    // Without a traceparent the server span starts its own trace.
+    let own = line("untraced").json();
+    assert_eq!(own["trace_id"].as_str().map(str::len), Some(32));
+    assert_ne!(own["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert!(gw.terminate(Duration::from_secs(20)).unwrap().success());
+}

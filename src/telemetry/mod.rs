@@ -73,7 +73,11 @@ pub fn init(config: &TelemetryConfig) -> Result<(), InitError> {
     let installed = tracing_subscriber::registry()
         .with(log_layer(config.log_level.as_deref()))
         .with(traces)
-        .with(loki_layer.map(|l| l.with_filter(log_filter(config.log_level.as_deref()))))
+        .with(
+            loki_layer
+                .unwrap_or_else(loki::LokiLayer::disabled)
+                .with_filter(log_filter(config.log_level.as_deref())),
+        )
         .try_init()
         .is_ok();
     if installed {

@@ -67,7 +67,8 @@ pub struct Shared {
 /// The layer. Cheap to clone; all clones feed the same shipper.
 #[derive(Clone)]
 pub struct LokiLayer {
-    tx: Sender<Record>,
+    /// `None`: the disabled layer (no `[telemetry.loki]`), which ignores every event.
+    tx: Option<Sender<Record>>,
     shared: Arc<Shared>,
     dispatch: Arc<OnceLock<tracing::dispatcher::WeakDispatch>>,
 }
@@ -75,20 +76,33 @@ pub struct LokiLayer {
 impl LokiLayer {
     pub(super) fn new(tx: Sender<Record>, shared: Arc<Shared>) -> Self {
         Self {
-            tx,
+            tx: Some(tx),
             shared,
             dispatch: Arc::new(OnceLock::new()),
         }
     }
 
-    fn hand_off(&self, record: Record) {
+    /// A layer that ships nothing. Install it rather than `Option::None`: `Option<Layer>`
+    /// does not forward `on_register_dispatch`, which the enabled layer needs for trace ids.
+    pub fn disabled() -> Self {
+        Self {
+            tx: None,
+            shared: Arc::new(Shared {
+                stats: Arc::default(),
+                accepting: AtomicBool::new(false),
+            }),
+            dispatch: Arc::new(OnceLock::new()),
+        }
+    }
+
+    fn hand_off(&self, tx: &Sender<Record>, record: Record) {
         let stats = &self.shared.stats;
         if !self.shared.accepting.load(Ordering::Relaxed) {
             stats.dropped_shutdown.fetch_add(1, Ordering::Relaxed);
             return;
         }
         stats.queue_depth.fetch_add(1, Ordering::Relaxed);
-        if let Err(e) = self.tx.try_send(record) {
+        if let Err(e) = tx.try_send(record) {
             stats.queue_depth.fetch_sub(1, Ordering::Relaxed);
             let counter = match e {
                 TrySendError::Full(_) => &stats.dropped_full,
@@ -133,6 +147,9 @@ where
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        let Some(tx) = &self.tx else {
+            return;
+        };
         let meta = event.metadata();
         if is_excluded(meta.target()) {
             return;
@@ -169,13 +186,16 @@ where
             None => (None, None),
         };
         line.push('}');
-        self.hand_off(Record {
-            ts_ns,
-            level,
-            line,
-            trace_id,
-            span_id,
-        });
+        self.hand_off(
+            tx,
+            Record {
+                ts_ns,
+                level,
+                line,
+                trace_id,
+                span_id,
+            },
+        );
     }
 }
 
