@@ -9,6 +9,7 @@
 //! every one.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 pub use crate::config::DropPolicy;
 
@@ -21,10 +22,11 @@ pub struct Record {
     pub level: &'static str,
     /// The log line (JSON: level, target, message, fields, trace_id, span_id).
     pub line: String,
-    /// 32 hex digits when the event happened inside a traced span.
-    pub trace_id: Option<String>,
+    /// 32 hex digits when the event happened inside a traced span (shared with the span's
+    /// cache: no allocation per event).
+    pub trace_id: Option<Arc<str>>,
     /// 16 hex digits when the event happened inside a traced span.
-    pub span_id: Option<String>,
+    pub span_id: Option<Arc<str>>,
 }
 
 impl Record {

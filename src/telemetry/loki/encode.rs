@@ -134,13 +134,13 @@ fn entry(r: Record) -> EntryAdapter {
     if let Some(trace_id) = r.trace_id {
         structured_metadata.push(LabelPairAdapter {
             name: "trace_id".into(),
-            value: trace_id,
+            value: trace_id.to_string(),
         });
     }
     if let Some(span_id) = r.span_id {
         structured_metadata.push(LabelPairAdapter {
             name: "span_id".into(),
-            value: span_id,
+            value: span_id.to_string(),
         });
     }
     EntryAdapter {

@@ -115,12 +115,12 @@ impl LokiLayer {
 
 /// Trace context cached on a span.
 #[derive(Clone)]
-struct TraceIds(Option<(String, String)>);
+struct TraceIds(Option<(Arc<str>, Arc<str>)>);
 
 fn trace_ids<S>(
     span: &tracing_subscriber::registry::SpanRef<'_, S>,
     dispatch: &Dispatch,
-) -> Option<(String, String)>
+) -> Option<(Arc<str>, Arc<str>)>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
@@ -130,8 +130,12 @@ where
     let ids = tracing_opentelemetry::get_otel_context(&span.id(), dispatch).and_then(|cx| {
         let otel = cx.span();
         let sc = otel.span_context();
-        sc.is_valid()
-            .then(|| (sc.trace_id().to_string(), sc.span_id().to_string()))
+        sc.is_valid().then(|| {
+            (
+                sc.trace_id().to_string().into(),
+                sc.span_id().to_string().into(),
+            )
+        })
     });
     // `replace`, not `insert`: two threads may log in the same span at once.
     span.extensions_mut().replace(TraceIds(ids.clone()));
