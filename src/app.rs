@@ -10,12 +10,15 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use bytes::Bytes;
 
+use crate::actors::board::Board;
+use crate::actors::Actors;
 use crate::auth::KeyStore;
 use crate::config::Config;
-use crate::outcome::NoopObserver;
 use crate::router::Router;
 use crate::routes::{self, AppState};
+use crate::telemetry::log_stats::LogStats;
 use crate::telemetry::loki::LokiHandle;
+use crate::telemetry::metrics::{Metrics, Sources};
 use crate::telemetry::server_span::server_span;
 
 /// Why the gateway could not start or stopped with an error.
@@ -48,9 +51,13 @@ pub fn run_with(
     listen: Option<SocketAddr>,
     loki: Option<LokiHandle>,
 ) -> Result<(), AppError> {
+    // The shipper's counters are the ones `/metrics` exports.
+    let log_stats = loki
+        .as_ref()
+        .map_or_else(crate::telemetry::log_stats::global, LokiHandle::stats);
     let result = actix_web::rt::System::new().block_on(async move {
         let shipper = loki.map(LokiHandle::start);
-        let result = serve(config, listen).await;
+        let result = serve(config, listen, log_stats).await;
         if let Some(shipper) = shipper {
             shipper.shutdown().await;
         }
@@ -85,18 +92,50 @@ pub fn build_state(config: &Config, router: Arc<Router>) -> AppState {
     }
 }
 
-async fn serve(config: Config, listen: Option<SocketAddr>) -> Result<(), AppError> {
+async fn serve(
+    config: Config,
+    listen: Option<SocketAddr>,
+    log_stats: Arc<LogStats>,
+) -> Result<(), AppError> {
     let listen = listen.unwrap_or(config.server.listen);
     config
         .check_exposure(listen)
         .map_err(|e| AppError::Config(format!("{}: {}", e.key, e.message)))?;
     crate::install_crypto_provider();
-    let router = Arc::new(Router::new(&config, Arc::new(NoopObserver)).map_err(AppError::Config)?);
+    let board = Arc::new(Board::from_config(&config));
+    let metrics = Arc::new(
+        Metrics::new(Sources {
+            board: board.clone(),
+            log_stats,
+            keys: Arc::new(KeyStore::new(&config.keys)),
+        })
+        .map_err(|e| AppError::Config(e.to_string()))?,
+    );
+    let meters = metrics.meters.clone();
+    let actors = Actors::start(&config, board.clone(), meters.clone());
+    let observer = Arc::new(actors.observer(meters.clone()));
+    let router =
+        Arc::new(Router::with_states(&config, observer, &board.states).map_err(AppError::Config)?);
+    let names = router.providers().iter().map(|p| &p.name);
+    if !names.eq(board.provider_names.iter()) {
+        return Err(AppError::Config(
+            "provider order differs between router and metrics".into(),
+        ));
+    }
     let state = web::Data::new(build_state(&config, router));
+    let (metrics, board, meters) = (
+        web::Data::from(metrics),
+        web::Data::from(board),
+        web::Data::from(meters),
+    );
     let mut server = HttpServer::new(move || {
         App::new()
+            .wrap(from_fn(crate::telemetry::http::track))
             .wrap(from_fn(server_span))
             .app_data(state.clone())
+            .app_data(metrics.clone())
+            .app_data(board.clone())
+            .app_data(meters.clone())
             .configure(routes::configure)
             .default_service(web::to(routes::not_found))
     })

@@ -195,6 +195,20 @@ batch_max_records = 16"#,
         let expected: Vec<String> = (0..25).map(|i| format!("load-{t}-{i}")).collect();
         assert_eq!(mine, expected);
     }
+    // The shipper's counters are what /metrics exports.
+    let metrics = common::client()
+        .get(gw.url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let shipped: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("gatewayz_log_records_total{") && l.contains("outcome=\"shipped\""))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no shipped series in:\n{metrics}"));
+    assert!(shipped >= 200.0, "shipped {shipped}");
     assert!(gw.terminate(Duration::from_secs(20)).unwrap().success());
     assert_eq!(report_figure(&gw, "dropped_full"), 0);
 }

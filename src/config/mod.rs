@@ -11,6 +11,7 @@ mod error;
 mod interpolate;
 mod locate;
 mod loki;
+mod observe;
 mod otlp;
 mod telemetry;
 
@@ -25,6 +26,7 @@ pub use error::{ConfigError, Invalid};
 pub use interpolate::interpolate;
 pub use locate::{key_at, key_segment, line_of};
 pub use loki::{DropPolicy, LokiAuth, LokiConfig};
+pub use observe::{AnomalyConfig, BreakerConfig, CostConfig, HealthConfig};
 pub use otlp::{OtlpConfig, OtlpProtocol};
 pub use telemetry::TelemetryConfig;
 
@@ -51,6 +53,18 @@ pub struct Config {
     /// Metrics, logs and traces. Default: metrics only.
     #[serde(default)]
     pub telemetry: TelemetryConfig,
+    /// Circuit breaker thresholds. Default: see [`BreakerConfig`].
+    #[serde(default)]
+    pub breaker: BreakerConfig,
+    /// Health score and uptime windows. Default: see [`HealthConfig`].
+    #[serde(default)]
+    pub health: HealthConfig,
+    /// Anomaly detection. Default: see [`AnomalyConfig`].
+    #[serde(default)]
+    pub anomaly: AnomalyConfig,
+    /// Cost and token efficiency. Default: see [`CostConfig`].
+    #[serde(default)]
+    pub cost: CostConfig,
 }
 
 /// `[server]`
@@ -450,6 +464,10 @@ impl Config {
             }
         }
         self.telemetry.validate()?;
+        self.breaker.validate()?;
+        self.health.validate()?;
+        self.anomaly.validate()?;
+        self.cost.validate()?;
         Ok(())
     }
 

@@ -79,6 +79,21 @@ pub struct Router {
 impl Router {
     /// Builds every provider client once.
     pub fn new(config: &Config, observer: Arc<dyn Observer>) -> Result<Self, String> {
+        let states: Vec<_> = config
+            .providers
+            .keys()
+            .map(|_| Arc::new(ProviderState::default()))
+            .collect();
+        Self::with_states(config, observer, &states)
+    }
+
+    /// Like [`Router::new`], on provider states created (and published into) elsewhere, one
+    /// per provider in the configuration's order.
+    pub fn with_states(
+        config: &Config,
+        observer: Arc<dyn Observer>,
+        states: &[Arc<ProviderState>],
+    ) -> Result<Self, String> {
         let mut providers = Vec::with_capacity(config.providers.len());
         let mut index = HashMap::new();
         for (name, provider) in &config.providers {
@@ -87,7 +102,10 @@ impl Router {
                 name: Arc::from(name.as_str()),
                 client: Provider::from_config(provider)
                     .map_err(|e| format!("provider {name}: {e}"))?,
-                state: Arc::new(ProviderState::default()),
+                state: states
+                    .get(providers.len())
+                    .cloned()
+                    .ok_or_else(|| format!("provider {name}: no state"))?,
             });
         }
         let mut models = Vec::with_capacity(config.models.len());

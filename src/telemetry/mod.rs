@@ -1,5 +1,8 @@
 //! Logs, metrics and traces.
 //!
+//! Metrics: [`catalogue`] names every family once; [`metrics`] builds the OpenTelemetry
+//! meters and the Prometheus registry they export to; [`http`] measures the HTTP server.
+//!
 //! Logging goes through `tracing`; the subscriber is installed once by the binary, with a
 //! filter from `RUST_LOG` or `telemetry.log_level`, writing human-readable lines to stderr.
 //! Traces ride on the same `tracing` spans: a `tracing-opentelemetry` layer turns the
@@ -13,10 +16,15 @@
 //! (the shipper to start in the actor system), [`shutdown`] (after the HTTP server stopped:
 //! flushes the trace exporter).
 
+pub mod catalogue;
 pub mod client_span;
+pub mod http;
 pub mod log_stats;
 pub mod loki;
+pub mod metrics;
+mod observables;
 pub mod otlp;
+mod process;
 pub mod propagation;
 pub mod server_span;
 

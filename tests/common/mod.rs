@@ -314,3 +314,5 @@ pub fn assemble(events: &[String]) -> (String, Option<serde_json::Value>) {
     }
     (text, usage)
 }
+
+pub mod scrape;

@@ -100,6 +100,11 @@ impl std::fmt::Debug for LokiHandle {
 }
 
 impl LokiHandle {
+    /// The counters this shipper and its layer write (what `/metrics` should export).
+    pub fn stats(&self) -> Arc<LogStats> {
+        self.shared.stats.clone()
+    }
+
     /// Starts the actor (inside an actix system) with random jitter.
     pub fn start(self) -> RunningShipper {
         self.start_with_jitter(Box::new(rand::random::<f64>))
