@@ -16,6 +16,7 @@ use crate::auth::KeyStore;
 use crate::config::Config;
 use crate::router::Router;
 use crate::routes::{self, AppState};
+use crate::telemetry::access::MetricsAccess;
 use crate::telemetry::log_stats::LogStats;
 use crate::telemetry::loki::LokiHandle;
 use crate::telemetry::metrics::{Metrics, Sources};
@@ -123,6 +124,7 @@ async fn serve(
         ));
     }
     let state = web::Data::new(build_state(&config, router));
+    let access = web::Data::new(MetricsAccess::new(&config.metrics));
     let (metrics, board, meters) = (
         web::Data::from(metrics),
         web::Data::from(board),
@@ -134,6 +136,7 @@ async fn serve(
             .wrap(from_fn(server_span))
             .app_data(state.clone())
             .app_data(metrics.clone())
+            .app_data(access.clone())
             .app_data(board.clone())
             .app_data(meters.clone())
             .configure(routes::configure)

@@ -11,6 +11,7 @@ mod error;
 mod interpolate;
 mod locate;
 mod loki;
+mod metrics;
 mod observe;
 mod otlp;
 mod telemetry;
@@ -26,6 +27,7 @@ pub use error::{ConfigError, Invalid};
 pub use interpolate::interpolate;
 pub use locate::{key_at, key_segment, line_of};
 pub use loki::{DropPolicy, LokiAuth, LokiConfig};
+pub use metrics::{Grant, MetricsConfig, MetricsToken};
 pub use observe::{AnomalyConfig, BreakerConfig, CostConfig, HealthConfig};
 pub use otlp::{OtlpConfig, OtlpProtocol};
 pub use telemetry::TelemetryConfig;
@@ -53,6 +55,9 @@ pub struct Config {
     /// Metrics, logs and traces. Default: metrics only.
     #[serde(default)]
     pub telemetry: TelemetryConfig,
+    /// Access to the metrics endpoints. Default: open (no tokens).
+    #[serde(default)]
+    pub metrics: MetricsConfig,
     /// Circuit breaker thresholds. Default: see [`BreakerConfig`].
     #[serde(default)]
     pub breaker: BreakerConfig,
@@ -366,6 +371,7 @@ impl Config {
             expand(format!("keys[{i}].key"), &mut key.key)?;
         }
         self.telemetry.interpolate(&expand)?;
+        self.metrics.interpolate(env)?;
         Ok(())
     }
 
@@ -464,6 +470,7 @@ impl Config {
             }
         }
         self.telemetry.validate()?;
+        self.metrics.validate()?;
         self.breaker.validate()?;
         self.health.validate()?;
         self.anomaly.validate()?;

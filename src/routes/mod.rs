@@ -63,6 +63,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::resource("/metrics")
             .route(web::get().to(metrics::metrics))
             .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/prometheus/metrics/{name}")
+            .route(web::get().to(metrics::structured))
+            .default_service(web::to(method_not_allowed)),
     );
 }
 

@@ -153,6 +153,11 @@ impl Metrics {
         &self.registry
     }
 
+    /// Every family, gathered once.
+    pub fn gather(&self) -> Vec<prometheus::proto::MetricFamily> {
+        self.registry.gather()
+    }
+
     /// Prometheus text format 0.0.4 of every family.
     pub fn encode(&self) -> Result<Vec<u8>, MetricsError> {
         let mut out = Vec::with_capacity(16 * 1024);

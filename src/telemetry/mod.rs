@@ -16,8 +16,11 @@
 //! (the shipper to start in the actor system), [`shutdown`] (after the HTTP server stopped:
 //! flushes the trace exporter).
 
+pub mod access;
 pub mod catalogue;
 pub mod client_span;
+pub mod docs;
+pub mod exposition;
 pub mod http;
 pub mod log_stats;
 pub mod loki;
@@ -27,6 +30,7 @@ pub mod otlp;
 mod process;
 pub mod propagation;
 pub mod server_span;
+pub mod summary;
 
 use std::sync::Mutex;
 
