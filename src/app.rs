@@ -5,14 +5,20 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use bytes::Bytes;
 
+use crate::actors::board::Board;
+use crate::actors::Actors;
 use crate::auth::KeyStore;
 use crate::config::Config;
-use crate::outcome::NoopObserver;
 use crate::router::Router;
 use crate::routes::{self, AppState};
+use crate::telemetry::access::MetricsAccess;
+use crate::telemetry::log_stats::LogStats;
+use crate::telemetry::metrics::{Metrics, Sources};
+use crate::telemetry::server_span::server_span;
 
 /// Why the gateway could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -30,8 +36,12 @@ pub enum AppError {
 }
 
 /// Runs the gateway until SIGINT / SIGTERM. `listen` overrides `server.listen`.
+/// Once the server has stopped, flushes the trace exporter (outside the actix runtime: the
+/// flush blocks).
 pub fn run(config: Config, listen: Option<SocketAddr>) -> Result<(), AppError> {
-    actix_web::rt::System::new().block_on(serve(config, listen))
+    let result = actix_web::rt::System::new().block_on(serve(config, listen));
+    crate::telemetry::shutdown();
+    result
 }
 
 /// Builds the shared state handlers read.
@@ -65,11 +75,42 @@ async fn serve(config: Config, listen: Option<SocketAddr>) -> Result<(), AppErro
         .check_exposure(listen)
         .map_err(|e| AppError::Config(format!("{}: {}", e.key, e.message)))?;
     crate::install_crypto_provider();
-    let router = Arc::new(Router::new(&config, Arc::new(NoopObserver)).map_err(AppError::Config)?);
+    let board = Arc::new(Board::from_config(&config));
+    let metrics = Arc::new(
+        Metrics::new(Sources {
+            board: board.clone(),
+            log_stats: Arc::new(LogStats::default()),
+            keys: Arc::new(KeyStore::new(&config.keys)),
+        })
+        .map_err(|e| AppError::Config(e.to_string()))?,
+    );
+    let meters = metrics.meters.clone();
+    let actors = Actors::start(&config, board.clone(), meters.clone());
+    let observer = Arc::new(actors.observer(meters.clone()));
+    let router =
+        Arc::new(Router::with_states(&config, observer, &board.states).map_err(AppError::Config)?);
+    let names = router.providers().iter().map(|p| &p.name);
+    if !names.eq(board.provider_names.iter()) {
+        return Err(AppError::Config(
+            "provider order differs between router and metrics".into(),
+        ));
+    }
     let state = web::Data::new(build_state(&config, router));
+    let access = web::Data::new(MetricsAccess::new(&config.metrics));
+    let (metrics, board, meters) = (
+        web::Data::from(metrics),
+        web::Data::from(board),
+        web::Data::from(meters),
+    );
     let mut server = HttpServer::new(move || {
         App::new()
+            .wrap(from_fn(crate::telemetry::http::track))
+            .wrap(from_fn(server_span))
             .app_data(state.clone())
+            .app_data(metrics.clone())
+            .app_data(access.clone())
+            .app_data(board.clone())
+            .app_data(meters.clone())
             .configure(routes::configure)
             .default_service(web::to(routes::not_found))
     })

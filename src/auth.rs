@@ -38,7 +38,7 @@ impl KeyStore {
         let entries = keys
             .iter()
             .map(|k| Entry {
-                digest: Sha256::digest(k.key.as_bytes()).into(),
+                digest: digest(k.key.as_bytes()),
                 expires: k.expiry(),
                 limiter: k
                     .rate_limit_rpm
@@ -81,13 +81,8 @@ impl KeyStore {
         let token = strip_bearer(header).ok_or(ApiError::Unauthorized(
             "malformed Authorization header: expected `Bearer <key>`",
         ))?;
-        let digest: [u8; 32] = Sha256::digest(token).into();
-        let mut found = None;
-        for (i, entry) in self.entries.iter().enumerate() {
-            if bool::from(entry.digest.ct_eq(&digest)) {
-                found = Some(i);
-            }
-        }
+        let presented = digest(token);
+        let found = find_digest(self.entries.iter().map(|e| &e.digest), &presented);
         let index = found.ok_or(ApiError::Unauthorized("invalid API key"))?;
         let entry = &self.entries[index];
         if entry.expires.is_some_and(|t| t <= now) {
@@ -108,7 +103,28 @@ impl KeyStore {
     }
 }
 
-fn strip_bearer(header: &[u8]) -> Option<&[u8]> {
+/// SHA-256 of a secret: what is kept instead of the secret.
+pub(crate) fn digest(secret: &[u8]) -> [u8; 32] {
+    Sha256::digest(secret).into()
+}
+
+/// Index of the digest equal to `presented`, comparing every entry in constant time (the
+/// time taken does not depend on which entry matched, or how much of it).
+pub(crate) fn find_digest<'a>(
+    digests: impl Iterator<Item = &'a [u8; 32]>,
+    presented: &[u8; 32],
+) -> Option<usize> {
+    let mut found = None;
+    for (i, d) in digests.enumerate() {
+        if bool::from(d.ct_eq(presented)) {
+            found = Some(i);
+        }
+    }
+    found
+}
+
+/// The token of a `Bearer <token>` header value.
+pub(crate) fn strip_bearer(header: &[u8]) -> Option<&[u8]> {
     let (scheme, rest) = header.split_at_checked(7)?;
     if !scheme.eq_ignore_ascii_case(b"bearer ") {
         return None;

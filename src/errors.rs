@@ -19,6 +19,9 @@ pub enum ApiError {
     /// 401: a trial key past its expiry.
     #[error("this API key's trial has expired")]
     TrialExpired,
+    /// 403: a valid token that does not grant what it asks for.
+    #[error("{0}")]
+    Forbidden(String),
     /// 404: the model is not configured.
     #[error("the model `{0}` does not exist or you do not have access to it")]
     ModelNotFound(String),
@@ -58,6 +61,7 @@ impl ApiError {
             | Self::MethodNotAllowed
             | Self::PayloadTooLarge { .. } => "invalid_request_error",
             Self::Unauthorized(_) | Self::TrialExpired => "authentication_error",
+            Self::Forbidden(_) => "permission_error",
             Self::RateLimited(_) => "rate_limit_error",
             Self::UpstreamFailed(_)
             | Self::NoProviderAvailable(_)
@@ -72,6 +76,7 @@ impl ApiError {
             Self::BadRequest(_) => "invalid_request",
             Self::Unauthorized(_) => "invalid_api_key",
             Self::TrialExpired => "trial_expired",
+            Self::Forbidden(_) => "forbidden",
             Self::ModelNotFound(_) => "model_not_found",
             Self::RouteNotFound(_) => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
@@ -116,6 +121,7 @@ impl ResponseError for ApiError {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Unauthorized(_) | Self::TrialExpired => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::ModelNotFound(_) | Self::RouteNotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,

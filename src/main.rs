@@ -54,7 +54,10 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            gatewayz::telemetry::init_logging(config.telemetry.log_level.as_deref());
+            if let Err(e) = gatewayz::telemetry::init(&config.telemetry) {
+                eprintln!("gatewayz: {e}");
+                return ExitCode::from(2);
+            }
             match gatewayz::app::run(config, listen) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

@@ -1,2 +1,122 @@
 //! Actors that own one concern's state each: provider health, circuit breakers, cost and
-//! anomalies. Each is a thin actix shell around a pure, clock-injected state machine.
+//! anomalies. Each is a thin actix shell around a pure, clock-injected state machine in a
+//! sibling file; it reads the clock, feeds the machine, and performs the effects it returns
+//! (publish a snapshot, arm a timer, emit an event).
+//!
+//! The request path reaches them only through [`observer::MetricsObserver`], which updates
+//! meters directly and sends these messages with `do_send` — it never awaits an actor. What
+//! the router and handlers read back comes from snapshots ([`board::Board`] and each
+//! provider's `ProviderState`).
+
+pub mod anomaly;
+pub mod board;
+pub mod breakers;
+pub mod cost;
+pub mod events;
+pub mod health;
+pub mod observer;
+pub mod rolling;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::{Actor, Message};
+
+use crate::config::Config;
+use crate::outcome::AttemptResult;
+use crate::providers::Usage;
+use crate::telemetry::metrics::Meters;
+use board::Board;
+
+/// One provider attempt (breakers, health, anomalies).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct Attempt {
+    pub provider: usize,
+    pub model: usize,
+    pub result: AttemptResult,
+    pub latency: Duration,
+}
+
+/// A client request for a model ended: served (`ok`) or failed on the provider side (health:
+/// model uptime).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct Finished {
+    pub model: usize,
+    pub ok: bool,
+}
+
+/// A completion with the usage its upstream reported, if any (cost).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct Completion {
+    pub provider: usize,
+    pub model: usize,
+    pub usage: Option<Usage>,
+}
+
+/// Spend priced by the cost aggregator (anomalies: cost rate).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct Spend {
+    pub provider: usize,
+    pub usd: f64,
+}
+
+/// The running actors.
+pub struct Actors {
+    pub breakers: actix::Addr<breakers::CircuitBreakers>,
+    pub health: actix::Addr<health::ProviderHealth>,
+    pub cost: actix::Addr<cost::CostAggregator>,
+    pub anomaly: actix::Addr<anomaly::AnomalyDetector>,
+}
+
+impl Actors {
+    /// Starts every actor (needs a running actix `System`).
+    pub fn start(config: &Config, board: Arc<Board>, meters: Arc<Meters>) -> Self {
+        let anomaly =
+            anomaly::AnomalyDetector::new(config.anomaly.clone(), board.clone(), meters.clone())
+                .start();
+        let prices = config
+            .models
+            .values()
+            .map(|m| crate::router::Price {
+                input_per_token: m.input_price_per_1m / 1e6,
+                output_per_token: m.output_price_per_1m / 1e6,
+            })
+            .collect();
+        Self {
+            breakers: breakers::CircuitBreakers::new(config.breaker.clone(), board.clone()).start(),
+            health: health::ProviderHealth::new(config.health.clone(), board.clone()).start(),
+            cost: cost::CostAggregator::new(
+                prices,
+                config.cost.efficiency_window,
+                board,
+                meters,
+                anomaly.clone().recipient(),
+            )
+            .start(),
+            anomaly,
+        }
+    }
+
+    /// The observer the router reports to.
+    pub fn observer(&self, meters: Arc<Meters>) -> observer::MetricsObserver {
+        observer::MetricsObserver {
+            meters,
+            attempts: [
+                self.breakers.clone().recipient(),
+                self.health.clone().recipient(),
+                self.anomaly.clone().recipient(),
+            ],
+            finished: self.health.clone().recipient(),
+            completions: self.cost.clone().recipient(),
+        }
+    }
+}
+
+/// The clock actors read: tokio's, so paused-time tests drive it.
+pub fn now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
+}

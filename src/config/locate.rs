@@ -1,4 +1,5 @@
-//! Finds the line of a dotted key path in a TOML document, for error messages.
+//! Finds the line of a dotted key path in a TOML document, and the key path at a byte offset,
+//! for error messages.
 
 use toml::de::{DeTable, DeValue};
 
@@ -65,6 +66,45 @@ fn split_path(path: &str) -> Vec<(&str, Option<usize>)> {
     out
 }
 
+/// The dotted path (`server.max_body_bytes`, `keys[1].key`) of the deepest key whose name or
+/// value covers byte `offset` of `src`: names the key of a type error that toml reports by
+/// span only.
+pub fn key_at(src: &str, offset: usize) -> Option<String> {
+    let root = DeTable::parse(src).ok()?;
+    let mut best = None;
+    walk(root.get_ref(), offset, "", &mut best);
+    best
+}
+
+fn walk(table: &DeTable<'_>, offset: usize, prefix: &str, best: &mut Option<String>) {
+    for (key, value) in table.iter() {
+        let segment = key_segment(key.get_ref().as_ref());
+        let path = if prefix.is_empty() {
+            segment
+        } else {
+            format!("{prefix}.{segment}")
+        };
+        if key.span().contains(&offset) || value.span().contains(&offset) {
+            *best = Some(path.clone());
+        }
+        visit(value.get_ref(), offset, &path, best);
+    }
+}
+
+fn visit(value: &DeValue<'_>, offset: usize, path: &str, best: &mut Option<String>) {
+    if let Some(table) = value.as_table() {
+        walk(table, offset, path, best);
+    } else if let Some(items) = value.as_array() {
+        for (i, item) in items.iter().enumerate() {
+            let path = format!("{path}[{i}]");
+            if item.span().contains(&offset) {
+                *best = Some(path.clone());
+            }
+            visit(item.get_ref(), offset, &path, best);
+        }
+    }
+}
+
 /// Writes a table key as a path segment, quoting it when it contains a dot.
 pub fn key_segment(name: &str) -> String {
     if name.contains(['.', '[', '"']) {
@@ -97,5 +137,15 @@ mod tests {
             ),
             Some(2)
         );
+    }
+
+    #[test]
+    fn finds_the_key_at_an_offset() {
+        let at = |needle: &str| key_at(DOC, DOC.find(needle).unwrap());
+        assert_eq!(at("\"127.0.0.1:1\"").as_deref(), Some("server.listen"));
+        assert_eq!(at("listen").as_deref(), Some("server.listen"));
+        assert_eq!(at("\"a\"").as_deref(), Some("models.m.providers[0]"));
+        assert_eq!(at("\"k\"").as_deref(), Some("keys[1].key"));
+        assert_eq!(key_at("a = [", 0), None);
     }
 }

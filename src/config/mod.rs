@@ -10,6 +10,9 @@ mod duration;
 mod error;
 mod interpolate;
 mod locate;
+mod metrics;
+mod observe;
+mod otlp;
 mod telemetry;
 
 use std::collections::BTreeMap;
@@ -21,7 +24,10 @@ use serde::Deserialize;
 
 pub use error::{ConfigError, Invalid};
 pub use interpolate::interpolate;
-pub use locate::{key_segment, line_of};
+pub use locate::{key_at, key_segment, line_of};
+pub use metrics::{Grant, MetricsConfig, MetricsToken};
+pub use observe::{AnomalyConfig, BreakerConfig, CostConfig, HealthConfig};
+pub use otlp::{OtlpConfig, OtlpProtocol};
 pub use telemetry::TelemetryConfig;
 
 /// The built-in default, used by `gatewayz serve` without `--config`.
@@ -47,6 +53,21 @@ pub struct Config {
     /// Metrics, logs and traces. Default: metrics only.
     #[serde(default)]
     pub telemetry: TelemetryConfig,
+    /// Access to the metrics endpoints. Default: open (no tokens).
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    /// Circuit breaker thresholds. Default: see [`BreakerConfig`].
+    #[serde(default)]
+    pub breaker: BreakerConfig,
+    /// Health score and uptime windows. Default: see [`HealthConfig`].
+    #[serde(default)]
+    pub health: HealthConfig,
+    /// Anomaly detection. Default: see [`AnomalyConfig`].
+    #[serde(default)]
+    pub anomaly: AnomalyConfig,
+    /// Cost and token efficiency. Default: see [`CostConfig`].
+    #[serde(default)]
+    pub cost: CostConfig,
 }
 
 /// `[server]`
@@ -303,9 +324,17 @@ impl Config {
         origin: &str,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        let mut config: Config = toml::from_str(src).map_err(|e| ConfigError::Parse {
-            origin: origin.to_owned(),
-            message: e.to_string().trim_end().to_owned(),
+        let mut config: Config = toml::from_str(src).map_err(|e| {
+            let message = e.to_string().trim_end().to_owned();
+            // toml points at the line; name the key too (a type error only has a span).
+            let key = e.span().and_then(|span| key_at(src, span.start));
+            ConfigError::Parse {
+                origin: origin.to_owned(),
+                message: match key {
+                    Some(key) => format!("{key}: {message}"),
+                    None => message,
+                },
+            }
         })?;
         let located = |invalid: Invalid| ConfigError::Invalid {
             origin: origin.to_owned(),
@@ -340,6 +369,7 @@ impl Config {
             expand(format!("keys[{i}].key"), &mut key.key)?;
         }
         self.telemetry.interpolate(&expand)?;
+        self.metrics.interpolate(env)?;
         Ok(())
     }
 
@@ -438,6 +468,11 @@ impl Config {
             }
         }
         self.telemetry.validate()?;
+        self.metrics.validate()?;
+        self.breaker.validate()?;
+        self.health.validate()?;
+        self.anomaly.validate()?;
+        self.cost.validate()?;
         Ok(())
     }
 

@@ -3,6 +3,7 @@
 
 use serde::Deserialize;
 
+use super::otlp::OtlpConfig;
 use super::Invalid;
 
 /// `[telemetry]`
@@ -12,13 +13,20 @@ pub struct TelemetryConfig {
     /// Log filter in `RUST_LOG` syntax. Default `"info"`; `RUST_LOG` wins when set.
     #[serde(default)]
     pub log_level: Option<String>,
+    /// Trace export over OTLP (Tempo). Default: off, unless `OTEL_EXPORTER_OTLP_ENDPOINT` or
+    /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` is set. See [`OtlpConfig`].
+    #[serde(default)]
+    pub otlp: Option<OtlpConfig>,
 }
 
 impl TelemetryConfig {
     pub(super) fn interpolate(
         &mut self,
-        _expand: &dyn Fn(String, &mut String) -> Result<(), Invalid>,
+        expand: &dyn Fn(String, &mut String) -> Result<(), Invalid>,
     ) -> Result<(), Invalid> {
+        if let Some(otlp) = &mut self.otlp {
+            otlp.interpolate(expand)?;
+        }
         Ok(())
     }
 
@@ -30,6 +38,9 @@ impl TelemetryConfig {
                     format!("{level:?} is not a valid log filter"),
                 ));
             }
+        }
+        if let Some(otlp) = &self.otlp {
+            otlp.validate()?;
         }
         Ok(())
     }

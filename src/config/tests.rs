@@ -64,6 +64,16 @@ fn bad_files_name_the_key_and_line() {
             &["grpc", "line 2", "kind"],
         ),
         (
+            "wrong type",
+            "[server]\nmax_body_bytes = \"big\"\n",
+            &["server.max_body_bytes", "line 2", "invalid type"],
+        ),
+        (
+            "wrong type in an array",
+            "[providers.a]\nkind = \"mock\"\n[models.m]\nproviders = [\n  \"a\",\n  5,\n]\n",
+            &["models.m.providers[1]", "line 6"],
+        ),
+        (
             "bad duration",
             "[providers.a]\nkind = \"mock\"\nlatency = \"fast\"\n",
             &["latency", "invalid duration", "line 3"],

@@ -110,6 +110,20 @@ struct Stats {
     last_traceparent: Option<String>,
     last_stream: Option<bool>,
     last_include_usage: Option<bool>,
+    /// Streamed answers begun.
+    streams_started: u64,
+    /// Streamed answers whose body was fully sent, or dropped (connection gone): tests check
+    /// that a client got its first chunk while the upstream was still streaming.
+    streams_finished: u64,
+}
+
+/// Counts a stream as finished when its body ends or is dropped.
+struct StreamGuard(web::Data<State>);
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.0.stats().streams_finished += 1;
+    }
 }
 
 struct State {
@@ -249,20 +263,29 @@ async fn chat(req: HttpRequest, body: Bytes, state: web::Data<State>) -> HttpRes
     }
     let drop_after = (failing && behaviour.fail_mode == FailMode::Drop).then_some(2usize);
     let delay = behaviour.chunk_delay;
+    state.stats().streams_started += 1;
+    let guard = StreamGuard(state.clone());
     let stream = futures_util::stream::unfold(
-        (events.into_iter().enumerate(), drop_after),
-        move |(mut events, drop_after)| async move {
+        (events.into_iter().enumerate(), drop_after, guard),
+        move |(mut events, drop_after, guard)| async move {
             let (i, event) = events.next()?;
             if i > 0 && !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
             if drop_after.is_some_and(|d| i >= d) {
+                // Pause first: the server flushes the events already yielded when the body
+                // is pending, so the client really gets them before the connection breaks
+                // (an error right away would discard them with the unflushed buffer).
+                tokio::time::sleep(Duration::from_millis(10)).await;
                 return Some((
                     Err(std::io::Error::other("connection dropped by mock")),
-                    (events, drop_after),
+                    (events, drop_after, guard),
                 ));
             }
-            Some((Ok::<Bytes, std::io::Error>(event), (events, drop_after)))
+            Some((
+                Ok::<Bytes, std::io::Error>(event),
+                (events, drop_after, guard),
+            ))
         },
     );
     HttpResponse::Ok()

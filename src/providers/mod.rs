@@ -21,6 +21,7 @@ pub use mock::MockProvider;
 pub use openai::OpenAiClient;
 
 use crate::config::{ProviderConfig, ProviderSettings};
+use crate::telemetry::propagation::UpstreamTrace;
 
 /// A stream of upstream body chunks.
 pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, ProviderError>> + Send>>;
@@ -116,15 +117,15 @@ impl Provider {
         })
     }
 
-    /// Sends one chat completion attempt. `traceparent` is forwarded when set.
+    /// Sends one chat completion attempt, with the attempt's W3C trace headers.
     pub async fn chat(
         &self,
         body: Bytes,
         stream: bool,
-        traceparent: Option<&str>,
+        trace: &UpstreamTrace,
     ) -> Result<Reply, ProviderError> {
         match self {
-            Self::OpenAi(c) => c.chat(body, stream, traceparent).await,
+            Self::OpenAi(c) => c.chat(body, stream, trace).await,
             Self::Mock(m) => m.chat(body, stream).await,
         }
     }

@@ -8,6 +8,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION,
 
 use super::{read_usage, ByteStream, ProviderError, Reply};
 use crate::config::OpenAiProviderConfig;
+use crate::telemetry::propagation::UpstreamTrace;
 
 /// Most bytes of an upstream error body kept to pass through.
 const MAX_ERROR_BODY: usize = 64 * 1024;
@@ -72,7 +73,7 @@ impl OpenAiClient {
         &self,
         body: Bytes,
         stream: bool,
-        traceparent: Option<&str>,
+        trace: &UpstreamTrace,
     ) -> Result<Reply, ProviderError> {
         let mut request = self
             .client
@@ -90,8 +91,11 @@ impl OpenAiClient {
         if let Some(auth) = &self.auth {
             request = request.header(AUTHORIZATION, auth.clone());
         }
-        if let Some(tp) = traceparent {
-            request = request.header("traceparent", tp);
+        if let Some(traceparent) = &trace.traceparent {
+            request = request.header("traceparent", traceparent.clone());
+        }
+        if let Some(tracestate) = &trace.tracestate {
+            request = request.header("tracestate", tracestate.clone());
         }
         let attempt = async {
             let response = request.send().await.map_err(classify)?;

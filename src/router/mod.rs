@@ -25,6 +25,7 @@ use crate::config::Config;
 use crate::errors::ApiError;
 use crate::outcome::{AttemptRecord, AttemptResult, CompletionRecord, Observer};
 use crate::providers::{retryable_status, Provider, ProviderError, Reply};
+use crate::telemetry::client_span::AttemptSpan;
 use request::{rewrite, ChatHead};
 
 /// Providers scoring below this are tried after the healthy ones.
@@ -78,6 +79,21 @@ pub struct Router {
 impl Router {
     /// Builds every provider client once.
     pub fn new(config: &Config, observer: Arc<dyn Observer>) -> Result<Self, String> {
+        let states: Vec<_> = config
+            .providers
+            .keys()
+            .map(|_| Arc::new(ProviderState::default()))
+            .collect();
+        Self::with_states(config, observer, &states)
+    }
+
+    /// Like [`Router::new`], on provider states created (and published into) elsewhere, one
+    /// per provider in the configuration's order.
+    pub fn with_states(
+        config: &Config,
+        observer: Arc<dyn Observer>,
+        states: &[Arc<ProviderState>],
+    ) -> Result<Self, String> {
         let mut providers = Vec::with_capacity(config.providers.len());
         let mut index = HashMap::new();
         for (name, provider) in &config.providers {
@@ -86,7 +102,10 @@ impl Router {
                 name: Arc::from(name.as_str()),
                 client: Provider::from_config(provider)
                     .map_err(|e| format!("provider {name}: {e}"))?,
-                state: Arc::new(ProviderState::default()),
+                state: states
+                    .get(providers.len())
+                    .cloned()
+                    .ok_or_else(|| format!("provider {name}: no state"))?,
             });
         }
         let mut models = Vec::with_capacity(config.models.len());
@@ -140,12 +159,12 @@ impl Router {
         self.by_id.get(id).copied()
     }
 
-    /// Routes one chat completion. `started` is when the request arrived.
+    /// Routes one chat completion. `started` is when the request arrived. Each attempt runs
+    /// in its own client span, a child of the caller's current (server) span.
     pub async fn chat(
         &self,
         body: Bytes,
         head: &ChatHead<'_>,
-        traceparent: Option<&str>,
         started: Instant,
     ) -> Result<ChatReply, ApiError> {
         let model = self
@@ -173,8 +192,17 @@ impl Router {
             }
             attempts += 1;
             let body = rewrite(&body, upstream_model.as_deref(), add_usage);
+            let span = AttemptSpan::start(
+                &slot.name,
+                upstream_model.as_deref().unwrap_or(&route.id),
+                slot.client.address(),
+                head.stream,
+            );
+            let trace = span.upstream_trace();
             let sent = Instant::now();
-            let result = slot.client.chat(body, head.stream, traceparent).await;
+            let result = span
+                .instrument(slot.client.chat(body, head.stream, &trace))
+                .await;
             let latency = sent.elapsed();
             upstream_wait += latency;
             let error = match result {
@@ -190,7 +218,13 @@ impl Router {
                         latency,
                         failed_over: false,
                     });
-                    return Ok(self.reply(reply, *provider, model, head, started, upstream_wait));
+                    let attempt = Attempt {
+                        provider: *provider,
+                        model,
+                        sent,
+                        span,
+                    };
+                    return Ok(self.reply(reply, attempt, head, started, upstream_wait));
                 }
                 Err(error) => error,
             };
@@ -213,13 +247,16 @@ impl Router {
                 latency,
                 failed_over: more,
             });
-            tracing::warn!(
-                provider = %slot.name,
-                model = %route.id,
-                error = %error,
-                failover = more,
-                "provider attempt failed"
-            );
+            span.in_scope(|| {
+                tracing::warn!(
+                    provider = %slot.name,
+                    model = %route.id,
+                    error = %error,
+                    failover = more,
+                    "provider attempt failed"
+                )
+            });
+            span.failed(&error);
             match error {
                 ProviderError::Status {
                     status,
@@ -268,16 +305,26 @@ impl Router {
     fn reply(
         &self,
         reply: Reply,
-        provider: usize,
-        model: usize,
+        attempt: Attempt,
         head: &ChatHead<'_>,
         started: Instant,
         upstream_wait: Duration,
     ) -> ChatReply {
+        let Attempt {
+            provider,
+            model,
+            sent,
+            span,
+        } = attempt;
         let route = &self.models[model];
         let slot = &self.providers[provider];
         match reply {
-            Reply::Json { body, usage, .. } => {
+            Reply::Json {
+                body,
+                usage,
+                response_model,
+            } => {
+                span.answered(response_model.as_deref(), usage);
                 self.observer.completion(&CompletionRecord {
                     provider,
                     provider_name: &slot.name,
@@ -293,9 +340,10 @@ impl Router {
                 ChatReply::Json { body }
             }
             Reply::Stream { first, rest } => ChatReply::Stream(Box::new(Relay::new(
-                first,
                 rest,
                 relay::Context {
+                    span: span.streaming(&first),
+                    sent,
                     observer: self.observer.clone(),
                     provider,
                     provider_name: slot.name.clone(),
@@ -305,6 +353,7 @@ impl Router {
                     upstream_wait,
                     strip_usage: !head.include_usage,
                 },
+                first,
             ))),
         }
     }
@@ -319,6 +368,15 @@ impl Router {
             .filter(|(_, (p, _))| self.providers[*p].state.health() < DEGRADED_BELOW)
             .fold(0, |mask, (i, _)| mask | (1 << i))
     }
+}
+
+/// The attempt that answered.
+struct Attempt {
+    provider: usize,
+    model: usize,
+    /// When it was sent (time to first chunk is measured from here).
+    sent: Instant,
+    span: AttemptSpan,
 }
 
 fn is_set(mask: u64, i: usize) -> bool {

@@ -15,9 +15,14 @@ use crate::errors::ApiError;
 use crate::outcome::{CompletionRecord, Observer};
 use crate::providers::sse::SseScanner;
 use crate::providers::ByteStream;
+use crate::telemetry::client_span::StreamSpan;
 
 /// Who the stream belongs to, for its completion record.
 pub struct Context {
+    /// The attempt's client span, closed with the stream.
+    pub span: StreamSpan,
+    /// When the attempt was sent.
+    pub sent: Instant,
     pub observer: Arc<dyn Observer>,
     pub provider: usize,
     pub provider_name: Arc<str>,
@@ -35,19 +40,25 @@ pub struct Relay {
     scanner: SseScanner,
     context: Context,
     ttft: Option<Duration>,
+    /// From the attempt's send to the first content chunk (the span's attribute).
+    ttfc: Option<Duration>,
+    /// The upstream failure that broke the stream.
+    error_kind: Option<&'static str>,
     waiting_since: Option<Instant>,
     /// `None` while running; the outcome once the stream ended.
     ended: Option<&'static str>,
 }
 
 impl Relay {
-    pub fn new(first: Bytes, rest: ByteStream, context: Context) -> Self {
+    pub fn new(rest: ByteStream, context: Context, first: Bytes) -> Self {
         Self {
             first: Some(first),
             rest,
             scanner: SseScanner::new(context.strip_usage),
             context,
             ttft: None,
+            ttfc: None,
+            error_kind: None,
             waiting_since: None,
             ended: None,
         }
@@ -57,6 +68,7 @@ impl Relay {
         let fed = self.scanner.feed(chunk);
         if fed.first_content && self.ttft.is_none() {
             self.ttft = Some(self.context.started.elapsed());
+            self.ttfc = Some(self.context.sent.elapsed());
         }
         fed.forward
     }
@@ -97,12 +109,16 @@ impl Stream for Relay {
                 }
                 Poll::Ready(Some(Err(error))) => {
                     this.ended = Some("upstream_error");
-                    tracing::warn!(
-                        provider = %this.context.provider_name,
-                        model = %this.context.model_id,
-                        error = %error,
-                        "upstream stream broke after the first chunk"
-                    );
+                    this.error_kind = Some(error.kind());
+                    let c = &this.context;
+                    c.span.in_scope(|| {
+                        tracing::warn!(
+                            provider = %c.provider_name,
+                            model = %c.model_id,
+                            error = %error,
+                            "upstream stream broke after the first chunk"
+                        )
+                    });
                     let error = ApiError::UpstreamFailed(format!(
                         "the upstream stream broke: {}",
                         error.kind()
@@ -142,5 +158,7 @@ impl Drop for Relay {
             upstream_wait: c.upstream_wait,
             status,
         });
+        c.span
+            .finish(self.scanner.usage(), self.ttfc, status, self.error_kind);
     }
 }

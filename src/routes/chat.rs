@@ -31,11 +31,7 @@ pub async fn chat(
         .and_then(|v| v.parse::<usize>().ok());
     let body = read_body(payload, state.max_body_bytes, declared).await?;
     let head = parse_head(&body)?;
-    let traceparent = req
-        .headers()
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok());
-    let routed = state.router.chat(body.clone(), &head, traceparent, started);
+    let routed = state.router.chat(body.clone(), &head, started);
     let reply = tokio::time::timeout(state.request_timeout, routed)
         .await
         .map_err(|_| {

@@ -2,6 +2,7 @@
 
 mod chat;
 mod health;
+mod metrics;
 mod models;
 
 use std::sync::Arc;
@@ -46,6 +47,26 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/health")
             .route(web::get().to(health::health))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/health/providers")
+            .route(web::get().to(health::providers))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/health/anomalies")
+            .route(web::get().to(health::anomalies))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/metrics")
+            .route(web::get().to(metrics::metrics))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/prometheus/metrics/{name}")
+            .route(web::get().to(metrics::structured))
             .default_service(web::to(method_not_allowed)),
     );
 }

@@ -1,28 +1,131 @@
 //! Logs, metrics and traces.
 //!
+//! Metrics: [`catalogue`] names every family once; [`metrics`] builds the OpenTelemetry
+//! meters and the Prometheus registry they export to; [`http`] measures the HTTP server.
+//!
 //! Logging goes through `tracing`; the subscriber is installed once by the binary, with a
 //! filter from `RUST_LOG` or `telemetry.log_level`, writing human-readable lines to stderr.
+//! Traces ride on the same `tracing` spans: a `tracing-opentelemetry` layer turns the
+//! gateway's spans ([`server_span`], [`client_span`]) into OpenTelemetry spans for the
+//! [`otlp`] pipeline. Each layer has its own filter, so the log level never decides which
+//! spans exist, and library spans never reach the exporter.
+//!
+//! Entry points: [`init`] (the gateway), [`init_logging`] (tools: logs only), [`shutdown`]
+//! (after the HTTP server stopped: flushes the trace exporter).
 
+pub mod access;
+pub mod catalogue;
+pub mod client_span;
+pub mod docs;
+pub mod exposition;
+pub mod http;
 pub mod log_stats;
+pub mod metrics;
+mod observables;
+pub mod otlp;
+mod process;
+pub mod propagation;
+pub mod server_span;
+pub mod summary;
 
+use std::sync::Mutex;
+
+use tracing::Level;
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::{EnvFilter, Layer};
 
-/// Installs the global subscriber. `level` is the configured filter (default `info`).
+use crate::config::TelemetryConfig;
+
+/// Quiets OpenTelemetry's own logs unless `RUST_LOG` / `log_level` names them: start-up chatter
+/// at INFO, and one warning per failed batch from the OTLP exporter (the gateway reports those
+/// itself, at most once per interval; see [`otlp::report`]).
+const OTEL_DIRECTIVES: [&str; 2] = ["opentelemetry=warn", "opentelemetry-otlp=error"];
+
+/// The trace pipeline, kept for [`shutdown`].
+static PIPELINE: Mutex<Option<otlp::Pipeline>> = Mutex::new(None);
+
+/// Installs the global subscriber: logs to stderr, and spans to the trace pipeline built from
+/// `[telemetry.otlp]` and the `OTEL_*` variables (see [`otlp::Pipeline::build`]).
+pub fn init(config: &TelemetryConfig) -> Result<(), otlp::OtlpError> {
+    let pipeline = otlp::Pipeline::build(config.otlp.as_ref())?;
+    let traces = tracing_opentelemetry::layer()
+        .with_tracer(pipeline.tracer())
+        .with_tracked_inactivity(false)
+        .with_location(false)
+        .with_threads(false)
+        .with_level(false)
+        .with_target(false)
+        .with_filter(Targets::new().with_target("gatewayz", Level::INFO));
+    let installed = tracing_subscriber::registry()
+        .with(log_layer(config.log_level.as_deref()))
+        .with(traces)
+        .try_init()
+        .is_ok();
+    match &pipeline.target {
+        Some(target) if installed => tracing::info!(%target, "exporting traces over OTLP"),
+        _ => tracing::debug!("no trace exporter configured"),
+    }
+    if let Ok(mut slot) = PIPELINE.lock() {
+        if let Some(previous) = slot.replace(pipeline) {
+            previous.shutdown();
+        }
+    }
+    Ok(())
+}
+
+/// Installs a logs-only subscriber (tools such as `mock-upstream`). `level` is the configured
+/// filter (default `info`).
 pub fn init_logging(level: Option<&str>) {
-    let filter = std::env::var("RUST_LOG")
-        .ok()
-        .and_then(|f| EnvFilter::try_new(f).ok())
-        .or_else(|| level.and_then(|l| EnvFilter::try_new(l).ok()))
-        .unwrap_or_else(|| EnvFilter::new("info"));
-    let fmt = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_target(true)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     // A second call (tests) keeps the first subscriber.
     let _ = tracing_subscriber::registry()
-        .with(filter)
-        .with(fmt)
+        .with(log_layer(level))
         .try_init();
+}
+
+/// Flushes and stops the trace exporter. Blocking (at most the export timeout): call it from
+/// synchronous code once the HTTP server has stopped.
+pub fn shutdown() {
+    let pipeline = PIPELINE.lock().ok().and_then(|mut slot| slot.take());
+    if let Some(pipeline) = pipeline {
+        pipeline.shutdown();
+    }
+}
+
+fn log_layer<S>(level: Option<&str>) -> impl Layer<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    let configured = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|f| EnvFilter::try_new(f).is_ok())
+        .or_else(|| level.map(str::to_owned))
+        .unwrap_or_else(|| "info".into());
+    let mut filter = EnvFilter::try_new(&configured).unwrap_or_else(|_| EnvFilter::new("info"));
+    if !configured.contains("opentelemetry") {
+        for directive in OTEL_DIRECTIVES {
+            if let Ok(d) = directive.parse() {
+                filter = filter.add_directive(d);
+            }
+        }
+    }
+    tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_target(true)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_filter(filter)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn otel_directives_parse() {
+        for d in super::OTEL_DIRECTIVES {
+            assert!(
+                d.parse::<tracing_subscriber::filter::Directive>().is_ok(),
+                "{d}"
+            );
+        }
+    }
 }

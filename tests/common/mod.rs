@@ -2,7 +2,9 @@
 //! mock-upstream) on a random loopback port, find the address it logged, stop it on drop.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader};
+pub mod otlp;
+
+use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -121,10 +123,7 @@ pub fn gateway(config: &str) -> Process {
 }
 
 pub fn gateway_with_env(config: &str, envs: &[(&str, &str)]) -> Process {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("gatewayz.toml");
-    std::fs::write(&path, config).expect("write config");
-    let path = path.to_str().expect("utf-8 path").to_owned();
+    let (dir, path) = config_file(config);
     spawn(
         &["serve", "--config", &path, "--listen", "127.0.0.1:0"],
         envs,
@@ -165,3 +164,155 @@ pub fn chat_body(model: &str, prompt: &str, stream: bool) -> String {
     })
     .to_string()
 }
+
+/// POSTs a chat completion body to the gateway, with `key` as bearer token when given.
+pub fn post_chat(gw: &Process, body: &str, key: Option<&str>) -> reqwest::blocking::Response {
+    let mut request = client()
+        .post(gw.url("/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .body(body.to_owned());
+    if let Some(key) = key {
+        request = request.bearer_auth(key);
+    }
+    request.send().expect("send chat request")
+}
+
+/// Asserts an OpenAI-shaped error `{"error": {"message", "type", "code"}}` with `status` and
+/// `code`; returns the body.
+pub fn assert_openai_error(
+    reply: reqwest::blocking::Response,
+    status: u16,
+    code: &str,
+) -> serde_json::Value {
+    assert_eq!(reply.status().as_u16(), status, "status");
+    let content_type = reply
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        content_type.starts_with("application/json"),
+        "{content_type}"
+    );
+    let body: serde_json::Value = reply.json().expect("JSON error body");
+    let error = &body["error"];
+    assert!(
+        error["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "message in {body}"
+    );
+    assert!(error["type"].as_str().is_some(), "type in {body}");
+    assert_eq!(error["code"], code, "code in {body}");
+    body
+}
+
+/// `GET /mock/stats` of a mock-upstream process.
+pub fn mock_stats(upstream: &Process) -> serde_json::Value {
+    client()
+        .get(upstream.url("/mock/stats"))
+        .send()
+        .expect("mock stats")
+        .json()
+        .expect("mock stats JSON")
+}
+
+/// Polls `condition` every 10 ms until it holds; panics with `what` after `limit`.
+pub fn wait_until(limit: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !condition() {
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A loopback address where nothing listens (a port just bound and released).
+pub fn refused_addr() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr")
+}
+
+/// What a process that ran to its end reported.
+pub struct Exited {
+    pub status: std::process::ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `gatewayz ARGS...` to completion, killing it (and failing) after `limit`: for
+/// commands that must exit on their own, such as `serve` with a bad configuration.
+pub fn run_to_exit(args: &[&str], envs: &[(&str, &str)], limit: Duration) -> Exited {
+    let mut command = Command::new(binary());
+    command
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in envs {
+        command.env(k, v);
+    }
+    let mut child = command.spawn().expect("start gatewayz");
+    let read = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_string(&mut text);
+            }
+            text
+        })
+    };
+    let stdout = read(child.stdout.take().map(|p| Box::new(p) as _));
+    let stderr = read(child.stderr.take().map(|p| Box::new(p) as _));
+    let deadline = std::time::Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("gatewayz {args:?} did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Exited {
+        status,
+        stdout: stdout.join().expect("stdout"),
+        stderr: stderr.join().expect("stderr"),
+    }
+}
+
+/// Writes `contents` to a `gatewayz.toml` in a fresh temp dir.
+pub fn config_file(contents: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("gatewayz.toml");
+    std::fs::write(&path, contents).expect("write config");
+    let path = path.to_str().expect("utf-8 path").to_owned();
+    (dir, path)
+}
+
+/// The `data:` payloads of an SSE body, in order.
+pub fn sse_data(body: &str) -> Vec<String> {
+    body.lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .map(|d| d.trim().to_owned())
+        .collect()
+}
+
+/// The text a streamed answer spells out, and its usage chunk when there was one.
+pub fn assemble(events: &[String]) -> (String, Option<serde_json::Value>) {
+    let mut text = String::new();
+    let mut usage = None;
+    for data in events.iter().filter(|d| *d != "[DONE]") {
+        let v: serde_json::Value = serde_json::from_str(data).expect("JSON event");
+        if let Some(c) = v["choices"][0]["delta"]["content"].as_str() {
+            text.push_str(c);
+        }
+        if !v["usage"].is_null() {
+            usage = Some(v["usage"].clone());
+        }
+    }
+    (text, usage)
+}
+
+pub mod scrape;

@@ -1,0 +1,107 @@
+//! `CircuitBreakers`: the actor that owns every provider's breaker.
+//!
+//! It feeds attempts to the pure [`Breaker`]s, publishes phase and probe slots into each
+//! provider's lock-free `ProviderState` (which the router reads with `try_admit()`), and arms
+//! a timer for each cool-down. The `gatewayz_circuit_breaker_state` gauge reads the published
+//! phase at scrape time, so it is one-hot by construction.
+
+mod breaker;
+
+use std::sync::Arc;
+
+use actix::{Actor, AsyncContext, Context, Handler};
+
+pub use breaker::{Breaker, Effect, State, TripReason};
+
+use super::board::Board;
+use super::events::{BreakerMoved, BreakerOpened};
+use super::{now, Attempt};
+use crate::config::BreakerConfig;
+use crate::outcome::AttemptResult;
+use crate::router::Phase;
+
+pub struct CircuitBreakers {
+    breakers: Vec<Breaker>,
+    board: Arc<Board>,
+    cool_down: std::time::Duration,
+}
+
+impl CircuitBreakers {
+    pub fn new(config: BreakerConfig, board: Arc<Board>) -> Self {
+        Self {
+            breakers: vec![Breaker::new(config.clone()); board.states.len()],
+            cool_down: config.cool_down,
+            board,
+        }
+    }
+
+    fn apply(&mut self, provider: usize, effect: Option<Effect>, ctx: &mut Context<Self>) {
+        let name = &self.board.provider_names[provider];
+        let state = &self.board.states[provider];
+        match effect {
+            None => {}
+            Some(Effect::Opened { reason, until }) => {
+                state.publish_phase(Phase::Open, 0);
+                BreakerOpened {
+                    provider: name,
+                    reason,
+                    cool_down: self.cool_down,
+                }
+                .emit();
+                let wait = until.saturating_duration_since(now());
+                ctx.run_later(wait, move |this, ctx| this.tick(provider, ctx));
+            }
+            Some(Effect::Publish { phase, probes }) => {
+                let before = state.phase();
+                state.publish_phase(phase, probes);
+                if before != phase {
+                    BreakerMoved {
+                        provider: name,
+                        phase,
+                    }
+                    .emit();
+                }
+                if phase == Phase::HalfOpen {
+                    // Refresh lost probe slots if no verdict comes within a cool-down.
+                    let wait = self.cool_down;
+                    ctx.run_later(wait, move |this, ctx| this.tick(provider, ctx));
+                }
+            }
+        }
+    }
+
+    fn tick(&mut self, provider: usize, ctx: &mut Context<Self>) {
+        let effect = self.breakers[provider].tick(now());
+        self.apply(provider, effect, ctx);
+    }
+}
+
+impl Actor for CircuitBreakers {
+    type Context = Context<Self>;
+
+    fn started(&mut self, _: &mut Self::Context) {
+        for state in &self.board.states {
+            state.publish_phase(Phase::Closed, 0);
+        }
+    }
+}
+
+impl Handler<Attempt> for CircuitBreakers {
+    type Result = ();
+
+    fn handle(&mut self, msg: Attempt, ctx: &mut Self::Context) {
+        let Some(breaker) = self.breakers.get_mut(msg.provider) else {
+            return;
+        };
+        let verdict = match msg.result {
+            AttemptResult::Success => Some(true),
+            AttemptResult::Error | AttemptResult::Timeout => Some(false),
+            AttemptResult::Rejected => None,
+        };
+        let effect = breaker.record(verdict, now());
+        self.apply(msg.provider, effect, ctx);
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

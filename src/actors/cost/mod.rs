@@ -1,0 +1,165 @@
+//! `CostAggregator`: the actor that prices usage and tracks token efficiency.
+//!
+//! For each completion with usage it adds tokens and `tokens × price` (prices from the
+//! configuration) to the cost counters, forwards the spend to the anomaly detector (a
+//! `Recipient`, stubbed in tests), and publishes the model's token efficiency into the
+//! [`Board`]. A completion without usage is counted in `gatewayz_unpriced_completions_total`
+//! and logged at debug — never priced by guesswork.
+
+mod ledger;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::{Actor, Context, Handler, Recipient};
+use opentelemetry::KeyValue;
+
+pub use ledger::{cost, Efficiency};
+
+use super::board::Board;
+use super::{now, Completion, Spend};
+use crate::router::Price;
+use crate::telemetry::metrics::Meters;
+
+pub struct CostAggregator {
+    prices: Vec<Price>,
+    efficiency: Vec<Efficiency>,
+    board: Arc<Board>,
+    meters: Arc<Meters>,
+    spend: Recipient<Spend>,
+}
+
+impl CostAggregator {
+    pub fn new(
+        prices: Vec<Price>,
+        window: Duration,
+        board: Arc<Board>,
+        meters: Arc<Meters>,
+        spend: Recipient<Spend>,
+    ) -> Self {
+        Self {
+            efficiency: vec![Efficiency::new(now(), window); prices.len()],
+            prices,
+            board,
+            meters,
+            spend,
+        }
+    }
+}
+
+impl Actor for CostAggregator {
+    type Context = Context<Self>;
+}
+
+impl Handler<Completion> for CostAggregator {
+    type Result = ();
+
+    fn handle(&mut self, msg: Completion, _: &mut Self::Context) {
+        let m = &self.meters;
+        let (Some(p), Some(model), Some(price)) = (
+            m.provider_kv.get(msg.provider),
+            m.model_kv.get(msg.model),
+            self.prices.get(msg.model),
+        ) else {
+            return;
+        };
+        let Some(usage) = msg.usage else {
+            m.unpriced.add(1, &[p.clone(), model.clone()]);
+            tracing::debug!(provider = %p.value, model = %model.value, "completion without usage: not priced");
+            return;
+        };
+        for (kind, n) in [
+            ("input", usage.prompt_tokens),
+            ("output", usage.completion_tokens),
+        ] {
+            m.tokens
+                .add(n, &[p.clone(), model.clone(), KeyValue::new("type", kind)]);
+        }
+        let usd = cost(&usage, price);
+        m.cost_by_provider.add(usd, std::slice::from_ref(p));
+        m.cost_by_model.add(usd, std::slice::from_ref(model));
+        self.spend.do_send(Spend {
+            provider: msg.provider,
+            usd,
+        });
+        let at = now();
+        if let Some(e) = self.efficiency.get_mut(msg.model) {
+            e.record(&usage, at);
+            let mut all = (**self.board.efficiency.load()).clone();
+            if let Some(slot) = all.get_mut(msg.model) {
+                *slot = e.ratio(at);
+            }
+            self.board.efficiency.store(Arc::new(all));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::actors::breakers::tests::board;
+    use crate::providers::Usage;
+
+    /// Collects the spend the aggregator forwards.
+    struct Collect(Arc<Mutex<Vec<Spend>>>);
+    impl Actor for Collect {
+        type Context = Context<Self>;
+    }
+    impl Handler<Spend> for Collect {
+        type Result = ();
+        fn handle(&mut self, msg: Spend, _: &mut Self::Context) {
+            self.0.lock().unwrap().push(msg);
+        }
+    }
+
+    #[actix::test]
+    async fn prices_usage_and_forwards_spend() {
+        tokio::time::pause();
+        let board = board();
+        let metrics = crate::telemetry::metrics::test_metrics(board.clone());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = Collect(seen.clone()).start();
+        let price = Price {
+            input_per_token: 0.01,
+            output_per_token: 0.02,
+        };
+        let addr = CostAggregator::new(
+            vec![price, price],
+            Duration::from_secs(3600),
+            board.clone(),
+            metrics.meters.clone(),
+            sink.recipient(),
+        )
+        .start();
+        let usage = Usage {
+            prompt_tokens: 10,
+            completion_tokens: 5,
+        };
+        let completion = |usage| Completion {
+            provider: 0,
+            model: 1,
+            usage,
+        };
+        addr.send(completion(Some(usage))).await.unwrap();
+        addr.send(completion(None)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let spent: Vec<f64> = seen.lock().unwrap().iter().map(|s| s.usd).collect();
+        assert_eq!(spent.len(), 1);
+        assert!((spent[0] - 0.2).abs() < 1e-9);
+        assert_eq!(board.efficiency.load()[1], Some(0.5));
+        let text = String::from_utf8(metrics.encode().unwrap()).unwrap();
+        assert!(
+            text.contains("gatewayz_cost_by_model_total{model=\"mock-mini\"} 0.2"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "gatewayz_unpriced_completions_total{model=\"mock-mini\",provider=\"mock-a\"} 1"
+            ),
+            "{text}"
+        );
+    }
+}

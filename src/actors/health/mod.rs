@@ -1,0 +1,156 @@
+//! `ProviderHealth`: the actor that owns rolling health windows and 24 h model uptime.
+//!
+//! Attempts feed each provider's [`Tracker`]; finished requests feed each model's
+//! [`Uptime`]. Every `health.publish_interval` it recomputes the scores (the formula is in
+//! [`score`]), publishes each into the provider's `ProviderState` (the router demotes
+//! providers under 0.5) and swaps fresh views and uptimes into the [`Board`].
+
+mod score;
+
+use std::sync::Arc;
+
+use actix::{Actor, AsyncContext, Context, Handler};
+
+pub use score::{score, ProviderView, Tracker, Uptime, UPTIME_SPAN};
+
+use super::board::Board;
+use super::{now, Attempt, Finished};
+use crate::config::HealthConfig;
+use crate::outcome::AttemptResult;
+use crate::router::Phase;
+
+pub struct ProviderHealth {
+    trackers: Vec<Tracker>,
+    uptime: Vec<Uptime>,
+    /// Breaker phase seen at the last publish, to notice a provider turning half-open.
+    phases: Vec<Phase>,
+    board: Arc<Board>,
+    interval: std::time::Duration,
+}
+
+impl ProviderHealth {
+    pub fn new(config: HealthConfig, board: Arc<Board>) -> Self {
+        let origin = now();
+        Self {
+            trackers: vec![
+                Tracker::new(origin, config.window, config.latency_target);
+                board.provider_names.len()
+            ],
+            uptime: vec![Uptime::new(origin); board.model_names.len()],
+            phases: vec![Phase::Closed; board.provider_names.len()],
+            interval: config.publish_interval,
+            board,
+        }
+    }
+
+    /// Recomputes and publishes every score, view and uptime. A provider whose breaker
+    /// turned half-open starts a fresh window, so its probes are not starved by demotion.
+    pub fn publish(&mut self) {
+        let at = now();
+        let views: Vec<ProviderView> = self
+            .trackers
+            .iter_mut()
+            .zip(&self.board.states)
+            .zip(self.phases.iter_mut())
+            .map(|((tracker, state), seen)| {
+                let phase = state.phase();
+                if phase == Phase::HalfOpen && *seen != Phase::HalfOpen {
+                    tracker.reset();
+                }
+                *seen = phase;
+                let view = tracker.view(at, phase);
+                state.publish_health(view.score as f32);
+                view
+            })
+            .collect();
+        self.board.views.store(Arc::new(views));
+        let uptime = self.uptime.iter().map(|u| u.uptime(at)).collect();
+        self.board.uptime.store(Arc::new(uptime));
+    }
+}
+
+impl Actor for ProviderHealth {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.publish();
+        ctx.run_interval(self.interval, |this, _| this.publish());
+    }
+}
+
+impl Handler<Attempt> for ProviderHealth {
+    type Result = ();
+
+    fn handle(&mut self, msg: Attempt, _: &mut Self::Context) {
+        let ok = match msg.result {
+            AttemptResult::Success => Some(true),
+            AttemptResult::Error | AttemptResult::Timeout => Some(false),
+            AttemptResult::Rejected => None,
+        };
+        if let Some(tracker) = self.trackers.get_mut(msg.provider) {
+            tracker.record(ok, msg.latency, now());
+        }
+    }
+}
+
+impl Handler<Finished> for ProviderHealth {
+    type Result = ();
+
+    fn handle(&mut self, msg: Finished, _: &mut Self::Context) {
+        if let Some(uptime) = self.uptime.get_mut(msg.model) {
+            uptime.record(msg.ok, now());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::time::Duration;
+
+    use super::*;
+    use crate::actors::breakers::tests::board;
+
+    fn attempt(provider: usize, result: AttemptResult) -> Attempt {
+        Attempt {
+            provider,
+            model: 0,
+            result,
+            latency: Duration::from_millis(10),
+        }
+    }
+
+    #[actix::test]
+    async fn publishes_scores_and_uptime_on_its_interval() {
+        tokio::time::pause();
+        let board = board();
+        let addr = ProviderHealth::new(HealthConfig::default(), board.clone()).start();
+        for _ in 0..4 {
+            addr.send(attempt(0, AttemptResult::Error)).await.unwrap();
+            addr.send(attempt(1, AttemptResult::Success)).await.unwrap();
+        }
+        addr.send(Finished {
+            model: 0,
+            ok: false,
+        })
+        .await
+        .unwrap();
+        addr.send(Finished { model: 0, ok: true }).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        assert_eq!(board.states[0].health(), 0.0);
+        assert_eq!(board.states[1].health(), 1.0);
+        assert_eq!(board.views.load()[0].error_rate, 1.0);
+        assert_eq!(board.uptime.load()[0], Some(0.5));
+        assert_eq!(board.uptime.load()[1], None);
+        // A minute later the failures have left the window.
+        tokio::time::sleep(Duration::from_secs(61)).await;
+        assert_eq!(board.states[0].health(), 1.0);
+        // Failures again; then the breaker half-opens: a fresh window, score 0.5 (not demoted).
+        addr.send(attempt(0, AttemptResult::Error)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        assert_eq!(board.states[0].health(), 0.0);
+        board.states[0].publish_phase(Phase::HalfOpen, 1);
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        assert_eq!(board.states[0].health(), 0.5);
+    }
+}

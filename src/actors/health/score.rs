@@ -1,0 +1,173 @@
+//! Provider health and model uptime as pure, clock-injected state.
+//!
+//! The health score of a provider, in [0, 1]:
+//!
+//! ```text
+//! score = breaker × success_rate × (0.5 + 0.5 × latency)
+//!   breaker      = 1 closed, 0.5 half-open, 0 open
+//!   success_rate = successes / (successes + failures) in the window (1 with no data)
+//!   latency      = min(1, target / p95 latency in the window) (1 with no data)
+//! ```
+//!
+//! A provider failing half its requests scores at most 0.5 (so the router demotes it); a
+//! reliable but slow one keeps at least half its score; an open breaker scores 0. Rejected
+//! attempts (the client's fault) do not count. Model uptime is the share of finished requests
+//! that succeeded over 24 h of 5-minute buckets.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::actors::rolling::Rolling;
+use crate::router::Phase;
+
+/// Latency samples kept per provider for percentiles.
+const LATENCY_SAMPLES: usize = 1024;
+
+/// The formula above.
+pub fn score(success_rate: f64, p95: Option<f64>, target: f64, phase: Phase) -> f64 {
+    let breaker = match phase {
+        Phase::Closed => 1.0,
+        Phase::HalfOpen => 0.5,
+        Phase::Open => 0.0,
+    };
+    let latency = match p95 {
+        Some(p) if p > target => target / p,
+        _ => 1.0,
+    };
+    let s = breaker * success_rate.clamp(0.0, 1.0) * (0.5 + 0.5 * latency.clamp(0.0, 1.0));
+    if s.is_nan() {
+        0.0
+    } else {
+        s
+    }
+}
+
+/// What `/health/providers` shows for one provider.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct ProviderView {
+    pub score: f64,
+    pub requests: u64,
+    pub error_rate: f64,
+    pub latency_p50_seconds: Option<f64>,
+    pub latency_p95_seconds: Option<f64>,
+    pub latency_p99_seconds: Option<f64>,
+}
+
+/// One provider's rolling window.
+#[derive(Debug, Clone)]
+pub struct Tracker {
+    outcomes: Rolling<(u64, u64)>,
+    latencies: VecDeque<(Instant, f64)>,
+    span: Duration,
+    target: f64,
+}
+
+impl Tracker {
+    pub fn new(origin: Instant, span: Duration, target: Duration) -> Self {
+        Self {
+            outcomes: Rolling::new(origin, span, 12),
+            latencies: VecDeque::with_capacity(LATENCY_SAMPLES),
+            span,
+            target: target.as_secs_f64(),
+        }
+    }
+
+    /// `ok`: `Some(true)` success, `Some(false)` failure, `None` rejected (ignored).
+    pub fn record(&mut self, ok: Option<bool>, latency: Duration, now: Instant) {
+        let Some(ok) = ok else { return };
+        let bucket = self.outcomes.at(now);
+        if ok {
+            bucket.0 += 1;
+            if self.latencies.len() == LATENCY_SAMPLES {
+                self.latencies.pop_front();
+            }
+            self.latencies.push_back((now, latency.as_secs_f64()));
+        } else {
+            bucket.1 += 1;
+        }
+    }
+
+    /// Forgets the window: when a breaker half-opens, its probes decide afresh, and the
+    /// failures that opened it must not keep the provider demoted (and so unprobed).
+    pub fn reset(&mut self) {
+        self.outcomes.clear();
+        self.latencies.clear();
+    }
+
+    pub fn view(&self, now: Instant, phase: Phase) -> ProviderView {
+        let (ok, failed) = self
+            .outcomes
+            .live(now)
+            .fold((0, 0), |(a, b), (s, f)| (a + s, b + f));
+        let requests = ok + failed;
+        let success_rate = if requests == 0 {
+            1.0
+        } else {
+            ok as f64 / requests as f64
+        };
+        let mut recent: Vec<f64> = self
+            .latencies
+            .iter()
+            .filter(|(t, _)| now.saturating_duration_since(*t) < self.span)
+            .map(|(_, l)| *l)
+            .collect();
+        recent.sort_by(f64::total_cmp);
+        let p = |q: f64| percentile(&recent, q);
+        ProviderView {
+            score: score(success_rate, p(0.95), self.target, phase),
+            requests,
+            error_rate: 1.0 - success_rate,
+            latency_p50_seconds: p(0.5),
+            latency_p95_seconds: p(0.95),
+            latency_p99_seconds: p(0.99),
+        }
+    }
+}
+
+/// Nearest-rank percentile of sorted samples.
+fn percentile(sorted: &[f64], q: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted.get(rank.clamp(1, sorted.len()) - 1).copied()
+}
+
+/// One model's availability over 24 h.
+#[derive(Debug, Clone)]
+pub struct Uptime {
+    window: Rolling<(u64, u64)>,
+}
+
+/// The uptime window and its bucket count (5-minute buckets).
+pub const UPTIME_SPAN: Duration = Duration::from_secs(24 * 3600);
+const UPTIME_SLOTS: u32 = 288;
+
+impl Uptime {
+    pub fn new(origin: Instant) -> Self {
+        Self {
+            window: Rolling::new(origin, UPTIME_SPAN, UPTIME_SLOTS),
+        }
+    }
+
+    pub fn record(&mut self, ok: bool, now: Instant) {
+        let bucket = self.window.at(now);
+        bucket.0 += u64::from(ok);
+        bucket.1 += 1;
+    }
+
+    /// Share of requests that succeeded in the last 24 h; `None` without requests.
+    pub fn uptime(&self, now: Instant) -> Option<f64> {
+        let (ok, total) = self
+            .window
+            .live(now)
+            .fold((0, 0), |(a, b), (o, t)| (a + o, b + t));
+        (total > 0).then(|| ok as f64 / total as f64)
+    }
+}
+
+#[cfg(test)]
+#[path = "score_tests.rs"]
+mod tests;

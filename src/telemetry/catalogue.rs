@@ -1,0 +1,263 @@
+//! The metric catalogue: every family the gateway exposes, in one table.
+//!
+//! DESIGN §3 is the contract with dashboards and alert rules, so the names live here once, as
+//! constants, with their type, unit, labels, help and categories. Registration
+//! ([`super::metrics`]) builds instruments from these entries, and the docs endpoint and the
+//! dashboard / alert contract tests read the same table. A name here is exactly what Prometheus
+//! sees: the exporter adds no suffix (counters already end in `_total`, units are in the name).
+
+/// What kind of Prometheus family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+impl Kind {
+    /// The `# TYPE` word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Counter => "counter",
+            Self::Gauge => "gauge",
+            Self::Histogram => "histogram",
+        }
+    }
+}
+
+/// A slice of the catalogue served by its own endpoint (DESIGN §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Category {
+    System,
+    Providers,
+    Models,
+    Business,
+    Performance,
+}
+
+impl Category {
+    pub const ALL: [Category; 5] = [
+        Self::System,
+        Self::Providers,
+        Self::Models,
+        Self::Business,
+        Self::Performance,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::System => "system",
+            Self::Providers => "providers",
+            Self::Models => "models",
+            Self::Business => "business",
+            Self::Performance => "performance",
+        }
+    }
+}
+
+/// One metric family.
+#[derive(Debug, Clone, Copy)]
+pub struct Family {
+    /// The Prometheus name, exactly.
+    pub name: &'static str,
+    pub kind: Kind,
+    /// UCUM-ish unit for docs (`s`, `USD`, `By`, `1`); already part of the name where it applies.
+    pub unit: &'static str,
+    pub labels: &'static [&'static str],
+    pub help: &'static str,
+    pub categories: &'static [Category],
+}
+
+use Category::{Business, Models, Performance, Providers, System};
+use Kind::{Counter, Gauge, Histogram};
+
+pub const PROVIDER_HEALTH_SCORE: &str = "gatewayz_provider_health_score";
+pub const CIRCUIT_BREAKER_STATE: &str = "gatewayz_circuit_breaker_state";
+pub const PROVIDER_RESPONSE_TIME: &str = "provider_response_time_seconds";
+pub const PROVIDER_REQUESTS: &str = "gatewayz_provider_requests_total";
+pub const PROVIDER_FAILOVERS: &str = "gatewayz_provider_failovers_total";
+pub const DETECTED_ANOMALIES: &str = "gatewayz_detected_anomalies_total";
+pub const MODEL_UPTIME_24H: &str = "gatewayz_model_uptime_24h";
+pub const TOKEN_EFFICIENCY: &str = "gatewayz_token_efficiency";
+pub const MODEL_REQUESTS: &str = "model_inference_requests_total";
+pub const MODEL_DURATION: &str = "model_inference_duration_seconds";
+pub const TIME_TO_FIRST_TOKEN: &str = "gatewayz_time_to_first_token_seconds";
+pub const TOKENS: &str = "gatewayz_tokens_total";
+pub const COST_BY_PROVIDER: &str = "gatewayz_cost_by_provider_total";
+pub const COST_BY_MODEL: &str = "gatewayz_cost_by_model_total";
+pub const UNPRICED_COMPLETIONS: &str = "gatewayz_unpriced_completions_total";
+pub const TRIAL_ACTIVE: &str = "trial_active";
+pub const HTTP_REQUESTS: &str = "http_requests_total";
+pub const HTTP_DURATION: &str = "http_request_duration_seconds";
+pub const HTTP_IN_FLIGHT: &str = "http_requests_in_flight";
+pub const OVERHEAD: &str = "gatewayz_overhead_seconds";
+pub const LOG_RECORDS: &str = "gatewayz_log_records_total";
+pub const LOG_QUEUE_DEPTH: &str = "gatewayz_log_queue_depth";
+pub const PROCESS_CPU: &str = "process_cpu_seconds_total";
+pub const PROCESS_RESIDENT_MEMORY: &str = "process_resident_memory_bytes";
+pub const PROCESS_VIRTUAL_MEMORY: &str = "process_virtual_memory_bytes";
+pub const PROCESS_START_TIME: &str = "process_start_time_seconds";
+pub const PROCESS_OPEN_FDS: &str = "process_open_fds";
+pub const PROCESS_MAX_FDS: &str = "process_max_fds";
+pub const PROCESS_THREADS: &str = "process_threads";
+
+const fn family(
+    name: &'static str,
+    kind: Kind,
+    unit: &'static str,
+    labels: &'static [&'static str],
+    help: &'static str,
+    categories: &'static [Category],
+) -> Family {
+    Family {
+        name,
+        kind,
+        unit,
+        labels,
+        help,
+        categories,
+    }
+}
+
+/// Every family, in the order of DESIGN §3.
+#[rustfmt::skip]
+pub const FAMILIES: &[Family] = &[
+    family(PROVIDER_HEALTH_SCORE, Gauge, "1", &["provider"],
+        "Provider health in [0,1]: breaker factor x success rate x (0.5 + 0.5 x latency factor).",
+        &[Providers]),
+    family(CIRCUIT_BREAKER_STATE, Gauge, "1", &["provider", "state"],
+        "Circuit breaker phase, one-hot: 1 for the current state (closed, open, half_open).",
+        &[Providers]),
+    family(PROVIDER_RESPONSE_TIME, Histogram, "s", &["provider"],
+        "Time until a provider answered (JSON) or sent its first chunk (stream), per attempt.",
+        &[Providers, Performance]),
+    family(PROVIDER_REQUESTS, Counter, "1", &["provider", "outcome"],
+        "Provider attempts by outcome: success, error, timeout, rejected.",
+        &[Providers]),
+    family(PROVIDER_FAILOVERS, Counter, "1", &["provider"],
+        "Attempts that failed over to another provider, by the provider failed over from.",
+        &[Providers]),
+    family(DETECTED_ANOMALIES, Counter, "1", &["type"],
+        "Anomaly episodes detected: latency_spike, error_rate_spike, cost_spike.",
+        &[Providers]),
+    family(MODEL_UPTIME_24H, Gauge, "1", &["model"],
+        "Share of requests for the model that succeeded over the last 24 hours.",
+        &[Models]),
+    family(TOKEN_EFFICIENCY, Gauge, "1", &["model"],
+        "Output tokens per input token for the model over the efficiency window.",
+        &[Models]),
+    family(MODEL_REQUESTS, Counter, "1", &["provider", "model", "status"],
+        "Finished model inference requests by status.",
+        &[Models]),
+    family(MODEL_DURATION, Histogram, "s", &["provider", "model"],
+        "Whole duration of a model inference request, failover and streaming included.",
+        &[Models, Performance]),
+    family(TIME_TO_FIRST_TOKEN, Histogram, "s", &["provider", "model"],
+        "Time from the request's arrival to the first streamed content chunk.",
+        &[Models, Performance]),
+    family(TOKENS, Counter, "1", &["provider", "model", "type"],
+        "Tokens reported by upstreams, by type: input, output.",
+        &[Business]),
+    family(COST_BY_PROVIDER, Counter, "USD", &["provider"],
+        "Spend in USD (tokens x configured model price), by provider.",
+        &[Business]),
+    family(COST_BY_MODEL, Counter, "USD", &["model"],
+        "Spend in USD (tokens x configured model price), by model.",
+        &[Business]),
+    family(UNPRICED_COMPLETIONS, Counter, "1", &["provider", "model"],
+        "Completions whose upstream reported no usage: not priced, never guessed.",
+        &[Business]),
+    family(TRIAL_ACTIVE, Gauge, "1", &[],
+        "Configured trial keys that have not expired.",
+        &[Business]),
+    family(HTTP_REQUESTS, Counter, "1", &["method", "route", "status"],
+        "HTTP requests served, by route pattern (unmatched routes as `unmatched`).",
+        &[System]),
+    family(HTTP_DURATION, Histogram, "s", &["method", "route"],
+        "Time to produce the HTTP response head.",
+        &[System, Performance]),
+    family(HTTP_IN_FLIGHT, Gauge, "1", &[],
+        "HTTP requests being served.",
+        &[System]),
+    family(OVERHEAD, Histogram, "s", &[],
+        "Time the gateway itself adds: total duration minus time waiting on upstreams.",
+        &[Performance]),
+    family(LOG_RECORDS, Counter, "1", &["outcome"],
+        "Log records by fate: shipped, dropped_full, dropped_rejected, dropped_shutdown.",
+        &[System]),
+    family(LOG_QUEUE_DEPTH, Gauge, "1", &[],
+        "Log records waiting to be shipped to Loki.",
+        &[System]),
+    family(PROCESS_CPU, Counter, "s", &[], "Total user and system CPU time spent.", &[System]),
+    family(PROCESS_RESIDENT_MEMORY, Gauge, "By", &[], "Resident memory size.", &[System]),
+    family(PROCESS_VIRTUAL_MEMORY, Gauge, "By", &[], "Virtual memory size.", &[System]),
+    family(PROCESS_START_TIME, Gauge, "s", &[],
+        "Start time of the process since the Unix epoch.", &[System]),
+    family(PROCESS_OPEN_FDS, Gauge, "1", &[], "Open file descriptors.", &[System]),
+    family(PROCESS_MAX_FDS, Gauge, "1", &[], "Limit on open file descriptors.", &[System]),
+    family(PROCESS_THREADS, Gauge, "1", &[], "OS threads in the process.", &[System]),
+];
+
+/// The entry of `name`.
+pub fn get(name: &str) -> Option<&'static Family> {
+    FAMILIES.iter().find(|f| f.name == name)
+}
+
+/// The help text of `name` (empty for an unknown name).
+pub fn help(name: &str) -> &'static str {
+    get(name).map_or("", |f| f.help)
+}
+
+/// Histogram bounds in seconds for LLM latencies: 5 ms to 120 s.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0,
+];
+
+/// Fine bounds for the gateway's own overhead: 10 µs to 1 s.
+pub const OVERHEAD_BUCKETS: &[f64] = &[
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+    0.1, 0.25, 1.0,
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_well_formed() {
+        let mut seen = std::collections::HashSet::new();
+        for f in FAMILIES {
+            assert!(seen.insert(f.name), "{} twice", f.name);
+            assert!(!f.help.is_empty() && !f.categories.is_empty(), "{}", f.name);
+            let counter_suffixes = f.name.matches("_total").count();
+            match f.kind {
+                Kind::Counter => {
+                    assert!(
+                        f.name.ends_with("_total") && counter_suffixes == 1,
+                        "{}",
+                        f.name
+                    )
+                }
+                _ => assert_eq!(counter_suffixes, 0, "{}", f.name),
+            }
+            if f.unit == "s" {
+                assert!(f.name.contains("_seconds"), "{}", f.name);
+            }
+        }
+    }
+
+    #[test]
+    fn every_latency_histogram_is_in_performance() {
+        for f in FAMILIES.iter().filter(|f| f.kind == Kind::Histogram) {
+            assert!(f.categories.contains(&Category::Performance), "{}", f.name);
+        }
+    }
+
+    #[test]
+    fn buckets_cover_llm_latencies() {
+        assert_eq!(LATENCY_BUCKETS.first(), Some(&0.005));
+        assert_eq!(LATENCY_BUCKETS.last(), Some(&120.0));
+        assert_eq!(OVERHEAD_BUCKETS.first(), Some(&0.00001));
+        assert!(LATENCY_BUCKETS.windows(2).all(|w| w[0] < w[1]));
+    }
+}

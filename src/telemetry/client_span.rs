@@ -1,0 +1,163 @@
+//! The CLIENT span: one per provider attempt, with the OpenTelemetry GenAI attributes.
+//!
+//! The router opens an [`AttemptSpan`] for each attempt (so failovers are sibling spans under
+//! the request's server span), sends its context upstream as `traceparent`, and closes it with
+//! the outcome: a failure (`error.type`), a JSON answer (response model and token usage), or —
+//! for a stream — hands it to the relay, which closes it when the stream ends or is dropped,
+//! with usage and time to first chunk. Only bounded metadata is recorded: never prompt or
+//! completion text, never a key.
+
+use std::time::Duration;
+
+use opentelemetry::trace::Status;
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use super::propagation::UpstreamTrace;
+use crate::providers::{ProviderError, Usage};
+
+/// Time from sending the attempt to the first content chunk, in seconds (streams only).
+pub const TIME_TO_FIRST_CHUNK: &str = "gen_ai.response.time_to_first_chunk";
+
+/// One provider attempt's span.
+pub struct AttemptSpan {
+    span: tracing::Span,
+}
+
+impl AttemptSpan {
+    /// Opens the span as a child of the current (server) span. `provider` is the configured
+    /// provider name, `request_model` the model name sent upstream.
+    pub fn start(provider: &str, request_model: &str, address: &str, stream: bool) -> Self {
+        let span = tracing::info_span!(
+            "chat",
+            otel.name = %format_args!("chat {request_model}"),
+            otel.kind = "client",
+            gen_ai.operation.name = "chat",
+            gen_ai.provider.name = provider,
+            gen_ai.request.model = request_model,
+            gen_ai.request.stream = stream,
+            server.address = address,
+        );
+        Self { span }
+    }
+
+    /// The trace headers for the upstream request.
+    pub fn upstream_trace(&self) -> UpstreamTrace {
+        UpstreamTrace::of(&self.span)
+    }
+
+    /// Runs `future` (the attempt) inside the span.
+    pub fn instrument<F: std::future::Future>(
+        &self,
+        future: F,
+    ) -> tracing::instrument::Instrumented<F> {
+        future.instrument(self.span.clone())
+    }
+
+    /// Runs `f` (typically a log line) inside the span.
+    pub fn in_scope<T>(&self, f: impl FnOnce() -> T) -> T {
+        self.span.in_scope(f)
+    }
+
+    /// Closes the span of a failed attempt.
+    pub fn failed(self, error: &ProviderError) {
+        self.span.set_attribute("error.type", error.kind());
+        if let ProviderError::Status { status, .. } = error {
+            self.span
+                .set_attribute("http.response.status_code", i64::from(*status));
+        }
+        self.span.set_status(Status::error(error.kind()));
+    }
+
+    /// Closes the span of a whole JSON answer.
+    pub fn answered(self, response_model: Option<&str>, usage: Option<Usage>) {
+        if let Some(model) = response_model {
+            self.span
+                .set_attribute("gen_ai.response.model", model.to_owned());
+        }
+        self.usage(usage);
+    }
+
+    /// A stream's first chunk arrived: notes the response model it names, and keeps the span
+    /// open for the relay.
+    pub fn streaming(self, first_chunk: &[u8]) -> StreamSpan {
+        if let Some(model) = first_model(first_chunk) {
+            self.span.set_attribute("gen_ai.response.model", model);
+        }
+        StreamSpan(self)
+    }
+
+    fn usage(&self, usage: Option<Usage>) {
+        if let Some(usage) = usage {
+            self.span.set_attribute(
+                "gen_ai.usage.input_tokens",
+                i64::try_from(usage.prompt_tokens).unwrap_or(i64::MAX),
+            );
+            self.span.set_attribute(
+                "gen_ai.usage.output_tokens",
+                i64::try_from(usage.completion_tokens).unwrap_or(i64::MAX),
+            );
+        }
+    }
+}
+
+/// The span of a streamed attempt, owned by the relay until the stream is over.
+pub struct StreamSpan(AttemptSpan);
+
+impl StreamSpan {
+    /// Runs `f` (typically a log line) inside the span.
+    pub fn in_scope<T>(&self, f: impl FnOnce() -> T) -> T {
+        self.0.in_scope(f)
+    }
+
+    /// Records the stream's outcome; the span closes when this value is dropped (with the
+    /// relay). `outcome` is the relay's (`success`, `client_disconnected`, `upstream_error`),
+    /// `error_kind` the upstream failure that broke the stream, if any.
+    pub fn finish(
+        &self,
+        usage: Option<Usage>,
+        time_to_first_chunk: Option<Duration>,
+        outcome: &'static str,
+        error_kind: Option<&'static str>,
+    ) {
+        let span = &self.0.span;
+        self.0.usage(usage);
+        if let Some(ttfc) = time_to_first_chunk {
+            span.set_attribute(TIME_TO_FIRST_CHUNK, ttfc.as_secs_f64());
+        }
+        span.set_attribute("gatewayz.stream.outcome", outcome);
+        if let Some(kind) = error_kind {
+            span.set_attribute("error.type", kind);
+            span.set_status(Status::error(kind));
+        }
+    }
+}
+
+/// The `model` of the first complete `data:` event in a stream's first chunk (upstreams name
+/// it in every event). Reads only that line, with a struct that ignores the rest.
+fn first_model(chunk: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct ModelOnly {
+        model: Option<String>,
+    }
+    chunk
+        .split(|b| *b == b'\n')
+        .find_map(|line| line.strip_prefix(b"data:"))
+        .map(|data| data.trim_ascii())
+        .filter(|data| data.starts_with(b"{"))
+        .and_then(|data| serde_json::from_slice::<ModelOnly>(data).ok())
+        .and_then(|m| m.model)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_model_reads_the_first_event_only() {
+        let chunk = b"data: {\"id\":\"x\",\"model\":\"m-1\",\"choices\":[]}\n\ndata: {\"model\":\"m-2\"}\n\n";
+        assert_eq!(first_model(chunk).as_deref(), Some("m-1"));
+        assert_eq!(first_model(b": comment\n\ndata: [DONE]\n\n"), None);
+        assert_eq!(first_model(b"data: {\"model\":\"par"), None);
+    }
+}

@@ -1,0 +1,253 @@
+//! OpenTelemetry meters exported to a Prometheus registry, named exactly as the catalogue.
+//!
+//! The exporter runs without unit suffixes, counter suffixes, scope labels or `target_info`:
+//! every instrument is created with its full catalogue name (counters already end in
+//! `_total`), so what Prometheus sees is the catalogue, byte for byte. Instruments the request
+//! path updates live in [`Meters`]; figures that actors own (health, breakers, uptime,
+//! efficiency, trials, log pipeline, process) are observable instruments whose callbacks read
+//! published snapshots at scrape time. Label values come from the configuration only.
+
+use std::sync::Arc;
+
+use opentelemetry::metrics::{Counter, Histogram, Meter, MeterProvider as _, UpDownCounter};
+use opentelemetry::{KeyValue, StringValue, Value};
+use opentelemetry_sdk::metrics::SdkMeterProvider;
+use prometheus::{Encoder, TextEncoder};
+
+use super::catalogue::{self as cat, help, LATENCY_BUCKETS, OVERHEAD_BUCKETS};
+use super::log_stats::LogStats;
+use super::process;
+use crate::actors::anomaly::Signal;
+use crate::actors::board::Board;
+use crate::auth::KeyStore;
+
+/// Why metrics could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    #[error("prometheus exporter: {0}")]
+    Exporter(String),
+    #[error("encoding metrics: {0}")]
+    Encode(#[from] prometheus::Error),
+}
+
+/// Instruments updated on the request path and by actors, with label values pre-built.
+pub struct Meters {
+    pub provider_requests: Counter<u64>,
+    pub provider_failovers: Counter<u64>,
+    pub provider_response_time: Histogram<f64>,
+    pub model_requests: Counter<u64>,
+    pub model_duration: Histogram<f64>,
+    pub time_to_first_token: Histogram<f64>,
+    pub overhead: Histogram<f64>,
+    pub tokens: Counter<u64>,
+    pub cost_by_provider: Counter<f64>,
+    pub cost_by_model: Counter<f64>,
+    pub unpriced: Counter<u64>,
+    pub anomalies: Counter<u64>,
+    pub http_requests: Counter<u64>,
+    pub http_duration: Histogram<f64>,
+    pub http_in_flight: UpDownCounter<i64>,
+    /// `provider="NAME"` by provider index.
+    pub provider_kv: Vec<KeyValue>,
+    /// `model="ID"` by model index.
+    pub model_kv: Vec<KeyValue>,
+}
+
+/// What observable instruments read at scrape time.
+pub struct Sources {
+    pub board: Arc<Board>,
+    pub log_stats: Arc<LogStats>,
+    pub keys: Arc<KeyStore>,
+}
+
+/// The registry, the meter provider that feeds it, and the meters.
+pub struct Metrics {
+    registry: prometheus::Registry,
+    _provider: SdkMeterProvider,
+    pub meters: Arc<Meters>,
+}
+
+fn histogram(meter: &Meter, name: &'static str, bounds: &[f64]) -> Histogram<f64> {
+    meter
+        .f64_histogram(name)
+        .with_description(help(name))
+        .with_boundaries(bounds.to_vec())
+        .build()
+}
+
+/// A label whose value is shared, so cloning it on the request path is a reference count,
+/// not an allocation.
+fn label(key: &'static str, value: &Arc<str>) -> KeyValue {
+    KeyValue::new(key, Value::String(StringValue::from(value.clone())))
+}
+
+fn counter(meter: &Meter, name: &'static str) -> Counter<u64> {
+    meter.u64_counter(name).with_description(help(name)).build()
+}
+
+impl Metrics {
+    pub fn new(sources: Sources) -> Result<Self, MetricsError> {
+        let registry = prometheus::Registry::new();
+        let exporter = opentelemetry_prometheus::exporter()
+            .with_registry(registry.clone())
+            .without_units()
+            .without_counter_suffixes()
+            .without_target_info()
+            .scope_info_enabled(false)
+            .build()
+            .map_err(|e| MetricsError::Exporter(e.to_string()))?;
+        let provider = SdkMeterProvider::builder().with_reader(exporter).build();
+        let meter = provider.meter("gatewayz");
+        let board = &sources.board;
+        let meters = Meters {
+            provider_requests: counter(&meter, cat::PROVIDER_REQUESTS),
+            provider_failovers: counter(&meter, cat::PROVIDER_FAILOVERS),
+            provider_response_time: histogram(&meter, cat::PROVIDER_RESPONSE_TIME, LATENCY_BUCKETS),
+            model_requests: counter(&meter, cat::MODEL_REQUESTS),
+            model_duration: histogram(&meter, cat::MODEL_DURATION, LATENCY_BUCKETS),
+            time_to_first_token: histogram(&meter, cat::TIME_TO_FIRST_TOKEN, LATENCY_BUCKETS),
+            overhead: histogram(&meter, cat::OVERHEAD, OVERHEAD_BUCKETS),
+            tokens: counter(&meter, cat::TOKENS),
+            cost_by_provider: meter
+                .f64_counter(cat::COST_BY_PROVIDER)
+                .with_description(help(cat::COST_BY_PROVIDER))
+                .build(),
+            cost_by_model: meter
+                .f64_counter(cat::COST_BY_MODEL)
+                .with_description(help(cat::COST_BY_MODEL))
+                .build(),
+            unpriced: counter(&meter, cat::UNPRICED_COMPLETIONS),
+            anomalies: counter(&meter, cat::DETECTED_ANOMALIES),
+            http_requests: counter(&meter, cat::HTTP_REQUESTS),
+            http_duration: histogram(&meter, cat::HTTP_DURATION, LATENCY_BUCKETS),
+            http_in_flight: meter
+                .i64_up_down_counter(cat::HTTP_IN_FLIGHT)
+                .with_description(help(cat::HTTP_IN_FLIGHT))
+                .build(),
+            provider_kv: board
+                .provider_names
+                .iter()
+                .map(|n| label("provider", n))
+                .collect(),
+            model_kv: board
+                .model_names
+                .iter()
+                .map(|n| label("model", n))
+                .collect(),
+        };
+        // Alerts use rate() on anomalies: every type exists from the start, at 0.
+        for signal in Signal::ALL {
+            meters
+                .anomalies
+                .add(0, &[KeyValue::new("type", signal.label())]);
+        }
+        super::observables::register(&meter, &sources, &meters);
+        Ok(Self {
+            registry,
+            _provider: provider,
+            meters: Arc::new(meters),
+        })
+    }
+
+    pub fn registry(&self) -> &prometheus::Registry {
+        &self.registry
+    }
+
+    /// Every family, gathered once.
+    pub fn gather(&self) -> Vec<prometheus::proto::MetricFamily> {
+        self.registry.gather()
+    }
+
+    /// Prometheus text format 0.0.4 of every family.
+    pub fn encode(&self) -> Result<Vec<u8>, MetricsError> {
+        let mut out = Vec::with_capacity(16 * 1024);
+        TextEncoder::new().encode(&self.registry.gather(), &mut out)?;
+        Ok(out)
+    }
+}
+
+/// Content type of [`Metrics::encode`].
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Process figures, for the observable callbacks.
+pub(super) fn process_reading() -> process::Reading {
+    process::read()
+}
+
+/// Metrics over `board` with no keys and empty log stats, for unit tests.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub fn test_metrics(board: Arc<Board>) -> Metrics {
+    Metrics::new(Sources {
+        board,
+        log_stats: Arc::new(LogStats::default()),
+        keys: Arc::new(KeyStore::new(&[])),
+    })
+    .unwrap()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::telemetry::catalogue::FAMILIES;
+
+    /// Every catalogue family comes out under exactly its name and type, and nothing else does.
+    #[test]
+    fn exposed_families_are_exactly_the_catalogue() {
+        let board = Arc::new(Board::from_config(
+            &crate::config::Config::builtin().unwrap(),
+        ));
+        board.uptime.store(Arc::new(vec![Some(1.0), None]));
+        board.efficiency.store(Arc::new(vec![Some(0.5), None]));
+        let metrics = test_metrics(board);
+        let m = &metrics.meters;
+        let p = [m.provider_kv[0].clone()];
+        let pm = [m.provider_kv[0].clone(), m.model_kv[0].clone()];
+        let with = |k: &'static str, v: &'static str| {
+            let mut kv = pm.to_vec();
+            kv.push(KeyValue::new(k, v));
+            kv
+        };
+        m.provider_requests
+            .add(1, &[p[0].clone(), KeyValue::new("outcome", "success")]);
+        m.provider_failovers.add(1, &p);
+        m.provider_response_time.record(0.1, &p);
+        m.model_requests.add(1, &with("status", "success"));
+        m.model_duration.record(0.1, &pm);
+        m.time_to_first_token.record(0.1, &pm);
+        m.overhead.record(0.0001, &[]);
+        m.tokens.add(1, &with("type", "input"));
+        m.cost_by_provider.add(0.1, &p);
+        m.cost_by_model.add(0.1, &[m.model_kv[0].clone()]);
+        m.unpriced.add(1, &pm);
+        m.http_requests.add(1, &[KeyValue::new("method", "GET")]);
+        m.http_duration
+            .record(0.1, &[KeyValue::new("method", "GET")]);
+        m.http_in_flight.add(1, &[]);
+        let text = String::from_utf8(metrics.encode().unwrap()).unwrap();
+        let exposed: BTreeSet<(String, String)> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split_once(' '))
+            .map(|(n, t)| (n.to_owned(), t.to_owned()))
+            .collect();
+        let expected: BTreeSet<(String, String)> = FAMILIES
+            .iter()
+            .map(|f| (f.name.to_owned(), f.kind.as_str().to_owned()))
+            .collect();
+        assert_eq!(exposed, expected, "{text}");
+        assert!(
+            !text.contains("otel_scope") && !text.contains("target_info"),
+            "{text}"
+        );
+        assert!(text
+            .contains("provider_response_time_seconds_bucket{provider=\"mock-a\",le=\"0.005\"}"));
+        assert!(
+            text.contains("provider_response_time_seconds_bucket{provider=\"mock-a\",le=\"120\"}")
+        );
+        assert!(text.contains("gatewayz_overhead_seconds_bucket{le=\"0.00001\"}"));
+    }
+}

@@ -1,0 +1,189 @@
+//! The trace pipeline: an SDK tracer provider and, when configured, a batched OTLP exporter.
+//!
+//! [`Pipeline::build`] always yields a tracer, so every request gets a trace id (the
+//! `x-trace-id` header, log correlation, `traceparent` sent upstream) even with no collector.
+//! Without an exporter the sampler is parent-based "off": nothing is recorded for new traces
+//! and a caller's sampling decision is passed on untouched. With one, spans go through a
+//! [`BatchSpanProcessor`] — its own thread, a bounded queue that drops when full — wrapped in a
+//! [`ReportingExporter`], so a dead or slow collector never touches a request.
+//!
+//! OTLP/gRPC runs on its own small tokio runtime (tonic needs one, and actix's would hang at
+//! shutdown); [`Pipeline::shutdown`] flushes, then drops that runtime. Call it from
+//! synchronous code, after the HTTP server has stopped.
+
+pub mod report;
+pub mod settings;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry::KeyValue;
+use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
+use opentelemetry_sdk::trace::{BatchSpanProcessor, Sampler, SdkTracer, SdkTracerProvider};
+use opentelemetry_sdk::Resource;
+
+use crate::config::{OtlpConfig, OtlpProtocol};
+use report::ReportingExporter;
+pub use settings::Settings;
+
+/// Instrumentation scope of every gatewayz span.
+pub const SCOPE: &str = "gatewayz";
+
+/// Why the trace pipeline could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum OtlpError {
+    #[error("telemetry.otlp: {0}")]
+    Settings(String),
+    #[error("telemetry.otlp: cannot build the exporter: {0}")]
+    Exporter(#[from] opentelemetry_otlp::ExporterBuildError),
+    #[error("telemetry.otlp: cannot start the gRPC runtime: {0}")]
+    Runtime(#[from] std::io::Error),
+}
+
+/// The tracer provider, and what must outlive it.
+pub struct Pipeline {
+    provider: SdkTracerProvider,
+    /// Drives tonic's connection for OTLP/gRPC; dropped after the provider is shut down.
+    runtime: Option<tokio::runtime::Runtime>,
+    /// What is exported where, for the start-up log line; `None` without an exporter.
+    pub target: Option<String>,
+}
+
+impl Pipeline {
+    /// Builds the pipeline from `[telemetry.otlp]` and the process environment.
+    pub fn build(config: Option<&OtlpConfig>) -> Result<Self, OtlpError> {
+        let env = |name: &str| std::env::var(name).ok();
+        match settings::resolve(config, &env).map_err(OtlpError::Settings)? {
+            Some(settings) => Self::exporting(&settings),
+            None => Ok(Self::local()),
+        }
+    }
+
+    /// No exporter: ids and propagation only.
+    pub fn local() -> Self {
+        let provider = SdkTracerProvider::builder()
+            .with_sampler(Sampler::ParentBased(Box::new(Sampler::AlwaysOff)))
+            .with_resource(resource(None))
+            .build();
+        Self {
+            provider,
+            runtime: None,
+            target: None,
+        }
+    }
+
+    fn exporting(settings: &Settings) -> Result<Self, OtlpError> {
+        crate::install_crypto_provider();
+        let (processor, runtime) = match settings.protocol {
+            OtlpProtocol::HttpProtobuf => {
+                let mut builder = opentelemetry_otlp::SpanExporter::builder()
+                    .with_http()
+                    .with_endpoint(settings.endpoint.clone())
+                    .with_headers(
+                        settings
+                            .headers
+                            .iter()
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect::<HashMap<_, _>>(),
+                    );
+                if let Some(timeout) = settings.timeout {
+                    builder = builder.with_timeout(timeout);
+                }
+                let exporter = ReportingExporter::new(builder.build()?, report::REPORT_INTERVAL);
+                (BatchSpanProcessor::builder(exporter).build(), None)
+            }
+            OtlpProtocol::Grpc => {
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .thread_name("otlp-grpc")
+                    .enable_all()
+                    .build()?;
+                let exporter = {
+                    let _entered = runtime.enter();
+                    let mut builder = opentelemetry_otlp::SpanExporter::builder()
+                        .with_tonic()
+                        .with_endpoint(settings.endpoint.clone())
+                        .with_metadata(metadata(&settings.headers));
+                    if let Some(timeout) = settings.timeout {
+                        builder = builder.with_timeout(timeout);
+                    }
+                    builder.build()?
+                };
+                let exporter = ReportingExporter::new(exporter, report::REPORT_INTERVAL);
+                (BatchSpanProcessor::builder(exporter).build(), Some(runtime))
+            }
+        };
+        let mut builder = SdkTracerProvider::builder()
+            .with_span_processor(processor)
+            .with_resource(resource(settings.service_name.as_deref()));
+        if let Some(ratio) = settings.sample_ratio {
+            builder = builder.with_sampler(Sampler::ParentBased(Box::new(
+                Sampler::TraceIdRatioBased(ratio),
+            )));
+        }
+        let protocol = match settings.protocol {
+            OtlpProtocol::HttpProtobuf => "http/protobuf",
+            OtlpProtocol::Grpc => "grpc",
+        };
+        Ok(Self {
+            provider: builder.build(),
+            runtime,
+            target: Some(format!(
+                "{protocol} {}",
+                settings::redacted(&settings.endpoint)
+            )),
+        })
+    }
+
+    /// The tracer the `tracing` layer uses.
+    pub fn tracer(&self) -> SdkTracer {
+        self.provider.tracer(SCOPE)
+    }
+
+    /// Exports what is queued and stops the exporter (blocking: at most the export timeout).
+    pub fn shutdown(self) {
+        if self.target.is_some() {
+            if let Err(e) = self.provider.shutdown() {
+                tracing::warn!(error = %e, "trace pipeline shutdown");
+            }
+        }
+        if let Some(runtime) = self.runtime {
+            runtime.shutdown_timeout(Duration::from_secs(1));
+        }
+    }
+}
+
+/// `service.name` (file, then `OTEL_SERVICE_NAME` / `OTEL_RESOURCE_ATTRIBUTES`, then
+/// `gatewayz`), `service.version`, and the rest of `OTEL_RESOURCE_ATTRIBUTES`.
+fn resource(service_name: Option<&str>) -> Resource {
+    let detected = Resource::builder().build();
+    let name = match service_name {
+        Some(name) => name.to_owned(),
+        None => match detected.get(&opentelemetry::Key::from_static_str("service.name")) {
+            Some(v) if !v.as_str().starts_with("unknown_service") => v.as_str().into_owned(),
+            _ => "gatewayz".to_owned(),
+        },
+    };
+    Resource::builder()
+        .with_service_name(name)
+        .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+fn metadata(
+    headers: &std::collections::BTreeMap<String, String>,
+) -> opentelemetry_otlp::tonic_types::metadata::MetadataMap {
+    use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+    let mut map = HeaderMap::new();
+    for (name, value) in headers {
+        // Validated with the configuration; a bad pair is skipped rather than panicking.
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            map.insert(name, value);
+        }
+    }
+    opentelemetry_otlp::tonic_types::metadata::MetadataMap::from_headers(map)
+}

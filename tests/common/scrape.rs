@@ -1,0 +1,99 @@
+//! Scraping `/metrics` in black-box tests: parse the text format into series → value, and
+//! poll a condition with a deadline instead of sleeping and hoping.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::Process;
+
+/// `name{labels}` (as printed) → value.
+pub type Series = BTreeMap<String, f64>;
+
+pub fn text(gw: &Process) -> String {
+    thread_local! {
+        static CLIENT: reqwest::blocking::Client = super::client();
+    }
+    CLIENT
+        .with(|c| c.clone())
+        .get(gw.url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap()
+}
+
+pub fn parse(text: &str) -> Series {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            Some((series.to_owned(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+pub fn scrape(gw: &Process) -> Series {
+    parse(&text(gw))
+}
+
+/// Polls `check` on fresh scrapes until it returns `Some`, or panics after `limit` with the
+/// last scrape and `what`.
+pub fn until<T>(
+    gw: &Process,
+    limit: Duration,
+    what: &str,
+    check: impl Fn(&Series) -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        let series = scrape(gw);
+        if let Some(v) = check(&series) {
+            return v;
+        }
+        if Instant::now() > deadline {
+            let shown: Vec<_> = series
+                .iter()
+                .filter(|(k, _)| !k.contains("_bucket"))
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect();
+            panic!(
+                "timed out waiting for {what}; last scrape:\n{}\nlog:\n{}",
+                shown.join("\n"),
+                gw.log_text()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// The value of one series, if present.
+pub fn get(series: &Series, key: &str) -> Option<f64> {
+    series.get(key).copied()
+}
+
+/// Runs `promtool check metrics` on `text`; returns its combined output (empty when clean).
+pub fn promtool_check(text: &str) -> String {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (apt-get install prometheus; scripts/test does it)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "promtool failed: {out:?}");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}

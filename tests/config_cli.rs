@@ -1,0 +1,141 @@
+//! `gatewayz check-config PATH` and `gatewayz serve --config PATH` reject bad files with a
+//! non-zero exit and a message that names the key and the line (unknown key, wrong type,
+//! unknown provider in a model, unset environment variable); a good file prints its summary
+//! and never a secret; without [[keys]] the gateway refuses a non-loopback address.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{config_file, run_to_exit};
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+const GOOD: &str = r#"
+[server]
+listen = "127.0.0.1:8080"
+
+[providers.up]
+kind = "openai"
+base_url = "http://127.0.0.1:9/v1"
+api_key = "${GZ_TEST_UP_KEY}"
+
+[models.m]
+providers = ["up"]
+
+[[keys]]
+name = "team-a"
+key = "${GZ_TEST_CLIENT_KEY}"
+"#;
+
+const ENV: &[(&str, &str)] = &[
+    ("GZ_TEST_UP_KEY", "sk-upstream-very-secret"),
+    ("GZ_TEST_CLIENT_KEY", "client-very-secret"),
+];
+
+/// Replaces `from` in the good file (which must contain it) with `to`.
+fn bad(from: &str, to: &str) -> String {
+    assert!(GOOD.contains(from), "{from}");
+    GOOD.replacen(from, to, 1)
+}
+
+/// Both commands refuse `config` with a message containing every one of `expect`.
+fn rejected(config: &str, expect: &[&str]) {
+    let (_dir, path) = config_file(config);
+    for args in [
+        vec!["check-config", path.as_str()],
+        vec![
+            "serve",
+            "--config",
+            path.as_str(),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+    ] {
+        let out = run_to_exit(&args, ENV, LIMIT);
+        assert!(!out.status.success(), "{args:?} accepted:\n{config}");
+        for want in expect {
+            assert!(
+                out.stderr.contains(want),
+                "{args:?}: {want:?} missing from:\n{}",
+                out.stderr
+            );
+        }
+        assert!(out.stdout.is_empty(), "{}", out.stdout);
+    }
+}
+
+#[test]
+fn unknown_key_is_named_with_its_line() {
+    rejected(
+        &bad("listen = ", "max_body = 5\nlisten = "),
+        &["server.max_body", "line 3", "unknown field `max_body`"],
+    );
+}
+
+#[test]
+fn wrong_type_is_named_with_its_line() {
+    rejected(
+        &bad("[models.m]", "[models.m]\ninput_price_per_1m = \"cheap\""),
+        &["models.m.input_price_per_1m", "line 11", "invalid type"],
+    );
+}
+
+#[test]
+fn unknown_provider_in_a_model_is_named_with_its_line() {
+    rejected(
+        &bad(r#"providers = ["up"]"#, r#"providers = ["up", "ghost"]"#),
+        &[":11: models.m.providers[1]", "unknown provider \"ghost\""],
+    );
+}
+
+#[test]
+fn unset_environment_variable_is_named_with_its_line() {
+    rejected(
+        &bad("${GZ_TEST_UP_KEY}", "${GZ_TEST_UNSET_VAR}"),
+        &[
+            ":8: providers.up.api_key",
+            "environment variable GZ_TEST_UNSET_VAR is not set",
+        ],
+    );
+}
+
+#[test]
+fn good_file_prints_its_summary_without_secrets() {
+    let (_dir, path) = config_file(GOOD);
+    let out = run_to_exit(&["check-config", &path], ENV, LIMIT);
+    assert!(out.status.success(), "{}", out.stderr);
+    for want in [
+        "configuration OK",
+        "up: openai http://127.0.0.1:9/v1",
+        "key set",
+        "m -> up",
+        "client keys: team-a",
+    ] {
+        assert!(out.stdout.contains(want), "{want:?} in:\n{}", out.stdout);
+    }
+    for (_, secret) in ENV {
+        assert!(!out.stdout.contains(secret) && !out.stderr.contains(secret));
+    }
+    // Serving it does not log them either.
+    let gw = common::gateway_with_env(GOOD, ENV);
+    let reply = common::client().get(gw.url("/health")).send().unwrap();
+    assert_eq!(reply.status(), 200);
+    for (_, secret) in ENV {
+        assert!(!gw.log_text().contains(secret), "{}", gw.log_text());
+    }
+}
+
+#[test]
+fn non_loopback_listen_without_keys_is_refused() {
+    let no_keys = &GOOD[..GOOD.find("[[keys]]").unwrap()];
+    let (_dir, path) = config_file(no_keys);
+    for args in [
+        vec!["serve", "--config", path.as_str(), "--listen", "0.0.0.0:0"],
+        vec!["serve", "--listen", "0.0.0.0:0"],
+    ] {
+        let out = run_to_exit(&args, ENV, LIMIT);
+        assert!(!out.status.success(), "{args:?} started");
+        assert!(out.stderr.contains("loopback"), "{}", out.stderr);
+    }
+}

@@ -1,0 +1,363 @@
+//! The structured metrics endpoints (DESIGN §4) against the real binary: each category
+//! returns exactly its families and the five together are `all`; `promtool check metrics`
+//! accepts each; the JSON summary agrees with the scraped counters after a known sequence of
+//! requests; the docs page lists the whole catalogue; tokens grant categories.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use gatewayz::telemetry::catalogue::{Category, FAMILIES};
+use serde_json::Value;
+
+const ALL_TOKEN: &str = "all-metrics-token-0001";
+const BUSINESS_TOKEN: &str = "business-token-000001";
+
+fn config(upstream: &common::Process) -> String {
+    format!(
+        r#"
+[metrics]
+tokens = [
+  {{ token = "{ALL_TOKEN}", categories = ["all"] }},
+  {{ token = "{BUSINESS_TOKEN}", categories = ["business"] }},
+]
+
+{provider}
+[providers.local]
+kind = "mock"
+
+[models.alpha]
+providers = ["up"]
+input_price_per_1m = 2.5
+output_price_per_1m = 10.0
+
+[models.beta]
+providers = ["local"]
+input_price_per_1m = 0.4
+output_price_per_1m = 1.6
+
+[[keys]]
+name = "team"
+key = "team-key-123456"
+
+[[keys]]
+name = "trial"
+key = "trial-key-123456"
+trial_expires = "2099-01-01T00:00:00Z"
+"#,
+        provider = common::openai_provider("up", upstream, ""),
+    )
+}
+
+/// `name → (type, samples)` of an exposition.
+type Families = BTreeMap<String, (String, Vec<(String, f64)>)>;
+
+fn parse(text: &str) -> Families {
+    let mut families = Families::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap();
+            families.insert(name.to_owned(), (kind.to_owned(), Vec::new()));
+        } else if !line.starts_with('#') && !line.is_empty() {
+            let (series, value) = line.rsplit_once(' ').unwrap();
+            let name = series.split('{').next().unwrap();
+            let family = families
+                .keys()
+                .filter(|f| name.starts_with(f.as_str()))
+                .max_by_key(|f| f.len())
+                .cloned()
+                .unwrap_or_else(|| panic!("sample {line} before its TYPE"));
+            families
+                .get_mut(&family)
+                .unwrap()
+                .1
+                .push((series.to_owned(), value.parse().unwrap()));
+        }
+    }
+    families
+}
+
+fn get(gw: &common::Process, path: &str, token: Option<&str>) -> reqwest::blocking::Response {
+    let mut request = common::client().get(gw.url(path));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    request.send().unwrap()
+}
+
+fn sum(families: &Families, name: &str, filter: &str) -> f64 {
+    families.get(name).map_or(0.0, |(_, samples)| {
+        samples
+            .iter()
+            .filter(|(s, _)| s.contains(filter))
+            .map(|(_, v)| v)
+            .sum()
+    })
+}
+
+fn promtool_check(text: &str, what: &str) {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool is needed: run ./scripts/test, which installs it");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && report.trim().is_empty(),
+        "{what}: {report}"
+    );
+}
+
+#[test]
+fn categories_summary_docs_and_access() {
+    let upstream = common::mock_upstream(&[]);
+    let gw = common::gateway(&config(&upstream));
+    let client = common::client();
+
+    // A known sequence: 3 JSON on alpha, 2 streams (usage asked) on beta, 1 JSON on beta.
+    let mut input = BTreeMap::<&str, f64>::new();
+    let mut output = BTreeMap::<&str, f64>::new();
+    let mut record = |model, usage: &Value| {
+        *input.entry(model).or_default() += usage["prompt_tokens"].as_f64().unwrap();
+        *output.entry(model).or_default() += usage["completion_tokens"].as_f64().unwrap();
+    };
+    for (model, prompt) in [
+        ("alpha", "one two three"),
+        ("alpha", "four"),
+        ("alpha", "five six"),
+        ("beta", "seven eight nine ten"),
+    ] {
+        let reply: Value = client
+            .post(gw.url("/v1/chat/completions"))
+            .bearer_auth("team-key-123456")
+            .body(common::chat_body(model, prompt, false))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        record(model, &reply["usage"]);
+    }
+    for prompt in ["streamed words here", "and more"] {
+        let body = serde_json::json!({
+            "model": "beta", "stream": true, "stream_options": {"include_usage": true},
+            "messages": [{"role": "user", "content": prompt}],
+        });
+        let text = client
+            .post(gw.url("/v1/chat/completions"))
+            .bearer_auth("team-key-123456")
+            .body(body.to_string())
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        let usage = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .filter(|d| *d != "[DONE]")
+            .map(|d| serde_json::from_str::<Value>(d).unwrap())
+            .find(|v| !v["usage"].is_null())
+            .expect("usage chunk");
+        record("beta", &usage["usage"]);
+    }
+    let price = |m: &str| {
+        if m == "alpha" {
+            (2.5, 10.0)
+        } else {
+            (0.4, 1.6)
+        }
+    };
+    let expected_cost: f64 = ["alpha", "beta"]
+        .iter()
+        .map(|m| (input[m] * price(m).0 + output[m] * price(m).1) / 1e6)
+        .sum();
+
+    // Streams record their outcome when they end; wait until all six are counted.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let all = loop {
+        let all = parse(
+            &get(&gw, "/prometheus/metrics/all", Some(ALL_TOKEN))
+                .text()
+                .unwrap(),
+        );
+        if sum(&all, "model_inference_requests_total", "") >= 6.0 {
+            break all;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "completions not counted"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+
+    // Categories: exactly their families, and together everything.
+    let mut union = BTreeSet::new();
+    for category in Category::ALL {
+        let reply = get(
+            &gw,
+            &format!("/prometheus/metrics/{}", category.as_str()),
+            Some(ALL_TOKEN),
+        );
+        assert_eq!(reply.status(), 200);
+        let text = reply.text().unwrap();
+        promtool_check(&text, category.as_str());
+        let families = parse(&text);
+        for name in families.keys() {
+            let entry = FAMILIES
+                .iter()
+                .find(|f| f.name == name)
+                .unwrap_or_else(|| panic!("{name} not in catalogue"));
+            assert!(
+                entry.categories.contains(&category),
+                "{name} served as {}",
+                category.as_str()
+            );
+        }
+        for entry in FAMILIES.iter().filter(|f| f.categories.contains(&category)) {
+            if all.contains_key(entry.name) {
+                assert!(
+                    families.contains_key(entry.name),
+                    "{} missing from {}",
+                    entry.name,
+                    category.as_str()
+                );
+            }
+        }
+        union.extend(families.into_keys());
+    }
+    // Families only ever appear (an actor publishes a gauge on its first tick), so scrapes
+    // taken one after the other are compared by inclusion: before ⊆ union ⊆ after.
+    let everything = get(&gw, "/metrics", Some(ALL_TOKEN)).text().unwrap();
+    promtool_check(&everything, "/metrics");
+    let after: BTreeSet<String> = parse(&everything).into_keys().collect();
+    let before: BTreeSet<String> = all.keys().cloned().collect();
+    assert!(
+        before.is_subset(&union),
+        "missing from the categories: {:?}",
+        before.difference(&union).collect::<Vec<_>>()
+    );
+    assert!(
+        union.is_subset(&after),
+        "served by a category but not by /metrics: {:?}",
+        union.difference(&after).collect::<Vec<_>>()
+    );
+
+    // The summary agrees with the counters, exactly.
+    let summary: Value = get(&gw, "/prometheus/metrics/summary", Some(ALL_TOKEN))
+        .json()
+        .unwrap();
+    let totals = &summary["totals"];
+    assert_eq!(totals["requests"], 6);
+    assert_eq!(
+        totals["requests"].as_f64().unwrap(),
+        sum(&all, "model_inference_requests_total", "")
+    );
+    assert_eq!(totals["errors"], 0);
+    let (tin, tout): (f64, f64) = (input.values().sum(), output.values().sum());
+    assert_eq!(totals["tokens"]["input"].as_f64().unwrap(), tin);
+    assert_eq!(totals["tokens"]["output"].as_f64().unwrap(), tout);
+    assert_eq!(sum(&all, "gatewayz_tokens_total", "type=\"input\""), tin);
+    let scraped_cost = sum(&all, "gatewayz_cost_by_provider_total", "");
+    assert!(
+        (totals["cost_usd"].as_f64().unwrap() - expected_cost).abs() < 1e-12,
+        "{totals} vs {expected_cost}"
+    );
+    assert!((scraped_cost - expected_cost).abs() < 1e-12);
+    let models = summary["models"].as_array().unwrap();
+    let alpha = models.iter().find(|m| m["model"] == "alpha").unwrap();
+    assert_eq!(alpha["requests"], 3);
+    assert_eq!(alpha["tokens"]["input"].as_f64().unwrap(), input["alpha"]);
+    let up = summary["providers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["provider"] == "up")
+        .unwrap();
+    assert_eq!(up["requests"], 3);
+    assert_eq!(up["breaker_state"], "closed");
+    assert!(up["latency_seconds"]["p95"].as_f64().unwrap() > 0.0);
+    assert_eq!(summary["trials_active"], 1);
+
+    // Docs list the whole catalogue.
+    let docs = get(&gw, "/prometheus/metrics/docs", Some(BUSINESS_TOKEN))
+        .text()
+        .unwrap();
+    for family in FAMILIES {
+        assert!(
+            docs.contains(&format!("\n| `{}` |", family.name)),
+            "{} not documented",
+            family.name
+        );
+    }
+
+    // Access.
+    assert_eq!(get(&gw, "/prometheus/metrics/business", None).status(), 401);
+    assert_eq!(
+        get(
+            &gw,
+            "/prometheus/metrics/business",
+            Some("wrong-token-000000000")
+        )
+        .status(),
+        401
+    );
+    assert_eq!(
+        get(&gw, "/prometheus/metrics/providers", Some(BUSINESS_TOKEN)).status(),
+        403
+    );
+    assert_eq!(
+        get(&gw, "/prometheus/metrics/summary", Some(BUSINESS_TOKEN)).status(),
+        403
+    );
+    assert_eq!(get(&gw, "/metrics", Some(BUSINESS_TOKEN)).status(), 403);
+    assert_eq!(get(&gw, "/metrics", None).status(), 401);
+    let business = get(&gw, "/prometheus/metrics/business", Some(BUSINESS_TOKEN));
+    assert_eq!(business.status(), 200);
+    assert!(business
+        .text()
+        .unwrap()
+        .contains("gatewayz_cost_by_model_total"));
+    let unknown = get(&gw, "/prometheus/metrics/bogus", Some(ALL_TOKEN));
+    assert_eq!(unknown.status(), 404);
+    let message = unknown.json::<Value>().unwrap()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        message.contains("system") && message.contains("business"),
+        "{message}"
+    );
+    assert!(
+        !gw.log_text().contains(ALL_TOKEN),
+        "a token reached the log"
+    );
+}
+
+#[test]
+fn endpoints_are_open_without_tokens() {
+    let gw = common::spawn(&["serve", "--listen", "127.0.0.1:0"], &[], None);
+    for path in [
+        "/metrics",
+        "/prometheus/metrics/providers",
+        "/prometheus/metrics/summary",
+        "/prometheus/metrics/docs",
+    ] {
+        assert_eq!(get(&gw, path, None).status(), 200, "{path}");
+    }
+}

@@ -1,0 +1,56 @@
+//! The official OpenAI Python SDK completes a chat, a streamed chat and a models list against
+//! the gateway (with a client key, in front of `gatewayz mock-upstream`). The SDK lives in the
+//! virtual environment `./scripts/test` creates; without it this test fails, never skips.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// `$GATEWAYZ_TEST_PYTHON`, else `./.venv/bin/python`.
+fn python() -> PathBuf {
+    if let Some(python) = std::env::var_os("GATEWAYZ_TEST_PYTHON") {
+        return PathBuf::from(python);
+    }
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    assert!(
+        venv.exists(),
+        "no Python with the OpenAI SDK: neither $GATEWAYZ_TEST_PYTHON nor {} exists; \
+         run ./scripts/test, which creates the virtual environment",
+        venv.display()
+    );
+    venv
+}
+
+#[test]
+fn openai_python_sdk_chats_streams_and_lists_models() {
+    let python = python();
+    let upstream = common::mock_upstream(&[]);
+    let gw = common::gateway(&format!(
+        "{}\n[models.sdk-model]\nproviders = [\"up\"]\n\n\
+         [[keys]]\nname = \"sdk\"\nkey = \"sdk-test-key-1\"\n",
+        common::openai_provider("up", &upstream, "")
+    ));
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/sdk_smoke.py");
+    let out = Command::new(&python)
+        .arg(&script)
+        .args([&gw.url("/v1"), "sdk-test-key-1", "sdk-model"])
+        .env("NO_PROXY", "127.0.0.1")
+        .env_remove("OPENAI_BASE_URL")
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {} ({e}); run ./scripts/test to create it",
+                python.display()
+            )
+        });
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "SDK smoke failed ({}):\n{stdout}\n{stderr}\ngateway log:\n{}",
+        out.status,
+        gw.log_text()
+    );
+    assert!(stdout.contains("sdk smoke ok"), "{stdout}");
+}
