@@ -4,6 +4,8 @@
 //! uids and defines every template variable it uses; every LogQL query parses with Grafana's
 //! LogQL grammar; and the committed dashboards are what `grafana/generate.py` generates.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -35,11 +37,18 @@ fn dashboards() -> Vec<(String, Value)> {
             let text = std::fs::read_to_string(&path).unwrap();
             let board: Value = serde_json::from_str(&text)
                 .unwrap_or_else(|e| panic!("{} does not parse: {e}", path.display()));
-            out.push((path.file_name().unwrap().to_string_lossy().into_owned(), board));
+            out.push((
+                path.file_name().unwrap().to_string_lossy().into_owned(),
+                board,
+            ));
         }
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
-    assert!(out.len() >= 5, "expected the five dashboards, found {}", out.len());
+    assert!(
+        out.len() >= 5,
+        "expected the five dashboards, found {}",
+        out.len()
+    );
     out
 }
 
@@ -98,17 +107,26 @@ fn variables(query: &str) -> BTreeSet<String> {
 fn substitute(query: &str) -> String {
     let mut out = query.to_owned();
     for (name, value) in BUILTINS {
-        out = out.replace(&format!("${{{name}}}"), value).replace(&format!("${name}"), value);
+        out = out
+            .replace(&format!("${{{name}}}"), value)
+            .replace(&format!("${name}"), value);
     }
     for name in ["provider", "model", "level"] {
-        out = out.replace(&format!("${{{name}}}"), ".*").replace(&format!("${name}"), ".*");
+        out = out
+            .replace(&format!("${{{name}}}"), ".*")
+            .replace(&format!("${name}"), ".*");
     }
     out
 }
 
 /// Finds the family a series name belongs to, and the labels it may carry.
 fn family_of(name: &str) -> Option<(&'static Family, BTreeSet<String>)> {
-    let labels = |f: &Family| f.labels.iter().map(|l| l.to_string()).collect::<BTreeSet<_>>();
+    let labels = |f: &Family| {
+        f.labels
+            .iter()
+            .map(|l| l.to_string())
+            .collect::<BTreeSet<_>>()
+    };
     if let Some(f) = FAMILIES.iter().find(|f| f.name == name) {
         return Some((f, labels(f)));
     }
@@ -134,7 +152,11 @@ fn target_labels() -> BTreeSet<String> {
 
 /// Walks a PromQL expression, checking every selector against the catalogue. Returns the
 /// labels the result may carry (`None`: unknown, e.g. a recording rule).
-fn walk(expr: &Expr, recorded: &HashSet<String>, errors: &mut Vec<String>) -> Option<BTreeSet<String>> {
+fn walk(
+    expr: &Expr,
+    recorded: &HashSet<String>,
+    errors: &mut Vec<String>,
+) -> Option<BTreeSet<String>> {
     match expr {
         Expr::VectorSelector(vs) => {
             let name = vs.name.clone().or_else(|| {
@@ -235,14 +257,19 @@ fn check_promql(source: &str, query: &str, recorded: &HashSet<String>) -> Vec<St
         Ok(expr) => {
             let mut errors = Vec::new();
             walk(&expr, recorded, &mut errors);
-            errors.into_iter().map(|e| format!("{source}: {e} in `{query}`")).collect()
+            errors
+                .into_iter()
+                .map(|e| format!("{source}: {e} in `{query}`"))
+                .collect()
         }
         Err(e) => vec![format!("{source}: does not parse ({e}): `{query}`")],
     }
 }
 
 fn datasource_uid(v: &Value) -> Option<&str> {
-    v.get("datasource").and_then(|d| d.get("uid")).and_then(Value::as_str)
+    v.get("datasource")
+        .and_then(|d| d.get("uid"))
+        .and_then(Value::as_str)
 }
 
 #[test]
@@ -272,7 +299,9 @@ fn dashboards_use_only_catalogue_metrics_and_defined_variables() {
                 let (metric, label) = inner.split_once(',').unwrap();
                 match family_of(metric.trim()) {
                     Some((_, labels)) if labels.contains(label.trim()) => {}
-                    _ => errors.push(format!("{file}: variable query {query} names no catalogue label")),
+                    _ => errors.push(format!(
+                        "{file}: variable query {query} names no catalogue label"
+                    )),
                 }
             }
         }
@@ -284,7 +313,13 @@ fn dashboards_use_only_catalogue_metrics_and_defined_variables() {
                 errors.push(format!("{file}: panel id {id} is used twice"));
             }
             for uid in std::iter::once(datasource_uid(panel))
-                .chain(panel["targets"].as_array().unwrap().iter().map(datasource_uid))
+                .chain(
+                    panel["targets"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(datasource_uid),
+                )
                 .flatten()
             {
                 if !DATASOURCES.contains(&uid) {
@@ -292,19 +327,30 @@ fn dashboards_use_only_catalogue_metrics_and_defined_variables() {
                 }
             }
             for target in panel["targets"].as_array().unwrap() {
-                let query = target["expr"].as_str().or_else(|| target["query"].as_str()).unwrap();
+                let query = target["expr"]
+                    .as_str()
+                    .or_else(|| target["query"].as_str())
+                    .unwrap();
                 for var in variables(query) {
                     if !defined.contains(&var) {
                         errors.push(format!("{file}: panel {title:?} uses undefined ${var}"));
                     }
                 }
                 if datasource_uid(target) == Some("prometheus") {
-                    errors.extend(check_promql(&format!("{file}: {title:?}"), query, &recorded));
+                    errors.extend(check_promql(
+                        &format!("{file}: {title:?}"),
+                        query,
+                        &recorded,
+                    ));
                 }
             }
         }
     }
-    assert!(errors.is_empty(), "dashboard contract broken:\n{}", errors.join("\n"));
+    assert!(
+        errors.is_empty(),
+        "dashboard contract broken:\n{}",
+        errors.join("\n")
+    );
 }
 
 #[test]
@@ -314,7 +360,11 @@ fn alert_rules_use_only_catalogue_metrics() {
         .iter()
         .flat_map(|(name, expr)| check_promql(name, expr, &recorded))
         .collect();
-    assert!(errors.is_empty(), "rule contract broken:\n{}", errors.join("\n"));
+    assert!(
+        errors.is_empty(),
+        "rule contract broken:\n{}",
+        errors.join("\n")
+    );
 }
 
 /// The checker itself catches what it must: an unknown metric, an unknown label, a `by` on a
@@ -322,8 +372,18 @@ fn alert_rules_use_only_catalogue_metrics() {
 #[test]
 fn checker_catches_mistakes() {
     let none = HashSet::new();
-    assert!(check_promql("t", "sum by (provider) (rate(gatewayz_tokens_total[5m]))", &none).is_empty());
-    assert!(check_promql("t", "histogram_quantile(0.9, sum by (le) (rate(gatewayz_overhead_seconds_bucket[5m])))", &none).is_empty());
+    assert!(check_promql(
+        "t",
+        "sum by (provider) (rate(gatewayz_tokens_total[5m]))",
+        &none
+    )
+    .is_empty());
+    assert!(check_promql(
+        "t",
+        "histogram_quantile(0.9, sum by (le) (rate(gatewayz_overhead_seconds_bucket[5m])))",
+        &none
+    )
+    .is_empty());
     for bad in [
         "rate(gatewayz_tokens[5m])",
         "gatewayz_provider_health_score{model=\"x\"}",
@@ -331,7 +391,10 @@ fn checker_catches_mistakes() {
         "sum(rate(gatewayz_tokens_total[5m])",
         "gatewayz_overhead_seconds_bucket{provider=\"a\"}",
     ] {
-        assert!(!check_promql("t", bad, &none).is_empty(), "not caught: {bad}");
+        assert!(
+            !check_promql("t", bad, &none).is_empty(),
+            "not caught: {bad}"
+        );
     }
 }
 
@@ -352,7 +415,11 @@ fn logql_queries_parse_with_grafanas_grammar() {
             }
         }
     }
-    assert!(queries.len() >= 3, "expected Loki panels, found {}", queries.len());
+    assert!(
+        queries.len() >= 3,
+        "expected Loki panels, found {}",
+        queries.len()
+    );
     let run = |qs: &[String]| {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("queries.json");

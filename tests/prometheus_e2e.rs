@@ -5,6 +5,8 @@
 //! HTTP API. None may error, and every panel of the providers, models and business
 //! dashboards must return data.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::net::TcpListener;
@@ -67,7 +69,10 @@ fn start_prometheus(config: &str) -> Prometheus {
     let port = free_port();
     let child = Command::new("prometheus")
         .arg(format!("--config.file={}", config_path.display()))
-        .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("data").display()
+        ))
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
         .arg("--log.level=warn")
         .stdout(Stdio::null())
@@ -97,13 +102,12 @@ fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
 }
 
 fn query(prometheus: &Prometheus, promql: &str) -> Value {
-    common::client()
-        .get(format!("{}/api/v1/query", prometheus.url))
-        .query(&[("query", promql)])
-        .send()
-        .unwrap()
-        .json()
-        .unwrap()
+    let url = reqwest::Url::parse_with_params(
+        &format!("{}/api/v1/query", prometheus.url),
+        &[("query", promql)],
+    )
+    .unwrap();
+    common::client().get(url).send().unwrap().json().unwrap()
 }
 
 /// Grafana's variables, replaced the way the dashboards' "All" selection does.
@@ -161,7 +165,11 @@ trial_expires = "2099-01-01T00:00:00Z"
             let reply = client
                 .post(gateway.url("/v1/chat/completions"))
                 .bearer_auth("team-key-123456")
-                .body(common::chat_body(model, &format!("question {i} about metrics"), i % 3 == 0))
+                .body(common::chat_body(
+                    model,
+                    &format!("question {i} about metrics"),
+                    i % 3 == 0,
+                ))
                 .send()
                 .unwrap();
             assert_eq!(reply.status(), 200, "{model}: {}", reply.text().unwrap());
@@ -180,6 +188,7 @@ trial_expires = "2099-01-01T00:00:00Z"
     let tokens_now = || -> f64 {
         let text = client
             .get(gateway.url("/metrics"))
+            .bearer_auth("scrape-token-123")
             .send()
             .unwrap()
             .text()
@@ -191,18 +200,22 @@ trial_expires = "2099-01-01T00:00:00Z"
     };
     let expected = tokens_now();
     assert!(expected > 0.0);
-    wait_for("Prometheus to scrape the traffic", Duration::from_secs(60), || {
-        let v = query(&prometheus, "sum(gatewayz_tokens_total)");
-        let scraped = v["data"]["result"][0]["value"][1]
-            .as_str()
-            .and_then(|s| s.parse::<f64>().ok());
-        let samples = query(&prometheus, "min(count_over_time(up[1m]))");
-        let enough = samples["data"]["result"][0]["value"][1]
-            .as_str()
-            .and_then(|s| s.parse::<f64>().ok())
-            .is_some_and(|n| n >= 4.0);
-        scraped == Some(expected) && enough
-    });
+    wait_for(
+        "Prometheus to scrape the traffic",
+        Duration::from_secs(60),
+        || {
+            let v = query(&prometheus, "sum(gatewayz_tokens_total)");
+            let scraped = v["data"]["result"][0]["value"][1]
+                .as_str()
+                .and_then(|s| s.parse::<f64>().ok());
+            let samples = query(&prometheus, "min(count_over_time(up[1m]))");
+            let enough = samples["data"]["result"][0]["value"][1]
+                .as_str()
+                .and_then(|s| s.parse::<f64>().ok())
+                .is_some_and(|n| n >= 4.0);
+            scraped == Some(expected) && enough
+        },
+    );
     let up = query(&prometheus, "up");
     let jobs = up["data"]["result"].as_array().unwrap();
     assert_eq!(jobs.len(), 5, "one target per category job: {up}");
@@ -227,7 +240,9 @@ trial_expires = "2099-01-01T00:00:00Z"
                 if answer["status"] != "success" {
                     failures.push(format!("{file} / {title}: error {answer} for {promql}"));
                 } else if file != "overview"
-                    && answer["data"]["result"].as_array().is_none_or(|r| r.is_empty())
+                    && answer["data"]["result"]
+                        .as_array()
+                        .is_none_or(|r| r.is_empty())
                 {
                     failures.push(format!("{file} / {title}: no data for {promql}"));
                 }
@@ -235,7 +250,11 @@ trial_expires = "2099-01-01T00:00:00Z"
         }
     }
     assert!(checked >= 20, "only {checked} queries found");
-    assert!(failures.is_empty(), "panels failing:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "panels failing:\n{}",
+        failures.join("\n")
+    );
 
     // The shipped rules loaded and evaluate without errors.
     let rules: Value = client
@@ -246,18 +265,22 @@ trial_expires = "2099-01-01T00:00:00Z"
         .unwrap();
     let groups = rules["data"]["groups"].as_array().unwrap();
     assert_eq!(groups.len(), 2, "{rules}");
-    wait_for("every rule to be evaluated", Duration::from_secs(30), || {
-        let rules: Value = client
-            .get(format!("{}/api/v1/rules", prometheus.url))
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
-        rules["data"]["groups"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .flat_map(|g| g["rules"].as_array().unwrap())
-            .all(|r| r["health"] == "ok")
-    });
+    wait_for(
+        "every rule to be evaluated",
+        Duration::from_secs(30),
+        || {
+            let rules: Value = client
+                .get(format!("{}/api/v1/rules", prometheus.url))
+                .send()
+                .unwrap()
+                .json()
+                .unwrap();
+            rules["data"]["groups"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|g| g["rules"].as_array().unwrap())
+                .all(|r| r["health"] == "ok")
+        },
+    );
 }
