@@ -104,14 +104,11 @@ async fn serve(
         .map_err(|e| AppError::Config(format!("{}: {}", e.key, e.message)))?;
     crate::install_crypto_provider();
     let board = Arc::new(Board::from_config(&config));
-    let metrics = Arc::new(
-        Metrics::new(Sources {
-            board: board.clone(),
-            log_stats,
-            keys: Arc::new(KeyStore::new(&config.keys)),
-        })
-        .map_err(|e| AppError::Config(e.to_string()))?,
-    );
+    let metrics = Arc::new(Metrics::new_or_detached(Sources {
+        board: board.clone(),
+        log_stats,
+        keys: Arc::new(KeyStore::new(&config.keys)),
+    }));
     let meters = metrics.meters.clone();
     let actors = Actors::start(&config, board.clone(), meters.clone());
     let observer = Arc::new(actors.observer(meters.clone()));
