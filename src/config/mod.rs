@@ -6,6 +6,7 @@
 //! the line. Without a file the gateway runs [`Config::builtin`]: loopback, in-process mock
 //! providers, no external backends.
 
+mod describe;
 mod duration;
 mod error;
 mod interpolate;
@@ -23,6 +24,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 
+pub use describe::redact_url;
 pub use error::{ConfigError, Invalid};
 pub use interpolate::interpolate;
 pub use locate::{key_at, key_segment, line_of};
