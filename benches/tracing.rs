@@ -46,6 +46,7 @@ fn bench(c: &mut Criterion) {
     gatewayz::telemetry::init(&TelemetryConfig {
         log_level: Some("warn".into()),
         otlp: None,
+        loki: None,
     })
     .unwrap();
     for (name, flags) in [("sampled", "01"), ("unsampled", "00")] {

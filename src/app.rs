@@ -1,5 +1,6 @@
 //! Wiring: builds the router and the shared state, starts the HTTP server, and shuts down in
-//! order (stop accepting, drain requests, flush telemetry).
+//! order (stop accepting, drain requests, flush telemetry: the Loki shipper last, so the
+//! server's own goodbye lines are shipped too).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use crate::router::Router;
 use crate::routes::{self, AppState};
 use crate::telemetry::access::MetricsAccess;
 use crate::telemetry::log_stats::LogStats;
+use crate::telemetry::loki::LokiHandle;
 use crate::telemetry::metrics::{Metrics, Sources};
 use crate::telemetry::server_span::server_span;
 
@@ -36,10 +38,32 @@ pub enum AppError {
 }
 
 /// Runs the gateway until SIGINT / SIGTERM. `listen` overrides `server.listen`.
-/// Once the server has stopped, flushes the trace exporter (outside the actix runtime: the
-/// flush blocks).
+/// Once the server has stopped, flushes the Loki shipper, then the trace exporter (outside
+/// the actix runtime: that flush blocks).
 pub fn run(config: Config, listen: Option<SocketAddr>) -> Result<(), AppError> {
-    let result = actix_web::rt::System::new().block_on(serve(config, listen));
+    run_with(config, listen, crate::telemetry::take_loki())
+}
+
+/// [`run`] with the Loki shipper `telemetry::init` built (in-process tests pass their own):
+/// it starts before the server and is flushed (within `telemetry.loki.shutdown_deadline`)
+/// after the server stopped; then the trace exporter is flushed.
+pub fn run_with(
+    config: Config,
+    listen: Option<SocketAddr>,
+    loki: Option<LokiHandle>,
+) -> Result<(), AppError> {
+    // The shipper's counters are the ones `/metrics` exports.
+    let log_stats = loki
+        .as_ref()
+        .map_or_else(crate::telemetry::log_stats::global, LokiHandle::stats);
+    let result = actix_web::rt::System::new().block_on(async move {
+        let shipper = loki.map(LokiHandle::start);
+        let result = serve(config, listen, log_stats).await;
+        if let Some(shipper) = shipper {
+            shipper.shutdown().await;
+        }
+        result
+    });
     crate::telemetry::shutdown();
     result
 }
@@ -69,21 +93,22 @@ pub fn build_state(config: &Config, router: Arc<Router>) -> AppState {
     }
 }
 
-async fn serve(config: Config, listen: Option<SocketAddr>) -> Result<(), AppError> {
+async fn serve(
+    config: Config,
+    listen: Option<SocketAddr>,
+    log_stats: Arc<LogStats>,
+) -> Result<(), AppError> {
     let listen = listen.unwrap_or(config.server.listen);
     config
         .check_exposure(listen)
         .map_err(|e| AppError::Config(format!("{}: {}", e.key, e.message)))?;
     crate::install_crypto_provider();
     let board = Arc::new(Board::from_config(&config));
-    let metrics = Arc::new(
-        Metrics::new(Sources {
-            board: board.clone(),
-            log_stats: Arc::new(LogStats::default()),
-            keys: Arc::new(KeyStore::new(&config.keys)),
-        })
-        .map_err(|e| AppError::Config(e.to_string()))?,
-    );
+    let metrics = Arc::new(Metrics::new_or_detached(Sources {
+        board: board.clone(),
+        log_stats,
+        keys: Arc::new(KeyStore::new(&config.keys)),
+    }));
     let meters = metrics.meters.clone();
     let actors = Actors::start(&config, board.clone(), meters.clone());
     let observer = Arc::new(actors.observer(meters.clone()));

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use gatewayz::config::{Config, ProviderSettings};
+use gatewayz::config::Config;
 
 #[derive(Parser)]
 #[command(name = "gatewayz", version, about = "An OpenAI-compatible LLM gateway")]
@@ -69,7 +69,7 @@ fn main() -> ExitCode {
         }
         Command::CheckConfig { path } => match Config::load(&path) {
             Ok(config) => {
-                print!("{}", describe(&config));
+                print!("{}", config.describe());
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -88,41 +88,4 @@ fn main() -> ExitCode {
             }
         }
     }
-}
-
-/// What `check-config` prints: everything but secrets.
-fn describe(config: &Config) -> String {
-    let mut out = String::from("configuration OK\n");
-    out.push_str(&format!("listen: {}\n", config.server.listen));
-    out.push_str("providers:\n");
-    for (name, provider) in &config.providers {
-        match provider.settings() {
-            ProviderSettings::OpenAi(p) => out.push_str(&format!(
-                "  {name}: openai {} (timeout {}, key {})\n",
-                p.base_url,
-                humantime::format_duration(p.timeout),
-                if p.api_key.is_some() { "set" } else { "none" }
-            )),
-            ProviderSettings::Mock(_) => out.push_str(&format!("  {name}: mock (in-process)\n")),
-        }
-    }
-    out.push_str("models:\n");
-    for (id, model) in &config.models {
-        out.push_str(&format!(
-            "  {id} -> {} (USD/1M tokens: in {}, out {})\n",
-            model.providers.join(", "),
-            model.input_price_per_1m,
-            model.output_price_per_1m
-        ));
-    }
-    let names: Vec<_> = config.keys.iter().map(|k| k.name.as_str()).collect();
-    out.push_str(&format!(
-        "client keys: {}\n",
-        if names.is_empty() {
-            "none (auth off, loopback only)".to_string()
-        } else {
-            names.join(", ")
-        }
-    ));
-    out
 }

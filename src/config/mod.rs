@@ -6,10 +6,12 @@
 //! the line. Without a file the gateway runs [`Config::builtin`]: loopback, in-process mock
 //! providers, no external backends.
 
+mod describe;
 mod duration;
 mod error;
 mod interpolate;
 mod locate;
+mod loki;
 mod metrics;
 mod observe;
 mod otlp;
@@ -22,9 +24,11 @@ use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 
+pub use describe::redact_url;
 pub use error::{ConfigError, Invalid};
 pub use interpolate::interpolate;
 pub use locate::{key_at, key_segment, line_of};
+pub use loki::{DropPolicy, LokiAuth, LokiConfig};
 pub use metrics::{Grant, MetricsConfig, MetricsToken};
 pub use observe::{AnomalyConfig, BreakerConfig, CostConfig, HealthConfig};
 pub use otlp::{OtlpConfig, OtlpProtocol};

@@ -3,6 +3,7 @@
 
 use serde::Deserialize;
 
+use super::loki::LokiConfig;
 use super::otlp::OtlpConfig;
 use super::Invalid;
 
@@ -17,6 +18,9 @@ pub struct TelemetryConfig {
     /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` is set. See [`OtlpConfig`].
     #[serde(default)]
     pub otlp: Option<OtlpConfig>,
+    /// Ship logs to Loki. Default: off (no shipper runs). See [`LokiConfig`].
+    #[serde(default)]
+    pub loki: Option<LokiConfig>,
 }
 
 impl TelemetryConfig {
@@ -26,6 +30,9 @@ impl TelemetryConfig {
     ) -> Result<(), Invalid> {
         if let Some(otlp) = &mut self.otlp {
             otlp.interpolate(expand)?;
+        }
+        if let Some(loki) = &mut self.loki {
+            loki.interpolate(expand)?;
         }
         Ok(())
     }
@@ -41,6 +48,9 @@ impl TelemetryConfig {
         }
         if let Some(otlp) = &self.otlp {
             otlp.validate()?;
+        }
+        if let Some(loki) = &self.loki {
+            loki.validate()?;
         }
         Ok(())
     }

@@ -37,6 +37,13 @@ pub async fn chat(
         .map_err(|_| {
             ApiError::UpstreamTimeout("the request exceeded the gateway's request timeout".into())
         })??;
+    // The access line (structured; no prompt, no key): one per answered request.
+    tracing::info!(
+        model = %head.model,
+        stream = head.stream,
+        request_id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()),
+        "chat completion answered"
+    );
     Ok(match reply {
         ChatReply::Json {
             body,

@@ -4,6 +4,7 @@
 //! `gatewayz_log_queue_depth`). Plain atomics: emitting a log line never takes a lock.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 /// Log-pipeline counters. One instance per process, shared by `Arc`.
 #[derive(Debug, Default)]
@@ -40,4 +41,10 @@ impl LogStats {
     pub fn queue_depth(&self) -> i64 {
         self.queue_depth.load(Ordering::Relaxed)
     }
+}
+
+/// The process's counters: the Loki layer and shipper write them, the exporter reads them.
+pub fn global() -> Arc<LogStats> {
+    static STATS: OnceLock<Arc<LogStats>> = OnceLock::new();
+    STATS.get_or_init(Arc::default).clone()
 }

@@ -97,6 +97,40 @@ impl Metrics {
             .build()
             .map_err(|e| MetricsError::Exporter(e.to_string()))?;
         let provider = SdkMeterProvider::builder().with_reader(exporter).build();
+        Ok(Self::assemble(registry, provider, &sources))
+    }
+
+    /// Metrics, or — when the exporter cannot be built — the same meters recording into
+    /// nothing and an empty registry: the gateway keeps serving, `/metrics` is empty, and the
+    /// error is logged. A metrics failure never refuses a request.
+    pub fn new_or_detached(sources: Sources) -> Self {
+        Self::new_with(sources, Self::new)
+    }
+
+    fn new_with(
+        sources: Sources,
+        build: impl FnOnce(Sources) -> Result<Self, MetricsError>,
+    ) -> Self {
+        let keep = Sources {
+            board: sources.board.clone(),
+            log_stats: sources.log_stats.clone(),
+            keys: sources.keys.clone(),
+        };
+        build(sources).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "metrics are unavailable; serving without them");
+            Self::assemble(
+                prometheus::Registry::new(),
+                SdkMeterProvider::builder().build(),
+                &keep,
+            )
+        })
+    }
+
+    fn assemble(
+        registry: prometheus::Registry,
+        provider: SdkMeterProvider,
+        sources: &Sources,
+    ) -> Self {
         let meter = provider.meter("gatewayz");
         let board = &sources.board;
         let meters = Meters {
@@ -141,12 +175,12 @@ impl Metrics {
                 .anomalies
                 .add(0, &[KeyValue::new("type", signal.label())]);
         }
-        super::observables::register(&meter, &sources, &meters);
-        Ok(Self {
+        super::observables::register(&meter, sources, &meters);
+        Self {
             registry,
             _provider: provider,
             meters: Arc::new(meters),
-        })
+        }
     }
 
     pub fn registry(&self) -> &prometheus::Registry {
@@ -193,6 +227,29 @@ mod tests {
 
     use super::*;
     use crate::telemetry::catalogue::FAMILIES;
+
+    /// An exporter that cannot be built leaves working (recording-into-nothing) meters and an
+    /// empty registry instead of an error: the gateway serves without metrics.
+    #[test]
+    fn a_failed_exporter_degrades_to_no_metrics() {
+        let board = Arc::new(Board::from_config(
+            &crate::config::Config::builtin().unwrap(),
+        ));
+        let metrics = Metrics::new_with(
+            Sources {
+                board,
+                log_stats: Arc::new(LogStats::default()),
+                keys: Arc::new(KeyStore::new(&[])),
+            },
+            |_| Err(MetricsError::Exporter("broken on purpose".into())),
+        );
+        metrics
+            .meters
+            .http_requests
+            .add(1, &[KeyValue::new("method", "GET")]);
+        assert!(metrics.gather().is_empty());
+        assert!(metrics.encode().unwrap().is_empty());
+    }
 
     /// Every catalogue family comes out under exactly its name and type, and nothing else does.
     #[test]

@@ -8,10 +8,13 @@
 //! Traces ride on the same `tracing` spans: a `tracing-opentelemetry` layer turns the
 //! gateway's spans ([`server_span`], [`client_span`]) into OpenTelemetry spans for the
 //! [`otlp`] pipeline. Each layer has its own filter, so the log level never decides which
-//! spans exist, and library spans never reach the exporter.
+//! spans exist, and library spans never reach the exporter. With `[telemetry.loki]`, a third
+//! layer ships every event the log filter lets through to Loki ([`loki`]); its shipper actor
+//! is started and flushed by `app.rs` ([`take_loki`]), which owns the shutdown order.
 //!
-//! Entry points: [`init`] (the gateway), [`init_logging`] (tools: logs only), [`shutdown`]
-//! (after the HTTP server stopped: flushes the trace exporter).
+//! Entry points: [`init`] (the gateway), [`init_logging`] (tools: logs only), [`take_loki`]
+//! (the shipper to start in the actor system), [`shutdown`] (after the HTTP server stopped:
+//! flushes the trace exporter).
 
 pub mod access;
 pub mod catalogue;
@@ -20,6 +23,7 @@ pub mod docs;
 pub mod exposition;
 pub mod http;
 pub mod log_stats;
+pub mod loki;
 pub mod metrics;
 mod observables;
 pub mod otlp;
@@ -46,10 +50,30 @@ const OTEL_DIRECTIVES: [&str; 2] = ["opentelemetry=warn", "opentelemetry-otlp=er
 /// The trace pipeline, kept for [`shutdown`].
 static PIPELINE: Mutex<Option<otlp::Pipeline>> = Mutex::new(None);
 
+/// The Loki shipper built by [`init`], until `app` takes it ([`take_loki`]).
+static LOKI: Mutex<Option<loki::LokiHandle>> = Mutex::new(None);
+
+/// Why telemetry could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    #[error(transparent)]
+    Otlp(#[from] otlp::OtlpError),
+    #[error(transparent)]
+    Loki(#[from] loki::LokiError),
+}
+
 /// Installs the global subscriber: logs to stderr, and spans to the trace pipeline built from
-/// `[telemetry.otlp]` and the `OTEL_*` variables (see [`otlp::Pipeline::build`]).
-pub fn init(config: &TelemetryConfig) -> Result<(), otlp::OtlpError> {
+/// `[telemetry.otlp]` and the `OTEL_*` variables (see [`otlp::Pipeline::build`]), and events
+/// to Loki with `[telemetry.loki]` (the shipper waits in [`take_loki`]).
+pub fn init(config: &TelemetryConfig) -> Result<(), InitError> {
     let pipeline = otlp::Pipeline::build(config.otlp.as_ref())?;
+    let (loki_layer, loki_handle) = match &config.loki {
+        Some(c) => {
+            let (layer, handle) = loki::pipeline(c, log_stats::global())?;
+            (Some(layer), Some(handle))
+        }
+        None => (None, None),
+    };
     let traces = tracing_opentelemetry::layer()
         .with_tracer(pipeline.tracer())
         .with_tracked_inactivity(false)
@@ -61,8 +85,18 @@ pub fn init(config: &TelemetryConfig) -> Result<(), otlp::OtlpError> {
     let installed = tracing_subscriber::registry()
         .with(log_layer(config.log_level.as_deref()))
         .with(traces)
+        .with(
+            loki_layer
+                .unwrap_or_else(loki::LokiLayer::disabled)
+                .with_filter(log_filter(config.log_level.as_deref())),
+        )
         .try_init()
         .is_ok();
+    if installed {
+        if let Ok(mut slot) = LOKI.lock() {
+            *slot = loki_handle;
+        }
+    }
     match &pipeline.target {
         Some(target) if installed => tracing::info!(%target, "exporting traces over OTLP"),
         _ => tracing::debug!("no trace exporter configured"),
@@ -84,6 +118,11 @@ pub fn init_logging(level: Option<&str>) {
         .try_init();
 }
 
+/// The Loki shipper [`init`] built, if `[telemetry.loki]` is configured (once).
+pub fn take_loki() -> Option<loki::LokiHandle> {
+    LOKI.lock().ok().and_then(|mut slot| slot.take())
+}
+
 /// Flushes and stops the trace exporter. Blocking (at most the export timeout): call it from
 /// synchronous code once the HTTP server has stopped.
 pub fn shutdown() {
@@ -97,6 +136,16 @@ fn log_layer<S>(level: Option<&str>) -> impl Layer<S>
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
+    tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_target(true)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_filter(log_filter(level))
+}
+
+/// The log filter: `RUST_LOG`, else `level`, else `info`; OpenTelemetry quieted. Stderr and
+/// Loki each get one, so both see the same events.
+fn log_filter(level: Option<&str>) -> EnvFilter {
     let configured = std::env::var("RUST_LOG")
         .ok()
         .filter(|f| EnvFilter::try_new(f).is_ok())
@@ -110,11 +159,7 @@ where
             }
         }
     }
-    tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_target(true)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_filter(filter)
+    filter
 }
 
 #[cfg(test)]

@@ -1,0 +1,98 @@
+//! What `gatewayz check-config` prints: what the file would run, never a secret — key
+//! *names* only, whether a provider key is set, and URLs without userinfo or query string
+//! (where a `${VAR}` secret could hide).
+
+use super::{Config, LokiAuth, ProviderSettings};
+
+impl Config {
+    /// The `check-config` report.
+    pub fn describe(&self) -> String {
+        describe(self)
+    }
+}
+
+/// A URL without credentials: userinfo and query string removed.
+pub fn redact_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) => {
+            let _ = u.set_password(None);
+            let _ = u.set_username("");
+            if u.query().is_some() {
+                u.set_query(Some("redacted"));
+            }
+            u.to_string()
+        }
+        Err(_) => "(unparsable URL)".into(),
+    }
+}
+
+/// What `check-config` prints: everything but secrets.
+pub fn describe(config: &Config) -> String {
+    let mut out = String::from("configuration OK\n");
+    out.push_str(&format!("listen: {}\n", config.server.listen));
+    out.push_str("providers:\n");
+    for (name, provider) in &config.providers {
+        match provider.settings() {
+            ProviderSettings::OpenAi(p) => out.push_str(&format!(
+                "  {name}: openai {} (timeout {}, key {})\n",
+                redact_url(&p.base_url),
+                humantime::format_duration(p.timeout),
+                if p.api_key.is_some() { "set" } else { "none" }
+            )),
+            ProviderSettings::Mock(_) => out.push_str(&format!("  {name}: mock (in-process)\n")),
+        }
+    }
+    out.push_str("models:\n");
+    for (id, model) in &config.models {
+        out.push_str(&format!(
+            "  {id} -> {} (USD/1M tokens: in {}, out {})\n",
+            model.providers.join(", "),
+            model.input_price_per_1m,
+            model.output_price_per_1m
+        ));
+    }
+    let names: Vec<_> = config.keys.iter().map(|k| k.name.as_str()).collect();
+    out.push_str(&format!(
+        "client keys: {}\n",
+        if names.is_empty() {
+            "none (auth off, loopback only)".to_string()
+        } else {
+            names.join(", ")
+        }
+    ));
+    if let Some(loki) = &config.telemetry.loki {
+        let url = redact_url(&loki.url);
+        out.push_str(&format!(
+            "loki: {} (tenant {}, auth {}, batches of {} records / {} bytes every {}, queue {} \
+             dropping {:?}, shutdown deadline {})\n",
+            url,
+            loki.tenant.as_deref().unwrap_or("none"),
+            match loki.auth {
+                Some(LokiAuth::Basic { .. }) => "basic",
+                Some(LokiAuth::Bearer(_)) => "bearer",
+                None => "none",
+            },
+            loki.batch_max_records,
+            loki.batch_max_bytes,
+            humantime::format_duration(loki.flush_interval),
+            loki.queue_capacity,
+            loki.drop_policy,
+            humantime::format_duration(loki.shutdown_deadline),
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn urls_lose_their_secrets() {
+        assert_eq!(
+            redact_url("https://user:s3cret@api.example.com/v1?key=s3cret"),
+            "https://api.example.com/v1?redacted"
+        );
+        assert_eq!(redact_url("http://127.0.0.1:9/v1"), "http://127.0.0.1:9/v1");
+    }
+}

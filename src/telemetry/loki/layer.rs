@@ -1,0 +1,367 @@
+//! The `tracing` layer that turns each event into a [`Record`] and hands it to the shipper.
+//!
+//! Everything here runs on the thread that logs, so it does only CPU work: read the clock,
+//! format one JSON line, and `try_send` on a bounded channel — no I/O, no lock held across I/O,
+//! never a wait. A full channel drops the record and counts `dropped_full`; after shutdown
+//! began, arrivals are counted `dropped_shutdown`. `queue_depth` is raised before the send
+//! and lowered again if it fails, so the gauge never goes negative.
+//!
+//! Trace context comes from `tracing-opentelemetry`: when the event's span carries OTel data,
+//! the span's trace and span ids (through [`tracing_opentelemetry::get_otel_context`], which
+//! reads the span's `OtelData` extension) go into the line and into the record; they are
+//! cached per span in an extension of ours. Events of the shipper itself, of OpenTelemetry
+//! and of the HTTP stack are never shipped ([`is_excluded`]): the shipper never logs into
+//! itself.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use opentelemetry::trace::TraceContextExt;
+use tokio::sync::mpsc::{error::TrySendError, Sender};
+use tracing::field::{Field, Visit};
+use tracing::{Dispatch, Event, Level, Subscriber};
+use tracing_subscriber::layer::Context;
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::Layer;
+
+use super::batch::Record;
+use crate::telemetry::log_stats::LogStats;
+
+/// Target of the shipper's own diagnostics: stderr sees them, Loki never does.
+pub const SELF_TARGET: &str = "gatewayz::loki_shipper";
+
+/// Targets never shipped: ourselves, OpenTelemetry's internals and the HTTP stack the
+/// shipper pushes with (their events would be caused by shipping and feed back into it).
+const EXCLUDED: &[&str] = &[
+    SELF_TARGET,
+    "opentelemetry",
+    "reqwest",
+    "hyper",
+    "hyper_util",
+    "h2",
+    "rustls",
+    "tower",
+];
+
+/// Whether events of `target` stay out of Loki.
+pub fn is_excluded(target: &str) -> bool {
+    EXCLUDED.iter().any(|prefix| {
+        target.starts_with(prefix)
+            && matches!(
+                target.as_bytes().get(prefix.len()),
+                None | Some(b':' | b'_')
+            )
+    })
+}
+
+/// State the layer shares with the shipper.
+#[derive(Debug)]
+pub struct Shared {
+    pub stats: Arc<LogStats>,
+    /// Cleared when shutdown begins: later events are counted, not queued.
+    pub accepting: AtomicBool,
+}
+
+/// The layer. Cheap to clone; all clones feed the same shipper.
+#[derive(Clone)]
+pub struct LokiLayer {
+    /// `None`: the disabled layer (no `[telemetry.loki]`), which ignores every event.
+    tx: Option<Sender<Record>>,
+    shared: Arc<Shared>,
+    dispatch: Arc<OnceLock<tracing::dispatcher::WeakDispatch>>,
+}
+
+impl LokiLayer {
+    pub(super) fn new(tx: Sender<Record>, shared: Arc<Shared>) -> Self {
+        Self {
+            tx: Some(tx),
+            shared,
+            dispatch: Arc::new(OnceLock::new()),
+        }
+    }
+
+    /// A layer that ships nothing. Install it rather than `Option::None`: `Option<Layer>`
+    /// does not forward `on_register_dispatch`, which the enabled layer needs for trace ids.
+    pub fn disabled() -> Self {
+        Self {
+            tx: None,
+            shared: Arc::new(Shared {
+                stats: Arc::default(),
+                accepting: AtomicBool::new(false),
+            }),
+            dispatch: Arc::new(OnceLock::new()),
+        }
+    }
+
+    fn hand_off(&self, tx: &Sender<Record>, record: Record) {
+        let stats = &self.shared.stats;
+        if !self.shared.accepting.load(Ordering::Relaxed) {
+            stats.dropped_shutdown.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        stats.queue_depth.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = tx.try_send(record) {
+            stats.queue_depth.fetch_sub(1, Ordering::Relaxed);
+            let counter = match e {
+                TrySendError::Full(_) => &stats.dropped_full,
+                TrySendError::Closed(_) => &stats.dropped_shutdown,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Trace context cached on a span.
+#[derive(Clone)]
+struct TraceIds(Option<(Arc<str>, Arc<str>)>);
+
+fn trace_ids<S>(
+    span: &tracing_subscriber::registry::SpanRef<'_, S>,
+    dispatch: &Dispatch,
+) -> Option<(Arc<str>, Arc<str>)>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    if let Some(TraceIds(ids)) = span.extensions().get::<TraceIds>() {
+        return ids.clone();
+    }
+    let ids = tracing_opentelemetry::get_otel_context(&span.id(), dispatch).and_then(|cx| {
+        let otel = cx.span();
+        let sc = otel.span_context();
+        sc.is_valid().then(|| {
+            (
+                sc.trace_id().to_string().into(),
+                sc.span_id().to_string().into(),
+            )
+        })
+    });
+    // `replace`, not `insert`: two threads may log in the same span at once.
+    span.extensions_mut().replace(TraceIds(ids.clone()));
+    ids
+}
+
+impl<S> Layer<S> for LokiLayer
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_register_dispatch(&self, subscriber: &Dispatch) {
+        let _ = self.dispatch.set(subscriber.downgrade());
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        let Some(tx) = &self.tx else {
+            return;
+        };
+        let meta = event.metadata();
+        if is_excluded(meta.target()) {
+            return;
+        }
+        let ids = match (
+            ctx.event_span(event),
+            self.dispatch.get().and_then(|d| d.upgrade()),
+        ) {
+            (Some(span), Some(dispatch)) => trace_ids(&span, &dispatch),
+            _ => None,
+        };
+        let ts_ns = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+        let level = level_name(*meta.level());
+        // One allocation: the visitor writes every member straight into the line.
+        let mut line = String::with_capacity(256);
+        line.push_str("{\"level\":\"");
+        line.push_str(level);
+        line.push_str("\",\"target\":");
+        json_str(&mut line, meta.target());
+        let mut visitor = LineVisitor { line };
+        event.record(&mut visitor);
+        let mut line = visitor.line;
+        let (trace_id, span_id) = match ids {
+            Some((t, s)) => {
+                line.push_str(",\"trace_id\":\"");
+                line.push_str(&t);
+                line.push_str("\",\"span_id\":\"");
+                line.push_str(&s);
+                line.push('"');
+                (Some(t), Some(s))
+            }
+            None => (None, None),
+        };
+        line.push('}');
+        self.hand_off(
+            tx,
+            Record {
+                ts_ns,
+                level,
+                line,
+                trace_id,
+                span_id,
+            },
+        );
+    }
+}
+
+fn level_name(level: Level) -> &'static str {
+    match level {
+        Level::ERROR => "error",
+        Level::WARN => "warn",
+        Level::INFO => "info",
+        Level::DEBUG => "debug",
+        Level::TRACE => "trace",
+    }
+}
+
+/// Writes the message (as `msg`) and the other fields as `,"key":value` JSON members.
+struct LineVisitor {
+    line: String,
+}
+
+impl LineVisitor {
+    fn key(&mut self, field: &Field) {
+        self.line.push(',');
+        let name = field.name();
+        json_str(&mut self.line, if name == "message" { "msg" } else { name });
+        self.line.push(':');
+    }
+}
+
+impl Visit for LineVisitor {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.key(field);
+        json_str(&mut self.line, value);
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.key(field);
+        let _ = write!(self.line, "{value}");
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.key(field);
+        let _ = write!(self.line, "{value}");
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.key(field);
+        self.line.push_str(if value { "true" } else { "false" });
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.key(field);
+        if value.is_finite() {
+            let _ = write!(self.line, "{value}");
+        } else {
+            let _ = write!(self.line, "\"{value}\"");
+        }
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.record_debug(field, &format_args!("{value}"));
+        let mut next = value.source();
+        if next.is_none() {
+            return;
+        }
+        self.line.push(',');
+        json_str(&mut self.line, &format!("{}.sources", field.name()));
+        self.line.push_str(":[");
+        let mut first = true;
+        while let Some(source) = next {
+            if !first {
+                self.line.push(',');
+            }
+            first = false;
+            self.record_display_str(&format_args!("{source}"));
+            next = source.source();
+        }
+        self.line.push(']');
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.key(field);
+        self.record_display_str(&format_args!("{value:?}"));
+    }
+}
+
+impl LineVisitor {
+    /// Writes `args` as a JSON string, escaping on the fly (no intermediate `String`).
+    fn record_display_str(&mut self, args: &std::fmt::Arguments<'_>) {
+        self.line.push('"');
+        let _ = JsonEscape(&mut self.line).write_fmt(*args);
+        self.line.push('"');
+    }
+}
+
+/// A `fmt::Write` that escapes what it is given for a JSON string.
+struct JsonEscape<'a>(&'a mut String);
+
+impl std::fmt::Write for JsonEscape<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        escape_into(self.0, s);
+        Ok(())
+    }
+}
+
+/// Appends `s` as a JSON string literal.
+fn json_str(out: &mut String, s: &str) {
+    out.push('"');
+    escape_into(out, s);
+    out.push('"');
+}
+
+/// Appends `s` escaped for the inside of a JSON string.
+fn escape_into(out: &mut String, s: &str) {
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let escape = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(&s[start..i]);
+        if escape.is_empty() {
+            let _ = write!(out, "\\u{b:04x}");
+        } else {
+            out.push_str(escape);
+        }
+        start = i + 1;
+    }
+    out.push_str(&s[start..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_json() {
+        let mut out = String::new();
+        json_str(&mut out, "a\"b\\c\nd\u{1}é");
+        assert_eq!(out, r#""a\"b\\c\nd\u0001é""#);
+        let back: String = serde_json::from_str(&out).unwrap();
+        assert_eq!(back, "a\"b\\c\nd\u{1}é");
+    }
+
+    #[test]
+    fn excludes_its_own_and_the_http_stack() {
+        for (target, excluded) in [
+            ("gatewayz::loki_shipper", true),
+            ("gatewayz::telemetry::loki::tests", false),
+            ("gatewayz::loki_shipper::push", true),
+            ("opentelemetry_sdk", true),
+            ("opentelemetry", true),
+            ("hyper_util::client", true),
+            ("reqwest::connect", true),
+            ("gatewayz::router", false),
+            ("h2o", false),
+            ("towering", false),
+        ] {
+            assert_eq!(is_excluded(target), excluded, "{target}");
+        }
+    }
+}
