@@ -8,8 +8,6 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
-use std::process::{Command, Stdio};
 
 use gatewayz::telemetry::catalogue::{Category, FAMILIES};
 use serde_json::Value;
@@ -100,29 +98,8 @@ fn sum(families: &Families, name: &str, filter: &str) -> f64 {
 }
 
 fn promtool_check(text: &str, what: &str) {
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool is needed: run ./scripts/test, which installs it");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && report.trim().is_empty(),
-        "{what}: {report}"
-    );
+    let report = common::scrape::promtool_check(text);
+    assert!(report.trim().is_empty(), "{what}: {report}");
 }
 
 #[test]
