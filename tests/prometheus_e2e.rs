@@ -110,6 +110,16 @@ fn query(prometheus: &Prometheus, promql: &str) -> Value {
     common::client().get(url).send().unwrap().json().unwrap()
 }
 
+/// `GET /api/v1/rules`
+fn rules(prometheus: &Prometheus) -> Value {
+    common::client()
+        .get(format!("{}/api/v1/rules", prometheus.url))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap()
+}
+
 /// Grafana's variables, replaced the way the dashboards' "All" selection does.
 fn substitute(expr: &str) -> String {
     expr.replace("$__rate_interval", "1m")
@@ -257,25 +267,14 @@ trial_expires = "2099-01-01T00:00:00Z"
     );
 
     // The shipped rules loaded and evaluate without errors.
-    let rules: Value = client
-        .get(format!("{}/api/v1/rules", prometheus.url))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    let groups = rules["data"]["groups"].as_array().unwrap();
-    assert_eq!(groups.len(), 2, "{rules}");
+    let loaded = rules(&prometheus);
+    let groups = loaded["data"]["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 2, "{loaded}");
     wait_for(
         "every rule to be evaluated",
         Duration::from_secs(30),
         || {
-            let rules: Value = client
-                .get(format!("{}/api/v1/rules", prometheus.url))
-                .send()
-                .unwrap()
-                .json()
-                .unwrap();
-            rules["data"]["groups"]
+            rules(&prometheus)["data"]["groups"]
                 .as_array()
                 .unwrap()
                 .iter()

@@ -149,16 +149,21 @@ impl Breaker {
                         probes: 0,
                     })
                 } else {
-                    self.state = State::HalfOpen {
-                        successes,
-                        last_verdict: now,
-                    };
-                    Some(Effect::Publish {
-                        phase: Phase::HalfOpen,
-                        probes: self.probes(successes),
-                    })
+                    Some(self.half_open(successes, now))
                 }
             }
+        }
+    }
+
+    /// Enters (or refreshes) half-open with `successes` probes already passed, as of `now`.
+    fn half_open(&mut self, successes: u32, now: Instant) -> Effect {
+        self.state = State::HalfOpen {
+            successes,
+            last_verdict: now,
+        };
+        Effect::Publish {
+            phase: Phase::HalfOpen,
+            probes: self.probes(successes),
         }
     }
 
@@ -166,28 +171,12 @@ impl Breaker {
     /// that heard no verdict for a cool-down refreshes its probe slots (a probe got lost).
     pub fn tick(&mut self, now: Instant) -> Option<Effect> {
         match self.state {
-            State::Open { until, .. } if now >= until => {
-                self.state = State::HalfOpen {
-                    successes: 0,
-                    last_verdict: now,
-                };
-                Some(Effect::Publish {
-                    phase: Phase::HalfOpen,
-                    probes: self.probes(0),
-                })
-            }
+            State::Open { until, .. } if now >= until => Some(self.half_open(0, now)),
             State::HalfOpen {
                 successes,
                 last_verdict,
             } if now.saturating_duration_since(last_verdict) >= self.config.cool_down => {
-                self.state = State::HalfOpen {
-                    successes,
-                    last_verdict: now,
-                };
-                Some(Effect::Publish {
-                    phase: Phase::HalfOpen,
-                    probes: self.probes(successes),
-                })
+                Some(self.half_open(successes, now))
             }
             _ => None,
         }
