@@ -15,33 +15,9 @@ WARM=${BENCH_PROFILE_WARMUP:-200}
 OUT=$ROOT/bench-out/profile-$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$OUT"
 
-die() { printf 'profile: %s\n' "$*" >&2; exit 1; }
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
-
-PIDS=()
-cleanup() {
-  local pid
-  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do
-    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-start() { local log=$1; shift; "$@" >"$log" 2>&1 & LAST_PID=$!; PIDS+=("$LAST_PID"); }
-wait_http() {
-  local url=$1 pid=$2 deadline=$((SECONDS + ${3:-60}))
-  until curl -s -o /dev/null --max-time 2 "$url"; do
-    kill -0 "$pid" 2>/dev/null || die "process $pid behind $url exited; see $OUT/*.log"
-    [ $SECONDS -lt $deadline ] || die "$url not ready in time"
-    sleep 0.1
-  done
-}
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+NAME=profile
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 
 if ! command -v valgrind >/dev/null 2>&1; then
   as_root apt-get update -qq
