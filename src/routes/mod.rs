@@ -9,7 +9,7 @@ pub mod overhead;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use actix_web::{web, HttpRequest, HttpResponse, Resource, ResponseError, Route};
 use bytes::Bytes;
 
 use crate::auth::KeyStore;
@@ -28,48 +28,38 @@ pub struct AppState {
     pub started_unix: u64,
 }
 
+/// Every route pattern. Resources are named by their pattern, so the HTTP metrics label a
+/// request from the matched resource's name instead of matching its path again.
+pub const PATTERNS: [&str; 8] = [
+    "/v1/chat/completions",
+    "/v1/models",
+    "/v1/models/{id:.*}",
+    "/health",
+    "/health/providers",
+    "/health/anomalies",
+    "/metrics",
+    "/prometheus/metrics/{name}",
+];
+
+/// A resource answering one method; any other method gets an OpenAI-shaped 405.
+fn only(pattern: &'static str, route: Route) -> Resource {
+    web::resource(pattern)
+        .name(pattern)
+        .route(route)
+        .default_service(web::to(method_not_allowed))
+}
+
 /// Registers every route on an actix `App`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/v1/chat/completions")
-            .route(web::post().to(chat::chat))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/v1/models")
-            .route(web::get().to(models::list))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/v1/models/{id:.*}")
-            .route(web::get().to(models::get))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/health")
-            .route(web::get().to(health::health))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/health/providers")
-            .route(web::get().to(health::providers))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/health/anomalies")
-            .route(web::get().to(health::anomalies))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/metrics")
-            .route(web::get().to(metrics::metrics))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/prometheus/metrics/{name}")
-            .route(web::get().to(metrics::structured))
-            .default_service(web::to(method_not_allowed)),
-    );
+    let [chat, models, model, health, providers, anomalies, metrics_all, structured] = PATTERNS;
+    cfg.service(only(chat, web::post().to(chat::chat)))
+        .service(only(models, web::get().to(models::list)))
+        .service(only(model, web::get().to(models::get)))
+        .service(only(health, web::get().to(health::health)))
+        .service(only(providers, web::get().to(health::providers)))
+        .service(only(anomalies, web::get().to(health::anomalies)))
+        .service(only(metrics_all, web::get().to(metrics::metrics)))
+        .service(only(structured, web::get().to(metrics::structured)));
 }
 
 /// The default service: an OpenAI-shaped 404.

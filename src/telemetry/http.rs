@@ -13,8 +13,10 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
 use actix_web::middleware::Next;
-use actix_web::{web, Error};
-use opentelemetry::KeyValue;
+use actix_web::{web, Error, HttpRequest};
+use opentelemetry::{KeyValue, Value};
+
+use crate::routes::PATTERNS;
 
 use super::metrics::Meters;
 
@@ -31,6 +33,18 @@ fn method_label(method: &Method) -> &'static str {
         Method::OPTIONS => "OPTIONS",
         Method::PATCH => "PATCH",
         _ => "other",
+    }
+}
+
+/// The `route` label once routing is done: the matched resource's name, which is its pattern
+/// (see [`crate::routes::PATTERNS`]) — a static string, no allocation, no second match.
+fn route_label(req: &HttpRequest) -> Value {
+    match req.match_name() {
+        Some(name) => match PATTERNS.iter().find(|p| **p == name) {
+            Some(pattern) => Value::from(*pattern),
+            None => Value::from(req.match_pattern().unwrap_or_else(|| UNMATCHED.to_owned())),
+        },
+        None => Value::from(UNMATCHED),
     }
 }
 
@@ -56,13 +70,12 @@ pub async fn track(
     };
     let started = Instant::now();
     let method = method_label(req.method());
-    let route = req.match_pattern().unwrap_or_else(|| UNMATCHED.to_owned());
     meters.http_in_flight.add(1, &[]);
     let _guard = InFlight(meters.clone());
     let result = next.call(req).await;
-    let status = match &result {
-        Ok(res) => res.status(),
-        Err(e) => e.as_response_error().status_code(),
+    let (status, route) = match &result {
+        Ok(res) => (res.status(), route_label(res.request())),
+        Err(e) => (e.as_response_error().status_code(), Value::from(UNMATCHED)),
     };
     let method = KeyValue::new("method", method);
     let route = KeyValue::new("route", route);
