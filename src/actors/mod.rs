@@ -4,7 +4,8 @@
 //! (publish a snapshot, arm a timer, emit an event).
 //!
 //! The request path reaches them only through [`observer::MetricsObserver`], which updates
-//! meters directly and sends these messages with `do_send` — it never awaits an actor. What
+//! meters directly and pushes these messages into the [`outbox::Outbox`], drained to the
+//! actors in batches — it never awaits an actor, and rarely wakes one. What
 //! the router and handlers read back comes from snapshots ([`board::Board`] and each
 //! provider's `ProviderState`).
 
@@ -15,6 +16,7 @@ pub mod cost;
 pub mod events;
 pub mod health;
 pub mod observer;
+pub mod outbox;
 pub mod rolling;
 
 use std::sync::Arc;
@@ -29,7 +31,7 @@ use crate::telemetry::metrics::Meters;
 use board::Board;
 
 /// One provider attempt (breakers, health, anomalies).
-#[derive(Debug, Clone, Copy, Message)]
+#[derive(Debug, Clone, Copy, PartialEq, Message)]
 #[rtype(result = "()")]
 pub struct Attempt {
     pub provider: usize,
@@ -40,7 +42,7 @@ pub struct Attempt {
 
 /// A client request for a model ended: served (`ok`) or failed on the provider side (health:
 /// model uptime).
-#[derive(Debug, Clone, Copy, Message)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Message)]
 #[rtype(result = "()")]
 pub struct Finished {
     pub model: usize,
@@ -48,7 +50,7 @@ pub struct Finished {
 }
 
 /// A completion with the usage its upstream reported, if any (cost).
-#[derive(Debug, Clone, Copy, Message)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Message)]
 #[rtype(result = "()")]
 pub struct Completion {
     pub provider: usize,
@@ -101,18 +103,15 @@ impl Actors {
         }
     }
 
-    /// The observer the router reports to.
+    /// The observer the router reports to (starts the outbox's dispatcher).
     pub fn observer(&self, meters: Arc<Meters>) -> observer::MetricsObserver {
-        observer::MetricsObserver {
-            meters,
-            attempts: [
-                self.breakers.clone().recipient(),
-                self.health.clone().recipient(),
-                self.anomaly.clone().recipient(),
-            ],
-            finished: self.health.clone().recipient(),
-            completions: self.cost.clone().recipient(),
-        }
+        let outbox = outbox::Dispatcher::start(vec![
+            self.breakers.clone().recipient(),
+            self.health.clone().recipient(),
+            self.anomaly.clone().recipient(),
+            self.cost.clone().recipient(),
+        ]);
+        observer::MetricsObserver { meters, outbox }
     }
 }
 

@@ -1,26 +1,22 @@
 //! `MetricsObserver`: the production [`Observer`] the router reports to.
 //!
 //! It updates the request-path meters directly (a few atomic adds, attributes in one fixed
-//! order) and hands the rest to the actors with `do_send` — fire-and-forget, so the request
-//! never waits for an actor (DESIGN §2). A full mailbox drops the message rather than block.
+//! order) and pushes the rest into the actors' [`Outbox`] — fire-and-forget, so the request
+//! never waits for an actor (DESIGN §2), and batched, so it rarely wakes their thread.
 
 use std::sync::Arc;
 
-use actix::Recipient;
 use opentelemetry::KeyValue;
 
+use super::outbox::{Event, Outbox};
 use super::{Attempt, Completion, Finished};
 use crate::outcome::{AttemptRecord, AttemptResult, CompletionRecord, Observer};
 use crate::telemetry::metrics::Meters;
 
 pub struct MetricsObserver {
     pub meters: Arc<Meters>,
-    /// Breakers, health, anomalies.
-    pub attempts: [Recipient<Attempt>; 3],
-    /// Health (model uptime).
-    pub finished: Recipient<Finished>,
-    /// Cost.
-    pub completions: Recipient<Completion>,
+    /// To the breakers, health, anomaly and cost actors.
+    pub outbox: Arc<Outbox>,
 }
 
 impl MetricsObserver {
@@ -82,20 +78,26 @@ impl Observer for MetricsObserver {
         if r.provider >= self.meters.provider_kv.len() || r.model >= self.meters.model_kv.len() {
             return;
         }
-        if self.measure_attempt(r) {
-            self.finished.do_send(Finished {
+        let ended_failed = self.measure_attempt(r);
+        // A failure asks for a drain now: the breaker should see it without delay.
+        let urgent = matches!(r.result, AttemptResult::Error | AttemptResult::Timeout);
+        self.outbox.push(
+            Event::Attempt(Attempt {
+                provider: r.provider,
                 model: r.model,
-                ok: false,
-            });
-        }
-        let msg = Attempt {
-            provider: r.provider,
-            model: r.model,
-            result: r.result,
-            latency: r.latency,
-        };
-        for recipient in &self.attempts {
-            recipient.do_send(msg);
+                result: r.result,
+                latency: r.latency,
+            }),
+            urgent,
+        );
+        if ended_failed {
+            self.outbox.push(
+                Event::Finished(Finished {
+                    model: r.model,
+                    ok: false,
+                }),
+                urgent,
+            );
         }
     }
 
@@ -104,23 +106,24 @@ impl Observer for MetricsObserver {
             return;
         }
         self.measure_completion(r);
-        match r.status {
-            "success" => self.finished.do_send(Finished {
-                model: r.model,
-                ok: true,
-            }),
-            "upstream_error" => self.finished.do_send(Finished {
-                model: r.model,
-                ok: false,
-            }),
-            _ => {}
+        let ok = match r.status {
+            "success" => Some(true),
+            "upstream_error" => Some(false),
+            _ => None,
+        };
+        if let Some(ok) = ok {
+            self.outbox
+                .push(Event::Finished(Finished { model: r.model, ok }), false);
         }
         if r.status != "rejected" {
-            self.completions.do_send(Completion {
-                provider: r.provider,
-                model: r.model,
-                usage: r.usage,
-            });
+            self.outbox.push(
+                Event::Completion(Completion {
+                    provider: r.provider,
+                    model: r.model,
+                    usage: r.usage,
+                }),
+                false,
+            );
         }
     }
 }

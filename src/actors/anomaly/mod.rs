@@ -19,6 +19,7 @@ pub use watch::Watch;
 
 use super::board::{Anomaly, Board};
 use super::events::AnomalyDetected;
+use super::outbox::{Event, Events};
 use super::{Attempt, Spend};
 use crate::config::AnomalyConfig;
 use crate::outcome::AttemptResult;
@@ -111,6 +112,18 @@ impl Handler<Spend> for AnomalyDetector {
     fn handle(&mut self, msg: Spend, _: &mut Self::Context) {
         if let Some(watch) = self.watches.get_mut(msg.provider) {
             watch.spend(msg.usd);
+        }
+    }
+}
+
+impl Handler<Events> for AnomalyDetector {
+    type Result = ();
+
+    fn handle(&mut self, batch: Events, ctx: &mut Self::Context) {
+        for event in batch.0.iter() {
+            if let Event::Attempt(a) = *event {
+                self.handle(a, ctx);
+            }
         }
     }
 }

@@ -15,6 +15,7 @@ pub use breaker::{Breaker, Effect, State, TripReason};
 
 use super::board::Board;
 use super::events::{BreakerMoved, BreakerOpened};
+use super::outbox::{Event, Events};
 use super::{now, Attempt};
 use crate::config::BreakerConfig;
 use crate::outcome::AttemptResult;
@@ -100,6 +101,18 @@ impl Handler<Attempt> for CircuitBreakers {
         };
         let effect = breaker.record(verdict, now());
         self.apply(msg.provider, effect, ctx);
+    }
+}
+
+impl Handler<Events> for CircuitBreakers {
+    type Result = ();
+
+    fn handle(&mut self, batch: Events, ctx: &mut Self::Context) {
+        for event in batch.0.iter() {
+            if let Event::Attempt(a) = *event {
+                self.handle(a, ctx);
+            }
+        }
     }
 }
 

@@ -17,6 +17,7 @@ use opentelemetry::KeyValue;
 pub use ledger::{cost, Efficiency};
 
 use super::board::Board;
+use super::outbox::{Event, Events};
 use super::{now, Completion, Spend};
 use crate::router::Price;
 use crate::telemetry::metrics::Meters;
@@ -51,22 +52,22 @@ impl Actor for CostAggregator {
     type Context = Context<Self>;
 }
 
-impl Handler<Completion> for CostAggregator {
-    type Result = ();
-
-    fn handle(&mut self, msg: Completion, _: &mut Self::Context) {
+impl CostAggregator {
+    /// Prices one completion; returns whether the model's efficiency changed (the caller
+    /// publishes, once per batch).
+    fn record(&mut self, msg: Completion) -> bool {
         let m = &self.meters;
         let (Some(p), Some(model), Some(price)) = (
             m.provider_kv.get(msg.provider),
             m.model_kv.get(msg.model),
             self.prices.get(msg.model),
         ) else {
-            return;
+            return false;
         };
         let Some(usage) = msg.usage else {
             m.unpriced.add(1, &[p.clone(), model.clone()]);
             tracing::debug!(provider = %p.value, model = %model.value, "completion without usage: not priced");
-            return;
+            return false;
         };
         for (kind, n) in [
             ("input", usage.prompt_tokens),
@@ -82,14 +83,45 @@ impl Handler<Completion> for CostAggregator {
             provider: msg.provider,
             usd,
         });
-        let at = now();
-        if let Some(e) = self.efficiency.get_mut(msg.model) {
-            e.record(&usage, at);
-            let mut all = (**self.board.efficiency.load()).clone();
-            if let Some(slot) = all.get_mut(msg.model) {
-                *slot = e.ratio(at);
+        match self.efficiency.get_mut(msg.model) {
+            Some(e) => {
+                e.record(&usage, now());
+                true
             }
-            self.board.efficiency.store(Arc::new(all));
+            None => false,
+        }
+    }
+
+    /// Publishes every model's token efficiency into the board.
+    fn publish(&self) {
+        let at = now();
+        let all = self.efficiency.iter().map(|e| e.ratio(at)).collect();
+        self.board.efficiency.store(Arc::new(all));
+    }
+}
+
+impl Handler<Completion> for CostAggregator {
+    type Result = ();
+
+    fn handle(&mut self, msg: Completion, _: &mut Self::Context) {
+        if self.record(msg) {
+            self.publish();
+        }
+    }
+}
+
+impl Handler<Events> for CostAggregator {
+    type Result = ();
+
+    fn handle(&mut self, batch: Events, _: &mut Self::Context) {
+        let mut changed = false;
+        for event in batch.0.iter() {
+            if let Event::Completion(c) = *event {
+                changed |= self.record(c);
+            }
+        }
+        if changed {
+            self.publish();
         }
     }
 }

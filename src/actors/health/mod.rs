@@ -14,6 +14,7 @@ use actix::{Actor, AsyncContext, Context, Handler};
 pub use score::{score, ProviderView, Tracker, Uptime, UPTIME_SPAN};
 
 use super::board::Board;
+use super::outbox::{Event, Events};
 use super::{now, Attempt, Finished};
 use crate::config::HealthConfig;
 use crate::outcome::AttemptResult;
@@ -99,6 +100,20 @@ impl Handler<Finished> for ProviderHealth {
     fn handle(&mut self, msg: Finished, _: &mut Self::Context) {
         if let Some(uptime) = self.uptime.get_mut(msg.model) {
             uptime.record(msg.ok, now());
+        }
+    }
+}
+
+impl Handler<Events> for ProviderHealth {
+    type Result = ();
+
+    fn handle(&mut self, batch: Events, ctx: &mut Self::Context) {
+        for event in batch.0.iter() {
+            match *event {
+                Event::Attempt(a) => self.handle(a, ctx),
+                Event::Finished(f) => self.handle(f, ctx),
+                _ => {}
+            }
         }
     }
 }

@@ -1,0 +1,300 @@
+//! The outbox between the request path and the actors.
+//!
+//! Sending each outcome to each actor woke the actors' thread several times per request: on a
+//! one-core worker every wake-up is a context switch that preempts the request path. The
+//! request path instead appends its events to this outbox — a short, uncontended lock and a
+//! `Vec` push — and the [`Dispatcher`] hands them to the actors in batches:
+//!
+//! - the first event into an empty outbox asks the dispatcher to drain [`FLUSH_DELAY`] later,
+//!   so a busy gateway wakes the actors' thread about every 10 ms, an idle one never;
+//! - a failure (an attempt that errored or timed out) asks for a drain now, so a breaker
+//!   still opens as soon as the actors' thread runs, and events stay in order.
+//!
+//! The outbox holds at most [`CAPACITY`] events; past that (the actors' thread starved for
+//! long) new events are dropped and the dispatcher logs how many at its next drain.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use actix::{Actor, AsyncContext, Context, Handler, Message, Recipient};
+
+use super::{Attempt, Completion, Finished};
+
+/// How long the first event of a batch waits for company.
+pub const FLUSH_DELAY: Duration = Duration::from_millis(10);
+/// Most events held between two drains.
+pub const CAPACITY: usize = 65_536;
+
+/// One thing the request path tells the actors.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Event {
+    Attempt(Attempt),
+    Finished(Finished),
+    Completion(Completion),
+}
+
+/// A drained batch, in the order the request path pushed it; every actor gets the same one.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct Events(pub Arc<[Event]>);
+
+/// What a push asks of the dispatcher.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Message)]
+#[rtype(result = "()")]
+pub enum Wake {
+    /// Drain after [`FLUSH_DELAY`].
+    Soon,
+    /// Drain as soon as the actors' thread runs.
+    Now,
+}
+
+/// The events waiting and which drain is already asked for: a plain state machine.
+#[derive(Debug, Default)]
+pub struct Pending {
+    events: Vec<Event>,
+    soon: bool,
+    now: bool,
+    dropped: u64,
+}
+
+impl Pending {
+    /// Appends `event`; returns the wake-up to send, if none already asked for covers it.
+    pub fn push(&mut self, event: Event, urgent: bool) -> Option<Wake> {
+        if self.events.len() >= CAPACITY {
+            self.dropped += 1;
+        } else {
+            self.events.push(event);
+        }
+        if urgent && !self.now {
+            self.now = true;
+            Some(Wake::Now)
+        } else if !self.soon && !self.now {
+            self.soon = true;
+            Some(Wake::Soon)
+        } else {
+            None
+        }
+    }
+
+    /// Everything waiting, and how many were dropped since the last drain; the next push asks
+    /// for a drain again.
+    pub fn take(&mut self) -> (Vec<Event>, u64) {
+        self.soon = false;
+        self.now = false;
+        (
+            std::mem::take(&mut self.events),
+            std::mem::take(&mut self.dropped),
+        )
+    }
+}
+
+/// The request path's side: push and, at most once per batch, wake the dispatcher.
+pub struct Outbox {
+    pending: Mutex<Pending>,
+    wake: Recipient<Wake>,
+    pushed: AtomicU64,
+}
+
+impl Outbox {
+    pub fn push(&self, event: Event, urgent: bool) {
+        let wake = self
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(event, urgent);
+        self.pushed.fetch_add(1, Ordering::Relaxed);
+        if let Some(wake) = wake {
+            self.wake.do_send(wake);
+        }
+    }
+
+    /// Events pushed since start (tests, benches).
+    pub fn pushed(&self) -> u64 {
+        self.pushed.load(Ordering::Relaxed)
+    }
+
+    fn take(&self) -> (Vec<Event>, u64) {
+        self.pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+}
+
+/// Drains the outbox into every actor, one [`Events`] message each per batch.
+pub struct Dispatcher {
+    outbox: Arc<Outbox>,
+    actors: Vec<Recipient<Events>>,
+}
+
+impl Dispatcher {
+    /// Starts the dispatcher (needs a running actix `System`); returns the outbox to push to.
+    pub fn start(actors: Vec<Recipient<Events>>) -> Arc<Outbox> {
+        let ctx = Context::new();
+        let outbox = Arc::new(Outbox {
+            pending: Mutex::default(),
+            wake: ctx.address().recipient(),
+            pushed: AtomicU64::new(0),
+        });
+        ctx.run(Dispatcher {
+            outbox: outbox.clone(),
+            actors,
+        });
+        outbox
+    }
+
+    fn drain(&mut self) {
+        let (events, dropped) = self.outbox.take();
+        if dropped > 0 {
+            tracing::warn!(
+                dropped,
+                "actor outbox full: outcome events dropped (the actors' thread is starved)"
+            );
+        }
+        if events.is_empty() {
+            return;
+        }
+        let batch = Events(events.into());
+        for actor in &self.actors {
+            actor.do_send(batch.clone());
+        }
+    }
+}
+
+impl Actor for Dispatcher {
+    type Context = Context<Self>;
+
+    fn stopping(&mut self, _: &mut Self::Context) -> actix::Running {
+        self.drain();
+        actix::Running::Stop
+    }
+}
+
+impl Handler<Wake> for Dispatcher {
+    type Result = ();
+
+    fn handle(&mut self, wake: Wake, ctx: &mut Self::Context) {
+        match wake {
+            Wake::Now => self.drain(),
+            Wake::Soon => {
+                ctx.run_later(FLUSH_DELAY, |this, _| this.drain());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outcome::AttemptResult;
+
+    fn attempt(result: AttemptResult) -> Event {
+        Event::Attempt(Attempt {
+            provider: 0,
+            model: 0,
+            result,
+            latency: Duration::from_millis(5),
+        })
+    }
+
+    #[test]
+    fn one_wake_per_batch_and_failures_ask_for_a_drain_now() {
+        let mut p = Pending::default();
+        assert_eq!(
+            p.push(attempt(AttemptResult::Success), false),
+            Some(Wake::Soon)
+        );
+        assert_eq!(p.push(attempt(AttemptResult::Success), false), None);
+        assert_eq!(p.push(attempt(AttemptResult::Error), true), Some(Wake::Now));
+        // Both asked for: nothing more until a drain.
+        assert_eq!(p.push(attempt(AttemptResult::Error), true), None);
+        assert_eq!(p.push(attempt(AttemptResult::Success), false), None);
+        let (events, dropped) = p.take();
+        assert_eq!(events.len(), 5);
+        assert_eq!(dropped, 0);
+        // After the drain, the next event asks again.
+        assert_eq!(
+            p.push(attempt(AttemptResult::Success), false),
+            Some(Wake::Soon)
+        );
+    }
+
+    #[test]
+    fn an_urgent_event_after_a_drain_now_was_asked_adds_no_soon() {
+        let mut p = Pending::default();
+        assert_eq!(p.push(attempt(AttemptResult::Error), true), Some(Wake::Now));
+        // A drain now is pending: it covers later events too.
+        assert_eq!(p.push(attempt(AttemptResult::Success), false), None);
+    }
+
+    #[test]
+    fn events_keep_their_order() {
+        let mut p = Pending::default();
+        let sequence = [
+            attempt(AttemptResult::Success),
+            attempt(AttemptResult::Error),
+            Event::Finished(Finished { model: 0, ok: true }),
+            attempt(AttemptResult::Timeout),
+        ];
+        for e in sequence {
+            p.push(e, false);
+        }
+        assert_eq!(p.take().0, sequence);
+    }
+
+    #[test]
+    fn a_full_outbox_drops_and_counts_new_events() {
+        let mut p = Pending::default();
+        for _ in 0..CAPACITY + 3 {
+            p.push(attempt(AttemptResult::Success), false);
+        }
+        let (events, dropped) = p.take();
+        assert_eq!(events.len(), CAPACITY);
+        assert_eq!(dropped, 3);
+        assert_eq!(p.take(), (Vec::new(), 0));
+    }
+
+    #[actix_rt::test]
+    async fn every_pushed_event_reaches_each_actor_once_in_order() {
+        struct Collect(Arc<Mutex<Vec<Event>>>);
+        impl Actor for Collect {
+            type Context = Context<Self>;
+        }
+        impl Handler<Events> for Collect {
+            type Result = ();
+            fn handle(&mut self, batch: Events, _: &mut Self::Context) {
+                self.0.lock().unwrap().extend(batch.0.iter().copied());
+            }
+        }
+        let seen: [Arc<Mutex<Vec<Event>>>; 2] = Default::default();
+        let actors = seen
+            .iter()
+            .map(|s| Collect(s.clone()).start().recipient())
+            .collect();
+        let outbox = Dispatcher::start(actors);
+        let sent: Vec<Event> = (0..1000)
+            .map(|i| {
+                attempt(if i % 97 == 0 {
+                    AttemptResult::Error
+                } else {
+                    AttemptResult::Success
+                })
+            })
+            .collect();
+        for (i, e) in sent.iter().enumerate() {
+            outbox.push(*e, i % 97 == 0);
+        }
+        // Wait (bounded) until both collectors saw everything.
+        for _ in 0..200 {
+            if seen.iter().all(|s| s.lock().unwrap().len() >= sent.len()) {
+                break;
+            }
+            tokio::time::sleep(FLUSH_DELAY).await;
+        }
+        for s in &seen {
+            assert_eq!(*s.lock().unwrap(), sent);
+        }
+        assert_eq!(outbox.pushed(), 1000);
+    }
+}
