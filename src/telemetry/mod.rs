@@ -77,6 +77,9 @@ pub fn init(config: &TelemetryConfig) -> Result<(), InitError> {
     let traces = tracing_opentelemetry::layer()
         .with_tracer(pipeline.tracer())
         .with_tracked_inactivity(false)
+        // Nothing reads OpenTelemetry's implicit current context (propagation and log
+        // correlation take the span's own): skip attaching it on every enter and exit.
+        .with_context_activation(false)
         .with_location(false)
         .with_threads(false)
         .with_level(false)
