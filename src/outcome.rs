@@ -2,8 +2,8 @@
 //!
 //! The router describes each provider attempt and each finished completion as a plain
 //! record and hands it to an [`Observer`]. The observer's methods must return at once: the
-//! production observer updates OpenTelemetry meters and sends fire-and-forget messages to the
-//! actors (`do_send`); tests plug in observers that just collect the records.
+//! production observer updates OpenTelemetry meters and pushes events into the actors'
+//! outbox (batched, fire-and-forget); tests plug in observers that just collect the records.
 
 use std::time::Duration;
 
