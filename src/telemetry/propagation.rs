@@ -6,7 +6,8 @@
 //! format the gateway speaks, and a direct call skips a lock and a dynamic dispatch per request.
 
 use actix_web::http::header::HeaderMap as ActixHeaders;
-use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+use opentelemetry::propagation::{Extractor, TextMapPropagator};
+use opentelemetry::trace::{SpanContext, TraceContextExt, TraceFlags, TraceId};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use reqwest::header::HeaderValue;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -28,22 +29,49 @@ impl UpstreamTrace {
     /// The headers that make the upstream's spans children of `span`. Empty when `span` has no
     /// OpenTelemetry context (no tracing layer installed).
     pub fn of(span: &tracing::Span) -> Self {
-        let mut out = Self::default();
-        TraceContextPropagator::new().inject_context(&span.context(), &mut out);
-        out
+        let cx = span.context();
+        Self::of_span_context(cx.span().span_context())
+    }
+
+    /// What the W3C propagator would inject for `sc`, written straight into header values
+    /// (the propagator formats and allocates a string per header).
+    pub fn of_span_context(sc: &SpanContext) -> Self {
+        if !sc.is_valid() {
+            return Self::default();
+        }
+        let mut parent = [0u8; 55];
+        parent[..3].copy_from_slice(b"00-");
+        hex(&sc.trace_id().to_bytes(), &mut parent[3..35]);
+        parent[35] = b'-';
+        hex(&sc.span_id().to_bytes(), &mut parent[36..52]);
+        parent[52] = b'-';
+        hex(
+            &[(sc.trace_flags() & TraceFlags::SAMPLED).to_u8()],
+            &mut parent[53..],
+        );
+        let state = sc.trace_state().header();
+        Self {
+            traceparent: HeaderValue::from_bytes(&parent).ok(),
+            tracestate: (!state.is_empty())
+                .then(|| HeaderValue::from_str(&state).ok())
+                .flatten(),
+        }
     }
 }
 
-impl Injector for UpstreamTrace {
-    fn set(&mut self, key: &str, value: String) {
-        let Ok(value) = HeaderValue::from_str(&value) else {
-            return;
-        };
-        match key {
-            "traceparent" => self.traceparent = Some(value),
-            "tracestate" if !value.is_empty() => self.tracestate = Some(value),
-            _ => {}
-        }
+/// The trace id in lowercase hex (the `x-trace-id` value), without a formatter.
+pub fn trace_id_hex(id: TraceId) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    hex(&id.to_bytes(), &mut out);
+    out
+}
+
+/// Lowercase hex of `bytes` into `out` (twice as long).
+fn hex(bytes: &[u8], out: &mut [u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (byte, pair) in bytes.iter().zip(out.chunks_exact_mut(2)) {
+        pair[0] = DIGITS[usize::from(byte >> 4)];
+        pair[1] = DIGITS[usize::from(byte & 0x0f)];
     }
 }
 
@@ -61,9 +89,9 @@ impl Extractor for Incoming<'_> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
     use actix_web::http::header::{HeaderName, HeaderValue as ActixValue};
-    use opentelemetry::trace::TraceContextExt;
 
     #[test]
     fn extracts_a_valid_traceparent_and_ignores_garbage() {
@@ -86,6 +114,75 @@ mod tests {
             ActixValue::from_static("00-not-a-trace"),
         );
         assert!(!extract(&headers).span().span_context().is_valid());
+    }
+
+    /// Hand-written injection equals the SDK propagator's, flags and trace state included.
+    #[test]
+    fn injection_matches_the_w3c_propagator() {
+        use opentelemetry::propagation::Injector;
+        use opentelemetry::trace::{SpanId, TraceState};
+        use std::collections::HashMap;
+
+        struct Map(HashMap<String, String>);
+        impl Injector for Map {
+            fn set(&mut self, key: &str, value: String) {
+                self.0.insert(key.to_owned(), value);
+            }
+        }
+        let states = [
+            TraceState::default(),
+            TraceState::from_key_value([("vendor", "x1"), ("other", "y-2")]).unwrap(),
+        ];
+        let ids = [
+            (
+                0x0af7651916cd43dd8448eb211c80319c_u128,
+                0xb7ad6b7169203331_u64,
+            ),
+            (1, 1),
+            (u128::MAX, u64::MAX),
+            (
+                0x00f0_0000_0000_0000_0000_0000_0000_000f,
+                0x0100_0000_0000_0010,
+            ),
+        ];
+        for (trace, span) in ids {
+            for flags in [
+                TraceFlags::default(),
+                TraceFlags::SAMPLED,
+                TraceFlags::new(0xff),
+            ] {
+                for state in &states {
+                    let sc = SpanContext::new(
+                        TraceId::from(trace),
+                        SpanId::from(span),
+                        flags,
+                        false,
+                        state.clone(),
+                    );
+                    let mut sdk = Map(HashMap::new());
+                    let cx = opentelemetry::Context::new().with_remote_span_context(sc.clone());
+                    TraceContextPropagator::new().inject_context(&cx, &mut sdk);
+                    let ours = UpstreamTrace::of_span_context(&sc);
+                    let text = |v: &Option<HeaderValue>| {
+                        v.as_ref().map(|v| v.to_str().unwrap().to_owned())
+                    };
+                    assert_eq!(text(&ours.traceparent), sdk.0.get("traceparent").cloned());
+                    assert_eq!(
+                        text(&ours.tracestate),
+                        sdk.0.get("tracestate").filter(|s| !s.is_empty()).cloned()
+                    );
+                }
+            }
+            assert_eq!(
+                std::str::from_utf8(&trace_id_hex(TraceId::from(trace))).unwrap(),
+                TraceId::from(trace).to_string()
+            );
+        }
+        assert!(
+            UpstreamTrace::of_span_context(&SpanContext::empty_context())
+                .traceparent
+                .is_none()
+        );
     }
 
     #[test]

@@ -60,7 +60,7 @@ pub async fn server_span(
         span.record("error.type", status.as_str());
     }
     if trace_id != opentelemetry::TraceId::INVALID {
-        if let Ok(value) = HeaderValue::from_str(&trace_id.to_string()) {
+        if let Ok(value) = HeaderValue::from_bytes(&propagation::trace_id_hex(trace_id)) {
             res.headers_mut().insert(TRACE_ID_HEADER, value);
         }
     }
