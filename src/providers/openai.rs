@@ -197,3 +197,6 @@ fn idle_limited(
         },
     ))
 }
+
+#[cfg(test)]
+mod tests;
