@@ -26,7 +26,7 @@ use futures_util::StreamExt;
 use http_body_util::{BodyDataStream, BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{
-    Entry, HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE,
+    Entry, HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST,
 };
 use hyper::{Method, Request, Response, Uri};
 use hyper_rustls::HttpsConnector;
@@ -68,6 +68,9 @@ pub struct OpenAiClient {
     authorization: Vec<HeaderValue>,
     /// Configured headers, sent unless the request sets the same name.
     headers: HeaderMap,
+    /// `Host` for a plain-HTTP upstream (always HTTP/1.1), made once: hyper-util would format
+    /// it per request. Over TLS, HTTP/2 may be negotiated, which sends no `Host`.
+    host_header: Option<HeaderValue>,
     timeout: Duration,
     idle_timeout: Duration,
 }
@@ -96,6 +99,13 @@ impl OpenAiClient {
             headers.insert(name, value);
         }
         let tls = url.scheme() == "https";
+        let host_header = match uri.authority() {
+            // The URL's serialization drops a default port, as hyper-util's `Host` does.
+            Some(authority) if !tls => Some(
+                HeaderValue::from_str(authority.as_str()).map_err(|e| format!("base_url: {e}"))?,
+            ),
+            _ => None,
+        };
         warn_if_proxy_configured(tls, &host);
         Ok(Self {
             client: build_client(config.connect_timeout)?,
@@ -104,6 +114,7 @@ impl OpenAiClient {
             host,
             authorization,
             headers,
+            host_header,
             timeout: config.timeout,
             idle_timeout: config.stream_idle_timeout,
         })
@@ -225,6 +236,11 @@ impl OpenAiClient {
         for (name, value) in &self.headers {
             if let Entry::Vacant(slot) = headers.entry(name) {
                 slot.insert(value.clone());
+            }
+        }
+        if let Some(host) = &self.host_header {
+            if let Entry::Vacant(slot) = headers.entry(HOST) {
+                slot.insert(host.clone());
             }
         }
         request
