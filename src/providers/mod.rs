@@ -3,7 +3,7 @@
 //! [`Provider`] is an enum, not a trait object: there are two kinds and the router calls them
 //! on every request. An attempt either yields a [`Reply`] (a whole JSON body, or a stream
 //! whose first chunk has already arrived) or a [`ProviderError`] that says whether another
-//! provider may be tried. Each OpenAI-compatible provider owns one pooled reqwest client,
+//! provider may be tried. Each OpenAI-compatible provider owns one pooled hyper client,
 //! built at start-up.
 
 mod mock;
@@ -104,7 +104,8 @@ pub fn retryable_status(status: u16) -> bool {
 
 /// One upstream.
 pub enum Provider {
-    OpenAi(OpenAiClient),
+    /// Boxed: the pooled client is several hundred bytes.
+    OpenAi(Box<OpenAiClient>),
     Mock(MockProvider),
 }
 
@@ -112,7 +113,7 @@ impl Provider {
     /// Builds the client for a configured provider.
     pub fn from_config(config: &ProviderConfig) -> Result<Self, String> {
         Ok(match config.settings() {
-            ProviderSettings::OpenAi(c) => Self::OpenAi(OpenAiClient::new(&c)?),
+            ProviderSettings::OpenAi(c) => Self::OpenAi(Box::new(OpenAiClient::new(&c)?)),
             ProviderSettings::Mock(c) => Self::Mock(MockProvider::new(&c)),
         })
     }

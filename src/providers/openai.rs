@@ -1,10 +1,38 @@
-//! Any OpenAI-compatible HTTP API, over one pooled reqwest client per provider.
+//! Any OpenAI-compatible HTTP API, over one pooled hyper client per provider.
+//!
+//! The client is hyper-util's pooled ("legacy") client used directly, not reqwest: reqwest
+//! parses the URL twice per request (its redirect policy and `Response::url`), about half of its
+//! cost per proxied request, and neither can be switched off. Here the request URI is built once
+//! in [`OpenAiClient::new`] and cloned per attempt.
+//!
+//! What reqwest did for this client is kept: a connect timeout over TCP *and* TLS, TCP
+//! keepalive and `TCP_USER_TIMEOUT`, the platform certificate verifier, ALPN `h2` then
+//! `http/1.1`, Basic auth from a `user:password@` in `base_url`, default headers that never
+//! override the request's own, and up to two retries of a request an HTTP/2 server refused
+//! unprocessed (GOAWAY with NO_ERROR, REFUSED_STREAM). Not kept: redirects are not followed
+//! (a 3xx is an upstream status like any other), and the `*_PROXY` environment variables are
+//! not used (a warning at start-up says so).
 
+use std::error::Error as StdError;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use base64::Engine as _;
 use bytes::Bytes;
 use futures_util::StreamExt;
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use http_body_util::{BodyDataStream, BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::header::{
+    Entry, HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST,
+};
+use hyper::{Method, Request, Response, Uri};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::{Client, Error as ClientError};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::{read_usage, ByteStream, ProviderError, Reply};
 use crate::config::OpenAiProviderConfig;
@@ -12,12 +40,37 @@ use crate::telemetry::propagation::UpstreamTrace;
 
 /// Most bytes of an upstream error body kept to pass through.
 const MAX_ERROR_BODY: usize = 64 * 1024;
+/// How long an idle pooled connection is kept.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// TCP keepalive: idle time before the first probe, and between probes.
+const TCP_KEEPALIVE: Duration = Duration::from_secs(15);
+/// Unanswered keepalive probes before the connection is declared dead.
+const TCP_KEEPALIVE_RETRIES: u32 = 3;
+/// How long sent data may stay unacknowledged before the kernel drops the connection.
+#[cfg(any(target_os = "android", target_os = "fuchsia", target_os = "linux"))]
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Retries, on top of the first try, of a request an HTTP/2 server refused unprocessed.
+const REFUSED_RETRIES: usize = 2;
+
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+
+type Connector = ConnectTimeout<HttpsConnector<HttpConnector>>;
 
 pub struct OpenAiClient {
-    client: reqwest::Client,
-    url: reqwest::Url,
+    client: Client<Connector, Full<Bytes>>,
+    /// `{base_url}/chat/completions`, without user info.
+    uri: Uri,
+    /// Whether the upstream speaks TLS, hence may negotiate HTTP/2.
+    tls: bool,
     host: String,
-    auth: Option<HeaderValue>,
+    /// `Authorization` values, in order: Basic from the URL's user info, Bearer from `api_key`.
+    authorization: Vec<HeaderValue>,
+    /// Configured headers, sent unless the request sets the same name.
+    headers: HeaderMap,
+    /// `Host` for a plain-HTTP upstream (always HTTP/1.1), made once: hyper-util would format
+    /// it per request. Over TLS, HTTP/2 may be negotiated, which sends no `Host`.
+    host_header: Option<HeaderValue>,
     timeout: Duration,
     idle_timeout: Duration,
 }
@@ -26,36 +79,42 @@ impl OpenAiClient {
     pub fn new(config: &OpenAiProviderConfig) -> Result<Self, String> {
         crate::install_crypto_provider();
         let base = config.base_url.trim_end_matches('/');
-        let url = reqwest::Url::parse(&format!("{base}/chat/completions"))
+        let mut url = reqwest::Url::parse(&format!("{base}/chat/completions"))
             .map_err(|e| format!("base_url: {e}"))?;
         let host = url.host_str().unwrap_or_default().to_owned();
+        let mut authorization = Vec::new();
+        authorization.extend(basic_auth_from(&mut url)?);
+        if let Some(key) = &config.api_key {
+            let mut value = HeaderValue::from_str(&format!("Bearer {key}"))
+                .map_err(|_| "api_key: not a valid header value".to_string())?;
+            value.set_sensitive(true);
+            authorization.push(value);
+        }
+        // The URL's serialization is normalized (case, default port, percent-encoding).
+        let uri = Uri::try_from(url.as_str()).map_err(|e| format!("base_url: {e}"))?;
         let mut headers = HeaderMap::new();
         for (name, value) in &config.headers {
             let name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| e.to_string())?;
             let value = HeaderValue::from_str(value).map_err(|e| e.to_string())?;
             headers.insert(name, value);
         }
-        let auth = match &config.api_key {
-            Some(key) => {
-                let mut value = HeaderValue::from_str(&format!("Bearer {key}"))
-                    .map_err(|_| "api_key: not a valid header value".to_string())?;
-                value.set_sensitive(true);
-                Some(value)
-            }
-            None => None,
+        let tls = url.scheme() == "https";
+        let host_header = match uri.authority() {
+            // The URL's serialization drops a default port, as hyper-util's `Host` does.
+            Some(authority) if !tls => Some(
+                HeaderValue::from_str(authority.as_str()).map_err(|e| format!("base_url: {e}"))?,
+            ),
+            _ => None,
         };
-        let client = reqwest::Client::builder()
-            .default_headers(headers)
-            .connect_timeout(config.connect_timeout)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .tcp_nodelay(true)
-            .build()
-            .map_err(|e| format!("http client: {e}"))?;
+        warn_if_proxy_configured(tls, &host);
         Ok(Self {
-            client,
-            url,
+            client: build_client(config.connect_timeout)?,
+            uri,
+            tls,
             host,
-            auth,
+            authorization,
+            headers,
+            host_header,
             timeout: config.timeout,
             idle_timeout: config.stream_idle_timeout,
         })
@@ -75,47 +134,27 @@ impl OpenAiClient {
         stream: bool,
         trace: &UpstreamTrace,
     ) -> Result<Reply, ProviderError> {
-        let mut request = self
-            .client
-            .post(self.url.clone())
-            // Static header values: no copy per request.
-            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-            .header(
-                ACCEPT,
-                HeaderValue::from_static(if stream {
-                    "text/event-stream"
-                } else {
-                    "application/json"
-                }),
-            )
-            .body(body);
-        if let Some(auth) = &self.auth {
-            request = request.header(AUTHORIZATION, auth.clone());
-        }
-        if let Some(traceparent) = &trace.traceparent {
-            request = request.header("traceparent", traceparent.clone());
-        }
-        if let Some(tracestate) = &trace.tracestate {
-            request = request.header("tracestate", tracestate.clone());
-        }
         let attempt = async {
-            let response = request.send().await.map_err(classify)?;
-            let status = response.status();
-            if !status.is_success() {
-                let content_type = response
-                    .headers()
+            let response = self
+                .send(body, stream, trace)
+                .await
+                .map_err(|e| classify(&e))?;
+            let (head, body) = response.into_parts();
+            if !head.status.is_success() {
+                let content_type = head
+                    .headers
                     .get(CONTENT_TYPE)
                     .and_then(|v| v.to_str().ok())
                     .map(str::to_owned);
-                let body = read_capped(response, MAX_ERROR_BODY).await;
+                let body = read_capped(body, MAX_ERROR_BODY).await;
                 return Err(ProviderError::Status {
-                    status: status.as_u16(),
+                    status: head.status.as_u16(),
                     body,
                     content_type,
                 });
             }
             if stream {
-                let mut rest = idle_limited(response.bytes_stream(), self.idle_timeout);
+                let mut rest = idle_limited(BodyDataStream::new(body), self.idle_timeout);
                 // Wait for the first chunk before committing to this provider: a stream that
                 // dies before sending anything can still fail over.
                 loop {
@@ -129,7 +168,7 @@ impl OpenAiClient {
                     }
                 }
             } else {
-                let body = response.bytes().await.map_err(classify)?;
+                let body = body.collect().await.map_err(|e| classify(&e))?.to_bytes();
                 let (usage, response_model) = read_usage(&body)?;
                 Ok(Reply::Json {
                     body,
@@ -143,32 +182,200 @@ impl OpenAiClient {
             Err(_) => Err(ProviderError::Timeout),
         }
     }
+
+    /// Sends the request; retries it (at most [`REFUSED_RETRIES`] times) while an HTTP/2
+    /// server refuses it unprocessed.
+    async fn send(
+        &self,
+        body: Bytes,
+        stream: bool,
+        trace: &UpstreamTrace,
+    ) -> Result<Response<Incoming>, ClientError> {
+        // Only HTTP/2, negotiated over TLS, refuses requests this way: keep the body for a
+        // retry only then.
+        let spare = self.tls.then(|| body.clone());
+        let mut result = self.client.request(self.request(body, stream, trace)).await;
+        if let Some(body) = spare {
+            for _ in 0..REFUSED_RETRIES {
+                match &result {
+                    Err(e) if refused_unprocessed(e) => {
+                        let request = self.request(body.clone(), stream, trace);
+                        result = self.client.request(request).await;
+                    }
+                    _ => break,
+                }
+            }
+        }
+        result
+    }
+
+    fn request(&self, body: Bytes, stream: bool, trace: &UpstreamTrace) -> Request<Full<Bytes>> {
+        let mut request = Request::new(Full::new(body));
+        *request.method_mut() = Method::POST;
+        *request.uri_mut() = self.uri.clone();
+        let headers = request.headers_mut();
+        // Static header values: no copy per request.
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(
+            ACCEPT,
+            HeaderValue::from_static(if stream {
+                "text/event-stream"
+            } else {
+                "application/json"
+            }),
+        );
+        for value in &self.authorization {
+            headers.append(AUTHORIZATION, value.clone());
+        }
+        if let Some(traceparent) = &trace.traceparent {
+            headers.insert(TRACEPARENT, traceparent.clone());
+        }
+        if let Some(tracestate) = &trace.tracestate {
+            headers.insert(TRACESTATE, tracestate.clone());
+        }
+        for (name, value) in &self.headers {
+            if let Entry::Vacant(slot) = headers.entry(name) {
+                slot.insert(value.clone());
+            }
+        }
+        if let Some(host) = &self.host_header {
+            if let Entry::Vacant(slot) = headers.entry(HOST) {
+                slot.insert(host.clone());
+            }
+        }
+        request
+    }
 }
 
-fn classify(e: reqwest::Error) -> ProviderError {
-    if e.is_timeout() {
-        ProviderError::Timeout
-    } else if e.is_connect() {
-        ProviderError::Connect(without_url(&e))
+/// The pooled client: keep-alive pool, `TCP_NODELAY`, TLS with the platform verifier and the
+/// installed crypto provider, HTTP/1.1 to `http://` and ALPN-negotiated HTTP/2 or HTTP/1.1 to
+/// `https://`.
+fn build_client(connect_timeout: Duration) -> Result<Client<Connector, Full<Bytes>>, String> {
+    let provider = rustls::crypto::CryptoProvider::get_default()
+        .cloned()
+        .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()));
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(connect_timeout));
+    http.set_keepalive(Some(TCP_KEEPALIVE));
+    http.set_keepalive_interval(Some(TCP_KEEPALIVE));
+    http.set_keepalive_retries(Some(TCP_KEEPALIVE_RETRIES));
+    #[cfg(any(target_os = "android", target_os = "fuchsia", target_os = "linux"))]
+    http.set_tcp_user_timeout(Some(TCP_USER_TIMEOUT));
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_provider_and_platform_verifier(provider)
+        .map_err(|e| format!("tls: {e}"))?
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+        .build(ConnectTimeout {
+            inner: https,
+            limit: connect_timeout,
+        }))
+}
+
+/// Removes `user:password@` from `url` and returns it as a Basic `Authorization` value.
+fn basic_auth_from(url: &mut reqwest::Url) -> Result<Option<HeaderValue>, String> {
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8()
+            .map(|s| s.into_owned())
+            .map_err(|_| "base_url: user info is not UTF-8".to_string())
+    };
+    let user = decode(url.username())?;
+    let password = url.password().map(decode).transpose()?;
+    if user.is_empty() && password.is_none() {
+        return Ok(None);
+    }
+    let strip = |url: &mut reqwest::Url| url.set_username("").and_then(|()| url.set_password(None));
+    strip(url).map_err(|()| "base_url: cannot remove user info".to_string())?;
+    let credentials = format!("{user}:{}", password.unwrap_or_default());
+    let encoded = base64::engine::general_purpose::STANDARD.encode(credentials);
+    let mut value = HeaderValue::from_str(&format!("Basic {encoded}"))
+        .map_err(|_| "base_url: user info is not a valid header value".to_string())?;
+    value.set_sensitive(true);
+    Ok(Some(value))
+}
+
+/// The client ignores proxy environment variables (reqwest honoured them): say so once.
+fn warn_if_proxy_configured(tls: bool, host: &str) {
+    let names: &[&str] = if tls {
+        &["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"]
     } else {
-        ProviderError::Transport(without_url(&e))
+        &["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"]
+    };
+    if let Some(variable) = names
+        .iter()
+        .find(|n| std::env::var_os(n).is_some_and(|v| !v.is_empty()))
+    {
+        tracing::warn!(
+            upstream = host,
+            variable,
+            "proxy variable set, but upstream requests connect directly"
+        );
     }
 }
 
-/// reqwest's message without the URL (which could carry credentials in a query string).
-fn without_url(e: &reqwest::Error) -> String {
-    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
-    let mut deepest = None;
-    while let Some(s) = source {
-        deepest = Some(s.to_string());
-        source = s.source();
+/// The transport error's kind, as the router and the breakers see it. As reqwest did: a
+/// timeout anywhere in the chain (connect timeout included) is a timeout; then a failure to
+/// connect (refused, DNS, TLS); anything else broke mid-request.
+fn classify(e: &(dyn StdError + 'static)) -> ProviderError {
+    if chain(e).any(is_timeout) {
+        ProviderError::Timeout
+    } else if e
+        .downcast_ref::<ClientError>()
+        .is_some_and(ClientError::is_connect)
+    {
+        ProviderError::Connect(deepest_message(e))
+    } else {
+        ProviderError::Transport(deepest_message(e))
     }
-    deepest.unwrap_or_else(|| "request failed".into())
 }
 
-async fn read_capped(mut response: reqwest::Response, cap: usize) -> Bytes {
+fn chain<'a>(
+    e: &'a (dyn StdError + 'static),
+) -> impl Iterator<Item = &'a (dyn StdError + 'static)> {
+    std::iter::successors(Some(e), |&e| e.source())
+}
+
+fn is_timeout(e: &(dyn StdError + 'static)) -> bool {
+    e.is::<ConnectTimedOut>()
+        || e.downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_timeout)
+        || e.downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::TimedOut)
+}
+
+/// The innermost cause's message: the most specific, and never the URL (which could carry
+/// credentials).
+fn deepest_message(e: &(dyn StdError + 'static)) -> String {
+    chain(e).last().unwrap_or(e).to_string()
+}
+
+/// Whether an HTTP/2 server turned the request away unprocessed, so it is safe to send again:
+/// a graceful GOAWAY, or REFUSED_STREAM (RFC 9113 §8.7).
+fn refused_unprocessed(e: &ClientError) -> bool {
+    chain(e)
+        .filter_map(|e| e.downcast_ref::<h2::Error>())
+        .any(|e| {
+            e.is_remote()
+                && ((e.is_go_away() && e.reason() == Some(h2::Reason::NO_ERROR))
+                    || (e.is_reset() && e.reason() == Some(h2::Reason::REFUSED_STREAM)))
+        })
+}
+
+async fn read_capped(mut body: Incoming, cap: usize) -> Bytes {
     let mut out = Vec::new();
-    while let Ok(Some(chunk)) = response.chunk().await {
+    while let Some(Ok(frame)) = body.frame().await {
+        let Ok(chunk) = frame.into_data() else {
+            continue; // trailers
+        };
         let room = cap.saturating_sub(out.len());
         out.extend_from_slice(&chunk[..chunk.len().min(room)]);
         if out.len() >= cap {
@@ -180,7 +387,7 @@ async fn read_capped(mut response: reqwest::Response, cap: usize) -> Bytes {
 
 /// Cuts a stream that stays silent longer than `idle`.
 fn idle_limited(
-    inner: impl futures_util::Stream<Item = reqwest::Result<Bytes>> + Send + 'static,
+    inner: impl futures_util::Stream<Item = Result<Bytes, hyper::Error>> + Send + 'static,
     idle: Duration,
 ) -> ByteStream {
     let inner = Box::pin(inner);
@@ -190,10 +397,55 @@ fn idle_limited(
             let mut inner = state?;
             match tokio::time::timeout(idle, inner.next()).await {
                 Ok(Some(Ok(chunk))) => Some((Ok(chunk), Some(inner))),
-                Ok(Some(Err(e))) => Some((Err(classify(e)), None)),
+                Ok(Some(Err(e))) => Some((Err(classify(&e)), None)),
                 Ok(None) => None,
                 Err(_) => Some((Err(ProviderError::Timeout), None)),
             }
         },
     ))
 }
+
+/// Bounds a whole connection set-up, TCP and TLS together, by the connect timeout (the TCP
+/// connector's own timeout covers only the TCP part).
+#[derive(Clone)]
+struct ConnectTimeout<C> {
+    inner: C,
+    limit: Duration,
+}
+
+/// The connect timeout expired.
+#[derive(Debug, thiserror::Error)]
+#[error("connect timed out")]
+struct ConnectTimedOut;
+
+type BoxError = Box<dyn StdError + Send + Sync>;
+
+impl<C> tower_service::Service<Uri> for ConnectTimeout<C>
+where
+    C: tower_service::Service<Uri>,
+    C::Response: Send + 'static,
+    C::Future: Send + 'static,
+    C::Error: Into<BoxError>,
+{
+    type Response = C::Response;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<C::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let connecting = self.inner.call(uri);
+        let limit = self.limit;
+        Box::pin(async move {
+            match tokio::time::timeout(limit, connecting).await {
+                Ok(result) => result.map_err(Into::into),
+                Err(_) => Err(ConnectTimedOut.into()),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,263 @@
+//! Client tests against a local TCP upstream that records the raw request: what reaches the
+//! upstream, and how each way of failing is classified.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use super::*;
+
+const ANSWER: &str = r#"{"model":"m1","usage":{"prompt_tokens":1,"completion_tokens":2}}"#;
+
+fn json_reply(body: &str) -> String {
+    format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+fn config(base_url: String) -> OpenAiProviderConfig {
+    OpenAiProviderConfig {
+        base_url,
+        api_key: None,
+        timeout: Duration::from_secs(5),
+        connect_timeout: Duration::from_secs(1),
+        stream_idle_timeout: Duration::from_secs(5),
+        headers: BTreeMap::new(),
+    }
+}
+
+/// Serves one connection: reads one request (head and `content-length` body), answers
+/// `reply`, and yields the request as text.
+async fn one_request(reply: impl Into<String>) -> (SocketAddr, tokio::task::JoinHandle<String>) {
+    let reply = reply.into();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let served = tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        let head_end = loop {
+            let n = socket.read(&mut buf).await.unwrap();
+            assert!(n > 0, "connection closed mid-request");
+            seen.extend_from_slice(&buf[..n]);
+            if let Some(i) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+        };
+        let head = String::from_utf8_lossy(&seen[..head_end]).to_lowercase();
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .map_or(0, |v| v.trim().parse().unwrap());
+        while seen.len() < head_end + length {
+            let n = socket.read(&mut buf).await.unwrap();
+            assert!(n > 0, "connection closed mid-body");
+            seen.extend_from_slice(&buf[..n]);
+        }
+        socket.write_all(reply.as_bytes()).await.unwrap();
+        String::from_utf8(seen).unwrap()
+    });
+    (addr, served)
+}
+
+fn header<'a>(request: &'a str, name: &str) -> Vec<&'a str> {
+    request
+        .split("\r\n\r\n")
+        .next()
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_once(": "))
+        .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v)
+        .collect()
+}
+
+#[tokio::test]
+async fn the_request_carries_its_headers_and_body() {
+    let (addr, served) = one_request(json_reply(ANSWER)).await;
+    let mut config = config(format!("http://{addr}/v1/"));
+    config.api_key = Some("k-up".into());
+    config.headers = BTreeMap::from([
+        ("X-Team".to_string(), "blue".to_string()),
+        // A configured header never overrides the request's own.
+        ("accept".to_string(), "text/plain".to_string()),
+    ]);
+    let client = OpenAiClient::new(&config).unwrap();
+    assert_eq!(client.host(), "127.0.0.1");
+    let trace = UpstreamTrace {
+        traceparent: Some(HeaderValue::from_static(
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        )),
+        tracestate: None,
+    };
+    let body = Bytes::from_static(br#"{"model":"m1","messages":[]}"#);
+    let Reply::Json {
+        body: answer,
+        usage,
+        response_model,
+    } = client.chat(body, false, &trace).await.unwrap()
+    else {
+        panic!("not a JSON reply");
+    };
+    assert_eq!(&answer[..], ANSWER.as_bytes());
+    assert_eq!(usage.map(|u| u.completion_tokens), Some(2));
+    assert_eq!(response_model.as_deref(), Some("m1"));
+
+    let request = served.await.unwrap();
+    assert!(
+        request.starts_with("POST /v1/chat/completions HTTP/1.1\r\n"),
+        "{request}"
+    );
+    assert_eq!(header(&request, "host"), [addr.to_string()]);
+    assert_eq!(header(&request, "content-type"), ["application/json"]);
+    assert_eq!(header(&request, "accept"), ["application/json"]);
+    assert_eq!(header(&request, "authorization"), ["Bearer k-up"]);
+    assert_eq!(header(&request, "x-team"), ["blue"]);
+    assert_eq!(
+        header(&request, "traceparent"),
+        ["00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"]
+    );
+    assert!(header(&request, "tracestate").is_empty());
+    assert_eq!(header(&request, "content-length"), ["28"]);
+    assert!(request.ends_with("\r\n\r\n{\"model\":\"m1\",\"messages\":[]}"));
+}
+
+#[tokio::test]
+async fn user_info_in_the_url_becomes_basic_auth() {
+    let (addr, served) = one_request(json_reply(ANSWER)).await;
+    let client = OpenAiClient::new(&config(format!("http://us%65r:p%40ss@{addr}/v1"))).unwrap();
+    client
+        .chat(Bytes::from_static(b"{}"), false, &UpstreamTrace::default())
+        .await
+        .unwrap();
+    let request = served.await.unwrap();
+    // base64("user:p@ss")
+    assert_eq!(header(&request, "authorization"), ["Basic dXNlcjpwQHNz"]);
+    assert_eq!(header(&request, "host"), [addr.to_string()]);
+    assert!(!request.contains("p%40ss"), "{request}");
+}
+
+#[tokio::test]
+async fn a_stream_waits_for_its_first_chunk_and_an_error_status_keeps_its_body() {
+    const SSE: &str = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\
+        transfer-encoding: chunked\r\n\r\n0\r\n\r\n";
+    let (addr, served) = one_request(SSE).await;
+    let client = OpenAiClient::new(&config(format!("http://{addr}/v1"))).unwrap();
+    let empty = client
+        .chat(Bytes::from_static(b"{}"), true, &UpstreamTrace::default())
+        .await;
+    assert!(
+        matches!(&empty, Err(ProviderError::Malformed(m)) if m == "empty stream"),
+        "{:?}",
+        empty.err()
+    );
+    assert_eq!(
+        header(&served.await.unwrap(), "accept"),
+        ["text/event-stream"]
+    );
+
+    const TEAPOT: &str = "HTTP/1.1 418 I'm a teapot\r\ncontent-type: application/json\r\n\
+        content-length: 7\r\n\r\n{\"e\":1}";
+    let (addr, _served) = one_request(TEAPOT).await;
+    let client = OpenAiClient::new(&config(format!("http://{addr}/v1"))).unwrap();
+    match client
+        .chat(Bytes::from_static(b"{}"), false, &UpstreamTrace::default())
+        .await
+    {
+        Err(ProviderError::Status {
+            status,
+            body,
+            content_type,
+        }) => {
+            assert_eq!(status, 418);
+            assert_eq!(&body[..], b"{\"e\":1}");
+            assert_eq!(content_type.as_deref(), Some("application/json"));
+        }
+        other => panic!("{:?}", other.err()),
+    }
+}
+
+#[tokio::test]
+async fn a_refused_port_is_a_connect_error_without_the_url() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let client = OpenAiClient::new(&config(format!("http://user:secret@{addr}/v1"))).unwrap();
+    let error = client
+        .chat(Bytes::from_static(b"{}"), false, &UpstreamTrace::default())
+        .await
+        .err()
+        .unwrap();
+    let ProviderError::Connect(message) = &error else {
+        panic!("{error:?}");
+    };
+    assert!(message.contains("refused"), "{message}");
+    assert!(
+        !message.contains("secret") && !message.contains("127.0.0.1"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_tls_handshake_is_a_connect_error() {
+    // Answers the TLS client hello with plain HTTP.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let _served = tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let _ = socket.read(&mut [0u8; 1024]).await;
+        let _ = socket.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
+    });
+    let client = OpenAiClient::new(&config(format!("https://{addr}/v1"))).unwrap();
+    let error = client
+        .chat(Bytes::from_static(b"{}"), false, &UpstreamTrace::default())
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(error, ProviderError::Connect(_)), "{error:?}");
+}
+
+#[tokio::test]
+async fn the_connect_timeout_covers_the_tls_handshake() {
+    // Accepts the connection, never answers the client hello.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let _held = tokio::spawn(async move {
+        let (socket, _) = listener.accept().await.unwrap();
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        drop(socket);
+    });
+    let mut config = config(format!("https://{addr}/v1"));
+    config.connect_timeout = Duration::from_millis(100);
+    let client = OpenAiClient::new(&config).unwrap();
+    let started = std::time::Instant::now();
+    let error = client
+        .chat(Bytes::from_static(b"{}"), false, &UpstreamTrace::default())
+        .await
+        .err()
+        .unwrap();
+    // As with reqwest, an expired connect timeout is a timeout.
+    assert!(matches!(error, ProviderError::Timeout), "{error:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_body_cut_short_is_a_transport_error() {
+    const CUT: &str = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+        content-length: 100\r\n\r\n{\"model\"";
+    let (addr, _served) = one_request(CUT).await;
+    let client = OpenAiClient::new(&config(format!("http://{addr}/v1"))).unwrap();
+    let error = client
+        .chat(Bytes::from_static(b"{}"), false, &UpstreamTrace::default())
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(error, ProviderError::Transport(_)), "{error:?}");
+}
