@@ -117,6 +117,31 @@ async fn ten_thousand_records_travel_in_few_bounded_pushes() {
     );
 }
 
+/// The shipper pauses 10 ms between drains to gather records, but a burst that fills half
+/// its hand-off channel (4,096 records here) wakes it early: nothing is dropped while the
+/// backlog has room.
+#[actix::test]
+async fn a_burst_larger_than_the_channel_wakes_a_gathering_shipper() {
+    let receiver = LokiReceiver::start(Mode::Status(204));
+    let mut c = config(&receiver);
+    c.queue_capacity = 20_000;
+    let r = rig(&c);
+    // The clock stands still during the burst (the runtime is never idle, so paused time does
+    // not advance): only the early wake-up can let the shipper drain.
+    tokio::time::pause();
+    for seq in 0..20_000u64 {
+        tracing::info!(seq, "burst");
+        if seq % 1024 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    tokio::time::resume();
+    let report = r.shipper.shutdown().await;
+    assert_eq!(r.stats.dropped_full.load(Ordering::Relaxed), 0);
+    assert_eq!(report.shipped, 20_000);
+    assert_eq!(receiver.accepted().len(), 20_000);
+}
+
 #[actix::test]
 async fn retries_until_accepted_keeps_order_and_counts_rejections() {
     let receiver = LokiReceiver::start(Mode::Status(204));

@@ -62,6 +62,8 @@ pub struct Shared {
     pub stats: Arc<LogStats>,
     /// Cleared when shutdown begins: later events are counted, not queued.
     pub accepting: AtomicBool,
+    /// Wakes a gathering shipper early: the channel is more than half full.
+    pub filling: tokio::sync::Notify,
 }
 
 /// The layer. Cheap to clone; all clones feed the same shipper.
@@ -90,6 +92,7 @@ impl LokiLayer {
             shared: Arc::new(Shared {
                 stats: Arc::default(),
                 accepting: AtomicBool::new(false),
+                filling: tokio::sync::Notify::new(),
             }),
             dispatch: Arc::new(OnceLock::new()),
         }
@@ -102,7 +105,11 @@ impl LokiLayer {
             return;
         }
         stats.queue_depth.fetch_add(1, Ordering::Relaxed);
-        if let Err(e) = tx.try_send(record) {
+        let sent = tx.try_send(record);
+        if sent.is_ok() && tx.capacity() * 2 < tx.max_capacity() {
+            self.shared.filling.notify_one();
+        }
+        if let Err(e) = sent {
             stats.queue_depth.fetch_sub(1, Ordering::Relaxed);
             let counter = match e {
                 TrySendError::Full(_) => &stats.dropped_full,

@@ -37,9 +37,10 @@ use crate::telemetry::log_stats::LogStats;
 
 /// Most records taken from the channel per wake-up, so timers and pushes interleave.
 const DRAIN_PER_WAKE: usize = 4096;
-/// After a drain, the shipper lets records gather in the channel this long before it waits
-/// on it again: a busy gateway wakes the shipper's thread about every 10 ms instead of once
-/// per log line (each wake-up is a context switch that preempts the request path).
+/// After a drain, the shipper lets records gather in the channel this long (or until the
+/// channel is half full) before it waits on it again: a busy gateway wakes the shipper's
+/// thread about every 10 ms instead of once per log line (each wake-up is a context switch
+/// that preempts the request path).
 const GATHER: Duration = Duration::from_millis(10);
 /// Only a channel that holds a gathering's worth at 100,000 lines/s pauses; a small one (a
 /// tiny `queue_capacity`) is drained as records arrive, so it does not drop them earlier.
@@ -75,6 +76,7 @@ pub fn pipeline_with(
     let shared = Arc::new(Shared {
         stats,
         accepting: AtomicBool::new(true),
+        filling: tokio::sync::Notify::new(),
     });
     let layer = LokiLayer::new(tx.clone(), shared.clone());
     let handle = LokiHandle {
@@ -259,7 +261,14 @@ impl LokiShipper {
                 }
                 act.rx = Some(rx);
                 if act.probe.max_capacity() >= GATHER_MIN_CHANNEL && act.closing.is_none() {
-                    ctx.run_later(GATHER, |act, ctx| act.receive(ctx));
+                    let shared = act.shared.clone();
+                    let gather = async move {
+                        tokio::select! {
+                            () = tokio::time::sleep(GATHER) => {}
+                            () = shared.filling.notified() => {}
+                        }
+                    };
+                    ctx.spawn(gather.into_actor(act).map(|(), act, ctx| act.receive(ctx)));
                 } else {
                     act.receive(ctx);
                 }
