@@ -84,7 +84,13 @@ pub fn init(config: &TelemetryConfig) -> Result<(), InitError> {
         .with_threads(false)
         .with_level(false)
         .with_target(false)
-        .with_filter(Targets::new().with_target("gatewayz", Level::INFO));
+        // Spans only: a log line inside a span would also become a span event, encoded and
+        // exported a second time; logs reach Loki with the span's ids, and Grafana links the two.
+        .with_filter(
+            Targets::new()
+                .with_target("gatewayz", Level::INFO)
+                .and(filter::filter_fn(|meta| meta.is_span())),
+        );
     let installed = tracing_subscriber::registry()
         .with(log_layer(config.log_level.as_deref()))
         .with(traces)

@@ -66,6 +66,16 @@ pub fn trace_id_hex(id: TraceId) -> [u8; 32] {
     out
 }
 
+/// The trace and span ids of `sc` in lowercase hex (log correlation).
+pub fn ids_hex(sc: &SpanContext) -> (String, String) {
+    let mut span = [0u8; 16];
+    hex(&sc.span_id().to_bytes(), &mut span);
+    (
+        String::from_utf8_lossy(&trace_id_hex(sc.trace_id())).into_owned(),
+        String::from_utf8_lossy(&span).into_owned(),
+    )
+}
+
 /// Lowercase hex of `bytes` into `out` (twice as long).
 fn hex(bytes: &[u8], out: &mut [u8]) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
@@ -176,6 +186,17 @@ mod tests {
             assert_eq!(
                 std::str::from_utf8(&trace_id_hex(TraceId::from(trace))).unwrap(),
                 TraceId::from(trace).to_string()
+            );
+            let sc = SpanContext::new(
+                TraceId::from(trace),
+                SpanId::from(span),
+                TraceFlags::SAMPLED,
+                false,
+                TraceState::default(),
+            );
+            assert_eq!(
+                ids_hex(&sc),
+                (sc.trace_id().to_string(), sc.span_id().to_string())
             );
         }
         assert!(

@@ -138,10 +138,8 @@ where
         let otel = cx.span();
         let sc = otel.span_context();
         sc.is_valid().then(|| {
-            (
-                sc.trace_id().to_string().into(),
-                sc.span_id().to_string().into(),
-            )
+            let (trace, span) = crate::telemetry::propagation::ids_hex(sc);
+            (trace.into(), span.into())
         })
     });
     // `replace`, not `insert`: two threads may log in the same span at once.
