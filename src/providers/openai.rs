@@ -385,24 +385,61 @@ async fn read_capped(mut body: Incoming, cap: usize) -> Bytes {
     Bytes::from(out)
 }
 
-/// Cuts a stream that stays silent longer than `idle`.
+/// Cuts a stream that stays silent longer than `idle` (counted from when the next chunk is
+/// asked for, as with a fresh `timeout` per chunk, but one timer re-armed per chunk).
 fn idle_limited(
     inner: impl futures_util::Stream<Item = Result<Bytes, hyper::Error>> + Send + 'static,
     idle: Duration,
 ) -> ByteStream {
-    let inner = Box::pin(inner);
-    Box::pin(futures_util::stream::unfold(
-        Some(inner),
-        move |state| async move {
-            let mut inner = state?;
-            match tokio::time::timeout(idle, inner.next()).await {
-                Ok(Some(Ok(chunk))) => Some((Ok(chunk), Some(inner))),
-                Ok(Some(Err(e))) => Some((Err(classify(&e)), None)),
-                Ok(None) => None,
-                Err(_) => Some((Err(ProviderError::Timeout), None)),
+    Box::pin(IdleLimited {
+        inner: Some(Box::pin(inner)),
+        idle,
+        timer: Box::pin(tokio::time::sleep(idle)),
+        armed: false,
+    })
+}
+
+struct IdleLimited<S> {
+    /// `None` once the stream ended, failed or timed out.
+    inner: Option<Pin<Box<S>>>,
+    idle: Duration,
+    timer: Pin<Box<tokio::time::Sleep>>,
+    /// The timer runs for the chunk being waited for.
+    armed: bool,
+}
+
+impl<S> futures_util::Stream for IdleLimited<S>
+where
+    S: futures_util::Stream<Item = Result<Bytes, hyper::Error>>,
+{
+    type Item = Result<Bytes, ProviderError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        if !this.armed {
+            this.timer
+                .as_mut()
+                .reset(tokio::time::Instant::now() + this.idle);
+            this.armed = true;
+        }
+        let item = match inner.as_mut().poll_next(cx) {
+            Poll::Ready(Some(Ok(chunk))) => {
+                this.armed = false;
+                return Poll::Ready(Some(Ok(chunk)));
             }
-        },
-    ))
+            Poll::Ready(Some(Err(e))) => Some(Err(classify(&e))),
+            Poll::Ready(None) => None,
+            Poll::Pending => match this.timer.as_mut().poll(cx) {
+                Poll::Ready(()) => Some(Err(ProviderError::Timeout)),
+                Poll::Pending => return Poll::Pending,
+            },
+        };
+        this.inner = None;
+        Poll::Ready(item)
+    }
 }
 
 /// Bounds a whole connection set-up, TCP and TLS together, by the connect timeout (the TCP

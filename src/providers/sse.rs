@@ -155,6 +155,12 @@ impl SseScanner {
             self.done = true;
             return false;
         }
+        // Once content was seen only a usage event matters: a line without the key needs no
+        // parse (most of a stream's events; a key spelled with escapes would be missed, and no
+        // OpenAI-compatible upstream writes one).
+        if self.seen_content && memchr::memmem::find(data, b"\"usage\"").is_none() {
+            return false;
+        }
         let Ok(event) = serde_json::from_slice::<Event<'_>>(data) else {
             return false;
         };
@@ -238,6 +244,35 @@ mod tests {
             "",
         ));
         assert!(scanner.usage().is_some());
+    }
+
+    /// After the first content only lines naming `"usage"` are parsed: a usage riding on the
+    /// last content event, after per-event `"usage":null`, and prose mentioning usage.
+    #[test]
+    fn usage_after_content_is_read_wherever_it_rides() {
+        let stream = concat!(
+            "data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}],\"usage\":null}\n\n",
+            "data: {\"choices\":[{\"delta\":{\"content\":\"the word usage\"}}],\"usage\":null}\n\n",
+            "data: {\"choices\":[{\"delta\":{\"content\":\"!\"},\"finish_reason\":\"stop\"}],",
+            "\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4}}\n\n",
+            "data: [DONE]\n\n",
+        );
+        for strip in [false, true] {
+            let mut scanner = SseScanner::new(strip);
+            let fed = scanner.feed(Bytes::from_static(stream.as_bytes()));
+            assert!(fed.first_content);
+            // Usage riding on a content event is never cut out.
+            assert_eq!(fed.forward, stream.as_bytes());
+            assert_eq!(
+                scanner.usage(),
+                Some(Usage {
+                    prompt_tokens: 3,
+                    completion_tokens: 4
+                })
+            );
+            assert_eq!(scanner.events(), 4);
+            assert!(scanner.done());
+        }
     }
 
     proptest! {

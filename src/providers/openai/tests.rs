@@ -261,3 +261,58 @@ async fn a_body_cut_short_is_a_transport_error() {
         .unwrap();
     assert!(matches!(error, ProviderError::Transport(_)), "{error:?}");
 }
+
+#[tokio::test]
+async fn a_stream_silent_past_its_idle_timeout_ends_with_a_timeout() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (release, held) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = socket.read(&mut buf).await.unwrap();
+            assert!(n > 0);
+            seen.extend_from_slice(&buf[..n]);
+        }
+        socket
+            .write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\
+                  transfer-encoding: chunked\r\n\r\n\
+                  6\r\ndata:1\r\n6\r\ndata:2\r\n",
+            )
+            .await
+            .unwrap();
+        // Silent, with the connection open, until the test is over.
+        let _ = held.await;
+    });
+    let mut c = config(format!("http://{addr}/v1"));
+    c.stream_idle_timeout = Duration::from_millis(200);
+    let client = OpenAiClient::new(&c).unwrap();
+    let reply = client
+        .chat(Bytes::from_static(b"{}"), true, &UpstreamTrace::default())
+        .await;
+    let Ok(Reply::Stream { first, mut rest }) = reply else {
+        panic!("not a stream: {:?}", reply.err());
+    };
+    let mut got = first.to_vec();
+    let outcome = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match rest.next().await {
+                Some(Ok(chunk)) => got.extend_from_slice(&chunk),
+                other => return other,
+            }
+        }
+    })
+    .await
+    .expect("the idle timeout cut the stream");
+    assert_eq!(got, b"data:1data:2");
+    assert!(
+        matches!(outcome, Some(Err(ProviderError::Timeout))),
+        "{outcome:?}"
+    );
+    assert!(rest.next().await.is_none(), "nothing after the timeout");
+    let _ = release.send(());
+    server.await.unwrap();
+}
