@@ -36,6 +36,10 @@ struct Delta<'a> {
     refusal: Option<&'a RawValue>,
 }
 
+/// The usage key, searched for in every event after the first content (built once).
+static USAGE_KEY: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"usage\""));
+
 /// What one fed chunk produced.
 pub struct Fed {
     /// Bytes to send to the client now (the chunk itself unless stripping).
@@ -158,7 +162,7 @@ impl SseScanner {
         // Once content was seen only a usage event matters: a line without the key needs no
         // parse (most of a stream's events; a key spelled with escapes would be missed, and no
         // OpenAI-compatible upstream writes one).
-        if self.seen_content && memchr::memmem::find(data, b"\"usage\"").is_none() {
+        if self.seen_content && USAGE_KEY.find(data).is_none() {
             return false;
         }
         let Ok(event) = serde_json::from_slice::<Event<'_>>(data) else {
