@@ -35,7 +35,7 @@ pub mod summary;
 use std::sync::Mutex;
 
 use tracing::Level;
-use tracing_subscriber::filter::{self, FilterExt, Targets};
+use tracing_subscriber::filter::{self, FilterExt, LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
@@ -89,7 +89,7 @@ pub fn init(config: &TelemetryConfig) -> Result<(), InitError> {
         .with_filter(
             Targets::new()
                 .with_target("gatewayz", Level::INFO)
-                .and(filter::filter_fn(|meta| meta.is_span())),
+                .and(spans_only()),
         );
     let installed = tracing_subscriber::registry()
         .with(log_layer(config.log_level.as_deref()))
@@ -152,7 +152,29 @@ where
         .with_writer(std::io::stderr)
         .with_target(true)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_filter(log_filter(level).and(filter::filter_fn(|meta| meta.is_event())))
+        .with_filter(log_filter(level).and(events_only()))
+}
+
+/// Lets events through, never spans. Its level hint is "everything", so combined with `and`
+/// the other filter's hint stands (a hint-less filter would raise the global maximum level to
+/// TRACE, and every library's trace! call site would be checked again at run time).
+fn events_only() -> filter::FilterFn<fn(&tracing::Metadata<'_>) -> bool> {
+    filter::FilterFn::new(is_event as fn(&tracing::Metadata<'_>) -> bool)
+        .with_max_level_hint(LevelFilter::TRACE)
+}
+
+fn is_event(meta: &tracing::Metadata<'_>) -> bool {
+    meta.is_event()
+}
+
+fn is_span(meta: &tracing::Metadata<'_>) -> bool {
+    meta.is_span()
+}
+
+/// Lets spans through, never events (level hint as in [`events_only`]).
+fn spans_only() -> filter::FilterFn<fn(&tracing::Metadata<'_>) -> bool> {
+    filter::FilterFn::new(is_span as fn(&tracing::Metadata<'_>) -> bool)
+        .with_max_level_hint(LevelFilter::TRACE)
 }
 
 /// The log filter: `RUST_LOG`, else `level`, else `info`; OpenTelemetry quieted. Stderr and
@@ -176,6 +198,28 @@ fn log_filter(level: Option<&str>) -> EnvFilter {
 
 #[cfg(test)]
 mod tests {
+    use tracing_subscriber::filter::{FilterExt, LevelFilter, Targets};
+    use tracing_subscriber::layer::Filter;
+    use tracing_subscriber::Registry;
+
+    /// The combined filters keep a level hint, so the global maximum level stays at the
+    /// configured one (INFO here) instead of TRACE.
+    #[test]
+    fn combined_filters_keep_their_level_hint() {
+        let logs = super::log_filter(Some("info")).and(super::events_only());
+        assert_eq!(
+            Filter::<Registry>::max_level_hint(&logs),
+            Some(LevelFilter::INFO)
+        );
+        let spans = Targets::new()
+            .with_target("gatewayz", tracing::Level::INFO)
+            .and(super::spans_only());
+        assert_eq!(
+            Filter::<Registry>::max_level_hint(&spans),
+            Some(LevelFilter::INFO)
+        );
+    }
+
     #[test]
     fn otel_directives_parse() {
         for d in super::OTEL_DIRECTIVES {
