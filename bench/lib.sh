@@ -39,3 +39,52 @@ wait_http() {
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
+
+# Sets NGINX to Debian's nginx, installing it the first time (root or sudo).
+need_nginx() {
+  if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+    printf '%s: installing Debian'"'"'s nginx\n' "${NAME:-bench}" >&2
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends nginx >/dev/null
+  fi
+  NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+}
+
+nginx_conf() { # name, server block(s)
+  local dir=$OUT/nginx/$1
+  mkdir -p "$dir/tmp"
+  cat >"$dir/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+worker_rlimit_nofile 65536;
+events { worker_connections 16384; }
+http {
+  access_log off;
+  client_body_temp_path $dir/tmp/body;
+  proxy_temp_path $dir/tmp/proxy;
+  fastcgi_temp_path $dir/tmp/fastcgi;
+  uwsgi_temp_path $dir/tmp/uwsgi;
+  scgi_temp_path $dir/tmp/scgi;
+  keepalive_requests 1000000;
+  $2
+}
+CONF
+  echo "$dir/nginx.conf"
+}
+
+# The telemetry receiver: a local nginx answering 204 on Loki's push path and an empty
+# protobuf 200 on OTLP's trace path. Usage: start_sink PORT [command prefix, e.g. taskset -c 0].
+# Sets SINK_PID.
+start_sink() {
+  local port=$1 conf; shift
+  conf=$(nginx_conf sink "server {
+    listen 127.0.0.1:$port;
+    location = /loki/api/v1/push { return 204; }
+    location = /v1/traces { default_type application/x-protobuf; return 200 ''; }
+    location / { return 404; }
+  }")
+  start "$OUT/nginx-sink.log" "$@" "$NGINX" -p "$OUT/nginx/sink" -e stderr -c "$conf"
+  SINK_PID=$LAST_PID
+}

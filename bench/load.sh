@@ -49,12 +49,7 @@ status_kib() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
 step "tools"
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 [ "$(ulimit -n)" -ge $((OPEN_STREAMS * 3 + 100)) ] || die "ulimit -n too low for $OPEN_STREAMS streams"
-if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
-  step "installing Debian's nginx"
-  as_root apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends nginx >/dev/null
-fi
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+need_nginx
 OHA=$(command -v oha || echo "$HOME/.cargo/bin/oha")
 if [ ! -x "$OHA" ]; then
   step "installing oha (cargo install --locked oha; a few minutes, once)"
@@ -93,39 +88,8 @@ start "$OUT/mock-slow.log" taskset -c "$LOAD_CORE" "$BIN" mock-upstream --listen
   --latency 0ms --chunks 20 --chunk-delay 500ms
 SLOW_PID=$LAST_PID
 
-nginx_conf() { # name, server block(s)
-  local dir=$OUT/nginx/$1
-  mkdir -p "$dir/tmp"
-  cat >"$dir/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $dir/nginx.pid;
-error_log $dir/error.log warn;
-worker_rlimit_nofile 65536;
-events { worker_connections 16384; }
-http {
-  access_log off;
-  client_body_temp_path $dir/tmp/body;
-  proxy_temp_path $dir/tmp/proxy;
-  fastcgi_temp_path $dir/tmp/fastcgi;
-  uwsgi_temp_path $dir/tmp/uwsgi;
-  scgi_temp_path $dir/tmp/scgi;
-  keepalive_requests 1000000;
-  $2
-}
-CONF
-  echo "$dir/nginx.conf"
-}
-
 step "telemetry receiver (nginx) on core $LOAD_CORE"
-SINK_CONF=$(nginx_conf sink "server {
-    listen 127.0.0.1:$P_SINK;
-    location = /loki/api/v1/push { return 204; }
-    location = /v1/traces { default_type application/x-protobuf; return 200 ''; }
-    location / { return 404; }
-  }")
-start "$OUT/nginx-sink.log" taskset -c "$LOAD_CORE" "$NGINX" -p "$OUT/nginx/sink" -e stderr -c "$SINK_CONF"
-SINK_PID=$LAST_PID
+start_sink "$P_SINK" taskset -c "$LOAD_CORE"
 
 step "nginx reverse proxy on core $PROXY_CORE"
 PROXY_CONF=$(nginx_conf proxy "upstream mock { server 127.0.0.1:$P_UP; keepalive 64; keepalive_requests 1000000; }

@@ -7,11 +7,16 @@
 #
 #   ./bench/profile.sh            # 2,000 requests after a 200-request warm-up
 #   BENCH_PROFILE_REQUESTS=5000 ./bench/profile.sh
+#   BENCH_PROFILE_STREAM=1 ./bench/profile.sh   # streamed completions instead of JSON
+#   BENCH_PROFILE_EXPORT=1 ./bench/profile.sh   # Loki + OTLP export on, to a local nginx sink
+#                                               # (the export threads are counted too)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 N=${BENCH_PROFILE_REQUESTS:-2000}
 WARM=${BENCH_PROFILE_WARMUP:-200}
+STREAM=${BENCH_PROFILE_STREAM:-0}
+EXPORT=${BENCH_PROFILE_EXPORT:-0}
 OUT=$ROOT/bench-out/profile-$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$OUT"
 
@@ -26,7 +31,21 @@ fi
 cargo build --release --bin gatewayz >&2
 BIN=$ROOT/target/release/gatewayz
 
-P_UP=$(free_port); P_GW=$(free_port)
+P_UP=$(free_port); P_GW=$(free_port); P_SINK=$(free_port)
+EXPORT_TOML=
+if [ "$EXPORT" = 1 ]; then
+  need_nginx
+  mkdir -p "$OUT/nginx"
+  start_sink "$P_SINK"
+  wait_http "http://127.0.0.1:$P_SINK/" "$SINK_PID"
+  EXPORT_TOML="
+[telemetry.loki]
+url = \"http://127.0.0.1:$P_SINK\"
+
+[telemetry.otlp]
+endpoint = \"http://127.0.0.1:$P_SINK/v1/traces\"
+protocol = \"http/protobuf\""
+fi
 start "$OUT/mock.log" "$BIN" mock-upstream --listen "127.0.0.1:$P_UP" --latency 0ms
 MOCK_PID=$LAST_PID
 cat >"$OUT/gatewayz.toml" <<TOML
@@ -40,6 +59,7 @@ base_url = "http://127.0.0.1:$P_UP/v1"
 
 [models.bench]
 providers = ["up"]
+$EXPORT_TOML
 TOML
 start "$OUT/gatewayz.log" valgrind --tool=callgrind --compress-strings=no --compress-pos=no \
   --callgrind-out-file="$OUT/callgrind.out" \
@@ -47,7 +67,8 @@ start "$OUT/gatewayz.log" valgrind --tool=callgrind --compress-strings=no --comp
 GW_PID=$LAST_PID
 wait_http "http://127.0.0.1:$P_UP/health" "$MOCK_PID"
 wait_http "http://127.0.0.1:$P_GW/health" "$GW_PID"
-BODY='{"model":"bench","messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Say hello to the benchmark in a few words."}],"temperature":0.2}'
+STREAM_FIELD=; [ "$STREAM" = 1 ] && STREAM_FIELD=',"stream":true'
+BODY='{"model":"bench","messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Say hello to the benchmark in a few words."}],"temperature":0.2'"$STREAM_FIELD"'}'
 drive() { # count label: sequential requests on one keep-alive connection
   local args=() bad
   for _ in $(seq "$1"); do args+=(-o /dev/null "http://127.0.0.1:$P_GW/v1/chat/completions"); done
@@ -63,13 +84,15 @@ DUMP=$(ls -t "$OUT"/callgrind.out.* 2>/dev/null | head -1)
 [ -n "$DUMP" ] || die "no callgrind dump"
 TOTAL=$(callgrind_annotate "$DUMP" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}')
 {
-  echo "requests: $N (after $WARM warm-up), gatewayz $(git rev-parse --short HEAD)$(git diff --quiet || echo '+dirty')"
+  echo "requests: $N (after $WARM warm-up), stream=$STREAM export=$EXPORT, gatewayz $(git rev-parse --short HEAD)$(git diff --quiet || echo '+dirty')"
   echo "instructions per request: $((TOTAL / N))"
   echo
   echo "## top inclusive"
-  callgrind_annotate --inclusive=yes "$DUMP" 2>/dev/null | sed -n '/^Ir/,$p' | head -60
+  callgrind_annotate --inclusive=yes "$DUMP" 2>/dev/null | sed -n '/^Ir/,$p' | head -60 || true
   echo
+  # callgrind_annotate folds a dump taken after `-z` into its thread's entry function when
+  # asked for self cost; callgrind_top.py reads the file format directly.
   echo "## top self"
-  callgrind_annotate --inclusive=no "$DUMP" 2>/dev/null | sed -n '/^Ir/,$p' | head -45
+  python3 "$ROOT/bench/callgrind_top.py" "$DUMP" 40 "$N" || true
 } | tee "$OUT/summary.txt"
 echo "profile: raw in ${DUMP#"$ROOT"/}" >&2
