@@ -7,10 +7,11 @@
 //! filter from `RUST_LOG` or `telemetry.log_level`, writing human-readable lines to stderr.
 //! Traces ride on the same `tracing` spans: a `tracing-opentelemetry` layer turns the
 //! gateway's spans ([`server_span`], [`client_span`]) into OpenTelemetry spans for the
-//! [`otlp`] pipeline. Each layer has its own filter, so the log level never decides which
-//! spans exist, and library spans never reach the exporter. With `[telemetry.loki]`, a third
-//! layer ships every event the log filter lets through to Loki ([`loki`]); its shipper actor
-//! is started and flushed by `app.rs` ([`take_loki`]), which owns the shutdown order.
+//! [`otlp`] pipeline. Logs and traces have separate filters, so the log level never decides
+//! which spans exist, and library spans never reach the exporter: the log filter lets events
+//! only through (to stderr and, with `[telemetry.loki]`, to Loki — [`loki`]), the trace filter
+//! the gateway's spans only. The Loki shipper actor is started and flushed by `app.rs`
+//! ([`take_loki`]), which owns the shutdown order.
 //!
 //! Entry points: [`init`] (the gateway), [`init_logging`] (tools: logs only), [`take_loki`]
 //! (the shipper to start in the actor system), [`shutdown`] (after the HTTP server stopped:
@@ -91,14 +92,14 @@ pub fn init(config: &TelemetryConfig) -> Result<(), InitError> {
                 .with_target("gatewayz", Level::INFO)
                 .and(spans_only()),
         );
+    // Stderr and Loki share one events-only filter: each per-layer filter looks every span up
+    // on every enter and exit, so one filter for both halves that cost.
+    let logs = fmt_layer()
+        .and_then(loki_layer.unwrap_or_else(loki::LokiLayer::disabled))
+        .with_filter(log_filter(config.log_level.as_deref()).and(events_only()));
     let installed = tracing_subscriber::registry()
-        .with(log_layer(config.log_level.as_deref()))
+        .with(logs)
         .with(traces)
-        .with(
-            loki_layer
-                .unwrap_or_else(loki::LokiLayer::disabled)
-                .with_filter(log_filter(config.log_level.as_deref())),
-        )
         .try_init()
         .is_ok();
     if installed {
@@ -145,14 +146,21 @@ fn log_layer<S>(level: Option<&str>) -> impl Layer<S>
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
-    // Events only: a span enabled for this layer would have its fields formatted into a
-    // string at creation, on every request, for a prefix nobody greps for (the request's
-    // trace id goes to Loki with each line, and the access line names what it answered).
+    fmt_layer().with_filter(log_filter(level).and(events_only()))
+}
+
+/// Human-readable lines on stderr. Its filter lets events only through: a span enabled for
+/// this layer would have its fields formatted into a string at creation, on every request,
+/// for a prefix nobody greps for (the request's trace id goes to Loki with each line, and the
+/// access line names what it answered).
+fn fmt_layer<S>() -> impl Layer<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
     tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(true)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_filter(log_filter(level).and(events_only()))
 }
 
 /// Lets events through, never spans. Its level hint is "everything", so combined with `and`

@@ -6,8 +6,8 @@
 //! began, arrivals are counted `dropped_shutdown`. `queue_depth` is raised before the send
 //! and lowered again if it fails, so the gauge never goes negative.
 //!
-//! Trace context comes from `tracing-opentelemetry`: when the event's span carries OTel data,
-//! the span's trace and span ids (through [`tracing_opentelemetry::get_otel_context`], which
+//! Trace context comes from `tracing-opentelemetry`: when the event's span (found in the
+//! registry, innermost first; see [`event_ids`]) carries OTel data, the span's trace and span ids (through [`tracing_opentelemetry::get_otel_context`], which
 //! reads the span's `OtelData` extension) go into the line and into the record; they are
 //! cached per span in an extension of ours. Events of the shipper itself, of OpenTelemetry
 //! and of the HTTP stack are never shipped ([`is_excluded`]): the shipper never logs into
@@ -23,7 +23,7 @@ use tokio::sync::mpsc::{error::TrySendError, Sender};
 use tracing::field::{Field, Visit};
 use tracing::{Dispatch, Event, Level, Subscriber};
 use tracing_subscriber::layer::Context;
-use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::registry::{LookupSpan, Registry};
 use tracing_subscriber::Layer;
 
 use super::batch::Record;
@@ -147,6 +147,20 @@ where
     ids
 }
 
+/// The ids of the innermost span around `event` that carries OpenTelemetry data. Looked up in
+/// the registry itself, not through the layer's context: the log layers' filter lets events
+/// through, never spans, so a filtered context would see none.
+fn event_ids(event: &Event<'_>, dispatch: &Dispatch) -> Option<(Arc<str>, Arc<str>)> {
+    let registry = dispatch.downcast_ref::<Registry>()?;
+    let id = if event.is_contextual() {
+        registry.current_span().id()?.clone()
+    } else {
+        event.parent()?.clone()
+    };
+    let span = registry.span(&id)?;
+    span.scope().find_map(|s| trace_ids(&s, dispatch))
+}
+
 impl<S> Layer<S> for LokiLayer
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
@@ -155,7 +169,7 @@ where
         let _ = self.dispatch.set(subscriber.downgrade());
     }
 
-    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+    fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
         let Some(tx) = &self.tx else {
             return;
         };
@@ -163,13 +177,11 @@ where
         if is_excluded(meta.target()) {
             return;
         }
-        let ids = match (
-            ctx.event_span(event),
-            self.dispatch.get().and_then(|d| d.upgrade()),
-        ) {
-            (Some(span), Some(dispatch)) => trace_ids(&span, &dispatch),
-            _ => None,
-        };
+        let ids = self
+            .dispatch
+            .get()
+            .and_then(|d| d.upgrade())
+            .and_then(|dispatch| event_ids(event, &dispatch));
         let ts_ns = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
