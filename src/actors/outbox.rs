@@ -13,7 +13,6 @@
 //! The outbox holds at most [`CAPACITY`] events; past that (the actors' thread starved for
 //! long) new events are dropped and the dispatcher logs how many at its next drain.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -93,7 +92,6 @@ impl Pending {
 pub struct Outbox {
     pending: Mutex<Pending>,
     wake: Recipient<Wake>,
-    pushed: AtomicU64,
 }
 
 impl Outbox {
@@ -103,15 +101,9 @@ impl Outbox {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(event, urgent);
-        self.pushed.fetch_add(1, Ordering::Relaxed);
         if let Some(wake) = wake {
             self.wake.do_send(wake);
         }
-    }
-
-    /// Events pushed since start (tests, benches).
-    pub fn pushed(&self) -> u64 {
-        self.pushed.load(Ordering::Relaxed)
     }
 
     fn take(&self) -> (Vec<Event>, u64) {
@@ -135,7 +127,6 @@ impl Dispatcher {
         let outbox = Arc::new(Outbox {
             pending: Mutex::default(),
             wake: ctx.address().recipient(),
-            pushed: AtomicU64::new(0),
         });
         ctx.run(Dispatcher {
             outbox: outbox.clone(),
@@ -295,6 +286,5 @@ mod tests {
         for s in &seen {
             assert_eq!(*s.lock().unwrap(), sent);
         }
-        assert_eq!(outbox.pushed(), 1000);
     }
 }
