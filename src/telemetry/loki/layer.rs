@@ -7,9 +7,10 @@
 //! and lowered again if it fails, so the gauge never goes negative.
 //!
 //! Trace context comes from `tracing-opentelemetry`: when the event's span (found in the
-//! registry, innermost first; see [`event_ids`]) carries OTel data, the span's trace and span ids (through [`tracing_opentelemetry::get_otel_context`], which
-//! reads the span's `OtelData` extension) go into the line and into the record; they are
-//! cached per span in an extension of ours. Events of the shipper itself, of OpenTelemetry
+//! registry, innermost first; see [`event_ids`]) carries OTel data, the span's trace and span
+//! ids (through [`tracing_opentelemetry::get_otel_context`], which reads the span's `OtelData`
+//! extension) go into the line and into the record; they are cached per span in an extension
+//! of ours. Events of the shipper itself, of OpenTelemetry
 //! and of the HTTP stack are never shipped ([`is_excluded`]): the shipper never logs into
 //! itself.
 
