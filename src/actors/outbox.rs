@@ -33,10 +33,27 @@ pub enum Event {
     Completion(Completion),
 }
 
-/// A drained batch, in the order the request path pushed it; every actor gets the same one.
+/// A drained batch, in the order the request path pushed it; every actor gets the same one
+/// and takes the kinds it handles.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
 pub struct Events(pub Arc<[Event]>);
+
+impl Events {
+    pub fn attempts(&self) -> impl Iterator<Item = Attempt> + '_ {
+        self.0.iter().filter_map(|e| match *e {
+            Event::Attempt(a) => Some(a),
+            _ => None,
+        })
+    }
+
+    pub fn completions(&self) -> impl Iterator<Item = Completion> + '_ {
+        self.0.iter().filter_map(|e| match *e {
+            Event::Completion(c) => Some(c),
+            _ => None,
+        })
+    }
+}
 
 /// What a push asks of the dispatcher.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Message)]

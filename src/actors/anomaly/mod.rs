@@ -19,7 +19,7 @@ pub use watch::Watch;
 
 use super::board::{Anomaly, Board};
 use super::events::AnomalyDetected;
-use super::outbox::{Event, Events};
+use super::outbox::Events;
 use super::{Attempt, Spend};
 use crate::config::AnomalyConfig;
 use crate::outcome::AttemptResult;
@@ -120,10 +120,8 @@ impl Handler<Events> for AnomalyDetector {
     type Result = ();
 
     fn handle(&mut self, batch: Events, ctx: &mut Self::Context) {
-        for event in batch.0.iter() {
-            if let Event::Attempt(a) = *event {
-                self.handle(a, ctx);
-            }
+        for attempt in batch.attempts() {
+            self.handle(attempt, ctx);
         }
     }
 }

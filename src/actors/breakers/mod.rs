@@ -15,7 +15,7 @@ pub use breaker::{Breaker, Effect, State, TripReason};
 
 use super::board::Board;
 use super::events::{BreakerMoved, BreakerOpened};
-use super::outbox::{Event, Events};
+use super::outbox::Events;
 use super::{now, Attempt};
 use crate::config::BreakerConfig;
 use crate::outcome::AttemptResult;
@@ -108,10 +108,8 @@ impl Handler<Events> for CircuitBreakers {
     type Result = ();
 
     fn handle(&mut self, batch: Events, ctx: &mut Self::Context) {
-        for event in batch.0.iter() {
-            if let Event::Attempt(a) = *event {
-                self.handle(a, ctx);
-            }
+        for attempt in batch.attempts() {
+            self.handle(attempt, ctx);
         }
     }
 }

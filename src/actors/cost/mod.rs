@@ -17,7 +17,7 @@ use opentelemetry::KeyValue;
 pub use ledger::{cost, Efficiency};
 
 use super::board::Board;
-use super::outbox::{Event, Events};
+use super::outbox::Events;
 use super::{now, Completion, Spend};
 use crate::router::Price;
 use crate::telemetry::metrics::Meters;
@@ -115,10 +115,8 @@ impl Handler<Events> for CostAggregator {
 
     fn handle(&mut self, batch: Events, _: &mut Self::Context) {
         let mut changed = false;
-        for event in batch.0.iter() {
-            if let Event::Completion(c) = *event {
-                changed |= self.record(c);
-            }
+        for completion in batch.completions() {
+            changed |= self.record(completion);
         }
         if changed {
             self.publish();
