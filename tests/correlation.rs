@@ -39,12 +39,7 @@ flush_interval = "50ms"
     );
     let gw = common::gateway_with_env(&config, &[("OTEL_BSP_SCHEDULE_DELAY", "50")]);
 
-    let reply = common::client()
-        .post(gw.url("/v1/chat/completions"))
-        .header("content-type", "application/json")
-        .body(common::chat_body("m", "correlate me", false))
-        .send()
-        .unwrap();
+    let reply = common::post_chat(&gw, &common::chat_body("m", "correlate me", false), None);
     assert_eq!(reply.status(), 200);
     let trace_id = reply.headers()["x-trace-id"].to_str().unwrap().to_owned();
     assert_eq!(trace_id.len(), 32);

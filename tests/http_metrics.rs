@@ -16,12 +16,7 @@ fn routes_are_labelled_by_pattern_never_by_raw_path() {
     ] {
         client.get(gw.url(path)).send().unwrap();
     }
-    let reply = client
-        .post(gw.url("/v1/chat/completions"))
-        .header("content-type", "application/json")
-        .body(common::chat_body("mock-gpt", "label me", false))
-        .send()
-        .unwrap();
+    let reply = common::post_chat(&gw, &common::chat_body("mock-gpt", "label me", false), None);
     assert_eq!(reply.status(), 200);
     let series = common::scrape::scrape(&gw);
     let count = |key: &str| common::scrape::get(&series, key).unwrap_or(0.0);

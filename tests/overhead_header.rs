@@ -32,14 +32,9 @@ fn every_completion_carries_its_overhead() {
         "{}\n[models.m]\nproviders = [\"up\"]\n",
         common::openai_provider("up", &upstream, "")
     ));
-    let client = common::client();
     for stream in [false, true] {
-        let mut reply = client
-            .post(gw.url("/v1/chat/completions"))
-            .header("content-type", "application/json")
-            .body(common::chat_body("m", "hello overhead", stream))
-            .send()
-            .unwrap();
+        let mut reply =
+            common::post_chat(&gw, &common::chat_body("m", "hello overhead", stream), None);
         assert_eq!(reply.status(), 200, "stream={stream}");
         overhead_ms(&reply);
         let mut body = String::new();

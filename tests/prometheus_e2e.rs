@@ -12,7 +12,7 @@ mod common;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -84,21 +84,13 @@ fn start_prometheus(config: &str) -> Prometheus {
         url: format!("http://127.0.0.1:{port}"),
         _dir: dir,
     };
-    wait_for("Prometheus to be ready", Duration::from_secs(30), || {
+    common::wait_until(Duration::from_secs(30), "Prometheus to be ready", || {
         common::client()
             .get(format!("{}/-/ready", prometheus.url))
             .send()
             .is_ok_and(|r| r.status().is_success())
     });
     prometheus
-}
-
-fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 fn query(prometheus: &Prometheus, promql: &str) -> Value {
@@ -210,9 +202,9 @@ trial_expires = "2099-01-01T00:00:00Z"
     };
     // The gateway's own figure is read again each round: the cost actor receives outcomes in
     // batches (the actors' outbox), so the counter can still move just after the traffic.
-    wait_for(
-        "Prometheus to scrape the traffic",
+    common::wait_until(
         Duration::from_secs(60),
+        "Prometheus to scrape the traffic",
         || {
             let expected = tokens_now();
             assert!(expected > 0.0);
@@ -272,9 +264,9 @@ trial_expires = "2099-01-01T00:00:00Z"
     let loaded = rules(&prometheus);
     let groups = loaded["data"]["groups"].as_array().unwrap();
     assert_eq!(groups.len(), 2, "{loaded}");
-    wait_for(
-        "every rule to be evaluated",
+    common::wait_until(
         Duration::from_secs(30),
+        "every rule to be evaluated",
         || {
             rules(&prometheus)["data"]["groups"]
                 .as_array()

@@ -5,12 +5,11 @@ mod common;
 #[test]
 fn builtin_default_answers_a_chat_completion() {
     let gw = common::spawn(&["serve", "--listen", "127.0.0.1:0"], &[], None);
-    let reply = common::client()
-        .post(gw.url("/v1/chat/completions"))
-        .header("content-type", "application/json")
-        .body(common::chat_body("mock-gpt", "hello smoke", false))
-        .send()
-        .unwrap();
+    let reply = common::post_chat(
+        &gw,
+        &common::chat_body("mock-gpt", "hello smoke", false),
+        None,
+    );
     assert_eq!(reply.status(), 200);
     let body: serde_json::Value = reply.json().unwrap();
     assert_eq!(
