@@ -1,7 +1,7 @@
 //! Per-request cost of recording one outcome: one provider attempt plus one completion
-//! through the production observer — every request-path meter, and the `do_send`s to the
-//! breaker, health, anomaly and cost actors (which run on their own thread, as in the server)
-//! — and the meters alone, to split the figure.
+//! through the production observer — every request-path meter, and the pushes into the
+//! actors' outbox (drained to the breaker, health, anomaly and cost actors on their own
+//! thread, as in the server) — and the meters alone, to split the figure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;

@@ -42,8 +42,10 @@ const DRAIN_PER_WAKE: usize = 4096;
 /// thread about every 10 ms instead of once per log line (each wake-up is a context switch
 /// that preempts the request path).
 const GATHER: Duration = Duration::from_millis(10);
-/// Only a channel that holds a gathering's worth at 100,000 lines/s pauses; a small one (a
-/// tiny `queue_capacity`) is drained as records arrive, so it does not drop them earlier.
+/// Only a channel that holds a gathering's worth at 100,000 lines/s pauses. A small one (a
+/// tiny `queue_capacity`) is drained as records arrive: records waiting in the channel can
+/// only be dropped newest-first, so a pause would let the channel, not the configured
+/// `drop_policy` applied in the backlog, decide what is lost.
 const GATHER_MIN_CHANNEL: usize = 1024;
 
 /// Why the pipeline could not be built.
