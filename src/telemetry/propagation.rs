@@ -5,6 +5,8 @@
 //! The propagator is used directly rather than through OpenTelemetry's global: W3C is the one
 //! format the gateway speaks, and a direct call skips a lock and a dynamic dispatch per request.
 
+use std::sync::Arc;
+
 use actix_web::http::header::HeaderMap as ActixHeaders;
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
 use opentelemetry::trace::{SpanContext, TraceContextExt, TraceFlags, TraceId};
@@ -67,12 +69,13 @@ pub fn trace_id_hex(id: TraceId) -> [u8; 32] {
 }
 
 /// The trace and span ids of `sc` in lowercase hex (log correlation).
-pub fn ids_hex(sc: &SpanContext) -> (String, String) {
+pub fn ids_hex(sc: &SpanContext) -> (Arc<str>, Arc<str>) {
     let mut span = [0u8; 16];
     hex(&sc.span_id().to_bytes(), &mut span);
+    // Hex is ASCII: the lossy conversion borrows, and each id is allocated once, in its `Arc`.
     (
-        String::from_utf8_lossy(&trace_id_hex(sc.trace_id())).into_owned(),
-        String::from_utf8_lossy(&span).into_owned(),
+        Arc::from(&*String::from_utf8_lossy(&trace_id_hex(sc.trace_id()))),
+        Arc::from(&*String::from_utf8_lossy(&span)),
     )
 }
 
@@ -196,7 +199,10 @@ mod tests {
             );
             assert_eq!(
                 ids_hex(&sc),
-                (sc.trace_id().to_string(), sc.span_id().to_string())
+                (
+                    Arc::from(sc.trace_id().to_string()),
+                    Arc::from(sc.span_id().to_string())
+                )
             );
         }
         assert!(

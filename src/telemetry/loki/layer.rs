@@ -138,10 +138,8 @@ where
     let ids = tracing_opentelemetry::get_otel_context(&span.id(), dispatch).and_then(|cx| {
         let otel = cx.span();
         let sc = otel.span_context();
-        sc.is_valid().then(|| {
-            let (trace, span) = crate::telemetry::propagation::ids_hex(sc);
-            (trace.into(), span.into())
-        })
+        sc.is_valid()
+            .then(|| crate::telemetry::propagation::ids_hex(sc))
     });
     // `replace`, not `insert`: two threads may log in the same span at once.
     span.extensions_mut().replace(TraceIds(ids.clone()));
