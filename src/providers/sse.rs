@@ -18,6 +18,8 @@ struct Event<'a> {
     choices: Option<Vec<Choice<'a>>>,
     #[serde(default)]
     usage: Option<Usage>,
+    #[serde(default, borrow)]
+    model: Option<std::borrow::Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
@@ -56,6 +58,7 @@ pub struct SseScanner {
     skip_blank: bool,
     seen_content: bool,
     usage: Option<Usage>,
+    model: Option<String>,
     done: bool,
     events: u64,
 }
@@ -71,6 +74,12 @@ impl SseScanner {
 
     pub fn usage(&self) -> Option<Usage> {
         self.usage
+    }
+
+    /// The response model: the first parsed event naming one (upstreams name it in every
+    /// event, and the first event is always parsed).
+    pub fn model(&self) -> Option<&str> {
+        self.model.as_deref()
     }
 
     /// `[DONE]` was seen: the stream completed normally.
@@ -168,6 +177,9 @@ impl SseScanner {
         let Ok(event) = serde_json::from_slice::<Event<'_>>(data) else {
             return false;
         };
+        if self.model.is_none() {
+            self.model = event.model.map(std::borrow::Cow::into_owned);
+        }
         let choices = event.choices.unwrap_or_default();
         if !self.seen_content && choices.iter().any(has_content) {
             self.seen_content = true;
@@ -277,6 +289,21 @@ mod tests {
             assert_eq!(scanner.events(), 4);
             assert!(scanner.done());
         }
+    }
+
+    #[test]
+    fn the_response_model_is_the_first_event_s() {
+        let mut scanner = SseScanner::new(false);
+        scanner.feed(Bytes::from_static(
+            b"data: {\"id\":\"x\",\"model\":\"m-1\",\"choices\":[]}\n\ndata: {\"model\":\"m-2\"}\n\n",
+        ));
+        assert_eq!(scanner.model(), Some("m-1"));
+        let mut scanner = SseScanner::new(false);
+        scanner.feed(Bytes::from_static(b": comment\n\ndata: [DONE]\n\n"));
+        assert_eq!(scanner.model(), None);
+        let mut scanner = SseScanner::new(false);
+        scanner.feed(Bytes::from_static(b"data: {\"model\":\"par"));
+        assert_eq!(scanner.model(), None);
     }
 
     proptest! {

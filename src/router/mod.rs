@@ -352,7 +352,7 @@ impl Router {
             Reply::Stream { first, rest } => ChatReply::Stream(Box::new(Relay::new(
                 rest,
                 relay::Context {
-                    span: span.streaming(&first),
+                    span: span.streaming(),
                     sent,
                     observer: self.observer.clone(),
                     provider,

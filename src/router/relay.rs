@@ -164,7 +164,12 @@ impl Drop for Relay {
             upstream_wait: c.upstream_wait,
             status,
         });
-        c.span
-            .finish(self.scanner.usage(), self.ttfc, status, self.error_kind);
+        c.span.finish(
+            self.scanner.model(),
+            self.scanner.usage(),
+            self.ttfc,
+            status,
+            self.error_kind,
+        );
     }
 }

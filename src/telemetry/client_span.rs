@@ -4,7 +4,8 @@
 //! the request's server span), sends its context upstream as `traceparent`, and closes it with
 //! the outcome: a failure (`error.type`), a JSON answer (response model and token usage), or —
 //! for a stream — hands it to the relay, which closes it when the stream ends or is dropped,
-//! with usage and time to first chunk. Only bounded metadata is recorded: never prompt or
+//! with the response model and usage its SSE scanner read and the time to first chunk. Only
+//! bounded metadata is recorded: never prompt or
 //! completion text, never a key.
 
 use std::time::Duration;
@@ -78,12 +79,8 @@ impl AttemptSpan {
         self.usage(usage);
     }
 
-    /// A stream's first chunk arrived: notes the response model it names, and keeps the span
-    /// open for the relay.
-    pub fn streaming(self, first_chunk: &[u8]) -> StreamSpan {
-        if let Some(model) = first_model(first_chunk) {
-            self.span.set_attribute("gen_ai.response.model", model);
-        }
+    /// A stream's first chunk arrived: the relay keeps the span open until the stream is over.
+    pub fn streaming(self) -> StreamSpan {
         StreamSpan(self)
     }
 
@@ -111,16 +108,21 @@ impl StreamSpan {
     }
 
     /// Records the stream's outcome; the span closes when this value is dropped (with the
-    /// relay). `outcome` is the relay's (`success`, `client_disconnected`, `upstream_error`),
-    /// `error_kind` the upstream failure that broke the stream, if any.
+    /// relay). `response_model` and `usage` are what the relay's scanner read, `outcome` is
+    /// the relay's (`success`, `client_disconnected`, `upstream_error`), `error_kind` the
+    /// upstream failure that broke the stream, if any.
     pub fn finish(
         &self,
+        response_model: Option<&str>,
         usage: Option<Usage>,
         time_to_first_chunk: Option<Duration>,
         outcome: &'static str,
         error_kind: Option<&'static str>,
     ) {
         let span = &self.0.span;
+        if let Some(model) = response_model {
+            span.set_attribute("gen_ai.response.model", model.to_owned());
+        }
         self.0.usage(usage);
         if let Some(ttfc) = time_to_first_chunk {
             span.set_attribute(TIME_TO_FIRST_CHUNK, ttfc.as_secs_f64());
@@ -130,34 +132,5 @@ impl StreamSpan {
             span.set_attribute("error.type", kind);
             span.set_status(Status::error(kind));
         }
-    }
-}
-
-/// The `model` of the first complete `data:` event in a stream's first chunk (upstreams name
-/// it in every event). Reads only that line, with a struct that ignores the rest.
-fn first_model(chunk: &[u8]) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct ModelOnly {
-        model: Option<String>,
-    }
-    chunk
-        .split(|b| *b == b'\n')
-        .find_map(|line| line.strip_prefix(b"data:"))
-        .map(|data| data.trim_ascii())
-        .filter(|data| data.starts_with(b"{"))
-        .and_then(|data| serde_json::from_slice::<ModelOnly>(data).ok())
-        .and_then(|m| m.model)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn first_model_reads_the_first_event_only() {
-        let chunk = b"data: {\"id\":\"x\",\"model\":\"m-1\",\"choices\":[]}\n\ndata: {\"model\":\"m-2\"}\n\n";
-        assert_eq!(first_model(chunk).as_deref(), Some("m-1"));
-        assert_eq!(first_model(b": comment\n\ndata: [DONE]\n\n"), None);
-        assert_eq!(first_model(b"data: {\"model\":\"par"), None);
     }
 }
