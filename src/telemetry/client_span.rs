@@ -5,8 +5,7 @@
 //! the outcome: a failure (`error.type`), a JSON answer (response model and token usage), or —
 //! for a stream — hands it to the relay, which closes it when the stream ends or is dropped,
 //! with the response model and usage its SSE scanner read and the time to first chunk. Only
-//! bounded metadata is recorded: never prompt or
-//! completion text, never a key.
+//! bounded metadata is recorded: never prompt or completion text, never a key.
 
 use std::time::Duration;
 
