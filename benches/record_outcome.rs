@@ -12,7 +12,7 @@ use gatewayz::actors::board::Board;
 use gatewayz::actors::observer::MetricsObserver;
 use gatewayz::actors::Actors;
 use gatewayz::config::Config;
-use gatewayz::outcome::{AttemptRecord, AttemptResult, CompletionRecord, Observer};
+use gatewayz::outcome::{AttemptRecord, AttemptResult, CompletionRecord, Observer, RequestEnd};
 use gatewayz::providers::Usage;
 use gatewayz::telemetry::log_stats::LogStats;
 use gatewayz::telemetry::metrics::{Metrics, Sources};
@@ -45,21 +45,17 @@ fn record(c: &mut Criterion) {
     let (metrics, observer) = observer();
     let attempt = AttemptRecord {
         provider: 0,
-        provider_name: "mock-a",
         model: 0,
-        model_id: "mock-gpt",
         result: AttemptResult::Success,
-        error_kind: None,
-        status: Some(200),
+        reason: None,
         latency: Duration::from_millis(120),
-        failed_over: false,
     };
     let completion = CompletionRecord {
-        provider: 0,
-        provider_name: "mock-a",
+        provider: Some(0),
         model: 0,
-        model_id: "mock-gpt",
         stream: true,
+        end: RequestEnd::Served,
+        answered: true,
         usage: Some(Usage {
             prompt_tokens: 42,
             completion_tokens: 17,
@@ -67,7 +63,6 @@ fn record(c: &mut Criterion) {
         duration: Duration::from_millis(900),
         time_to_first_token: Some(Duration::from_millis(130)),
         upstream_wait: Duration::from_millis(880),
-        status: "success",
     };
     c.bench_function("record_outcome (attempt + completion)", |b| {
         b.iter(|| {

@@ -6,19 +6,22 @@
 //! a requests-per-minute limit enforced by a small token bucket per key.
 
 use std::sync::Mutex;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::config::KeyConfig;
-use crate::errors::ApiError;
+use crate::errors::{ApiError, RateLimit, RequestQuota};
 
 /// Who made a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Caller {
     /// Index of the key in the configuration, or `None` when auth is off (loopback default).
     pub key: Option<usize>,
+    /// The key's request quota after this request, when it has a limit (sent back as
+    /// `x-ratelimit-*-requests`).
+    pub quota: Option<RequestQuota>,
 }
 
 struct Entry {
@@ -73,7 +76,10 @@ impl KeyStore {
     /// Authenticates the value of an `Authorization` header.
     pub fn authenticate(&self, header: Option<&[u8]>, now: SystemTime) -> Result<Caller, ApiError> {
         if !self.enabled() {
-            return Ok(Caller { key: None });
+            return Ok(Caller {
+                key: None,
+                quota: None,
+            });
         }
         let header = header.ok_or(ApiError::Unauthorized(
             "missing API key: send it as `Authorization: Bearer <key>`",
@@ -88,18 +94,25 @@ impl KeyStore {
         if entry.expires.is_some_and(|t| t <= now) {
             return Err(ApiError::TrialExpired);
         }
+        let mut quota = None;
         if let Some(limiter) = &entry.limiter {
-            let allowed = limiter
+            let taken = limiter
                 .lock()
-                .map(|mut bucket| bucket.take(Instant::now()))
-                .unwrap_or(true);
-            if !allowed {
-                return Err(ApiError::RateLimited(
-                    "rate limit exceeded for this API key; retry later".into(),
-                ));
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take(Instant::now());
+            if let Err(retry_after) = taken.allowed {
+                return Err(ApiError::RateLimited(RateLimit {
+                    message: "rate limit exceeded for this API key; retry later".into(),
+                    retry_after,
+                    requests: Some(taken.quota),
+                }));
             }
+            quota = Some(taken.quota);
         }
-        Ok(Caller { key: Some(index) })
+        Ok(Caller {
+            key: Some(index),
+            quota,
+        })
     }
 }
 
@@ -133,6 +146,14 @@ pub(crate) fn strip_bearer(header: &[u8]) -> Option<&[u8]> {
     (!token.is_empty()).then_some(token)
 }
 
+/// What [`TokenBucket::take`] decided.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Taken {
+    /// `Err(wait)`: refused, a token is back after `wait`.
+    pub allowed: Result<(), Duration>,
+    pub quota: RequestQuota,
+}
+
 /// A token bucket holding up to `capacity` requests, refilled continuously.
 #[derive(Debug)]
 pub struct TokenBucket {
@@ -153,19 +174,33 @@ impl TokenBucket {
         }
     }
 
-    /// Takes one token at `now`; false when the bucket is empty.
-    pub fn take(&mut self, now: Instant) -> bool {
+    /// Takes one token at `now`: allowed, or refused with the wait until one is back; the
+    /// quota as it stands after.
+    pub fn take(&mut self, now: Instant) -> Taken {
         if let Some(last) = self.last {
             let elapsed = now.saturating_duration_since(last).as_secs_f64();
             self.tokens = (self.tokens + elapsed * self.per_second).min(self.capacity);
         }
         self.last = Some(now);
-        if self.tokens >= 1.0 {
+        let allowed = if self.tokens >= 1.0 {
             self.tokens -= 1.0;
-            true
+            Ok(())
         } else {
-            false
+            Err(self.time_to(1.0))
+        };
+        Taken {
+            allowed,
+            quota: RequestQuota {
+                limit: self.capacity as u32,
+                remaining: self.tokens.floor() as u32,
+                reset: self.time_to(self.capacity),
+            },
         }
+    }
+
+    /// Time until the bucket holds `tokens` again.
+    fn time_to(&self, tokens: f64) -> Duration {
+        Duration::from_secs_f64(((tokens - self.tokens).max(0.0) / self.per_second).min(3600.0))
     }
 }
 
@@ -224,10 +259,16 @@ mod tests {
     fn bucket_refills() {
         let mut bucket = TokenBucket::per_minute(2);
         let t0 = Instant::now();
-        assert!(bucket.take(t0));
-        assert!(bucket.take(t0));
-        assert!(!bucket.take(t0));
-        assert!(bucket.take(t0 + Duration::from_secs(30)));
-        assert!(!bucket.take(t0 + Duration::from_secs(30)));
+        let first = bucket.take(t0);
+        assert!(first.allowed.is_ok());
+        assert_eq!((first.quota.limit, first.quota.remaining), (2, 1));
+        assert_eq!(first.quota.reset, Duration::from_secs(30));
+        assert!(bucket.take(t0).allowed.is_ok());
+        let refused = bucket.take(t0);
+        assert_eq!(refused.allowed, Err(Duration::from_secs(30)));
+        assert_eq!(refused.quota.remaining, 0);
+        assert_eq!(refused.quota.reset, Duration::from_secs(60));
+        assert!(bucket.take(t0 + Duration::from_secs(30)).allowed.is_ok());
+        assert!(bucket.take(t0 + Duration::from_secs(30)).allowed.is_err());
     }
 }

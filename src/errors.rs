@@ -3,9 +3,59 @@
 //! `{"error": {"message", "type", "param", "code"}}` with the status of DESIGN §8. Messages
 //! never carry a secret: they name models and providers from the configuration, not keys.
 
+use std::time::Duration;
+
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
+
+/// What a 429 tells the client besides its message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RateLimit {
+    pub message: String,
+    /// Sent as `Retry-After` (whole seconds, at least 1).
+    pub retry_after: Duration,
+    /// The per-key request quota, sent as `x-ratelimit-*-requests`.
+    pub requests: Option<RequestQuota>,
+}
+
+/// A key's request quota as OpenAI reports it: `x-ratelimit-limit-requests`,
+/// `x-ratelimit-remaining-requests`, `x-ratelimit-reset-requests`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestQuota {
+    pub limit: u32,
+    pub remaining: u32,
+    /// Until the quota is whole again.
+    pub reset: Duration,
+}
+
+impl RequestQuota {
+    /// The three headers, values formatted like OpenAI's (`reset` as `"1.5s"`).
+    pub fn headers(&self) -> [(&'static str, String); 3] {
+        [
+            ("x-ratelimit-limit-requests", self.limit.to_string()),
+            ("x-ratelimit-remaining-requests", self.remaining.to_string()),
+            ("x-ratelimit-reset-requests", format_reset(self.reset)),
+        ]
+    }
+}
+
+/// `0.25s`, `12s`, `1.5s`: seconds with at most three decimals, no trailing zeros.
+fn format_reset(d: Duration) -> String {
+    let ms = d.as_millis();
+    let (whole, frac) = (ms / 1000, ms % 1000);
+    if frac == 0 {
+        format!("{whole}s")
+    } else {
+        let frac = format!("{frac:03}");
+        format!("{whole}.{}s", frac.trim_end_matches('0'))
+    }
+}
+
+/// Whole seconds for `Retry-After`: rounded up, at least 1.
+pub fn retry_after_secs(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0).max(u64::from(d.is_zero()))
+}
 
 /// An error answered to a client.
 #[derive(Debug, thiserror::Error)]
@@ -35,8 +85,8 @@ pub enum ApiError {
     #[error("request body is larger than the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
     /// 429: a client key over its rate limit, or every provider rate limited.
-    #[error("{0}")]
-    RateLimited(String),
+    #[error("{}", .0.message)]
+    RateLimited(RateLimit),
     /// 502: every attempt failed.
     #[error("{0}")]
     UpstreamFailed(String),
@@ -139,6 +189,12 @@ impl ResponseError for ApiError {
         if matches!(self, Self::Unauthorized(_) | Self::TrialExpired) {
             response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
         }
+        if let Self::RateLimited(limit) = self {
+            response.insert_header((header::RETRY_AFTER, retry_after_secs(limit.retry_after)));
+            for (name, value) in limit.requests.iter().flat_map(RequestQuota::headers) {
+                response.insert_header((name, value));
+            }
+        }
         response.body(self.body())
     }
 }
@@ -156,5 +212,30 @@ mod tests {
         assert_eq!(v["error"]["param"], "model");
         assert!(v["error"]["message"].as_str().unwrap().contains("gpt-9"));
         assert_eq!(err.status_code(), StatusCode::NOT_FOUND);
+    }
+
+    #[test]
+    fn every_429_says_when_to_retry() {
+        let limited = ApiError::RateLimited(RateLimit {
+            message: "slow down".into(),
+            retry_after: Duration::from_millis(1200),
+            requests: Some(RequestQuota {
+                limit: 60,
+                remaining: 0,
+                reset: Duration::from_millis(1500),
+            }),
+        });
+        let response = limited.error_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        let header = |name: &str| response.headers().get(name).unwrap().to_str().unwrap();
+        assert_eq!(header("retry-after"), "2");
+        assert_eq!(header("x-ratelimit-limit-requests"), "60");
+        assert_eq!(header("x-ratelimit-remaining-requests"), "0");
+        assert_eq!(header("x-ratelimit-reset-requests"), "1.5s");
+        for (d, secs) in [(0, 1), (1, 1), (999, 1), (1000, 1), (1001, 2), (5000, 5)] {
+            assert_eq!(retry_after_secs(Duration::from_millis(d)), secs, "{d} ms");
+        }
+        assert_eq!(format_reset(Duration::from_millis(250)), "0.25s");
+        assert_eq!(format_reset(Duration::from_secs(12)), "12s");
     }
 }

@@ -107,8 +107,8 @@ providers = ["dead", "mock-a"]
     let line = failover.json();
     assert_eq!(line["target"], "gatewayz::router");
     assert_eq!(
-        (line["provider"].as_str(), line["failover"].as_bool()),
-        (Some("dead"), Some(true))
+        (line["provider"].as_str(), line["reason"].as_str()),
+        (Some("dead"), Some("connect"))
     );
 
     let error = find(&accepted, "budget check failed").unwrap();

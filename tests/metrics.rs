@@ -101,7 +101,7 @@ fn breaker_opens_half_opens_and_closes_and_health_follows() {
     assert_eq!(
         get(
             &s,
-            "gatewayz_provider_requests_total{outcome=\"error\",provider=\"bad\"}"
+            "gatewayz_provider_requests_total{outcome=\"error\",provider=\"bad\",reason=\"server_error\"}"
         ),
         Some(3.0)
     );

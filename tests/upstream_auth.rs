@@ -1,7 +1,7 @@
 //! What a provider sends reaches the upstream: `gatewayz mock-upstream --api-key` answers only
 //! requests carrying its bearer key, so a provider's `api_key`, or an `authorization` among its
-//! configured `headers`, gets 200; a wrong key gets the upstream's 401 back as it came (a 4xx
-//! is the request's fault: no failover).
+//! configured `headers`, gets 200; a wrong key is refused upstream, which is the provider's
+//! fault (its credentials): the client gets a 502 naming the provider, never the key.
 
 mod common;
 
@@ -32,8 +32,14 @@ fn the_api_key_and_configured_headers_reach_the_upstream() {
     }
     assert_eq!(mock_stats(&upstream)["chat_requests"], 2);
 
+    // The upstream refusing the gateway's key is the provider's fault, not the client's: a
+    // 502 naming the provider, never the key.
     let reply = post_chat(&gw, &chat_body("wrong", "hello", false), None);
-    assert_eq!(reply.status(), 401);
-    let body: Value = reply.json().unwrap();
-    assert_eq!(body["error"]["message"], "invalid upstream key");
+    let body = common::assert_openai_error(reply, 502, "upstream_error");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("`wrong`") && message.contains("HTTP 401"),
+        "{message}"
+    );
+    assert!(!message.contains("not-it"), "{message}");
 }

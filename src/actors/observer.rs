@@ -10,7 +10,8 @@ use opentelemetry::KeyValue;
 
 use super::outbox::{Event, Outbox};
 use super::{Attempt, Completion, Finished};
-use crate::outcome::{AttemptRecord, AttemptResult, CompletionRecord, Observer};
+use crate::outcome::{AttemptRecord, CompletionRecord, Observer};
+use crate::providers::FailureReason;
 use crate::telemetry::metrics::Meters;
 
 pub struct MetricsObserver {
@@ -20,47 +21,40 @@ pub struct MetricsObserver {
 }
 
 impl MetricsObserver {
-    /// The meter updates of an attempt alone (no actor message); returns whether it ended the
-    /// request with a provider-side failure. Public for the benchmark's split.
-    pub fn measure_attempt(&self, r: &AttemptRecord<'_>) -> bool {
+    /// The meter updates of an attempt alone (no actor message). Public for the benchmark's
+    /// split.
+    pub fn measure_attempt(&self, r: &AttemptRecord) {
         let m = &self.meters;
-        let (Some(p), Some(model)) = (m.provider_kv.get(r.provider), m.model_kv.get(r.model))
-        else {
-            return false;
-        };
-        m.provider_requests
-            .add(1, &[p.clone(), KeyValue::new("outcome", r.result.label())]);
-        m.provider_response_time
-            .record(r.latency.as_secs_f64(), std::slice::from_ref(p));
-        if r.failed_over {
-            m.provider_failovers.add(1, std::slice::from_ref(p));
-        }
-        // The last attempt of a request failed on the provider side: the request is over.
-        let last_failure = match r.result {
-            AttemptResult::Error if !r.failed_over => Some("upstream_error"),
-            AttemptResult::Timeout if !r.failed_over => Some("timeout"),
-            _ => None,
-        };
-        if let Some(status) = last_failure {
-            m.model_requests.add(
-                1,
-                &[p.clone(), model.clone(), KeyValue::new("status", status)],
-            );
-        }
-        last_failure.is_some()
-    }
-
-    /// The meter updates of a completion alone (no actor message).
-    pub fn measure_completion(&self, r: &CompletionRecord<'_>) {
-        let m = &self.meters;
-        let (Some(p), Some(model)) = (m.provider_kv.get(r.provider), m.model_kv.get(r.model))
-        else {
+        let Some(p) = m.provider_kv.get(r.provider) else {
             return;
         };
+        m.provider_requests.add(
+            1,
+            &[
+                p.clone(),
+                KeyValue::new("outcome", r.result.label()),
+                KeyValue::new("reason", r.reason.map_or("none", FailureReason::label)),
+            ],
+        );
+        m.provider_response_time
+            .record(r.latency.as_secs_f64(), std::slice::from_ref(p));
+    }
+
+    /// The meter updates of a request's end alone (no actor message).
+    pub fn measure_completion(&self, r: &CompletionRecord) {
+        let m = &self.meters;
+        let Some(model) = m.model_kv.get(r.model) else {
+            return;
+        };
+        // `provider="none"`: a request that ended before any provider was tried.
+        let p = r
+            .provider
+            .and_then(|p| m.provider_kv.get(p))
+            .map_or_else(|| KeyValue::new("provider", "none"), KeyValue::clone);
         let pm = [p.clone(), model.clone()];
         m.model_requests.add(
             1,
-            &[p.clone(), model.clone(), KeyValue::new("status", r.status)],
+            &[p, model.clone(), KeyValue::new("status", r.end.label())],
         );
         m.model_duration.record(r.duration.as_secs_f64(), &pm);
         if let Some(ttft) = r.time_to_first_token {
@@ -74,13 +68,13 @@ impl MetricsObserver {
 }
 
 impl Observer for MetricsObserver {
-    fn attempt(&self, r: &AttemptRecord<'_>) {
+    fn attempt(&self, r: &AttemptRecord) {
         if r.provider >= self.meters.provider_kv.len() || r.model >= self.meters.model_kv.len() {
             return;
         }
-        let ended_failed = self.measure_attempt(r);
+        self.measure_attempt(r);
         // A failure asks for a drain now: the breaker should see it without delay.
-        let urgent = matches!(r.result, AttemptResult::Error | AttemptResult::Timeout);
+        let urgent = r.result.verdict() == Some(false);
         self.outbox.push(
             Event::Attempt(Attempt {
                 provider: r.provider,
@@ -90,35 +84,30 @@ impl Observer for MetricsObserver {
             }),
             urgent,
         );
-        if ended_failed {
-            self.outbox.push(
-                Event::Finished(Finished {
-                    model: r.model,
-                    ok: false,
-                }),
-                urgent,
-            );
+    }
+
+    fn failover(&self, from: usize, _model: usize) {
+        if let Some(p) = self.meters.provider_kv.get(from) {
+            self.meters
+                .provider_failovers
+                .add(1, std::slice::from_ref(p));
         }
     }
 
-    fn completion(&self, r: &CompletionRecord<'_>) {
-        if r.provider >= self.meters.provider_kv.len() || r.model >= self.meters.model_kv.len() {
+    fn completion(&self, r: &CompletionRecord) {
+        if r.model >= self.meters.model_kv.len() {
             return;
         }
         self.measure_completion(r);
-        let ok = match r.status {
-            "success" => Some(true),
-            "upstream_error" => Some(false),
-            _ => None,
-        };
-        if let Some(ok) = ok {
+        if let Some(ok) = r.end.available() {
             self.outbox
                 .push(Event::Finished(Finished { model: r.model, ok }), false);
         }
-        if r.status != "rejected" {
+        // Price what a provider answered (usage, or an unpriced answer).
+        if let (Some(provider), true) = (r.provider, r.answered) {
             self.outbox.push(
                 Event::Completion(Completion {
-                    provider: r.provider,
+                    provider,
                     model: r.model,
                     usage: r.usage,
                 }),

@@ -205,6 +205,10 @@ pub struct OpenAiProviderConfig {
     pub connect_timeout: Duration,
     pub stream_idle_timeout: Duration,
     pub headers: BTreeMap<String, String>,
+    /// Longest single SSE line accepted from the upstream.
+    pub max_event_bytes: usize,
+    /// Largest JSON answer accepted from the upstream.
+    pub max_response_bytes: usize,
 }
 
 /// Resolved `kind = "mock"` settings.
@@ -225,6 +229,8 @@ impl ProviderConfig {
                 connect_timeout: self.connect_timeout.unwrap_or(Duration::from_secs(5)),
                 stream_idle_timeout: self.stream_idle_timeout.unwrap_or(Duration::from_secs(60)),
                 headers: self.headers.clone(),
+                max_event_bytes: crate::providers::DEFAULT_MAX_EVENT_BYTES,
+                max_response_bytes: crate::providers::DEFAULT_MAX_RESPONSE_BYTES,
             }),
             ProviderKind::Mock => ProviderSettings::Mock(MockProviderConfig {
                 latency: self.latency.unwrap_or_default(),

@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use bytes::Bytes;
+use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
 
 use super::{models_body, MockRequest};
@@ -30,6 +31,15 @@ pub enum FailMode {
     /// Break the connection: a JSON answer is cut after its headers, a stream after its
     /// first events.
     Drop,
+    /// A stream sends a malformed event after its first content.
+    MalformedLate,
+    /// A stream ends cleanly after its content, without `data: [DONE]`.
+    NoDone,
+    /// A stream goes silent after its first content, and stays open.
+    Stall,
+    /// An answer that never ends: a JSON body, or a stream line after the first content,
+    /// growing until the client goes away.
+    Oversize,
 }
 
 /// The mock's behaviour, from flags and `POST /mock/control`.
@@ -60,6 +70,10 @@ pub struct Behaviour {
     #[arg(long, default_value_t = 500)]
     #[serde(default = "default_status")]
     pub fail_status: u16,
+    /// `Retry-After` (seconds) sent with a failing 429.
+    #[arg(long)]
+    #[serde(default)]
+    pub retry_after: Option<u64>,
 }
 
 fn default_mode() -> FailMode {
@@ -179,6 +193,15 @@ pub async fn run(options: Options) -> std::io::Result<()> {
     server.run().await
 }
 
+/// `head`, then `x` forever, 64 KiB a chunk, until the client goes away.
+fn endless(
+    head: Bytes,
+) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + 'static {
+    let pad = Bytes::from(vec![b'x'; 64 * 1024]);
+    futures_util::stream::once(async move { Ok(head) })
+        .chain(futures_util::stream::repeat_with(move || Ok(pad.clone())))
+}
+
 fn now_unix() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -240,7 +263,13 @@ async fn chat(req: HttpRequest, body: Bytes, state: web::Data<State>) -> HttpRes
         tokio::time::sleep(behaviour.latency).await;
     }
     if failing && behaviour.fail_mode == FailMode::Status {
-        return error_body(behaviour.fail_status, "mock upstream failure");
+        let mut response = error_body(behaviour.fail_status, "mock upstream failure");
+        if let (429, Some(secs)) = (behaviour.fail_status, behaviour.retry_after) {
+            if let Ok(value) = header::HeaderValue::from_str(&secs.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+        }
+        return response;
     }
     let id = format!("chatcmpl-up-{n}");
     let created = now_unix();
@@ -254,15 +283,36 @@ async fn chat(req: HttpRequest, body: Bytes, state: web::Data<State>) -> HttpRes
                 .streaming(futures_util::stream::once(async {
                     Err::<Bytes, _>(std::io::Error::other("connection dropped by mock"))
                 })),
+            (true, FailMode::Oversize) => HttpResponse::Ok()
+                .insert_header((header::CONTENT_TYPE, "application/json"))
+                .streaming(endless(Bytes::from_static(b"{\"pad\":\""))),
             _ => HttpResponse::Ok()
                 .insert_header((header::CONTENT_TYPE, "application/json"))
                 .body(request.completion(&id, created)),
         };
     }
     let mut events = request.stream_events(&id, created, behaviour.chunks);
-    if failing && behaviour.fail_mode == FailMode::Malformed {
-        events = vec![Bytes::from_static(b"data: {not json\n\n")];
+    match (failing, behaviour.fail_mode) {
+        (true, FailMode::Malformed) => events = vec![Bytes::from_static(b"data: {not json\n\n")],
+        (true, FailMode::MalformedLate) => {
+            events.truncate(2);
+            events.push(Bytes::from_static(b"data: {\"choices\":[{\"delta\n\n"));
+            events.push(Bytes::from_static(b"data: [DONE]\n\n"));
+        }
+        (true, FailMode::NoDone) => {
+            events.pop();
+        }
+        (true, FailMode::Oversize) => {
+            events.truncate(2);
+            let head = futures_util::stream::iter(events.into_iter().map(Ok));
+            let line = endless(Bytes::from_static(b"data: {\"pad\":\""));
+            return HttpResponse::Ok()
+                .insert_header((header::CONTENT_TYPE, "text/event-stream"))
+                .streaming(futures_util::StreamExt::chain(head, line));
+        }
+        _ => {}
     }
+    let stall_after = (failing && behaviour.fail_mode == FailMode::Stall).then_some(2usize);
     let drop_after = (failing && behaviour.fail_mode == FailMode::Drop).then_some(2usize);
     let delay = behaviour.chunk_delay;
     state.stats().streams_started += 1;
@@ -273,6 +323,9 @@ async fn chat(req: HttpRequest, body: Bytes, state: web::Data<State>) -> HttpRes
             let (i, event) = events.next()?;
             if i > 0 && !delay.is_zero() {
                 tokio::time::sleep(delay).await;
+            }
+            if stall_after.is_some_and(|s| i >= s) {
+                std::future::pending::<()>().await;
             }
             if drop_after.is_some_and(|d| i >= d) {
                 // Pause first: the server flushes the events already yielded when the body

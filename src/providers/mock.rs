@@ -35,6 +35,7 @@ impl MockProvider {
                 .to_string(),
             ),
             content_type: Some("application/json".into()),
+            retry_after: None,
         })?;
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let id = format!("chatcmpl-mock-{n}");

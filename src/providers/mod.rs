@@ -23,6 +23,11 @@ pub use openai::OpenAiClient;
 use crate::config::{ProviderConfig, ProviderSettings};
 use crate::telemetry::propagation::UpstreamTrace;
 
+/// The longest stream event (line) accepted by default: 1 MiB.
+pub const DEFAULT_MAX_EVENT_BYTES: usize = 1024 * 1024;
+/// The largest JSON answer accepted by default: 32 MiB.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
+
 /// A stream of upstream body chunks.
 pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, ProviderError>> + Send>>;
 
@@ -64,6 +69,8 @@ pub enum ProviderError {
         /// The upstream's body, passed through to the client for non-retryable 4xx.
         body: Bytes,
         content_type: Option<String>,
+        /// A 429's `Retry-After` (or `retry-after-ms`), when it sent one.
+        retry_after: Option<Duration>,
     },
     /// The upstream answered 2xx with a body that is not what the API promises.
     #[error("malformed response: {0}")]
@@ -71,11 +78,96 @@ pub enum ProviderError {
     /// The connection broke while reading the answer.
     #[error("transport error: {0}")]
     Transport(String),
+    /// The answer (or one stream event) is larger than the provider's limit.
+    #[error("the answer exceeds the limit of {limit} bytes")]
+    TooLarge { limit: usize },
+    /// A stream that had started broke: see [`StreamFault`].
+    #[error("the stream broke: {0}")]
+    Stream(StreamFault),
+}
+
+/// How a started stream let the request down. Each is a failure of the provider (breaker,
+/// health, error rate), with its own `reason` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum StreamFault {
+    /// The connection broke mid-stream.
+    #[error("connection cut")]
+    Cut,
+    /// An event that is not what the protocol promises (not JSON).
+    #[error("malformed event")]
+    Malformed,
+    /// No bytes for longer than the provider's `stream_idle_timeout`.
+    #[error("idle past the stream idle timeout")]
+    Idle,
+    /// The stream closed cleanly without the protocol's end marker (`data: [DONE]`).
+    #[error("closed without [DONE]")]
+    NoDone,
+    /// One event (line) longer than the provider's `max_event_bytes`.
+    #[error("an event exceeds the size limit")]
+    TooLarge,
+}
+
+/// Why an attempt failed: the bounded `reason` label of `gatewayz_provider_requests_total`
+/// and the span's `error.type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureReason {
+    Connect,
+    Timeout,
+    ServerError,
+    RateLimited,
+    /// 401/403: the provider refused the gateway's own credentials.
+    AuthRefused,
+    /// Another 4xx: the request's fault, passed through.
+    ClientError,
+    Malformed,
+    Transport,
+    TooLarge,
+    Stream(StreamFault),
+}
+
+impl FailureReason {
+    /// Every label value, for documentation and tests.
+    pub const LABELS: [&'static str; 14] = [
+        "connect",
+        "timeout",
+        "server_error",
+        "rate_limited",
+        "auth_refused",
+        "client_error",
+        "malformed",
+        "transport",
+        "too_large",
+        "stream_cut",
+        "stream_malformed",
+        "stream_idle",
+        "stream_no_done",
+        "stream_too_large",
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Connect => "connect",
+            Self::Timeout => "timeout",
+            Self::ServerError => "server_error",
+            Self::RateLimited => "rate_limited",
+            Self::AuthRefused => "auth_refused",
+            Self::ClientError => "client_error",
+            Self::Malformed => "malformed",
+            Self::Transport => "transport",
+            Self::TooLarge => "too_large",
+            Self::Stream(StreamFault::Cut) => "stream_cut",
+            Self::Stream(StreamFault::Malformed) => "stream_malformed",
+            Self::Stream(StreamFault::Idle) => "stream_idle",
+            Self::Stream(StreamFault::NoDone) => "stream_no_done",
+            Self::Stream(StreamFault::TooLarge) => "stream_too_large",
+        }
+    }
 }
 
 impl ProviderError {
-    /// Whether another provider may be tried: transport failures, timeouts, 408, 429, 5xx and
-    /// malformed answers are the provider's fault; other 4xx are the request's.
+    /// Whether another provider may be tried: transport failures, timeouts, 401/403 (the
+    /// gateway's credentials), 408, 429, 5xx, malformed or oversized answers and broken
+    /// streams are the provider's fault; other 4xx are the request's.
     pub fn retryable(&self) -> bool {
         match self {
             Self::Status { status, .. } => retryable_status(*status),
@@ -83,23 +175,62 @@ impl ProviderError {
         }
     }
 
+    pub fn reason(&self) -> FailureReason {
+        match self {
+            Self::Connect(_) => FailureReason::Connect,
+            Self::Timeout => FailureReason::Timeout,
+            Self::Status { status: 429, .. } => FailureReason::RateLimited,
+            Self::Status {
+                status: 401 | 403, ..
+            } => FailureReason::AuthRefused,
+            Self::Status { status, .. } if *status >= 500 => FailureReason::ServerError,
+            Self::Status { .. } => FailureReason::ClientError,
+            Self::Malformed(_) => FailureReason::Malformed,
+            Self::Transport(_) => FailureReason::Transport,
+            Self::TooLarge { .. } => FailureReason::TooLarge,
+            Self::Stream(fault) => FailureReason::Stream(*fault),
+        }
+    }
+
     /// Short, bounded label for metrics and spans (`error.type`).
     pub fn kind(&self) -> &'static str {
+        self.reason().label()
+    }
+
+    /// The same failure, seen on a stream that had started: the transport's ways of failing
+    /// become the stream's.
+    pub fn in_stream(self) -> Self {
         match self {
-            Self::Connect(_) => "connect",
-            Self::Timeout => "timeout",
-            Self::Status { status: 429, .. } => "rate_limited",
-            Self::Status { status, .. } if *status >= 500 => "server_error",
-            Self::Status { .. } => "client_error",
-            Self::Malformed(_) => "malformed",
-            Self::Transport(_) => "transport",
+            Self::Transport(_) | Self::Connect(_) => Self::Stream(StreamFault::Cut),
+            Self::Timeout => Self::Stream(StreamFault::Idle),
+            Self::Malformed(_) => Self::Stream(StreamFault::Malformed),
+            Self::TooLarge { .. } => Self::Stream(StreamFault::TooLarge),
+            other => other,
         }
     }
 }
 
 /// Whether an upstream status is the provider's fault (another provider may be tried).
+/// 401 and 403 are: the client was authenticated by the gateway, so a refusal upstream is of
+/// the gateway's own credentials for that provider.
 pub fn retryable_status(status: u16) -> bool {
-    matches!(status, 408 | 429 | 500..=599)
+    matches!(status, 401 | 403 | 408 | 429 | 500..=599)
+}
+
+/// The pause a 429 asks for: `retry-after-ms` (OpenAI), else `Retry-After` in seconds. An
+/// HTTP-date or garbage is ignored (the caller's default applies).
+pub fn retry_after(retry_after_ms: Option<&[u8]>, retry_after: Option<&[u8]>) -> Option<Duration> {
+    let number = |v: &[u8]| {
+        std::str::from_utf8(v)
+            .ok()
+            .and_then(|s| s.trim().parse::<f64>().ok())
+            .filter(|n| n.is_finite() && *n >= 0.0)
+    };
+    retry_after_ms
+        .and_then(number)
+        .map(|ms| ms / 1000.0)
+        .or_else(|| retry_after.and_then(number))
+        .map(|s| Duration::from_secs_f64(s.min(86_400.0)))
 }
 
 /// One upstream.
@@ -139,11 +270,19 @@ impl Provider {
         }
     }
 
-    /// The per-attempt deadline.
+    /// The per-attempt deadline: the JSON answer, or a stream's first content.
     pub fn timeout(&self) -> Duration {
         match self {
             Self::OpenAi(c) => c.timeout(),
             Self::Mock(_) => Duration::from_secs(60),
+        }
+    }
+
+    /// The longest stream event (line) accepted.
+    pub fn max_event_bytes(&self) -> usize {
+        match self {
+            Self::OpenAi(c) => c.max_event_bytes(),
+            Self::Mock(_) => DEFAULT_MAX_EVENT_BYTES,
         }
     }
 }
@@ -173,6 +312,7 @@ mod tests {
             status: s,
             body: Bytes::new(),
             content_type: None,
+            retry_after: None,
         };
         for (err, retry) in [
             (ProviderError::Connect("refused".into()), true),
@@ -183,11 +323,56 @@ mod tests {
             (status(429), true),
             (status(408), true),
             (status(400), false),
-            (status(401), false),
+            (status(401), true),
+            (status(403), true),
             (status(404), false),
+            (status(422), false),
         ] {
             assert_eq!(err.retryable(), retry, "{err:?}");
         }
+    }
+
+    #[test]
+    fn reasons_are_labelled_from_one_list() {
+        let all = [
+            FailureReason::Connect,
+            FailureReason::Timeout,
+            FailureReason::ServerError,
+            FailureReason::RateLimited,
+            FailureReason::AuthRefused,
+            FailureReason::ClientError,
+            FailureReason::Malformed,
+            FailureReason::Transport,
+            FailureReason::TooLarge,
+            FailureReason::Stream(StreamFault::Cut),
+            FailureReason::Stream(StreamFault::Malformed),
+            FailureReason::Stream(StreamFault::Idle),
+            FailureReason::Stream(StreamFault::NoDone),
+            FailureReason::Stream(StreamFault::TooLarge),
+        ];
+        let labels: Vec<_> = all.iter().map(|r| r.label()).collect();
+        assert_eq!(labels, FailureReason::LABELS);
+        assert_eq!(
+            ProviderError::Transport("x".into()).in_stream().kind(),
+            "stream_cut"
+        );
+        assert_eq!(ProviderError::Timeout.in_stream().kind(), "stream_idle");
+    }
+
+    #[test]
+    fn retry_after_reads_either_header() {
+        let secs = Duration::from_secs;
+        assert_eq!(retry_after(None, Some(b"7")), Some(secs(7)));
+        assert_eq!(
+            retry_after(Some(b"1500"), Some(b"7")),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(
+            retry_after(None, Some(b"Wed, 21 Oct 2015 07:28:00 GMT")),
+            None
+        );
+        assert_eq!(retry_after(None, Some(b"-3")), None);
+        assert_eq!(retry_after(None, None), None);
     }
 
     #[test]

@@ -24,9 +24,10 @@ use base64::Engine as _;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use http_body_util::{BodyDataStream, BodyExt, Full};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use hyper::header::{
-    Entry, HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST,
+    Entry, HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE,
+    HOST, RETRY_AFTER,
 };
 use hyper::{Method, Request, Response, Uri};
 use hyper_rustls::HttpsConnector;
@@ -53,6 +54,7 @@ const TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
 const REFUSED_RETRIES: usize = 2;
 
 const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+const RETRY_AFTER_MS: HeaderName = HeaderName::from_static("retry-after-ms");
 const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 
 type Connector = ConnectTimeout<HttpsConnector<HttpConnector>>;
@@ -73,6 +75,10 @@ pub struct OpenAiClient {
     host_header: Option<HeaderValue>,
     timeout: Duration,
     idle_timeout: Duration,
+    /// Largest JSON answer accepted; a larger one fails the attempt.
+    max_response_bytes: usize,
+    /// Longest stream event (line) accepted.
+    max_event_bytes: usize,
 }
 
 impl OpenAiClient {
@@ -117,6 +123,8 @@ impl OpenAiClient {
             host_header,
             timeout: config.timeout,
             idle_timeout: config.stream_idle_timeout,
+            max_response_bytes: config.max_response_bytes,
+            max_event_bytes: config.max_event_bytes,
         })
     }
 
@@ -126,6 +134,10 @@ impl OpenAiClient {
 
     pub fn timeout(&self) -> Duration {
         self.timeout
+    }
+
+    pub fn max_event_bytes(&self) -> usize {
+        self.max_event_bytes
     }
 
     pub async fn chat(
@@ -146,11 +158,16 @@ impl OpenAiClient {
                     .get(CONTENT_TYPE)
                     .and_then(|v| v.to_str().ok())
                     .map(str::to_owned);
+                let retry_after = super::retry_after(
+                    head.headers.get(RETRY_AFTER_MS).map(HeaderValue::as_bytes),
+                    head.headers.get(RETRY_AFTER).map(HeaderValue::as_bytes),
+                );
                 let body = read_capped(body, MAX_ERROR_BODY).await;
                 return Err(ProviderError::Status {
                     status: head.status.as_u16(),
                     body,
                     content_type,
+                    retry_after,
                 });
             }
             if stream {
@@ -168,7 +185,7 @@ impl OpenAiClient {
                     }
                 }
             } else {
-                let body = body.collect().await.map_err(|e| classify(&e))?.to_bytes();
+                let body = read_limited(body, &head.headers, self.max_response_bytes).await?;
                 let (usage, response_model) = read_usage(&body)?;
                 Ok(Reply::Json {
                     body,
@@ -368,6 +385,42 @@ fn refused_unprocessed(e: &ClientError) -> bool {
                 && ((e.is_go_away() && e.reason() == Some(h2::Reason::NO_ERROR))
                     || (e.is_reset() && e.reason() == Some(h2::Reason::REFUSED_STREAM)))
         })
+}
+
+/// Reads a whole answer of at most `limit` bytes: a larger declared `Content-Length` fails
+/// before reading, a body that grows past it fails as soon as it does (and is dropped, which
+/// closes the connection), so memory per request stays bounded.
+async fn read_limited(
+    mut body: Incoming,
+    headers: &HeaderMap,
+    limit: usize,
+) -> Result<Bytes, ProviderError> {
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ProviderError::TooLarge { limit });
+    }
+    let mut out = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| classify(&e))?;
+        let Ok(chunk) = frame.into_data() else {
+            continue; // trailers
+        };
+        if out.len() + chunk.len() > limit {
+            return Err(ProviderError::TooLarge { limit });
+        }
+        if out.is_empty() {
+            if body.is_end_stream() {
+                return Ok(chunk); // the usual answer: one chunk, no copy
+            }
+            // The declared length is bounded by `limit` by now.
+            out.reserve(declared.map_or(chunk.len(), |n| n as usize));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(out))
 }
 
 async fn read_capped(mut body: Incoming, cap: usize) -> Bytes {

@@ -1,16 +1,22 @@
 //! A side scanner over a relayed SSE stream.
 //!
-//! The stream goes to the client as it arrives; the scanner only looks at complete `data:`
-//! lines to note the first content chunk (time to first token), the usage chunk, and
-//! `[DONE]`. When the gateway itself asked the upstream for usage (the client did not), the
-//! usage-only event is cut out so the client sees exactly the stream it asked for; only then
-//! are bytes held back, and only up to the end of the current line.
+//! The stream goes to the client as it arrives, but only in complete lines: the scanner holds
+//! back the unterminated tail of a chunk (usually nothing — upstreams flush whole events, and
+//! then the chunk is forwarded without a copy) so that a stream cut mid-line never hands the
+//! client half an event glued to the error event that follows. It looks at each complete
+//! `data:` line to note the first content chunk (time to first token), the usage chunk and
+//! `[DONE]`, and to catch what the protocol forbids: an event that is not JSON, or a line
+//! longer than the provider's limit (held bytes stay bounded by it). Before the first content
+//! every event is parsed; after it, only events naming `"usage"` are, and the rest are checked
+//! for JSON object framing (`{` … `}`), which catches garbage and cut events without a parse.
+//! When the gateway itself asked the upstream for usage (the client did not), the usage-only
+//! event is cut out so the client sees exactly the stream it asked for.
 
 use bytes::{Bytes, BytesMut};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::Usage;
+use super::{StreamFault, Usage};
 
 #[derive(Deserialize)]
 struct Event<'a> {
@@ -43,17 +49,30 @@ static USAGE_KEY: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
     std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"usage\""));
 
 /// What one fed chunk produced.
+#[derive(Debug)]
 pub struct Fed {
-    /// Bytes to send to the client now (the chunk itself unless stripping).
+    /// Complete lines to send to the client now (those before a fault, if one was found).
     pub forward: Bytes,
     /// This chunk carried the first content.
     pub first_content: bool,
+    /// The stream broke the protocol here: nothing after the forwarded lines may be relayed.
+    pub fault: Option<StreamFault>,
+}
+
+/// What to do with one complete line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Line {
+    Keep,
+    /// A usage-only event the client did not ask for (or the blank line ending it).
+    Strip,
+    Bad(StreamFault),
 }
 
 /// The scanner's state across chunks.
-#[derive(Default)]
 pub struct SseScanner {
+    /// The unterminated tail of the chunks so far: at most `max_line` bytes.
     partial: Vec<u8>,
+    max_line: usize,
     strip_usage: bool,
     skip_blank: bool,
     seen_content: bool,
@@ -64,11 +83,19 @@ pub struct SseScanner {
 }
 
 impl SseScanner {
-    /// `strip_usage`: drop usage-only events (the client did not ask for them).
-    pub fn new(strip_usage: bool) -> Self {
+    /// `strip_usage`: drop usage-only events (the client did not ask for them); `max_line`:
+    /// the longest line (event) accepted.
+    pub fn new(strip_usage: bool, max_line: usize) -> Self {
         Self {
+            partial: Vec::new(),
+            max_line,
             strip_usage,
-            ..Self::default()
+            skip_blank: false,
+            seen_content: false,
+            usage: None,
+            model: None,
+            done: false,
+            events: 0,
         }
     }
 
@@ -87,6 +114,11 @@ impl SseScanner {
         self.done
     }
 
+    /// Content (text, tool calls or a refusal) was seen.
+    pub fn seen_content(&self) -> bool {
+        self.seen_content
+    }
+
     /// Number of `data:` events seen.
     pub fn events(&self) -> u64 {
         self.events
@@ -94,88 +126,145 @@ impl SseScanner {
 
     pub fn feed(&mut self, chunk: Bytes) -> Fed {
         let seen_before = self.seen_content;
-        let forward = if self.strip_usage {
-            self.feed_stripping(&chunk)
-        } else {
-            self.feed_lines(&chunk);
-            chunk
+        let (forward, fault) = self.lines(chunk);
+        Fed {
+            forward,
+            first_content: !seen_before && self.seen_content,
+            fault,
+        }
+    }
+
+    /// The end of the upstream body: the unterminated last line, if any, is a line too.
+    pub fn finish(&mut self) -> Fed {
+        let seen_before = self.seen_content;
+        let line = std::mem::take(&mut self.partial);
+        let (forward, fault) = match self.verdict(&line) {
+            _ if line.is_empty() => (Bytes::new(), None),
+            Line::Keep => (Bytes::from(line), None),
+            Line::Strip => (Bytes::new(), None),
+            Line::Bad(fault) => (Bytes::new(), Some(fault)),
         };
         Fed {
             forward,
             first_content: !seen_before && self.seen_content,
+            fault,
         }
     }
 
-    /// Whatever is held back at the end of the stream (an unterminated last line).
-    pub fn finish(&mut self) -> Bytes {
-        if self.strip_usage && !self.partial.is_empty() {
-            let line = std::mem::take(&mut self.partial);
-            if !self.inspect(&line) {
-                return Bytes::from(line);
-            }
+    /// Splits `chunk` into lines (the held tail completes the first), inspects each, and
+    /// returns the complete lines to forward — `chunk` itself, or a slice of it, when nothing
+    /// was held or cut out.
+    fn lines(&mut self, chunk: Bytes) -> (Bytes, Option<StreamFault>) {
+        let end = memchr::memrchr(b'\n', &chunk).map_or(0, |i| i + 1);
+        if end == 0 {
+            return (Bytes::new(), self.hold(&chunk));
         }
-        Bytes::new()
-    }
-
-    fn feed_lines(&mut self, chunk: &[u8]) {
-        let mut rest = chunk;
-        while let Some(nl) = memchr::memchr(b'\n', rest) {
-            if self.partial.is_empty() {
-                self.inspect(&rest[..nl]);
-            } else {
-                self.partial.extend_from_slice(&rest[..nl]);
-                let line = std::mem::take(&mut self.partial);
-                self.inspect(&line);
-            }
-            rest = &rest[nl + 1..];
-        }
-        self.partial.extend_from_slice(rest);
-    }
-
-    fn feed_stripping(&mut self, chunk: &[u8]) -> Bytes {
-        let mut out = BytesMut::with_capacity(chunk.len() + self.partial.len());
-        let mut rest = chunk;
-        while let Some(nl) = memchr::memchr(b'\n', rest) {
+        // Bytes to forward when they are not one slice of `chunk`.
+        let mut out: Option<BytesMut> = None;
+        // `chunk[kept..]` is still to be forwarded (or cut).
+        let mut kept = 0;
+        let mut pos = 0;
+        if !self.partial.is_empty() {
+            let nl = memchr::memchr(b'\n', &chunk).unwrap_or(0);
             let mut line = std::mem::take(&mut self.partial);
-            line.extend_from_slice(&rest[..nl]);
-            rest = &rest[nl + 1..];
-            let blank = line.iter().all(|b| *b == b'\r');
-            if blank && self.skip_blank {
-                self.skip_blank = false;
-                continue;
+            line.extend_from_slice(&chunk[..nl]);
+            match self.verdict(&line) {
+                Line::Bad(fault) => return (Bytes::new(), Some(fault)),
+                Line::Strip => out = Some(BytesMut::new()),
+                Line::Keep => {
+                    line.push(b'\n');
+                    out = Some(BytesMut::from(&line[..]));
+                }
             }
-            self.skip_blank = false;
-            if self.inspect(&line) {
-                self.skip_blank = true;
-                continue;
-            }
-            out.extend_from_slice(&line);
-            out.extend_from_slice(b"\n");
+            pos = nl + 1;
+            kept = pos;
         }
-        self.partial.extend_from_slice(rest);
-        out.freeze()
+        let mut fault = None;
+        let mut upto = end;
+        while pos < end {
+            let nl = pos + memchr::memchr(b'\n', &chunk[pos..end]).unwrap_or(end - 1 - pos);
+            match self.verdict(&chunk[pos..nl]) {
+                Line::Keep => {}
+                Line::Strip => {
+                    out.get_or_insert_with(BytesMut::new)
+                        .extend_from_slice(&chunk[kept..pos]);
+                    kept = nl + 1;
+                }
+                Line::Bad(f) => {
+                    fault = Some(f);
+                    upto = pos;
+                    break;
+                }
+            }
+            pos = nl + 1;
+        }
+        if fault.is_none() {
+            fault = self.hold(&chunk[end..]);
+        }
+        let forward = match out {
+            None => chunk.slice(kept..upto.max(kept)),
+            Some(mut out) => {
+                out.extend_from_slice(&chunk[kept..upto.max(kept)]);
+                out.freeze()
+            }
+        };
+        (forward, fault)
     }
 
-    /// Looks at one complete line; true when it is a usage-only event to strip.
-    fn inspect(&mut self, line: &[u8]) -> bool {
+    /// Holds an unterminated tail; a fault when the line grows past the limit.
+    fn hold(&mut self, tail: &[u8]) -> Option<StreamFault> {
+        if self.partial.len() + tail.len() > self.max_line {
+            self.partial = Vec::new();
+            return Some(StreamFault::TooLarge);
+        }
+        self.partial.extend_from_slice(tail);
+        None
+    }
+
+    /// One complete line's fate, with the blank line that ends a stripped event stripped too.
+    fn verdict(&mut self, line: &[u8]) -> Line {
+        let blank = line.iter().all(|b| *b == b'\r');
+        if blank {
+            return if std::mem::take(&mut self.skip_blank) {
+                Line::Strip
+            } else {
+                Line::Keep
+            };
+        }
+        self.skip_blank = false;
+        let verdict = self.inspect(line);
+        self.skip_blank = verdict == Line::Strip;
+        verdict
+    }
+
+    /// Looks at one complete, non-blank line.
+    fn inspect(&mut self, line: &[u8]) -> Line {
+        if line.len() > self.max_line {
+            return Line::Bad(StreamFault::TooLarge);
+        }
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let Some(data) = line.strip_prefix(b"data:") else {
-            return false;
+            return Line::Keep; // `event:`, `id:`, `retry:`, comments
         };
         let data = data.trim_ascii();
         self.events += 1;
         if data == b"[DONE]" {
             self.done = true;
-            return false;
+            return Line::Keep;
         }
         // Once content was seen only a usage event matters: a line without the key needs no
         // parse (most of a stream's events; a key spelled with escapes would be missed, and no
-        // OpenAI-compatible upstream writes one).
+        // OpenAI-compatible upstream writes one), only its framing is checked.
         if self.seen_content && USAGE_KEY.find(data).is_none() {
-            return false;
+            let framed = data.first() == Some(&b'{') && data.last() == Some(&b'}');
+            return if framed {
+                Line::Keep
+            } else {
+                Line::Bad(StreamFault::Malformed)
+            };
         }
         let Ok(event) = serde_json::from_slice::<Event<'_>>(data) else {
-            return false;
+            return Line::Bad(StreamFault::Malformed);
         };
         if self.model.is_none() {
             self.model = event.model.map(std::borrow::Cow::into_owned);
@@ -184,11 +273,17 @@ impl SseScanner {
         if !self.seen_content && choices.iter().any(has_content) {
             self.seen_content = true;
         }
-        if let Some(usage) = event.usage {
-            self.usage = Some(usage);
-            return self.strip_usage && choices.is_empty();
+        match event.usage {
+            Some(usage) => {
+                self.usage = Some(usage);
+                if self.strip_usage && choices.is_empty() {
+                    Line::Strip
+                } else {
+                    Line::Keep
+                }
+            }
+            None => Line::Keep,
         }
-        false
     }
 }
 
@@ -217,7 +312,7 @@ mod tests {
 
     fn run(split: &[usize], strip: bool) -> (String, SseScanner, Vec<usize>) {
         let bytes = STREAM.as_bytes();
-        let mut scanner = SseScanner::new(strip);
+        let mut scanner = SseScanner::new(strip, 1 << 20);
         let mut out = Vec::new();
         let mut firsts = Vec::new();
         let mut start = 0;
@@ -232,7 +327,7 @@ mod tests {
             out.extend_from_slice(&fed.forward);
             start = end;
         }
-        out.extend_from_slice(&scanner.finish());
+        out.extend_from_slice(&scanner.finish().forward);
         (String::from_utf8(out).unwrap(), scanner, firsts)
     }
 
@@ -274,7 +369,7 @@ mod tests {
             "data: [DONE]\n\n",
         );
         for strip in [false, true] {
-            let mut scanner = SseScanner::new(strip);
+            let mut scanner = SseScanner::new(strip, 1 << 20);
             let fed = scanner.feed(Bytes::from_static(stream.as_bytes()));
             assert!(fed.first_content);
             // Usage riding on a content event is never cut out.
@@ -293,20 +388,165 @@ mod tests {
 
     #[test]
     fn the_response_model_is_the_first_event_s() {
-        let mut scanner = SseScanner::new(false);
+        let mut scanner = SseScanner::new(false, 1 << 20);
         scanner.feed(Bytes::from_static(
             b"data: {\"id\":\"x\",\"model\":\"m-1\",\"choices\":[]}\n\ndata: {\"model\":\"m-2\"}\n\n",
         ));
         assert_eq!(scanner.model(), Some("m-1"));
-        let mut scanner = SseScanner::new(false);
+        let mut scanner = SseScanner::new(false, 1 << 20);
         scanner.feed(Bytes::from_static(b": comment\n\ndata: [DONE]\n\n"));
         assert_eq!(scanner.model(), None);
-        let mut scanner = SseScanner::new(false);
+        let mut scanner = SseScanner::new(false, 1 << 20);
         scanner.feed(Bytes::from_static(b"data: {\"model\":\"par"));
         assert_eq!(scanner.model(), None);
     }
 
+    fn feed_all(scanner: &mut SseScanner, chunks: &[&[u8]]) -> (Vec<u8>, Option<StreamFault>) {
+        let mut out = Vec::new();
+        for chunk in chunks {
+            let fed = scanner.feed(Bytes::copy_from_slice(chunk));
+            out.extend_from_slice(&fed.forward);
+            if fed.fault.is_some() {
+                return (out, fed.fault);
+            }
+        }
+        let fed = scanner.finish();
+        out.extend_from_slice(&fed.forward);
+        (out, fed.fault)
+    }
+
+    #[test]
+    fn only_complete_lines_are_forwarded() {
+        let mut scanner = SseScanner::new(false, 1 << 20);
+        let fed = scanner.feed(Bytes::from_static(
+            b"data: {\"choices\":[]}\n\ndata: {\"cho",
+        ));
+        assert_eq!(&fed.forward[..], b"data: {\"choices\":[]}\n\n");
+        let fed = scanner.feed(Bytes::from_static(b"ices\":[]}\n\n"));
+        assert_eq!(&fed.forward[..], b"data: {\"choices\":[]}\n\n");
+        assert_eq!(scanner.events(), 2);
+    }
+
+    /// A malformed event stops the relay at the line before it, before or after content.
+    #[test]
+    fn malformed_events_are_faults() {
+        let ok = "data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}\n\n";
+        for (stream, before) in [
+            (format!("data: {{not json\n\n{ok}"), ""),
+            (format!("{ok}data: {{\"choices\":[{{\"delta\n\n"), ok),
+            (format!("{ok}data: garbage\n\n"), ok),
+            (format!("{ok}data: {{\"usage\": nope}}\n\n"), ok),
+        ] {
+            let mut scanner = SseScanner::new(false, 1 << 20);
+            let (out, fault) = feed_all(&mut scanner, &[stream.as_bytes()]);
+            assert_eq!(fault, Some(StreamFault::Malformed), "{stream}");
+            assert_eq!(String::from_utf8(out).unwrap(), before, "{stream}");
+        }
+    }
+
+    /// A line that never ends is cut at the limit: the held bytes stay bounded.
+    #[test]
+    fn a_line_past_the_limit_is_too_large() {
+        let mut scanner = SseScanner::new(false, 1024);
+        let piece = [b'x'; 300];
+        let mut fault = None;
+        for _ in 0..10 {
+            let fed = scanner.feed(Bytes::copy_from_slice(&piece));
+            assert!(fed.forward.is_empty());
+            if fed.fault.is_some() {
+                fault = fed.fault;
+                break;
+            }
+            assert!(scanner.partial.len() <= 1024);
+        }
+        assert_eq!(fault, Some(StreamFault::TooLarge));
+        // A complete line over the limit, in one chunk, too.
+        let mut scanner = SseScanner::new(false, 16);
+        let fed = scanner.feed(Bytes::from_static(
+            b"data: {\"a\":\"0123456789abcdef\"}\n\n",
+        ));
+        assert_eq!(fed.fault, Some(StreamFault::TooLarge));
+    }
+
+    #[test]
+    fn a_stream_without_done_is_told_apart() {
+        let mut scanner = SseScanner::new(false, 1 << 20);
+        let (out, fault) = feed_all(&mut scanner, &[&STREAM.as_bytes()[..STREAM.len() - 14]]);
+        assert_eq!(fault, None);
+        assert!(!scanner.done());
+        assert!(String::from_utf8(out).unwrap().ends_with("\n\n"));
+        // An unterminated `[DONE]` at the very end still counts.
+        let mut scanner = SseScanner::new(false, 1 << 20);
+        let (out, _) = feed_all(&mut scanner, &[STREAM.trim_end().as_bytes()]);
+        assert!(scanner.done());
+        assert_eq!(String::from_utf8(out).unwrap(), STREAM.trim_end());
+    }
+
     proptest! {
+        /// Arbitrary bytes cut anywhere: no panic, the held tail never exceeds the limit, and
+        /// without stripping the client gets a prefix of what the upstream sent.
+        #[test]
+        fn arbitrary_input_never_panics(
+            input in proptest::collection::vec(any::<u8>(), 0..600),
+            split in proptest::collection::vec(0usize..600, 0..8),
+            strip: bool,
+            limit in 1usize..200,
+        ) {
+            let mut scanner = SseScanner::new(strip, limit);
+            let mut cuts: Vec<usize> = split.iter().map(|c| c % (input.len() + 1)).collect();
+            cuts.sort_unstable();
+            cuts.push(input.len());
+            let mut out = Vec::new();
+            let mut start = 0;
+            let mut fault = None;
+            for end in cuts {
+                let fed = scanner.feed(Bytes::copy_from_slice(&input[start..end]));
+                out.extend_from_slice(&fed.forward);
+                prop_assert!(scanner.partial.len() <= limit);
+                start = end;
+                if fed.fault.is_some() {
+                    fault = fed.fault;
+                    break;
+                }
+            }
+            if fault.is_none() {
+                out.extend_from_slice(&scanner.finish().forward);
+            }
+            if !strip {
+                prop_assert!(input.starts_with(&out));
+            }
+        }
+
+        /// Well-formed events with random content, cut anywhere: never a fault, bytes kept.
+        #[test]
+        fn well_formed_streams_are_never_faults(
+            words in proptest::collection::vec("[a-zA-Z0-9 \\\\\"{}:,]{0,12}", 1..8),
+            split in proptest::collection::vec(0usize..2000, 0..10),
+        ) {
+            let mut stream = String::new();
+            for word in &words {
+                let event = serde_json::json!({"choices": [{"delta": {"content": word}}]});
+                stream.push_str(&format!("data: {event}\n\n"));
+            }
+            stream.push_str("data: [DONE]\n\n");
+            let bytes = stream.as_bytes();
+            let mut cuts: Vec<usize> = split.iter().map(|c| c % (bytes.len() + 1)).collect();
+            cuts.sort_unstable();
+            cuts.push(bytes.len());
+            let mut scanner = SseScanner::new(false, 1 << 20);
+            let mut out = Vec::new();
+            let mut start = 0;
+            for end in cuts {
+                let fed = scanner.feed(Bytes::copy_from_slice(&bytes[start..end]));
+                prop_assert_eq!(fed.fault, None);
+                out.extend_from_slice(&fed.forward);
+                start = end;
+            }
+            out.extend_from_slice(&scanner.finish().forward);
+            prop_assert_eq!(out, bytes);
+            prop_assert!(scanner.done());
+        }
+
         /// However the stream is cut into chunks, the scanner sees the same events and the
         /// client gets the same bytes.
         #[test]

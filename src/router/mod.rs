@@ -3,10 +3,12 @@
 //! The router is built once from the configuration and shared by every HTTP worker. For a
 //! request it walks the model's providers in configured order — healthy ones first, degraded
 //! ones (health score below [`DEGRADED_BELOW`]) after — skipping any whose circuit breaker
-//! refuses it (read from a lock-free [`ProviderState`]). A retryable failure (connect error,
-//! timeout, 408/429/5xx, malformed answer, a stream that dies before its first chunk) moves on
-//! to the next provider within `routing.max_attempts`; a non-retryable 4xx is the client's
-//! answer. Every attempt and every finished completion is reported to the [`Observer`].
+//! refuses it (read from a lock-free [`ProviderState`]) and any that answered 429 until its
+//! `Retry-After`. A failure of the provider (connect error, timeout, 401/403 on the gateway's
+//! credentials, 408/429/5xx, malformed or oversized answer, a stream that breaks before its
+//! first content) moves on to the next provider within `routing.max_attempts`; a 4xx about
+//! the request itself is the client's answer. Every attempt and every request's end is
+//! reported to the [`Observer`]; the end exactly once, through an [`Ending`].
 
 mod relay;
 pub mod request;
@@ -18,18 +20,22 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-pub use relay::Relay;
+pub use relay::{Relay, Upstream};
 pub use state::{Admission, Phase, ProviderState};
 
 use crate::config::Config;
-use crate::errors::ApiError;
-use crate::outcome::{AttemptRecord, AttemptResult, CompletionRecord, Observer};
+use crate::errors::{ApiError, RateLimit};
+use crate::outcome::{AttemptRecord, AttemptResult, Ending, Observer, RequestEnd};
 use crate::providers::{retryable_status, Provider, ProviderError, Reply};
 use crate::telemetry::client_span::AttemptSpan;
 use request::{rewrite, ChatHead};
 
 /// Providers scoring below this are tried after the healthy ones.
 pub const DEGRADED_BELOW: f32 = 0.5;
+/// How long a provider that answered 429 without `Retry-After` is skipped.
+pub const DEFAULT_RATE_LIMIT_PAUSE: Duration = Duration::from_secs(5);
+/// The longest pause a provider's `Retry-After` can impose.
+pub const MAX_RATE_LIMIT_PAUSE: Duration = Duration::from_secs(300);
 
 /// One configured provider.
 pub struct ProviderSlot {
@@ -165,207 +171,294 @@ impl Router {
         self.by_id.get(id).copied()
     }
 
-    /// Routes one chat completion. `started` is when the request arrived. Each attempt runs
-    /// in its own client span, a child of the caller's current (server) span.
+    /// Routes one chat completion. `started` is when the request arrived, `deadline` when the
+    /// gateway gives up on it (`server.request_timeout`; a stream already relaying is bounded
+    /// by its idle timeout instead). Each attempt runs in its own client span, a child of the
+    /// caller's current (server) span. The request's end is recorded exactly once, by the
+    /// [`Ending`] created here (or the stream relay it is handed to).
     pub async fn chat(
         &self,
         body: Bytes,
         head: &ChatHead<'_>,
         started: Instant,
+        deadline: Instant,
     ) -> Result<ChatReply, ApiError> {
         let model = self
             .model_index(&head.model)
             .ok_or_else(|| ApiError::ModelNotFound(shorten(&head.model)))?;
+        let mut ending = Ending::new(self.observer.clone(), model, head.stream, started);
+        let routed = self.route(&body, head, model, &mut ending);
+        match tokio::time::timeout_at(deadline.into(), routed).await {
+            Ok(reply) => reply,
+            Err(_) => {
+                ending.end(RequestEnd::TimedOut);
+                Err(ApiError::UpstreamTimeout(
+                    "the request exceeded the gateway's request timeout".into(),
+                ))
+            }
+        }
+    }
+
+    /// Walks the candidates: healthy ones first, skipping open breakers and rate-limited
+    /// providers, failing over on the provider's failures within `routing.max_attempts`.
+    async fn route(
+        &self,
+        body: &Bytes,
+        head: &ChatHead<'_>,
+        model: usize,
+        ending: &mut Ending,
+    ) -> Result<ChatReply, ApiError> {
         let route = &self.models[model];
-        // Ask the upstream for usage when the client did not; the relay cuts it back out.
-        let add_usage = head.stream && !head.include_usage;
         let degraded = self.degraded_mask(route);
-        let mut attempts = 0u32;
-        let mut upstream_wait = Duration::ZERO;
-        let mut last_error: Option<ProviderError> = None;
         let total = route.candidates.len();
         let order = (0..total)
             .filter(|i| !is_set(degraded, *i))
             .chain((0..total).filter(|i| is_set(degraded, *i)));
-        for (tried, position) in order.enumerate() {
+        let mut attempts = 0u32;
+        // The last failed attempt: its provider and error.
+        let mut failed: Option<(usize, ProviderError)> = None;
+        // The soonest a rate-limited candidate takes requests again.
+        let mut retry_after: Option<Duration> = None;
+        for position in order {
             if attempts >= self.max_attempts {
                 break;
             }
             let (provider, upstream_model) = &route.candidates[position];
             let slot = &self.providers[*provider];
+            if let Some(wait) = slot.state.rate_limited_for(Instant::now()) {
+                retry_after = Some(retry_after.map_or(wait, |r| r.min(wait)));
+                continue;
+            }
             if slot.state.try_admit().is_none() {
                 continue;
             }
+            if let Some((from, _)) = &failed {
+                self.observer.failover(*from, model);
+            }
             attempts += 1;
-            let body = rewrite(&body, upstream_model.as_deref(), add_usage);
-            let span = AttemptSpan::start(
-                &slot.name,
-                upstream_model.as_deref().unwrap_or(&route.id),
-                slot.client.address(),
-                head.stream,
-            );
-            let trace = span.upstream_trace();
-            let sent = Instant::now();
-            let result = span
-                .instrument(slot.client.chat(body, head.stream, &trace))
-                .await;
-            let latency = sent.elapsed();
-            upstream_wait += latency;
-            let error = match result {
-                Ok(reply) => {
-                    self.observer.attempt(&AttemptRecord {
-                        provider: *provider,
-                        provider_name: &slot.name,
-                        model,
-                        model_id: &route.id,
-                        result: AttemptResult::Success,
-                        error_kind: None,
-                        status: Some(200),
-                        latency,
-                        failed_over: false,
-                    });
-                    let attempt = Attempt {
-                        provider: *provider,
-                        model,
-                        sent,
-                        span,
-                    };
-                    return Ok(self.reply(reply, attempt, head, started, upstream_wait));
-                }
+            ending.provider(*provider);
+            let attempt = Attempt {
+                provider: *provider,
+                model,
+                upstream_model: upstream_model.as_deref(),
+            };
+            let error = match self.attempt(body, head, attempt, ending).await {
+                Ok(reply) => return Ok(reply),
                 Err(error) => error,
             };
-            let more = error.retryable() && attempts < self.max_attempts && tried + 1 < total;
-            self.observer.attempt(&AttemptRecord {
-                provider: *provider,
-                provider_name: &slot.name,
-                model,
-                model_id: &route.id,
-                result: match (&error, error.retryable()) {
-                    (ProviderError::Timeout, _) => AttemptResult::Timeout,
-                    (_, true) => AttemptResult::Error,
-                    (_, false) => AttemptResult::Rejected,
-                },
-                error_kind: Some(error.kind()),
-                status: match &error {
-                    ProviderError::Status { status, .. } => Some(*status),
-                    _ => None,
-                },
-                latency,
-                failed_over: more,
-            });
-            span.in_scope(|| {
-                tracing::warn!(
-                    provider = %slot.name,
-                    model = %route.id,
-                    error = %error,
-                    failover = more,
-                    "provider attempt failed"
-                )
-            });
-            span.failed(&error);
-            match error {
-                ProviderError::Status {
-                    status,
-                    body,
-                    content_type,
-                } if !retryable_status(status) => {
-                    self.observer.completion(&CompletionRecord {
-                        provider: *provider,
-                        provider_name: &slot.name,
-                        model,
-                        model_id: &route.id,
-                        stream: head.stream,
-                        usage: None,
-                        duration: started.elapsed(),
-                        time_to_first_token: None,
-                        upstream_wait,
-                        status: "rejected",
-                    });
-                    return Ok(ChatReply::Passthrough {
-                        status,
-                        body,
-                        content_type,
-                        upstream_wait,
-                    });
-                }
-                error => last_error = Some(error),
+            if let ProviderError::Status {
+                status: 429,
+                retry_after: asked,
+                ..
+            } = &error
+            {
+                let pause = asked
+                    .unwrap_or(DEFAULT_RATE_LIMIT_PAUSE)
+                    .min(MAX_RATE_LIMIT_PAUSE);
+                slot.state.rate_limit_until(Instant::now() + pause);
+                retry_after = Some(retry_after.map_or(pause, |r| r.min(pause)));
             }
+            failed = Some((*provider, error));
         }
-        Err(match last_error {
-            None => ApiError::NoProviderAvailable(format!(
-                "no provider is available for model `{}`: every circuit breaker is open",
-                route.id
-            )),
-            Some(ProviderError::Timeout) => ApiError::UpstreamTimeout(format!(
-                "the upstream provider timed out after {attempts} attempt(s)"
-            )),
-            Some(ProviderError::Status { status: 429, .. }) => ApiError::RateLimited(
-                "every provider for this model is rate limiting; retry later".into(),
-            ),
-            Some(error) => ApiError::UpstreamFailed(format!(
-                "the upstream provider failed after {attempts} attempt(s): {}",
-                error.kind()
-            )),
-        })
+        Err(self.give_up(route, failed, retry_after, attempts, ending))
     }
 
-    fn reply(
+    /// One attempt. A JSON answer or a passthrough is recorded here; a stream's attempt is
+    /// recorded by its relay when the stream is over. A failure is recorded and returned for
+    /// the caller to fail over.
+    async fn attempt(
         &self,
-        reply: Reply,
-        attempt: Attempt,
+        body: &Bytes,
         head: &ChatHead<'_>,
-        started: Instant,
-        upstream_wait: Duration,
-    ) -> ChatReply {
+        attempt: Attempt<'_>,
+        ending: &mut Ending,
+    ) -> Result<ChatReply, ProviderError> {
         let Attempt {
             provider,
             model,
-            sent,
-            span,
+            upstream_model,
         } = attempt;
         let route = &self.models[model];
         let slot = &self.providers[provider];
-        match reply {
-            Reply::Json {
+        // Ask the upstream for usage when the client did not; the relay cuts it back out.
+        let add_usage = head.stream && !head.include_usage;
+        let body = rewrite(body, upstream_model, add_usage);
+        let span = AttemptSpan::start(
+            &slot.name,
+            upstream_model.unwrap_or(&route.id),
+            slot.client.address(),
+            head.stream,
+        );
+        let trace = span.upstream_trace();
+        let sent = Instant::now();
+        let deadline = sent + slot.client.timeout();
+        let sending = slot.client.chat(body, head.stream, &trace);
+        let result = match span.instrument(sending).await {
+            Ok(Reply::Stream { first, rest }) => {
+                let mut upstream = Upstream::new(
+                    first,
+                    rest,
+                    !head.include_usage,
+                    slot.client.max_event_bytes(),
+                );
+                // The attempt's timeout covers the wait for the first content too.
+                match tokio::time::timeout_at(deadline.into(), span.instrument(upstream.prime()))
+                    .await
+                {
+                    Ok(Ok(())) => Ok(Answer::Stream(upstream)),
+                    Ok(Err(error)) => Err(error),
+                    Err(_) => Err(ProviderError::Timeout),
+                }
+            }
+            Ok(Reply::Json {
                 body,
                 usage,
                 response_model,
-            } => {
-                span.answered(response_model.as_deref(), usage);
-                self.observer.completion(&CompletionRecord {
-                    provider,
-                    provider_name: &slot.name,
-                    model,
-                    model_id: &route.id,
-                    stream: false,
-                    usage,
-                    duration: started.elapsed(),
-                    time_to_first_token: None,
-                    upstream_wait,
-                    status: "success",
-                });
-                ChatReply::Json {
-                    body,
-                    upstream_wait,
-                }
-            }
-            Reply::Stream { first, rest } => ChatReply::Stream(Box::new(Relay::new(
-                rest,
+            }) => Ok(Answer::Json {
+                body,
+                usage,
+                response_model,
+            }),
+            Err(error) => Err(error),
+        };
+        let latency = sent.elapsed();
+        ending.add_upstream_wait(latency);
+        let record = |result, reason| AttemptRecord {
+            provider,
+            model,
+            result,
+            reason,
+            latency,
+        };
+        match result {
+            Ok(Answer::Stream(upstream)) => Ok(ChatReply::Stream(Box::new(Relay::new(
+                upstream,
                 relay::Context {
                     span: span.streaming(),
                     sent,
+                    latency,
                     observer: self.observer.clone(),
                     provider,
                     provider_name: slot.name.clone(),
                     model,
                     model_id: route.id.clone(),
-                    started,
-                    upstream_wait,
-                    strip_usage: !head.include_usage,
+                    ending: ending.hand_off(),
                 },
-                first,
-            ))),
+            )))),
+            Ok(Answer::Json {
+                body,
+                usage,
+                response_model,
+            }) => {
+                self.observer.attempt(&record(AttemptResult::Success, None));
+                span.answered(response_model.as_deref(), usage);
+                ending.answered(usage);
+                ending.end(RequestEnd::Served);
+                Ok(ChatReply::Json {
+                    body,
+                    upstream_wait: ending.upstream_wait(),
+                })
+            }
+            Err(error) => {
+                let reason = error.reason();
+                let result = match (&error, error.retryable()) {
+                    (ProviderError::Timeout, _) => AttemptResult::Timeout,
+                    (ProviderError::Status { status: 429, .. }, _) => AttemptResult::RateLimited,
+                    (_, true) => AttemptResult::Error,
+                    (_, false) => AttemptResult::Rejected,
+                };
+                self.observer.attempt(&record(result, Some(reason)));
+                span.in_scope(|| {
+                    tracing::warn!(
+                        provider = %slot.name,
+                        model = %route.id,
+                        error = %error,
+                        reason = reason.label(),
+                        "provider attempt failed"
+                    )
+                });
+                span.failed(&error);
+                match error {
+                    ProviderError::Status {
+                        status,
+                        body,
+                        content_type,
+                        ..
+                    } if !retryable_status(status) => {
+                        ending.end(RequestEnd::PassedThrough);
+                        Ok(ChatReply::Passthrough {
+                            status,
+                            body,
+                            content_type,
+                            upstream_wait: ending.upstream_wait(),
+                        })
+                    }
+                    error => Err(error),
+                }
+            }
         }
+    }
+
+    /// The client's error when no attempt succeeded, and the request's end.
+    fn give_up(
+        &self,
+        route: &ModelRoute,
+        failed: Option<(usize, ProviderError)>,
+        retry_after: Option<Duration>,
+        attempts: u32,
+        ending: &mut Ending,
+    ) -> ApiError {
+        let rate_limited = |retry_after: Option<Duration>| {
+            ApiError::RateLimited(RateLimit {
+                message: format!(
+                    "every provider for model `{}` is rate limiting; retry later",
+                    route.id
+                ),
+                retry_after: retry_after.unwrap_or(DEFAULT_RATE_LIMIT_PAUSE),
+                requests: None,
+            })
+        };
+        let (end, error) = match failed {
+            None if retry_after.is_some() => (RequestEnd::RateLimited, rate_limited(retry_after)),
+            None => (
+                RequestEnd::NoProvider,
+                ApiError::NoProviderAvailable(format!(
+                    "no provider is available for model `{}`: every circuit breaker is open",
+                    route.id
+                )),
+            ),
+            Some((_, ProviderError::Status { status: 429, .. })) => {
+                (RequestEnd::RateLimited, rate_limited(retry_after))
+            }
+            Some((_, ProviderError::Timeout)) => (
+                RequestEnd::TimedOut,
+                ApiError::UpstreamTimeout(format!(
+                    "the upstream provider timed out after {attempts} attempt(s)"
+                )),
+            ),
+            Some((provider, ProviderError::Status { status, .. }))
+                if matches!(status, 401 | 403) =>
+            {
+                (
+                    RequestEnd::Failed,
+                    ApiError::UpstreamFailed(format!(
+                        "provider `{}` refused the gateway's credentials (HTTP {status}) and no \
+                         other provider could serve the request; the gateway's operator must \
+                         fix that provider's api_key",
+                        self.providers[provider].name
+                    )),
+                )
+            }
+            Some((_, error)) => (
+                RequestEnd::Failed,
+                ApiError::UpstreamFailed(format!(
+                    "the upstream provider failed after {attempts} attempt(s): {}",
+                    error.kind()
+                )),
+            ),
+        };
+        ending.end(end);
+        error
     }
 
     /// Bit i set: candidate i is degraded.
@@ -380,13 +473,22 @@ impl Router {
     }
 }
 
-/// The attempt that answered.
-struct Attempt {
+/// A successful attempt: a primed stream, or a whole JSON answer.
+enum Answer {
+    Stream(Upstream),
+    Json {
+        body: Bytes,
+        usage: Option<crate::providers::Usage>,
+        response_model: Option<String>,
+    },
+}
+
+/// Which provider an attempt goes to, for which model, under which upstream name.
+#[derive(Clone, Copy)]
+struct Attempt<'a> {
     provider: usize,
     model: usize,
-    /// When it was sent (time to first chunk is measured from here).
-    sent: Instant,
-    span: AttemptSpan,
+    upstream_model: Option<&'a str>,
 }
 
 fn is_set(mask: u64, i: usize) -> bool {

@@ -1,6 +1,15 @@
-//! Relays an upstream SSE stream to the client chunk by chunk, and records its outcome when
-//! it ends — or when it is dropped because the client went away, which also cancels the
-//! upstream request (its body stream is dropped with the relay).
+//! Relays an upstream SSE stream to the client, and states how it ended.
+//!
+//! A stream goes through two phases. **Priming** ([`Upstream::prime`], still inside the
+//! attempt): the router reads events, holding them back, until the first content (or a clean
+//! end); a stream that breaks or sends a malformed event before that fails over like any other
+//! failed attempt, and the client never sees it. **Relaying** ([`Relay`]): from the first
+//! content on, complete lines go to the client as they arrive. A stream that then breaks (cut,
+//! malformed event, idle, too long a line, closed without `[DONE]`) is a failure of its
+//! provider, and the client gets an OpenAI-shaped SSE error event instead of a silent
+//! truncation. The relay records the attempt and the request's end when it is dropped —
+//! at the end of the stream, or when the client went away, which also cancels the upstream
+//! request (its body stream is dropped with the relay).
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -8,75 +17,187 @@ use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use futures_util::Stream;
+use bytes::{Bytes, BytesMut};
+use futures_util::{Stream, StreamExt};
 
 use crate::errors::ApiError;
-use crate::outcome::{CompletionRecord, Observer};
+use crate::outcome::{AttemptRecord, AttemptResult, Ending, Observer, RequestEnd};
 use crate::providers::sse::SseScanner;
-use crate::providers::ByteStream;
+use crate::providers::{ByteStream, FailureReason, ProviderError, StreamFault};
 use crate::telemetry::client_span::StreamSpan;
 
-/// Who the stream belongs to, for its completion record.
+/// Most bytes held back while priming: past it, the stream is committed even without content
+/// (an upstream sending many empty events first).
+const MAX_HELD: usize = 64 * 1024;
+
+/// An upstream stream before it is committed to: its first chunks, held back.
+pub struct Upstream {
+    first: Option<Bytes>,
+    rest: ByteStream,
+    scanner: SseScanner,
+    held: BytesMut,
+    /// The upstream body ended (cleanly) while priming.
+    ended: bool,
+}
+
+impl Upstream {
+    pub fn new(first: Bytes, rest: ByteStream, strip_usage: bool, max_line: usize) -> Self {
+        Self {
+            first: Some(first),
+            rest,
+            scanner: SseScanner::new(strip_usage, max_line),
+            held: BytesMut::new(),
+            ended: false,
+        }
+    }
+
+    /// Reads until the first content, a clean end, or [`MAX_HELD`] bytes; any failure before
+    /// that is the attempt's (the caller fails over).
+    pub async fn prime(&mut self) -> Result<(), ProviderError> {
+        if let Some(first) = self.first.take() {
+            if self.absorb(first)? {
+                return Ok(());
+            }
+        }
+        loop {
+            match self.rest.next().await {
+                Some(Ok(chunk)) => {
+                    if self.absorb(chunk)? {
+                        return Ok(());
+                    }
+                }
+                Some(Err(error)) => return Err(error.in_stream()),
+                None => {
+                    let fed = self.scanner.finish();
+                    self.held.extend_from_slice(&fed.forward);
+                    if let Some(fault) = fed.fault {
+                        return Err(ProviderError::Stream(fault));
+                    }
+                    if !self.scanner.done() {
+                        return Err(ProviderError::Stream(StreamFault::NoDone));
+                    }
+                    self.ended = true;
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Holds a chunk's complete lines; true when priming is over.
+    fn absorb(&mut self, chunk: Bytes) -> Result<bool, ProviderError> {
+        let fed = self.scanner.feed(chunk);
+        self.held.extend_from_slice(&fed.forward);
+        if let Some(fault) = fed.fault {
+            return Err(ProviderError::Stream(fault));
+        }
+        Ok(self.scanner.seen_content() || self.scanner.done() || self.held.len() >= MAX_HELD)
+    }
+}
+
+/// Who the stream belongs to: what its attempt and its request's end are recorded with.
 pub struct Context {
     /// The attempt's client span, closed with the stream.
     pub span: StreamSpan,
     /// When the attempt was sent.
     pub sent: Instant,
+    /// From the send to the commit (first content): the attempt's latency.
+    pub latency: Duration,
     pub observer: Arc<dyn Observer>,
     pub provider: usize,
     pub provider_name: Arc<str>,
     pub model: usize,
     pub model_id: Arc<str>,
-    pub started: Instant,
-    /// Upstream wait before the first chunk (all attempts).
-    pub upstream_wait: Duration,
-    pub strip_usage: bool,
+    /// The request's end, recorded when the relay is dropped.
+    pub ending: Ending,
+}
+
+/// How far the relay got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Running,
+    /// `[DONE]` seen and the upstream body ended.
+    Done,
+    Failed(FailureReason),
 }
 
 pub struct Relay {
-    first: Option<Bytes>,
+    held: Option<Bytes>,
     rest: ByteStream,
     scanner: SseScanner,
     context: Context,
-    ttft: Option<Duration>,
     /// From the attempt's send to the first content chunk (the span's attribute).
     ttfc: Option<Duration>,
-    /// The upstream failure that broke the stream.
-    error_kind: Option<&'static str>,
     waiting_since: Option<Instant>,
-    /// `None` while running; the outcome once the stream ended.
-    ended: Option<&'static str>,
+    state: State,
 }
 
 impl Relay {
-    pub fn new(rest: ByteStream, context: Context, first: Bytes) -> Self {
-        Self {
-            first: Some(first),
+    /// The relay of a primed upstream.
+    pub fn new(upstream: Upstream, mut context: Context) -> Self {
+        let Upstream {
             rest,
-            scanner: SseScanner::new(context.strip_usage),
+            scanner,
+            held,
+            ended,
+            ..
+        } = upstream;
+        let mut ttfc = None;
+        if scanner.seen_content() {
+            if let Some(started) = context.ending.started() {
+                context.ending.first_token(started.elapsed());
+            }
+            ttfc = Some(context.sent.elapsed());
+        }
+        Self {
+            held: Some(held.freeze()),
+            rest,
+            scanner,
             context,
-            ttft: None,
-            ttfc: None,
-            error_kind: None,
+            ttfc,
             waiting_since: None,
-            ended: None,
+            state: if ended { State::Done } else { State::Running },
         }
     }
 
-    /// Time spent waiting on upstreams so far (before the first chunk, every attempt
+    /// Time spent waiting on upstreams so far (before the first content, every attempt
     /// included; later, the waits between chunks too).
     pub fn upstream_wait(&self) -> Duration {
-        self.context.upstream_wait
+        self.context.ending.upstream_wait()
     }
 
-    fn forward(&mut self, chunk: Bytes) -> Bytes {
-        let fed = self.scanner.feed(chunk);
-        if fed.first_content && self.ttft.is_none() {
-            self.ttft = Some(self.context.started.elapsed());
+    fn first_content(&mut self) {
+        if self.ttfc.is_none() {
             self.ttfc = Some(self.context.sent.elapsed());
+            if let Some(started) = self.context.ending.started() {
+                self.context.ending.first_token(started.elapsed());
+            }
         }
-        fed.forward
+    }
+
+    /// Ends the stream on an upstream failure: what was good of the last chunk, then an
+    /// OpenAI-shaped error event (after a blank line, so it is an event of its own).
+    fn fail(&mut self, error: ProviderError, forward: Bytes) -> Bytes {
+        let reason = error.reason();
+        self.state = State::Failed(reason);
+        let c = &self.context;
+        c.span.in_scope(|| {
+            tracing::warn!(
+                provider = %c.provider_name,
+                model = %c.model_id,
+                error = %error,
+                reason = reason.label(),
+                "upstream stream broke after the first content"
+            )
+        });
+        let error =
+            ApiError::UpstreamFailed(format!("the upstream stream broke: {}", reason.label()));
+        let body = error.body();
+        let mut event = Vec::with_capacity(forward.len() + body.len() + 10);
+        event.extend_from_slice(&forward);
+        event.extend_from_slice(b"\ndata: ");
+        event.extend_from_slice(&body);
+        event.extend_from_slice(b"\n\n");
+        Bytes::from(event)
     }
 }
 
@@ -85,13 +206,12 @@ impl Stream for Relay {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
-        if let Some(first) = this.first.take() {
-            let out = this.forward(first);
-            if !out.is_empty() {
-                return Poll::Ready(Some(Ok(out)));
+        if let Some(held) = this.held.take() {
+            if !held.is_empty() {
+                return Poll::Ready(Some(Ok(held)));
             }
         }
-        if this.ended.is_some() {
+        if this.state != State::Running {
             return Poll::Ready(None);
         }
         loop {
@@ -99,7 +219,7 @@ impl Stream for Relay {
             match (&polled, this.waiting_since) {
                 (Poll::Pending, None) => this.waiting_since = Some(Instant::now()),
                 (Poll::Ready(_), Some(since)) => {
-                    this.context.upstream_wait += since.elapsed();
+                    this.context.ending.add_upstream_wait(since.elapsed());
                     this.waiting_since = None;
                 }
                 _ => {}
@@ -107,41 +227,36 @@ impl Stream for Relay {
             match polled {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Some(Ok(chunk))) => {
-                    let out = this.forward(chunk);
-                    if out.is_empty() {
+                    let fed = this.scanner.feed(chunk);
+                    if fed.first_content {
+                        this.first_content();
+                    }
+                    if let Some(fault) = fed.fault {
+                        let event = this.fail(ProviderError::Stream(fault), fed.forward);
+                        return Poll::Ready(Some(Ok(event)));
+                    }
+                    if fed.forward.is_empty() {
                         continue;
                     }
-                    return Poll::Ready(Some(Ok(out)));
+                    return Poll::Ready(Some(Ok(fed.forward)));
                 }
                 Poll::Ready(Some(Err(error))) => {
-                    this.ended = Some("upstream_error");
-                    this.error_kind = Some(error.kind());
-                    let c = &this.context;
-                    c.span.in_scope(|| {
-                        tracing::warn!(
-                            provider = %c.provider_name,
-                            model = %c.model_id,
-                            error = %error,
-                            "upstream stream broke after the first chunk"
-                        )
-                    });
-                    let error = ApiError::UpstreamFailed(format!(
-                        "the upstream stream broke: {}",
-                        error.kind()
-                    ));
-                    let mut event = this.scanner.finish().to_vec();
-                    if !event.is_empty() && !event.ends_with(b"\n") {
-                        event.push(b'\n');
-                    }
-                    event.extend_from_slice(b"data: ");
-                    event.extend_from_slice(&error.body());
-                    event.extend_from_slice(b"\n\n");
-                    return Poll::Ready(Some(Ok(Bytes::from(event))));
+                    let event = this.fail(error.in_stream(), Bytes::new());
+                    return Poll::Ready(Some(Ok(event)));
                 }
                 Poll::Ready(None) => {
-                    this.ended = Some("success");
-                    let tail = this.scanner.finish();
-                    return Poll::Ready((!tail.is_empty()).then_some(Ok(tail)));
+                    let fed = this.scanner.finish();
+                    let fault = match fed.fault {
+                        Some(fault) => Some(fault),
+                        None if !this.scanner.done() => Some(StreamFault::NoDone),
+                        None => None,
+                    };
+                    if let Some(fault) = fault {
+                        let event = this.fail(ProviderError::Stream(fault), fed.forward);
+                        return Poll::Ready(Some(Ok(event)));
+                    }
+                    this.state = State::Done;
+                    return Poll::Ready((!fed.forward.is_empty()).then_some(Ok(fed.forward)));
                 }
             }
         }
@@ -150,26 +265,31 @@ impl Stream for Relay {
 
 impl Drop for Relay {
     fn drop(&mut self) {
-        let status = self.ended.unwrap_or("client_disconnected");
-        let c = &self.context;
-        c.observer.completion(&CompletionRecord {
+        // A client that left while the stream flowed says nothing against the provider.
+        let (result, reason, end) = match self.state {
+            State::Running => (AttemptResult::Success, None, RequestEnd::ClientGone),
+            State::Done => (AttemptResult::Success, None, RequestEnd::Served),
+            State::Failed(reason @ FailureReason::Stream(StreamFault::Idle)) => {
+                (AttemptResult::Timeout, Some(reason), RequestEnd::Failed)
+            }
+            State::Failed(reason) => (AttemptResult::Error, Some(reason), RequestEnd::Failed),
+        };
+        let c = &mut self.context;
+        c.observer.attempt(&AttemptRecord {
             provider: c.provider,
-            provider_name: &c.provider_name,
             model: c.model,
-            model_id: &c.model_id,
-            stream: true,
-            usage: self.scanner.usage(),
-            duration: c.started.elapsed(),
-            time_to_first_token: self.ttft,
-            upstream_wait: c.upstream_wait,
-            status,
+            result,
+            reason,
+            latency: c.latency,
         });
+        c.ending.answered(self.scanner.usage());
+        c.ending.end(end);
         c.span.finish(
             self.scanner.model(),
             self.scanner.usage(),
             self.ttfc,
-            status,
-            self.error_kind,
+            end.label(),
+            reason.map(FailureReason::label),
         );
     }
 }

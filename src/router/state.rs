@@ -3,8 +3,21 @@
 //! The circuit-breaker actor owns every transition and publishes the result here with plain
 //! atomic stores; the router only loads, plus one `fetch_update` to claim a half-open probe
 //! slot. No lock, no await, no message on the request path.
+//!
+//! One thing the request path writes itself: the end of a rate-limit pause. A 429 is not an
+//! outage (no breaker moves), but the next request must skip the provider at once, not after
+//! the actors' next drain; a `fetch_max` on one atomic keeps the latest end.
 
-use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::LazyLock;
+use std::time::{Duration, Instant};
+
+/// The origin of the rate-limit pause's clock (milliseconds since this instant).
+static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
+
+fn millis_since_epoch(at: Instant) -> u64 {
+    u64::try_from(at.saturating_duration_since(*EPOCH).as_millis()).unwrap_or(u64::MAX)
+}
 
 /// Breaker phase as published for readers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +63,8 @@ pub struct ProviderState {
     probes_left: AtomicU32,
     /// Health score in [0, 1], as `f32` bits.
     health: AtomicU32,
+    /// End of a rate-limit pause, in ms since [`EPOCH`] plus one (0: none).
+    limited_until: AtomicU64,
 }
 
 impl Default for ProviderState {
@@ -58,6 +73,7 @@ impl Default for ProviderState {
             phase: AtomicU8::new(Phase::Closed as u8),
             probes_left: AtomicU32::new(0),
             health: AtomicU32::new(1.0f32.to_bits()),
+            limited_until: AtomicU64::new(0),
         }
     }
 }
@@ -82,6 +98,22 @@ impl ProviderState {
                 .ok()
                 .map(|_| Admission::Probe),
         }
+    }
+
+    /// How long the provider still asked us to wait (429), if it did.
+    pub fn rate_limited_for(&self, now: Instant) -> Option<Duration> {
+        let until = self.limited_until.load(Ordering::Relaxed);
+        if until == 0 {
+            return None;
+        }
+        let now = millis_since_epoch(now) + 1;
+        (until > now).then(|| Duration::from_millis(until - now))
+    }
+
+    /// Skips the provider until `until` (the later of this and an earlier pause).
+    pub fn rate_limit_until(&self, until: Instant) {
+        let until = millis_since_epoch(until).saturating_add(1);
+        self.limited_until.fetch_max(until, Ordering::Relaxed);
     }
 
     /// Publishes a breaker phase; `probes` is the number of half-open probe slots.
@@ -116,6 +148,23 @@ mod tests {
         assert_eq!(state.try_admit(), Some(Admission::Probe));
         assert_eq!(state.try_admit(), None);
         state.publish_phase(Phase::Closed, 0);
+        assert_eq!(state.try_admit(), Some(Admission::Normal));
+    }
+
+    #[test]
+    fn a_rate_limit_pause_ends_on_time_and_keeps_the_latest() {
+        let state = ProviderState::default();
+        let t0 = Instant::now();
+        assert_eq!(state.rate_limited_for(t0), None);
+        state.rate_limit_until(t0 + Duration::from_secs(5));
+        state.rate_limit_until(t0 + Duration::from_secs(2));
+        let left = state.rate_limited_for(t0).unwrap();
+        assert!(left > Duration::from_millis(4_990) && left <= Duration::from_secs(5));
+        assert!(state
+            .rate_limited_for(t0 + Duration::from_secs(4))
+            .is_some());
+        assert_eq!(state.rate_limited_for(t0 + Duration::from_secs(5)), None);
+        // Admission is the breaker's: a rate limit does not move it.
         assert_eq!(state.try_admit(), Some(Admission::Normal));
     }
 

@@ -18,7 +18,7 @@ pub async fn chat(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let started = Instant::now();
-    state.keys.authenticate(
+    let caller = state.keys.authenticate(
         req.headers()
             .get(header::AUTHORIZATION)
             .map(|v| v.as_bytes()),
@@ -31,12 +31,11 @@ pub async fn chat(
         .and_then(|v| v.parse::<usize>().ok());
     let body = read_body(payload, state.max_body_bytes, declared).await?;
     let head = parse_head(&body)?;
-    let routed = state.router.chat(body.clone(), &head, started);
-    let reply = tokio::time::timeout(state.request_timeout, routed)
-        .await
-        .map_err(|_| {
-            ApiError::UpstreamTimeout("the request exceeded the gateway's request timeout".into())
-        })??;
+    let deadline = started + state.request_timeout;
+    let reply = state
+        .router
+        .chat(body.clone(), &head, started, deadline)
+        .await?;
     // The access line (structured; no prompt, no key): one per answered request.
     tracing::info!(
         model = %head.model,
@@ -44,7 +43,7 @@ pub async fn chat(
         request_id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()),
         "chat completion answered"
     );
-    Ok(match reply {
+    let mut response = match reply {
         ChatReply::Json {
             body,
             upstream_wait,
@@ -83,8 +82,20 @@ pub async fn chat(
             .insert_header((header::CACHE_CONTROL, "no-cache"))
             .insert_header(("x-accel-buffering", "no"))
             .streaming(relay),
-    })
+    };
+    if let Some(quota) = caller.quota {
+        let headers = response.headers_mut();
+        for (name, value) in quota.headers() {
+            if let Ok(value) = header::HeaderValue::from_str(&value) {
+                headers.insert(header::HeaderName::from_static(name), value);
+            }
+        }
+    }
+    Ok(response)
 }
+
+/// Most bytes reserved for a body before it arrives.
+const PREALLOCATE: usize = 64 * 1024;
 
 /// Reads the whole body, refusing more than `limit` bytes with a 413.
 async fn read_body(
@@ -95,7 +106,9 @@ async fn read_body(
     if declared.is_some_and(|n| n > limit) {
         return Err(ApiError::PayloadTooLarge { limit });
     }
-    let mut body = BytesMut::with_capacity(declared.unwrap_or(4096).min(limit));
+    // Never pre-allocate more than a small buffer from what the client declares: a huge
+    // `Content-Length` must cost nothing until the bytes actually arrive.
+    let mut body = BytesMut::with_capacity(declared.unwrap_or(4096).min(limit).min(PREALLOCATE));
     while let Some(chunk) = payload.next().await {
         let chunk = chunk
             .map_err(|e| ApiError::BadRequest(format!("could not read the request body: {e}")))?;

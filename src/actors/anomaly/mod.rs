@@ -22,7 +22,6 @@ use super::events::AnomalyDetected;
 use super::outbox::Events;
 use super::{Attempt, Spend};
 use crate::config::AnomalyConfig;
-use crate::outcome::AttemptResult;
 use crate::telemetry::metrics::Meters;
 
 pub struct AnomalyDetector {
@@ -95,10 +94,10 @@ impl Handler<Attempt> for AnomalyDetector {
         let Some(watch) = self.watches.get_mut(msg.provider) else {
             return;
         };
-        let sample = match msg.result {
-            AttemptResult::Success => Some(msg.latency.as_secs_f64()),
-            AttemptResult::Error | AttemptResult::Timeout => None,
-            AttemptResult::Rejected => return,
+        let sample = match msg.result.verdict() {
+            Some(true) => Some(msg.latency.as_secs_f64()),
+            Some(false) => None,
+            None => return,
         };
         if let Some((signal, spike)) = watch.attempt(sample) {
             self.report(msg.provider, signal, spike);
@@ -130,6 +129,8 @@ impl Handler<Events> for AnomalyDetector {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use std::time::Duration;
+
+    use crate::outcome::AttemptResult;
 
     use super::*;
     use crate::actors::breakers::tests::board;

@@ -18,7 +18,6 @@ use super::events::{BreakerMoved, BreakerOpened};
 use super::outbox::Events;
 use super::{now, Attempt};
 use crate::config::BreakerConfig;
-use crate::outcome::AttemptResult;
 use crate::router::Phase;
 
 pub struct CircuitBreakers {
@@ -94,11 +93,7 @@ impl Handler<Attempt> for CircuitBreakers {
         let Some(breaker) = self.breakers.get_mut(msg.provider) else {
             return;
         };
-        let verdict = match msg.result {
-            AttemptResult::Success => Some(true),
-            AttemptResult::Error | AttemptResult::Timeout => Some(false),
-            AttemptResult::Rejected => None,
-        };
+        let verdict = msg.result.verdict();
         let effect = breaker.record(verdict, now());
         self.apply(msg.provider, effect, ctx);
     }

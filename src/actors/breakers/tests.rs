@@ -6,6 +6,7 @@ use std::time::Duration;
 use super::*;
 use crate::actors::board::Board;
 use crate::config::{BreakerConfig, Config};
+use crate::outcome::AttemptResult;
 
 pub(crate) fn board() -> Arc<Board> {
     Arc::new(Board::from_config(&Config::builtin().unwrap()))

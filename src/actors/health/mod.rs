@@ -17,7 +17,6 @@ use super::board::Board;
 use super::outbox::{Event, Events};
 use super::{now, Attempt, Finished};
 use crate::config::HealthConfig;
-use crate::outcome::AttemptResult;
 use crate::router::Phase;
 
 pub struct ProviderHealth {
@@ -83,11 +82,7 @@ impl Handler<Attempt> for ProviderHealth {
     type Result = ();
 
     fn handle(&mut self, msg: Attempt, _: &mut Self::Context) {
-        let ok = match msg.result {
-            AttemptResult::Success => Some(true),
-            AttemptResult::Error | AttemptResult::Timeout => Some(false),
-            AttemptResult::Rejected => None,
-        };
+        let ok = msg.result.verdict();
         if let Some(tracker) = self.trackers.get_mut(msg.provider) {
             tracker.record(ok, msg.latency, now());
         }
@@ -122,6 +117,8 @@ impl Handler<Events> for ProviderHealth {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use std::time::Duration;
+
+    use crate::outcome::AttemptResult;
 
     use super::*;
     use crate::actors::breakers::tests::board;

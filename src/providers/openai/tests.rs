@@ -26,6 +26,8 @@ fn config(base_url: String) -> OpenAiProviderConfig {
         connect_timeout: Duration::from_secs(1),
         stream_idle_timeout: Duration::from_secs(5),
         headers: BTreeMap::new(),
+        max_event_bytes: 1024 * 1024,
+        max_response_bytes: 32 * 1024 * 1024,
     }
 }
 
@@ -171,12 +173,67 @@ async fn a_stream_waits_for_its_first_chunk_and_an_error_status_keeps_its_body()
             status,
             body,
             content_type,
+            retry_after,
         }) => {
+            assert_eq!(retry_after, None);
             assert_eq!(status, 418);
             assert_eq!(&body[..], b"{\"e\":1}");
             assert_eq!(content_type.as_deref(), Some("application/json"));
         }
         other => panic!("{:?}", other.err()),
+    }
+}
+
+#[tokio::test]
+async fn a_429_carries_its_retry_after() {
+    const LIMITED: &str = "HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\n\
+        retry-after: 12\r\ncontent-length: 2\r\n\r\n{}";
+    let (addr, _served) = one_request(LIMITED).await;
+    let client = OpenAiClient::new(&config(format!("http://{addr}/v1"))).unwrap();
+    let error = client
+        .chat(Bytes::from_static(b"{}"), false, &UpstreamTrace::default())
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(
+            error,
+            ProviderError::Status { status: 429, retry_after: Some(d), .. } if d == Duration::from_secs(12)
+        ),
+        "{error:?}"
+    );
+    assert_eq!(error.kind(), "rate_limited");
+}
+
+/// A JSON answer past `max_response_bytes` fails the attempt, whether its length is declared
+/// or it arrives chunked and keeps growing.
+#[tokio::test]
+async fn an_answer_past_the_size_limit_is_too_large() {
+    let mut small = config(String::new());
+    small.max_response_bytes = 1024;
+    let declared = json_reply(&format!("{{\"pad\":\"{}\"}}", "x".repeat(2000)));
+    let mut body = String::new();
+    for _ in 0..4 {
+        body.push_str(&format!("200\r\n{}\r\n", "y".repeat(0x200)));
+    }
+    let chunked = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+         transfer-encoding: chunked\r\n\r\n{body}0\r\n\r\n"
+    );
+    for reply in [declared, chunked] {
+        let (addr, _served) = one_request(reply).await;
+        small.base_url = format!("http://{addr}/v1");
+        let client = OpenAiClient::new(&small).unwrap();
+        let error = client
+            .chat(Bytes::from_static(b"{}"), false, &UpstreamTrace::default())
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            matches!(error, ProviderError::TooLarge { limit: 1024 }),
+            "{error:?}"
+        );
+        assert!(error.retryable());
     }
 }
 
