@@ -1,12 +1,23 @@
-//! `GET /health` (liveness), `GET /health/providers` and `GET /health/anomalies`, without
-//! authentication. The detailed views are served from the snapshots the actors publish: no
-//! actor is asked, nothing waits.
+//! `GET /health` (liveness), `GET /health/providers` and `GET /health/anomalies`.
+//!
+//! `/health` is always open: a probe needs no secret, and it shows nothing but counts. The
+//! detailed views name providers, breaker states and error rates — the `providers` metrics
+//! category in another shape — so with `[metrics] tokens` configured they need a token
+//! granting `providers` (or `all`), like `/prometheus/metrics/providers`. They are served from
+//! the snapshots the actors publish: no actor is asked, nothing waits.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
+use super::metrics::authorize;
 use super::AppState;
 use crate::actors::board::Board;
+use crate::errors::ApiError;
+use crate::telemetry::access::{MetricsAccess, Scope};
+use crate::telemetry::catalogue::Category;
+
+/// What the detailed views need: the scope of the `providers` metrics category.
+const DETAILS: Scope = Scope::Category(Category::Providers);
 
 pub async fn health(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(json!({
@@ -18,7 +29,12 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
 
 /// Per provider: breaker state, health score, error rate, request count and latency
 /// percentiles over the health window.
-pub async fn providers(board: web::Data<Board>) -> HttpResponse {
+pub async fn providers(
+    req: HttpRequest,
+    access: web::Data<MetricsAccess>,
+    board: web::Data<Board>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&req, &access, DETAILS)?;
     let views = board.views.load();
     let providers: Vec<_> = board
         .provider_names
@@ -40,12 +56,17 @@ pub async fn providers(board: web::Data<Board>) -> HttpResponse {
             })
         })
         .collect();
-    HttpResponse::Ok().json(json!({ "providers": providers }))
+    Ok(HttpResponse::Ok().json(json!({ "providers": providers })))
 }
 
 /// Recent anomalies, newest first.
-pub async fn anomalies(board: web::Data<Board>) -> HttpResponse {
+pub async fn anomalies(
+    req: HttpRequest,
+    access: web::Data<MetricsAccess>,
+    board: web::Data<Board>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&req, &access, DETAILS)?;
     let recent = board.anomalies.load();
     let newest_first: Vec<_> = recent.iter().rev().collect();
-    HttpResponse::Ok().json(json!({ "anomalies": newest_first }))
+    Ok(HttpResponse::Ok().json(json!({ "anomalies": newest_first })))
 }
