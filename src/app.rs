@@ -20,6 +20,7 @@ use crate::telemetry::access::MetricsAccess;
 use crate::telemetry::log_stats::LogStats;
 use crate::telemetry::loki::LokiHandle;
 use crate::telemetry::metrics::{Metrics, Sources};
+use crate::telemetry::protocol_errors;
 use crate::telemetry::server_span::server_span;
 
 /// Why the gateway could not start or stopped with an error.
@@ -58,6 +59,10 @@ pub fn run_with(
         .map_or_else(crate::telemetry::log_stats::global, LokiHandle::stats);
     let result = actix_web::rt::System::new().block_on(async move {
         let shipper = loki.map(LokiHandle::start);
+        // Ends with the actix system.
+        actix_web::rt::spawn(protocol_errors::report_every(
+            protocol_errors::SUMMARY_INTERVAL,
+        ));
         let result = serve(config, listen, log_stats).await;
         if let Some(shipper) = shipper {
             shipper.shutdown().await;
