@@ -1,6 +1,7 @@
 //! HTTP routes: thin handlers that parse, authorize, call a service and shape the reply.
 
 mod chat;
+pub mod drain;
 mod health;
 mod metrics;
 mod models;
@@ -26,6 +27,8 @@ pub struct AppState {
     pub models_body: Bytes,
     /// Unix time the gateway started (the models' `created`).
     pub started_unix: u64,
+    /// Graceful shutdown: draining or not, and the signal that cuts open streams.
+    pub drain: Arc<drain::Drain>,
 }
 
 /// Every route pattern. Resources are named by their pattern, so the HTTP metrics label a

@@ -16,7 +16,7 @@
 //!
 //! Entry points: [`init`] (the gateway), [`init_logging`] (tools: logs only), [`take_loki`]
 //! (the shipper to start in the actor system), [`shutdown`] (after the HTTP server stopped:
-//! flushes the trace exporter).
+//! flushes the trace exporter within what is left of the shutdown budget).
 
 pub mod access;
 pub mod catalogue;
@@ -116,7 +116,7 @@ pub fn init(config: &TelemetryConfig) -> Result<(), InitError> {
     }
     if let Ok(mut slot) = PIPELINE.lock() {
         if let Some(previous) = slot.replace(pipeline) {
-            previous.shutdown();
+            previous.shutdown(std::time::Duration::from_secs(5));
         }
     }
     Ok(())
@@ -136,13 +136,20 @@ pub fn take_loki() -> Option<loki::LokiHandle> {
     LOKI.lock().ok().and_then(|mut slot| slot.take())
 }
 
-/// Flushes and stops the trace exporter. Blocking (at most the export timeout): call it from
+/// Flushes and stops the trace exporter. Blocking (at most about `limit`): call it from
 /// synchronous code once the HTTP server has stopped.
-pub fn shutdown() {
+pub fn shutdown(limit: std::time::Duration) {
     let pipeline = PIPELINE.lock().ok().and_then(|mut slot| slot.take());
     if let Some(pipeline) = pipeline {
-        pipeline.shutdown();
+        pipeline.shutdown(limit);
     }
+}
+
+/// Whether spans are exported (then [`shutdown`] has something to flush).
+pub fn traces_exported() -> bool {
+    PIPELINE
+        .lock()
+        .is_ok_and(|slot| slot.as_ref().is_some_and(|p| p.target.is_some()))
 }
 
 fn log_layer<S>(level: Option<&str>) -> impl Layer<S>
