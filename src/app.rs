@@ -6,9 +6,9 @@
 //! lines are shipped too), the trace exporter last.
 //!
 //! Signals are handled here, not by actix: SIGTERM drains gracefully; SIGINT and SIGQUIT stop
-//! at once (actix's own behaviour), still flushing telemetry; SIGHUP is logged and ignored
-//! (configuration reload is not supported yet), where its default action would kill the
-//! process.
+//! at once (actix's own behaviour; also during a drain), still flushing telemetry within the
+//! budget; SIGHUP is logged and ignored (configuration reload is not supported yet), where its
+//! default action would kill the process.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -225,6 +225,14 @@ async fn serve(
                         drop(server);
                         break;
                     }
+                    again = signals.next_stop() => match again {
+                        Stop::Now => {
+                            // Dropping the server stops its workers at once.
+                            drop(server);
+                            break;
+                        }
+                        Stop::Graceful => tracing::info!("already draining; SIGTERM ignored"),
+                    },
                 }
             }
         }
@@ -241,7 +249,7 @@ async fn serve(
 enum Stop {
     /// SIGTERM: drain within the budget.
     Graceful,
-    /// SIGINT, SIGQUIT: close connections at once.
+    /// SIGINT, SIGQUIT: close connections at once (also during a drain).
     Now,
 }
 
