@@ -1,25 +1,37 @@
-//! Wiring: builds the router and the shared state, starts the HTTP server, and shuts down in
-//! order (stop accepting, drain requests, flush telemetry: the Loki shipper last, so the
-//! server's own goodbye lines are shipped too).
+//! Wiring: builds the router and the shared state, starts the HTTP server, handles the
+//! process signals, and shuts down in order within one budget (`server.shutdown_timeout`,
+//! split by [`Budget`]): stop accepting and drain requests, cut the streams still open with an
+//! SSE error event just before the drain deadline, close what is left at the deadline, then
+//! flush telemetry with what remains — the Loki shipper first (so the server's own goodbye
+//! lines are shipped too), the trace exporter last.
+//!
+//! Signals are handled here, not by actix: SIGTERM drains gracefully; SIGINT and SIGQUIT stop
+//! at once (actix's own behaviour; also during a drain), still flushing telemetry within the
+//! budget; SIGHUP is logged and ignored (configuration reload is not supported yet), where its
+//! default action would kill the process.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use bytes::Bytes;
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use crate::actors::board::Board;
 use crate::actors::Actors;
 use crate::auth::KeyStore;
 use crate::config::Config;
 use crate::router::Router;
+use crate::routes::drain::Drain;
 use crate::routes::{self, AppState};
+use crate::shutdown::Budget;
 use crate::telemetry::access::MetricsAccess;
 use crate::telemetry::log_stats::LogStats;
 use crate::telemetry::loki::LokiHandle;
 use crate::telemetry::metrics::{Metrics, Sources};
+use crate::telemetry::protocol_errors;
 use crate::telemetry::server_span::server_span;
 
 /// Why the gateway could not start or stopped with an error.
@@ -37,16 +49,18 @@ pub enum AppError {
     Server(#[from] std::io::Error),
 }
 
-/// Runs the gateway until SIGINT / SIGTERM. `listen` overrides `server.listen`.
-/// Once the server has stopped, flushes the Loki shipper, then the trace exporter (outside
-/// the actix runtime: that flush blocks).
+/// Runs the gateway until SIGTERM (graceful) or SIGINT / SIGQUIT (at once). `listen`
+/// overrides `server.listen`. Once the server has stopped, flushes the Loki shipper, then the
+/// trace exporter (outside the actix runtime: that flush blocks), within what is left of the
+/// shutdown budget.
 pub fn run(config: Config, listen: Option<SocketAddr>) -> Result<(), AppError> {
     run_with(config, listen, crate::telemetry::take_loki())
 }
 
 /// [`run`] with the Loki shipper `telemetry::init` built (in-process tests pass their own):
-/// it starts before the server and is flushed (within `telemetry.loki.shutdown_deadline`)
-/// after the server stopped; then the trace exporter is flushed.
+/// it starts before the server and is flushed after the server stopped (within
+/// `telemetry.loki.shutdown_deadline` and its share of the budget); then the trace exporter
+/// is flushed with the rest.
 pub fn run_with(
     config: Config,
     listen: Option<SocketAddr>,
@@ -56,20 +70,30 @@ pub fn run_with(
     let log_stats = loki
         .as_ref()
         .map_or_else(crate::telemetry::log_stats::global, LokiHandle::stats);
-    let result = actix_web::rt::System::new().block_on(async move {
+    let budget = Budget::new(config.server.shutdown_timeout);
+    let traces_follow = crate::telemetry::traces_exported();
+    let (result, began) = actix_web::rt::System::new().block_on(async move {
         let shipper = loki.map(LokiHandle::start);
-        let result = serve(config, listen, log_stats).await;
+        // Ends with the actix system.
+        actix_web::rt::spawn(protocol_errors::report_every(
+            protocol_errors::SUMMARY_INTERVAL,
+        ));
+        let drain = Arc::new(Drain::default());
+        let result = serve(config, listen, log_stats, budget, drain.clone()).await;
+        let began = drain.started().unwrap_or_else(Instant::now);
         if let Some(shipper) = shipper {
-            shipper.shutdown().await;
+            shipper
+                .shutdown_within(budget.loki(began.elapsed(), traces_follow))
+                .await;
         }
-        result
+        (result, began)
     });
-    crate::telemetry::shutdown();
+    crate::telemetry::shutdown(budget.left(began.elapsed()));
     result
 }
 
 /// Builds the shared state handlers read.
-pub fn build_state(config: &Config, router: Arc<Router>) -> AppState {
+pub fn build_state(config: &Config, router: Arc<Router>, drain: Arc<Drain>) -> AppState {
     let started_unix = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -90,6 +114,7 @@ pub fn build_state(config: &Config, router: Arc<Router>) -> AppState {
         request_timeout: config.server.request_timeout,
         models_body,
         started_unix,
+        drain,
     }
 }
 
@@ -97,6 +122,8 @@ async fn serve(
     config: Config,
     listen: Option<SocketAddr>,
     log_stats: Arc<LogStats>,
+    budget: Budget,
+    drain: Arc<Drain>,
 ) -> Result<(), AppError> {
     let listen = listen.unwrap_or(config.server.listen);
     config
@@ -120,7 +147,7 @@ async fn serve(
             "provider order differs between router and metrics".into(),
         ));
     }
-    let state = web::Data::new(build_state(&config, router));
+    let state = web::Data::new(build_state(&config, router, drain.clone()));
     let access = web::Data::new(MetricsAccess::new(&config.metrics));
     let (metrics, board, meters) = (
         web::Data::from(metrics),
@@ -139,7 +166,10 @@ async fn serve(
             .configure(routes::configure)
             .default_service(web::to(routes::not_found))
     })
-    .shutdown_timeout(config.server.shutdown_timeout.as_secs().max(1))
+    // Signals are ours (see `Signals`), and so is the drain deadline: actix's own timeout is
+    // only a backstop past it.
+    .disable_signals()
+    .shutdown_timeout(budget.drain().as_secs() + 1)
     // Streams are relayed chunk by chunk: with Nagle on, a chunk written while the previous one
     // is unacknowledged waits for the client's delayed ACK (~40 ms on Linux).
     .tcp_nodelay(true);
@@ -150,10 +180,116 @@ async fn serve(
         addr: listen,
         source,
     })?;
+    let mut signals = Signals::install()?;
     for addr in server.addrs() {
         tracing::info!(%addr, "gatewayz listening on http://{addr}");
     }
-    server.run().await?;
+    let mut server = server.run();
+    let handle = server.handle();
+    let stop = tokio::select! {
+        result = &mut server => {
+            result?;
+            tracing::info!("gatewayz stopped");
+            return Ok(());
+        }
+        stop = signals.next_stop() => stop,
+    };
+    let began = drain.start();
+    match stop {
+        Stop::Graceful => {
+            tracing::info!(
+                drain_seconds = budget.drain().as_secs_f64(),
+                budget_seconds = budget.total().as_secs_f64(),
+                "SIGTERM received; draining requests in flight"
+            );
+            // The command is sent now; polling `server` carries it out.
+            drop(handle.stop(true));
+            let cut = tokio::time::sleep_until((began + budget.cut()).into());
+            let deadline = tokio::time::sleep_until((began + budget.drain()).into());
+            tokio::pin!(cut, deadline);
+            let mut cut_done = false;
+            loop {
+                tokio::select! {
+                    result = &mut server => {
+                        result?;
+                        break;
+                    }
+                    () = &mut cut, if !cut_done => {
+                        cut_done = true;
+                        tracing::info!("drain deadline near: ending open streams");
+                        drain.cut();
+                    }
+                    () = &mut deadline => {
+                        tracing::warn!("drain deadline passed: closing the connections still open");
+                        // Dropping the server stops its workers at once.
+                        drop(server);
+                        break;
+                    }
+                    again = signals.next_stop() => match again {
+                        Stop::Now => {
+                            // Dropping the server stops its workers at once.
+                            drop(server);
+                            break;
+                        }
+                        Stop::Graceful => tracing::info!("already draining; SIGTERM ignored"),
+                    },
+                }
+            }
+        }
+        Stop::Now => {
+            drop(handle.stop(false));
+            server.await?;
+        }
+    }
     tracing::info!("gatewayz stopped");
     Ok(())
+}
+
+/// How the process was asked to stop.
+enum Stop {
+    /// SIGTERM: drain within the budget.
+    Graceful,
+    /// SIGINT, SIGQUIT: close connections at once (also during a drain).
+    Now,
+}
+
+/// The process signals the gateway handles (instead of actix, which would let SIGHUP kill it).
+struct Signals {
+    term: Signal,
+    int: Signal,
+    quit: Signal,
+    hup: Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Self> {
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            quit: signal(SignalKind::quit())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// Waits for a stop signal; SIGHUP is logged and ignored meanwhile.
+    async fn next_stop(&mut self) -> Stop {
+        loop {
+            tokio::select! {
+                Some(()) = self.hup.recv() => tracing::warn!(
+                    signal = "SIGHUP",
+                    "configuration reload is not supported yet; SIGHUP ignored, still serving"
+                ),
+                Some(()) = self.term.recv() => return Stop::Graceful,
+                Some(()) = self.int.recv() => {
+                    tracing::info!(signal = "SIGINT", "stopping now");
+                    return Stop::Now;
+                }
+                Some(()) = self.quit.recv() => {
+                    tracing::info!(signal = "SIGQUIT", "stopping now");
+                    return Stop::Now;
+                }
+                else => return Stop::Now,
+            }
+        }
+    }
 }

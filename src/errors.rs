@@ -96,6 +96,10 @@ pub enum ApiError {
     /// 504: the last attempt timed out.
     #[error("{0}")]
     UpstreamTimeout(String),
+    /// 503: the gateway is shutting down; written into streams still open at the drain
+    /// deadline.
+    #[error("the gateway is shutting down; retry the request")]
+    ShuttingDown,
     /// 500: a bug in the gateway.
     #[error("internal error")]
     Internal,
@@ -116,6 +120,7 @@ impl ApiError {
             Self::UpstreamFailed(_)
             | Self::NoProviderAvailable(_)
             | Self::UpstreamTimeout(_)
+            | Self::ShuttingDown
             | Self::Internal => "api_error",
         }
     }
@@ -135,6 +140,7 @@ impl ApiError {
             Self::UpstreamFailed(_) => "upstream_error",
             Self::NoProviderAvailable(_) => "no_provider_available",
             Self::UpstreamTimeout(_) => "upstream_timeout",
+            Self::ShuttingDown => "server_shutting_down",
             Self::Internal => "internal_error",
         }
     }
@@ -177,7 +183,7 @@ impl ResponseError for ApiError {
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::UpstreamFailed(_) => StatusCode::BAD_GATEWAY,
-            Self::NoProviderAvailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NoProviderAvailable(_) | Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             Self::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }

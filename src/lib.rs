@@ -3,7 +3,8 @@
 //! The binary (`main.rs`) parses the command line and calls into this library: [`app`] wires
 //! the server, [`routes`] are the thin HTTP handlers, [`router`] picks providers and fails
 //! over, [`providers`] reach upstreams, [`actors`] own provider health, breakers, cost and
-//! anomalies, and [`telemetry`] carries metrics, logs and traces out. See `docs/ARCHITECTURE.md`.
+//! anomalies, and [`telemetry`] carries metrics, logs and traces out; [`shutdown`] splits the
+//! graceful-shutdown budget. See `docs/ARCHITECTURE.md`.
 
 pub mod actors;
 pub mod app;
@@ -15,6 +16,7 @@ pub mod outcome;
 pub mod providers;
 pub mod router;
 pub mod routes;
+pub mod shutdown;
 pub mod telemetry;
 
 /// Installs rustls' ring crypto provider (once; later calls are no-ops). Every TLS client

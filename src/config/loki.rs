@@ -65,7 +65,8 @@ pub struct LokiConfig {
     #[serde(default = "default_max_tries")]
     pub max_tries: u32,
     /// On shutdown, how long the shipper may keep pushing what it holds; what is left is
-    /// counted as `dropped_shutdown`. Default `"5s"`.
+    /// counted as `dropped_shutdown`. Capped by what is left of `server.shutdown_timeout`.
+    /// Default `"5s"`.
     #[serde(default = "default_shutdown_deadline", with = "duration")]
     pub shutdown_deadline: Duration,
 }

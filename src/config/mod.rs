@@ -90,7 +90,9 @@ pub struct ServerConfig {
     /// HTTP worker threads. Default: one per core.
     #[serde(default)]
     pub workers: Option<usize>,
-    /// How long graceful shutdown waits for requests in flight. Default `"30s"`.
+    /// The whole graceful-shutdown budget from SIGTERM to exit: draining requests in flight,
+    /// then flushing logs and traces with what is left (see `crate::shutdown::Budget`).
+    /// Default `"25s"`, inside Kubernetes' 30 s grace period.
     #[serde(default = "default_shutdown_timeout", with = "duration")]
     pub shutdown_timeout: Duration,
 }
@@ -105,7 +107,7 @@ fn default_request_timeout() -> Duration {
     Duration::from_secs(600)
 }
 fn default_shutdown_timeout() -> Duration {
-    Duration::from_secs(30)
+    Duration::from_secs(25)
 }
 
 impl Default for ServerConfig {

@@ -81,7 +81,7 @@ pub async fn chat(
             .insert_header((header::CONTENT_TYPE, "text/event-stream"))
             .insert_header((header::CACHE_CONTROL, "no-cache"))
             .insert_header(("x-accel-buffering", "no"))
-            .streaming(relay),
+            .streaming(state.drain.wrap(relay)),
     };
     if let Some(quota) = caller.quota {
         let headers = response.headers_mut();

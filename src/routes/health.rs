@@ -1,12 +1,29 @@
-//! `GET /health` (liveness), `GET /health/providers` and `GET /health/anomalies`, without
-//! authentication. The detailed views are served from the snapshots the actors publish: no
-//! actor is asked, nothing waits.
+//! `GET /health` (liveness), `GET /health/ready` (readiness), `GET /health/providers` and
+//! `GET /health/anomalies`.
+//!
+//! `/health` and `/health/ready` are always open: a probe needs no secret, and they show
+//! nothing but counts and a status word. Readiness is 503 once graceful shutdown began, or
+//! while no model can be served because every provider of every model has its breaker open
+//! ([`Readiness`]); a load balancer then sends new requests elsewhere. The
+//! detailed views name providers, breaker states and error rates — the `providers` metrics
+//! category in another shape — so with `[metrics] tokens` configured they need a token
+//! granting `providers` (or `all`), like `/prometheus/metrics/providers`. They are served from
+//! the snapshots the actors publish: no actor is asked, nothing waits.
 
-use actix_web::{web, HttpResponse};
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
+use super::metrics::authorize;
 use super::AppState;
 use crate::actors::board::Board;
+use crate::errors::ApiError;
+use crate::router::Phase;
+use crate::telemetry::access::{MetricsAccess, Scope};
+use crate::telemetry::catalogue::Category;
+
+/// What the detailed views need: the scope of the `providers` metrics category.
+const DETAILS: Scope = Scope::Category(Category::Providers);
 
 pub async fn health(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(json!({
@@ -16,9 +33,67 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
     }))
 }
 
+/// Whether the gateway should get new requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readiness {
+    Ready,
+    /// Graceful shutdown began.
+    Draining,
+    /// Every provider serving a model has its breaker open.
+    NoProviderAvailable,
+}
+
+impl Readiness {
+    /// From the drain state and the breaker phases of the providers that serve a model
+    /// (half-open counts as available: it lets probes through).
+    pub fn of(draining: bool, phases: impl IntoIterator<Item = Phase>) -> Self {
+        if draining {
+            Self::Draining
+        } else if phases.into_iter().all(|p| p == Phase::Open) {
+            Self::NoProviderAvailable
+        } else {
+            Self::Ready
+        }
+    }
+
+    /// The `status` of the reply body.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Ready => "ready",
+            Self::Draining => "draining",
+            Self::NoProviderAvailable => "no_provider_available",
+        }
+    }
+}
+
+/// 200 `{"status": "ready"}`, or 503 `{"status": "draining" | "no_provider_available"}`.
+pub async fn ready(state: web::Data<AppState>, board: web::Data<Board>) -> HttpResponse {
+    let phases = state
+        .router
+        .models()
+        .iter()
+        .flat_map(|m| &m.candidates)
+        .filter_map(|(provider, _)| board.states.get(*provider))
+        .map(|s| s.phase());
+    let readiness = Readiness::of(state.drain.is_draining(), phases);
+    let mut reply = if readiness == Readiness::Ready {
+        HttpResponse::Ok()
+    } else {
+        HttpResponse::ServiceUnavailable()
+    };
+    reply
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(json!({ "status": readiness.label() }))
+}
+
 /// Per provider: breaker state, health score, error rate, request count and latency
 /// percentiles over the health window.
-pub async fn providers(board: web::Data<Board>) -> HttpResponse {
+pub async fn providers(
+    req: HttpRequest,
+    access: web::Data<MetricsAccess>,
+    board: web::Data<Board>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&req, &access, DETAILS)?;
     let views = board.views.load();
     let providers: Vec<_> = board
         .provider_names
@@ -40,12 +115,105 @@ pub async fn providers(board: web::Data<Board>) -> HttpResponse {
             })
         })
         .collect();
-    HttpResponse::Ok().json(json!({ "providers": providers }))
+    Ok(HttpResponse::Ok().json(json!({ "providers": providers })))
 }
 
 /// Recent anomalies, newest first.
-pub async fn anomalies(board: web::Data<Board>) -> HttpResponse {
+pub async fn anomalies(
+    req: HttpRequest,
+    access: web::Data<MetricsAccess>,
+    board: web::Data<Board>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&req, &access, DETAILS)?;
     let recent = board.anomalies.load();
     let newest_first: Vec<_> = recent.iter().rev().collect();
-    HttpResponse::Ok().json(json!({ "anomalies": newest_first }))
+    Ok(HttpResponse::Ok().json(json!({ "anomalies": newest_first })))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use actix_web::test::{call_service, init_service, read_body_json, TestRequest};
+    use actix_web::App;
+
+    use super::*;
+    use crate::auth::KeyStore;
+    use crate::config::{Config, MetricsConfig};
+    use crate::outcome::NoopObserver;
+    use crate::router::Router;
+    use crate::routes::drain::Drain;
+
+    /// `(status, body["status"])` of `GET /health/ready` on the real routes, in process.
+    async fn ready_of(board: Arc<Board>, drain: Arc<Drain>) -> (u16, String) {
+        let config = Config::builtin().unwrap();
+        let router = Router::with_states(&config, Arc::new(NoopObserver), &board.states).unwrap();
+        let state = AppState {
+            router: Arc::new(router),
+            keys: KeyStore::new(&[]),
+            max_body_bytes: 1024,
+            request_timeout: Duration::from_secs(1),
+            models_body: bytes::Bytes::new(),
+            started_unix: 0,
+            drain,
+        };
+        let app = init_service(
+            App::new()
+                .app_data(web::Data::new(state))
+                .app_data(web::Data::from(board))
+                .app_data(web::Data::new(
+                    MetricsAccess::new(&MetricsConfig::default()),
+                ))
+                .configure(crate::routes::configure),
+        )
+        .await;
+        let reply = call_service(&app, TestRequest::get().uri("/health/ready").to_request()).await;
+        let status = reply.status().as_u16();
+        let body: serde_json::Value = read_body_json(reply).await;
+        (status, body["status"].as_str().unwrap().to_owned())
+    }
+
+    /// Readiness flips the moment the drain begins (over HTTP the listener closes at the same
+    /// moment, so this is where the 503 itself is observable), and when every breaker is open.
+    #[actix_web::test]
+    async fn ready_answers_from_the_drain_state_and_the_breakers() {
+        let board = || Arc::new(Board::from_config(&Config::builtin().unwrap()));
+        let drain = Arc::new(Drain::default());
+        assert_eq!(
+            ready_of(board(), drain.clone()).await,
+            (200, "ready".into())
+        );
+        drain.start();
+        assert_eq!(ready_of(board(), drain).await, (503, "draining".into()));
+        let all_open = board();
+        for state in &all_open.states {
+            state.publish_phase(Phase::Open, 0);
+        }
+        let fresh = Arc::new(Drain::default());
+        assert_eq!(
+            ready_of(all_open, fresh).await,
+            (503, "no_provider_available".into())
+        );
+    }
+
+    #[test]
+    fn readiness_table() {
+        use Phase::{Closed, HalfOpen, Open};
+        for (draining, phases, expected) in [
+            (false, vec![Closed, Closed], Readiness::Ready),
+            (false, vec![Open, Closed], Readiness::Ready),
+            (false, vec![Open, HalfOpen], Readiness::Ready),
+            (false, vec![Open, Open], Readiness::NoProviderAvailable),
+            (true, vec![Closed], Readiness::Draining),
+            (true, vec![Open], Readiness::Draining),
+        ] {
+            assert_eq!(
+                Readiness::of(draining, phases.clone()),
+                expected,
+                "{draining} {phases:?}"
+            );
+        }
+    }
 }

@@ -18,7 +18,12 @@ use crate::telemetry::exposition::{encode, parse_category, select};
 use crate::telemetry::metrics::{Metrics, CONTENT_TYPE};
 use crate::telemetry::{docs, summary};
 
-fn authorize(req: &HttpRequest, access: &MetricsAccess, scope: Scope) -> Result<(), ApiError> {
+/// Checks the request's bearer token against `[metrics] tokens` (open without tokens).
+pub(super) fn authorize(
+    req: &HttpRequest,
+    access: &MetricsAccess,
+    scope: Scope,
+) -> Result<(), ApiError> {
     access.authorize(
         req.headers()
             .get(header::AUTHORIZATION)

@@ -1,6 +1,7 @@
 //! HTTP routes: thin handlers that parse, authorize, call a service and shape the reply.
 
 mod chat;
+pub mod drain;
 mod health;
 mod metrics;
 mod models;
@@ -26,15 +27,18 @@ pub struct AppState {
     pub models_body: Bytes,
     /// Unix time the gateway started (the models' `created`).
     pub started_unix: u64,
+    /// Graceful shutdown: draining or not, and the signal that cuts open streams.
+    pub drain: Arc<drain::Drain>,
 }
 
 /// Every route pattern. Resources are named by their pattern, so the HTTP metrics label a
 /// request from the matched resource's name instead of matching its path again.
-pub const PATTERNS: [&str; 8] = [
+pub const PATTERNS: [&str; 9] = [
     "/v1/chat/completions",
     "/v1/models",
     "/v1/models/{id:.*}",
     "/health",
+    "/health/ready",
     "/health/providers",
     "/health/anomalies",
     "/metrics",
@@ -51,11 +55,13 @@ fn only(pattern: &'static str, route: Route) -> Resource {
 
 /// Registers every route on an actix `App`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    let [chat, models, model, health, providers, anomalies, metrics_all, structured] = PATTERNS;
+    let [chat, models, model, health, ready, providers, anomalies, metrics_all, structured] =
+        PATTERNS;
     cfg.service(only(chat, web::post().to(chat::chat)))
         .service(only(models, web::get().to(models::list)))
         .service(only(model, web::get().to(models::get)))
         .service(only(health, web::get().to(health::health)))
+        .service(only(ready, web::get().to(health::ready)))
         .service(only(providers, web::get().to(health::providers)))
         .service(only(anomalies, web::get().to(health::anomalies)))
         .service(only(metrics_all, web::get().to(metrics::metrics)))

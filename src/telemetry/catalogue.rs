@@ -93,6 +93,7 @@ pub const HTTP_IN_FLIGHT: &str = "http_requests_in_flight";
 pub const OVERHEAD: &str = "gatewayz_overhead_seconds";
 pub const LOG_RECORDS: &str = "gatewayz_log_records_total";
 pub const LOG_QUEUE_DEPTH: &str = "gatewayz_log_queue_depth";
+pub const HTTP_PROTOCOL_ERRORS: &str = "gatewayz_http_protocol_errors_total";
 pub const PROCESS_CPU: &str = "process_cpu_seconds_total";
 pub const PROCESS_RESIDENT_MEMORY: &str = "process_resident_memory_bytes";
 pub const PROCESS_VIRTUAL_MEMORY: &str = "process_virtual_memory_bytes";
@@ -187,6 +188,10 @@ pub const FAMILIES: &[Family] = &[
         &[System]),
     family(LOG_QUEUE_DEPTH, Gauge, "1", &[],
         "Log records waiting to be shipped to Loki.",
+        &[System]),
+    family(HTTP_PROTOCOL_ERRORS, Counter, "1", &[],
+        "Client connections the HTTP server closed on a protocol error (malformed request, \
+         reset, read timeout); summarized in the log at most every 10 s, never line by line.",
         &[System]),
     family(PROCESS_CPU, Counter, "s", &[], "Total user and system CPU time spent.", &[System]),
     family(PROCESS_RESIDENT_MEMORY, Gauge, "By", &[], "Resident memory size.", &[System]),

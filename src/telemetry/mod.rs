@@ -11,11 +11,12 @@
 //! which spans exist, and library spans never reach the exporter: the log filter lets events
 //! only through (to stderr and, with `[telemetry.loki]`, to Loki — [`loki`]), the trace filter
 //! the gateway's spans only. The Loki shipper actor is started and flushed by `app.rs`
-//! ([`take_loki`]), which owns the shutdown order.
+//! ([`take_loki`]), which owns the shutdown order. The HTTP library's per-connection errors
+//! are counted and summarized instead of logged one by one ([`protocol_errors`]).
 //!
 //! Entry points: [`init`] (the gateway), [`init_logging`] (tools: logs only), [`take_loki`]
 //! (the shipper to start in the actor system), [`shutdown`] (after the HTTP server stopped:
-//! flushes the trace exporter).
+//! flushes the trace exporter within what is left of the shutdown budget).
 
 pub mod access;
 pub mod catalogue;
@@ -30,6 +31,7 @@ mod observables;
 pub mod otlp;
 mod process;
 pub mod propagation;
+pub mod protocol_errors;
 pub mod server_span;
 pub mod summary;
 
@@ -100,6 +102,7 @@ pub fn init(config: &TelemetryConfig) -> Result<(), InitError> {
     let installed = tracing_subscriber::registry()
         .with(logs)
         .with(traces)
+        .with(protocol_errors::CountLayer::filtered())
         .try_init()
         .is_ok();
     if installed {
@@ -113,7 +116,7 @@ pub fn init(config: &TelemetryConfig) -> Result<(), InitError> {
     }
     if let Ok(mut slot) = PIPELINE.lock() {
         if let Some(previous) = slot.replace(pipeline) {
-            previous.shutdown();
+            previous.shutdown(std::time::Duration::from_secs(5));
         }
     }
     Ok(())
@@ -133,13 +136,20 @@ pub fn take_loki() -> Option<loki::LokiHandle> {
     LOKI.lock().ok().and_then(|mut slot| slot.take())
 }
 
-/// Flushes and stops the trace exporter. Blocking (at most the export timeout): call it from
+/// Flushes and stops the trace exporter. Blocking (at most about `limit`): call it from
 /// synchronous code once the HTTP server has stopped.
-pub fn shutdown() {
+pub fn shutdown(limit: std::time::Duration) {
     let pipeline = PIPELINE.lock().ok().and_then(|mut slot| slot.take());
     if let Some(pipeline) = pipeline {
-        pipeline.shutdown();
+        pipeline.shutdown(limit);
     }
+}
+
+/// Whether spans are exported (then [`shutdown`] has something to flush).
+pub fn traces_exported() -> bool {
+    PIPELINE
+        .lock()
+        .is_ok_and(|slot| slot.as_ref().is_some_and(|p| p.target.is_some()))
 }
 
 fn log_layer<S>(level: Option<&str>) -> impl Layer<S>
@@ -185,8 +195,8 @@ fn spans_only() -> filter::FilterFn<fn(&tracing::Metadata<'_>) -> bool> {
         .with_max_level_hint(LevelFilter::TRACE)
 }
 
-/// The log filter: `RUST_LOG`, else `level`, else `info`; OpenTelemetry quieted. Stderr and
-/// Loki each get one, so both see the same events.
+/// The log filter: `RUST_LOG`, else `level`, else `info`; OpenTelemetry and the HTTP library's
+/// per-connection errors quieted unless named. Stderr and Loki share it.
 fn log_filter(level: Option<&str>) -> EnvFilter {
     let configured = std::env::var("RUST_LOG")
         .ok()
@@ -194,8 +204,15 @@ fn log_filter(level: Option<&str>) -> EnvFilter {
         .or_else(|| level.map(str::to_owned))
         .unwrap_or_else(|| "info".into());
     let mut filter = EnvFilter::try_new(&configured).unwrap_or_else(|_| EnvFilter::new("info"));
-    if !configured.contains("opentelemetry") {
-        for directive in OTEL_DIRECTIVES {
+    let quieted = [
+        ("opentelemetry", &OTEL_DIRECTIVES[..]),
+        ("actix_http", &protocol_errors::DIRECTIVES[..]),
+    ];
+    for (named, directives) in quieted {
+        if configured.contains(named) {
+            continue;
+        }
+        for directive in directives {
             if let Ok(d) = directive.parse() {
                 filter = filter.add_directive(d);
             }
@@ -229,8 +246,11 @@ mod tests {
     }
 
     #[test]
-    fn otel_directives_parse() {
-        for d in super::OTEL_DIRECTIVES {
+    fn quieting_directives_parse() {
+        for d in super::OTEL_DIRECTIVES
+            .iter()
+            .chain(&super::protocol_errors::DIRECTIVES)
+        {
             assert!(
                 d.parse::<tracing_subscriber::filter::Directive>().is_ok(),
                 "{d}"

@@ -2,7 +2,8 @@
 //!
 //! Breaker phase and health score come from each provider's lock-free `ProviderState`;
 //! uptime and efficiency from the actors' `Board`; trials from the key store; the log
-//! pipeline from `LogStats` (filled by the Loki shipper); process figures from `/proc`.
+//! pipeline from `LogStats` (filled by the Loki shipper); HTTP protocol errors from their
+//! counter ([`super::protocol_errors`]); process figures from `/proc`.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -75,6 +76,11 @@ pub(super) fn register(meter: &Meter, sources: &Sources, meters: &Meters) {
         .with_callback(move |o| o.observe(keys.active_trials(SystemTime::now()) as u64, &[]))
         .build();
     register_logs(meter, sources.log_stats.clone());
+    meter
+        .u64_observable_counter(cat::HTTP_PROTOCOL_ERRORS)
+        .with_description(help(cat::HTTP_PROTOCOL_ERRORS))
+        .with_callback(|o| o.observe(super::protocol_errors::global().total(), &[]))
+        .build();
     register_process(meter);
 }
 

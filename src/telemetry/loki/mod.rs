@@ -184,9 +184,16 @@ impl ShutdownReport {
 impl RunningShipper {
     /// Stops accepting, flushes within the configured deadline, counts what is left.
     pub async fn shutdown(self) -> ShutdownReport {
+        let deadline = self.deadline;
+        self.shutdown_within(deadline).await
+    }
+
+    /// [`Self::shutdown`] within `limit` when it is shorter than the configured deadline
+    /// (what is left of the shutdown budget).
+    pub async fn shutdown_within(self, limit: Duration) -> ShutdownReport {
         let (reply, done) = oneshot::channel();
         self.addr.do_send(Shutdown {
-            deadline: self.deadline,
+            deadline: self.deadline.min(limit),
             reply,
         });
         let _ = done.await;

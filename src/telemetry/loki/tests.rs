@@ -217,6 +217,27 @@ async fn shutdown_with_loki_stalled_ends_at_the_deadline() {
     assert_eq!(report.shipped, 0);
 }
 
+/// The shutdown budget's share caps the configured deadline.
+#[actix::test]
+async fn shutdown_within_a_shorter_limit_ends_at_the_limit() {
+    let t = Arc::new(Scripted {
+        stall: true,
+        ..Scripted::default()
+    });
+    let r = rig(&config(), t.clone());
+    for i in 0..30 {
+        tracing::info!(i, "stuck");
+    }
+    let started = tokio::time::Instant::now();
+    let report = r.shipper.shutdown_within(Duration::from_millis(1500)).await;
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(1500) && elapsed < Duration::from_millis(1510),
+        "the limit, not the 5 s deadline: {elapsed:?}"
+    );
+    assert_eq!(report.dropped_shutdown, 30);
+}
+
 #[actix::test]
 async fn trace_ids_reach_line_and_metadata() {
     use opentelemetry::trace::TracerProvider as _;

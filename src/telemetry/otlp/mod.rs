@@ -141,15 +141,16 @@ impl Pipeline {
         self.provider.tracer(SCOPE)
     }
 
-    /// Exports what is queued and stops the exporter (blocking: at most the export timeout).
-    pub fn shutdown(self) {
+    /// Exports what is queued and stops the exporter. Blocking: at most `limit`, plus up to
+    /// 200 ms to stop the gRPC runtime.
+    pub fn shutdown(self, limit: Duration) {
         if self.target.is_some() {
-            if let Err(e) = self.provider.shutdown() {
+            if let Err(e) = self.provider.shutdown_with_timeout(limit) {
                 tracing::warn!(error = %e, "trace pipeline shutdown");
             }
         }
         if let Some(runtime) = self.runtime {
-            runtime.shutdown_timeout(Duration::from_secs(1));
+            runtime.shutdown_timeout(Duration::from_millis(200));
         }
     }
 }

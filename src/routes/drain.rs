@@ -1,0 +1,238 @@
+//! Graceful shutdown as the HTTP edge sees it: whether the drain has begun (readiness turns
+//! 503), and the "cut now" signal that ends the streams still open a little before the drain
+//! deadline.
+//!
+//! `app.rs` owns the timing: it calls [`Drain::start`] on SIGTERM and [`Drain::cut`] at the
+//! budget's cut time. A streamed chat answer is wrapped in [`CutOnDrain`]: when the cut fires it
+//! drops the relay (cancelling the upstream request; the relay records its outcome as it
+//! does for a client that went away) and writes one OpenAI-shaped SSE error event,
+//! `data: {"error": {..., "code": "server_shutting_down"}}`, before the body ends — so the
+//! client learns why instead of seeing a silent cut when the connection closes.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::OnceLock;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures_util::Stream;
+use tokio::sync::watch;
+
+use crate::errors::ApiError;
+
+/// The drain state shared by every worker.
+#[derive(Debug)]
+pub struct Drain {
+    started: OnceLock<Instant>,
+    cut: watch::Sender<bool>,
+}
+
+impl Default for Drain {
+    fn default() -> Self {
+        Self {
+            started: OnceLock::new(),
+            cut: watch::channel(false).0,
+        }
+    }
+}
+
+impl Drain {
+    /// Marks the drain as begun (the first call wins) and returns when it began.
+    pub fn start(&self) -> Instant {
+        *self.started.get_or_init(Instant::now)
+    }
+
+    /// When the drain began, if it has.
+    pub fn started(&self) -> Option<Instant> {
+        self.started.get().copied()
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.started.get().is_some()
+    }
+
+    /// Ends every wrapped stream (and any wrapped later) with the shutting-down event.
+    pub fn cut(&self) {
+        self.cut.send_replace(true);
+    }
+
+    /// `stream`, ended by [`Self::cut`].
+    pub fn wrap<S>(&self, stream: S) -> CutOnDrain<S> {
+        let mut cut = self.cut.subscribe();
+        CutOnDrain {
+            inner: Some(stream),
+            cut: Box::pin(async move {
+                if cut.wait_for(|cut| *cut).await.is_err() {
+                    // The sender is gone: nobody will cut.
+                    std::future::pending::<()>().await;
+                }
+            }),
+            tail: *b"\n\n",
+        }
+    }
+}
+
+/// An SSE body that ends with the shutting-down event when the drain cuts it.
+pub struct CutOnDrain<S> {
+    /// `None` once ended (by its own end or by the cut).
+    inner: Option<S>,
+    cut: Pin<Box<dyn Future<Output = ()>>>,
+    /// The last two bytes sent: whether the client is at an event boundary.
+    tail: [u8; 2],
+}
+
+impl<S> CutOnDrain<S> {
+    fn note(&mut self, chunk: &[u8]) {
+        match chunk {
+            [] => {}
+            [b] => self.tail = [self.tail[1], *b],
+            [.., a, b] => self.tail = [*a, *b],
+        }
+    }
+
+    /// The error event, after whatever closes a partly sent event.
+    fn event(&self) -> Bytes {
+        let close: &[u8] = match self.tail {
+            [b'\n', b'\n'] => b"",
+            [_, b'\n'] => b"\n",
+            _ => b"\n\n",
+        };
+        let mut event = close.to_vec();
+        event.extend_from_slice(b"data: ");
+        event.extend_from_slice(&ApiError::ShuttingDown.body());
+        event.extend_from_slice(b"\n\n");
+        Bytes::from(event)
+    }
+}
+
+impl<S, E> Stream for CutOnDrain<S>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+{
+    type Item = Result<Bytes, E>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        if this.cut.as_mut().poll(cx).is_ready() {
+            this.inner = None;
+            return Poll::Ready(Some(Ok(this.event())));
+        }
+        let polled = Pin::new(inner).poll_next(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(chunk))) => this.note(chunk),
+            Poll::Ready(None) => this.inner = None,
+            _ => {}
+        }
+        polled
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use futures_util::StreamExt;
+
+    use super::*;
+
+    type Chunks = futures_util::stream::Iter<std::vec::IntoIter<Result<Bytes, Infallible>>>;
+
+    type Sender = tokio::sync::mpsc::UnboundedSender<Result<Bytes, Infallible>>;
+    type Fed = Pin<Box<dyn Stream<Item = Result<Bytes, Infallible>>>>;
+
+    /// A stream fed by hand, and its sender (closed once the stream is dropped).
+    fn fed() -> (Sender, Fed) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        });
+        (tx, Box::pin(stream))
+    }
+
+    fn chunks(parts: &[&'static str]) -> Chunks {
+        let parts: Vec<_> = parts.iter().map(|p| Ok(Bytes::from(*p))).collect();
+        futures_util::stream::iter(parts)
+    }
+
+    async fn body(
+        mut stream: CutOnDrain<impl Stream<Item = Result<Bytes, Infallible>> + Unpin>,
+    ) -> String {
+        let mut out = String::new();
+        while let Some(Ok(chunk)) = stream.next().await {
+            out.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn without_a_cut_the_stream_passes_unchanged() {
+        let drain = Drain::default();
+        let out = body(drain.wrap(chunks(&["data: {\"a\":1}\n\n", "data: [DONE]\n\n"]))).await;
+        assert_eq!(out, "data: {\"a\":1}\n\ndata: [DONE]\n\n");
+    }
+
+    #[tokio::test]
+    async fn a_cut_ends_the_stream_with_one_openai_shaped_error_event() {
+        let drain = Drain::default();
+        let (tx, rx) = fed();
+        let mut stream = drain.wrap(rx);
+        tx.send(Ok(Bytes::from_static(b"data: {\"a\":1}\n\n")))
+            .unwrap();
+        assert_eq!(
+            stream.next().await.unwrap().unwrap(),
+            Bytes::from_static(b"data: {\"a\":1}\n\n")
+        );
+        drain.cut();
+        let event = stream.next().await.unwrap().unwrap();
+        assert!(stream.next().await.is_none(), "ends after the event");
+        let event = std::str::from_utf8(&event).unwrap();
+        let data = event
+            .strip_prefix("data: ")
+            .unwrap()
+            .strip_suffix("\n\n")
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_str(data).unwrap();
+        assert_eq!(v["error"]["code"], "server_shutting_down");
+        assert_eq!(v["error"]["type"], "api_error");
+        assert!(tx.is_closed(), "the inner stream was dropped");
+    }
+
+    #[tokio::test]
+    async fn a_cut_mid_event_closes_the_partial_event_first() {
+        for (sent, close) in [
+            ("data: {\"a\"", "\n\n"),
+            ("data: {\"a\":1}\n", "\n"),
+            ("", ""),
+        ] {
+            let drain = Drain::default();
+            let (tx, rx) = fed();
+            let mut stream = drain.wrap(rx);
+            if !sent.is_empty() {
+                tx.send(Ok(Bytes::from(sent))).unwrap();
+                stream.next().await.unwrap().unwrap();
+            }
+            drain.cut();
+            let event = stream.next().await.unwrap().unwrap();
+            let event = std::str::from_utf8(&event).unwrap();
+            assert!(
+                event.starts_with(&format!("{close}data: {{")),
+                "{sent:?}: {event:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stream_wrapped_after_the_cut_ends_at_once() {
+        let drain = Drain::default();
+        assert!(!drain.is_draining());
+        drain.start();
+        assert!(drain.is_draining());
+        drain.cut();
+        let out = body(drain.wrap(chunks(&["data: {\"a\":1}\n\n"]))).await;
+        assert!(out.starts_with("data: {\"error\":"), "{out}");
+    }
+}
