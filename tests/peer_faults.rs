@@ -139,7 +139,9 @@ fn a_trickled_request_head_is_cut() {
     let mut socket = TcpStream::connect(gw.addr).unwrap();
     socket.set_read_timeout(Some(WAIT)).unwrap();
     let started = Instant::now();
-    socket.write_all(b"POST /v1/chat/completions HTTP/1.1\r\n").unwrap();
+    socket
+        .write_all(b"POST /v1/chat/completions HTTP/1.1\r\n")
+        .unwrap();
     let mut closed = false;
     for i in 0..40 {
         // One header byte every 500 ms: the head never completes.
@@ -165,7 +167,11 @@ fn a_trickled_request_head_is_cut() {
             Err(_) => {}
         }
     }
-    assert!(closed, "a trickling client was held for {:?}", started.elapsed());
+    assert!(
+        closed,
+        "a trickling client was held for {:?}",
+        started.elapsed()
+    );
     assert!(started.elapsed() < Duration::from_secs(15));
     let reply = post_chat(&gw, &chat_body("m", "others are served", false), None);
     assert_eq!(reply.status(), 200);
@@ -208,7 +214,9 @@ fn a_thousand_open_streams_drain_on_sigterm() {
     common::wait_until(WAIT, "every stream started upstream", || {
         mock_stats(&upstream)["streams_started"].as_u64() == Some(STREAMS as u64)
     });
-    let status = gw.terminate(Duration::from_secs(40)).expect("the gateway exits");
+    let status = gw
+        .terminate(Duration::from_secs(40))
+        .expect("the gateway exits");
     let texts: Vec<_> = runtime.block_on(async {
         let mut texts = Vec::new();
         for task in tasks {
@@ -220,6 +228,11 @@ fn a_thousand_open_streams_drain_on_sigterm() {
         .iter()
         .filter(|t| t.as_ref().is_ok_and(|t| t.ends_with("data: [DONE]\n\n")))
         .count();
-    assert_eq!(complete, STREAMS, "first failure: {:?}", texts.iter().find(|t| t.is_err()));
+    assert_eq!(
+        complete,
+        STREAMS,
+        "first failure: {:?}",
+        texts.iter().find(|t| t.is_err())
+    );
     assert!(status.success(), "{status:?}");
 }
