@@ -225,7 +225,7 @@ impl Router {
             }
             let (provider, upstream_model) = &route.candidates[position];
             let slot = &self.providers[*provider];
-            if let Some(wait) = slot.state.rate_limited_for(Instant::now()) {
+            if let Some(wait) = slot.state.rate_limited() {
                 retry_after = Some(retry_after.map_or(wait, |r| r.min(wait)));
                 continue;
             }

@@ -100,7 +100,16 @@ impl ProviderState {
         }
     }
 
-    /// How long the provider still asked us to wait (429), if it did.
+    /// How long the provider still asked us to wait (429), if it did; reads the clock only
+    /// when a pause was ever set.
+    pub fn rate_limited(&self) -> Option<Duration> {
+        if self.limited_until.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        self.rate_limited_for(Instant::now())
+    }
+
+    /// [`Self::rate_limited`] as of `now`.
     pub fn rate_limited_for(&self, now: Instant) -> Option<Duration> {
         let until = self.limited_until.load(Ordering::Relaxed);
         if until == 0 {
