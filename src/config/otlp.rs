@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::bounds::{self, MINUTE};
 use super::{duration, key_segment, Invalid};
 
 /// `[telemetry.otlp]`
@@ -40,7 +41,8 @@ pub struct OtlpConfig {
     /// `service.name` in `OTEL_RESOURCE_ATTRIBUTES`, then `"gatewayz"`.
     #[serde(default)]
     pub service_name: Option<String>,
-    /// Deadline of one export. Default: `OTEL_EXPORTER_OTLP_TIMEOUT`, then `"10s"`.
+    /// Deadline of one export. Default: `OTEL_EXPORTER_OTLP_TIMEOUT`, then `"10s"`; more than
+    /// 0s, at most 5m.
     #[serde(default, with = "duration::option")]
     pub timeout: Option<Duration>,
 }
@@ -117,11 +119,8 @@ impl OtlpConfig {
                 "must not be empty (omit it for the default)",
             ));
         }
-        if self.timeout.is_some_and(|t| t.is_zero()) {
-            return Err(Invalid::new(
-                "telemetry.otlp.timeout",
-                "must be greater than 0",
-            ));
+        if let Some(timeout) = self.timeout {
+            bounds::positive("telemetry.otlp.timeout", timeout, 5 * MINUTE)?;
         }
         Ok(())
     }
