@@ -42,6 +42,12 @@ pub struct ChatHead<'a> {
 
 /// Parses the head of a chat completion body, or a 400 that says what is wrong.
 pub fn parse_head(body: &[u8]) -> Result<ChatHead<'_>, ApiError> {
+    // serde also reads a struct from an array (`["gpt-4o", []]`): only an object is a request.
+    if body.trim_ascii_start().first() != Some(&b'{') {
+        return Err(ApiError::BadRequest(
+            "the request body must be a JSON object".into(),
+        ));
+    }
     let head: Head<'_> = serde_json::from_slice(body).map_err(|e| {
         ApiError::BadRequest(format!(
             "the request body is not valid JSON for a chat completion: {e}"
