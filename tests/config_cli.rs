@@ -151,7 +151,7 @@ fn non_loopback_listen_without_keys_is_refused() {
 fn too_many_workers_are_refused_by_both_commands() {
     rejected(
         &bad("[server]", "[server]\nworkers = 100000"),
-        &[":3: server.workers", "1 to 1024"],
+        &[":3: server.workers", "1 to 512"],
     );
 }
 

@@ -128,9 +128,9 @@ mod tests {
 
     #[test]
     fn messages_name_the_bound_and_the_value() {
-        let err = count("server.workers", 100_000usize, 1, 1024).unwrap_err();
+        let err = count("server.workers", 100_000usize, 1, 512).unwrap_err();
         assert_eq!(err.key, "server.workers");
-        assert_eq!(err.message, "must be 1 to 1024 (got 100000)");
+        assert_eq!(err.message, "must be 1 to 512 (got 100000)");
         let err = bytes("b", 0usize, KIB, 64 * MIB).unwrap_err();
         assert_eq!(err.message, "must be 1 KiB to 64 MiB (got 0)");
         let err = bytes("b", 65 * MIB, KIB, 64 * MIB).unwrap_err();

@@ -45,6 +45,9 @@ pub use telemetry::TelemetryConfig;
 /// that a stray exponent (`2.0e9`) is caught.
 const MAX_PRICE_PER_1M: f64 = 100_000.0;
 
+/// Most HTTP workers: actix-server panics above 512.
+const MAX_WORKERS: u64 = 512;
+
 /// The built-in default, used by `gatewayz serve` without `--config`.
 pub const BUILTIN: &str = include_str!("builtin.toml");
 
@@ -103,7 +106,7 @@ pub struct ServerConfig {
     /// 0s, at most 1h.
     #[serde(default = "default_body_read_timeout", with = "duration")]
     pub body_read_timeout: Duration,
-    /// HTTP worker threads. Default: one per core; 1 to 1024.
+    /// HTTP worker threads. Default: one per core; 1 to 512 (actix-server's limit).
     #[serde(default)]
     pub workers: Option<usize>,
     /// How long graceful shutdown waits for requests in flight. Default `"30s"`; more than
@@ -161,9 +164,8 @@ impl ServerConfig {
             bounds::HOUR,
         )?;
         if let Some(workers) = self.workers {
-            // Each worker is an OS thread with its own runtime; actix panics past what the
-            // system can spawn.
-            bounds::count("server.workers", workers, 1, 1024)?;
+            // actix-server asserts at most 512 workers (each an OS thread with its runtime).
+            bounds::count("server.workers", workers, 1, MAX_WORKERS)?;
         }
         bounds::positive(
             "server.shutdown_timeout",

@@ -80,7 +80,12 @@ impl OtlpConfig {
             let url = reqwest::Url::parse(endpoint).map_err(|e| {
                 Invalid::new("telemetry.otlp.endpoint", format!("{endpoint:?}: {e}"))
             })?;
-            if !matches!(url.scheme(), "http" | "https") {
+            // The exporters (HTTP and gRPC) take the endpoint as an `http::Uri`, stricter than
+            // a URL (`http:/host` is a URL, not a URI with an authority).
+            let uri = endpoint.parse::<hyper::Uri>().ok();
+            if !matches!(url.scheme(), "http" | "https")
+                || uri.as_ref().and_then(|u| u.authority()).is_none()
+            {
                 return Err(Invalid::new(
                     "telemetry.otlp.endpoint",
                     format!("{endpoint:?}: write it as http://HOST:PORT or https://HOST:PORT"),
@@ -161,6 +166,10 @@ mod tests {
         for (text, key) in [
             ("endpoint = \"tempo:4317\"", "telemetry.otlp.endpoint"),
             ("endpoint = \"not a url\"", "telemetry.otlp.endpoint"),
+            (
+                "endpoint = \"http:!/127.0.0.1:9\"",
+                "telemetry.otlp.endpoint",
+            ),
             ("sample_ratio = 1.5", "telemetry.otlp.sample_ratio"),
             ("service_name = \"\"", "telemetry.otlp.service_name"),
             ("timeout = \"0s\"", "telemetry.otlp.timeout"),

@@ -203,6 +203,7 @@ fn every_section_parses_with_its_defaults() {
 fn out_of_bound_values_name_the_key_and_line() {
     let cases: &[(&str, &str, &str)] = &[
         ("[server]", "workers = 100000", "server.workers"),
+        ("[server]", "workers = 513", "server.workers"),
         ("[server]", "workers = 0", "server.workers"),
         ("[server]", "max_body_bytes = 0", "server.max_body_bytes"),
         (
@@ -438,7 +439,7 @@ fn out_of_bound_values_name_the_key_and_line() {
 #[test]
 fn values_at_their_bounds_are_accepted() {
     let lines: &[(&str, &str)] = &[
-        ("[server]", "workers = 1024\nmax_body_bytes = 67108864\nrequest_timeout = \"6h\"\nbody_read_timeout = \"1h\"\nshutdown_timeout = \"1h\""),
+        ("[server]", "workers = 512\nmax_body_bytes = 67108864\nrequest_timeout = \"6h\"\nbody_read_timeout = \"1h\"\nshutdown_timeout = \"1h\""),
         ("[routing]", "max_attempts = 100"),
         ("[providers.o]", "timeout = \"6h\"\nconnect_timeout = \"5m\"\nstream_idle_timeout = \"1h\"\nmax_event_bytes = 67108864\nmax_response_bytes = 1073741824"),
         ("[providers.o]", "max_event_bytes = 1024\nmax_response_bytes = 1024"),
