@@ -594,6 +594,14 @@ fn head_refuses_a_top_level_array() {
     }
 }
 
+/// Invalid UTF-8 where serde_json does not look (an ignored member) is still not JSON.
+#[test]
+fn head_refuses_invalid_utf8() {
+    let body = b"{\"model\":\"m\",\"messages\":[],\"other\":{\"\x80\":1}}";
+    let err = parse_head(body).unwrap_err();
+    assert_eq!(err.code(), "invalid_request");
+}
+
 #[test]
 fn head_valid_bodies_rewrite() {
     for body in BODIES {

@@ -48,7 +48,10 @@ pub fn parse_head(body: &[u8]) -> Result<ChatHead<'_>, ApiError> {
             "the request body must be a JSON object".into(),
         ));
     }
-    let head: Head<'_> = serde_json::from_slice(body).map_err(|e| {
+    // JSON is UTF-8; serde_json checks only the strings it reads, and `rewrite` needs all.
+    let text = std::str::from_utf8(body)
+        .map_err(|_| ApiError::BadRequest("the request body is not valid UTF-8".into()))?;
+    let head: Head<'_> = serde_json::from_str(text).map_err(|e| {
         ApiError::BadRequest(format!(
             "the request body is not valid JSON for a chat completion: {e}"
         ))
