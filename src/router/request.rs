@@ -43,7 +43,8 @@ pub struct ChatHead<'a> {
 /// Parses the head of a chat completion body, or a 400 that says what is wrong.
 pub fn parse_head(body: &[u8]) -> Result<ChatHead<'_>, ApiError> {
     // serde also reads a struct from an array (`["gpt-4o", []]`): only an object is a request.
-    if body.trim_ascii_start().first() != Some(&b'{') {
+    // Anything else that is not an object gets serde_json's own message below.
+    if body.trim_ascii_start().first() == Some(&b'[') {
         return Err(ApiError::BadRequest(
             "the request body must be a JSON object".into(),
         ));
