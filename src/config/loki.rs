@@ -54,7 +54,7 @@ pub struct LokiConfig {
     /// `"oldest"` (evict the oldest held record to make room). Counted as `dropped_full`.
     #[serde(default)]
     pub drop_policy: DropPolicy,
-    /// Deadline for one push (connect to answer). Default `"10s"`; more than 0s, at most 5m.
+    /// Deadline for one push (connect to answer). Default `"10s"`; more than 0s, at most 1h.
     #[serde(default = "default_timeout", with = "duration")]
     pub timeout: Duration,
     /// First retry delay. Default `"500ms"` (Promtail's); more than 0s, at most 1h.
@@ -215,7 +215,7 @@ impl LokiConfig {
         bounds::count(key("queue_capacity"), self.queue_capacity, 1, 100_000)?;
         bounds::count(key("max_tries"), self.max_tries, 1, 10_000)?;
         bounds::positive(key("flush_interval"), self.flush_interval, HOUR)?;
-        bounds::positive(key("timeout"), self.timeout, 5 * MINUTE)?;
+        bounds::positive(key("timeout"), self.timeout, HOUR)?;
         bounds::positive(key("backoff_min"), self.backoff_min, HOUR)?;
         if self.backoff_max < self.backoff_min {
             return Err(Invalid::new(

@@ -341,7 +341,7 @@ fn out_of_bound_values_name_the_key_and_line() {
         ),
         (
             "[telemetry.loki]",
-            "timeout = \"6m\"",
+            "timeout = \"2h\"",
             "telemetry.loki.timeout",
         ),
         (
@@ -446,7 +446,7 @@ fn values_at_their_bounds_are_accepted() {
         ("[providers.m]", "latency = \"1h\"\nchunk_delay = \"1h\""),
         ("[models.x]", "input_price_per_1m = 100000.0\noutput_price_per_1m = 0.0"),
         ("[[keys]]", "rate_limit_rpm = 1000000"),
-        ("[telemetry.loki]", "batch_max_records = 100000\nbatch_max_bytes = 16777216\nqueue_capacity = 100000\nmax_tries = 10000\nflush_interval = \"1h\"\ntimeout = \"5m\"\nbackoff_min = \"1h\"\nbackoff_max = \"1h\"\nshutdown_deadline = \"10m\""),
+        ("[telemetry.loki]", "batch_max_records = 100000\nbatch_max_bytes = 16777216\nqueue_capacity = 100000\nmax_tries = 10000\nflush_interval = \"1h\"\ntimeout = \"1h\"\nbackoff_min = \"1h\"\nbackoff_max = \"1h\"\nshutdown_deadline = \"10m\""),
         ("[telemetry.loki]", "shutdown_deadline = \"0s\""),
         ("[telemetry.otlp]", "timeout = \"5m\""),
         ("[breaker]", "consecutive_failures = 10000\nmin_requests = 1000000\nwindow = \"24h\"\ncool_down = \"24h\"\nhalf_open_probes = 1000"),
