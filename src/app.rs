@@ -111,6 +111,7 @@ pub fn build_state(config: &Config, router: Arc<Router>, drain: Arc<Drain>) -> A
         router,
         keys: KeyStore::new(&config.keys),
         max_body_bytes: config.server.max_body_bytes,
+        body_read_timeout: config.server.body_read_timeout,
         request_timeout: config.server.request_timeout,
         models_body,
         started_unix,

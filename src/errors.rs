@@ -84,6 +84,9 @@ pub enum ApiError {
     /// 413: the body exceeds `server.max_body_bytes`.
     #[error("request body is larger than the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    /// 408: the client did not send its whole body within `server.body_read_timeout`.
+    #[error("the request body did not arrive within {}s", .0.as_secs())]
+    BodyTimeout(Duration),
     /// 429: a client key over its rate limit, or every provider rate limited.
     #[error("{}", .0.message)]
     RateLimited(RateLimit),
@@ -113,7 +116,8 @@ impl ApiError {
             | Self::ModelNotFound(_)
             | Self::RouteNotFound(_)
             | Self::MethodNotAllowed
-            | Self::PayloadTooLarge { .. } => "invalid_request_error",
+            | Self::PayloadTooLarge { .. }
+            | Self::BodyTimeout(_) => "invalid_request_error",
             Self::Unauthorized(_) | Self::TrialExpired => "authentication_error",
             Self::Forbidden(_) => "permission_error",
             Self::RateLimited(_) => "rate_limit_error",
@@ -136,6 +140,7 @@ impl ApiError {
             Self::RouteNotFound(_) => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::PayloadTooLarge { .. } => "request_too_large",
+            Self::BodyTimeout(_) => "request_timeout",
             Self::RateLimited(_) => "rate_limit_exceeded",
             Self::UpstreamFailed(_) => "upstream_error",
             Self::NoProviderAvailable(_) => "no_provider_available",
@@ -181,6 +186,7 @@ impl ResponseError for ApiError {
             Self::ModelNotFound(_) | Self::RouteNotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::UpstreamFailed(_) => StatusCode::BAD_GATEWAY,
             Self::NoProviderAvailable(_) | Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,

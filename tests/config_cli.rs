@@ -1,7 +1,9 @@
 //! `gatewayz check-config PATH` and `gatewayz serve --config PATH` reject bad files with a
 //! non-zero exit and a message that names the key and the line (unknown key, wrong type,
 //! unknown provider in a model, unset environment variable); a good file prints its summary
-//! and never a secret; without [[keys]] the gateway refuses a non-loopback address.
+//! and never a secret; without [[keys]] the gateway refuses a non-loopback address. What
+//! `check-config` accepts `serve` runs: both refuse an out-of-bound value the same way, by key
+//! and line, and neither panics.
 
 mod common;
 
@@ -62,6 +64,11 @@ fn rejected(config: &str, expect: &[&str]) {
             );
         }
         assert!(out.stdout.is_empty(), "{}", out.stdout);
+        assert!(
+            !out.stderr.contains("panicked"),
+            "{args:?}:\n{}",
+            out.stderr
+        );
     }
 }
 
@@ -138,4 +145,27 @@ fn non_loopback_listen_without_keys_is_refused() {
         assert!(!out.status.success(), "{args:?} started");
         assert!(out.stderr.contains("loopback"), "{}", out.stderr);
     }
+}
+
+#[test]
+fn too_many_workers_are_refused_by_both_commands() {
+    rejected(
+        &bad("[server]", "[server]\nworkers = 100000"),
+        &[":3: server.workers", "1 to 512"],
+    );
+}
+
+#[test]
+fn a_zero_request_timeout_is_refused_by_both_commands() {
+    rejected(
+        &bad("[server]", "[server]\nrequest_timeout = \"0s\""),
+        &[":3: server.request_timeout", "greater than 0s"],
+    );
+}
+
+#[test]
+fn check_config_refuses_a_public_listen_without_keys() {
+    let no_keys = &GOOD[..GOOD.find("[[keys]]").unwrap()];
+    let public = no_keys.replace("127.0.0.1:8080", "0.0.0.0:8080");
+    rejected(&public, &[":3: server.listen", "loopback"]);
 }

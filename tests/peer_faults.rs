@@ -177,6 +177,40 @@ fn a_trickled_request_head_is_cut() {
     assert_eq!(reply.status(), 200);
 }
 
+/// A client trickling its body is answered 408 after `server.body_read_timeout`, and its
+/// connection is closed; 200 such clients at once do not stop others from being served.
+#[test]
+fn a_trickled_body_gets_408_and_its_connection_freed() {
+    let gw = common::gateway(
+        "[server]\nbody_read_timeout = \"1s\"\n\
+         [providers.p]\nkind = \"mock\"\n[models.m]\nproviders = [\"p\"]\n",
+    );
+    let head = "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n\
+                content-type: application/json\r\ncontent-length: 1000\r\n\r\n{";
+    let mut slow: Vec<TcpStream> = (0..200)
+        .map(|_| {
+            let mut socket = TcpStream::connect(gw.addr).unwrap();
+            socket.write_all(head.as_bytes()).unwrap();
+            socket.set_read_timeout(Some(WAIT)).unwrap();
+            socket
+        })
+        .collect();
+    let reply = post_chat(&gw, &chat_body("m", "not blocked", false), None);
+    assert_eq!(reply.status(), 200);
+    let started = Instant::now();
+    for socket in &mut slow {
+        // Keep trickling until the gateway answers.
+        let _ = socket.write_all(b" ");
+        let mut answer = Vec::new();
+        let _ = socket.read_to_end(&mut answer);
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(answer.contains("\"code\":\"request_timeout\""), "{answer}");
+    }
+    // read_to_end returned: every connection was closed by the gateway.
+    assert!(started.elapsed() < WAIT);
+}
+
 /// A thousand streams open when SIGTERM arrives: every one runs to its `[DONE]`, then the
 /// process exits cleanly.
 #[test]

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::bounds::{self, HOUR, MIB, MINUTE};
 use super::{duration, key_segment, Invalid};
 
 /// Most static labels (besides `level`): streams stay few and Loki's index small.
@@ -35,38 +36,40 @@ pub struct LokiConfig {
     /// Authentication. Default: none.
     #[serde(default)]
     pub auth: Option<LokiAuth>,
-    /// Most records in one push. Default 1000.
+    /// Most records in one push. Default 1000; 1 to 100000.
     #[serde(default = "default_batch_max_records")]
     pub batch_max_records: usize,
-    /// Most bytes of log lines in one push (before compression). Default 1 MiB.
+    /// Most bytes of log lines in one push (before compression). Default 1 MiB; 1 to 16 MiB.
     #[serde(default = "default_batch_max_bytes")]
     pub batch_max_bytes: usize,
-    /// How long the first record of a batch waits for company. Default `"1s"`.
+    /// How long the first record of a batch waits for company. Default `"1s"`; more than 0s,
+    /// at most 1h.
     #[serde(default = "default_flush_interval", with = "duration")]
     pub flush_interval: Duration,
-    /// Most records held while Loki is slow or down (beyond them, `drop_policy`). Default 10000.
+    /// Most records held while Loki is slow or down (beyond them, `drop_policy`). Default
+    /// 10000; 1 to 100000 (a held record is a whole log line: this bounds the memory).
     #[serde(default = "default_queue_capacity")]
     pub queue_capacity: usize,
     /// Which records go when the queue is full: `"newest"` (refuse arrivals, the default) or
     /// `"oldest"` (evict the oldest held record to make room). Counted as `dropped_full`.
     #[serde(default)]
     pub drop_policy: DropPolicy,
-    /// Deadline for one push (connect to answer). Default `"10s"`.
+    /// Deadline for one push (connect to answer). Default `"10s"`; more than 0s, at most 1h.
     #[serde(default = "default_timeout", with = "duration")]
     pub timeout: Duration,
-    /// First retry delay. Default `"500ms"` (Promtail's).
+    /// First retry delay. Default `"500ms"` (Promtail's); more than 0s, at most 1h.
     #[serde(default = "default_backoff_min", with = "duration")]
     pub backoff_min: Duration,
-    /// Longest retry delay. Default `"5m"` (Promtail's).
+    /// Longest retry delay. Default `"5m"` (Promtail's); `backoff_min` to 1h.
     #[serde(default = "default_backoff_max", with = "duration")]
     pub backoff_max: Duration,
     /// Most attempts per batch, the first included; then it is dropped (`dropped_rejected`).
-    /// Default 10 (Promtail's).
+    /// Default 10 (Promtail's); 1 to 10000.
     #[serde(default = "default_max_tries")]
     pub max_tries: u32,
     /// On shutdown, how long the shipper may keep pushing what it holds; what is left is
     /// counted as `dropped_shutdown`. Capped by what is left of `server.shutdown_timeout`.
-    /// Default `"5s"`.
+    /// Default `"5s"`; 0s to 10m.
     #[serde(default = "default_shutdown_deadline", with = "duration")]
     pub shutdown_deadline: Duration,
 }
@@ -208,31 +211,25 @@ impl LokiConfig {
                 ));
             }
         }
-        for (k, v) in [
-            ("batch_max_records", self.batch_max_records),
-            ("batch_max_bytes", self.batch_max_bytes),
-            ("queue_capacity", self.queue_capacity),
-            ("max_tries", self.max_tries as usize),
-        ] {
-            if v == 0 {
-                return Err(Invalid::new(key(k), "must be greater than 0"));
-            }
-        }
-        for (k, d) in [
-            ("flush_interval", self.flush_interval),
-            ("timeout", self.timeout),
-            ("backoff_min", self.backoff_min),
-        ] {
-            if d.is_zero() {
-                return Err(Invalid::new(key(k), "must be greater than 0s"));
-            }
-        }
+        bounds::count(key("batch_max_records"), self.batch_max_records, 1, 100_000)?;
+        bounds::bytes(key("batch_max_bytes"), self.batch_max_bytes, 1, 16 * MIB)?;
+        bounds::count(key("queue_capacity"), self.queue_capacity, 1, 100_000)?;
+        bounds::count(key("max_tries"), self.max_tries, 1, 10_000)?;
+        bounds::positive(key("flush_interval"), self.flush_interval, HOUR)?;
+        bounds::positive(key("timeout"), self.timeout, HOUR)?;
+        bounds::positive(key("backoff_min"), self.backoff_min, HOUR)?;
         if self.backoff_max < self.backoff_min {
             return Err(Invalid::new(
                 key("backoff_max"),
                 "must not be less than backoff_min",
             ));
         }
+        bounds::at_most(key("backoff_max"), self.backoff_max, HOUR)?;
+        bounds::at_most(
+            key("shutdown_deadline"),
+            self.shutdown_deadline,
+            10 * MINUTE,
+        )?;
         Ok(())
     }
 }

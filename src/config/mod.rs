@@ -3,9 +3,12 @@
 //! Every struct rejects unknown keys, every field documents its default, durations are
 //! strings (`"30s"`), and secrets come from `${VAR}` references interpolated after parsing.
 //! [`Config::load`] reads, parses, interpolates and validates; every error names the key and
-//! the line. Without a file the gateway runs [`Config::builtin`]: loopback, in-process mock
-//! providers, no external backends.
+//! the line. `check-config` and `serve` both load through it, so a file one accepts the
+//! other runs: every number and duration has a documented bound (`bounds.rs`), and a
+//! non-loopback `server.listen` needs `[[keys]]`. Without a file the gateway runs
+//! [`Config::builtin`]: loopback, in-process mock providers, no external backends.
 
+mod bounds;
 mod describe;
 mod duration;
 mod error;
@@ -15,6 +18,7 @@ mod loki;
 mod metrics;
 mod observe;
 mod otlp;
+mod providers;
 mod telemetry;
 
 use std::collections::BTreeMap;
@@ -32,7 +36,17 @@ pub use loki::{DropPolicy, LokiAuth, LokiConfig};
 pub use metrics::{Grant, MetricsConfig, MetricsToken};
 pub use observe::{AnomalyConfig, BreakerConfig, CostConfig, HealthConfig};
 pub use otlp::{OtlpConfig, OtlpProtocol};
+pub use providers::{
+    MockProviderConfig, OpenAiProviderConfig, ProviderConfig, ProviderKind, ProviderSettings,
+};
 pub use telemetry::TelemetryConfig;
+
+/// Highest accepted model price, USD per 1M tokens: far above any real price, low enough
+/// that a stray exponent (`2.0e9`) is caught.
+const MAX_PRICE_PER_1M: f64 = 100_000.0;
+
+/// Most HTTP workers: actix-server panics above 512.
+const MAX_WORKERS: u64 = 512;
 
 /// The built-in default, used by `gatewayz serve` without `--config`.
 pub const BUILTIN: &str = include_str!("builtin.toml");
@@ -81,18 +95,23 @@ pub struct ServerConfig {
     /// Address to listen on. Default `127.0.0.1:8080`.
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
-    /// Largest accepted request body in bytes. Default 4 MiB.
+    /// Largest accepted request body in bytes. Default 4 MiB; 1 to 64 MiB.
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
-    /// Deadline for a whole client request, failover included. Default `"600s"`.
+    /// Deadline for a whole client request, failover included. Default `"600s"`; more than
+    /// 0s, at most 6h.
     #[serde(default = "default_request_timeout", with = "duration")]
     pub request_timeout: Duration,
-    /// HTTP worker threads. Default: one per core.
+    /// Longest time a client may take to send its request body. Default `"30s"`; more than
+    /// 0s, at most 1h.
+    #[serde(default = "default_body_read_timeout", with = "duration")]
+    pub body_read_timeout: Duration,
+    /// HTTP worker threads. Default: one per core; 1 to 512 (actix-server's limit).
     #[serde(default)]
     pub workers: Option<usize>,
     /// The whole graceful-shutdown budget from SIGTERM to exit: draining requests in flight,
     /// then flushing logs and traces with what is left (see `crate::shutdown::Budget`).
-    /// Default `"25s"`, inside Kubernetes' 30 s grace period.
+    /// Default `"25s"`, inside Kubernetes' 30 s grace period; more than 0s, at most 1h.
     #[serde(default = "default_shutdown_timeout", with = "duration")]
     pub shutdown_timeout: Duration,
 }
@@ -106,6 +125,9 @@ fn default_max_body_bytes() -> usize {
 fn default_request_timeout() -> Duration {
     Duration::from_secs(600)
 }
+fn default_body_read_timeout() -> Duration {
+    Duration::from_secs(30)
+}
 fn default_shutdown_timeout() -> Duration {
     Duration::from_secs(25)
 }
@@ -116,9 +138,41 @@ impl Default for ServerConfig {
             listen: default_listen(),
             max_body_bytes: default_max_body_bytes(),
             request_timeout: default_request_timeout(),
+            body_read_timeout: default_body_read_timeout(),
             workers: None,
             shutdown_timeout: default_shutdown_timeout(),
         }
+    }
+}
+
+impl ServerConfig {
+    fn validate(&self) -> Result<(), Invalid> {
+        // Never pre-allocated from a huge limit: a body is read in chunks up to this size.
+        bounds::bytes(
+            "server.max_body_bytes",
+            self.max_body_bytes,
+            1,
+            64 * bounds::MIB,
+        )?;
+        bounds::positive(
+            "server.request_timeout",
+            self.request_timeout,
+            6 * bounds::HOUR,
+        )?;
+        bounds::positive(
+            "server.body_read_timeout",
+            self.body_read_timeout,
+            bounds::HOUR,
+        )?;
+        if let Some(workers) = self.workers {
+            // actix-server asserts at most 512 workers (each an OS thread with its runtime).
+            bounds::count("server.workers", workers, 1, MAX_WORKERS)?;
+        }
+        bounds::positive(
+            "server.shutdown_timeout",
+            self.shutdown_timeout,
+            bounds::HOUR,
+        )
     }
 }
 
@@ -126,7 +180,8 @@ impl Default for ServerConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RoutingConfig {
-    /// Most provider attempts per client request (the first try plus failovers). Default 3.
+    /// Most provider attempts per client request (the first try plus failovers). Default 3;
+    /// 1 to 100.
     #[serde(default = "default_max_attempts")]
     pub max_attempts: u32,
 }
@@ -143,130 +198,6 @@ impl Default for RoutingConfig {
     }
 }
 
-/// `[providers.NAME]`: one upstream. The fields a `kind` does not use are rejected.
-///
-/// One flat struct rather than a serde-tagged enum: a tagged enum buffers its content, and
-/// then parse errors lose the line and the key they should name.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProviderConfig {
-    /// `"openai"` (any OpenAI-compatible HTTP API) or `"mock"` (in-process). Required.
-    pub kind: ProviderKind,
-    /// openai: base URL up to and including the API version, e.g.
-    /// `https://api.openai.com/v1`. Required for openai. `${VAR}` allowed.
-    #[serde(default)]
-    pub base_url: Option<String>,
-    /// openai: bearer key sent upstream. Default: none. `${VAR}` allowed (and expected).
-    #[serde(default)]
-    pub api_key: Option<String>,
-    /// openai: deadline for one attempt — the whole JSON answer, or a stream's headers and
-    /// first chunk. Default `"60s"`.
-    #[serde(default, with = "duration::option")]
-    pub timeout: Option<Duration>,
-    /// openai: TCP/TLS connect deadline. Default `"5s"`.
-    #[serde(default, with = "duration::option")]
-    pub connect_timeout: Option<Duration>,
-    /// openai: longest silence between two chunks of a stream. Default `"60s"`.
-    #[serde(default, with = "duration::option")]
-    pub stream_idle_timeout: Option<Duration>,
-    /// openai: extra headers sent with every request. Default: none. `${VAR}` allowed.
-    #[serde(default)]
-    pub headers: BTreeMap<String, String>,
-    /// mock: delay before the answer or the first chunk. Default `"0s"`.
-    #[serde(default, with = "duration::option")]
-    pub latency: Option<Duration>,
-    /// mock: delay between streamed chunks. Default `"0s"`.
-    #[serde(default, with = "duration::option")]
-    pub chunk_delay: Option<Duration>,
-}
-
-/// `kind` of a provider.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ProviderKind {
-    /// Any OpenAI-compatible HTTP API.
-    #[serde(rename = "openai")]
-    OpenAi,
-    /// The in-process mock: answers like a provider, no network.
-    Mock,
-}
-
-/// A provider's settings with defaults applied, by kind.
-#[derive(Debug, Clone)]
-pub enum ProviderSettings {
-    OpenAi(OpenAiProviderConfig),
-    Mock(MockProviderConfig),
-}
-
-/// Resolved `kind = "openai"` settings.
-#[derive(Debug, Clone)]
-pub struct OpenAiProviderConfig {
-    pub base_url: String,
-    pub api_key: Option<String>,
-    pub timeout: Duration,
-    pub connect_timeout: Duration,
-    pub stream_idle_timeout: Duration,
-    pub headers: BTreeMap<String, String>,
-    /// Longest single SSE line accepted from the upstream.
-    pub max_event_bytes: usize,
-    /// Largest JSON answer accepted from the upstream.
-    pub max_response_bytes: usize,
-}
-
-/// Resolved `kind = "mock"` settings.
-#[derive(Debug, Clone, Default)]
-pub struct MockProviderConfig {
-    pub latency: Duration,
-    pub chunk_delay: Duration,
-}
-
-impl ProviderConfig {
-    /// The settings of this provider's kind, with defaults applied.
-    pub fn settings(&self) -> ProviderSettings {
-        match self.kind {
-            ProviderKind::OpenAi => ProviderSettings::OpenAi(OpenAiProviderConfig {
-                base_url: self.base_url.clone().unwrap_or_default(),
-                api_key: self.api_key.clone(),
-                timeout: self.timeout.unwrap_or(Duration::from_secs(60)),
-                connect_timeout: self.connect_timeout.unwrap_or(Duration::from_secs(5)),
-                stream_idle_timeout: self.stream_idle_timeout.unwrap_or(Duration::from_secs(60)),
-                headers: self.headers.clone(),
-                max_event_bytes: crate::providers::DEFAULT_MAX_EVENT_BYTES,
-                max_response_bytes: crate::providers::DEFAULT_MAX_RESPONSE_BYTES,
-            }),
-            ProviderKind::Mock => ProviderSettings::Mock(MockProviderConfig {
-                latency: self.latency.unwrap_or_default(),
-                chunk_delay: self.chunk_delay.unwrap_or_default(),
-            }),
-        }
-    }
-
-    /// Names of the keys set here that this kind does not use.
-    fn foreign_keys(&self) -> Vec<&'static str> {
-        let openai = [
-            ("base_url", self.base_url.is_some()),
-            ("api_key", self.api_key.is_some()),
-            ("timeout", self.timeout.is_some()),
-            ("connect_timeout", self.connect_timeout.is_some()),
-            ("stream_idle_timeout", self.stream_idle_timeout.is_some()),
-            ("headers", !self.headers.is_empty()),
-        ];
-        let mock = [
-            ("latency", self.latency.is_some()),
-            ("chunk_delay", self.chunk_delay.is_some()),
-        ];
-        let foreign: &[(&'static str, bool)] = match self.kind {
-            ProviderKind::OpenAi => &mock,
-            ProviderKind::Mock => &openai,
-        };
-        foreign
-            .iter()
-            .filter(|(_, set)| *set)
-            .map(|(k, _)| *k)
-            .collect()
-    }
-}
-
 /// `[models.ID]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -277,10 +208,10 @@ pub struct ModelConfig {
     /// Default: the id.
     #[serde(default)]
     pub upstream_model: BTreeMap<String, String>,
-    /// USD per 1M input (prompt) tokens. Default 0.
+    /// USD per 1M input (prompt) tokens. Default 0; at most 100000.
     #[serde(default)]
     pub input_price_per_1m: f64,
-    /// USD per 1M output (completion) tokens. Default 0.
+    /// USD per 1M output (completion) tokens. Default 0; at most 100000.
     #[serde(default)]
     pub output_price_per_1m: f64,
     /// `owned_by` in `/v1/models`. Default `"gatewayz"`.
@@ -299,7 +230,7 @@ pub struct KeyConfig {
     /// RFC 3339 instant after which a trial key is refused. Default: never expires.
     #[serde(default)]
     pub trial_expires: Option<String>,
-    /// Most requests per minute for this key; more get 429. Default: unlimited.
+    /// Most requests per minute for this key; more get 429. Default: unlimited; 1 to 1000000.
     #[serde(default)]
     pub rate_limit_rpm: Option<u32>,
 }
@@ -396,38 +327,10 @@ impl Config {
         if self.models.is_empty() {
             return Err(Invalid::new("models", "at least one model is required"));
         }
-        if self.server.max_body_bytes == 0 {
-            return Err(Invalid::new(
-                "server.max_body_bytes",
-                "must be greater than 0",
-            ));
-        }
-        if self.server.workers == Some(0) {
-            return Err(Invalid::new("server.workers", "must be greater than 0"));
-        }
-        if self.routing.max_attempts == 0 {
-            return Err(Invalid::new("routing.max_attempts", "must be at least 1"));
-        }
+        self.server.validate()?;
+        bounds::count("routing.max_attempts", self.routing.max_attempts, 1, 100)?;
         for (name, provider) in &self.providers {
-            let base = format!("providers.{}", key_segment(name));
-            if name.is_empty() || name.len() > 64 {
-                return Err(Invalid::new(base, "provider names are 1 to 64 characters"));
-            }
-            if let Some(key) = provider.foreign_keys().first() {
-                return Err(Invalid::new(
-                    format!("{base}.{key}"),
-                    format!("not a setting of kind = {:?}", provider.kind),
-                ));
-            }
-            if provider.kind == ProviderKind::OpenAi && provider.base_url.is_none() {
-                return Err(Invalid::new(
-                    format!("{base}.base_url"),
-                    "required for kind = \"openai\"",
-                ));
-            }
-            if let ProviderSettings::OpenAi(p) = provider.settings() {
-                validate_openai(&base, &p)?;
-            }
+            provider.validate(name)?;
         }
         for (id, model) in &self.models {
             let base = format!("models.{}", key_segment(id));
@@ -436,49 +339,8 @@ impl Config {
             }
             validate_model(&base, model, &self.providers)?;
         }
-        let mut names = std::collections::HashSet::new();
-        let mut secrets = std::collections::HashSet::new();
-        for (i, key) in self.keys.iter().enumerate() {
-            let base = format!("keys[{i}]");
-            if key.name.is_empty() {
-                return Err(Invalid::new(format!("{base}.name"), "must not be empty"));
-            }
-            if !names.insert(key.name.as_str()) {
-                return Err(Invalid::new(
-                    format!("{base}.name"),
-                    format!("duplicate key name {:?}", key.name),
-                ));
-            }
-            if key.key.len() < 8 {
-                return Err(Invalid::new(
-                    format!("{base}.key"),
-                    "must be at least 8 characters",
-                ));
-            }
-            if !secrets.insert(key.key.as_str()) {
-                // Name the key holder, never the secret.
-                return Err(Invalid::new(
-                    format!("{base}.key"),
-                    format!("same secret as another key (holder {:?})", key.name),
-                ));
-            }
-            if let Some(expiry) = &key.trial_expires {
-                if humantime::parse_rfc3339_weak(expiry).is_err() {
-                    return Err(Invalid::new(
-                        format!("{base}.trial_expires"),
-                        format!(
-                            "{expiry:?} is not an RFC 3339 instant such as 2026-12-31T23:59:59Z"
-                        ),
-                    ));
-                }
-            }
-            if key.rate_limit_rpm == Some(0) {
-                return Err(Invalid::new(
-                    format!("{base}.rate_limit_rpm"),
-                    "must be greater than 0 (omit it for no limit)",
-                ));
-            }
-        }
+        validate_keys(&self.keys)?;
+        self.exposure("server.listen", self.server.listen)?;
         self.telemetry.validate()?;
         self.metrics.validate()?;
         self.breaker.validate()?;
@@ -488,11 +350,17 @@ impl Config {
         Ok(())
     }
 
-    /// Refuses to serve without authentication on anything but loopback.
+    /// Refuses to serve without authentication on anything but loopback. [`Config::validate`]
+    /// applies it to `server.listen`; `serve` applies it again to a `--listen` override.
     pub fn check_exposure(&self, listen: SocketAddr) -> Result<(), Invalid> {
+        self.exposure("keys", listen)
+    }
+
+    /// [`Config::check_exposure`], naming `key` when it refuses.
+    fn exposure(&self, key: &str, listen: SocketAddr) -> Result<(), Invalid> {
         if self.keys.is_empty() && !listen.ip().is_loopback() {
             return Err(Invalid::new(
-                "keys",
+                key,
                 format!(
                     "no client keys are configured, so the gateway only serves on a loopback \
                      address, not {listen}; add [[keys]] or listen on 127.0.0.1"
@@ -503,44 +371,49 @@ impl Config {
     }
 }
 
-fn validate_openai(base: &str, p: &OpenAiProviderConfig) -> Result<(), Invalid> {
-    match reqwest::Url::parse(&p.base_url) {
-        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {}
-        Ok(_) => {
-            return Err(Invalid::new(
-                format!("{base}.base_url"),
-                "must be an http:// or https:// URL",
-            ))
+fn validate_keys(keys: &[KeyConfig]) -> Result<(), Invalid> {
+    let mut names = std::collections::HashSet::new();
+    let mut secrets = std::collections::HashSet::new();
+    for (i, key) in keys.iter().enumerate() {
+        let base = format!("keys[{i}]");
+        if key.name.is_empty() {
+            return Err(Invalid::new(format!("{base}.name"), "must not be empty"));
         }
-        Err(e) => return Err(Invalid::new(format!("{base}.base_url"), e)),
-    }
-    for (key, duration) in [
-        ("timeout", p.timeout),
-        ("connect_timeout", p.connect_timeout),
-        ("stream_idle_timeout", p.stream_idle_timeout),
-    ] {
-        if duration.is_zero() {
+        if !names.insert(key.name.as_str()) {
             return Err(Invalid::new(
-                format!("{base}.{key}"),
-                "must be greater than 0s",
+                format!("{base}.name"),
+                format!("duplicate key name {:?}", key.name),
             ));
         }
-    }
-    for (name, value) in &p.headers {
-        let key = format!("{base}.headers.{}", key_segment(name));
-        if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
-            return Err(Invalid::new(key, "not a valid HTTP header name"));
-        }
-        if reqwest::header::HeaderValue::from_str(value).is_err() {
-            return Err(Invalid::new(key, "not a valid HTTP header value"));
-        }
-    }
-    if let Some(k) = &p.api_key {
-        if reqwest::header::HeaderValue::from_str(&format!("Bearer {k}")).is_err() {
+        if key.key.len() < 8 {
             return Err(Invalid::new(
-                format!("{base}.api_key"),
-                "contains characters not allowed in an HTTP header",
+                format!("{base}.key"),
+                "must be at least 8 characters",
             ));
+        }
+        if !secrets.insert(key.key.as_str()) {
+            // Name the key holder, never the secret.
+            return Err(Invalid::new(
+                format!("{base}.key"),
+                format!("same secret as another key (holder {:?})", key.name),
+            ));
+        }
+        if let Some(expiry) = &key.trial_expires {
+            if humantime::parse_rfc3339_weak(expiry).is_err() {
+                return Err(Invalid::new(
+                    format!("{base}.trial_expires"),
+                    format!("{expiry:?} is not an RFC 3339 instant such as 2026-12-31T23:59:59Z"),
+                ));
+            }
+        }
+        if key.rate_limit_rpm == Some(0) {
+            return Err(Invalid::new(
+                format!("{base}.rate_limit_rpm"),
+                "must be greater than 0 (omit it for no limit)",
+            ));
+        }
+        if let Some(rpm) = key.rate_limit_rpm {
+            bounds::count(format!("{base}.rate_limit_rpm"), rpm, 1, 1_000_000)?;
         }
     }
     Ok(())
@@ -587,10 +460,10 @@ fn validate_model(
         ("input_price_per_1m", model.input_price_per_1m),
         ("output_price_per_1m", model.output_price_per_1m),
     ] {
-        if !price.is_finite() || price < 0.0 {
+        if !(price.is_finite() && (0.0..=MAX_PRICE_PER_1M).contains(&price)) {
             return Err(Invalid::new(
                 format!("{base}.{key}"),
-                "must be a non-negative number of USD",
+                format!("must be 0 to {MAX_PRICE_PER_1M} USD (got {price})"),
             ));
         }
     }

@@ -1,30 +1,34 @@
 //! `[breaker]`, `[health]`, `[anomaly]` and `[cost]`: the thresholds of the actors that watch
 //! providers. Every value has a documented default tuned for real LLM traffic; tests shorten
-//! the durations. Validation names the key, so a typo'd threshold stops start-up.
+//! the durations. Validation names the key, so a typo'd threshold stops start-up, and bounds
+//! every value: a breaker's `open until` is `now + cool_down`, and the interval timers
+//! (`health.publish_interval`, `anomaly.interval`) have a floor so they cannot spin.
 
 use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::bounds::{self, DAY, HOUR};
 use super::{duration, Invalid};
 
 /// `[breaker]`: per-provider circuit breakers.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BreakerConfig {
-    /// Consecutive failures that open a closed breaker. Default 5.
+    /// Consecutive failures that open a closed breaker. Default 5; 1 to 10000.
     pub consecutive_failures: u32,
     /// Error rate (0..1] over `window` that opens it, once `min_requests` were seen. Default 0.5.
     pub error_rate: f64,
-    /// Fewest attempts in `window` before `error_rate` applies. Default 20.
+    /// Fewest attempts in `window` before `error_rate` applies. Default 20; 1 to 1000000.
     pub min_requests: u32,
-    /// Span of the error-rate window. Default `"60s"`.
+    /// Span of the error-rate window. Default `"60s"`; more than 0s, at most 24h.
     #[serde(with = "duration")]
     pub window: Duration,
-    /// How long an open breaker waits before letting probes through. Default `"30s"`.
+    /// How long an open breaker waits before letting probes through. Default `"30s"`; more
+    /// than 0s, at most 24h.
     #[serde(with = "duration")]
     pub cool_down: Duration,
-    /// Probe requests a half-open breaker lets through at once. Default 3.
+    /// Probe requests a half-open breaker lets through at once. Default 3; 1 to 1000.
     pub half_open_probes: u32,
     /// Successful probes that close a half-open breaker (at most `half_open_probes`). Default 2.
     pub close_after: u32,
@@ -48,13 +52,15 @@ impl Default for BreakerConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HealthConfig {
-    /// Span of the rolling success / latency window. Default `"60s"`.
+    /// Span of the rolling success / latency window. Default `"60s"`; more than 0s, at most
+    /// 24h.
     #[serde(with = "duration")]
     pub window: Duration,
-    /// p95 latency at or under which a provider gets full latency credit. Default `"5s"`.
+    /// p95 latency at or under which a provider gets full latency credit. Default `"5s"`;
+    /// more than 0s, at most 1h.
     #[serde(with = "duration")]
     pub latency_target: Duration,
-    /// How often scores are recomputed and published. Default `"1s"`.
+    /// How often scores are recomputed and published. Default `"1s"`; 10ms to 1h.
     #[serde(with = "duration")]
     pub publish_interval: Duration,
 }
@@ -75,21 +81,21 @@ impl Default for HealthConfig {
 pub struct AnomalyConfig {
     /// EWMA smoothing factor in (0, 1). Default 0.1.
     pub alpha: f64,
-    /// Samples a detector learns from before it may report. Default 30.
+    /// Samples a detector learns from before it may report. Default 30; 0 to 1000000.
     pub warmup: u32,
-    /// z-score above which a sample is anomalous. Default 4.0.
+    /// z-score above which a sample is anomalous. Default 4.0; more than 0, at most 1000.
     pub z_threshold: f64,
-    /// Smallest latency rise over the mean that counts. Default `"500ms"`.
+    /// Smallest latency rise over the mean that counts. Default `"500ms"`; at most 1h.
     #[serde(with = "duration")]
     pub latency_floor: Duration,
     /// Smallest error-rate rise (absolute, 0..1) that counts. Default 0.2.
     pub error_rate_floor: f64,
-    /// Smallest spend rise per interval in USD that counts. Default 1.0.
+    /// Smallest spend rise per interval in USD that counts. Default 1.0; 0 to 1000000.
     pub cost_floor_usd: f64,
-    /// Interval over which error rate and spend are sampled. Default `"10s"`.
+    /// Interval over which error rate and spend are sampled. Default `"10s"`; 10ms to 24h.
     #[serde(with = "duration")]
     pub interval: Duration,
-    /// Recent anomalies kept for `/health/anomalies`. Default 100.
+    /// Recent anomalies kept for `/health/anomalies`. Default 100; 1 to 10000.
     pub recent: usize,
 }
 
@@ -112,7 +118,8 @@ impl Default for AnomalyConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CostConfig {
-    /// Window over which `gatewayz_token_efficiency` is computed. Default `"1h"`.
+    /// Window over which `gatewayz_token_efficiency` is computed. Default `"1h"`; more than
+    /// 0s, at most 30 days.
     #[serde(with = "duration")]
     pub efficiency_window: Duration,
 }
@@ -125,35 +132,24 @@ impl Default for CostConfig {
     }
 }
 
-fn positive(key: &str, d: Duration) -> Result<(), Invalid> {
-    if d.is_zero() {
-        return Err(Invalid::new(key, "must be greater than 0s"));
-    }
-    Ok(())
-}
+/// The floor of the interval timers: a shorter period would keep an actor busy catching up.
+const MIN_TIMER: Duration = Duration::from_millis(10);
 
 impl BreakerConfig {
     pub(super) fn validate(&self) -> Result<(), Invalid> {
-        if self.consecutive_failures == 0 {
-            return Err(Invalid::new(
-                "breaker.consecutive_failures",
-                "must be at least 1",
-            ));
-        }
+        bounds::count(
+            "breaker.consecutive_failures",
+            self.consecutive_failures,
+            1,
+            10_000,
+        )?;
         if !(self.error_rate > 0.0 && self.error_rate <= 1.0) {
             return Err(Invalid::new("breaker.error_rate", "must be in (0, 1]"));
         }
-        if self.min_requests == 0 {
-            return Err(Invalid::new("breaker.min_requests", "must be at least 1"));
-        }
-        positive("breaker.window", self.window)?;
-        positive("breaker.cool_down", self.cool_down)?;
-        if self.half_open_probes == 0 {
-            return Err(Invalid::new(
-                "breaker.half_open_probes",
-                "must be at least 1",
-            ));
-        }
+        bounds::count("breaker.min_requests", self.min_requests, 1, 1_000_000)?;
+        bounds::positive("breaker.window", self.window, DAY)?;
+        bounds::positive("breaker.cool_down", self.cool_down, DAY)?;
+        bounds::count("breaker.half_open_probes", self.half_open_probes, 1, 1000)?;
         if self.close_after == 0 || self.close_after > self.half_open_probes {
             return Err(Invalid::new(
                 "breaker.close_after",
@@ -166,9 +162,14 @@ impl BreakerConfig {
 
 impl HealthConfig {
     pub(super) fn validate(&self) -> Result<(), Invalid> {
-        positive("health.window", self.window)?;
-        positive("health.latency_target", self.latency_target)?;
-        positive("health.publish_interval", self.publish_interval)
+        bounds::positive("health.window", self.window, DAY)?;
+        bounds::positive("health.latency_target", self.latency_target, HOUR)?;
+        bounds::between(
+            "health.publish_interval",
+            self.publish_interval,
+            MIN_TIMER,
+            HOUR,
+        )
     }
 }
 
@@ -177,35 +178,26 @@ impl AnomalyConfig {
         if !(self.alpha > 0.0 && self.alpha < 1.0) {
             return Err(Invalid::new("anomaly.alpha", "must be in (0, 1)"));
         }
-        if !(self.z_threshold.is_finite() && self.z_threshold > 0.0) {
-            return Err(Invalid::new(
-                "anomaly.z_threshold",
-                "must be a positive number",
-            ));
+        bounds::count("anomaly.warmup", self.warmup, 0, 1_000_000)?;
+        if !(self.z_threshold > 0.0 && self.z_threshold <= 1000.0) {
+            return Err(Invalid::new("anomaly.z_threshold", "must be in (0, 1000]"));
         }
-        if !(self.error_rate_floor >= 0.0 && self.error_rate_floor <= 1.0) {
-            return Err(Invalid::new(
-                "anomaly.error_rate_floor",
-                "must be in [0, 1]",
-            ));
-        }
-        if !(self.cost_floor_usd.is_finite() && self.cost_floor_usd >= 0.0) {
-            return Err(Invalid::new(
-                "anomaly.cost_floor_usd",
-                "must be a non-negative number",
-            ));
-        }
-        positive("anomaly.interval", self.interval)?;
-        if self.recent == 0 || self.recent > 10_000 {
-            return Err(Invalid::new("anomaly.recent", "must be 1 to 10000"));
-        }
-        Ok(())
+        bounds::at_most("anomaly.latency_floor", self.latency_floor, HOUR)?;
+        bounds::number("anomaly.error_rate_floor", self.error_rate_floor, 0.0, 1.0)?;
+        bounds::number(
+            "anomaly.cost_floor_usd",
+            self.cost_floor_usd,
+            0.0,
+            1_000_000.0,
+        )?;
+        bounds::between("anomaly.interval", self.interval, MIN_TIMER, DAY)?;
+        bounds::count("anomaly.recent", self.recent, 1, 10_000)
     }
 }
 
 impl CostConfig {
     pub(super) fn validate(&self) -> Result<(), Invalid> {
-        positive("cost.efficiency_window", self.efficiency_window)
+        bounds::positive("cost.efficiency_window", self.efficiency_window, 30 * DAY)
     }
 }
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::bounds::{self, MINUTE};
 use super::{duration, key_segment, Invalid};
 
 /// `[telemetry.otlp]`
@@ -40,7 +41,8 @@ pub struct OtlpConfig {
     /// `service.name` in `OTEL_RESOURCE_ATTRIBUTES`, then `"gatewayz"`.
     #[serde(default)]
     pub service_name: Option<String>,
-    /// Deadline of one export. Default: `OTEL_EXPORTER_OTLP_TIMEOUT`, then `"10s"`.
+    /// Deadline of one export. Default: `OTEL_EXPORTER_OTLP_TIMEOUT`, then `"10s"`; more than
+    /// 0s, at most 5m.
     #[serde(default, with = "duration::option")]
     pub timeout: Option<Duration>,
 }
@@ -78,7 +80,12 @@ impl OtlpConfig {
             let url = reqwest::Url::parse(endpoint).map_err(|e| {
                 Invalid::new("telemetry.otlp.endpoint", format!("{endpoint:?}: {e}"))
             })?;
-            if !matches!(url.scheme(), "http" | "https") {
+            // The exporters (HTTP and gRPC) take the endpoint as an `http::Uri`, stricter than
+            // a URL (`http:/host` is a URL, not a URI with an authority).
+            let uri = endpoint.parse::<hyper::Uri>().ok();
+            if !matches!(url.scheme(), "http" | "https")
+                || uri.as_ref().and_then(|u| u.authority()).is_none()
+            {
                 return Err(Invalid::new(
                     "telemetry.otlp.endpoint",
                     format!("{endpoint:?}: write it as http://HOST:PORT or https://HOST:PORT"),
@@ -117,11 +124,8 @@ impl OtlpConfig {
                 "must not be empty (omit it for the default)",
             ));
         }
-        if self.timeout.is_some_and(|t| t.is_zero()) {
-            return Err(Invalid::new(
-                "telemetry.otlp.timeout",
-                "must be greater than 0",
-            ));
+        if let Some(timeout) = self.timeout {
+            bounds::positive("telemetry.otlp.timeout", timeout, 5 * MINUTE)?;
         }
         Ok(())
     }
@@ -162,6 +166,10 @@ mod tests {
         for (text, key) in [
             ("endpoint = \"tempo:4317\"", "telemetry.otlp.endpoint"),
             ("endpoint = \"not a url\"", "telemetry.otlp.endpoint"),
+            (
+                "endpoint = \"http:!/127.0.0.1:9\"",
+                "telemetry.otlp.endpoint",
+            ),
             ("sample_ratio = 1.5", "telemetry.otlp.sample_ratio"),
             ("service_name = \"\"", "telemetry.otlp.service_name"),
             ("timeout = \"0s\"", "telemetry.otlp.timeout"),

@@ -144,3 +144,334 @@ fn no_keys_only_on_loopback() {
     let with_keys = parse(GOOD).unwrap();
     assert!(with_keys.check_exposure(public).is_ok());
 }
+
+/// Every section, each header followed by what it requires; [`at`] inserts one line right
+/// under a header, so the expected line number is known.
+const SECTIONS: &str = r#"[server]
+[routing]
+[providers.m]
+kind = "mock"
+[providers.o]
+kind = "openai"
+base_url = "http://127.0.0.1:9/v1"
+[models.x]
+providers = ["o", "m"]
+[[keys]]
+name = "k"
+key = "12345678"
+[telemetry.loki]
+url = "http://loki:3100"
+[telemetry.otlp]
+[metrics]
+[breaker]
+[health]
+[anomaly]
+[cost]
+"#;
+
+/// [`SECTIONS`] with `line` under `header`, and the 1-based number of that line.
+fn at(header: &str, line: &str) -> (String, usize) {
+    let mut out = String::new();
+    let mut number = 0;
+    for (i, l) in SECTIONS.lines().enumerate() {
+        out.push_str(l);
+        out.push('\n');
+        if l == header {
+            out.push_str(line);
+            out.push('\n');
+            number = i + 2;
+        }
+    }
+    assert!(number > 0, "no {header} in SECTIONS");
+    (out, number)
+}
+
+#[test]
+fn every_section_parses_with_its_defaults() {
+    let (src, _) = at("[server]", "");
+    let config = parse(&src).unwrap();
+    assert_eq!(config.server.body_read_timeout, Duration::from_secs(30));
+    let ProviderSettings::OpenAi(p) = config.providers["o"].settings() else {
+        panic!("wrong kind")
+    };
+    assert_eq!(p.max_event_bytes, 1024 * 1024);
+    assert_eq!(p.max_response_bytes, 32 * 1024 * 1024);
+}
+
+/// A value out of its bound stops loading with the key's name and line, never a panic.
+#[test]
+fn out_of_bound_values_name_the_key_and_line() {
+    let cases: &[(&str, &str, &str)] = &[
+        ("[server]", "workers = 100000", "server.workers"),
+        ("[server]", "workers = 513", "server.workers"),
+        ("[server]", "workers = 0", "server.workers"),
+        ("[server]", "max_body_bytes = 0", "server.max_body_bytes"),
+        (
+            "[server]",
+            "max_body_bytes = 67108865",
+            "server.max_body_bytes",
+        ),
+        (
+            "[server]",
+            "request_timeout = \"0s\"",
+            "server.request_timeout",
+        ),
+        (
+            "[server]",
+            "request_timeout = \"7h\"",
+            "server.request_timeout",
+        ),
+        (
+            "[server]",
+            "body_read_timeout = \"0s\"",
+            "server.body_read_timeout",
+        ),
+        (
+            "[server]",
+            "body_read_timeout = \"2h\"",
+            "server.body_read_timeout",
+        ),
+        (
+            "[server]",
+            "shutdown_timeout = \"0s\"",
+            "server.shutdown_timeout",
+        ),
+        (
+            "[server]",
+            "shutdown_timeout = \"99999999999s\"",
+            "server.shutdown_timeout",
+        ),
+        (
+            "[server]",
+            "request_timeout = \"99999999999999d\"",
+            "server.request_timeout",
+        ),
+        ("[routing]", "max_attempts = 101", "routing.max_attempts"),
+        ("[providers.o]", "timeout = \"7h\"", "providers.o.timeout"),
+        (
+            "[providers.o]",
+            "connect_timeout = \"6m\"",
+            "providers.o.connect_timeout",
+        ),
+        (
+            "[providers.o]",
+            "stream_idle_timeout = \"2h\"",
+            "providers.o.stream_idle_timeout",
+        ),
+        (
+            "[providers.o]",
+            "max_event_bytes = 1023",
+            "providers.o.max_event_bytes",
+        ),
+        (
+            "[providers.o]",
+            "max_event_bytes = 67108865",
+            "providers.o.max_event_bytes",
+        ),
+        (
+            "[providers.o]",
+            "max_response_bytes = 1023",
+            "providers.o.max_response_bytes",
+        ),
+        (
+            "[providers.o]",
+            "max_response_bytes = 1073741825",
+            "providers.o.max_response_bytes",
+        ),
+        (
+            "[providers.m]",
+            "max_event_bytes = 2048",
+            "providers.m.max_event_bytes",
+        ),
+        (
+            "[providers.m]",
+            "max_response_bytes = 2048",
+            "providers.m.max_response_bytes",
+        ),
+        ("[providers.m]", "latency = \"2h\"", "providers.m.latency"),
+        (
+            "[providers.m]",
+            "chunk_delay = \"2h\"",
+            "providers.m.chunk_delay",
+        ),
+        (
+            "[models.x]",
+            "input_price_per_1m = 1e308",
+            "models.x.input_price_per_1m",
+        ),
+        (
+            "[models.x]",
+            "output_price_per_1m = nan",
+            "models.x.output_price_per_1m",
+        ),
+        (
+            "[[keys]]",
+            "rate_limit_rpm = 1000001",
+            "keys[0].rate_limit_rpm",
+        ),
+        (
+            "[telemetry.loki]",
+            "queue_capacity = 18446744073709551615",
+            "telemetry.loki.queue_capacity",
+        ),
+        (
+            "[telemetry.loki]",
+            "queue_capacity = 9223372036854775807",
+            "telemetry.loki.queue_capacity",
+        ),
+        (
+            "[telemetry.loki]",
+            "batch_max_bytes = 9223372036854775807",
+            "telemetry.loki.batch_max_bytes",
+        ),
+        (
+            "[telemetry.loki]",
+            "batch_max_records = 100001",
+            "telemetry.loki.batch_max_records",
+        ),
+        (
+            "[telemetry.loki]",
+            "max_tries = 10001",
+            "telemetry.loki.max_tries",
+        ),
+        (
+            "[telemetry.loki]",
+            "flush_interval = \"2h\"",
+            "telemetry.loki.flush_interval",
+        ),
+        (
+            "[telemetry.loki]",
+            "timeout = \"2h\"",
+            "telemetry.loki.timeout",
+        ),
+        (
+            "[telemetry.loki]",
+            "backoff_min = \"2h\"",
+            "telemetry.loki.backoff_min",
+        ),
+        (
+            "[telemetry.loki]",
+            "backoff_max = \"2h\"",
+            "telemetry.loki.backoff_max",
+        ),
+        (
+            "[telemetry.loki]",
+            "shutdown_deadline = \"11m\"",
+            "telemetry.loki.shutdown_deadline",
+        ),
+        (
+            "[telemetry.otlp]",
+            "timeout = \"6m\"",
+            "telemetry.otlp.timeout",
+        ),
+        (
+            "[breaker]",
+            "consecutive_failures = 10001",
+            "breaker.consecutive_failures",
+        ),
+        (
+            "[breaker]",
+            "min_requests = 1000001",
+            "breaker.min_requests",
+        ),
+        ("[breaker]", "window = \"25h\"", "breaker.window"),
+        (
+            "[breaker]",
+            "cool_down = \"99999999999s\"",
+            "breaker.cool_down",
+        ),
+        (
+            "[breaker]",
+            "half_open_probes = 1001",
+            "breaker.half_open_probes",
+        ),
+        ("[health]", "window = \"25h\"", "health.window"),
+        (
+            "[health]",
+            "latency_target = \"2h\"",
+            "health.latency_target",
+        ),
+        (
+            "[health]",
+            "publish_interval = \"1ns\"",
+            "health.publish_interval",
+        ),
+        (
+            "[health]",
+            "publish_interval = \"2h\"",
+            "health.publish_interval",
+        ),
+        ("[anomaly]", "warmup = 1000001", "anomaly.warmup"),
+        ("[anomaly]", "z_threshold = inf", "anomaly.z_threshold"),
+        ("[anomaly]", "z_threshold = 1001.0", "anomaly.z_threshold"),
+        (
+            "[anomaly]",
+            "latency_floor = \"2h\"",
+            "anomaly.latency_floor",
+        ),
+        (
+            "[anomaly]",
+            "cost_floor_usd = 1e308",
+            "anomaly.cost_floor_usd",
+        ),
+        ("[anomaly]", "interval = \"1ms\"", "anomaly.interval"),
+        ("[anomaly]", "interval = \"25h\"", "anomaly.interval"),
+        (
+            "[cost]",
+            "efficiency_window = \"31days\"",
+            "cost.efficiency_window",
+        ),
+    ];
+    for (header, line, key) in cases {
+        let (src, number) = at(header, line);
+        let err = parse(&src).expect_err(line).to_string();
+        assert!(err.contains(key), "{line}: {key:?} not in {err:?}");
+        assert!(
+            err.contains(&format!("test.toml:{number}:"))
+                || err.contains(&format!("line {number}")),
+            "{line}: line {number} not in {err:?}"
+        );
+    }
+}
+
+/// Each setting at its upper bound (and the zero-allowed ones at zero) is accepted: the
+/// bounds documented on the fields are the ones enforced.
+#[test]
+fn values_at_their_bounds_are_accepted() {
+    let lines: &[(&str, &str)] = &[
+        ("[server]", "workers = 512\nmax_body_bytes = 67108864\nrequest_timeout = \"6h\"\nbody_read_timeout = \"1h\"\nshutdown_timeout = \"1h\""),
+        ("[routing]", "max_attempts = 100"),
+        ("[providers.o]", "timeout = \"6h\"\nconnect_timeout = \"5m\"\nstream_idle_timeout = \"1h\"\nmax_event_bytes = 67108864\nmax_response_bytes = 1073741824"),
+        ("[providers.o]", "max_event_bytes = 1024\nmax_response_bytes = 1024"),
+        ("[providers.m]", "latency = \"1h\"\nchunk_delay = \"1h\""),
+        ("[models.x]", "input_price_per_1m = 100000.0\noutput_price_per_1m = 0.0"),
+        ("[[keys]]", "rate_limit_rpm = 1000000"),
+        ("[telemetry.loki]", "batch_max_records = 100000\nbatch_max_bytes = 16777216\nqueue_capacity = 100000\nmax_tries = 10000\nflush_interval = \"1h\"\ntimeout = \"1h\"\nbackoff_min = \"1h\"\nbackoff_max = \"1h\"\nshutdown_deadline = \"10m\""),
+        ("[telemetry.loki]", "shutdown_deadline = \"0s\""),
+        ("[telemetry.otlp]", "timeout = \"5m\""),
+        ("[breaker]", "consecutive_failures = 10000\nmin_requests = 1000000\nwindow = \"24h\"\ncool_down = \"24h\"\nhalf_open_probes = 1000"),
+        ("[health]", "window = \"24h\"\nlatency_target = \"1h\"\npublish_interval = \"1h\""),
+        ("[health]", "publish_interval = \"10ms\""),
+        ("[anomaly]", "warmup = 1000000\nz_threshold = 1000.0\nlatency_floor = \"1h\"\ncost_floor_usd = 1000000.0\ninterval = \"24h\"\nrecent = 10000"),
+        ("[anomaly]", "warmup = 0\nlatency_floor = \"0s\"\ncost_floor_usd = 0.0\ninterval = \"10ms\""),
+        ("[cost]", "efficiency_window = \"30days\""),
+    ];
+    for (header, line) in lines {
+        let (src, _) = at(header, line);
+        if let Err(e) = parse(&src) {
+            panic!("{line}: {e}");
+        }
+    }
+}
+
+/// `check-config` refuses what `serve` would: no keys, no public address.
+#[test]
+fn validate_refuses_a_public_listen_without_keys() {
+    let src = "[server]\nlisten = \"0.0.0.0:8080\"\n[providers.a]\nkind = \"mock\"\n[models.m]\nproviders = [\"a\"]\n";
+    let err = parse(src).unwrap_err().to_string();
+    for needle in ["test.toml:2:", "server.listen", "loopback"] {
+        assert!(err.contains(needle), "{needle:?} not in {err:?}");
+    }
+    let with_keys = format!("{src}[[keys]]\nname = \"k\"\nkey = \"12345678\"\n");
+    assert!(parse(&with_keys).is_ok());
+}

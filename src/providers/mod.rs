@@ -23,10 +23,8 @@ pub use openai::OpenAiClient;
 use crate::config::{ProviderConfig, ProviderSettings};
 use crate::telemetry::propagation::UpstreamTrace;
 
-/// The longest stream event (line) accepted by default: 1 MiB.
-pub const DEFAULT_MAX_EVENT_BYTES: usize = 1024 * 1024;
-/// The largest JSON answer accepted by default: 32 MiB.
-pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
+/// The longest event the in-process mock is held to (its events are a few hundred bytes).
+const MOCK_MAX_EVENT_BYTES: usize = 64 * 1024;
 
 /// A stream of upstream body chunks.
 pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, ProviderError>> + Send>>;
@@ -282,7 +280,7 @@ impl Provider {
     pub fn max_event_bytes(&self) -> usize {
         match self {
             Self::OpenAi(c) => c.max_event_bytes(),
-            Self::Mock(_) => DEFAULT_MAX_EVENT_BYTES,
+            Self::Mock(_) => MOCK_MAX_EVENT_BYTES,
         }
     }
 }

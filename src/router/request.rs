@@ -42,7 +42,17 @@ pub struct ChatHead<'a> {
 
 /// Parses the head of a chat completion body, or a 400 that says what is wrong.
 pub fn parse_head(body: &[u8]) -> Result<ChatHead<'_>, ApiError> {
-    let head: Head<'_> = serde_json::from_slice(body).map_err(|e| {
+    // serde also reads a struct from an array (`["gpt-4o", []]`): only an object is a request.
+    // Anything else that is not an object gets serde_json's own message below.
+    if body.trim_ascii_start().first() == Some(&b'[') {
+        return Err(ApiError::BadRequest(
+            "the request body must be a JSON object".into(),
+        ));
+    }
+    // JSON is UTF-8; serde_json checks only the strings it reads, and `rewrite` needs all.
+    let text = std::str::from_utf8(body)
+        .map_err(|_| ApiError::BadRequest("the request body is not valid UTF-8".into()))?;
+    let head: Head<'_> = serde_json::from_str(text).map_err(|e| {
         ApiError::BadRequest(format!(
             "the request body is not valid JSON for a chat completion: {e}"
         ))

@@ -29,7 +29,11 @@ pub async fn chat(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
-    let body = read_body(payload, state.max_body_bytes, declared).await?;
+    // A client trickling its body is cut, and its connection freed (the unread body closes it).
+    let reading = read_body(payload, state.max_body_bytes, declared);
+    let body = tokio::time::timeout(state.body_read_timeout, reading)
+        .await
+        .map_err(|_| ApiError::BodyTimeout(state.body_read_timeout))??;
     let head = parse_head(&body)?;
     let deadline = started + state.request_timeout;
     let reply = state

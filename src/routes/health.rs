@@ -154,6 +154,7 @@ mod tests {
             router: Arc::new(router),
             keys: KeyStore::new(&[]),
             max_body_bytes: 1024,
+            body_read_timeout: Duration::from_secs(1),
             request_timeout: Duration::from_secs(1),
             models_body: bytes::Bytes::new(),
             started_unix: 0,

@@ -22,6 +22,8 @@ pub struct AppState {
     pub router: Arc<Router>,
     pub keys: KeyStore,
     pub max_body_bytes: usize,
+    /// How long a client may take to send its body (`server.body_read_timeout`).
+    pub body_read_timeout: Duration,
     pub request_timeout: Duration,
     /// The `/v1/models` body, built once.
     pub models_body: Bytes,

@@ -109,20 +109,23 @@ fn series<'a>(families: &'a [MetricFamily], name: &str) -> &'a [Metric] {
         .map_or(&[], |f| f.get_metric())
 }
 
-/// Sum of a counter's series whose labels pass `keep`.
+/// Sum of a counter's series whose labels pass `keep`. An empty `f64` sum is `-0.0` (the
+/// identity that keeps `-0.0 + -0.0` negative), which JSON would show as `-0.0`; adding `0.0`
+/// turns it into `0.0` and changes nothing else.
 fn counter_sum(families: &[MetricFamily], name: &str, keep: impl Fn(&Metric) -> bool) -> f64 {
     series(families, name)
         .iter()
         .filter(|m| keep(m))
         .map(|m| m.get_counter().get_value())
-        .sum()
+        .sum::<f64>()
+        + 0.0
 }
 
 fn gauge_of(families: &[MetricFamily], name: &str, key: &str, value: &str) -> Option<f64> {
     series(families, name)
         .iter()
         .find(|m| label(m, key) == Some(value))
-        .map(|m| m.get_gauge().get_value())
+        .map(|m| m.get_gauge().get_value() + 0.0)
 }
 
 fn rate(errors: u64, total: u64) -> Option<f64> {
@@ -276,6 +279,16 @@ pub fn summarize(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A gateway that served nothing yet: no counter series, so every sum is empty.
+    #[test]
+    fn an_idle_gateway_reports_no_negative_zero() {
+        let summary = summarize(&[], &["p"], &["m"], &[], 1.0);
+        assert!(summary.totals.cost_usd.is_sign_positive());
+        assert!(summary.models[0].cost_usd.is_sign_positive());
+        let json = serde_json::to_string(&summary).unwrap();
+        assert!(!json.contains("-0"), "{json}");
+    }
 
     #[test]
     fn quantile_interpolates_like_prometheus() {

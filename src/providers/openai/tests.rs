@@ -25,9 +25,9 @@ fn config(base_url: String) -> OpenAiProviderConfig {
         timeout: Duration::from_secs(5),
         connect_timeout: Duration::from_secs(1),
         stream_idle_timeout: Duration::from_secs(5),
+        max_event_bytes: 1 << 20,
+        max_response_bytes: 32 << 20,
         headers: BTreeMap::new(),
-        max_event_bytes: 1024 * 1024,
-        max_response_bytes: 32 * 1024 * 1024,
     }
 }
 

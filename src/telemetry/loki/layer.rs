@@ -13,6 +13,11 @@
 //! of ours. Events of the shipper itself, of OpenTelemetry
 //! and of the HTTP stack are never shipped ([`is_excluded`]): the shipper never logs into
 //! itself.
+//!
+//! A line is one JSON object with unique keys: `level`, `target`, `msg`, the event's fields,
+//! `trace_id` and `span_id`. A field whose name the line already uses (`target = ...`), or
+//! that could meet such a renamed field or an error's `NAME.sources`, is written as
+//! `field.NAME` ([`FieldKey`]).
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -229,6 +234,42 @@ fn level_name(level: Level) -> &'static str {
     }
 }
 
+/// Keys every line has, or may have, besides the event's fields.
+const FIXED_KEYS: &[&str] = &["level", "target", "msg", "trace_id", "span_id"];
+
+/// The JSON key of an event field: the message is `msg`; a field named like a fixed key, or
+/// starting with `field.`, or ending with `.sources` (the key of an error's causes) is
+/// prefixed with `field.`, so no two members of a line share a key.
+struct FieldKey<'a> {
+    prefixed: bool,
+    name: &'a str,
+}
+
+impl<'a> FieldKey<'a> {
+    fn of(name: &'a str) -> Self {
+        if name == "message" {
+            return Self {
+                prefixed: false,
+                name: "msg",
+            };
+        }
+        let prefixed =
+            FIXED_KEYS.contains(&name) || name.starts_with("field.") || name.ends_with(".sources");
+        Self { prefixed, name }
+    }
+
+    /// Writes the key, followed by `suffix`, as a JSON string.
+    fn write(&self, out: &mut String, suffix: &str) {
+        out.push('"');
+        if self.prefixed {
+            out.push_str("field.");
+        }
+        escape_into(out, self.name);
+        out.push_str(suffix);
+        out.push('"');
+    }
+}
+
 /// Writes the message (as `msg`) and the other fields as `,"key":value` JSON members.
 struct LineVisitor {
     line: String,
@@ -237,8 +278,7 @@ struct LineVisitor {
 impl LineVisitor {
     fn key(&mut self, field: &Field) {
         self.line.push(',');
-        let name = field.name();
-        json_str(&mut self.line, if name == "message" { "msg" } else { name });
+        FieldKey::of(field.name()).write(&mut self.line, "");
         self.line.push(':');
     }
 }
@@ -280,7 +320,7 @@ impl Visit for LineVisitor {
             return;
         }
         self.line.push(',');
-        json_str(&mut self.line, &format!("{}.sources", field.name()));
+        FieldKey::of(field.name()).write(&mut self.line, ".sources");
         self.line.push_str(":[");
         let mut first = true;
         while let Some(source) = next {
@@ -361,6 +401,120 @@ mod tests {
         assert_eq!(out, r#""a\"b\\c\nd\u0001é""#);
         let back: String = serde_json::from_str(&out).unwrap();
         assert_eq!(back, "a\"b\\c\nd\u{1}é");
+    }
+
+    /// A JSON object whose keys must be unique (serde_json's `Value` keeps the last).
+    struct StrictObject(std::collections::BTreeMap<String, serde_json::Value>);
+
+    impl<'de> serde::Deserialize<'de> for StrictObject {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct Keys;
+            impl<'de> serde::de::Visitor<'de> for Keys {
+                type Value = StrictObject;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("a JSON object")
+                }
+                fn visit_map<A: serde::de::MapAccess<'de>>(
+                    self,
+                    mut map: A,
+                ) -> Result<StrictObject, A::Error> {
+                    let mut out = std::collections::BTreeMap::new();
+                    while let Some(key) = map.next_key::<String>()? {
+                        let value = map.next_value()?;
+                        if out.insert(key.clone(), value).is_some() {
+                            return Err(serde::de::Error::custom(format!("duplicate key {key}")));
+                        }
+                    }
+                    Ok(StrictObject(out))
+                }
+            }
+            d.deserialize_map(Keys)
+        }
+    }
+
+    #[derive(Debug)]
+    struct Outer(std::io::Error);
+
+    impl std::fmt::Display for Outer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("outer")
+        }
+    }
+
+    impl std::error::Error for Outer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    /// The lines `emit` logs inside a span that carries OpenTelemetry ids.
+    fn lines_of(emit: impl FnOnce()) -> Vec<String> {
+        use opentelemetry::trace::TracerProvider as _;
+        use tracing_subscriber::layer::SubscriberExt;
+        let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+        let layer = LokiLayer::new(
+            tx,
+            Arc::new(Shared {
+                stats: Arc::default(),
+                accepting: AtomicBool::new(true),
+                filling: tokio::sync::Notify::new(),
+            }),
+        );
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")))
+            .with(layer);
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info_span!("request").in_scope(emit);
+        });
+        let mut lines = Vec::new();
+        while let Ok(record) = rx.try_recv() {
+            lines.push(record.line);
+        }
+        lines
+    }
+
+    #[test]
+    fn fields_named_like_fixed_keys_are_prefixed_not_repeated() {
+        let lines = lines_of(|| {
+            let level = Outer(std::io::Error::other("inner"));
+            let e = Outer(std::io::Error::other("cause"));
+            tracing::info!(
+                target = "t-field",
+                level = &level as &dyn std::error::Error,
+                msg = "m-field",
+                trace_id = "tid-field",
+                span_id = "sid-field",
+                field.x = 1,
+                e.sources = "s-field",
+                e = &e as &dyn std::error::Error,
+                "the message"
+            );
+        });
+        assert_eq!(lines.len(), 1);
+        let StrictObject(line) =
+            serde_json::from_str(&lines[0]).unwrap_or_else(|err| panic!("{err}: {}", lines[0]));
+        assert_eq!(line["target"], module_path!());
+        assert_eq!(line["level"], "info");
+        assert_eq!(line["msg"], "the message");
+        assert_eq!(line["trace_id"].as_str().map(str::len), Some(32));
+        assert_eq!(line["span_id"].as_str().map(str::len), Some(16));
+        assert_eq!(line["field.target"], "t-field");
+        assert_eq!(line["field.level"], "outer");
+        assert_eq!(line["field.level.sources"], serde_json::json!(["inner"]));
+        assert_eq!(line["field.msg"], "m-field");
+        assert_eq!(line["field.trace_id"], "tid-field");
+        assert_eq!(line["field.span_id"], "sid-field");
+        assert_eq!(line["field.field.x"], 1);
+        assert_eq!(line["field.e.sources"], "s-field");
+        assert_eq!(line["e"], "outer");
+        assert_eq!(line["e.sources"], serde_json::json!(["cause"]));
+    }
+
+    #[test]
+    fn the_strict_check_sees_a_repeated_key() {
+        assert!(serde_json::from_str::<StrictObject>(r#"{"a":1,"b":2}"#).is_ok());
+        assert!(serde_json::from_str::<StrictObject>(r#"{"a":1,"a":2}"#).is_err());
     }
 
     #[test]
