@@ -8,12 +8,10 @@ use std::fmt::Write;
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use gatewayz::actors::board::Board;
-use gatewayz::auth::KeyStore;
 use gatewayz::config::Config;
-use gatewayz::telemetry::catalogue::Category;
-use gatewayz::telemetry::exposition::{encode, select};
-use gatewayz::telemetry::log_stats::LogStats;
+use gatewayz::telemetry::metrics::catalogue::Category;
+use gatewayz::telemetry::metrics::exposition::{encode, select};
+use gatewayz::telemetry::metrics::log_stats::LogStats;
 use gatewayz::telemetry::metrics::{Metrics, Sources};
 use opentelemetry::KeyValue;
 
@@ -41,11 +39,11 @@ fn config() -> Config {
 
 fn bench(c: &mut Criterion) {
     let config = config();
-    let board = Arc::new(Board::from_config(&config));
+    let board = Arc::new(gatewayz::catalog::Catalog::new(&config).board());
     let metrics = Metrics::new(Sources {
         board: board.clone(),
         log_stats: Arc::new(LogStats::default()),
-        keys: Arc::new(KeyStore::new(&config.keys)),
+        trials: Arc::new(|_| 0),
     })
     .expect("metrics");
     let m = &metrics.meters;

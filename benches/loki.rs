@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use gatewayz::config::LokiConfig;
-use gatewayz::telemetry::log_stats::LogStats;
 use gatewayz::telemetry::loki::transport::{PushFuture, PushOutcome, Transport};
 use gatewayz::telemetry::loki::{pipeline, pipeline_with, LokiHandle};
+use gatewayz::telemetry::metrics::log_stats::LogStats;
 use opentelemetry::trace::TracerProvider as _;
 use tracing_subscriber::layer::SubscriberExt;
 

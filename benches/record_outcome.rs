@@ -1,5 +1,5 @@
 //! Per-request cost of recording one outcome: one provider attempt plus one completion
-//! through the production observer — every request-path meter, and the pushes into the
+//! through the production reporter — every request-path meter, and the pushes into the
 //! actors' outbox (drained to the breaker, health, anomaly and cost actors on their own
 //! thread, as in the server) — and the meters alone, to split the figure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -8,23 +8,25 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use gatewayz::actors::board::Board;
-use gatewayz::actors::observer::MetricsObserver;
+use gatewayz::actors::reporter::MetricsReporter;
 use gatewayz::actors::Actors;
+use gatewayz::board::{ModelId, ProviderId};
+use gatewayz::catalog::Catalog;
 use gatewayz::config::Config;
-use gatewayz::outcome::{AttemptRecord, AttemptResult, CompletionRecord, Observer, RequestEnd};
+use gatewayz::outcome::{AttemptRecord, AttemptResult, CompletionRecord, Reporter, RequestEnd};
 use gatewayz::providers::Usage;
-use gatewayz::telemetry::log_stats::LogStats;
+use gatewayz::telemetry::metrics::log_stats::LogStats;
 use gatewayz::telemetry::metrics::{Metrics, Sources};
 
-fn observer() -> (Arc<Metrics>, MetricsObserver) {
+fn reporter() -> (Arc<Metrics>, MetricsReporter) {
     let config = Config::builtin().unwrap();
-    let board = Arc::new(Board::from_config(&config));
+    let catalog = Catalog::new(&config);
+    let board = Arc::new(catalog.board());
     let metrics = Arc::new(
         Metrics::new(Sources {
             board: board.clone(),
             log_stats: Arc::new(LogStats::default()),
-            keys: Arc::new(gatewayz::auth::KeyStore::new(&config.keys)),
+            trials: Arc::new(|_| 0),
         })
         .unwrap(),
     );
@@ -32,27 +34,27 @@ fn observer() -> (Arc<Metrics>, MetricsObserver) {
     let meters = metrics.meters.clone();
     std::thread::spawn(move || {
         actix::System::new().block_on(async move {
-            let actors = Actors::start(&config, board, meters.clone());
-            tx.send(actors.observer(meters)).unwrap();
+            let actors = Actors::start(&config, &catalog, board, meters.clone());
+            tx.send(actors.reporter(meters)).unwrap();
             std::future::pending::<()>().await;
         })
     });
-    let observer = rx.recv().unwrap();
-    (metrics, observer)
+    let reporter = rx.recv().unwrap();
+    (metrics, reporter)
 }
 
 fn record(c: &mut Criterion) {
-    let (metrics, observer) = observer();
+    let (metrics, reporter) = reporter();
     let attempt = AttemptRecord {
-        provider: 0,
-        model: 0,
+        provider: ProviderId::from_index(0),
+        model: ModelId::from_index(0),
         result: AttemptResult::Success,
         reason: None,
         latency: Duration::from_millis(120),
     };
     let completion = CompletionRecord {
-        provider: Some(0),
-        model: 0,
+        provider: Some(ProviderId::from_index(0)),
+        model: ModelId::from_index(0),
         stream: true,
         end: RequestEnd::Served,
         answered: true,
@@ -66,14 +68,14 @@ fn record(c: &mut Criterion) {
     };
     c.bench_function("record_outcome (attempt + completion)", |b| {
         b.iter(|| {
-            observer.attempt(std::hint::black_box(&attempt));
-            observer.completion(std::hint::black_box(&completion));
+            reporter.attempt(std::hint::black_box(&attempt));
+            reporter.completion(std::hint::black_box(&completion));
         })
     });
     c.bench_function("meters only (no actor messages)", |b| {
         b.iter(|| {
-            observer.measure_attempt(std::hint::black_box(&attempt));
-            observer.measure_completion(std::hint::black_box(&completion));
+            reporter.measure_attempt(std::hint::black_box(&attempt));
+            reporter.measure_completion(std::hint::black_box(&completion));
         })
     });
     // The scrape still works after millions of outcomes.

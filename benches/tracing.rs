@@ -8,8 +8,8 @@ use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use criterion::{criterion_group, criterion_main, Criterion};
 use gatewayz::config::TelemetryConfig;
 use gatewayz::providers::Usage;
-use gatewayz::telemetry::client_span::AttemptSpan;
-use gatewayz::telemetry::propagation;
+use gatewayz::router::AttemptSpan;
+use gatewayz::telemetry::traces::propagation;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 fn one_request(headers: &HeaderMap) -> usize {

@@ -19,26 +19,30 @@ use actix_web::{web, App, HttpServer};
 use bytes::Bytes;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
-use crate::actors::board::Board;
 use crate::actors::Actors;
-use crate::auth::KeyStore;
-use crate::config::Config;
-use crate::router::Router;
-use crate::routes::drain::Drain;
-use crate::routes::{self, AppState};
+use crate::catalog::Catalog;
+use crate::config::{Config, Invalid};
+use crate::http::access::MetricsAccess;
+use crate::http::auth::KeyStore;
+use crate::http::drain::Drain;
+use crate::http::server_span::server_span;
+use crate::http::{self, AppState};
+use crate::router::{ClientError, Router};
 use crate::shutdown::Budget;
-use crate::telemetry::access::MetricsAccess;
-use crate::telemetry::log_stats::LogStats;
 use crate::telemetry::loki::LokiHandle;
+use crate::telemetry::metrics::log_stats::LogStats;
+use crate::telemetry::metrics::protocol_errors;
 use crate::telemetry::metrics::{Metrics, Sources};
-use crate::telemetry::protocol_errors;
-use crate::telemetry::server_span::server_span;
 
 /// Why the gateway could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
+    /// The listen address is not allowed by the configuration (no keys, not loopback).
+    #[error("configuration: {}: {}", .0.key, .0.message)]
+    Exposure(Invalid),
+    /// A provider's client could not be built.
     #[error("configuration: {0}")]
-    Config(String),
+    Client(#[from] ClientError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -67,9 +71,10 @@ pub fn run_with(
     loki: Option<LokiHandle>,
 ) -> Result<(), AppError> {
     // The shipper's counters are the ones `/metrics` exports.
-    let log_stats = loki
-        .as_ref()
-        .map_or_else(crate::telemetry::log_stats::global, LokiHandle::stats);
+    let log_stats = loki.as_ref().map_or_else(
+        crate::telemetry::metrics::log_stats::global,
+        LokiHandle::stats,
+    );
     let budget = Budget::new(config.server.shutdown_timeout);
     let traces_follow = crate::telemetry::traces_exported();
     let (result, began) = actix_web::rt::System::new().block_on(async move {
@@ -93,21 +98,26 @@ pub fn run_with(
 }
 
 /// Builds the shared state handlers read.
-pub fn build_state(config: &Config, router: Arc<Router>, drain: Arc<Drain>) -> AppState {
+pub fn build_state(
+    config: &Config,
+    catalog: Arc<Catalog>,
+    router: Arc<Router>,
+    drain: Arc<Drain>,
+) -> AppState {
     let started_unix = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let data: Vec<_> = router
+    let data: Vec<_> = catalog
         .models()
-        .iter()
-        .map(|m| {
+        .map(|(_, m)| {
             serde_json::json!({
-                "id": &*m.id, "object": "model", "created": started_unix, "owned_by": &*m.owned_by,
+                "id": &*m.name, "object": "model", "created": started_unix, "owned_by": &*m.owned_by,
             })
         })
         .collect();
     let models_body = Bytes::from(serde_json::json!({"object": "list", "data": data}).to_string());
     AppState {
+        catalog,
         router,
         keys: KeyStore::new(&config.keys),
         max_body_bytes: config.server.max_body_bytes,
@@ -127,28 +137,27 @@ async fn serve(
     drain: Arc<Drain>,
 ) -> Result<(), AppError> {
     let listen = listen.unwrap_or(config.server.listen);
-    config
-        .check_exposure(listen)
-        .map_err(|e| AppError::Config(format!("{}: {}", e.key, e.message)))?;
+    config.check_exposure(listen).map_err(AppError::Exposure)?;
     crate::install_crypto_provider();
-    let board = Arc::new(Board::from_config(&config));
+    // The configuration resolved once; every table below is indexed by its ids.
+    let catalog = Arc::new(Catalog::new(&config));
+    let board = Arc::new(catalog.board());
+    let keys = Arc::new(KeyStore::new(&config.keys));
     let metrics = Arc::new(Metrics::new_or_detached(Sources {
         board: board.clone(),
         log_stats,
-        keys: Arc::new(KeyStore::new(&config.keys)),
+        trials: Arc::new(move |now| keys.active_trials(now)),
     }));
     let meters = metrics.meters.clone();
-    let actors = Actors::start(&config, board.clone(), meters.clone());
-    let observer = Arc::new(actors.observer(meters.clone()));
-    let router =
-        Arc::new(Router::with_states(&config, observer, &board.states).map_err(AppError::Config)?);
-    let names = router.providers().iter().map(|p| &p.name);
-    if !names.eq(board.provider_names.iter()) {
-        return Err(AppError::Config(
-            "provider order differs between router and metrics".into(),
-        ));
-    }
-    let state = web::Data::new(build_state(&config, router, drain.clone()));
+    let actors = Actors::start(&config, &catalog, board.clone(), meters.clone());
+    let reporter = Arc::new(actors.reporter(meters.clone()));
+    let router = Arc::new(Router::new(
+        catalog.clone(),
+        board.clone(),
+        config.routing.max_attempts,
+        reporter,
+    )?);
+    let state = web::Data::new(build_state(&config, catalog, router, drain.clone()));
     let access = web::Data::new(MetricsAccess::new(&config.metrics));
     let (metrics, board, meters) = (
         web::Data::from(metrics),
@@ -157,15 +166,15 @@ async fn serve(
     );
     let mut server = HttpServer::new(move || {
         App::new()
-            .wrap(from_fn(crate::telemetry::http::track))
+            .wrap(from_fn(crate::http::track::track))
             .wrap(from_fn(server_span))
             .app_data(state.clone())
             .app_data(metrics.clone())
             .app_data(access.clone())
             .app_data(board.clone())
             .app_data(meters.clone())
-            .configure(routes::configure)
-            .default_service(web::to(routes::not_found))
+            .configure(http::configure)
+            .default_service(web::to(http::not_found))
     })
     // Signals are ours (see `Signals`), and so is the drain deadline: actix's own timeout is
     // only a backstop past it.

@@ -1,21 +1,25 @@
 //! gatewayz: an OpenAI-compatible LLM gateway, observable to the bone.
 //!
-//! The binary (`main.rs`) parses the command line and calls into this library: [`app`] wires
-//! the server, [`routes`] are the thin HTTP handlers, [`router`] picks providers and fails
-//! over, [`providers`] reach upstreams, [`actors`] own provider health, breakers, cost and
-//! anomalies, and [`telemetry`] carries metrics, logs and traces out; [`shutdown`] splits the
-//! graceful-shutdown budget. See `docs/ARCHITECTURE.md`.
+//! The binary (`main.rs`) parses the command line and calls into this library. Arrows point
+//! down (`tests/layout.rs` enforces them): [`app`] wires everything; [`http`] is the edge
+//! (thin handlers, middleware, auth); [`router`] picks providers, fails over and relays
+//! streams; [`providers`] reach upstreams; [`actors`] own breakers, health, cost and
+//! anomalies; [`outcome`] is what the request path reports to them; [`telemetry`] carries
+//! metrics, logs and traces out and imports nothing above it; at the bottom, [`board`]
+//! (published state), [`catalog`] (the configuration resolved once) and [`config`]. See
+//! `docs/ARCHITECTURE.md`.
 
 pub mod actors;
 pub mod app;
-pub mod auth;
+pub mod board;
+pub mod catalog;
 pub mod config;
 pub mod errors;
+pub mod http;
 pub mod mock;
 pub mod outcome;
 pub mod providers;
 pub mod router;
-pub mod routes;
 pub mod shutdown;
 pub mod telemetry;
 

@@ -1,17 +1,18 @@
 //! What the request path reports, and to whom.
 //!
 //! The router describes each provider attempt as an [`AttemptRecord`] and each client
-//! request's end as a [`CompletionRecord`], and hands them to an [`Observer`]. A request's end
+//! request's end as a [`CompletionRecord`], and hands them to an [`Reporter`]. A request's end
 //! is recorded by exactly one value, the [`Ending`] guard: the router creates it when routing
 //! starts, sets what it learns (provider, usage, how it ended), hands it to the stream relay
 //! when a stream begins, and the guard records on drop — so a request cut by the gateway's
-//! deadline or abandoned by its client is counted too, once. The observer's methods must
-//! return at once: the production observer updates OpenTelemetry meters and pushes events into
+//! deadline or abandoned by its client is counted too, once. The reporter's methods must
+//! return at once: the production reporter updates OpenTelemetry meters and pushes events into
 //! the actors' outbox (batched, fire-and-forget); tests plug in observers that collect.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::board::{ModelId, ProviderId};
 use crate::providers::{FailureReason, Usage};
 
 /// How one attempt at one provider ended.
@@ -57,12 +58,10 @@ impl AttemptResult {
 }
 
 /// One attempt at one provider. A stream's attempt is reported when the stream is over.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AttemptRecord {
-    /// Index of the provider in the router's table.
-    pub provider: usize,
-    /// Index of the model in the router's table.
-    pub model: usize,
+    pub provider: ProviderId,
+    pub model: ModelId,
     pub result: AttemptResult,
     /// Why it failed (`None` on success).
     pub reason: Option<FailureReason>,
@@ -125,11 +124,11 @@ impl RequestEnd {
 }
 
 /// A client request for a configured model, when it is over.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CompletionRecord {
     /// The provider that served it, or the last one tried; `None` when none was.
-    pub provider: Option<usize>,
-    pub model: usize,
+    pub provider: Option<ProviderId>,
+    pub model: ModelId,
     pub stream: bool,
     pub end: RequestEnd,
     /// A provider answered (a JSON body, or a stream that started): its usage, or the lack
@@ -146,20 +145,20 @@ pub struct CompletionRecord {
 }
 
 /// Receives records from the request path. Implementations must not block or await.
-pub trait Observer: Send + Sync + 'static {
+pub trait Reporter: Send + Sync + 'static {
     fn attempt(&self, record: &AttemptRecord);
     /// The router moves from a failed provider to the next one (counted when the next
     /// attempt starts, so a failover is never predicted).
-    fn failover(&self, from: usize, model: usize);
+    fn failover(&self, from: ProviderId, model: ModelId);
     fn completion(&self, record: &CompletionRecord);
 }
 
-/// An observer that ignores everything (tests, tools).
-pub struct NoopObserver;
+/// An reporter that ignores everything (tests, tools).
+pub struct NoopReporter;
 
-impl Observer for NoopObserver {
+impl Reporter for NoopReporter {
     fn attempt(&self, _: &AttemptRecord) {}
-    fn failover(&self, _: usize, _: usize) {}
+    fn failover(&self, _: ProviderId, _: ModelId) {}
     fn completion(&self, _: &CompletionRecord) {}
 }
 
@@ -171,7 +170,7 @@ pub struct Ending {
 }
 
 struct Pending {
-    observer: Arc<dyn Observer>,
+    reporter: Arc<dyn Reporter>,
     record: CompletionRecord,
     started: Instant,
     end: Option<RequestEnd>,
@@ -179,10 +178,15 @@ struct Pending {
 
 impl Ending {
     /// A request for `model` that arrived at `started`.
-    pub fn new(observer: Arc<dyn Observer>, model: usize, stream: bool, started: Instant) -> Self {
+    pub fn new(
+        reporter: Arc<dyn Reporter>,
+        model: ModelId,
+        stream: bool,
+        started: Instant,
+    ) -> Self {
         Self {
             inner: Some(Pending {
-                observer,
+                reporter,
                 record: CompletionRecord {
                     provider: None,
                     model,
@@ -205,7 +209,7 @@ impl Ending {
     }
 
     /// The provider tried last (the one that served, once it did).
-    pub fn provider(&mut self, provider: usize) {
+    pub fn provider(&mut self, provider: ProviderId) {
         if let Some(p) = self.pending() {
             p.record.provider = Some(provider);
         }
@@ -261,7 +265,7 @@ impl Ending {
 impl Drop for Ending {
     fn drop(&mut self) {
         if let Some(Pending {
-            observer,
+            reporter,
             mut record,
             started,
             end,
@@ -269,7 +273,7 @@ impl Drop for Ending {
         {
             record.end = end.unwrap_or(RequestEnd::ClientGone);
             record.duration = started.elapsed();
-            observer.completion(&record);
+            reporter.completion(&record);
         }
     }
 }
@@ -282,19 +286,19 @@ mod tests {
     #[derive(Default)]
     struct Collect(Mutex<Vec<CompletionRecord>>);
 
-    impl Observer for Collect {
+    impl Reporter for Collect {
         fn attempt(&self, _: &AttemptRecord) {}
-        fn failover(&self, _: usize, _: usize) {}
+        fn failover(&self, _: ProviderId, _: ModelId) {}
         fn completion(&self, r: &CompletionRecord) {
-            self.0.lock().unwrap().push(r.clone());
+            self.0.lock().unwrap().push(*r);
         }
     }
 
     #[test]
     fn an_ending_records_once_with_the_last_end_set() {
         let seen = Arc::new(Collect::default());
-        let mut ending = Ending::new(seen.clone(), 3, false, Instant::now());
-        ending.provider(1);
+        let mut ending = Ending::new(seen.clone(), ModelId::from_index(3), false, Instant::now());
+        ending.provider(ProviderId::from_index(1));
         ending.end(RequestEnd::Failed);
         ending.end(RequestEnd::Served);
         let mut relay = ending.hand_off();
@@ -308,15 +312,20 @@ mod tests {
         let records = seen.0.lock().unwrap();
         assert_eq!(records.len(), 1);
         assert_eq!(records[0].end, RequestEnd::Served);
-        assert_eq!(records[0].provider, Some(1));
-        assert_eq!(records[0].model, 3);
+        assert_eq!(records[0].provider, Some(ProviderId::from_index(1)));
+        assert_eq!(records[0].model, ModelId::from_index(3));
         assert_eq!(records[0].upstream_wait, Duration::from_millis(5));
     }
 
     #[test]
     fn an_ending_dropped_without_an_end_is_a_client_gone() {
         let seen = Arc::new(Collect::default());
-        drop(Ending::new(seen.clone(), 0, true, Instant::now()));
+        drop(Ending::new(
+            seen.clone(),
+            ModelId::from_index(0),
+            true,
+            Instant::now(),
+        ));
         assert_eq!(seen.0.lock().unwrap()[0].end, RequestEnd::ClientGone);
         assert_eq!(seen.0.lock().unwrap()[0].provider, None);
     }

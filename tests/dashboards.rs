@@ -10,7 +10,7 @@ use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use gatewayz::telemetry::catalogue::{Family, Kind, FAMILIES};
+use gatewayz::telemetry::metrics::catalogue::{Family, Kind, FAMILIES};
 use promql_parser::label::MatchOp;
 use promql_parser::parser::{self, Expr, LabelModifier};
 use serde_json::Value;

@@ -327,7 +327,7 @@ fn load_then_serve(src: &str) -> Result<(), TestCaseError> {
         Err(e) => return Err(TestCaseError::fail(format!("{e}"))),
     };
     // What `telemetry::init` builds from the file (the subscriber itself is global).
-    let otlp = gatewayz::telemetry::otlp::Pipeline::build(config.telemetry.otlp.as_ref());
+    let otlp = gatewayz::telemetry::traces::otlp::Pipeline::build(config.telemetry.otlp.as_ref());
     prop_assert!(otlp.is_ok(), "otlp: {:?}\n{src}", otlp.err());
     if let Ok(pipeline) = otlp {
         pipeline.shutdown(std::time::Duration::from_secs(1));

@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gatewayz::config::LokiConfig;
-use gatewayz::telemetry::log_stats::LogStats;
 use gatewayz::telemetry::loki::pipeline;
+use gatewayz::telemetry::metrics::log_stats::LogStats;
 use loki::{down_url, Entry, LokiReceiver, Mode};
 use opentelemetry::trace::TracerProvider as _;
 use tracing_subscriber::layer::SubscriberExt;
@@ -92,7 +92,7 @@ providers = ["dead", "mock-a"]
         r#"{env="it", level="info", service="gatewayz"}"#
     );
     let line = access.json();
-    assert_eq!(line["target"], "gatewayz::routes::chat");
+    assert_eq!(line["target"], "gatewayz::http::chat");
     assert_eq!(
         (line["model"].as_str(), line["request_id"].as_str()),
         (Some("mock-gpt"), Some("it-1"))

@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gatewayz::config::LokiConfig;
-use gatewayz::telemetry::log_stats::LogStats;
 use gatewayz::telemetry::loki::{layer::is_excluded, pipeline};
+use gatewayz::telemetry::metrics::log_stats::LogStats;
 use loki::{LokiReceiver, Mode};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;

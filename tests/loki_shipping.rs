@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gatewayz::config::LokiConfig;
-use gatewayz::telemetry::log_stats::LogStats;
 use gatewayz::telemetry::loki::{pipeline, RunningShipper};
+use gatewayz::telemetry::metrics::log_stats::LogStats;
 use loki::{Entry, LokiReceiver, Mode};
 use tracing_subscriber::layer::SubscriberExt;
 

@@ -9,7 +9,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use gatewayz::telemetry::catalogue::{Category, FAMILIES};
+use gatewayz::telemetry::metrics::catalogue::{Category, FAMILIES};
 use serde_json::Value;
 
 const ALL_TOKEN: &str = "all-metrics-token-0001";

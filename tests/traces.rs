@@ -213,7 +213,7 @@ fn a_dead_collector_costs_requests_nothing_and_is_reported_once() {
         &config,
         &[
             ("OTEL_BSP_SCHEDULE_DELAY", "20"),
-            ("RUST_LOG", "info,gatewayz::telemetry::otlp=debug"),
+            ("RUST_LOG", "info,gatewayz::telemetry::traces::otlp=debug"),
         ],
     );
     let failed_exports = |log: &str| log.matches("trace export failed").count();

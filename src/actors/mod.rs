@@ -3,20 +3,19 @@
 //! sibling file; it reads the clock, feeds the machine, and performs the effects it returns
 //! (publish a snapshot, arm a timer, emit an event).
 //!
-//! The request path reaches them only through [`observer::MetricsObserver`], which updates
+//! The request path reaches them only through [`reporter::MetricsReporter`], which updates
 //! meters directly and pushes these messages into the [`outbox::Outbox`], drained to the
 //! actors in batches — it never awaits an actor, and rarely wakes one. What
 //! the router and handlers read back comes from snapshots ([`board::Board`] and each
 //! provider's `ProviderState`).
 
 pub mod anomaly;
-pub mod board;
 pub mod breakers;
 pub mod cost;
-pub mod events;
 pub mod health;
-pub mod observer;
+pub mod notices;
 pub mod outbox;
+pub mod reporter;
 pub mod rolling;
 
 use std::sync::Arc;
@@ -24,18 +23,19 @@ use std::time::Duration;
 
 use actix::{Actor, Message};
 
+use crate::board::{Board, ModelId, ProviderId};
+use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::outcome::AttemptResult;
 use crate::providers::Usage;
 use crate::telemetry::metrics::Meters;
-use board::Board;
 
 /// One provider attempt (breakers, health, anomalies).
 #[derive(Debug, Clone, Copy, PartialEq, Message)]
 #[rtype(result = "()")]
 pub struct Attempt {
-    pub provider: usize,
-    pub model: usize,
+    pub provider: ProviderId,
+    pub model: ModelId,
     pub result: AttemptResult,
     pub latency: Duration,
 }
@@ -45,7 +45,7 @@ pub struct Attempt {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Message)]
 #[rtype(result = "()")]
 pub struct Finished {
-    pub model: usize,
+    pub model: ModelId,
     pub ok: bool,
 }
 
@@ -53,8 +53,8 @@ pub struct Finished {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Message)]
 #[rtype(result = "()")]
 pub struct Completion {
-    pub provider: usize,
-    pub model: usize,
+    pub provider: ProviderId,
+    pub model: ModelId,
     pub usage: Option<Usage>,
 }
 
@@ -62,7 +62,7 @@ pub struct Completion {
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "()")]
 pub struct Spend {
-    pub provider: usize,
+    pub provider: ProviderId,
     pub usd: f64,
 }
 
@@ -76,18 +76,16 @@ pub struct Actors {
 
 impl Actors {
     /// Starts every actor (needs a running actix `System`).
-    pub fn start(config: &Config, board: Arc<Board>, meters: Arc<Meters>) -> Self {
+    pub fn start(
+        config: &Config,
+        catalog: &Catalog,
+        board: Arc<Board>,
+        meters: Arc<Meters>,
+    ) -> Self {
         let anomaly =
             anomaly::AnomalyDetector::new(config.anomaly.clone(), board.clone(), meters.clone())
                 .start();
-        let prices = config
-            .models
-            .values()
-            .map(|m| crate::router::Price {
-                input_per_token: m.input_price_per_1m / 1e6,
-                output_per_token: m.output_price_per_1m / 1e6,
-            })
-            .collect();
+        let prices = catalog.models().map(|(_, m)| m.price).collect();
         Self {
             breakers: breakers::CircuitBreakers::new(config.breaker.clone(), board.clone()).start(),
             health: health::ProviderHealth::new(config.health.clone(), board.clone()).start(),
@@ -103,15 +101,15 @@ impl Actors {
         }
     }
 
-    /// The observer the router reports to (starts the outbox's dispatcher).
-    pub fn observer(&self, meters: Arc<Meters>) -> observer::MetricsObserver {
+    /// What the router reports to (starts the outbox's dispatcher).
+    pub fn reporter(&self, meters: Arc<Meters>) -> reporter::MetricsReporter {
         let outbox = outbox::Dispatcher::start(vec![
             self.breakers.clone().recipient(),
             self.health.clone().recipient(),
             self.anomaly.clone().recipient(),
             self.cost.clone().recipient(),
         ]);
-        observer::MetricsObserver { meters, outbox }
+        reporter::MetricsReporter { meters, outbox }
     }
 }
 

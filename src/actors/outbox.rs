@@ -195,12 +195,13 @@ impl Handler<Wake> for Dispatcher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::board::{ModelId, ProviderId};
     use crate::outcome::AttemptResult;
 
     fn attempt(result: AttemptResult) -> Event {
         Event::Attempt(Attempt {
-            provider: 0,
-            model: 0,
+            provider: ProviderId::from_index(0),
+            model: ModelId::from_index(0),
             result,
             latency: Duration::from_millis(5),
         })
@@ -242,7 +243,10 @@ mod tests {
         let sequence = [
             attempt(AttemptResult::Success),
             attempt(AttemptResult::Error),
-            Event::Finished(Finished { model: 0, ok: true }),
+            Event::Finished(Finished {
+                model: ModelId::from_index(0),
+                ok: true,
+            }),
             attempt(AttemptResult::Timeout),
         ];
         for e in sequence {

@@ -7,7 +7,37 @@
 use serde::Deserialize;
 
 use super::{interpolate, Invalid};
-use crate::telemetry::catalogue::Category;
+
+/// A category of metric families: a slice of the catalogue served by its own endpoint
+/// (DESIGN §4), and what a metrics token grants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Category {
+    System,
+    Providers,
+    Models,
+    Business,
+    Performance,
+}
+
+impl Category {
+    pub const ALL: [Category; 5] = [
+        Self::System,
+        Self::Providers,
+        Self::Models,
+        Self::Business,
+        Self::Performance,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::System => "system",
+            Self::Providers => "providers",
+            Self::Models => "models",
+            Self::Business => "business",
+            Self::Performance => "performance",
+        }
+    }
+}
 
 /// `[metrics]`
 #[derive(Debug, Clone, Default, Deserialize)]

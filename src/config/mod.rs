@@ -8,6 +8,7 @@
 //! non-loopback `server.listen` needs `[[keys]]`. Without a file the gateway runs
 //! [`Config::builtin`]: loopback, in-process mock providers, no external backends.
 
+mod actors;
 mod bounds;
 mod describe;
 mod duration;
@@ -16,7 +17,6 @@ mod interpolate;
 mod locate;
 mod loki;
 mod metrics;
-mod observe;
 mod otlp;
 mod providers;
 mod telemetry;
@@ -28,13 +28,13 @@ use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 
+pub use actors::{AnomalyConfig, BreakerConfig, CostConfig, HealthConfig};
 pub use describe::redact_url;
 pub use error::{ConfigError, Invalid};
 pub use interpolate::interpolate;
 pub use locate::{key_at, key_segment, line_of};
 pub use loki::{DropPolicy, LokiAuth, LokiConfig};
-pub use metrics::{Grant, MetricsConfig, MetricsToken};
-pub use observe::{AnomalyConfig, BreakerConfig, CostConfig, HealthConfig};
+pub use metrics::{Category, Grant, MetricsConfig, MetricsToken};
 pub use otlp::{OtlpConfig, OtlpProtocol};
 pub use providers::{
     MockProviderConfig, OpenAiProviderConfig, ProviderConfig, ProviderKind, ProviderSettings,

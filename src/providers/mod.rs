@@ -20,8 +20,8 @@ use serde::Deserialize;
 pub use mock::MockProvider;
 pub use openai::OpenAiClient;
 
-use crate::config::{ProviderConfig, ProviderSettings};
-use crate::telemetry::propagation::UpstreamTrace;
+use crate::config::ProviderSettings;
+use crate::telemetry::traces::propagation::UpstreamTrace;
 
 /// The longest event the in-process mock is held to (its events are a few hundred bytes).
 const MOCK_MAX_EVENT_BYTES: usize = 64 * 1024;
@@ -240,10 +240,10 @@ pub enum Provider {
 
 impl Provider {
     /// Builds the client for a configured provider.
-    pub fn from_config(config: &ProviderConfig) -> Result<Self, String> {
-        Ok(match config.settings() {
-            ProviderSettings::OpenAi(c) => Self::OpenAi(Box::new(OpenAiClient::new(&c)?)),
-            ProviderSettings::Mock(c) => Self::Mock(MockProvider::new(&c)),
+    pub fn new(settings: &ProviderSettings) -> Result<Self, String> {
+        Ok(match settings {
+            ProviderSettings::OpenAi(c) => Self::OpenAi(Box::new(OpenAiClient::new(c)?)),
+            ProviderSettings::Mock(c) => Self::Mock(MockProvider::new(c)),
         })
     }
 

@@ -37,7 +37,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::{read_usage, ByteStream, ProviderError, Reply};
 use crate::config::OpenAiProviderConfig;
-use crate::telemetry::propagation::UpstreamTrace;
+use crate::telemetry::traces::propagation::UpstreamTrace;
 
 /// Most bytes of an upstream error body kept to pass through.
 const MAX_ERROR_BODY: usize = 64 * 1024;

@@ -8,26 +8,25 @@
 //! credentials, 408/429/5xx, malformed or oversized answer, a stream that breaks before its
 //! first content) moves on to the next provider within `routing.max_attempts`; a 4xx about
 //! the request itself is the client's answer. Every attempt and every request's end is
-//! reported to the [`Observer`]; the end exactly once, through an [`Ending`].
+//! reported to the [`Reporter`]; the end exactly once, through an [`Ending`].
 
 mod relay;
 pub mod request;
-pub mod state;
+mod span;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
 pub use relay::{Relay, Upstream};
-pub use state::{Admission, Phase, ProviderState};
+pub use span::{AttemptSpan, StreamSpan};
 
-use crate::config::Config;
+use crate::board::{Board, ModelId, ProviderId};
+use crate::catalog::{Catalog, Model};
 use crate::errors::{ApiError, RateLimit};
-use crate::outcome::{AttemptRecord, AttemptResult, Ending, Observer, RequestEnd};
-use crate::providers::{retryable_status, Provider, ProviderError, Reply};
-use crate::telemetry::client_span::AttemptSpan;
+use crate::outcome::{AttemptRecord, AttemptResult, Ending, Reporter, RequestEnd};
+use crate::providers::{retryable_status, Provider, ProviderError, Reply, Usage};
 use request::{rewrite, ChatHead};
 
 /// Providers scoring below this are tried after the healthy ones.
@@ -37,27 +36,12 @@ pub const DEFAULT_RATE_LIMIT_PAUSE: Duration = Duration::from_secs(5);
 /// The longest pause a provider's `Retry-After` can impose.
 pub const MAX_RATE_LIMIT_PAUSE: Duration = Duration::from_secs(300);
 
-/// One configured provider.
-pub struct ProviderSlot {
-    pub name: Arc<str>,
-    pub client: Provider,
-    pub state: Arc<ProviderState>,
-}
-
-/// Prices of a model in USD per token.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Price {
-    pub input_per_token: f64,
-    pub output_per_token: f64,
-}
-
-/// One configured model.
-pub struct ModelRoute {
-    pub id: Arc<str>,
-    /// Provider index and the model name to send it (when it differs from `id`).
-    pub candidates: Vec<(usize, Option<Arc<str>>)>,
-    pub price: Price,
-    pub owned_by: Arc<str>,
+/// A provider's client could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("provider {provider}: {message}")]
+pub struct ClientError {
+    pub provider: Arc<str>,
+    pub message: String,
 }
 
 /// The answer to a chat request.
@@ -81,94 +65,39 @@ pub enum ChatReply {
 }
 
 pub struct Router {
-    providers: Vec<ProviderSlot>,
-    models: Vec<ModelRoute>,
-    by_id: HashMap<Box<str>, usize>,
+    catalog: Arc<Catalog>,
+    /// Breaker phases, health scores and rate-limit pauses, read before each attempt.
+    board: Arc<Board>,
+    /// One client per provider, by id, built once.
+    clients: Vec<Provider>,
     max_attempts: u32,
-    observer: Arc<dyn Observer>,
+    reporter: Arc<dyn Reporter>,
 }
 
 impl Router {
     /// Builds every provider client once.
-    pub fn new(config: &Config, observer: Arc<dyn Observer>) -> Result<Self, String> {
-        let states: Vec<_> = config
-            .providers
-            .keys()
-            .map(|_| Arc::new(ProviderState::default()))
-            .collect();
-        Self::with_states(config, observer, &states)
-    }
-
-    /// Like [`Router::new`], on provider states created (and published into) elsewhere, one
-    /// per provider in the configuration's order.
-    pub fn with_states(
-        config: &Config,
-        observer: Arc<dyn Observer>,
-        states: &[Arc<ProviderState>],
-    ) -> Result<Self, String> {
-        let mut providers = Vec::with_capacity(config.providers.len());
-        let mut index = HashMap::new();
-        for (name, provider) in &config.providers {
-            index.insert(name.as_str(), providers.len());
-            providers.push(ProviderSlot {
-                name: Arc::from(name.as_str()),
-                client: Provider::from_config(provider)
-                    .map_err(|e| format!("provider {name}: {e}"))?,
-                state: states
-                    .get(providers.len())
-                    .cloned()
-                    .ok_or_else(|| format!("provider {name}: no state"))?,
-            });
-        }
-        let mut models = Vec::with_capacity(config.models.len());
-        let mut by_id = HashMap::new();
-        for (id, model) in &config.models {
-            let candidates = model
-                .providers
-                .iter()
-                .map(|p| {
-                    let upstream = model
-                        .upstream_model
-                        .get(p)
-                        .filter(|name| *name != id)
-                        .map(|name| Arc::from(name.as_str()));
-                    index
-                        .get(p.as_str())
-                        .map(|i| (*i, upstream))
-                        .ok_or_else(|| format!("model {id}: unknown provider {p}"))
+    pub fn new(
+        catalog: Arc<Catalog>,
+        board: Arc<Board>,
+        max_attempts: u32,
+        reporter: Arc<dyn Reporter>,
+    ) -> Result<Self, ClientError> {
+        let clients = catalog
+            .providers()
+            .map(|(_, p)| {
+                Provider::new(&p.settings).map_err(|message| ClientError {
+                    provider: p.name.clone(),
+                    message,
                 })
-                .collect::<Result<_, _>>()?;
-            by_id.insert(id.clone().into_boxed_str(), models.len());
-            models.push(ModelRoute {
-                id: Arc::from(id.as_str()),
-                candidates,
-                price: Price {
-                    input_per_token: model.input_price_per_1m / 1e6,
-                    output_per_token: model.output_price_per_1m / 1e6,
-                },
-                owned_by: Arc::from(model.owned_by.as_deref().unwrap_or("gatewayz")),
-            });
-        }
+            })
+            .collect::<Result<_, _>>()?;
         Ok(Self {
-            providers,
-            models,
-            by_id,
-            max_attempts: config.routing.max_attempts,
-            observer,
+            catalog,
+            board,
+            clients,
+            max_attempts,
+            reporter,
         })
-    }
-
-    pub fn providers(&self) -> &[ProviderSlot] {
-        &self.providers
-    }
-
-    pub fn models(&self) -> &[ModelRoute] {
-        &self.models
-    }
-
-    /// Index of a configured model.
-    pub fn model_index(&self, id: &str) -> Option<usize> {
-        self.by_id.get(id).copied()
     }
 
     /// Routes one chat completion. `started` is when the request arrived, `deadline` when the
@@ -184,9 +113,10 @@ impl Router {
         deadline: Instant,
     ) -> Result<ChatReply, ApiError> {
         let model = self
-            .model_index(&head.model)
+            .catalog
+            .model_id(&head.model)
             .ok_or_else(|| ApiError::ModelNotFound(shorten(&head.model)))?;
-        let mut ending = Ending::new(self.observer.clone(), model, head.stream, started);
+        let mut ending = Ending::new(self.reporter.clone(), model, head.stream, started);
         let routed = self.route(&body, head, model, &mut ending);
         match tokio::time::timeout_at(deadline.into(), routed).await {
             Ok(reply) => reply,
@@ -205,10 +135,10 @@ impl Router {
         &self,
         body: &Bytes,
         head: &ChatHead<'_>,
-        model: usize,
+        model: ModelId,
         ending: &mut Ending,
     ) -> Result<ChatReply, ApiError> {
-        let route = &self.models[model];
+        let route = self.catalog.model(model);
         let degraded = self.degraded_mask(route);
         let total = route.candidates.len();
         let order = (0..total)
@@ -216,31 +146,32 @@ impl Router {
             .chain((0..total).filter(|i| is_set(degraded, *i)));
         let mut attempts = 0u32;
         // The last failed attempt: its provider and error.
-        let mut failed: Option<(usize, ProviderError)> = None;
+        let mut failed: Option<(ProviderId, ProviderError)> = None;
         // The soonest a rate-limited candidate takes requests again.
         let mut retry_after: Option<Duration> = None;
         for position in order {
             if attempts >= self.max_attempts {
                 break;
             }
-            let (provider, upstream_model) = &route.candidates[position];
-            let slot = &self.providers[*provider];
-            if let Some(wait) = slot.state.rate_limited() {
+            let candidate = &route.candidates[position];
+            let provider = candidate.provider;
+            let state = self.board.state(provider);
+            if let Some(wait) = state.rate_limited() {
                 retry_after = Some(retry_after.map_or(wait, |r| r.min(wait)));
                 continue;
             }
-            if slot.state.try_admit().is_none() {
+            if state.try_admit().is_none() {
                 continue;
             }
             if let Some((from, _)) = &failed {
-                self.observer.failover(*from, model);
+                self.reporter.failover(*from, model);
             }
             attempts += 1;
-            ending.provider(*provider);
-            let attempt = Attempt {
-                provider: *provider,
+            ending.provider(provider);
+            let attempt = Target {
+                provider,
                 model,
-                upstream_model: upstream_model.as_deref(),
+                upstream_model: candidate.upstream_model.as_deref(),
             };
             let error = match self.attempt(body, head, attempt, ending).await {
                 Ok(reply) => return Ok(reply),
@@ -255,10 +186,10 @@ impl Router {
                 let pause = asked
                     .unwrap_or(DEFAULT_RATE_LIMIT_PAUSE)
                     .min(MAX_RATE_LIMIT_PAUSE);
-                slot.state.rate_limit_until(Instant::now() + pause);
+                state.rate_limit_until(Instant::now() + pause);
                 retry_after = Some(retry_after.map_or(pause, |r| r.min(pause)));
             }
-            failed = Some((*provider, error));
+            failed = Some((provider, error));
         }
         Err(self.give_up(route, failed, retry_after, attempts, ending))
     }
@@ -270,37 +201,34 @@ impl Router {
         &self,
         body: &Bytes,
         head: &ChatHead<'_>,
-        attempt: Attempt<'_>,
+        target: Target<'_>,
         ending: &mut Ending,
     ) -> Result<ChatReply, ProviderError> {
-        let Attempt {
+        let Target {
             provider,
             model,
             upstream_model,
-        } = attempt;
-        let route = &self.models[model];
-        let slot = &self.providers[provider];
+        } = target;
+        let route = self.catalog.model(model);
+        let name = &self.catalog.provider(provider).name;
+        let client = &self.clients[provider.index()];
         // Ask the upstream for usage when the client did not; the relay cuts it back out.
         let add_usage = head.stream && !head.include_usage;
         let body = rewrite(body, upstream_model, add_usage);
         let span = AttemptSpan::start(
-            &slot.name,
-            upstream_model.unwrap_or(&route.id),
-            slot.client.address(),
+            name,
+            upstream_model.unwrap_or(&route.name),
+            client.address(),
             head.stream,
         );
         let trace = span.upstream_trace();
         let sent = Instant::now();
-        let deadline = sent + slot.client.timeout();
-        let sending = slot.client.chat(body, head.stream, &trace);
+        let deadline = sent + client.timeout();
+        let sending = client.chat(body, head.stream, &trace);
         let result = match span.instrument(sending).await {
             Ok(Reply::Stream { first, rest }) => {
-                let mut upstream = Upstream::new(
-                    first,
-                    rest,
-                    !head.include_usage,
-                    slot.client.max_event_bytes(),
-                );
+                let mut upstream =
+                    Upstream::new(first, rest, !head.include_usage, client.max_event_bytes());
                 // The attempt's timeout covers the wait for the first content too.
                 match tokio::time::timeout_at(deadline.into(), span.instrument(upstream.prime()))
                     .await
@@ -337,11 +265,11 @@ impl Router {
                     span: span.streaming(),
                     sent,
                     latency,
-                    observer: self.observer.clone(),
+                    reporter: self.reporter.clone(),
                     provider,
-                    provider_name: slot.name.clone(),
+                    provider_name: name.clone(),
                     model,
-                    model_id: route.id.clone(),
+                    model_name: route.name.clone(),
                     ending: ending.hand_off(),
                 },
             )))),
@@ -350,7 +278,7 @@ impl Router {
                 usage,
                 response_model,
             }) => {
-                self.observer.attempt(&record(AttemptResult::Success, None));
+                self.reporter.attempt(&record(AttemptResult::Success, None));
                 span.answered(response_model.as_deref(), usage);
                 ending.answered(usage);
                 ending.end(RequestEnd::Served);
@@ -367,11 +295,11 @@ impl Router {
                     (_, true) => AttemptResult::Error,
                     (_, false) => AttemptResult::Rejected,
                 };
-                self.observer.attempt(&record(result, Some(reason)));
+                self.reporter.attempt(&record(result, Some(reason)));
                 span.in_scope(|| {
                     tracing::warn!(
-                        provider = %slot.name,
-                        model = %route.id,
+                        provider = %name,
+                        model = %route.name,
                         error = %error,
                         reason = reason.label(),
                         "provider attempt failed"
@@ -402,8 +330,8 @@ impl Router {
     /// The client's error when no attempt succeeded, and the request's end.
     fn give_up(
         &self,
-        route: &ModelRoute,
-        failed: Option<(usize, ProviderError)>,
+        route: &Model,
+        failed: Option<(ProviderId, ProviderError)>,
         retry_after: Option<Duration>,
         attempts: u32,
         ending: &mut Ending,
@@ -412,7 +340,7 @@ impl Router {
             ApiError::RateLimited(RateLimit {
                 message: format!(
                     "every provider for model `{}` is rate limiting; retry later",
-                    route.id
+                    route.name
                 ),
                 retry_after: retry_after.unwrap_or(DEFAULT_RATE_LIMIT_PAUSE),
                 requests: None,
@@ -424,7 +352,7 @@ impl Router {
                 RequestEnd::NoProvider,
                 ApiError::NoProviderAvailable(format!(
                     "no provider is available for model `{}`: every circuit breaker is open",
-                    route.id
+                    route.name
                 )),
             ),
             Some((_, ProviderError::Status { status: 429, .. })) => {
@@ -445,7 +373,7 @@ impl Router {
                         "provider `{}` refused the gateway's credentials (HTTP {status}) and no \
                          other provider could serve the request; the gateway's operator must \
                          fix that provider's api_key",
-                        self.providers[provider].name
+                        self.catalog.provider(provider).name
                     )),
                 )
             }
@@ -462,13 +390,13 @@ impl Router {
     }
 
     /// Bit i set: candidate i is degraded.
-    fn degraded_mask(&self, route: &ModelRoute) -> u64 {
+    fn degraded_mask(&self, route: &Model) -> u64 {
         route
             .candidates
             .iter()
             .take(64)
             .enumerate()
-            .filter(|(_, (p, _))| self.providers[*p].state.health() < DEGRADED_BELOW)
+            .filter(|(_, c)| self.board.state(c.provider).health() < DEGRADED_BELOW)
             .fold(0, |mask, (i, _)| mask | (1 << i))
     }
 }
@@ -478,16 +406,16 @@ enum Answer {
     Stream(Upstream),
     Json {
         body: Bytes,
-        usage: Option<crate::providers::Usage>,
+        usage: Option<Usage>,
         response_model: Option<String>,
     },
 }
 
-/// Which provider an attempt goes to, for which model, under which upstream name.
+/// Where an attempt goes: which provider, for which model, under which upstream name.
 #[derive(Clone, Copy)]
-struct Attempt<'a> {
-    provider: usize,
-    model: usize,
+struct Target<'a> {
+    provider: ProviderId,
+    model: ModelId,
     upstream_model: Option<&'a str>,
 }
 

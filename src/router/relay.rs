@@ -20,11 +20,12 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 
+use super::span::StreamSpan;
+use crate::board::{ModelId, ProviderId};
 use crate::errors::ApiError;
-use crate::outcome::{AttemptRecord, AttemptResult, Ending, Observer, RequestEnd};
+use crate::outcome::{AttemptRecord, AttemptResult, Ending, Reporter, RequestEnd};
 use crate::providers::sse::SseScanner;
 use crate::providers::{ByteStream, FailureReason, ProviderError, StreamFault};
-use crate::telemetry::client_span::StreamSpan;
 
 /// Most bytes held back while priming: past it, the stream is committed even without content
 /// (an upstream sending many empty events first).
@@ -102,11 +103,11 @@ pub struct Context {
     pub sent: Instant,
     /// From the send to the commit (first content): the attempt's latency.
     pub latency: Duration,
-    pub observer: Arc<dyn Observer>,
-    pub provider: usize,
+    pub reporter: Arc<dyn Reporter>,
+    pub provider: ProviderId,
     pub provider_name: Arc<str>,
-    pub model: usize,
-    pub model_id: Arc<str>,
+    pub model: ModelId,
+    pub model_name: Arc<str>,
     /// The request's end, recorded when the relay is dropped.
     pub ending: Ending,
 }
@@ -183,7 +184,7 @@ impl Relay {
         c.span.in_scope(|| {
             tracing::warn!(
                 provider = %c.provider_name,
-                model = %c.model_id,
+                model = %c.model_name,
                 error = %error,
                 reason = reason.label(),
                 "upstream stream broke after the first content"
@@ -275,7 +276,7 @@ impl Drop for Relay {
             State::Failed(reason) => (AttemptResult::Error, Some(reason), RequestEnd::Failed),
         };
         let c = &mut self.context;
-        c.observer.attempt(&AttemptRecord {
+        c.reporter.attempt(&AttemptRecord {
             provider: c.provider,
             model: c.model,
             result,

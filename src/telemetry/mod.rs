@@ -18,22 +18,12 @@
 //! (the shipper to start in the actor system), [`shutdown`] (after the HTTP server stopped:
 //! flushes the trace exporter within what is left of the shutdown budget).
 
-pub mod access;
-pub mod catalogue;
-pub mod client_span;
-pub mod docs;
-pub mod exposition;
-pub mod http;
-pub mod log_stats;
 pub mod loki;
 pub mod metrics;
-mod observables;
-pub mod otlp;
-mod process;
-pub mod propagation;
-pub mod protocol_errors;
-pub mod server_span;
-pub mod summary;
+pub mod traces;
+
+use metrics::{log_stats, protocol_errors};
+use traces::otlp;
 
 use std::sync::Mutex;
 

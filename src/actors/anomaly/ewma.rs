@@ -8,31 +8,8 @@
 //! are anomalies. The baseline keeps learning during an episode, so a lasting level shift
 //! becomes the new normal.
 
-use serde::Serialize;
-
+use crate::board::Signal;
 use crate::config::AnomalyConfig;
-
-/// The signals watched.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Signal {
-    LatencySpike,
-    ErrorRateSpike,
-    CostSpike,
-}
-
-impl Signal {
-    pub const ALL: [Signal; 3] = [Self::LatencySpike, Self::ErrorRateSpike, Self::CostSpike];
-
-    /// The `type` label of `gatewayz_detected_anomalies_total`.
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::LatencySpike => "latency_spike",
-            Self::ErrorRateSpike => "error_rate_spike",
-            Self::CostSpike => "cost_spike",
-        }
-    }
-}
 
 /// Thresholds of one detector.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -14,13 +14,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use actix::{Actor, AsyncContext, Context, Handler};
 
-pub use ewma::{Detector, Signal, Spike, Thresholds};
+pub use ewma::{Detector, Spike, Thresholds};
 pub use watch::Watch;
 
-use super::board::{Anomaly, Board};
-use super::events::AnomalyDetected;
+use super::notices::AnomalyDetected;
 use super::outbox::Events;
 use super::{Attempt, Spend};
+use crate::board::{Anomaly, Board, ProviderId, Signal};
 use crate::config::AnomalyConfig;
 use crate::telemetry::metrics::Meters;
 
@@ -45,10 +45,10 @@ impl AnomalyDetector {
         }
     }
 
-    fn report(&mut self, provider: usize, signal: Signal, spike: Spike) {
+    fn report(&mut self, provider: ProviderId, signal: Signal, spike: Spike) {
         let anomaly = Anomaly {
             signal,
-            provider: self.board.provider_names[provider].clone(),
+            provider: self.board.provider_name(provider).clone(),
             value: spike.value,
             baseline: spike.mean,
             z_score: if spike.z.is_finite() {
@@ -71,8 +71,8 @@ impl AnomalyDetector {
     }
 
     fn close_interval(&mut self) {
-        for provider in 0..self.watches.len() {
-            for (signal, spike) in self.watches[provider].interval() {
+        for provider in self.board.providers() {
+            for (signal, spike) in self.watches[provider.index()].interval() {
                 self.report(provider, signal, spike);
             }
         }
@@ -91,7 +91,7 @@ impl Handler<Attempt> for AnomalyDetector {
     type Result = ();
 
     fn handle(&mut self, msg: Attempt, _: &mut Self::Context) {
-        let Some(watch) = self.watches.get_mut(msg.provider) else {
+        let Some(watch) = self.watches.get_mut(msg.provider.index()) else {
             return;
         };
         let sample = match msg.result.verdict() {
@@ -109,7 +109,7 @@ impl Handler<Spend> for AnomalyDetector {
     type Result = ();
 
     fn handle(&mut self, msg: Spend, _: &mut Self::Context) {
-        if let Some(watch) = self.watches.get_mut(msg.provider) {
+        if let Some(watch) = self.watches.get_mut(msg.provider.index()) {
             watch.spend(msg.usd);
         }
     }
@@ -130,6 +130,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use std::time::Duration;
 
+    use crate::board::{ModelId, ProviderId};
     use crate::outcome::AttemptResult;
 
     use super::*;
@@ -147,8 +148,8 @@ mod tests {
         };
         let addr = AnomalyDetector::new(config, board.clone(), metrics.meters.clone()).start();
         let attempt = |ms, result| Attempt {
-            provider: 0,
-            model: 0,
+            provider: ProviderId::from_index(0),
+            model: ModelId::from_index(0),
             result,
             latency: Duration::from_millis(ms),
         };

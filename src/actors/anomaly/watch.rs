@@ -4,7 +4,8 @@
 //! `anomaly.interval` from what the interval saw (error rate only when the interval had at
 //! least [`MIN_ATTEMPTS`] attempts, so one failure on a quiet provider is not a 100 % spike).
 
-use super::ewma::{Detector, Signal, Spike, Thresholds};
+use super::ewma::{Detector, Spike, Thresholds};
+use crate::board::Signal;
 use crate::config::AnomalyConfig;
 
 /// Fewest attempts in an interval for its error rate to be a sample.

@@ -3,14 +3,14 @@
 //! `Closed` counts consecutive failures and a bucketed error-rate window; it trips to
 //! `Open { until, reason }` on either threshold. The actor arms a timer for `until`; `tick`
 //! then moves to `HalfOpen`, which lets `half_open_probes` requests through (the slots are
-//! published to the router's [`crate::router::ProviderState`]). `close_after` successful
+//! published to the router's [`crate::board::ProviderState`]). `close_after` successful
 //! probes close it; any failed probe reopens it. Rejected attempts (the client's fault) are
 //! neither successes nor failures, but hand their probe slot back.
 
 use std::time::{Duration, Instant};
 
+use crate::board::Phase;
 use crate::config::BreakerConfig;
-use crate::router::Phase;
 
 /// Why a breaker opened.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use proptest::prelude::*;
 
 use super::*;
-use crate::router::ProviderState;
+use crate::board::ProviderState;
 
 fn config() -> BreakerConfig {
     BreakerConfig {
@@ -216,7 +216,7 @@ proptest! {
                     if b.phase() == Phase::Open {
                         prop_assert!(admitted.is_none());
                     }
-                    if admitted == Some(crate::router::Admission::Probe) {
+                    if admitted == Some(crate::board::Admission::Probe) {
                         probes_since_verdict += 1;
                         prop_assert!(probes_since_verdict <= config().half_open_probes);
                     }

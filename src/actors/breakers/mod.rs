@@ -13,12 +13,12 @@ use actix::{Actor, AsyncContext, Context, Handler};
 
 pub use breaker::{Breaker, Effect, State, TripReason};
 
-use super::board::Board;
-use super::events::{BreakerMoved, BreakerOpened};
+use super::notices::{BreakerMoved, BreakerOpened};
 use super::outbox::Events;
 use super::{now, Attempt};
+use crate::board::Phase;
+use crate::board::{Board, ProviderId};
 use crate::config::BreakerConfig;
-use crate::router::Phase;
 
 pub struct CircuitBreakers {
     breakers: Vec<Breaker>,
@@ -35,9 +35,9 @@ impl CircuitBreakers {
         }
     }
 
-    fn apply(&mut self, provider: usize, effect: Option<Effect>, ctx: &mut Context<Self>) {
-        let name = &self.board.provider_names[provider];
-        let state = &self.board.states[provider];
+    fn apply(&mut self, provider: ProviderId, effect: Option<Effect>, ctx: &mut Context<Self>) {
+        let name = self.board.provider_name(provider);
+        let state = self.board.state(provider);
         match effect {
             None => {}
             Some(Effect::Opened { reason, until }) => {
@@ -70,8 +70,8 @@ impl CircuitBreakers {
         }
     }
 
-    fn tick(&mut self, provider: usize, ctx: &mut Context<Self>) {
-        let effect = self.breakers[provider].tick(now());
+    fn tick(&mut self, provider: ProviderId, ctx: &mut Context<Self>) {
+        let effect = self.breakers[provider.index()].tick(now());
         self.apply(provider, effect, ctx);
     }
 }
@@ -90,7 +90,7 @@ impl Handler<Attempt> for CircuitBreakers {
     type Result = ();
 
     fn handle(&mut self, msg: Attempt, ctx: &mut Self::Context) {
-        let Some(breaker) = self.breakers.get_mut(msg.provider) else {
+        let Some(breaker) = self.breakers.get_mut(msg.provider.index()) else {
             return;
         };
         let verdict = msg.result.verdict();

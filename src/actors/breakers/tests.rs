@@ -4,18 +4,18 @@
 use std::time::Duration;
 
 use super::*;
-use crate::actors::board::Board;
+use crate::board::{Board, ModelId, ProviderId};
 use crate::config::{BreakerConfig, Config};
 use crate::outcome::AttemptResult;
 
 pub(crate) fn board() -> Arc<Board> {
-    Arc::new(Board::from_config(&Config::builtin().unwrap()))
+    Arc::new(crate::catalog::Catalog::new(&Config::builtin().unwrap()).board())
 }
 
 fn failure(provider: usize) -> Attempt {
     Attempt {
-        provider,
-        model: 0,
+        provider: ProviderId::from_index(provider),
+        model: ModelId::from_index(0),
         result: AttemptResult::Error,
         latency: Duration::from_millis(1),
     }

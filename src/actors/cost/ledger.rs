@@ -7,8 +7,8 @@
 use std::time::{Duration, Instant};
 
 use crate::actors::rolling::Rolling;
+use crate::catalog::Price;
 use crate::providers::Usage;
-use crate::router::Price;
 
 /// USD for `usage` at `price`.
 pub fn cost(usage: &Usage, price: &Price) -> f64 {

@@ -16,10 +16,10 @@ use opentelemetry::KeyValue;
 
 pub use ledger::{cost, Efficiency};
 
-use super::board::Board;
 use super::outbox::Events;
 use super::{now, Completion, Spend};
-use crate::router::Price;
+use crate::board::Board;
+use crate::catalog::Price;
 use crate::telemetry::metrics::Meters;
 
 pub struct CostAggregator {
@@ -58,9 +58,9 @@ impl CostAggregator {
     fn record(&mut self, msg: Completion) -> bool {
         let m = &self.meters;
         let (Some(p), Some(model), Some(price)) = (
-            m.provider_kv.get(msg.provider),
-            m.model_kv.get(msg.model),
-            self.prices.get(msg.model),
+            m.provider_kv.get(msg.provider.index()),
+            m.model_kv.get(msg.model.index()),
+            self.prices.get(msg.model.index()),
         ) else {
             return false;
         };
@@ -83,7 +83,7 @@ impl CostAggregator {
             provider: msg.provider,
             usd,
         });
-        match self.efficiency.get_mut(msg.model) {
+        match self.efficiency.get_mut(msg.model.index()) {
             Some(e) => {
                 e.record(&usage, now());
                 true
@@ -131,6 +131,7 @@ mod tests {
 
     use super::*;
     use crate::actors::breakers::tests::board;
+    use crate::board::{ModelId, ProviderId};
     use crate::providers::Usage;
 
     /// Collects the spend the aggregator forwards.
@@ -169,8 +170,8 @@ mod tests {
             completion_tokens: 5,
         };
         let completion = |usage| Completion {
-            provider: 0,
-            model: 1,
+            provider: ProviderId::from_index(0),
+            model: ModelId::from_index(1),
             usage,
         };
         addr.send(completion(Some(usage))).await.unwrap();

@@ -11,13 +11,13 @@ use std::sync::Arc;
 
 use actix::{Actor, AsyncContext, Context, Handler};
 
-pub use score::{score, ProviderView, Tracker, Uptime, UPTIME_SPAN};
+pub use score::{score, Tracker, Uptime, UPTIME_SPAN};
 
-use super::board::Board;
 use super::outbox::{Event, Events};
 use super::{now, Attempt, Finished};
+use crate::board::Phase;
+use crate::board::{Board, ProviderView};
 use crate::config::HealthConfig;
-use crate::router::Phase;
 
 pub struct ProviderHealth {
     trackers: Vec<Tracker>,
@@ -83,7 +83,7 @@ impl Handler<Attempt> for ProviderHealth {
 
     fn handle(&mut self, msg: Attempt, _: &mut Self::Context) {
         let ok = msg.result.verdict();
-        if let Some(tracker) = self.trackers.get_mut(msg.provider) {
+        if let Some(tracker) = self.trackers.get_mut(msg.provider.index()) {
             tracker.record(ok, msg.latency, now());
         }
     }
@@ -93,7 +93,7 @@ impl Handler<Finished> for ProviderHealth {
     type Result = ();
 
     fn handle(&mut self, msg: Finished, _: &mut Self::Context) {
-        if let Some(uptime) = self.uptime.get_mut(msg.model) {
+        if let Some(uptime) = self.uptime.get_mut(msg.model.index()) {
             uptime.record(msg.ok, now());
         }
     }
@@ -118,6 +118,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use std::time::Duration;
 
+    use crate::board::{ModelId, ProviderId};
     use crate::outcome::AttemptResult;
 
     use super::*;
@@ -125,8 +126,8 @@ mod tests {
 
     fn attempt(provider: usize, result: AttemptResult) -> Attempt {
         Attempt {
-            provider,
-            model: 0,
+            provider: ProviderId::from_index(provider),
+            model: ModelId::from_index(0),
             result,
             latency: Duration::from_millis(10),
         }
@@ -142,12 +143,17 @@ mod tests {
             addr.send(attempt(1, AttemptResult::Success)).await.unwrap();
         }
         addr.send(Finished {
-            model: 0,
+            model: ModelId::from_index(0),
             ok: false,
         })
         .await
         .unwrap();
-        addr.send(Finished { model: 0, ok: true }).await.unwrap();
+        addr.send(Finished {
+            model: ModelId::from_index(0),
+            ok: true,
+        })
+        .await
+        .unwrap();
         tokio::time::sleep(Duration::from_millis(1100)).await;
         assert_eq!(board.states[0].health(), 0.0);
         assert_eq!(board.states[1].health(), 1.0);

@@ -17,10 +17,8 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
-
 use crate::actors::rolling::Rolling;
-use crate::router::Phase;
+use crate::board::{Phase, ProviderView};
 
 /// Latency samples kept per provider for percentiles.
 const LATENCY_SAMPLES: usize = 1024;
@@ -42,17 +40,6 @@ pub fn score(success_rate: f64, p95: Option<f64>, target: f64, phase: Phase) -> 
     } else {
         s
     }
-}
-
-/// What `/health/providers` shows for one provider.
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
-pub struct ProviderView {
-    pub score: f64,
-    pub requests: u64,
-    pub error_rate: f64,
-    pub latency_p50_seconds: Option<f64>,
-    pub latency_p95_seconds: Option<f64>,
-    pub latency_p99_seconds: Option<f64>,
 }
 
 /// One provider's rolling window.

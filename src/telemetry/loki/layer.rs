@@ -33,7 +33,7 @@ use tracing_subscriber::registry::{LookupSpan, Registry};
 use tracing_subscriber::Layer;
 
 use super::batch::Record;
-use crate::telemetry::log_stats::LogStats;
+use crate::telemetry::metrics::log_stats::LogStats;
 
 /// Target of the shipper's own diagnostics: stderr sees them, Loki never does.
 pub const SELF_TARGET: &str = "gatewayz::loki_shipper";
@@ -144,7 +144,7 @@ where
         let otel = cx.span();
         let sc = otel.span_context();
         sc.is_valid()
-            .then(|| crate::telemetry::propagation::ids_hex(sc))
+            .then(|| crate::telemetry::traces::propagation::ids_hex(sc))
     });
     // `replace`, not `insert`: two threads may log in the same span at once.
     span.extensions_mut().replace(TraceIds(ids.clone()));

@@ -33,7 +33,7 @@ use self::layer::Shared;
 pub use self::layer::{LokiLayer, SELF_TARGET};
 use self::transport::{classify, HttpTransport, PushOutcome, Transport, Verdict};
 use crate::config::LokiConfig;
-use crate::telemetry::log_stats::LogStats;
+use crate::telemetry::metrics::log_stats::LogStats;
 
 /// Most records taken from the channel per wake-up, so timers and pushes interleave.
 const DRAIN_PER_WAKE: usize = 4096;

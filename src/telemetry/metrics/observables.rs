@@ -1,7 +1,8 @@
 //! Observable instruments: callbacks that read snapshots at scrape time.
 //!
 //! Breaker phase and health score come from each provider's lock-free `ProviderState`;
-//! uptime and efficiency from the actors' `Board`; trials from the key store; the log
+//! uptime and efficiency from the actors' `Board`; trials from the key store (a callback `app`
+//! hands in); the log
 //! pipeline from `LogStats` (filled by the Loki shipper); HTTP protocol errors from their
 //! counter ([`super::protocol_errors`]); process figures from `/proc`.
 
@@ -12,8 +13,8 @@ use opentelemetry::metrics::Meter;
 use opentelemetry::KeyValue;
 
 use super::catalogue::{self as cat, help};
-use super::metrics::{process_reading, Meters, Sources};
-use crate::router::Phase;
+use super::{process_reading, Meters, Sources};
+use crate::board::Phase;
 
 const PHASES: [Phase; 3] = [Phase::Closed, Phase::Open, Phase::HalfOpen];
 
@@ -69,11 +70,11 @@ pub(super) fn register(meter: &Meter, sources: &Sources, meters: &Meters) {
             })
             .build();
     }
-    let keys = sources.keys.clone();
+    let trials = sources.trials.clone();
     meter
         .u64_observable_gauge(cat::TRIAL_ACTIVE)
         .with_description(help(cat::TRIAL_ACTIVE))
-        .with_callback(move |o| o.observe(keys.active_trials(SystemTime::now()) as u64, &[]))
+        .with_callback(move |o| o.observe(trials(SystemTime::now()) as u64, &[]))
         .build();
     register_logs(meter, sources.log_stats.clone());
     meter

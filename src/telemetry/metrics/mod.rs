@@ -1,5 +1,9 @@
 //! OpenTelemetry meters exported to a Prometheus registry, named exactly as the catalogue.
 //!
+//! [`catalogue`] names every family once (registration, the docs page and the contract tests
+//! read it); this module builds the meters; [`observables`] registers the scrape-time
+//! callbacks; [`exposition`] encodes a category's families.
+//!
 //! The exporter runs without unit suffixes, counter suffixes, scope labels or `target_info`:
 //! every instrument is created with its full catalogue name (counters already end in
 //! `_total`), so what Prometheus sees is the catalogue, byte for byte. Instruments the request
@@ -14,12 +18,20 @@ use opentelemetry::{KeyValue, StringValue, Value};
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use prometheus::{Encoder, TextEncoder};
 
-use super::catalogue::{self as cat, help, LATENCY_BUCKETS, OVERHEAD_BUCKETS};
-use super::log_stats::LogStats;
-use super::process;
-use crate::actors::anomaly::Signal;
-use crate::actors::board::Board;
-use crate::auth::KeyStore;
+pub mod catalogue;
+pub mod exposition;
+pub mod log_stats;
+mod observables;
+mod process;
+pub mod protocol_errors;
+
+use catalogue::{self as cat, help, LATENCY_BUCKETS, OVERHEAD_BUCKETS};
+use log_stats::LogStats;
+
+use crate::board::{Board, Signal};
+
+/// Counts the trial keys still active at a moment (the key store's, handed in by `app`).
+pub type ActiveTrials = Arc<dyn Fn(std::time::SystemTime) -> usize + Send + Sync>;
 
 /// Why metrics could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -57,7 +69,7 @@ pub struct Meters {
 pub struct Sources {
     pub board: Arc<Board>,
     pub log_stats: Arc<LogStats>,
-    pub keys: Arc<KeyStore>,
+    pub trials: ActiveTrials,
 }
 
 /// The registry, the meter provider that feeds it, and the meters.
@@ -114,7 +126,7 @@ impl Metrics {
         let keep = Sources {
             board: sources.board.clone(),
             log_stats: sources.log_stats.clone(),
-            keys: sources.keys.clone(),
+            trials: sources.trials.clone(),
         };
         build(sources).unwrap_or_else(|e| {
             tracing::error!(error = %e, "metrics are unavailable; serving without them");
@@ -175,7 +187,7 @@ impl Metrics {
                 .anomalies
                 .add(0, &[KeyValue::new("type", signal.label())]);
         }
-        super::observables::register(&meter, sources, &meters);
+        observables::register(&meter, sources, &meters);
         Self {
             registry,
             _provider: provider,
@@ -204,7 +216,7 @@ impl Metrics {
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Process figures, for the observable callbacks.
-pub(super) fn process_reading() -> process::Reading {
+fn process_reading() -> process::Reading {
     process::read()
 }
 
@@ -215,7 +227,7 @@ pub fn test_metrics(board: Arc<Board>) -> Metrics {
     Metrics::new(Sources {
         board,
         log_stats: Arc::new(LogStats::default()),
-        keys: Arc::new(KeyStore::new(&[])),
+        trials: Arc::new(|_| 0),
     })
     .unwrap()
 }
@@ -226,20 +238,20 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
-    use crate::telemetry::catalogue::FAMILIES;
+    use crate::telemetry::metrics::catalogue::FAMILIES;
 
     /// An exporter that cannot be built leaves working (recording-into-nothing) meters and an
     /// empty registry instead of an error: the gateway serves without metrics.
     #[test]
     fn a_failed_exporter_degrades_to_no_metrics() {
-        let board = Arc::new(Board::from_config(
-            &crate::config::Config::builtin().unwrap(),
-        ));
+        let board = Arc::new(
+            crate::catalog::Catalog::new(&crate::config::Config::builtin().unwrap()).board(),
+        );
         let metrics = Metrics::new_with(
             Sources {
                 board,
                 log_stats: Arc::new(LogStats::default()),
-                keys: Arc::new(KeyStore::new(&[])),
+                trials: Arc::new(|_| 0),
             },
             |_| Err(MetricsError::Exporter("broken on purpose".into())),
         );
@@ -254,9 +266,9 @@ mod tests {
     /// Every catalogue family comes out under exactly its name and type, and nothing else does.
     #[test]
     fn exposed_families_are_exactly_the_catalogue() {
-        let board = Arc::new(Board::from_config(
-            &crate::config::Config::builtin().unwrap(),
-        ));
+        let board = Arc::new(
+            crate::catalog::Catalog::new(&crate::config::Config::builtin().unwrap()).board(),
+        );
         board.uptime.store(Arc::new(vec![Some(1.0), None]));
         board.efficiency.store(Arc::new(vec![Some(0.5), None]));
         let metrics = test_metrics(board);

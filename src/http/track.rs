@@ -16,9 +16,9 @@ use actix_web::middleware::Next;
 use actix_web::{web, Error, HttpRequest};
 use opentelemetry::{KeyValue, Value};
 
-use crate::routes::PATTERNS;
+use crate::http::PATTERNS;
 
-use super::metrics::Meters;
+use crate::telemetry::metrics::Meters;
 
 /// The `route` label of requests no route matched.
 pub const UNMATCHED: &str = "unmatched";
@@ -37,7 +37,7 @@ fn method_label(method: &Method) -> &'static str {
 }
 
 /// The `route` label once routing is done: the matched resource's name, which is its pattern
-/// (see [`crate::routes::PATTERNS`]) — a static string, no allocation, no second match.
+/// (see [`crate::http::PATTERNS`]) — a static string, no allocation, no second match.
 fn route_label(req: &HttpRequest) -> Value {
     match req.match_name() {
         Some(name) => match PATTERNS.iter().find(|p| **p == name) {

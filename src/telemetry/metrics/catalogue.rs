@@ -25,35 +25,9 @@ impl Kind {
     }
 }
 
-/// A slice of the catalogue served by its own endpoint (DESIGN §4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Category {
-    System,
-    Providers,
-    Models,
-    Business,
-    Performance,
-}
-
-impl Category {
-    pub const ALL: [Category; 5] = [
-        Self::System,
-        Self::Providers,
-        Self::Models,
-        Self::Business,
-        Self::Performance,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::System => "system",
-            Self::Providers => "providers",
-            Self::Models => "models",
-            Self::Business => "business",
-            Self::Performance => "performance",
-        }
-    }
-}
+/// The categories are the configuration's (metrics tokens grant them); the catalogue files
+/// every family under them.
+pub use crate::config::Category;
 
 /// One metric family.
 #[derive(Debug, Clone, Copy)]

@@ -1,4 +1,4 @@
-//! `MetricsObserver`: the production [`Observer`] the router reports to.
+//! `MetricsReporter`: the production [`Reporter`] the router reports to.
 //!
 //! It updates the request-path meters directly (a few atomic adds, attributes in one fixed
 //! order) and pushes the rest into the actors' [`Outbox`] — fire-and-forget, so the request
@@ -10,22 +10,23 @@ use opentelemetry::KeyValue;
 
 use super::outbox::{Event, Outbox};
 use super::{Attempt, Completion, Finished};
-use crate::outcome::{AttemptRecord, CompletionRecord, Observer};
+use crate::board::{ModelId, ProviderId};
+use crate::outcome::{AttemptRecord, CompletionRecord, Reporter};
 use crate::providers::FailureReason;
 use crate::telemetry::metrics::Meters;
 
-pub struct MetricsObserver {
+pub struct MetricsReporter {
     pub meters: Arc<Meters>,
     /// To the breakers, health, anomaly and cost actors.
     pub outbox: Arc<Outbox>,
 }
 
-impl MetricsObserver {
+impl MetricsReporter {
     /// The meter updates of an attempt alone (no actor message). Public for the benchmark's
     /// split.
     pub fn measure_attempt(&self, r: &AttemptRecord) {
         let m = &self.meters;
-        let Some(p) = m.provider_kv.get(r.provider) else {
+        let Some(p) = m.provider_kv.get(r.provider.index()) else {
             return;
         };
         m.provider_requests.add(
@@ -43,13 +44,13 @@ impl MetricsObserver {
     /// The meter updates of a request's end alone (no actor message).
     pub fn measure_completion(&self, r: &CompletionRecord) {
         let m = &self.meters;
-        let Some(model) = m.model_kv.get(r.model) else {
+        let Some(model) = m.model_kv.get(r.model.index()) else {
             return;
         };
         // `provider="none"`: a request that ended before any provider was tried.
         let p = r
             .provider
-            .and_then(|p| m.provider_kv.get(p))
+            .and_then(|p| m.provider_kv.get(p.index()))
             .map_or_else(|| KeyValue::new("provider", "none"), KeyValue::clone);
         let pm = [p.clone(), model.clone()];
         m.model_requests.add(
@@ -67,9 +68,11 @@ impl MetricsObserver {
     }
 }
 
-impl Observer for MetricsObserver {
+impl Reporter for MetricsReporter {
     fn attempt(&self, r: &AttemptRecord) {
-        if r.provider >= self.meters.provider_kv.len() || r.model >= self.meters.model_kv.len() {
+        if r.provider.index() >= self.meters.provider_kv.len()
+            || r.model.index() >= self.meters.model_kv.len()
+        {
             return;
         }
         self.measure_attempt(r);
@@ -86,8 +89,8 @@ impl Observer for MetricsObserver {
         );
     }
 
-    fn failover(&self, from: usize, _model: usize) {
-        if let Some(p) = self.meters.provider_kv.get(from) {
+    fn failover(&self, from: ProviderId, _model: ModelId) {
+        if let Some(p) = self.meters.provider_kv.get(from.index()) {
             self.meters
                 .provider_failovers
                 .add(1, std::slice::from_ref(p));
@@ -95,7 +98,7 @@ impl Observer for MetricsObserver {
     }
 
     fn completion(&self, r: &CompletionRecord) {
-        if r.model >= self.meters.model_kv.len() {
+        if r.model.index() >= self.meters.model_kv.len() {
             return;
         }
         self.measure_completion(r);

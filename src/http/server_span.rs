@@ -20,7 +20,7 @@ use tracing::field::Empty;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use super::propagation;
+use crate::telemetry::traces::propagation;
 
 /// The response header that carries the trace id.
 pub const TRACE_ID_HEADER: HeaderName = HeaderName::from_static("x-trace-id");

@@ -2,10 +2,10 @@
 //! categories. Tokens are kept as digests and compared in constant time, like client keys;
 //! they are never logged.
 
-use crate::auth::{digest, find_digest, strip_bearer};
 use crate::config::{Grant, MetricsConfig};
 use crate::errors::ApiError;
-use crate::telemetry::catalogue::Category;
+use crate::http::auth::{digest, find_digest, strip_bearer};
+use crate::telemetry::metrics::catalogue::Category;
 
 /// What a request asks to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,13 +10,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use crate::actors::board::Board;
+use super::{docs, summary};
+use crate::board::Board;
 use crate::errors::ApiError;
-use crate::telemetry::access::{MetricsAccess, Scope};
-use crate::telemetry::catalogue::Category;
-use crate::telemetry::exposition::{encode, parse_category, select};
+use crate::http::access::{MetricsAccess, Scope};
+use crate::telemetry::metrics::catalogue::Category;
+use crate::telemetry::metrics::exposition::{encode, parse_category, select};
 use crate::telemetry::metrics::{Metrics, CONTENT_TYPE};
-use crate::telemetry::{docs, summary};
 
 /// Checks the request's bearer token against `[metrics] tokens` (open without tokens).
 pub(super) fn authorize(

@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::catalogue::{Category, Family, Kind, FAMILIES};
+use crate::telemetry::metrics::catalogue::{Category, Family, Kind, FAMILIES};
 
 /// Every endpoint: path, what it returns.
 pub const ENDPOINTS: &[(&str, &str)] = &[

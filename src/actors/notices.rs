@@ -3,9 +3,9 @@
 
 use opentelemetry::KeyValue;
 
-use super::board::Anomaly;
 use super::breakers::TripReason;
-use crate::router::Phase;
+use crate::board::Anomaly;
+use crate::board::Phase;
 use crate::telemetry::metrics::Meters;
 
 /// A breaker opened (the one-hot gauge reads the published phase).

@@ -1,18 +1,25 @@
-//! The snapshots actors publish and everyone else reads without waiting.
+//! Published state: what the actors write and everyone else reads without waiting.
 //!
-//! Each actor owns its figures and, after every change or timer tick, swaps in a fresh
-//! immutable copy (`ArcSwap`). Handlers (`/health/providers`, `/health/anomalies`) and the
-//! metric callbacks run at scrape time load these copies: no lock, no message, no await.
+//! A leaf: it imports nothing of ours, so the router, the HTTP edge, telemetry and the actors
+//! can all read it without a circle. Each actor owns its figures and, after every change or
+//! timer tick, publishes them here — atomics for what the router reads per request
+//! ([`ProviderState`]: breaker phase, probe slots, health score, rate-limit pause), and an
+//! immutable copy swapped in (`ArcSwap`) for what handlers and scrape-time metric callbacks
+//! read (provider views, uptime, efficiency, anomalies): no lock, no message, no await.
+//! Everything is indexed by the catalogue's [`ProviderId`] and [`ModelId`].
+
+mod ids;
+mod provider;
+mod view;
 
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use serde::Serialize;
 
-use super::anomaly::Signal;
-use super::health::ProviderView;
-use crate::config::Config;
-use crate::router::ProviderState;
+pub use ids::{ModelId, ProviderId};
+pub use provider::{Admission, Phase, ProviderState};
+pub use view::{ProviderView, Signal};
 
 /// One detected anomaly, as `/health/anomalies` lists it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -34,7 +41,7 @@ fn as_str<S: serde::Serializer>(value: &Arc<str>, s: S) -> Result<S::Ok, S::Erro
     s.serialize_str(value)
 }
 
-/// Published state, indexed like the router's providers and models.
+/// Published state, indexed by provider and model id.
 pub struct Board {
     pub provider_names: Vec<Arc<str>>,
     pub model_names: Vec<Arc<str>>,
@@ -47,19 +54,8 @@ pub struct Board {
 }
 
 impl Board {
-    /// Names in the router's order (the configuration's, sorted), fresh provider states. The
-    /// router is built on these states ([`crate::router::Router::with_states`]).
-    pub fn from_config(config: &Config) -> Self {
-        let provider_names: Vec<Arc<str>> = config
-            .providers
-            .keys()
-            .map(|n| Arc::from(n.as_str()))
-            .collect();
-        let model_names: Vec<Arc<str>> = config
-            .models
-            .keys()
-            .map(|n| Arc::from(n.as_str()))
-            .collect();
+    /// Fresh state for these providers and models (their names in id order).
+    pub fn new(provider_names: Vec<Arc<str>>, model_names: Vec<Arc<str>>) -> Self {
         Self {
             states: provider_names
                 .iter()
@@ -72,5 +68,18 @@ impl Board {
             provider_names,
             model_names,
         }
+    }
+
+    /// Every provider id, in order.
+    pub fn providers(&self) -> impl Iterator<Item = ProviderId> {
+        (0..self.states.len()).map(ProviderId::from_index)
+    }
+
+    pub fn state(&self, provider: ProviderId) -> &ProviderState {
+        &self.states[provider.index()]
+    }
+
+    pub fn provider_name(&self, provider: ProviderId) -> &Arc<str> {
+        &self.provider_names[provider.index()]
     }
 }

@@ -33,13 +33,13 @@ pub async fn get(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     authorize(&req, &state)?;
-    let index = state
-        .router
-        .model_index(&id)
+    let model = state
+        .catalog
+        .model_id(&id)
+        .map(|m| state.catalog.model(m))
         .ok_or_else(|| ApiError::ModelNotFound(id.chars().take(128).collect()))?;
-    let model = &state.router.models()[index];
     let body = serde_json::json!({
-        "id": &*model.id,
+        "id": &*model.name,
         "object": "model",
         "created": state.started_unix,
         "owned_by": &*model.owned_by,

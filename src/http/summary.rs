@@ -31,8 +31,8 @@ use std::collections::BTreeMap;
 use prometheus::proto::{Metric, MetricFamily};
 use serde::Serialize;
 
-use super::catalogue as cat;
-use crate::actors::board::Anomaly;
+use crate::board::Anomaly;
+use crate::telemetry::metrics::catalogue as cat;
 
 #[derive(Debug, Serialize, PartialEq)]
 pub struct Summary {

@@ -13,8 +13,8 @@ use opentelemetry::trace::Status;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use super::propagation::UpstreamTrace;
 use crate::providers::{ProviderError, Usage};
+use crate::telemetry::traces::propagation::UpstreamTrace;
 
 /// Time from sending the attempt to the first content chunk, in seconds (streams only).
 pub const TIME_TO_FIRST_CHUNK: &str = "gen_ai.response.time_to_first_chunk";

@@ -16,11 +16,11 @@ use serde_json::json;
 
 use super::metrics::authorize;
 use super::AppState;
-use crate::actors::board::Board;
+use crate::board::Board;
+use crate::board::Phase;
 use crate::errors::ApiError;
-use crate::router::Phase;
-use crate::telemetry::access::{MetricsAccess, Scope};
-use crate::telemetry::catalogue::Category;
+use crate::http::access::{MetricsAccess, Scope};
+use crate::telemetry::metrics::catalogue::Category;
 
 /// What the detailed views need: the scope of the `providers` metrics category.
 const DETAILS: Scope = Scope::Category(Category::Providers);
@@ -28,8 +28,8 @@ const DETAILS: Scope = Scope::Category(Category::Providers);
 pub async fn health(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(json!({
         "status": "ok",
-        "providers": state.router.providers().len(),
-        "models": state.router.models().len(),
+        "providers": state.catalog.providers().len(),
+        "models": state.catalog.models().len(),
     }))
 }
 
@@ -69,12 +69,10 @@ impl Readiness {
 /// 200 `{"status": "ready"}`, or 503 `{"status": "draining" | "no_provider_available"}`.
 pub async fn ready(state: web::Data<AppState>, board: web::Data<Board>) -> HttpResponse {
     let phases = state
-        .router
+        .catalog
         .models()
-        .iter()
-        .flat_map(|m| &m.candidates)
-        .filter_map(|(provider, _)| board.states.get(*provider))
-        .map(|s| s.phase());
+        .flat_map(|(_, m)| &m.candidates)
+        .map(|c| board.state(c.provider).phase());
     let readiness = Readiness::of(state.drain.is_draining(), phases);
     let mut reply = if readiness == Readiness::Ready {
         HttpResponse::Ok()
@@ -140,17 +138,20 @@ mod tests {
     use actix_web::App;
 
     use super::*;
-    use crate::auth::KeyStore;
     use crate::config::{Config, MetricsConfig};
-    use crate::outcome::NoopObserver;
+    use crate::http::auth::KeyStore;
+    use crate::http::drain::Drain;
+    use crate::outcome::NoopReporter;
     use crate::router::Router;
-    use crate::routes::drain::Drain;
 
     /// `(status, body["status"])` of `GET /health/ready` on the real routes, in process.
     async fn ready_of(board: Arc<Board>, drain: Arc<Drain>) -> (u16, String) {
         let config = Config::builtin().unwrap();
-        let router = Router::with_states(&config, Arc::new(NoopObserver), &board.states).unwrap();
+        let catalog = Arc::new(crate::catalog::Catalog::new(&config));
+        let router =
+            Router::new(catalog.clone(), board.clone(), 1, Arc::new(NoopReporter)).unwrap();
         let state = AppState {
+            catalog,
             router: Arc::new(router),
             keys: KeyStore::new(&[]),
             max_body_bytes: 1024,
@@ -167,7 +168,7 @@ mod tests {
                 .app_data(web::Data::new(
                     MetricsAccess::new(&MetricsConfig::default()),
                 ))
-                .configure(crate::routes::configure),
+                .configure(crate::http::configure),
         )
         .await;
         let reply = call_service(&app, TestRequest::get().uri("/health/ready").to_request()).await;
@@ -180,7 +181,7 @@ mod tests {
     /// moment, so this is where the 503 itself is observable), and when every breaker is open.
     #[actix_web::test]
     async fn ready_answers_from_the_drain_state_and_the_breakers() {
-        let board = || Arc::new(Board::from_config(&Config::builtin().unwrap()));
+        let board = || Arc::new(crate::catalog::Catalog::new(&Config::builtin().unwrap()).board());
         let drain = Arc::new(Drain::default());
         assert_eq!(
             ready_of(board(), drain.clone()).await,

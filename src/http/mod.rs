@@ -1,11 +1,20 @@
-//! HTTP routes: thin handlers that parse, authorize, call a service and shape the reply.
+//! The HTTP edge: thin handlers that parse, authorize, call the router and shape the reply;
+//! the middleware that measures every request ([`track`]) and opens its server span
+//! ([`server_span`]); client keys ([`auth`]) and metrics tokens ([`access`]); the pages
+//! built from the metrics ([`summary`], [`docs`]); graceful drain ([`drain`]).
 
+pub mod access;
+pub mod auth;
 mod chat;
+pub mod docs;
 pub mod drain;
 mod health;
 mod metrics;
 mod models;
 pub mod overhead;
+pub mod server_span;
+pub mod summary;
+pub mod track;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,12 +22,14 @@ use std::time::Duration;
 use actix_web::{web, HttpRequest, HttpResponse, Resource, ResponseError, Route};
 use bytes::Bytes;
 
-use crate::auth::KeyStore;
+use crate::catalog::Catalog;
 use crate::errors::ApiError;
 use crate::router::Router;
+use auth::KeyStore;
 
 /// Everything a handler reads, shared by all workers.
 pub struct AppState {
+    pub catalog: Arc<Catalog>,
     pub router: Arc<Router>,
     pub keys: KeyStore,
     pub max_body_bytes: usize,
