@@ -9,32 +9,28 @@
 //! `data: {"error": {..., "code": "server_shutting_down"}}`, before the body ends — so the
 //! client learns why instead of seeing a silent cut when the connection closes.
 
-use std::future::Future;
 use std::pin::Pin;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
+use futures_util::task::AtomicWaker;
 use futures_util::Stream;
-use tokio::sync::watch;
 
 use crate::errors::ApiError;
 
 /// The drain state shared by every worker.
-#[derive(Debug)]
+///
+/// A wrapped stream costs one atomic load per poll and, when it waits, a waker registration
+/// that is a no-op while the waker stays the same; the cut wakes every stream still waiting.
+#[derive(Debug, Default)]
 pub struct Drain {
     started: OnceLock<Instant>,
-    cut: watch::Sender<bool>,
-}
-
-impl Default for Drain {
-    fn default() -> Self {
-        Self {
-            started: OnceLock::new(),
-            cut: watch::channel(false).0,
-        }
-    }
+    cut: AtomicBool,
+    /// The wakers of the wrapped streams (dead ones are pruned as new streams come).
+    waiting: Mutex<Vec<Weak<AtomicWaker>>>,
 }
 
 impl Drain {
@@ -54,22 +50,34 @@ impl Drain {
 
     /// Ends every wrapped stream (and any wrapped later) with the shutting-down event.
     pub fn cut(&self) {
-        self.cut.send_replace(true);
+        self.cut.store(true, Ordering::Release);
+        let waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+        for waker in waiting.iter().filter_map(Weak::upgrade) {
+            waker.wake();
+        }
     }
 
     /// `stream`, ended by [`Self::cut`].
-    pub fn wrap<S>(&self, stream: S) -> CutOnDrain<S> {
-        let mut cut = self.cut.subscribe();
+    pub fn wrap<S>(self: &Arc<Self>, stream: S) -> CutOnDrain<S> {
+        let waker = Arc::new(AtomicWaker::new());
+        {
+            let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+            // Amortized: prune once the list doubled since the last prune.
+            if waiting.len() == waiting.capacity() {
+                waiting.retain(|w| w.strong_count() > 0);
+            }
+            waiting.push(Arc::downgrade(&waker));
+        }
         CutOnDrain {
             inner: Some(stream),
-            cut: Box::pin(async move {
-                if cut.wait_for(|cut| *cut).await.is_err() {
-                    // The sender is gone: nobody will cut.
-                    std::future::pending::<()>().await;
-                }
-            }),
+            drain: self.clone(),
+            waker,
             tail: *b"\n\n",
         }
+    }
+
+    fn is_cut(&self) -> bool {
+        self.cut.load(Ordering::Acquire)
     }
 }
 
@@ -77,7 +85,9 @@ impl Drain {
 pub struct CutOnDrain<S> {
     /// `None` once ended (by its own end or by the cut).
     inner: Option<S>,
-    cut: Pin<Box<dyn Future<Output = ()>>>,
+    drain: Arc<Drain>,
+    /// Woken by the cut.
+    waker: Arc<AtomicWaker>,
     /// The last two bytes sent: whether the client is at an event boundary.
     tail: [u8; 2],
 }
@@ -117,7 +127,7 @@ where
         let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(None);
         };
-        if this.cut.as_mut().poll(cx).is_ready() {
+        if this.drain.is_cut() {
             this.inner = None;
             return Poll::Ready(Some(Ok(this.event())));
         }
@@ -125,6 +135,14 @@ where
         match &polled {
             Poll::Ready(Some(Ok(chunk))) => this.note(chunk),
             Poll::Ready(None) => this.inner = None,
+            Poll::Pending => {
+                // Register, then look again: a cut between the load above and here is seen.
+                this.waker.register(cx.waker());
+                if this.drain.is_cut() {
+                    this.inner = None;
+                    return Poll::Ready(Some(Ok(this.event())));
+                }
+            }
             _ => {}
         }
         polled
@@ -170,14 +188,14 @@ mod tests {
 
     #[tokio::test]
     async fn without_a_cut_the_stream_passes_unchanged() {
-        let drain = Drain::default();
+        let drain = Arc::new(Drain::default());
         let out = body(drain.wrap(chunks(&["data: {\"a\":1}\n\n", "data: [DONE]\n\n"]))).await;
         assert_eq!(out, "data: {\"a\":1}\n\ndata: [DONE]\n\n");
     }
 
     #[tokio::test]
     async fn a_cut_ends_the_stream_with_one_openai_shaped_error_event() {
-        let drain = Drain::default();
+        let drain = Arc::new(Drain::default());
         let (tx, rx) = fed();
         let mut stream = drain.wrap(rx);
         tx.send(Ok(Bytes::from_static(b"data: {\"a\":1}\n\n")))
@@ -208,7 +226,7 @@ mod tests {
             ("data: {\"a\":1}\n", "\n"),
             ("", ""),
         ] {
-            let drain = Drain::default();
+            let drain = Arc::new(Drain::default());
             let (tx, rx) = fed();
             let mut stream = drain.wrap(rx);
             if !sent.is_empty() {
@@ -227,7 +245,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_stream_wrapped_after_the_cut_ends_at_once() {
-        let drain = Drain::default();
+        let drain = Arc::new(Drain::default());
         assert!(!drain.is_draining());
         drain.start();
         assert!(drain.is_draining());

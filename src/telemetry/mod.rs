@@ -86,13 +86,16 @@ pub fn init(config: &TelemetryConfig) -> Result<(), InitError> {
         );
     // Stderr and Loki share one events-only filter: each per-layer filter looks every span up
     // on every enter and exit, so one filter for both halves that cost.
-    let logs = fmt_layer()
-        .and_then(loki_layer.unwrap_or_else(loki::LokiLayer::disabled))
-        .with_filter(log_filter(config.log_level.as_deref()).and(events_only()));
+    // The HTTP library's per-connection errors are counted and kept out of both.
+    let (filter, named) = log_filter(config.log_level.as_deref());
+    let logs = protocol_errors::Quieted::new(
+        fmt_layer().and_then(loki_layer.unwrap_or_else(loki::LokiLayer::disabled)),
+        named.actix_http,
+    )
+    .with_filter(filter.and(events_only()));
     let installed = tracing_subscriber::registry()
         .with(logs)
         .with(traces)
-        .with(protocol_errors::CountLayer::filtered())
         .try_init()
         .is_ok();
     if installed {
@@ -146,7 +149,9 @@ fn log_layer<S>(level: Option<&str>) -> impl Layer<S>
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
-    fmt_layer().with_filter(log_filter(level).and(events_only()))
+    let (filter, named) = log_filter(level);
+    protocol_errors::Quieted::new(fmt_layer(), named.actix_http)
+        .with_filter(filter.and(events_only()))
 }
 
 /// Human-readable lines on stderr. Its filter lets events only through: a span enabled for
@@ -185,9 +190,15 @@ fn spans_only() -> filter::FilterFn<fn(&tracing::Metadata<'_>) -> bool> {
         .with_max_level_hint(LevelFilter::TRACE)
 }
 
-/// The log filter: `RUST_LOG`, else `level`, else `info`; OpenTelemetry and the HTTP library's
-/// per-connection errors quieted unless named. Stderr and Loki share it.
-fn log_filter(level: Option<&str>) -> EnvFilter {
+/// Which quieted targets the configured log filter names itself.
+struct Named {
+    actix_http: bool,
+}
+
+/// The log filter: `RUST_LOG`, else `level`, else `info`; OpenTelemetry quieted and the HTTP
+/// library's per-connection errors let through to be counted, unless named. Stderr and Loki
+/// share it.
+fn log_filter(level: Option<&str>) -> (EnvFilter, Named) {
     let configured = std::env::var("RUST_LOG")
         .ok()
         .filter(|f| EnvFilter::try_new(f).is_ok())
@@ -208,7 +219,10 @@ fn log_filter(level: Option<&str>) -> EnvFilter {
             }
         }
     }
-    filter
+    let named = Named {
+        actix_http: configured.contains("actix_http"),
+    };
+    (filter, named)
 }
 
 #[cfg(test)]
@@ -221,7 +235,7 @@ mod tests {
     /// configured one (INFO here) instead of TRACE.
     #[test]
     fn combined_filters_keep_their_level_hint() {
-        let logs = super::log_filter(Some("info")).and(super::events_only());
+        let logs = super::log_filter(Some("info")).0.and(super::events_only());
         assert_eq!(
             Filter::<Registry>::max_level_hint(&logs),
             Some(LevelFilter::INFO)

@@ -3,26 +3,29 @@
 //! actix-http logs one ERROR (`stream error: ...`, target `actix_http::h1::dispatcher`) for
 //! every connection it closes on a malformed request, a reset or a read timeout — so one
 //! unauthenticated client sending garbage can write thousands of lines a second into stderr and
-//! Loki. The log filter drops those events (see [`DIRECTIVES`]; naming `actix_http` in
-//! `RUST_LOG` / `log_level` brings them back), and [`CountLayer`], a layer with its own filter,
-//! sees them first and only bumps an atomic: no formatting, no allocation, no lock. The count
-//! is exported as `gatewayz_http_protocol_errors_total`, and [`report_every`] (started by
-//! `app.rs`) logs at most one WARN line per interval with the count since the last one;
-//! [`Summary`] is that decision, pure.
+//! Loki. The log filter lets those events through at WARN and above whatever the configured
+//! level (see [`DIRECTIVES`]), and [`Quieted`], wrapped around the log layers inside their one
+//! shared filter, counts each and keeps it from stderr and Loki: no formatting, no allocation,
+//! no lock, and no per-layer filter of its own (each costs a span lookup on every enter and
+//! exit of every request span). Naming `actix_http` in `RUST_LOG` / `log_level` lets them be
+//! logged again. The count is exported as `gatewayz_http_protocol_errors_total`, and
+//! [`report_every`] (started by `app.rs`) logs at most one WARN line per interval with the count
+//! since the last one; [`Summary`] is that decision, pure.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tracing::Level;
-use tracing_subscriber::filter::Targets;
-use tracing_subscriber::layer::{Context, Filter, Layer};
+use tracing::span::{Attributes, Id, Record};
+use tracing::subscriber::Interest;
+use tracing::{Event, Level, Metadata, Subscriber};
+use tracing_subscriber::layer::{Context, Layer};
 
 /// The HTTP library's connection dispatchers: where its per-connection errors are logged.
 pub const TARGETS: [&str; 2] = ["actix_http::h1", "actix_http::h2"];
 
-/// Log-filter directives that silence [`TARGETS`] unless the configured filter names
-/// `actix_http`.
-pub const DIRECTIVES: [&str; 2] = ["actix_http::h1=off", "actix_http::h2=off"];
+/// Log-filter directives that let [`TARGETS`] through to [`Quieted`] (to be counted) whatever
+/// the configured level, unless the configured filter names `actix_http` itself.
+pub const DIRECTIVES: [&str; 2] = ["actix_http::h1=warn", "actix_http::h2=warn"];
 
 /// How often at most the summary line is logged.
 pub const SUMMARY_INTERVAL: Duration = Duration::from_secs(10);
@@ -51,50 +54,86 @@ pub fn global() -> &'static ProtocolErrors {
     &ERRORS
 }
 
-/// Counts WARN and ERROR events of [`TARGETS`] into [`global`]; ignores everything else.
-pub struct CountLayer;
+/// Whether an event is one of the HTTP library's per-connection errors.
+fn is_protocol_error(meta: &Metadata<'_>) -> bool {
+    *meta.level() <= Level::WARN && TARGETS.iter().any(|t| meta.target().starts_with(t))
+}
 
-impl CountLayer {
-    /// The layer with its own filter, so it sees these events even though the log filter
-    /// drops them.
-    pub fn filtered<S>() -> impl Layer<S>
-    where
-        S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
-    {
-        let targets = TARGETS.iter().fold(Targets::new(), |t, target| {
-            t.with_target(*target, Level::WARN)
-        });
-        Self.with_filter(EventsOf(targets))
+/// The log layers (stderr, Loki) with the HTTP library's per-connection errors counted into
+/// [`global`] and, unless `pass`, kept from them. Every other call goes to the inner layer.
+pub struct Quieted<L> {
+    inner: L,
+    pass: bool,
+}
+
+impl<L> Quieted<L> {
+    /// `pass`: log them too (the configured filter names `actix_http`).
+    pub fn new(inner: L, pass: bool) -> Self {
+        Self { inner, pass }
     }
 }
 
-impl<S: tracing::Subscriber> Layer<S> for CountLayer {
-    fn on_event(&self, _event: &tracing::Event<'_>, _ctx: Context<'_, S>) {
-        global().count();
-    }
-}
-
-/// [`Targets`], for events only (a span of these targets is not an error).
-struct EventsOf(Targets);
-
-impl<S> Filter<S> for EventsOf {
-    fn enabled(&self, meta: &tracing::Metadata<'_>, _: &Context<'_, S>) -> bool {
-        meta.is_event() && self.0.would_enable(meta.target(), meta.level())
+impl<S, L> Layer<S> for Quieted<L>
+where
+    S: Subscriber,
+    L: Layer<S>,
+{
+    fn on_register_dispatch(&self, subscriber: &tracing::Dispatch) {
+        self.inner.on_register_dispatch(subscriber);
     }
 
-    fn callsite_enabled(
-        &self,
-        meta: &'static tracing::Metadata<'static>,
-    ) -> tracing::subscriber::Interest {
-        if meta.is_event() && self.0.would_enable(meta.target(), meta.level()) {
-            tracing::subscriber::Interest::always()
-        } else {
-            tracing::subscriber::Interest::never()
+    fn on_layer(&mut self, subscriber: &mut S) {
+        self.inner.on_layer(subscriber);
+    }
+
+    fn register_callsite(&self, meta: &'static Metadata<'static>) -> Interest {
+        self.inner.register_callsite(meta)
+    }
+
+    fn enabled(&self, meta: &Metadata<'_>, cx: Context<'_, S>) -> bool {
+        self.inner.enabled(meta, cx)
+    }
+
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, cx: Context<'_, S>) {
+        self.inner.on_new_span(attrs, id, cx);
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, cx: Context<'_, S>) {
+        self.inner.on_record(id, values, cx);
+    }
+
+    fn on_follows_from(&self, span: &Id, follows: &Id, cx: Context<'_, S>) {
+        self.inner.on_follows_from(span, follows, cx);
+    }
+
+    fn event_enabled(&self, event: &Event<'_>, cx: Context<'_, S>) -> bool {
+        self.inner.event_enabled(event, cx)
+    }
+
+    fn on_event(&self, event: &Event<'_>, cx: Context<'_, S>) {
+        if is_protocol_error(event.metadata()) {
+            global().count();
+            if !self.pass {
+                return;
+            }
         }
+        self.inner.on_event(event, cx);
     }
 
-    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
-        Some(tracing::level_filters::LevelFilter::WARN)
+    fn on_enter(&self, id: &Id, cx: Context<'_, S>) {
+        self.inner.on_enter(id, cx);
+    }
+
+    fn on_exit(&self, id: &Id, cx: Context<'_, S>) {
+        self.inner.on_exit(id, cx);
+    }
+
+    fn on_close(&self, id: Id, cx: Context<'_, S>) {
+        self.inner.on_close(id, cx);
+    }
+
+    fn on_id_change(&self, old: &Id, new: &Id, cx: Context<'_, S>) {
+        self.inner.on_id_change(old, new, cx);
     }
 }
 
@@ -152,19 +191,49 @@ mod tests {
         }
     }
 
-    /// The layer counts the HTTP library's dispatcher errors and nothing else, whatever the
-    /// log filter keeps.
+    /// Collects the targets of the events it sees.
+    #[derive(Clone, Default)]
+    struct Seen(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+    impl<S: Subscriber> Layer<S> for Seen {
+        fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
+            if let Ok(mut seen) = self.0.lock() {
+                seen.push(event.metadata().target().to_owned());
+            }
+        }
+    }
+
+    fn emit() {
+        tracing::error!(target: "actix_http::h1::dispatcher", "stream error: bad request");
+        tracing::warn!(target: "actix_http::h2::dispatcher", "h2 error");
+        tracing::debug!(target: "actix_http::h1::dispatcher", "not an error");
+        tracing::error!(target: "gatewayz::app", "not the HTTP library");
+        tracing::error!(target: "actix_http_other", "not a dispatcher");
+    }
+
+    /// The dispatcher errors are counted and kept from the log layers; everything else goes
+    /// through; with `pass` they are logged too, and still counted.
     #[test]
-    fn counts_dispatcher_errors_only() {
-        let subscriber = tracing_subscriber::registry().with(CountLayer::filtered());
+    fn counts_dispatcher_errors_and_keeps_them_from_the_logs() {
+        let seen = Seen::default();
+        let subscriber = tracing_subscriber::registry().with(Quieted::new(seen.clone(), false));
         let before = global().total();
-        tracing::subscriber::with_default(subscriber, || {
-            tracing::error!(target: "actix_http::h1::dispatcher", "stream error: bad request");
-            tracing::warn!(target: "actix_http::h2::dispatcher", "h2 error");
-            tracing::debug!(target: "actix_http::h1::dispatcher", "not an error");
-            tracing::error!(target: "gatewayz::app", "not the HTTP library");
-            tracing::error!(target: "actix_http_other", "not a dispatcher");
-        });
+        tracing::subscriber::with_default(subscriber, emit);
         assert_eq!(global().total() - before, 2);
+        let logged = seen.0.lock().unwrap().clone();
+        assert_eq!(
+            logged,
+            [
+                "actix_http::h1::dispatcher",
+                "gatewayz::app",
+                "actix_http_other"
+            ]
+        );
+        let seen = Seen::default();
+        let subscriber = tracing_subscriber::registry().with(Quieted::new(seen.clone(), true));
+        let before = global().total();
+        tracing::subscriber::with_default(subscriber, emit);
+        assert_eq!(global().total() - before, 2);
+        assert_eq!(seen.0.lock().unwrap().len(), 5);
     }
 }
