@@ -5,13 +5,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
-#[path = "support/loki.rs"]
-mod loki;
 
 use std::time::Duration;
 
+use common::loki::{LokiReceiver, Mode};
 use common::otlp::{Receiver, KIND_CLIENT, KIND_SERVER};
-use loki::{LokiReceiver, Mode};
 
 #[test]
 fn a_requests_log_lines_carry_its_trace_id() {

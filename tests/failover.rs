@@ -49,7 +49,7 @@ fn failing_upstream(mode: &str) -> Process {
 
 #[test]
 fn refused_port_fails_over() {
-    let dead = format!("http://{}/v1", common::refused_addr());
+    let dead = format!("http://{}/v1", common::free_addr());
     fails_over_json(&dead, "");
 }
 

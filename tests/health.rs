@@ -93,7 +93,7 @@ providers = ["down"]
 [metrics]
 tokens = [{{ token = "{PROVIDERS_TOKEN}", categories = ["providers"] }}]
 "#,
-        common::refused_addr()
+        common::free_addr()
     ));
     let (status, body) = ready(&gw);
     assert_eq!((status, &body["status"]), (200, &"ready".into()), "{body}");

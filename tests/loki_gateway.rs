@@ -4,12 +4,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
-#[path = "support/loki.rs"]
-mod loki;
 
 use std::time::{Duration, Instant};
 
-use loki::{down_url, Entry, LokiReceiver, Mode};
+use common::loki::{Entry, LokiReceiver, Mode};
 
 fn config(loki_url: &str, extra: &str) -> String {
     format!(
@@ -101,7 +99,7 @@ fn records_emitted_just_before_sigterm_all_arrive() {
 #[test]
 fn with_loki_down_the_process_exits_within_the_deadline_and_counts_the_rest() {
     for (name, url, _receiver) in [
-        ("down", down_url(), None),
+        ("down", format!("http://{}", common::free_addr()), None),
         (
             "stalled",
             String::new(),
@@ -134,7 +132,7 @@ timeout = "1h""#,
 
 #[test]
 fn starts_and_serves_while_loki_is_unreachable() {
-    let mut gw = common::gateway(&config(&down_url(), ""));
+    let mut gw = common::gateway(&config(&format!("http://{}", common::free_addr()), ""));
     let started = Instant::now();
     chat(&gw, &common::client(), "first");
     assert!(started.elapsed() < Duration::from_secs(2));

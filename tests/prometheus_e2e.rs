@@ -9,7 +9,6 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -31,14 +30,6 @@ impl Drop for Prometheus {
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The shipped scrape config, pointed at `target`, scraping every second.
@@ -66,7 +57,7 @@ fn start_prometheus(config: &str) -> Prometheus {
     let dir = tempfile::tempdir().unwrap();
     let config_path = dir.path().join("prometheus.yml");
     std::fs::write(&config_path, config).unwrap();
-    let port = free_port();
+    let port = common::free_addr().port();
     let child = Command::new("prometheus")
         .arg(format!("--config.file={}", config_path.display()))
         .arg(format!(

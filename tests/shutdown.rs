@@ -5,13 +5,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
-#[path = "support/loki.rs"]
-mod loki;
 
 use std::io::Read;
 use std::time::{Duration, Instant};
 
-use loki::{LokiReceiver, Mode};
+use common::loki::{LokiReceiver, Mode};
 
 #[test]
 fn sighup_is_logged_and_the_gateway_keeps_serving() {

@@ -200,10 +200,8 @@ fn a_stream_records_time_to_first_chunk_and_usage() {
 
 #[test]
 fn a_dead_collector_costs_requests_nothing_and_is_reported_once() {
-    // A port that refuses connections: bound, then closed.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = dead.local_addr().unwrap();
-    drop(dead);
+    // A port that refuses connections.
+    let addr = common::free_addr();
     let upstream = common::mock_upstream(&[]);
     let mut config = common::openai_provider("up0", &upstream, "");
     config.push_str(&format!(

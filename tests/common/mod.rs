@@ -1,8 +1,15 @@
-//! Shared support for black-box tests: start the real `gatewayz` binary (gateway or
-//! mock-upstream) on a random loopback port, find the address it logged, stop it on drop.
+//! The one shared module of the black-box tests. This file starts the real `gatewayz` binary
+//! (gateway or mock-upstream) on a random loopback port, finds the address it logged and stops
+//! it on drop, and holds the request, configuration and polling helpers every test file uses;
+//! [`scrape`] reads `/metrics`, [`otlp`] and [`loki`] are protocol-faithful receivers, and
+//! [`inproc`] runs the gateway inside the test process. Each test binary uses a subset, hence
+//! `dead_code` allowed.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod inproc;
+pub mod loki;
 pub mod otlp;
+pub mod scrape;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
@@ -235,8 +242,9 @@ pub fn wait_until(limit: Duration, what: &str, mut condition: impl FnMut() -> bo
     }
 }
 
-/// A loopback address where nothing listens (a port just bound and released).
-pub fn refused_addr() -> SocketAddr {
+/// A loopback address nothing listens on (a port just bound and released): a target that
+/// refuses connections, or a port to hand to a server that cannot be started on port 0.
+pub fn free_addr() -> SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     listener.local_addr().expect("addr")
 }
@@ -324,5 +332,3 @@ pub fn assemble(events: &[String]) -> (String, Option<serde_json::Value>) {
     }
     (text, usage)
 }
-
-pub mod scrape;

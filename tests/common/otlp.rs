@@ -2,7 +2,6 @@
 //! `POST /v1/traces`) or OTLP/gRPC (`TraceService/Export`), on 127.0.0.1 port 0, decoding
 //! real `ExportTraceServiceRequest`s with `opentelemetry-proto` and keeping the spans for
 //! assertions. Tests poll it with a deadline ([`Receiver::wait_for`]), never sleep-and-hope.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};

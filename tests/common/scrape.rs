@@ -1,6 +1,5 @@
 //! Scraping `/metrics` in black-box tests: parse the text format into series → value, and
 //! poll a condition with a deadline instead of sleeping and hoping.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
 use std::io::Write;

@@ -1,9 +1,8 @@
 //! Runs the gateway in this test process (so the test owns the global subscriber and can
 //! flood it), on a free loopback port, until the process ends.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::{SocketAddr, TcpListener};
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
+use std::time::Duration;
 
 use gatewayz::config::Config;
 use gatewayz::telemetry::loki::LokiHandle;
@@ -12,21 +11,14 @@ use gatewayz::telemetry::loki::LokiHandle;
 /// `/health` answers.
 pub fn start_gateway(config: &str, loki: LokiHandle) -> SocketAddr {
     let config = Config::from_toml(config, "test", &|_| None).unwrap();
-    let addr = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let addr = super::free_addr();
     std::thread::spawn(move || gatewayz::app::run_with(config, Some(addr), Some(loki)));
-    gatewayz::install_crypto_provider();
-    let client = reqwest::blocking::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while client.get(format!("http://{addr}/health")).send().is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "the in-process gateway did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let client = super::client();
+    super::wait_until(
+        Duration::from_secs(30),
+        "the in-process gateway to start",
+        || client.get(format!("http://{addr}/health")).send().is_ok(),
+    );
     addr
 }
 
