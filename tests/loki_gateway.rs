@@ -53,15 +53,13 @@ fn request_ids(entries: &[Entry]) -> Vec<String> {
 /// The `key=N` figure of the shipper's closing line on stderr.
 fn report_figure(gw: &common::Process, key: &str) -> u64 {
     // The stderr reader thread may still be catching up with the exited process.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !gw.log_text().contains("loki shipper stopped") && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let log = gw.log_text();
-    let line = log
-        .lines()
-        .find(|l| l.contains("loki shipper stopped"))
-        .unwrap_or_else(|| panic!("no closing report in:\n{log}"));
+    let line = common::poll(Duration::from_secs(10), || {
+        gw.log_text()
+            .lines()
+            .find(|l| l.contains("loki shipper stopped"))
+            .map(str::to_owned)
+    })
+    .unwrap_or_else(|| panic!("no closing report in:\n{}", gw.log_text()));
     line.split_whitespace()
         .find_map(|w| w.strip_prefix(&format!("{key}=")))
         .and_then(|n| n.parse().ok())

@@ -9,7 +9,7 @@ mod common;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::loki::{LokiReceiver, Mode};
 use gatewayz::config::LokiConfig;
@@ -71,15 +71,15 @@ fn a_stalled_loki_costs_the_emitter_and_the_gateway_nothing() {
     assert!(receiver.pushes().len() <= 1, "one push in flight, stalled");
 
     // Every event is in exactly one place: shipped (none), dropped, or still held.
-    let deadline = Instant::now() + Duration::from_secs(30);
     let accounted = || {
         stats.shipped.load(Ordering::Relaxed)
             + stats.dropped_full.load(Ordering::Relaxed)
             + u64::try_from(stats.queue_depth()).unwrap()
     };
-    while accounted() != seen.load(Ordering::Relaxed) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    // Wait for the figures to settle, then check them.
+    common::poll(Duration::from_secs(30), || {
+        (accounted() == seen.load(Ordering::Relaxed)).then_some(())
+    });
     let seen = seen.load(Ordering::Relaxed);
     assert_eq!(accounted(), seen, "answered {answered} requests meanwhile");
     assert!(seen >= EVENTS + 20);

@@ -166,22 +166,15 @@ fn categories_summary_docs_and_access() {
         .sum();
 
     // Streams record their outcome when they end; wait until all six are counted.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let all = loop {
+    let all = common::poll(std::time::Duration::from_secs(10), || {
         let all = parse(
             &get(&gw, "/prometheus/metrics/all", Some(ALL_TOKEN))
                 .text()
                 .unwrap(),
         );
-        if sum(&all, "model_inference_requests_total", "") >= 6.0 {
-            break all;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "completions not counted"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
+        (sum(&all, "model_inference_requests_total", "") >= 6.0).then_some(all)
+    })
+    .expect("completions not counted");
 
     // Categories: exactly their families, and together everything.
     let mut union = BTreeSet::new();

@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A running `gatewayz` process.
 pub struct Process {
@@ -58,14 +58,7 @@ impl Process {
     /// Sends SIGTERM and waits (at most `limit`) for the exit status.
     pub fn terminate(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
         self.signal("TERM");
-        let deadline = std::time::Instant::now() + limit;
-        while std::time::Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
+        poll(limit, || self.child.try_wait().ok().flatten())
     }
 }
 
@@ -233,12 +226,30 @@ pub fn mock_stats(upstream: &Process) -> serde_json::Value {
         .expect("mock stats JSON")
 }
 
-/// Polls `condition` every 10 ms until it holds; panics with `what` after `limit`.
+/// How often [`poll`] asks again.
+const POLL_EVERY: Duration = Duration::from_millis(20);
+
+/// The polling loop of the tests: asks `check` until it returns `Some` (that value), or gives
+/// `None` once `limit` has passed; asks at least once. A wait is a condition polled with a
+/// deadline, never a sleep that hopes. (Two waits live elsewhere: the Loki receiver's condvar,
+/// as `loki.rs` stays self-contained for `benches/loki.rs`, and `loki_shipping`'s async one.)
+pub fn poll<T>(limit: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = check() {
+            return Some(value);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(POLL_EVERY);
+    }
+}
+
+/// Polls `condition` until it holds; panics with `what` after `limit`.
 pub fn wait_until(limit: Duration, what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + limit;
-    while !condition() {
-        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
-        std::thread::sleep(Duration::from_millis(10));
+    if poll(limit, || condition().then_some(())).is_none() {
+        panic!("timed out: {what}");
     }
 }
 
@@ -281,18 +292,11 @@ pub fn run_to_exit(args: &[&str], envs: &[(&str, &str)], limit: Duration) -> Exi
     };
     let stdout = read(child.stdout.take().map(|p| Box::new(p) as _));
     let stderr = read(child.stderr.take().map(|p| Box::new(p) as _));
-    let deadline = std::time::Instant::now() + limit;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("gatewayz {args:?} did not exit within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let status = poll(limit, || child.try_wait().expect("wait")).unwrap_or_else(|| {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("gatewayz {args:?} did not exit within {limit:?}");
+    });
     Exited {
         status,
         stdout: stdout.join().expect("stdout"),

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::Process;
 
@@ -46,26 +46,23 @@ pub fn until<T>(
     what: &str,
     check: impl Fn(&Series) -> Option<T>,
 ) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        let series = scrape(gw);
-        if let Some(v) = check(&series) {
-            return v;
-        }
-        if Instant::now() > deadline {
-            let shown: Vec<_> = series
-                .iter()
-                .filter(|(k, _)| !k.contains("_bucket"))
-                .map(|(k, v)| format!("{k} {v}"))
-                .collect();
-            panic!(
-                "timed out waiting for {what}; last scrape:\n{}\nlog:\n{}",
-                shown.join("\n"),
-                gw.log_text()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
+    let mut last = Series::new();
+    super::poll(limit, || {
+        last = scrape(gw);
+        check(&last)
+    })
+    .unwrap_or_else(|| {
+        let shown: Vec<_> = last
+            .iter()
+            .filter(|(k, _)| !k.contains("_bucket"))
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        panic!(
+            "timed out waiting for {what}; last scrape:\n{}\nlog:\n{}",
+            shown.join("\n"),
+            gw.log_text()
+        );
+    })
 }
 
 /// The value of one series, if present.
