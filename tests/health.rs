@@ -30,13 +30,8 @@ tokens = [
   {{ token = "{ALL_TOKEN}", categories = ["all"] }},
   {{ token = "{BUSINESS_TOKEN}", categories = ["business"] }},
 ]
-
-[providers.mock-a]
-kind = "mock"
-
-[models.mock-gpt]
-providers = ["mock-a"]
-"#
+{}"#,
+        common::MOCK_CONFIG
     ));
     for path in ["/health/providers", "/health/anomalies"] {
         let reply = common::client().get(gw.url(path)).send().unwrap();
@@ -134,12 +129,9 @@ providers = ["up"]
     ));
     // A stream in flight keeps the drain going: 100 chunks, 200 ms apart.
     let body = common::chat_body("slow", &vec!["word"; 100].join(" "), true);
-    let url = gw.url("/v1/chat/completions");
+    let addr = gw.addr;
     let reader = std::thread::spawn(move || {
-        let reply = common::client()
-            .post(url)
-            .header("content-type", "application/json")
-            .body(body)
+        let reply = common::chat_request(&common::client(), addr, body)
             .send()
             .unwrap();
         reply.text().unwrap_or_default()

@@ -8,19 +8,14 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::loki::{Entry, LokiReceiver, Mode};
+use common::{chat_with_id, MOCK_CONFIG};
 
 fn config(loki_url: &str, extra: &str) -> String {
     format!(
         r#"
 [server]
 shutdown_timeout = "1s"
-
-[providers.mock-a]
-kind = "mock"
-
-[models.mock-gpt]
-providers = ["mock-a"]
-
+{MOCK_CONFIG}
 [telemetry.loki]
 url = "{loki_url}"
 labels = {{ service = "gatewayz", env = "test" }}
@@ -30,17 +25,6 @@ max_tries = 1000
 {extra}
 "#
     )
-}
-
-fn chat(gw: &common::Process, client: &reqwest::blocking::Client, id: &str) {
-    let reply = client
-        .post(gw.url("/v1/chat/completions"))
-        .header("content-type", "application/json")
-        .header("x-request-id", id)
-        .body(common::chat_body("mock-gpt", "hi", false))
-        .send()
-        .unwrap();
-    assert_eq!(reply.status(), 200);
 }
 
 fn request_ids(entries: &[Entry]) -> Vec<String> {
@@ -74,7 +58,7 @@ fn records_emitted_just_before_sigterm_all_arrive() {
     let client = common::client();
     let ids: Vec<String> = (0..20).map(|i| format!("before-term-{i}")).collect();
     for id in &ids {
-        chat(&gw, &client, id);
+        assert_eq!(chat_with_id(&client, gw.addr, id), 200);
     }
     assert!(receiver.pushes().is_empty());
     let status = gw.terminate(Duration::from_secs(20)).expect("exits");
@@ -113,7 +97,7 @@ timeout = "1h""#,
         ));
         let client = common::client();
         for i in 0..10 {
-            chat(&gw, &client, &format!("{name}-{i}"));
+            assert_eq!(chat_with_id(&client, gw.addr, &format!("{name}-{i}")), 200);
         }
         let started = Instant::now();
         let status = gw.terminate(Duration::from_secs(20)).expect("exits");
@@ -132,7 +116,7 @@ timeout = "1h""#,
 fn starts_and_serves_while_loki_is_unreachable() {
     let mut gw = common::gateway(&config(&format!("http://{}", common::free_addr()), ""));
     let started = Instant::now();
-    chat(&gw, &common::client(), "first");
+    assert_eq!(chat_with_id(&common::client(), gw.addr, "first"), 200);
     assert!(started.elapsed() < Duration::from_secs(2));
     assert!(gw.terminate(Duration::from_secs(20)).is_some());
 }
@@ -148,18 +132,11 @@ batch_max_records = 16"#,
     ));
     let threads: Vec<_> = (0..8)
         .map(|t| {
-            let url = gw.url("/v1/chat/completions");
+            let addr = gw.addr;
             std::thread::spawn(move || {
                 let client = common::client();
                 for i in 0..25 {
-                    let reply = client
-                        .post(&url)
-                        .header("content-type", "application/json")
-                        .header("x-request-id", format!("load-{t}-{i}"))
-                        .body(common::chat_body("mock-gpt", "hi", false))
-                        .send()
-                        .unwrap();
-                    assert_eq!(reply.status(), 200);
+                    assert_eq!(chat_with_id(&client, addr, &format!("load-{t}-{i}")), 200);
                 }
             })
         })
@@ -213,19 +190,20 @@ batch_max_records = 16"#,
 fn access_lines_carry_the_request_trace_id() {
     let receiver = LokiReceiver::start(Mode::Status(204));
     let mut gw = common::gateway(&config(&receiver.url(), r#"flush_interval = "10ms""#));
-    let reply = common::client()
-        .post(gw.url("/v1/chat/completions"))
-        .header("content-type", "application/json")
-        .header("x-request-id", "traced")
-        .header(
-            "traceparent",
-            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-        )
-        .body(common::chat_body("mock-gpt", "hi", false))
-        .send()
-        .unwrap();
+    let reply = common::chat_request(
+        &common::client(),
+        gw.addr,
+        common::chat_body("mock-gpt", "hi", false),
+    )
+    .header("x-request-id", "traced")
+    .header(
+        "traceparent",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    )
+    .send()
+    .unwrap();
     assert_eq!(reply.status(), 200);
-    chat(&gw, &common::client(), "untraced");
+    assert_eq!(chat_with_id(&common::client(), gw.addr, "untraced"), 200);
     assert!(receiver.wait_until(Duration::from_secs(30), |a| request_ids(a).len() == 2));
     let accepted = receiver.accepted();
     let line = |id: &str| {

@@ -50,8 +50,8 @@ providers = ["dead", "mock-a"]
         common::free_addr()
     );
     let addr = common::inproc::start_gateway(&gateway_config, handle);
-    let client = reqwest::blocking::Client::new();
-    assert_eq!(common::inproc::chat(&client, addr, "it-1"), 200);
+    let client = common::client();
+    assert_eq!(common::chat_with_id(&client, addr, "it-1"), 200);
 
     let (trace_a, trace_b) = (
         tracing::info_span!("job", kind = "a"),

@@ -49,9 +49,9 @@ fn a_stalled_loki_costs_the_emitter_and_the_gateway_nothing() {
         .with(layer)
         .with(Counting(seen.clone()))
         .init();
-    let addr = common::inproc::start_gateway(common::inproc::MOCK_CONFIG, handle);
-    let client = reqwest::blocking::Client::new();
-    assert_eq!(common::inproc::chat(&client, addr, "before"), 200);
+    let addr = common::inproc::start_gateway(common::MOCK_CONFIG, handle);
+    let client = common::client();
+    assert_eq!(common::chat_with_id(&client, addr, "before"), 200);
 
     let flood = std::thread::spawn(|| {
         for i in 0..EVENTS {
@@ -61,12 +61,12 @@ fn a_stalled_loki_costs_the_emitter_and_the_gateway_nothing() {
     // The gateway answers while the flood runs and after it.
     let mut answered = 0;
     while !flood.is_finished() {
-        assert_eq!(common::inproc::chat(&client, addr, "during"), 200);
+        assert_eq!(common::chat_with_id(&client, addr, "during"), 200);
         answered += 1;
     }
     flood.join().unwrap();
     for _ in 0..20 {
-        assert_eq!(common::inproc::chat(&client, addr, "after"), 200);
+        assert_eq!(common::chat_with_id(&client, addr, "after"), 200);
     }
     assert!(receiver.pushes().len() <= 1, "one push in flight, stalled");
 

@@ -23,11 +23,8 @@ fn http() -> reqwest::blocking::Client {
 }
 
 fn chat(gw: &Process, model: &str, prompt: &str) -> (u16, Value) {
-    let reply = http()
-        .post(gw.url("/v1/chat/completions"))
+    let reply = common::chat_request(&http(), gw.addr, chat_body(model, prompt, false))
         .header("authorization", KEY)
-        .header("content-type", "application/json")
-        .body(chat_body(model, prompt, false))
         .send()
         .unwrap();
     let status = reply.status().as_u16();

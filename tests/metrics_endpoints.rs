@@ -121,14 +121,13 @@ fn categories_summary_docs_and_access() {
         ("alpha", "five six"),
         ("beta", "seven eight nine ten"),
     ] {
-        let reply: Value = client
-            .post(gw.url("/v1/chat/completions"))
-            .bearer_auth("team-key-123456")
-            .body(common::chat_body(model, prompt, false))
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
+        let reply: Value =
+            common::chat_request(&client, gw.addr, common::chat_body(model, prompt, false))
+                .bearer_auth("team-key-123456")
+                .send()
+                .unwrap()
+                .json()
+                .unwrap();
         record(model, &reply["usage"]);
     }
     for prompt in ["streamed words here", "and more"] {
@@ -136,10 +135,8 @@ fn categories_summary_docs_and_access() {
             "model": "beta", "stream": true, "stream_options": {"include_usage": true},
             "messages": [{"role": "user", "content": prompt}],
         });
-        let text = client
-            .post(gw.url("/v1/chat/completions"))
+        let text = common::chat_request(&client, gw.addr, body.to_string())
             .bearer_auth("team-key-123456")
-            .body(body.to_string())
             .send()
             .unwrap()
             .text()

@@ -155,26 +155,23 @@ trial_expires = "2099-01-01T00:00:00Z"
     let client = common::client();
     for i in 0..12 {
         for model in ["fragile", "steady"] {
-            let reply = client
-                .post(gateway.url("/v1/chat/completions"))
+            let body = common::chat_body(model, &format!("question {i} about metrics"), i % 3 == 0);
+            let reply = common::chat_request(&client, gateway.addr, body)
                 .bearer_auth("team-key-123456")
-                .body(common::chat_body(
-                    model,
-                    &format!("question {i} about metrics"),
-                    i % 3 == 0,
-                ))
                 .send()
                 .unwrap();
             assert_eq!(reply.status(), 200, "{model}: {}", reply.text().unwrap());
             let _ = reply.bytes().unwrap();
         }
     }
-    let missing = client
-        .post(gateway.url("/v1/chat/completions"))
-        .bearer_auth("team-key-123456")
-        .body(common::chat_body("no-such-model", "x", false))
-        .send()
-        .unwrap();
+    let missing = common::chat_request(
+        &client,
+        gateway.addr,
+        common::chat_body("no-such-model", "x", false),
+    )
+    .bearer_auth("team-key-123456")
+    .send()
+    .unwrap();
     assert_eq!(missing.status(), 404);
 
     // Wait until Prometheus has scraped the final state at least twice per job.

@@ -62,12 +62,9 @@ flush_interval = "10ms"
     ));
     let prompt = vec!["word"; 100].join(" ");
     let body = common::chat_body("slow", &prompt, true);
-    let url = gw.url("/v1/chat/completions");
+    let addr = gw.addr;
     let reader = std::thread::spawn(move || {
-        let mut reply = common::client()
-            .post(url)
-            .header("content-type", "application/json")
-            .body(body)
+        let mut reply = common::chat_request(&common::client(), addr, body)
             .send()
             .unwrap();
         assert_eq!(reply.status(), 200);

@@ -38,11 +38,9 @@ fn gateway(otlp: &str, upstreams: &[&Process]) -> Process {
 
 /// Sends a chat completion with the caller's `traceparent`; returns the response.
 fn chat(gw: &Process, prompt: &str, stream: bool) -> reqwest::blocking::Response {
-    let reply = common::client()
-        .post(gw.url("/v1/chat/completions"))
-        .header("content-type", "application/json")
+    let body = common::chat_body("gpt-test", prompt, stream);
+    let reply = common::chat_request(&common::client(), gw.addr, body)
         .header("traceparent", format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01"))
-        .body(common::chat_body("gpt-test", prompt, stream))
         .send()
         .unwrap();
     assert_eq!(reply.status(), 200);

@@ -21,26 +21,3 @@ pub fn start_gateway(config: &str, loki: LokiHandle) -> SocketAddr {
     );
     addr
 }
-
-pub const MOCK_CONFIG: &str = r#"
-[providers.mock-a]
-kind = "mock"
-
-[models.mock-gpt]
-providers = ["mock-a"]
-"#;
-
-/// A chat completion; returns the status.
-pub fn chat(client: &reqwest::blocking::Client, addr: SocketAddr, id: &str) -> u16 {
-    client
-        .post(format!("http://{addr}/v1/chat/completions"))
-        .header("content-type", "application/json")
-        .header("x-request-id", id)
-        .body(
-            serde_json::json!({"model": "mock-gpt", "messages": [{"role": "user", "content": "hi"}]})
-                .to_string(),
-        )
-        .send()
-        .map(|r| r.status().as_u16())
-        .unwrap_or(0)
-}

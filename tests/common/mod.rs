@@ -175,16 +175,45 @@ pub fn chat_body(model: &str, prompt: &str, stream: bool) -> String {
     .to_string()
 }
 
+/// The one chat completion request: `POST /v1/chat/completions` of a JSON `body` to the
+/// gateway at `addr` (a [`Process`]'s or an [`inproc`] one's), for the caller to add headers
+/// to and send.
+pub fn chat_request(
+    client: &reqwest::blocking::Client,
+    addr: SocketAddr,
+    body: impl Into<reqwest::blocking::Body>,
+) -> reqwest::blocking::RequestBuilder {
+    client
+        .post(format!("http://{addr}/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .body(body)
+}
+
 /// POSTs a chat completion body to the gateway, with `key` as bearer token when given.
 pub fn post_chat(gw: &Process, body: &str, key: Option<&str>) -> reqwest::blocking::Response {
-    let mut request = client()
-        .post(gw.url("/v1/chat/completions"))
-        .header("content-type", "application/json")
-        .body(body.to_owned());
+    let mut request = chat_request(&client(), gw.addr, body.to_owned());
     if let Some(key) = key {
         request = request.bearer_auth(key);
     }
     request.send().expect("send chat request")
+}
+
+/// A model `mock-gpt` served by the built-in mock provider `mock-a`.
+pub const MOCK_CONFIG: &str = r#"
+[providers.mock-a]
+kind = "mock"
+
+[models.mock-gpt]
+providers = ["mock-a"]
+"#;
+
+/// A chat completion on `mock-gpt` ([`MOCK_CONFIG`]) carrying `x-request-id: id`; the status,
+/// 0 when no answer came.
+pub fn chat_with_id(client: &reqwest::blocking::Client, addr: SocketAddr, id: &str) -> u16 {
+    chat_request(client, addr, chat_body("mock-gpt", "hi", false))
+        .header("x-request-id", id)
+        .send()
+        .map_or(0, |r| r.status().as_u16())
 }
 
 /// Asserts an OpenAI-shaped error `{"error": {"message", "type", "code"}}` with `status` and
