@@ -15,7 +15,7 @@ use common::otlp::{Receiver, KIND_CLIENT, KIND_SERVER};
 fn a_requests_log_lines_carry_its_trace_id() {
     let collector = Receiver::http();
     let logs = LokiReceiver::start(Mode::Status(204));
-    let failing = common::mock_upstream(&["--fail-rate", "1", "--fail-mode", "status"]);
+    let failing = common::failing_upstream("status");
     let healthy = common::mock_upstream(&[]);
     let config = format!(
         r#"

@@ -37,16 +37,8 @@ output_price_per_1m = 10.0
 providers = ["local"]
 input_price_per_1m = 0.4
 output_price_per_1m = 1.6
-
-[[keys]]
-name = "team"
-key = "team-key-123456"
-
-[[keys]]
-name = "trial"
-key = "trial-key-123456"
-trial_expires = "2099-01-01T00:00:00Z"
-"#,
+{keys}"#,
+        keys = common::TEAM_AND_TRIAL_KEYS,
         provider = common::openai_provider("up", upstream, ""),
     )
 }
@@ -123,7 +115,7 @@ fn categories_summary_docs_and_access() {
     ] {
         let reply: Value =
             common::chat_request(&client, gw.addr, common::chat_body(model, prompt, false))
-                .bearer_auth("team-key-123456")
+                .bearer_auth(common::TEAM_KEY)
                 .send()
                 .unwrap()
                 .json()
@@ -136,7 +128,7 @@ fn categories_summary_docs_and_access() {
             "messages": [{"role": "user", "content": prompt}],
         });
         let text = common::chat_request(&client, gw.addr, body.to_string())
-            .bearer_auth("team-key-123456")
+            .bearer_auth(common::TEAM_KEY)
             .send()
             .unwrap()
             .text()

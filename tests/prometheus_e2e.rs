@@ -114,7 +114,7 @@ fn substitute(expr: &str) -> String {
 #[test]
 fn every_dashboard_query_runs_against_a_real_prometheus() {
     let good = common::mock_upstream(&["--latency", "2ms", "--chunk-delay", "1ms"]);
-    let bad = common::mock_upstream(&["--fail-rate", "1", "--fail-mode", "status"]);
+    let bad = common::failing_upstream("status");
     let config = format!(
         r#"
 [metrics]
@@ -131,16 +131,8 @@ output_price_per_1m = 15.0
 providers = ["good"]
 input_price_per_1m = 0.5
 output_price_per_1m = 1.5
-
-[[keys]]
-name = "team"
-key = "team-key-123456"
-
-[[keys]]
-name = "trial"
-key = "trial-key-123456"
-trial_expires = "2099-01-01T00:00:00Z"
-"#,
+{keys}"#,
+        keys = common::TEAM_AND_TRIAL_KEYS,
         good_provider = common::openai_provider("good", &good, ""),
         bad_provider = common::openai_provider("bad", &bad, ""),
     );
@@ -157,7 +149,7 @@ trial_expires = "2099-01-01T00:00:00Z"
         for model in ["fragile", "steady"] {
             let body = common::chat_body(model, &format!("question {i} about metrics"), i % 3 == 0);
             let reply = common::chat_request(&client, gateway.addr, body)
-                .bearer_auth("team-key-123456")
+                .bearer_auth(common::TEAM_KEY)
                 .send()
                 .unwrap();
             assert_eq!(reply.status(), 200, "{model}: {}", reply.text().unwrap());
@@ -169,7 +161,7 @@ trial_expires = "2099-01-01T00:00:00Z"
         gateway.addr,
         common::chat_body("no-such-model", "x", false),
     )
-    .bearer_auth("team-key-123456")
+    .bearer_auth(common::TEAM_KEY)
     .send()
     .unwrap();
     assert_eq!(missing.status(), 404);

@@ -12,8 +12,8 @@ mod common;
 use std::time::Duration;
 
 use common::scrape::{get, scrape, until, Series};
-use common::{assert_openai_error, chat_body, mock_stats, mock_upstream, openai_provider};
-use common::{post_chat, Process};
+use common::{assert_openai_error, chat_body, failing_upstream, failover_gateway, mock_stats};
+use common::{mock_upstream, model, openai_provider, post_chat, Process, MOCK_CONFIG};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -22,19 +22,9 @@ const WAIT: Duration = Duration::from_secs(20);
 const BREAKER: &str = "[breaker]\nconsecutive_failures = 3\nmin_requests = 1000\n\
                        cool_down = \"60s\"\n";
 
-fn model(id: &str, providers: &[&str]) -> String {
-    format!("[models.{id}]\nproviders = {providers:?}\n")
-}
-
-/// Gateway with `m-bad` = [bad] and `m` = [bad, good].
-fn gateway(bad: &Process, bad_extra: &str, good: &Process, extra: &str) -> Process {
-    common::gateway(&format!(
-        "{BREAKER}{extra}{}{}{}{}",
-        openai_provider("bad", bad, bad_extra),
-        openai_provider("good", good, ""),
-        model("m-bad", &["bad"]),
-        model("m", &["bad", "good"]),
-    ))
+/// Gateway with `m-bad` = [bad] and `m` = [bad, good], and [`BREAKER`].
+fn gateway(bad: &Process, bad_extra: &str, good: &Process) -> Process {
+    failover_gateway(&bad.url("/v1"), bad_extra, good, BREAKER)
 }
 
 fn series(s: &Series, name: &str, labels: &str) -> f64 {
@@ -81,9 +71,9 @@ fn assert_complete(events: &[String]) {
 /// to the healthy provider. Each broken stream is one failure with its reason, one failed
 /// request, and an SSE error event for its client.
 fn broken_streams_open_the_breaker(mode: &str, bad_extra: &str, outcome: &str, reason: &str) {
-    let bad = mock_upstream(&["--fail-rate", "1", "--fail-mode", mode]);
+    let bad = failing_upstream(mode);
     let good = mock_upstream(&[]);
-    let gw = gateway(&bad, bad_extra, &good, "");
+    let gw = gateway(&bad, bad_extra, &good);
     for _ in 0..3 {
         assert_broken(&stream(&gw, "m-bad"));
     }
@@ -150,9 +140,9 @@ fn streams_idle_past_their_timeout_open_the_breaker() {
 /// stream comes whole from the next provider.
 #[test]
 fn a_malformed_stream_before_content_fails_over() {
-    let bad = mock_upstream(&["--fail-rate", "1", "--fail-mode", "malformed"]);
+    let bad = failing_upstream("malformed");
     let good = mock_upstream(&[]);
-    let gw = gateway(&bad, "", &good, "");
+    let gw = gateway(&bad, "", &good);
     let events = stream(&gw, "m");
     assert_complete(&events);
     assert!(!events.iter().any(|e| e.contains("not json")), "{events:?}");
@@ -185,7 +175,7 @@ fn a_malformed_stream_before_content_fails_over() {
 fn refused_provider_credentials_fail_over_and_are_the_provider_s_fault() {
     let bad = mock_upstream(&["--api-key", "the-upstream-wants-this"]);
     let good = mock_upstream(&[]);
-    let gw = gateway(&bad, "api_key = \"wrong-secret-value\"", &good, "");
+    let gw = gateway(&bad, "api_key = \"wrong-secret-value\"", &good);
     let reply = post_chat(&gw, &chat_body("m", "hello", false), None);
     assert_eq!(reply.status(), 200);
     for _ in 0..2 {
@@ -228,7 +218,7 @@ fn rate_limits_are_not_outages() {
         "30",
     ]);
     let good = mock_upstream(&[]);
-    let gw = gateway(&limited, "", &good, "");
+    let gw = gateway(&limited, "", &good);
     for i in 0..6 {
         let reply = post_chat(&gw, &chat_body("m-bad", "hello", false), None);
         let retry_after: u64 = reply.headers()["retry-after"]
@@ -279,11 +269,16 @@ fn rate_limits_are_not_outages() {
 /// clients read, which successful answers carry too.
 #[test]
 fn the_per_key_limit_says_when_to_retry() {
-    let gw = common::gateway(
-        "[providers.p]\nkind = \"mock\"\n[models.m]\nproviders = [\"p\"]\n\
-         [[keys]]\nname = \"app\"\nkey = \"test-key-0001\"\nrate_limit_rpm = 2\n",
-    );
-    let send = || post_chat(&gw, &chat_body("m", "hi", false), Some("test-key-0001"));
+    let gw = common::gateway(&format!(
+        "{MOCK_CONFIG}[[keys]]\nname = \"app\"\nkey = \"test-key-0001\"\nrate_limit_rpm = 2\n"
+    ));
+    let send = || {
+        post_chat(
+            &gw,
+            &chat_body("mock-gpt", "hi", false),
+            Some("test-key-0001"),
+        )
+    };
     let header = |r: &reqwest::blocking::Response, name: &str| {
         r.headers()[name].to_str().unwrap().to_owned()
     };
@@ -304,7 +299,7 @@ fn the_per_key_limit_says_when_to_retry() {
 #[test]
 fn every_request_end_is_counted_once() {
     let failing = mock_upstream(&["--fail-rate", "1"]);
-    let hanging = mock_upstream(&["--fail-rate", "1", "--fail-mode", "hang"]);
+    let hanging = failing_upstream("hang");
     let gw = common::gateway(&format!(
         "{BREAKER}[server]\nrequest_timeout = \"500ms\"\n{}{}{}{}{}",
         openai_provider("a", &failing, ""),

@@ -148,12 +148,37 @@ pub fn mock_upstream(flags: &[&str]) -> Process {
     spawn(&args, &[], None)
 }
 
+/// A mock-upstream failing every chat request the way `mode` (`--fail-mode`) says.
+pub fn failing_upstream(mode: &str) -> Process {
+    mock_upstream(&["--fail-rate", "1", "--fail-mode", mode])
+}
+
+/// A `kind = "openai"` `[providers.NAME]` section at `base` (a URL up to `/v1`), with `extra`
+/// keys.
+pub fn provider_at(name: &str, base: &str, extra: &str) -> String {
+    format!("[providers.{name}]\nkind = \"openai\"\nbase_url = \"{base}\"\n{extra}\n")
+}
+
 /// A `[providers.NAME]` section for an upstream served by a mock-upstream process.
 pub fn openai_provider(name: &str, upstream: &Process, extra: &str) -> String {
-    format!(
-        "[providers.{name}]\nkind = \"openai\"\nbase_url = \"{}\"\n{extra}\n",
-        upstream.url("/v1")
-    )
+    provider_at(name, &upstream.url("/v1"), extra)
+}
+
+/// A `[models.ID]` section served by `providers`, in that order.
+pub fn model(id: &str, providers: &[&str]) -> String {
+    format!("[models.{id}]\nproviders = {providers:?}\n")
+}
+
+/// The failover pair: a gateway with model `m` = [bad, good] and `m-bad` = [bad]; `bad` at
+/// `bad_base` (a URL up to `/v1`) with `bad_extra` keys, `extra` sections ahead of them all.
+pub fn failover_gateway(bad_base: &str, bad_extra: &str, good: &Process, extra: &str) -> Process {
+    gateway(&format!(
+        "{extra}{}{}{}{}",
+        provider_at("bad", bad_base, bad_extra),
+        openai_provider("good", good, ""),
+        model("m", &["bad", "good"]),
+        model("m-bad", &["bad"]),
+    ))
 }
 
 /// A blocking HTTP client for tests.
@@ -197,6 +222,21 @@ pub fn post_chat(gw: &Process, body: &str, key: Option<&str>) -> reqwest::blocki
     }
     request.send().expect("send chat request")
 }
+
+/// The key of the `team` client in [`TEAM_AND_TRIAL_KEYS`].
+pub const TEAM_KEY: &str = "team-key-123456";
+
+/// Two client keys: `team` ([`TEAM_KEY`]) and `trial`, a trial running until 2099.
+pub const TEAM_AND_TRIAL_KEYS: &str = r#"
+[[keys]]
+name = "team"
+key = "team-key-123456"
+
+[[keys]]
+name = "trial"
+key = "trial-key-123456"
+trial_expires = "2099-01-01T00:00:00Z"
+"#;
 
 /// A model `mock-gpt` served by the built-in mock provider `mock-a`.
 pub const MOCK_CONFIG: &str = r#"
