@@ -13,11 +13,7 @@ const ALL_TOKEN: &str = "all-metrics-token-00001";
 const BUSINESS_TOKEN: &str = "business-token-0000001";
 
 fn status(gw: &common::Process, path: &str, token: Option<&str>) -> u16 {
-    let mut request = common::client().get(gw.url(path));
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    request.send().unwrap().status().as_u16()
+    common::get_as(gw, path, token).status().as_u16()
 }
 
 #[test]
@@ -34,39 +30,29 @@ tokens = [
         common::MOCK_CONFIG
     ));
     for path in ["/health/providers", "/health/anomalies"] {
-        let reply = common::client().get(gw.url(path)).send().unwrap();
+        let reply = common::get_as(&gw, path, None);
         common::assert_openai_error(reply, 401, "invalid_api_key");
         assert_eq!(
             status(&gw, path, Some("not-a-token-at-all-000")),
             401,
             "{path}"
         );
-        let reply = common::client()
-            .get(gw.url(path))
-            .bearer_auth(BUSINESS_TOKEN)
-            .send()
-            .unwrap();
+        let reply = common::get_as(&gw, path, Some(BUSINESS_TOKEN));
         common::assert_openai_error(reply, 403, "forbidden");
         assert_eq!(status(&gw, path, Some(PROVIDERS_TOKEN)), 200, "{path}");
         assert_eq!(status(&gw, path, Some(ALL_TOKEN)), 200, "{path}");
     }
-    let providers: serde_json::Value = common::client()
-        .get(gw.url("/health/providers"))
-        .bearer_auth(PROVIDERS_TOKEN)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let providers: serde_json::Value =
+        common::get_as(&gw, "/health/providers", Some(PROVIDERS_TOKEN))
+            .json()
+            .unwrap();
     assert_eq!(providers["providers"][0]["provider"], "mock-a");
     assert_eq!(status(&gw, "/health", None), 200);
 }
 
 /// `(status, body)` of `GET /health/ready`.
 fn ready(gw: &common::Process) -> (u16, serde_json::Value) {
-    let reply = common::client()
-        .get(gw.url("/health/ready"))
-        .send()
-        .unwrap();
+    let reply = common::get_as(gw, "/health/ready", None);
     (reply.status().as_u16(), reply.json().unwrap())
 }
 
@@ -101,11 +87,7 @@ tokens = [{{ token = "{PROVIDERS_TOKEN}", categories = ["providers"] }}]
     let (_, body) = ready(&gw);
     assert_eq!(body["status"], "no_provider_available", "{body}");
     // Open, like liveness: probes carry no token.
-    assert_eq!(status_of(&gw, "/health"), 200);
-}
-
-fn status_of(gw: &common::Process, path: &str) -> u16 {
-    status(gw, path, None)
+    assert_eq!(common::get_as(&gw, "/health", None).status(), 200);
 }
 
 /// SIGTERM makes readiness fail from the moment the drain begins, while the stream in flight

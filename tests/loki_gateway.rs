@@ -44,10 +44,7 @@ fn report_figure(gw: &common::Process, key: &str) -> u64 {
             .map(str::to_owned)
     })
     .unwrap_or_else(|| panic!("no closing report in:\n{}", gw.log_text()));
-    line.split_whitespace()
-        .find_map(|w| w.strip_prefix(&format!("{key}=")))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no {key} in {line:?}"))
+    common::log_figure(&line, key).unwrap_or_else(|| panic!("no {key} in {line:?}"))
 }
 
 #[test]
@@ -169,18 +166,14 @@ batch_max_records = 16"#,
         assert_eq!(mine, expected);
     }
     // The shipper's counters are what /metrics exports.
-    let metrics = common::client()
-        .get(gw.url("/metrics"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
-    let shipped: f64 = metrics
-        .lines()
-        .find(|l| l.starts_with("gatewayz_log_records_total{") && l.contains("outcome=\"shipped\""))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no shipped series in:\n{metrics}"));
+    let metrics = common::scrape::scrape(&gw);
+    let shipped = metrics
+        .iter()
+        .find(|(k, _)| {
+            k.starts_with("gatewayz_log_records_total{") && k.contains("outcome=\"shipped\"")
+        })
+        .map(|(_, v)| *v)
+        .unwrap_or_else(|| panic!("no shipped series in:\n{metrics:#?}"));
     assert!(shipped >= 200.0, "shipped {shipped}");
     assert!(gw.terminate(Duration::from_secs(20)).unwrap().success());
     assert_eq!(report_figure(&gw, "dropped_full"), 0);

@@ -6,24 +6,15 @@ mod common;
 
 use std::time::Duration;
 
-use common::scrape::{get, promtool_check, scrape, text, until};
+use common::scrape::{breaker, get, promtool_check, scrape, text, until};
 use common::{chat_body, client, gateway, mock_upstream, openai_provider, Process};
 use common::{TEAM_AND_TRIAL_KEYS, TEAM_KEY};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(20);
 
-/// One pooled client per test thread: building one per request costs a runtime and a
-/// connection each time.
-fn http() -> reqwest::blocking::Client {
-    thread_local! {
-        static CLIENT: reqwest::blocking::Client = client();
-    }
-    CLIENT.with(|c| c.clone())
-}
-
 fn chat(gw: &Process, model: &str, prompt: &str) -> (u16, Value) {
-    let reply = common::chat_request(&http(), gw.addr, chat_body(model, prompt, false))
+    let reply = common::chat_request(&common::http(), gw.addr, chat_body(model, prompt, false))
         .bearer_auth(TEAM_KEY)
         .send()
         .unwrap();
@@ -38,15 +29,6 @@ fn control(upstream: &Process, behaviour: Value) {
         .send()
         .unwrap();
     assert_eq!(reply.status(), 200, "{:?}", reply.text());
-}
-
-fn breaker(series: &common::scrape::Series, provider: &str) -> [Option<f64>; 3] {
-    ["closed", "open", "half_open"].map(|state| {
-        get(
-            series,
-            &format!("gatewayz_circuit_breaker_state{{provider=\"{provider}\",state=\"{state}\"}}"),
-        )
-    })
 }
 
 #[test]
@@ -110,12 +92,7 @@ fn breaker_opens_half_opens_and_closes_and_health_follows() {
         "bad provider's health below the good one's",
         |s| (health(s, "bad")? < health(s, "good")?).then_some(()),
     );
-    let providers: Value = client()
-        .get(gw.url("/health/providers"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let providers = common::get_json(&gw, "/health/providers");
     let bad_view = providers["providers"]
         .as_array()
         .unwrap()
@@ -251,12 +228,7 @@ fn a_latency_spike_is_exactly_one_anomaly() {
         (get(s, "provider_response_time_seconds_count{provider=\"p\"}")? == 45.0).then_some(())
     });
     let anomalies: Value = until(&gw, WAIT, "the anomaly list", |_| {
-        let v: Value = client()
-            .get(gw.url("/health/anomalies"))
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
+        let v = common::get_json(&gw, "/health/anomalies");
         (!v["anomalies"].as_array()?.is_empty()).then_some(v)
     });
     assert_eq!(spikes(&scrape(&gw)), Some(1.0), "{anomalies}");

@@ -49,7 +49,7 @@ fn every_completion_carries_its_overhead() {
 
 #[test]
 fn the_builtin_mock_provider_reports_it_too() {
-    let gw = common::spawn(&["serve", "--listen", "127.0.0.1:0"], &[], None);
+    let gw = common::builtin_gateway();
     let reply = common::post_chat(&gw, &common::chat_body("mock-gpt", "hi", false), None);
     assert_eq!(reply.status(), 200);
     overhead_ms(&reply);

@@ -175,10 +175,7 @@ output_price_per_1m = 1.5
             .unwrap()
             .text()
             .unwrap();
-        text.lines()
-            .filter(|l| l.starts_with("gatewayz_tokens_total{"))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+        common::scrape::sum(&common::scrape::parse(&text), "gatewayz_tokens_total{")
     };
     // The gateway's own figure is read again each round: the cost actor receives outcomes in
     // batches (the actors' outbox), so the counter can still move just after the traffic.

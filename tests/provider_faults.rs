@@ -11,7 +11,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::scrape::{get, scrape, until, Series};
+use common::scrape::{breaker, get, scrape, sum, until, value, Series};
 use common::{assert_openai_error, chat_body, failing_upstream, failover_gateway, mock_stats};
 use common::{mock_upstream, model, openai_provider, post_chat, Process, MOCK_CONFIG};
 use serde_json::Value;
@@ -27,16 +27,8 @@ fn gateway(bad: &Process, bad_extra: &str, good: &Process) -> Process {
     failover_gateway(&bad.url("/v1"), bad_extra, good, BREAKER)
 }
 
-fn series(s: &Series, name: &str, labels: &str) -> f64 {
-    get(s, &format!("{name}{{{labels}}}")).unwrap_or(0.0)
-}
-
 fn breaker_open(s: &Series, provider: &str) -> bool {
-    series(
-        s,
-        "gatewayz_circuit_breaker_state",
-        &format!("provider=\"{provider}\",state=\"open\""),
-    ) == 1.0
+    breaker(s, provider)[1] == Some(1.0)
 }
 
 /// A streamed answer's `data:` payloads.
@@ -83,12 +75,12 @@ fn broken_streams_open_the_breaker(mode: &str, bad_extra: &str, outcome: &str, r
     let s = scrape(&gw);
     let attempts = format!("outcome=\"{outcome}\",provider=\"bad\",reason=\"{reason}\"");
     assert_eq!(
-        series(&s, "gatewayz_provider_requests_total", &attempts),
+        value(&s, "gatewayz_provider_requests_total", &attempts),
         3.0,
         "{mode}"
     );
     assert_eq!(
-        series(
+        value(
             &s,
             "model_inference_requests_total",
             "model=\"m-bad\",provider=\"bad\",status=\"upstream_error\""
@@ -147,7 +139,7 @@ fn a_malformed_stream_before_content_fails_over() {
     assert_complete(&events);
     assert!(!events.iter().any(|e| e.contains("not json")), "{events:?}");
     let s = until(&gw, WAIT, "the failed attempt counted", |s| {
-        let n = series(
+        let n = value(
             s,
             "gatewayz_provider_requests_total",
             "outcome=\"error\",provider=\"bad\",reason=\"stream_malformed\"",
@@ -155,11 +147,11 @@ fn a_malformed_stream_before_content_fails_over() {
         (n == 1.0).then(|| s.clone())
     });
     assert_eq!(
-        series(&s, "gatewayz_provider_failovers_total", "provider=\"bad\""),
+        value(&s, "gatewayz_provider_failovers_total", "provider=\"bad\""),
         1.0
     );
     assert_eq!(
-        series(
+        value(
             &s,
             "model_inference_requests_total",
             "model=\"m\",provider=\"good\",status=\"success\""
@@ -194,7 +186,7 @@ fn refused_provider_credentials_fail_over_and_are_the_provider_s_fault() {
     });
     let s = scrape(&gw);
     assert_eq!(
-        series(
+        value(
             &s,
             "gatewayz_provider_requests_total",
             "outcome=\"error\",provider=\"bad\",reason=\"auth_refused\""
@@ -239,7 +231,7 @@ fn rate_limits_are_not_outages() {
     assert_eq!(mock_stats(&good)["chat_requests"], 1);
     let s = scrape(&gw);
     assert_eq!(
-        series(
+        value(
             &s,
             "gatewayz_circuit_breaker_state",
             "provider=\"bad\",state=\"closed\""
@@ -247,7 +239,7 @@ fn rate_limits_are_not_outages() {
         1.0
     );
     assert_eq!(
-        series(
+        value(
             &s,
             "gatewayz_provider_requests_total",
             "outcome=\"rate_limited\",provider=\"bad\",reason=\"rate_limited\""
@@ -256,7 +248,7 @@ fn rate_limits_are_not_outages() {
     );
     // One end each: the first tried the provider, the others found it paused.
     let rate_limited = |provider| {
-        series(
+        value(
             &s,
             "model_inference_requests_total",
             &format!("model=\"m-bad\",provider=\"{provider}\",status=\"rate_limited\""),
@@ -327,7 +319,7 @@ fn every_request_end_is_counted_once() {
         "upstream_timeout",
     );
     let s = until(&gw, WAIT, "the timed-out request counted", |s| {
-        let n = series(
+        let n = value(
             s,
             "model_inference_requests_total",
             "model=\"m-slow\",provider=\"slow\",status=\"timeout\"",
@@ -335,21 +327,17 @@ fn every_request_end_is_counted_once() {
         (n == 1.0).then(|| s.clone())
     });
     assert_eq!(
-        series(&s, "gatewayz_provider_failovers_total", "provider=\"a\""),
+        value(&s, "gatewayz_provider_failovers_total", "provider=\"a\""),
         0.0
     );
     assert_eq!(
-        series(
+        value(
             &s,
             "model_inference_requests_total",
             "model=\"m\",provider=\"a\",status=\"upstream_error\""
         ),
         1.0
     );
-    let all_of_m: f64 = s
-        .iter()
-        .filter(|(k, _)| k.starts_with("model_inference_requests_total{model=\"m\","))
-        .map(|(_, v)| v)
-        .sum();
+    let all_of_m = sum(&s, "model_inference_requests_total{model=\"m\",");
     assert_eq!(all_of_m, 1.0, "one request, one end");
 }

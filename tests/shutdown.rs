@@ -13,7 +13,7 @@ use common::loki::{LokiReceiver, Mode};
 
 #[test]
 fn sighup_is_logged_and_the_gateway_keeps_serving() {
-    let mut gw = common::spawn(&["serve", "--listen", "127.0.0.1:0"], &[], None);
+    let mut gw = common::builtin_gateway();
     gw.signal("HUP");
     common::wait_until(Duration::from_secs(10), "the SIGHUP warning", || {
         gw.log_text().contains("SIGHUP ignored")

@@ -66,13 +66,7 @@ fn server_and_clients(spans: &[Span], clients: usize) -> Option<(Span, Vec<Span>
 }
 
 fn upstream_traceparent(upstream: &Process) -> String {
-    let stats: serde_json::Value = common::client()
-        .get(upstream.url("/mock/stats"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    stats["last_traceparent"]
+    common::mock_stats(upstream)["last_traceparent"]
         .as_str()
         .unwrap_or_default()
         .to_owned()

@@ -127,6 +127,12 @@ pub fn spawn(args: &[&str], envs: &[(&str, &str)], dir: Option<tempfile::TempDir
     }
 }
 
+/// Starts the gateway on a random port with its built-in configuration (a mock provider
+/// serving `mock-gpt`).
+pub fn builtin_gateway() -> Process {
+    spawn(&["serve", "--listen", "127.0.0.1:0"], &[], None)
+}
+
 /// Starts the gateway on a random port with `config` (TOML) written to a temp file.
 pub fn gateway(config: &str) -> Process {
     gateway_with_env(config, &[])
@@ -188,6 +194,31 @@ pub fn client() -> reqwest::blocking::Client {
         .timeout(Duration::from_secs(60))
         .build()
         .expect("client")
+}
+
+/// One pooled client per test thread, for loops of requests: building one per request costs
+/// a runtime and a connection each time.
+pub fn http() -> reqwest::blocking::Client {
+    thread_local! {
+        static CLIENT: reqwest::blocking::Client = client();
+    }
+    CLIENT.with(|c| c.clone())
+}
+
+/// `GET PATH` of a process, with `token` as bearer token when given.
+pub fn get_as(process: &Process, path: &str, token: Option<&str>) -> reqwest::blocking::Response {
+    let mut request = client().get(process.url(path));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    request.send().expect("GET")
+}
+
+/// `GET PATH` of a process, as JSON.
+pub fn get_json(process: &Process, path: &str) -> serde_json::Value {
+    get_as(process, path, None)
+        .json()
+        .unwrap_or_else(|e| panic!("GET {path} as JSON: {e}"))
 }
 
 /// A chat completion body.
@@ -287,12 +318,14 @@ pub fn assert_openai_error(
 
 /// `GET /mock/stats` of a mock-upstream process.
 pub fn mock_stats(upstream: &Process) -> serde_json::Value {
-    client()
-        .get(upstream.url("/mock/stats"))
-        .send()
-        .expect("mock stats")
-        .json()
-        .expect("mock stats JSON")
+    get_json(upstream, "/mock/stats")
+}
+
+/// The `KEY=N` figure of a log line, such as the `count=12` of a summary.
+pub fn log_figure(line: &str, key: &str) -> Option<u64> {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+        .and_then(|n| n.parse().ok())
 }
 
 /// How often [`poll`] asks again.

@@ -11,12 +11,9 @@ use super::Process;
 /// `name{labels}` (as printed) → value.
 pub type Series = BTreeMap<String, f64>;
 
+/// `/metrics` as text.
 pub fn text(gw: &Process) -> String {
-    thread_local! {
-        static CLIENT: reqwest::blocking::Client = super::client();
-    }
-    CLIENT
-        .with(|c| c.clone())
+    super::http()
         .get(gw.url("/metrics"))
         .send()
         .unwrap()
@@ -68,6 +65,31 @@ pub fn until<T>(
 /// The value of one series, if present.
 pub fn get(series: &Series, key: &str) -> Option<f64> {
     series.get(key).copied()
+}
+
+/// The value of `name{labels}` (labels as printed, in order), 0 when absent.
+pub fn value(series: &Series, name: &str, labels: &str) -> f64 {
+    get(series, &format!("{name}{{{labels}}}")).unwrap_or(0.0)
+}
+
+/// The sum of every series whose key starts with `prefix` (a name, or a name and a first
+/// label).
+pub fn sum(series: &Series, prefix: &str) -> f64 {
+    series
+        .iter()
+        .filter(|(k, _)| k.starts_with(prefix))
+        .map(|(_, v)| v)
+        .sum()
+}
+
+/// A provider's circuit breaker state gauges: closed, open, half-open.
+pub fn breaker(series: &Series, provider: &str) -> [Option<f64>; 3] {
+    ["closed", "open", "half_open"].map(|state| {
+        get(
+            series,
+            &format!("gatewayz_circuit_breaker_state{{provider=\"{provider}\",state=\"{state}\"}}"),
+        )
+    })
 }
 
 /// Runs `promtool check metrics` on `text`; returns its combined output (empty when clean).
