@@ -4,7 +4,7 @@
 //! over real HTTP (protobuf + snappy).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../tests/support/loki.rs"]
+#[path = "../tests/common/loki.rs"]
 mod loki;
 
 use std::sync::Arc;

@@ -132,12 +132,7 @@ fn first_chunk_reaches_the_client_before_the_upstream_finishes() {
 fn models_list_shows_the_configured_models() {
     let upstream = common::mock_upstream(&[]);
     let gw = gateway_for(&upstream);
-    let body: Value = common::client()
-        .get(gw.url("/v1/models"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let body = common::get_json(&gw, "/v1/models");
     assert_eq!(body["object"], "list");
     let ids: Vec<_> = body["data"]
         .as_array()

@@ -5,19 +5,17 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
-#[path = "support/loki.rs"]
-mod loki;
 
 use std::time::Duration;
 
+use common::loki::{LokiReceiver, Mode};
 use common::otlp::{Receiver, KIND_CLIENT, KIND_SERVER};
-use loki::{LokiReceiver, Mode};
 
 #[test]
 fn a_requests_log_lines_carry_its_trace_id() {
     let collector = Receiver::http();
     let logs = LokiReceiver::start(Mode::Status(204));
-    let failing = common::mock_upstream(&["--fail-rate", "1", "--fail-mode", "status"]);
+    let failing = common::failing_upstream("status");
     let healthy = common::mock_upstream(&[]);
     let config = format!(
         r#"

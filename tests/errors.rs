@@ -99,13 +99,9 @@ fn bodies_over_the_limit_are_413() {
     assert!(big.len() > 2048);
     assert_openai_error(post_chat(&gw, &big, Some(KEY)), 413, "request_too_large");
     // Without a Content-Length (chunked), the limit holds while reading.
-    let chunked = common::client()
-        .post(gw.url("/v1/chat/completions"))
+    let chunked = reqwest::blocking::Body::new(std::io::Cursor::new(big.into_bytes()));
+    let chunked = common::chat_request(&common::client(), gw.addr, chunked)
         .bearer_auth(KEY)
-        .header("content-type", "application/json")
-        .body(reqwest::blocking::Body::new(std::io::Cursor::new(
-            big.into_bytes(),
-        )))
         .send()
         .unwrap();
     assert_openai_error(chunked, 413, "request_too_large");

@@ -7,31 +7,13 @@
 
 mod common;
 
-use common::{assert_openai_error, chat_body, mock_stats, post_chat, Process};
+use common::{assert_openai_error, chat_body, failing_upstream, failover_gateway, mock_stats};
+use common::{model, openai_provider, post_chat, provider_at, Process};
 use serde_json::{json, Value};
-
-/// A provider section pointing at `base` (a URL up to `/v1`).
-fn provider(name: &str, base: &str, extra: &str) -> String {
-    format!("[providers.{name}]\nkind = \"openai\"\nbase_url = \"{base}\"\n{extra}\n")
-}
-
-fn model(id: &str, providers: &[&str]) -> String {
-    format!("[models.{id}]\nproviders = {providers:?}\n")
-}
-
-/// Gateway with model `m` = [bad, good]; `bad` at `bad_base`.
-fn gateway(bad_base: &str, bad_extra: &str, good: &Process) -> Process {
-    common::gateway(&format!(
-        "{}{}{}",
-        provider("bad", bad_base, bad_extra),
-        provider("good", &good.url("/v1"), ""),
-        model("m", &["bad", "good"]),
-    ))
-}
 
 fn fails_over_json(bad_base: &str, bad_extra: &str) -> Process {
     let good = common::mock_upstream(&[]);
-    let gw = gateway(bad_base, bad_extra, &good);
+    let gw = failover_gateway(bad_base, bad_extra, &good, "");
     let reply = post_chat(&gw, &chat_body("m", "fail over please", false), None);
     assert_eq!(reply.status(), 200);
     let body: Value = reply.json().unwrap();
@@ -43,13 +25,9 @@ fn fails_over_json(bad_base: &str, bad_extra: &str) -> Process {
     gw
 }
 
-fn failing_upstream(mode: &str) -> Process {
-    common::mock_upstream(&["--fail-rate", "1", "--fail-mode", mode])
-}
-
 #[test]
 fn refused_port_fails_over() {
-    let dead = format!("http://{}/v1", common::refused_addr());
+    let dead = format!("http://{}/v1", common::free_addr());
     fails_over_json(&dead, "");
 }
 
@@ -85,7 +63,7 @@ fn dropped_connection_fails_over() {
 fn stream_fails_over_before_its_first_chunk() {
     let bad = failing_upstream("status");
     let good = common::mock_upstream(&[]);
-    let gw = gateway(&bad.url("/v1"), "", &good);
+    let gw = failover_gateway(&bad.url("/v1"), "", &good, "");
     let text = post_chat(&gw, &chat_body("m", "streamed", true), None)
         .text()
         .unwrap();
@@ -98,7 +76,7 @@ fn stream_fails_over_before_its_first_chunk() {
 fn stream_broken_after_its_first_chunk_is_not_retried() {
     let bad = failing_upstream("drop");
     let good = common::mock_upstream(&[]);
-    let gw = gateway(&bad.url("/v1"), "", &good);
+    let gw = failover_gateway(&bad.url("/v1"), "", &good, "");
     let reply = post_chat(&gw, &chat_body("m", "one two three four", true), None);
     assert_eq!(reply.status(), 200);
     let text = reply.text().unwrap();
@@ -111,7 +89,7 @@ fn stream_broken_after_its_first_chunk_is_not_retried() {
 
 /// Gateway with model `m` served by `names`, each an alias of `base` with `extra`.
 fn all_on(base: &str, extra: &str, names: &[&str]) -> Process {
-    let mut config: String = names.iter().map(|n| provider(n, base, extra)).collect();
+    let mut config: String = names.iter().map(|n| provider_at(n, base, extra)).collect();
     config.push_str(&model("m", names));
     common::gateway(&config)
 }
@@ -122,8 +100,8 @@ fn all_candidates_failing_is_502() {
     let malformed = failing_upstream("malformed");
     let gw = common::gateway(&format!(
         "{}{}{}",
-        provider("a", &bad.url("/v1"), ""),
-        provider("b", &malformed.url("/v1"), ""),
+        openai_provider("a", &bad, ""),
+        openai_provider("b", &malformed, ""),
         model("m", &["a", "b"]),
     ));
     let reply = post_chat(&gw, &chat_body("m", "x", false), None);
@@ -154,7 +132,7 @@ fn all_candidates_rate_limited_is_429() {
 fn upstream_400_passes_through_without_failover() {
     let rejecting = common::mock_upstream(&["--fail-rate", "1", "--fail-status", "400"]);
     let good = common::mock_upstream(&[]);
-    let gw = gateway(&rejecting.url("/v1"), "", &good);
+    let gw = failover_gateway(&rejecting.url("/v1"), "", &good, "");
     let reply = post_chat(&gw, &chat_body("m", "x", false), None);
     assert_eq!(reply.status(), 400);
     let body: Value = reply.json().unwrap();

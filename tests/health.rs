@@ -13,11 +13,7 @@ const ALL_TOKEN: &str = "all-metrics-token-00001";
 const BUSINESS_TOKEN: &str = "business-token-0000001";
 
 fn status(gw: &common::Process, path: &str, token: Option<&str>) -> u16 {
-    let mut request = common::client().get(gw.url(path));
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    request.send().unwrap().status().as_u16()
+    common::get_as(gw, path, token).status().as_u16()
 }
 
 #[test]
@@ -30,48 +26,33 @@ tokens = [
   {{ token = "{ALL_TOKEN}", categories = ["all"] }},
   {{ token = "{BUSINESS_TOKEN}", categories = ["business"] }},
 ]
-
-[providers.mock-a]
-kind = "mock"
-
-[models.mock-gpt]
-providers = ["mock-a"]
-"#
+{}"#,
+        common::MOCK_CONFIG
     ));
     for path in ["/health/providers", "/health/anomalies"] {
-        let reply = common::client().get(gw.url(path)).send().unwrap();
+        let reply = common::get_as(&gw, path, None);
         common::assert_openai_error(reply, 401, "invalid_api_key");
         assert_eq!(
             status(&gw, path, Some("not-a-token-at-all-000")),
             401,
             "{path}"
         );
-        let reply = common::client()
-            .get(gw.url(path))
-            .bearer_auth(BUSINESS_TOKEN)
-            .send()
-            .unwrap();
+        let reply = common::get_as(&gw, path, Some(BUSINESS_TOKEN));
         common::assert_openai_error(reply, 403, "forbidden");
         assert_eq!(status(&gw, path, Some(PROVIDERS_TOKEN)), 200, "{path}");
         assert_eq!(status(&gw, path, Some(ALL_TOKEN)), 200, "{path}");
     }
-    let providers: serde_json::Value = common::client()
-        .get(gw.url("/health/providers"))
-        .bearer_auth(PROVIDERS_TOKEN)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let providers: serde_json::Value =
+        common::get_as(&gw, "/health/providers", Some(PROVIDERS_TOKEN))
+            .json()
+            .unwrap();
     assert_eq!(providers["providers"][0]["provider"], "mock-a");
     assert_eq!(status(&gw, "/health", None), 200);
 }
 
 /// `(status, body)` of `GET /health/ready`.
 fn ready(gw: &common::Process) -> (u16, serde_json::Value) {
-    let reply = common::client()
-        .get(gw.url("/health/ready"))
-        .send()
-        .unwrap();
+    let reply = common::get_as(gw, "/health/ready", None);
     (reply.status().as_u16(), reply.json().unwrap())
 }
 
@@ -93,7 +74,7 @@ providers = ["down"]
 [metrics]
 tokens = [{{ token = "{PROVIDERS_TOKEN}", categories = ["providers"] }}]
 "#,
-        common::refused_addr()
+        common::free_addr()
     ));
     let (status, body) = ready(&gw);
     assert_eq!((status, &body["status"]), (200, &"ready".into()), "{body}");
@@ -106,11 +87,7 @@ tokens = [{{ token = "{PROVIDERS_TOKEN}", categories = ["providers"] }}]
     let (_, body) = ready(&gw);
     assert_eq!(body["status"], "no_provider_available", "{body}");
     // Open, like liveness: probes carry no token.
-    assert_eq!(status_of(&gw, "/health"), 200);
-}
-
-fn status_of(gw: &common::Process, path: &str) -> u16 {
-    status(gw, path, None)
+    assert_eq!(common::get_as(&gw, "/health", None).status(), 200);
 }
 
 /// SIGTERM makes readiness fail from the moment the drain begins, while the stream in flight
@@ -134,12 +111,9 @@ providers = ["up"]
     ));
     // A stream in flight keeps the drain going: 100 chunks, 200 ms apart.
     let body = common::chat_body("slow", &vec!["word"; 100].join(" "), true);
-    let url = gw.url("/v1/chat/completions");
+    let addr = gw.addr;
     let reader = std::thread::spawn(move || {
-        let reply = common::client()
-            .post(url)
-            .header("content-type", "application/json")
-            .body(body)
+        let reply = common::chat_request(&common::client(), addr, body)
             .send()
             .unwrap();
         reply.text().unwrap_or_default()

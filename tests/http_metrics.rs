@@ -6,7 +6,7 @@ mod common;
 
 #[test]
 fn routes_are_labelled_by_pattern_never_by_raw_path() {
-    let gw = common::spawn(&["serve", "--listen", "127.0.0.1:0"], &[], None);
+    let gw = common::builtin_gateway();
     let client = common::client();
     for path in [
         "/v1/models/mock-gpt",

@@ -4,25 +4,18 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
-#[path = "support/loki.rs"]
-mod loki;
 
 use std::time::{Duration, Instant};
 
-use loki::{down_url, Entry, LokiReceiver, Mode};
+use common::loki::{Entry, LokiReceiver, Mode};
+use common::{chat_with_id, MOCK_CONFIG};
 
 fn config(loki_url: &str, extra: &str) -> String {
     format!(
         r#"
 [server]
 shutdown_timeout = "1s"
-
-[providers.mock-a]
-kind = "mock"
-
-[models.mock-gpt]
-providers = ["mock-a"]
-
+{MOCK_CONFIG}
 [telemetry.loki]
 url = "{loki_url}"
 labels = {{ service = "gatewayz", env = "test" }}
@@ -32,17 +25,6 @@ max_tries = 1000
 {extra}
 "#
     )
-}
-
-fn chat(gw: &common::Process, client: &reqwest::blocking::Client, id: &str) {
-    let reply = client
-        .post(gw.url("/v1/chat/completions"))
-        .header("content-type", "application/json")
-        .header("x-request-id", id)
-        .body(common::chat_body("mock-gpt", "hi", false))
-        .send()
-        .unwrap();
-    assert_eq!(reply.status(), 200);
 }
 
 fn request_ids(entries: &[Entry]) -> Vec<String> {
@@ -55,19 +37,14 @@ fn request_ids(entries: &[Entry]) -> Vec<String> {
 /// The `key=N` figure of the shipper's closing line on stderr.
 fn report_figure(gw: &common::Process, key: &str) -> u64 {
     // The stderr reader thread may still be catching up with the exited process.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !gw.log_text().contains("loki shipper stopped") && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let log = gw.log_text();
-    let line = log
-        .lines()
-        .find(|l| l.contains("loki shipper stopped"))
-        .unwrap_or_else(|| panic!("no closing report in:\n{log}"));
-    line.split_whitespace()
-        .find_map(|w| w.strip_prefix(&format!("{key}=")))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no {key} in {line:?}"))
+    let line = common::poll(Duration::from_secs(10), || {
+        gw.log_text()
+            .lines()
+            .find(|l| l.contains("loki shipper stopped"))
+            .map(str::to_owned)
+    })
+    .unwrap_or_else(|| panic!("no closing report in:\n{}", gw.log_text()));
+    common::log_figure(&line, key).unwrap_or_else(|| panic!("no {key} in {line:?}"))
 }
 
 #[test]
@@ -78,7 +55,7 @@ fn records_emitted_just_before_sigterm_all_arrive() {
     let client = common::client();
     let ids: Vec<String> = (0..20).map(|i| format!("before-term-{i}")).collect();
     for id in &ids {
-        chat(&gw, &client, id);
+        assert_eq!(chat_with_id(&client, gw.addr, id), 200);
     }
     assert!(receiver.pushes().is_empty());
     let status = gw.terminate(Duration::from_secs(20)).expect("exits");
@@ -101,7 +78,7 @@ fn records_emitted_just_before_sigterm_all_arrive() {
 #[test]
 fn with_loki_down_the_process_exits_within_the_deadline_and_counts_the_rest() {
     for (name, url, _receiver) in [
-        ("down", down_url(), None),
+        ("down", format!("http://{}", common::free_addr()), None),
         (
             "stalled",
             String::new(),
@@ -117,7 +94,7 @@ timeout = "1h""#,
         ));
         let client = common::client();
         for i in 0..10 {
-            chat(&gw, &client, &format!("{name}-{i}"));
+            assert_eq!(chat_with_id(&client, gw.addr, &format!("{name}-{i}")), 200);
         }
         let started = Instant::now();
         let status = gw.terminate(Duration::from_secs(20)).expect("exits");
@@ -134,9 +111,9 @@ timeout = "1h""#,
 
 #[test]
 fn starts_and_serves_while_loki_is_unreachable() {
-    let mut gw = common::gateway(&config(&down_url(), ""));
+    let mut gw = common::gateway(&config(&format!("http://{}", common::free_addr()), ""));
     let started = Instant::now();
-    chat(&gw, &common::client(), "first");
+    assert_eq!(chat_with_id(&common::client(), gw.addr, "first"), 200);
     assert!(started.elapsed() < Duration::from_secs(2));
     assert!(gw.terminate(Duration::from_secs(20)).is_some());
 }
@@ -152,18 +129,11 @@ batch_max_records = 16"#,
     ));
     let threads: Vec<_> = (0..8)
         .map(|t| {
-            let url = gw.url("/v1/chat/completions");
+            let addr = gw.addr;
             std::thread::spawn(move || {
                 let client = common::client();
                 for i in 0..25 {
-                    let reply = client
-                        .post(&url)
-                        .header("content-type", "application/json")
-                        .header("x-request-id", format!("load-{t}-{i}"))
-                        .body(common::chat_body("mock-gpt", "hi", false))
-                        .send()
-                        .unwrap();
-                    assert_eq!(reply.status(), 200);
+                    assert_eq!(chat_with_id(&client, addr, &format!("load-{t}-{i}")), 200);
                 }
             })
         })
@@ -196,18 +166,14 @@ batch_max_records = 16"#,
         assert_eq!(mine, expected);
     }
     // The shipper's counters are what /metrics exports.
-    let metrics = common::client()
-        .get(gw.url("/metrics"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
-    let shipped: f64 = metrics
-        .lines()
-        .find(|l| l.starts_with("gatewayz_log_records_total{") && l.contains("outcome=\"shipped\""))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no shipped series in:\n{metrics}"));
+    let metrics = common::scrape::scrape(&gw);
+    let shipped = metrics
+        .iter()
+        .find(|(k, _)| {
+            k.starts_with("gatewayz_log_records_total{") && k.contains("outcome=\"shipped\"")
+        })
+        .map(|(_, v)| *v)
+        .unwrap_or_else(|| panic!("no shipped series in:\n{metrics:#?}"));
     assert!(shipped >= 200.0, "shipped {shipped}");
     assert!(gw.terminate(Duration::from_secs(20)).unwrap().success());
     assert_eq!(report_figure(&gw, "dropped_full"), 0);
@@ -217,19 +183,20 @@ batch_max_records = 16"#,
 fn access_lines_carry_the_request_trace_id() {
     let receiver = LokiReceiver::start(Mode::Status(204));
     let mut gw = common::gateway(&config(&receiver.url(), r#"flush_interval = "10ms""#));
-    let reply = common::client()
-        .post(gw.url("/v1/chat/completions"))
-        .header("content-type", "application/json")
-        .header("x-request-id", "traced")
-        .header(
-            "traceparent",
-            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-        )
-        .body(common::chat_body("mock-gpt", "hi", false))
-        .send()
-        .unwrap();
+    let reply = common::chat_request(
+        &common::client(),
+        gw.addr,
+        common::chat_body("mock-gpt", "hi", false),
+    )
+    .header("x-request-id", "traced")
+    .header(
+        "traceparent",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    )
+    .send()
+    .unwrap();
     assert_eq!(reply.status(), 200);
-    chat(&gw, &common::client(), "untraced");
+    assert_eq!(chat_with_id(&common::client(), gw.addr, "untraced"), 200);
     assert!(receiver.wait_until(Duration::from_secs(30), |a| request_ids(a).len() == 2));
     let accepted = receiver.accepted();
     let line = |id: &str| {

@@ -5,18 +5,15 @@
 //! as structured metadata.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "support/inproc.rs"]
-mod inproc;
-#[path = "support/loki.rs"]
-mod loki;
+mod common;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::loki::{Entry, LokiReceiver, Mode};
 use gatewayz::config::LokiConfig;
 use gatewayz::telemetry::loki::pipeline;
 use gatewayz::telemetry::metrics::log_stats::LogStats;
-use loki::{down_url, Entry, LokiReceiver, Mode};
 use opentelemetry::trace::TracerProvider as _;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -44,17 +41,17 @@ fn gateway_events_arrive_with_level_target_fields_and_trace_id() {
         r#"
 [providers.dead]
 kind = "openai"
-base_url = "{}/v1"
+base_url = "http://{}/v1"
 [providers.mock-a]
 kind = "mock"
 [models.mock-gpt]
 providers = ["dead", "mock-a"]
 "#,
-        down_url()
+        common::free_addr()
     );
-    let addr = inproc::start_gateway(&gateway_config, handle);
-    let client = reqwest::blocking::Client::new();
-    assert_eq!(inproc::chat(&client, addr, "it-1"), 200);
+    let addr = common::inproc::start_gateway(&gateway_config, handle);
+    let client = common::client();
+    assert_eq!(common::chat_with_id(&client, addr, "it-1"), 200);
 
     let (trace_a, trace_b) = (
         tracing::info_span!("job", kind = "a"),

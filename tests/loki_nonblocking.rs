@@ -5,19 +5,16 @@
 //! shippable event, and shipped + dropped_full + queue_depth equals it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "support/inproc.rs"]
-mod inproc;
-#[path = "support/loki.rs"]
-mod loki;
+mod common;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::loki::{LokiReceiver, Mode};
 use gatewayz::config::LokiConfig;
 use gatewayz::telemetry::loki::{layer::is_excluded, pipeline};
 use gatewayz::telemetry::metrics::log_stats::LogStats;
-use loki::{LokiReceiver, Mode};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -52,9 +49,9 @@ fn a_stalled_loki_costs_the_emitter_and_the_gateway_nothing() {
         .with(layer)
         .with(Counting(seen.clone()))
         .init();
-    let addr = inproc::start_gateway(inproc::MOCK_CONFIG, handle);
-    let client = reqwest::blocking::Client::new();
-    assert_eq!(inproc::chat(&client, addr, "before"), 200);
+    let addr = common::inproc::start_gateway(common::MOCK_CONFIG, handle);
+    let client = common::client();
+    assert_eq!(common::chat_with_id(&client, addr, "before"), 200);
 
     let flood = std::thread::spawn(|| {
         for i in 0..EVENTS {
@@ -64,25 +61,25 @@ fn a_stalled_loki_costs_the_emitter_and_the_gateway_nothing() {
     // The gateway answers while the flood runs and after it.
     let mut answered = 0;
     while !flood.is_finished() {
-        assert_eq!(inproc::chat(&client, addr, "during"), 200);
+        assert_eq!(common::chat_with_id(&client, addr, "during"), 200);
         answered += 1;
     }
     flood.join().unwrap();
     for _ in 0..20 {
-        assert_eq!(inproc::chat(&client, addr, "after"), 200);
+        assert_eq!(common::chat_with_id(&client, addr, "after"), 200);
     }
     assert!(receiver.pushes().len() <= 1, "one push in flight, stalled");
 
     // Every event is in exactly one place: shipped (none), dropped, or still held.
-    let deadline = Instant::now() + Duration::from_secs(30);
     let accounted = || {
         stats.shipped.load(Ordering::Relaxed)
             + stats.dropped_full.load(Ordering::Relaxed)
             + u64::try_from(stats.queue_depth()).unwrap()
     };
-    while accounted() != seen.load(Ordering::Relaxed) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    // Wait for the figures to settle, then check them.
+    common::poll(Duration::from_secs(30), || {
+        (accounted() == seen.load(Ordering::Relaxed)).then_some(())
+    });
     let seen = seen.load(Ordering::Relaxed);
     assert_eq!(accounted(), seen, "answered {answered} requests meanwhile");
     assert!(seen >= EVENTS + 20);

@@ -5,17 +5,16 @@
 //! runtime lets the shipper drain, which makes every count deterministic.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "support/loki.rs"]
-mod loki;
+mod common;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::loki::{Entry, LokiReceiver, Mode};
 use gatewayz::config::LokiConfig;
 use gatewayz::telemetry::loki::{pipeline, RunningShipper};
 use gatewayz::telemetry::metrics::log_stats::LogStats;
-use loki::{Entry, LokiReceiver, Mode};
 use tracing_subscriber::layer::SubscriberExt;
 
 struct Rig {

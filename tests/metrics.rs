@@ -6,28 +6,16 @@ mod common;
 
 use std::time::Duration;
 
-use common::scrape::{get, promtool_check, scrape, text, until};
+use common::scrape::{breaker, get, promtool_check, scrape, text, until};
 use common::{chat_body, client, gateway, mock_upstream, openai_provider, Process};
+use common::{TEAM_AND_TRIAL_KEYS, TEAM_KEY};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(20);
-const KEY: &str = "Bearer test-key-0001";
-
-/// One pooled client per test thread: building one per request costs a runtime and a
-/// connection each time.
-fn http() -> reqwest::blocking::Client {
-    thread_local! {
-        static CLIENT: reqwest::blocking::Client = client();
-    }
-    CLIENT.with(|c| c.clone())
-}
 
 fn chat(gw: &Process, model: &str, prompt: &str) -> (u16, Value) {
-    let reply = http()
-        .post(gw.url("/v1/chat/completions"))
-        .header("authorization", KEY)
-        .header("content-type", "application/json")
-        .body(chat_body(model, prompt, false))
+    let reply = common::chat_request(&common::http(), gw.addr, chat_body(model, prompt, false))
+        .bearer_auth(TEAM_KEY)
         .send()
         .unwrap();
     let status = reply.status().as_u16();
@@ -43,26 +31,6 @@ fn control(upstream: &Process, behaviour: Value) {
     assert_eq!(reply.status(), 200, "{:?}", reply.text());
 }
 
-const KEYS: &str = r#"
-[[keys]]
-name = "app"
-key = "test-key-0001"
-
-[[keys]]
-name = "trial"
-key = "trial-key-0002"
-trial_expires = "2099-01-01T00:00:00Z"
-"#;
-
-fn breaker(series: &common::scrape::Series, provider: &str) -> [Option<f64>; 3] {
-    ["closed", "open", "half_open"].map(|state| {
-        get(
-            series,
-            &format!("gatewayz_circuit_breaker_state{{provider=\"{provider}\",state=\"{state}\"}}"),
-        )
-    })
-}
-
 #[test]
 fn breaker_opens_half_opens_and_closes_and_health_follows() {
     let bad = mock_upstream(&[]);
@@ -70,7 +38,7 @@ fn breaker_opens_half_opens_and_closes_and_health_follows() {
     let config = format!(
         "[breaker]\nconsecutive_failures = 3\nmin_requests = 1000\ncool_down = \"3s\"\n\
          half_open_probes = 1\nclose_after = 1\n\
-         [health]\nwindow = \"30s\"\npublish_interval = \"50ms\"\n{}{}{KEYS}\
+         [health]\nwindow = \"30s\"\npublish_interval = \"50ms\"\n{}{}{TEAM_AND_TRIAL_KEYS}\
          [models.m-main]\nproviders = [\"bad\", \"good\"]\n\
          [models.m-bad]\nproviders = [\"bad\"]\n",
         openai_provider("bad", &bad, "timeout = \"5s\""),
@@ -124,12 +92,7 @@ fn breaker_opens_half_opens_and_closes_and_health_follows() {
         "bad provider's health below the good one's",
         |s| (health(s, "bad")? < health(s, "good")?).then_some(()),
     );
-    let providers: Value = client()
-        .get(gw.url("/health/providers"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let providers = common::get_json(&gw, "/health/providers");
     let bad_view = providers["providers"]
         .as_array()
         .unwrap()
@@ -161,7 +124,7 @@ fn breaker_opens_half_opens_and_closes_and_health_follows() {
 fn cost_seed_metrics_cardinality_and_promtool() {
     let upstream = mock_upstream(&[]);
     let config = format!(
-        "{}{KEYS}[models.m-cost]\nproviders = [\"p\"]\n\
+        "{}{TEAM_AND_TRIAL_KEYS}[models.m-cost]\nproviders = [\"p\"]\n\
          input_price_per_1m = 10000.0\noutput_price_per_1m = 20000.0\n",
         openai_provider("p", &upstream, ""),
     );
@@ -238,7 +201,7 @@ fn a_latency_spike_is_exactly_one_anomaly() {
     let upstream = mock_upstream(&[]);
     let config = format!(
         "[anomaly]\nwarmup = 10\nz_threshold = 4.0\nlatency_floor = \"250ms\"\ninterval = \"1h\"\n\
-         {}{KEYS}[models.m]\nproviders = [\"p\"]\n",
+         {}{TEAM_AND_TRIAL_KEYS}[models.m]\nproviders = [\"p\"]\n",
         openai_provider("p", &upstream, ""),
     );
     let gw = gateway(&config);
@@ -265,12 +228,7 @@ fn a_latency_spike_is_exactly_one_anomaly() {
         (get(s, "provider_response_time_seconds_count{provider=\"p\"}")? == 45.0).then_some(())
     });
     let anomalies: Value = until(&gw, WAIT, "the anomaly list", |_| {
-        let v: Value = client()
-            .get(gw.url("/health/anomalies"))
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
+        let v = common::get_json(&gw, "/health/anomalies");
         (!v["anomalies"].as_array()?.is_empty()).then_some(v)
     });
     assert_eq!(spikes(&scrape(&gw)), Some(1.0), "{anomalies}");

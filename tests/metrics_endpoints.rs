@@ -9,6 +9,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use common::get_as;
 use gatewayz::telemetry::metrics::catalogue::{Category, FAMILIES};
 use serde_json::Value;
 
@@ -37,16 +38,8 @@ output_price_per_1m = 10.0
 providers = ["local"]
 input_price_per_1m = 0.4
 output_price_per_1m = 1.6
-
-[[keys]]
-name = "team"
-key = "team-key-123456"
-
-[[keys]]
-name = "trial"
-key = "trial-key-123456"
-trial_expires = "2099-01-01T00:00:00Z"
-"#,
+{keys}"#,
+        keys = common::TEAM_AND_TRIAL_KEYS,
         provider = common::openai_provider("up", upstream, ""),
     )
 }
@@ -77,14 +70,6 @@ fn parse(text: &str) -> Families {
         }
     }
     families
-}
-
-fn get(gw: &common::Process, path: &str, token: Option<&str>) -> reqwest::blocking::Response {
-    let mut request = common::client().get(gw.url(path));
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    request.send().unwrap()
 }
 
 fn sum(families: &Families, name: &str, filter: &str) -> f64 {
@@ -121,14 +106,13 @@ fn categories_summary_docs_and_access() {
         ("alpha", "five six"),
         ("beta", "seven eight nine ten"),
     ] {
-        let reply: Value = client
-            .post(gw.url("/v1/chat/completions"))
-            .bearer_auth("team-key-123456")
-            .body(common::chat_body(model, prompt, false))
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
+        let reply: Value =
+            common::chat_request(&client, gw.addr, common::chat_body(model, prompt, false))
+                .bearer_auth(common::TEAM_KEY)
+                .send()
+                .unwrap()
+                .json()
+                .unwrap();
         record(model, &reply["usage"]);
     }
     for prompt in ["streamed words here", "and more"] {
@@ -136,10 +120,8 @@ fn categories_summary_docs_and_access() {
             "model": "beta", "stream": true, "stream_options": {"include_usage": true},
             "messages": [{"role": "user", "content": prompt}],
         });
-        let text = client
-            .post(gw.url("/v1/chat/completions"))
-            .bearer_auth("team-key-123456")
-            .body(body.to_string())
+        let text = common::chat_request(&client, gw.addr, body.to_string())
+            .bearer_auth(common::TEAM_KEY)
             .send()
             .unwrap()
             .text()
@@ -166,27 +148,20 @@ fn categories_summary_docs_and_access() {
         .sum();
 
     // Streams record their outcome when they end; wait until all six are counted.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let all = loop {
+    let all = common::poll(std::time::Duration::from_secs(10), || {
         let all = parse(
-            &get(&gw, "/prometheus/metrics/all", Some(ALL_TOKEN))
+            &get_as(&gw, "/prometheus/metrics/all", Some(ALL_TOKEN))
                 .text()
                 .unwrap(),
         );
-        if sum(&all, "model_inference_requests_total", "") >= 6.0 {
-            break all;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "completions not counted"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
+        (sum(&all, "model_inference_requests_total", "") >= 6.0).then_some(all)
+    })
+    .expect("completions not counted");
 
     // Categories: exactly their families, and together everything.
     let mut union = BTreeSet::new();
     for category in Category::ALL {
-        let reply = get(
+        let reply = get_as(
             &gw,
             &format!("/prometheus/metrics/{}", category.as_str()),
             Some(ALL_TOKEN),
@@ -220,7 +195,7 @@ fn categories_summary_docs_and_access() {
     }
     // Families only ever appear (an actor publishes a gauge on its first tick), so scrapes
     // taken one after the other are compared by inclusion: before ⊆ union ⊆ after.
-    let everything = get(&gw, "/metrics", Some(ALL_TOKEN)).text().unwrap();
+    let everything = get_as(&gw, "/metrics", Some(ALL_TOKEN)).text().unwrap();
     promtool_check(&everything, "/metrics");
     let after: BTreeSet<String> = parse(&everything).into_keys().collect();
     let before: BTreeSet<String> = all.keys().cloned().collect();
@@ -236,7 +211,7 @@ fn categories_summary_docs_and_access() {
     );
 
     // The summary agrees with the counters, exactly.
-    let summary: Value = get(&gw, "/prometheus/metrics/summary", Some(ALL_TOKEN))
+    let summary: Value = get_as(&gw, "/prometheus/metrics/summary", Some(ALL_TOKEN))
         .json()
         .unwrap();
     let totals = &summary["totals"];
@@ -272,7 +247,7 @@ fn categories_summary_docs_and_access() {
     assert_eq!(summary["trials_active"], 1);
 
     // Docs list the whole catalogue.
-    let docs = get(&gw, "/prometheus/metrics/docs", Some(BUSINESS_TOKEN))
+    let docs = get_as(&gw, "/prometheus/metrics/docs", Some(BUSINESS_TOKEN))
         .text()
         .unwrap();
     for family in FAMILIES {
@@ -284,9 +259,12 @@ fn categories_summary_docs_and_access() {
     }
 
     // Access.
-    assert_eq!(get(&gw, "/prometheus/metrics/business", None).status(), 401);
     assert_eq!(
-        get(
+        get_as(&gw, "/prometheus/metrics/business", None).status(),
+        401
+    );
+    assert_eq!(
+        get_as(
             &gw,
             "/prometheus/metrics/business",
             Some("wrong-token-000000000")
@@ -295,22 +273,22 @@ fn categories_summary_docs_and_access() {
         401
     );
     assert_eq!(
-        get(&gw, "/prometheus/metrics/providers", Some(BUSINESS_TOKEN)).status(),
+        get_as(&gw, "/prometheus/metrics/providers", Some(BUSINESS_TOKEN)).status(),
         403
     );
     assert_eq!(
-        get(&gw, "/prometheus/metrics/summary", Some(BUSINESS_TOKEN)).status(),
+        get_as(&gw, "/prometheus/metrics/summary", Some(BUSINESS_TOKEN)).status(),
         403
     );
-    assert_eq!(get(&gw, "/metrics", Some(BUSINESS_TOKEN)).status(), 403);
-    assert_eq!(get(&gw, "/metrics", None).status(), 401);
-    let business = get(&gw, "/prometheus/metrics/business", Some(BUSINESS_TOKEN));
+    assert_eq!(get_as(&gw, "/metrics", Some(BUSINESS_TOKEN)).status(), 403);
+    assert_eq!(get_as(&gw, "/metrics", None).status(), 401);
+    let business = get_as(&gw, "/prometheus/metrics/business", Some(BUSINESS_TOKEN));
     assert_eq!(business.status(), 200);
     assert!(business
         .text()
         .unwrap()
         .contains("gatewayz_cost_by_model_total"));
-    let unknown = get(&gw, "/prometheus/metrics/bogus", Some(ALL_TOKEN));
+    let unknown = get_as(&gw, "/prometheus/metrics/bogus", Some(ALL_TOKEN));
     assert_eq!(unknown.status(), 404);
     let message = unknown.json::<Value>().unwrap()["error"]["message"]
         .as_str()
@@ -328,13 +306,13 @@ fn categories_summary_docs_and_access() {
 
 #[test]
 fn endpoints_are_open_without_tokens() {
-    let gw = common::spawn(&["serve", "--listen", "127.0.0.1:0"], &[], None);
+    let gw = common::builtin_gateway();
     for path in [
         "/metrics",
         "/prometheus/metrics/providers",
         "/prometheus/metrics/summary",
         "/prometheus/metrics/docs",
     ] {
-        assert_eq!(get(&gw, path, None).status(), 200, "{path}");
+        assert_eq!(get_as(&gw, path, None).status(), 200, "{path}");
     }
 }

@@ -49,12 +49,8 @@ fn every_completion_carries_its_overhead() {
 
 #[test]
 fn the_builtin_mock_provider_reports_it_too() {
-    let gw = common::spawn(&["serve", "--listen", "127.0.0.1:0"], &[], None);
-    let reply = common::client()
-        .post(gw.url("/v1/chat/completions"))
-        .body(common::chat_body("mock-gpt", "hi", false))
-        .send()
-        .unwrap();
+    let gw = common::builtin_gateway();
+    let reply = common::post_chat(&gw, &common::chat_body("mock-gpt", "hi", false), None);
     assert_eq!(reply.status(), 200);
     overhead_ms(&reply);
 }

@@ -10,7 +10,8 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::scrape::{get, until};
-use common::{chat_body, mock_stats, mock_upstream, openai_provider, post_chat, Process};
+use common::{chat_body, failing_upstream, failover_gateway, mock_stats, mock_upstream, model};
+use common::{openai_provider, post_chat, Process, MOCK_CONFIG};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -27,23 +28,13 @@ fn peak_rss_mib(pid: u32) -> u64 {
     kib / 1024
 }
 
-/// Gateway with `m` = [bad, good] and `m-bad` = [bad].
-fn gateway(bad: &Process, bad_extra: &str, good: &Process) -> Process {
-    common::gateway(&format!(
-        "{}{}[models.m]\nproviders = [\"bad\", \"good\"]\n\
-         [models.m-bad]\nproviders = [\"bad\"]\n",
-        openai_provider("bad", bad, bad_extra),
-        openai_provider("good", good, ""),
-    ))
-}
-
 /// A JSON answer that never ends is cut at `max_response_bytes`: the attempt fails over, and
 /// the gateway's memory stays bounded by the limit, not by the upstream.
 #[test]
 fn an_endless_json_answer_fails_over_with_memory_bounded() {
-    let bad = mock_upstream(&["--fail-rate", "1", "--fail-mode", "oversize"]);
+    let bad = failing_upstream("oversize");
     let good = mock_upstream(&[]);
-    let gw = gateway(&bad, "max_response_bytes = 1048576", &good);
+    let gw = failover_gateway(&bad.url("/v1"), "max_response_bytes = 1048576", &good, "");
     for _ in 0..3 {
         let reply = post_chat(&gw, &chat_body("m", "big", false), None);
         assert_eq!(reply.status(), 200);
@@ -66,9 +57,9 @@ fn an_endless_json_answer_fails_over_with_memory_bounded() {
 /// event after the content it had, and memory stays bounded.
 #[test]
 fn an_endless_stream_line_is_cut_with_memory_bounded() {
-    let bad = mock_upstream(&["--fail-rate", "1", "--fail-mode", "oversize"]);
+    let bad = failing_upstream("oversize");
     let good = mock_upstream(&[]);
-    let gw = gateway(&bad, "max_event_bytes = 1048576", &good);
+    let gw = failover_gateway(&bad.url("/v1"), "max_event_bytes = 1048576", &good, "");
     for _ in 0..3 {
         let reply = post_chat(&gw, &chat_body("m-bad", "one two three", true), None);
         assert_eq!(reply.status(), 200);
@@ -114,10 +105,9 @@ fn raw(gw: &Process, request: &[u8]) -> String {
 /// configuration's bounds: `config_cli`).
 #[test]
 fn absurd_content_lengths_cost_nothing() {
-    let gw = common::gateway(
-        "[server]\nmax_body_bytes = 67108864\n\
-         [providers.p]\nkind = \"mock\"\n[models.m]\nproviders = [\"p\"]\n",
-    );
+    let gw = common::gateway(&format!(
+        "[server]\nmax_body_bytes = 67108864\n{MOCK_CONFIG}"
+    ));
     let head = |length: u64| {
         format!(
             "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
@@ -126,7 +116,7 @@ fn absurd_content_lengths_cost_nothing() {
     };
     let status = raw(&gw, head(100_000_000_000).as_bytes());
     assert!(status.contains(" 413 "), "{status}");
-    let reply = post_chat(&gw, &chat_body("m", "still here", false), None);
+    let reply = post_chat(&gw, &chat_body("mock-gpt", "still here", false), None);
     assert_eq!(reply.status(), 200);
     let peak = peak_rss_mib(gw.pid());
     assert!(peak < 64, "peak RSS {peak} MiB");
@@ -135,7 +125,7 @@ fn absurd_content_lengths_cost_nothing() {
 /// A client trickling its request head (slowloris) is cut by the head timeout, not held.
 #[test]
 fn a_trickled_request_head_is_cut() {
-    let gw = common::gateway("[providers.p]\nkind = \"mock\"\n[models.m]\nproviders = [\"p\"]\n");
+    let gw = common::gateway(MOCK_CONFIG);
     let mut socket = TcpStream::connect(gw.addr).unwrap();
     socket.set_read_timeout(Some(WAIT)).unwrap();
     let started = Instant::now();
@@ -173,7 +163,11 @@ fn a_trickled_request_head_is_cut() {
         started.elapsed()
     );
     assert!(started.elapsed() < Duration::from_secs(15));
-    let reply = post_chat(&gw, &chat_body("m", "others are served", false), None);
+    let reply = post_chat(
+        &gw,
+        &chat_body("mock-gpt", "others are served", false),
+        None,
+    );
     assert_eq!(reply.status(), 200);
 }
 
@@ -181,10 +175,9 @@ fn a_trickled_request_head_is_cut() {
 /// connection is closed; 200 such clients at once do not stop others from being served.
 #[test]
 fn a_trickled_body_gets_408_and_its_connection_freed() {
-    let gw = common::gateway(
-        "[server]\nbody_read_timeout = \"1s\"\n\
-         [providers.p]\nkind = \"mock\"\n[models.m]\nproviders = [\"p\"]\n",
-    );
+    let gw = common::gateway(&format!(
+        "[server]\nbody_read_timeout = \"1s\"\n{MOCK_CONFIG}"
+    ));
     let head = "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n\
                 content-type: application/json\r\ncontent-length: 1000\r\n\r\n{";
     let mut slow: Vec<TcpStream> = (0..200)
@@ -195,7 +188,7 @@ fn a_trickled_body_gets_408_and_its_connection_freed() {
             socket
         })
         .collect();
-    let reply = post_chat(&gw, &chat_body("m", "not blocked", false), None);
+    let reply = post_chat(&gw, &chat_body("mock-gpt", "not blocked", false), None);
     assert_eq!(reply.status(), 200);
     let started = Instant::now();
     for socket in &mut slow {
@@ -218,8 +211,9 @@ fn a_thousand_open_streams_drain_on_sigterm() {
     const STREAMS: usize = 1000;
     let upstream = mock_upstream(&["--chunks", "8", "--chunk-delay", "250ms"]);
     let mut gw = common::gateway(&format!(
-        "{}[models.m]\nproviders = [\"up\"]\n",
-        openai_provider("up", &upstream, "")
+        "{}{}",
+        openai_provider("up", &upstream, ""),
+        model("m", &["up"])
     ));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

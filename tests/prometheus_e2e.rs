@@ -9,7 +9,6 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -31,14 +30,6 @@ impl Drop for Prometheus {
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The shipped scrape config, pointed at `target`, scraping every second.
@@ -66,7 +57,7 @@ fn start_prometheus(config: &str) -> Prometheus {
     let dir = tempfile::tempdir().unwrap();
     let config_path = dir.path().join("prometheus.yml");
     std::fs::write(&config_path, config).unwrap();
-    let port = free_port();
+    let port = common::free_addr().port();
     let child = Command::new("prometheus")
         .arg(format!("--config.file={}", config_path.display()))
         .arg(format!(
@@ -123,7 +114,7 @@ fn substitute(expr: &str) -> String {
 #[test]
 fn every_dashboard_query_runs_against_a_real_prometheus() {
     let good = common::mock_upstream(&["--latency", "2ms", "--chunk-delay", "1ms"]);
-    let bad = common::mock_upstream(&["--fail-rate", "1", "--fail-mode", "status"]);
+    let bad = common::failing_upstream("status");
     let config = format!(
         r#"
 [metrics]
@@ -140,16 +131,8 @@ output_price_per_1m = 15.0
 providers = ["good"]
 input_price_per_1m = 0.5
 output_price_per_1m = 1.5
-
-[[keys]]
-name = "team"
-key = "team-key-123456"
-
-[[keys]]
-name = "trial"
-key = "trial-key-123456"
-trial_expires = "2099-01-01T00:00:00Z"
-"#,
+{keys}"#,
+        keys = common::TEAM_AND_TRIAL_KEYS,
         good_provider = common::openai_provider("good", &good, ""),
         bad_provider = common::openai_provider("bad", &bad, ""),
     );
@@ -164,26 +147,23 @@ trial_expires = "2099-01-01T00:00:00Z"
     let client = common::client();
     for i in 0..12 {
         for model in ["fragile", "steady"] {
-            let reply = client
-                .post(gateway.url("/v1/chat/completions"))
-                .bearer_auth("team-key-123456")
-                .body(common::chat_body(
-                    model,
-                    &format!("question {i} about metrics"),
-                    i % 3 == 0,
-                ))
+            let body = common::chat_body(model, &format!("question {i} about metrics"), i % 3 == 0);
+            let reply = common::chat_request(&client, gateway.addr, body)
+                .bearer_auth(common::TEAM_KEY)
                 .send()
                 .unwrap();
             assert_eq!(reply.status(), 200, "{model}: {}", reply.text().unwrap());
             let _ = reply.bytes().unwrap();
         }
     }
-    let missing = client
-        .post(gateway.url("/v1/chat/completions"))
-        .bearer_auth("team-key-123456")
-        .body(common::chat_body("no-such-model", "x", false))
-        .send()
-        .unwrap();
+    let missing = common::chat_request(
+        &client,
+        gateway.addr,
+        common::chat_body("no-such-model", "x", false),
+    )
+    .bearer_auth(common::TEAM_KEY)
+    .send()
+    .unwrap();
     assert_eq!(missing.status(), 404);
 
     // Wait until Prometheus has scraped the final state at least twice per job.
@@ -195,10 +175,7 @@ trial_expires = "2099-01-01T00:00:00Z"
             .unwrap()
             .text()
             .unwrap();
-        text.lines()
-            .filter(|l| l.starts_with("gatewayz_tokens_total{"))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+        common::scrape::sum(&common::scrape::parse(&text), "gatewayz_tokens_total{")
     };
     // The gateway's own figure is read again each round: the cost actor receives outcomes in
     // batches (the actors' outbox), so the counter can still move just after the traffic.

@@ -11,16 +11,9 @@ use std::time::Duration;
 
 const CONNECTIONS: u64 = 500;
 
-/// The `count=N` of a summary line.
-fn summary_count(line: &str) -> Option<u64> {
-    line.split_whitespace()
-        .find_map(|w| w.strip_prefix("count="))
-        .and_then(|n| n.parse().ok())
-}
-
 #[test]
 fn malformed_requests_are_counted_and_summarized_not_logged_one_by_one() {
-    let gw = common::spawn(&["serve", "--listen", "127.0.0.1:0"], &[], None);
+    let gw = common::builtin_gateway();
     for _ in 0..CONNECTIONS {
         let mut stream = TcpStream::connect(gw.addr).unwrap();
         stream
@@ -49,7 +42,7 @@ fn malformed_requests_are_counted_and_summarized_not_logged_one_by_one() {
     common::wait_until(Duration::from_secs(25), "the summary lines", || {
         summaries()
             .iter()
-            .filter_map(|l| summary_count(l))
+            .filter_map(|l| common::log_figure(l, "count"))
             .sum::<u64>()
             >= CONNECTIONS
     });

@@ -11,9 +11,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::scrape::{get, scrape, until, Series};
-use common::{assert_openai_error, chat_body, mock_stats, mock_upstream, openai_provider};
-use common::{post_chat, Process};
+use common::scrape::{breaker, get, scrape, sum, until, value, Series};
+use common::{assert_openai_error, chat_body, failing_upstream, failover_gateway, mock_stats};
+use common::{mock_upstream, model, openai_provider, post_chat, Process, MOCK_CONFIG};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -22,31 +22,13 @@ const WAIT: Duration = Duration::from_secs(20);
 const BREAKER: &str = "[breaker]\nconsecutive_failures = 3\nmin_requests = 1000\n\
                        cool_down = \"60s\"\n";
 
-fn model(id: &str, providers: &[&str]) -> String {
-    format!("[models.{id}]\nproviders = {providers:?}\n")
-}
-
-/// Gateway with `m-bad` = [bad] and `m` = [bad, good].
-fn gateway(bad: &Process, bad_extra: &str, good: &Process, extra: &str) -> Process {
-    common::gateway(&format!(
-        "{BREAKER}{extra}{}{}{}{}",
-        openai_provider("bad", bad, bad_extra),
-        openai_provider("good", good, ""),
-        model("m-bad", &["bad"]),
-        model("m", &["bad", "good"]),
-    ))
-}
-
-fn series(s: &Series, name: &str, labels: &str) -> f64 {
-    get(s, &format!("{name}{{{labels}}}")).unwrap_or(0.0)
+/// Gateway with `m-bad` = [bad] and `m` = [bad, good], and [`BREAKER`].
+fn gateway(bad: &Process, bad_extra: &str, good: &Process) -> Process {
+    failover_gateway(&bad.url("/v1"), bad_extra, good, BREAKER)
 }
 
 fn breaker_open(s: &Series, provider: &str) -> bool {
-    series(
-        s,
-        "gatewayz_circuit_breaker_state",
-        &format!("provider=\"{provider}\",state=\"open\""),
-    ) == 1.0
+    breaker(s, provider)[1] == Some(1.0)
 }
 
 /// A streamed answer's `data:` payloads.
@@ -81,9 +63,9 @@ fn assert_complete(events: &[String]) {
 /// to the healthy provider. Each broken stream is one failure with its reason, one failed
 /// request, and an SSE error event for its client.
 fn broken_streams_open_the_breaker(mode: &str, bad_extra: &str, outcome: &str, reason: &str) {
-    let bad = mock_upstream(&["--fail-rate", "1", "--fail-mode", mode]);
+    let bad = failing_upstream(mode);
     let good = mock_upstream(&[]);
-    let gw = gateway(&bad, bad_extra, &good, "");
+    let gw = gateway(&bad, bad_extra, &good);
     for _ in 0..3 {
         assert_broken(&stream(&gw, "m-bad"));
     }
@@ -93,12 +75,12 @@ fn broken_streams_open_the_breaker(mode: &str, bad_extra: &str, outcome: &str, r
     let s = scrape(&gw);
     let attempts = format!("outcome=\"{outcome}\",provider=\"bad\",reason=\"{reason}\"");
     assert_eq!(
-        series(&s, "gatewayz_provider_requests_total", &attempts),
+        value(&s, "gatewayz_provider_requests_total", &attempts),
         3.0,
         "{mode}"
     );
     assert_eq!(
-        series(
+        value(
             &s,
             "model_inference_requests_total",
             "model=\"m-bad\",provider=\"bad\",status=\"upstream_error\""
@@ -150,14 +132,14 @@ fn streams_idle_past_their_timeout_open_the_breaker() {
 /// stream comes whole from the next provider.
 #[test]
 fn a_malformed_stream_before_content_fails_over() {
-    let bad = mock_upstream(&["--fail-rate", "1", "--fail-mode", "malformed"]);
+    let bad = failing_upstream("malformed");
     let good = mock_upstream(&[]);
-    let gw = gateway(&bad, "", &good, "");
+    let gw = gateway(&bad, "", &good);
     let events = stream(&gw, "m");
     assert_complete(&events);
     assert!(!events.iter().any(|e| e.contains("not json")), "{events:?}");
     let s = until(&gw, WAIT, "the failed attempt counted", |s| {
-        let n = series(
+        let n = value(
             s,
             "gatewayz_provider_requests_total",
             "outcome=\"error\",provider=\"bad\",reason=\"stream_malformed\"",
@@ -165,11 +147,11 @@ fn a_malformed_stream_before_content_fails_over() {
         (n == 1.0).then(|| s.clone())
     });
     assert_eq!(
-        series(&s, "gatewayz_provider_failovers_total", "provider=\"bad\""),
+        value(&s, "gatewayz_provider_failovers_total", "provider=\"bad\""),
         1.0
     );
     assert_eq!(
-        series(
+        value(
             &s,
             "model_inference_requests_total",
             "model=\"m\",provider=\"good\",status=\"success\""
@@ -185,7 +167,7 @@ fn a_malformed_stream_before_content_fails_over() {
 fn refused_provider_credentials_fail_over_and_are_the_provider_s_fault() {
     let bad = mock_upstream(&["--api-key", "the-upstream-wants-this"]);
     let good = mock_upstream(&[]);
-    let gw = gateway(&bad, "api_key = \"wrong-secret-value\"", &good, "");
+    let gw = gateway(&bad, "api_key = \"wrong-secret-value\"", &good);
     let reply = post_chat(&gw, &chat_body("m", "hello", false), None);
     assert_eq!(reply.status(), 200);
     for _ in 0..2 {
@@ -204,7 +186,7 @@ fn refused_provider_credentials_fail_over_and_are_the_provider_s_fault() {
     });
     let s = scrape(&gw);
     assert_eq!(
-        series(
+        value(
             &s,
             "gatewayz_provider_requests_total",
             "outcome=\"error\",provider=\"bad\",reason=\"auth_refused\""
@@ -228,7 +210,7 @@ fn rate_limits_are_not_outages() {
         "30",
     ]);
     let good = mock_upstream(&[]);
-    let gw = gateway(&limited, "", &good, "");
+    let gw = gateway(&limited, "", &good);
     for i in 0..6 {
         let reply = post_chat(&gw, &chat_body("m-bad", "hello", false), None);
         let retry_after: u64 = reply.headers()["retry-after"]
@@ -249,7 +231,7 @@ fn rate_limits_are_not_outages() {
     assert_eq!(mock_stats(&good)["chat_requests"], 1);
     let s = scrape(&gw);
     assert_eq!(
-        series(
+        value(
             &s,
             "gatewayz_circuit_breaker_state",
             "provider=\"bad\",state=\"closed\""
@@ -257,7 +239,7 @@ fn rate_limits_are_not_outages() {
         1.0
     );
     assert_eq!(
-        series(
+        value(
             &s,
             "gatewayz_provider_requests_total",
             "outcome=\"rate_limited\",provider=\"bad\",reason=\"rate_limited\""
@@ -266,7 +248,7 @@ fn rate_limits_are_not_outages() {
     );
     // One end each: the first tried the provider, the others found it paused.
     let rate_limited = |provider| {
-        series(
+        value(
             &s,
             "model_inference_requests_total",
             &format!("model=\"m-bad\",provider=\"{provider}\",status=\"rate_limited\""),
@@ -279,11 +261,16 @@ fn rate_limits_are_not_outages() {
 /// clients read, which successful answers carry too.
 #[test]
 fn the_per_key_limit_says_when_to_retry() {
-    let gw = common::gateway(
-        "[providers.p]\nkind = \"mock\"\n[models.m]\nproviders = [\"p\"]\n\
-         [[keys]]\nname = \"app\"\nkey = \"test-key-0001\"\nrate_limit_rpm = 2\n",
-    );
-    let send = || post_chat(&gw, &chat_body("m", "hi", false), Some("test-key-0001"));
+    let gw = common::gateway(&format!(
+        "{MOCK_CONFIG}[[keys]]\nname = \"app\"\nkey = \"test-key-0001\"\nrate_limit_rpm = 2\n"
+    ));
+    let send = || {
+        post_chat(
+            &gw,
+            &chat_body("mock-gpt", "hi", false),
+            Some("test-key-0001"),
+        )
+    };
     let header = |r: &reqwest::blocking::Response, name: &str| {
         r.headers()[name].to_str().unwrap().to_owned()
     };
@@ -304,7 +291,7 @@ fn the_per_key_limit_says_when_to_retry() {
 #[test]
 fn every_request_end_is_counted_once() {
     let failing = mock_upstream(&["--fail-rate", "1"]);
-    let hanging = mock_upstream(&["--fail-rate", "1", "--fail-mode", "hang"]);
+    let hanging = failing_upstream("hang");
     let gw = common::gateway(&format!(
         "{BREAKER}[server]\nrequest_timeout = \"500ms\"\n{}{}{}{}{}",
         openai_provider("a", &failing, ""),
@@ -332,7 +319,7 @@ fn every_request_end_is_counted_once() {
         "upstream_timeout",
     );
     let s = until(&gw, WAIT, "the timed-out request counted", |s| {
-        let n = series(
+        let n = value(
             s,
             "model_inference_requests_total",
             "model=\"m-slow\",provider=\"slow\",status=\"timeout\"",
@@ -340,21 +327,17 @@ fn every_request_end_is_counted_once() {
         (n == 1.0).then(|| s.clone())
     });
     assert_eq!(
-        series(&s, "gatewayz_provider_failovers_total", "provider=\"a\""),
+        value(&s, "gatewayz_provider_failovers_total", "provider=\"a\""),
         0.0
     );
     assert_eq!(
-        series(
+        value(
             &s,
             "model_inference_requests_total",
             "model=\"m\",provider=\"a\",status=\"upstream_error\""
         ),
         1.0
     );
-    let all_of_m: f64 = s
-        .iter()
-        .filter(|(k, _)| k.starts_with("model_inference_requests_total{model=\"m\","))
-        .map(|(_, v)| v)
-        .sum();
+    let all_of_m = sum(&s, "model_inference_requests_total{model=\"m\",");
     assert_eq!(all_of_m, 1.0, "one request, one end");
 }

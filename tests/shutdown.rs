@@ -5,17 +5,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
-#[path = "support/loki.rs"]
-mod loki;
 
 use std::io::Read;
 use std::time::{Duration, Instant};
 
-use loki::{LokiReceiver, Mode};
+use common::loki::{LokiReceiver, Mode};
 
 #[test]
 fn sighup_is_logged_and_the_gateway_keeps_serving() {
-    let mut gw = common::spawn(&["serve", "--listen", "127.0.0.1:0"], &[], None);
+    let mut gw = common::builtin_gateway();
     gw.signal("HUP");
     common::wait_until(Duration::from_secs(10), "the SIGHUP warning", || {
         gw.log_text().contains("SIGHUP ignored")
@@ -64,12 +62,9 @@ flush_interval = "10ms"
     ));
     let prompt = vec!["word"; 100].join(" ");
     let body = common::chat_body("slow", &prompt, true);
-    let url = gw.url("/v1/chat/completions");
+    let addr = gw.addr;
     let reader = std::thread::spawn(move || {
-        let mut reply = common::client()
-            .post(url)
-            .header("content-type", "application/json")
-            .body(body)
+        let mut reply = common::chat_request(&common::client(), addr, body)
             .send()
             .unwrap();
         assert_eq!(reply.status(), 200);

@@ -4,7 +4,7 @@ mod common;
 
 #[test]
 fn builtin_default_answers_a_chat_completion() {
-    let gw = common::spawn(&["serve", "--listen", "127.0.0.1:0"], &[], None);
+    let gw = common::builtin_gateway();
     let reply = common::post_chat(
         &gw,
         &common::chat_body("mock-gpt", "hello smoke", false),

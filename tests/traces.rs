@@ -38,11 +38,9 @@ fn gateway(otlp: &str, upstreams: &[&Process]) -> Process {
 
 /// Sends a chat completion with the caller's `traceparent`; returns the response.
 fn chat(gw: &Process, prompt: &str, stream: bool) -> reqwest::blocking::Response {
-    let reply = common::client()
-        .post(gw.url("/v1/chat/completions"))
-        .header("content-type", "application/json")
+    let body = common::chat_body("gpt-test", prompt, stream);
+    let reply = common::chat_request(&common::client(), gw.addr, body)
         .header("traceparent", format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01"))
-        .body(common::chat_body("gpt-test", prompt, stream))
         .send()
         .unwrap();
     assert_eq!(reply.status(), 200);
@@ -68,13 +66,7 @@ fn server_and_clients(spans: &[Span], clients: usize) -> Option<(Span, Vec<Span>
 }
 
 fn upstream_traceparent(upstream: &Process) -> String {
-    let stats: serde_json::Value = common::client()
-        .get(upstream.url("/mock/stats"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    stats["last_traceparent"]
+    common::mock_stats(upstream)["last_traceparent"]
         .as_str()
         .unwrap_or_default()
         .to_owned()
@@ -200,10 +192,8 @@ fn a_stream_records_time_to_first_chunk_and_usage() {
 
 #[test]
 fn a_dead_collector_costs_requests_nothing_and_is_reported_once() {
-    // A port that refuses connections: bound, then closed.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = dead.local_addr().unwrap();
-    drop(dead);
+    // A port that refuses connections.
+    let addr = common::free_addr();
     let upstream = common::mock_upstream(&[]);
     let mut config = common::openai_provider("up0", &upstream, "");
     config.push_str(&format!(

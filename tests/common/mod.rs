@@ -1,8 +1,15 @@
-//! Shared support for black-box tests: start the real `gatewayz` binary (gateway or
-//! mock-upstream) on a random loopback port, find the address it logged, stop it on drop.
+//! The one shared module of the black-box tests. This file starts the real `gatewayz` binary
+//! (gateway or mock-upstream) on a random loopback port, finds the address it logged and stops
+//! it on drop, and holds the request, configuration and polling helpers every test file uses;
+//! [`scrape`] reads `/metrics`, [`otlp`] and [`loki`] are protocol-faithful receivers, and
+//! [`inproc`] runs the gateway inside the test process. Each test binary uses a subset, hence
+//! `dead_code` allowed.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod inproc;
+pub mod loki;
 pub mod otlp;
+pub mod scrape;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
@@ -10,7 +17,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A running `gatewayz` process.
 pub struct Process {
@@ -51,14 +58,7 @@ impl Process {
     /// Sends SIGTERM and waits (at most `limit`) for the exit status.
     pub fn terminate(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
         self.signal("TERM");
-        let deadline = std::time::Instant::now() + limit;
-        while std::time::Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
+        poll(limit, || self.child.try_wait().ok().flatten())
     }
 }
 
@@ -127,6 +127,12 @@ pub fn spawn(args: &[&str], envs: &[(&str, &str)], dir: Option<tempfile::TempDir
     }
 }
 
+/// Starts the gateway on a random port with its built-in configuration (a mock provider
+/// serving `mock-gpt`).
+pub fn builtin_gateway() -> Process {
+    spawn(&["serve", "--listen", "127.0.0.1:0"], &[], None)
+}
+
 /// Starts the gateway on a random port with `config` (TOML) written to a temp file.
 pub fn gateway(config: &str) -> Process {
     gateway_with_env(config, &[])
@@ -148,12 +154,37 @@ pub fn mock_upstream(flags: &[&str]) -> Process {
     spawn(&args, &[], None)
 }
 
+/// A mock-upstream failing every chat request the way `mode` (`--fail-mode`) says.
+pub fn failing_upstream(mode: &str) -> Process {
+    mock_upstream(&["--fail-rate", "1", "--fail-mode", mode])
+}
+
+/// A `kind = "openai"` `[providers.NAME]` section at `base` (a URL up to `/v1`), with `extra`
+/// keys.
+pub fn provider_at(name: &str, base: &str, extra: &str) -> String {
+    format!("[providers.{name}]\nkind = \"openai\"\nbase_url = \"{base}\"\n{extra}\n")
+}
+
 /// A `[providers.NAME]` section for an upstream served by a mock-upstream process.
 pub fn openai_provider(name: &str, upstream: &Process, extra: &str) -> String {
-    format!(
-        "[providers.{name}]\nkind = \"openai\"\nbase_url = \"{}\"\n{extra}\n",
-        upstream.url("/v1")
-    )
+    provider_at(name, &upstream.url("/v1"), extra)
+}
+
+/// A `[models.ID]` section served by `providers`, in that order.
+pub fn model(id: &str, providers: &[&str]) -> String {
+    format!("[models.{id}]\nproviders = {providers:?}\n")
+}
+
+/// The failover pair: a gateway with model `m` = [bad, good] and `m-bad` = [bad]; `bad` at
+/// `bad_base` (a URL up to `/v1`) with `bad_extra` keys, `extra` sections ahead of them all.
+pub fn failover_gateway(bad_base: &str, bad_extra: &str, good: &Process, extra: &str) -> Process {
+    gateway(&format!(
+        "{extra}{}{}{}{}",
+        provider_at("bad", bad_base, bad_extra),
+        openai_provider("good", good, ""),
+        model("m", &["bad", "good"]),
+        model("m-bad", &["bad"]),
+    ))
 }
 
 /// A blocking HTTP client for tests.
@@ -163,6 +194,31 @@ pub fn client() -> reqwest::blocking::Client {
         .timeout(Duration::from_secs(60))
         .build()
         .expect("client")
+}
+
+/// One pooled client per test thread, for loops of requests: building one per request costs
+/// a runtime and a connection each time.
+pub fn http() -> reqwest::blocking::Client {
+    thread_local! {
+        static CLIENT: reqwest::blocking::Client = client();
+    }
+    CLIENT.with(|c| c.clone())
+}
+
+/// `GET PATH` of a process, with `token` as bearer token when given.
+pub fn get_as(process: &Process, path: &str, token: Option<&str>) -> reqwest::blocking::Response {
+    let mut request = client().get(process.url(path));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    request.send().expect("GET")
+}
+
+/// `GET PATH` of a process, as JSON.
+pub fn get_json(process: &Process, path: &str) -> serde_json::Value {
+    get_as(process, path, None)
+        .json()
+        .unwrap_or_else(|e| panic!("GET {path} as JSON: {e}"))
 }
 
 /// A chat completion body.
@@ -175,16 +231,60 @@ pub fn chat_body(model: &str, prompt: &str, stream: bool) -> String {
     .to_string()
 }
 
+/// The one chat completion request: `POST /v1/chat/completions` of a JSON `body` to the
+/// gateway at `addr` (a [`Process`]'s or an [`inproc`] one's), for the caller to add headers
+/// to and send.
+pub fn chat_request(
+    client: &reqwest::blocking::Client,
+    addr: SocketAddr,
+    body: impl Into<reqwest::blocking::Body>,
+) -> reqwest::blocking::RequestBuilder {
+    client
+        .post(format!("http://{addr}/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .body(body)
+}
+
 /// POSTs a chat completion body to the gateway, with `key` as bearer token when given.
 pub fn post_chat(gw: &Process, body: &str, key: Option<&str>) -> reqwest::blocking::Response {
-    let mut request = client()
-        .post(gw.url("/v1/chat/completions"))
-        .header("content-type", "application/json")
-        .body(body.to_owned());
+    let mut request = chat_request(&client(), gw.addr, body.to_owned());
     if let Some(key) = key {
         request = request.bearer_auth(key);
     }
     request.send().expect("send chat request")
+}
+
+/// The key of the `team` client in [`TEAM_AND_TRIAL_KEYS`].
+pub const TEAM_KEY: &str = "team-key-123456";
+
+/// Two client keys: `team` ([`TEAM_KEY`]) and `trial`, a trial running until 2099.
+pub const TEAM_AND_TRIAL_KEYS: &str = r#"
+[[keys]]
+name = "team"
+key = "team-key-123456"
+
+[[keys]]
+name = "trial"
+key = "trial-key-123456"
+trial_expires = "2099-01-01T00:00:00Z"
+"#;
+
+/// A model `mock-gpt` served by the built-in mock provider `mock-a`.
+pub const MOCK_CONFIG: &str = r#"
+[providers.mock-a]
+kind = "mock"
+
+[models.mock-gpt]
+providers = ["mock-a"]
+"#;
+
+/// A chat completion on `mock-gpt` ([`MOCK_CONFIG`]) carrying `x-request-id: id`; the status,
+/// 0 when no answer came.
+pub fn chat_with_id(client: &reqwest::blocking::Client, addr: SocketAddr, id: &str) -> u16 {
+    chat_request(client, addr, chat_body("mock-gpt", "hi", false))
+        .header("x-request-id", id)
+        .send()
+        .map_or(0, |r| r.status().as_u16())
 }
 
 /// Asserts an OpenAI-shaped error `{"error": {"message", "type", "code"}}` with `status` and
@@ -218,25 +318,46 @@ pub fn assert_openai_error(
 
 /// `GET /mock/stats` of a mock-upstream process.
 pub fn mock_stats(upstream: &Process) -> serde_json::Value {
-    client()
-        .get(upstream.url("/mock/stats"))
-        .send()
-        .expect("mock stats")
-        .json()
-        .expect("mock stats JSON")
+    get_json(upstream, "/mock/stats")
 }
 
-/// Polls `condition` every 10 ms until it holds; panics with `what` after `limit`.
-pub fn wait_until(limit: Duration, what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + limit;
-    while !condition() {
-        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
-        std::thread::sleep(Duration::from_millis(10));
+/// The `KEY=N` figure of a log line, such as the `count=12` of a summary.
+pub fn log_figure(line: &str, key: &str) -> Option<u64> {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+        .and_then(|n| n.parse().ok())
+}
+
+/// How often [`poll`] asks again.
+const POLL_EVERY: Duration = Duration::from_millis(20);
+
+/// The polling loop of the tests: asks `check` until it returns `Some` (that value), or gives
+/// `None` once `limit` has passed; asks at least once. A wait is a condition polled with a
+/// deadline, never a sleep that hopes. (Two waits live elsewhere: the Loki receiver's condvar,
+/// as `loki.rs` stays self-contained for `benches/loki.rs`, and `loki_shipping`'s async one.)
+pub fn poll<T>(limit: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = check() {
+            return Some(value);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(POLL_EVERY);
     }
 }
 
-/// A loopback address where nothing listens (a port just bound and released).
-pub fn refused_addr() -> SocketAddr {
+/// Polls `condition` until it holds; panics with `what` after `limit`.
+pub fn wait_until(limit: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    if poll(limit, || condition().then_some(())).is_none() {
+        panic!("timed out: {what}");
+    }
+}
+
+/// A loopback address nothing listens on (a port just bound and released): a target that
+/// refuses connections, or a port to hand to a server that cannot be started on port 0.
+pub fn free_addr() -> SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     listener.local_addr().expect("addr")
 }
@@ -273,18 +394,11 @@ pub fn run_to_exit(args: &[&str], envs: &[(&str, &str)], limit: Duration) -> Exi
     };
     let stdout = read(child.stdout.take().map(|p| Box::new(p) as _));
     let stderr = read(child.stderr.take().map(|p| Box::new(p) as _));
-    let deadline = std::time::Instant::now() + limit;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("gatewayz {args:?} did not exit within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let status = poll(limit, || child.try_wait().expect("wait")).unwrap_or_else(|| {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("gatewayz {args:?} did not exit within {limit:?}");
+    });
     Exited {
         status,
         stdout: stdout.join().expect("stdout"),
@@ -324,5 +438,3 @@ pub fn assemble(events: &[String]) -> (String, Option<serde_json::Value>) {
     }
     (text, usage)
 }
-
-pub mod scrape;

@@ -2,12 +2,11 @@
 //! `POST /v1/traces`) or OTLP/gRPC (`TraceService/Export`), on 127.0.0.1 port 0, decoding
 //! real `ExportTraceServiceRequest`s with `opentelemetry-proto` and keeping the spans for
 //! assertions. Tests poll it with a deadline ([`Receiver::wait_for`]), never sleep-and-hope.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
@@ -172,17 +171,12 @@ impl Receiver {
         limit: Duration,
         done: impl Fn(&[Span]) -> bool,
     ) -> Vec<Span> {
-        let deadline = Instant::now() + limit;
-        loop {
-            let spans = self.spans();
-            if done(&spans) {
-                return spans;
-            }
-            if Instant::now() > deadline {
-                panic!("timed out waiting for {what}; received:\n{spans:#?}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        super::poll(limit, || Some(self.spans()).filter(|spans| done(spans))).unwrap_or_else(|| {
+            panic!(
+                "timed out waiting for {what}; received:\n{:#?}",
+                self.spans()
+            )
+        })
     }
 
     /// The spans of one trace.

@@ -1,23 +1,19 @@
 //! Scraping `/metrics` in black-box tests: parse the text format into series → value, and
 //! poll a condition with a deadline instead of sleeping and hoping.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::Process;
 
 /// `name{labels}` (as printed) → value.
 pub type Series = BTreeMap<String, f64>;
 
+/// `/metrics` as text.
 pub fn text(gw: &Process) -> String {
-    thread_local! {
-        static CLIENT: reqwest::blocking::Client = super::client();
-    }
-    CLIENT
-        .with(|c| c.clone())
+    super::http()
         .get(gw.url("/metrics"))
         .send()
         .unwrap()
@@ -47,31 +43,53 @@ pub fn until<T>(
     what: &str,
     check: impl Fn(&Series) -> Option<T>,
 ) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        let series = scrape(gw);
-        if let Some(v) = check(&series) {
-            return v;
-        }
-        if Instant::now() > deadline {
-            let shown: Vec<_> = series
-                .iter()
-                .filter(|(k, _)| !k.contains("_bucket"))
-                .map(|(k, v)| format!("{k} {v}"))
-                .collect();
-            panic!(
-                "timed out waiting for {what}; last scrape:\n{}\nlog:\n{}",
-                shown.join("\n"),
-                gw.log_text()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
+    let mut last = Series::new();
+    super::poll(limit, || {
+        last = scrape(gw);
+        check(&last)
+    })
+    .unwrap_or_else(|| {
+        let shown: Vec<_> = last
+            .iter()
+            .filter(|(k, _)| !k.contains("_bucket"))
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        panic!(
+            "timed out waiting for {what}; last scrape:\n{}\nlog:\n{}",
+            shown.join("\n"),
+            gw.log_text()
+        );
+    })
 }
 
 /// The value of one series, if present.
 pub fn get(series: &Series, key: &str) -> Option<f64> {
     series.get(key).copied()
+}
+
+/// The value of `name{labels}` (labels as printed, in order), 0 when absent.
+pub fn value(series: &Series, name: &str, labels: &str) -> f64 {
+    get(series, &format!("{name}{{{labels}}}")).unwrap_or(0.0)
+}
+
+/// The sum of every series whose key starts with `prefix` (a name, or a name and a first
+/// label).
+pub fn sum(series: &Series, prefix: &str) -> f64 {
+    series
+        .iter()
+        .filter(|(k, _)| k.starts_with(prefix))
+        .map(|(_, v)| v)
+        .sum()
+}
+
+/// A provider's circuit breaker state gauges: closed, open, half-open.
+pub fn breaker(series: &Series, provider: &str) -> [Option<f64>; 3] {
+    ["closed", "open", "half_open"].map(|state| {
+        get(
+            series,
+            &format!("gatewayz_circuit_breaker_state{{provider=\"{provider}\",state=\"{state}\"}}"),
+        )
+    })
 }
 
 /// Runs `promtool check metrics` on `text`; returns its combined output (empty when clean).

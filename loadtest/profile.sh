@@ -3,13 +3,13 @@
 # `gatewayz serve` (one worker, meters on) to a local mock-upstream, under valgrind's
 # callgrind. Counts instructions, so the figures are reproducible on a busy machine where
 # wall-clock timings are not. Prints instructions per request and the top functions
-# (inclusive and self); the raw profile stays in bench-out/ for callgrind_annotate / kcachegrind.
+# (inclusive and self); the raw profile stays in loadtest-out/ for callgrind_annotate / kcachegrind.
 #
-#   ./bench/profile.sh            # 2,000 requests after a 200-request warm-up
-#   BENCH_PROFILE_REQUESTS=5000 ./bench/profile.sh
-#   BENCH_PROFILE_STREAM=1 ./bench/profile.sh   # streamed completions instead of JSON
-#   BENCH_PROFILE_EXPORT=1 ./bench/profile.sh   # Loki + OTLP export on, to a local nginx sink
-#                                               # (the export threads are counted too)
+#   ./loadtest/profile.sh            # 2,000 requests after a 200-request warm-up
+#   BENCH_PROFILE_REQUESTS=5000 ./loadtest/profile.sh
+#   BENCH_PROFILE_STREAM=1 ./loadtest/profile.sh   # streamed completions instead of JSON
+#   BENCH_PROFILE_EXPORT=1 ./loadtest/profile.sh   # Loki + OTLP export on, to a local nginx sink
+#                                                  # (the export threads are counted too)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -17,12 +17,12 @@ N=${BENCH_PROFILE_REQUESTS:-2000}
 WARM=${BENCH_PROFILE_WARMUP:-200}
 STREAM=${BENCH_PROFILE_STREAM:-0}
 EXPORT=${BENCH_PROFILE_EXPORT:-0}
-OUT=$ROOT/bench-out/profile-$(date -u +%Y%m%dT%H%M%SZ)
+OUT=$ROOT/loadtest-out/profile-$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$OUT"
 
 NAME=profile
-# shellcheck source=bench/lib.sh
-. "$ROOT/bench/lib.sh"
+# shellcheck source=loadtest/lib.sh
+. "$ROOT/loadtest/lib.sh"
 
 if ! command -v valgrind >/dev/null 2>&1; then
   as_root apt-get update -qq
@@ -93,6 +93,6 @@ TOTAL=$(callgrind_annotate "$DUMP" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(","
   # callgrind_annotate folds a dump taken after `-z` into its thread's entry function when
   # asked for self cost; callgrind_top.py reads the file format directly.
   echo "## top self"
-  python3 "$ROOT/bench/callgrind_top.py" "$DUMP" 40 "$N" || true
+  python3 "$ROOT/loadtest/callgrind_top.py" "$DUMP" 40 "$N" || true
 } | tee "$OUT/summary.txt"
 echo "profile: raw in ${DUMP#"$ROOT"/}" >&2

@@ -1,8 +1,9 @@
 //! A protocol-faithful Loki for tests: accepts `POST /loki/api/v1/push`, decodes the real
 //! wire format (snappy raw block + protobuf `PushRequest`, through the crate's hand-written
 //! messages) and answers as told — 204, 429, 500, 400, a scripted sequence, stall (read the
-//! push, never answer), or drop the connection. [`down_url`] is an address nothing listens on.
+//! push, never answer), or drop the connection.
 //! A std `TcpListener` on 127.0.0.1 port 0 with a thread per connection; HTTP/1.1 keep-alive.
+//! Self-contained (nothing from `super`): `benches/loki.rs` includes this file by path.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::VecDeque;
@@ -60,14 +61,6 @@ struct State {
 pub struct LokiReceiver {
     pub addr: SocketAddr,
     state: Arc<(Mutex<State>, Condvar)>,
-}
-
-/// An http:// URL nothing listens on.
-pub fn down_url() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
-    format!("http://{addr}")
 }
 
 impl LokiReceiver {

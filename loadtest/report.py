@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Turns one bench/load.sh run (bench-out/STAMP/) into the Markdown report.
+"""Turns one loadtest/load.sh run (loadtest-out/STAMP/) into the Markdown report.
 
   report.py RUN_DIR              the whole report on stdout
   report.py --one FILE LABEL     one line about one oha result (progress while it runs)

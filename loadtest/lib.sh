@@ -1,8 +1,8 @@
-# Shared by bench/load.sh and bench/profile.sh: process bookkeeping (every process started
+# Shared by loadtest/load.sh and loadtest/profile.sh: process bookkeeping (every process started
 # is stopped by pid on exit, Ctrl-C included) and readiness polling with a deadline.
 # Source it after setting OUT (the run's output folder) and NAME (the prefix of messages).
 
-die() { printf '%s: %s\n' "${NAME:-bench}" "$*" >&2; exit 1; }
+die() { printf '%s: %s\n' "${NAME:-loadtest}" "$*" >&2; exit 1; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 PIDS=()
@@ -43,7 +43,7 @@ free_port() {
 # Sets NGINX to Debian's nginx, installing it the first time (root or sudo).
 need_nginx() {
   if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
-    printf '%s: installing Debian'"'"'s nginx\n' "${NAME:-bench}" >&2
+    printf '%s: installing Debian'"'"'s nginx\n' "${NAME:-loadtest}" >&2
     as_root apt-get update -qq
     DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends nginx >/dev/null
   fi

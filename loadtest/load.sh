@@ -2,8 +2,8 @@
 # Load benchmark: the gateway's overhead against the direct path and a plain nginx reverse
 # proxy, side by side, in one run, on loopback. Issue 8; method in docs/PERFORMANCE.md.
 #
-#   ./bench/load.sh                 # the whole run, a few minutes; table on stdout and in bench-out/
-#   BENCH_DURATION=15 ./bench/load.sh   # longer points (seconds)
+#   ./loadtest/load.sh                 # the whole run, a few minutes; table on stdout and in loadtest-out/
+#   BENCH_DURATION=15 ./loadtest/load.sh   # longer points (seconds)
 #
 # It installs what it needs (Debian nginx, `cargo install --locked oha`), builds the release
 # binary, starts every process itself, pins them (load generator + upstream on core 0, the
@@ -22,16 +22,16 @@ LOAD_CORE=${BENCH_LOAD_CORE:-0}
 PROXY_CORE=${BENCH_PROXY_CORE:-1}
 
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
-OUT=$ROOT/bench-out/$STAMP
+OUT=$ROOT/loadtest-out/$STAMP
 mkdir -p "$OUT/raw" "$OUT/nginx"
 RESULTS=$OUT/results.jsonl
 : >"$RESULTS"
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 
-NAME=bench
-# shellcheck source=bench/lib.sh
-. "$ROOT/bench/lib.sh"
+NAME=loadtest
+# shellcheck source=loadtest/lib.sh
+. "$ROOT/loadtest/lib.sh"
 
 # utime+stime (clock ticks) of a process and its children's live threads: /proc/PID/stat.
 cpu_ticks() {
@@ -157,7 +157,7 @@ for section in loki otlp; do
     printf '%s' "${!text}" >>"$GW_CONF"
     TELEMETRY="$TELEMETRY, $section"
   else
-    echo "bench: [telemetry.$section] not supported by this build: $(head -1 "$OUT/probe-$section.err")" >&2
+    echo "loadtest: [telemetry.$section] not supported by this build: $(head -1 "$OUT/probe-$section.err")" >&2
   fi
 done
 rm -f "$OUT/probe.toml"
@@ -225,7 +225,7 @@ point() { # kind rate path
   after=$(cpu_ticks $(pids_of "$path"))
   printf '{"kind":"%s","rate":"%s","path":"%s","cpu_ticks":%d,"file":"%s"}\n' \
     "$kind" "$rate" "$path" $((after - before)) "$file" >>"$RESULTS"
-  python3 "$ROOT/bench/report.py" --one "$file" "$kind $rate $path" >&2
+  python3 "$ROOT/loadtest/report.py" --one "$file" "$kind $rate $path" >&2
 }
 
 for kind in json stream; do
@@ -245,7 +245,7 @@ if [ "$TELEMETRY" != meters ]; then
   point json max gatewayz-no-export
   kill -TERM "$GW0_PID"
 else
-  echo "bench: no Loki / OTLP export in this build: the telemetry-off point would measure the same config; skipped" >&2
+  echo "loadtest: no Loki / OTLP export in this build: the telemetry-off point would measure the same config; skipped" >&2
 fi
 
 # ---------------------------------------------------------------- time to first byte
@@ -298,6 +298,6 @@ cat >"$OUT/run.json" <<JSON
  "load_core": $LOAD_CORE, "proxy_core": $PROXY_CORE, "load_after": "$(cut -d' ' -f1-3 /proc/loadavg)",
  "busy": "$(ps -eo pcpu=,comm= --sort=-pcpu | head -6 | awk '{printf "%s %s%%; ", $2, $1}')"}
 JSON
-python3 "$ROOT/bench/report.py" "$OUT" | tee "$OUT/report.md"
+python3 "$ROOT/loadtest/report.py" "$OUT" | tee "$OUT/report.md"
 echo >&2
-echo "bench: report in ${OUT#"$ROOT"/}/report.md" >&2
+echo "loadtest: report in ${OUT#"$ROOT"/}/report.md" >&2
