@@ -6,7 +6,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
-use super::{ProviderError, Reply};
+use super::{ProviderError, Reply, Upstream, Want};
+
+/// The longest event held: the mock's are a few hundred bytes.
+const MAX_EVENT_BYTES: usize = 64 * 1024;
 use crate::config::MockProviderConfig;
 use crate::mock::MockRequest;
 
@@ -25,7 +28,7 @@ impl MockProvider {
         }
     }
 
-    pub async fn chat(&self, body: Bytes, stream: bool) -> Result<Reply, ProviderError> {
+    pub async fn chat(&self, body: Bytes, want: Want) -> Result<Reply, ProviderError> {
         let request = MockRequest::parse(&body).map_err(|message| ProviderError::Status {
             status: 400,
             body: Bytes::from(
@@ -45,7 +48,7 @@ impl MockProvider {
         if !self.latency.is_zero() {
             tokio::time::sleep(self.latency).await;
         }
-        if !stream {
+        let Want::Stream { strip_usage } = want else {
             let body = Bytes::from(request.completion(&id, created));
             let (usage, response_model) = super::read_usage(&body)?;
             return Ok(Reply::Json {
@@ -53,20 +56,21 @@ impl MockProvider {
                 usage,
                 response_model,
             });
-        }
-        let mut events = request.stream_events(&id, created, 0).into_iter();
-        let first = events.next().unwrap_or_default();
+        };
+        let events = request
+            .stream_events(&id, created, 0)
+            .into_iter()
+            .enumerate();
         let delay = self.chunk_delay;
         let rest = futures_util::stream::unfold(events, move |mut events| async move {
-            let event = events.next()?;
-            if !delay.is_zero() {
+            let (i, event) = events.next()?;
+            if i > 0 && !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
             Some((Ok(event), events))
         });
-        Ok(Reply::Stream {
-            first,
-            rest: Box::pin(rest),
-        })
+        let mut upstream = Upstream::new(None, Box::pin(rest), strip_usage, MAX_EVENT_BYTES);
+        upstream.prime().await?;
+        Ok(Reply::Stream(upstream))
     }
 }

@@ -9,6 +9,7 @@
 mod mock;
 mod openai;
 pub mod sse;
+mod stream;
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -19,12 +20,10 @@ use serde::Deserialize;
 
 pub use mock::MockProvider;
 pub use openai::OpenAiClient;
+pub use stream::Upstream;
 
 use crate::config::ProviderSettings;
 use crate::telemetry::traces::propagation::UpstreamTrace;
-
-/// The longest event the in-process mock is held to (its events are a few hundred bytes).
-const MOCK_MAX_EVENT_BYTES: usize = 64 * 1024;
 
 /// A stream of upstream body chunks.
 pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, ProviderError>> + Send>>;
@@ -38,6 +37,21 @@ pub struct Usage {
     pub completion_tokens: u64,
 }
 
+/// What the caller wants back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Want {
+    /// A whole JSON answer.
+    Json,
+    /// An SSE stream; `strip_usage`: cut the usage event the client did not ask for.
+    Stream { strip_usage: bool },
+}
+
+impl Want {
+    pub fn is_stream(self) -> bool {
+        matches!(self, Self::Stream { .. })
+    }
+}
+
 /// A successful attempt.
 pub enum Reply {
     /// A whole JSON answer, returned to the client byte for byte.
@@ -47,8 +61,8 @@ pub enum Reply {
         /// The `model` the upstream says answered.
         response_model: Option<String>,
     },
-    /// An SSE stream whose first chunk has arrived; `rest` yields the others as they come.
-    Stream { first: Bytes, rest: ByteStream },
+    /// An SSE stream primed up to its first content.
+    Stream(Upstream),
 }
 
 /// Why an attempt failed, and whether another provider may be tried.
@@ -247,16 +261,17 @@ impl Provider {
         })
     }
 
-    /// Sends one chat completion attempt, with the attempt's W3C trace headers.
+    /// Sends one chat completion attempt, with the attempt's W3C trace headers; a stream comes
+    /// back primed (see [`Upstream`]).
     pub async fn chat(
         &self,
         body: Bytes,
-        stream: bool,
+        want: Want,
         trace: &UpstreamTrace,
     ) -> Result<Reply, ProviderError> {
         match self {
-            Self::OpenAi(c) => c.chat(body, stream, trace).await,
-            Self::Mock(m) => m.chat(body, stream).await,
+            Self::OpenAi(c) => c.chat(body, want, trace).await,
+            Self::Mock(m) => m.chat(body, want).await,
         }
     }
 
@@ -265,22 +280,6 @@ impl Provider {
         match self {
             Self::OpenAi(c) => c.host(),
             Self::Mock(_) => "mock",
-        }
-    }
-
-    /// The per-attempt deadline: the JSON answer, or a stream's first content.
-    pub fn timeout(&self) -> Duration {
-        match self {
-            Self::OpenAi(c) => c.timeout(),
-            Self::Mock(_) => Duration::from_secs(60),
-        }
-    }
-
-    /// The longest stream event (line) accepted.
-    pub fn max_event_bytes(&self) -> usize {
-        match self {
-            Self::OpenAi(c) => c.max_event_bytes(),
-            Self::Mock(_) => MOCK_MAX_EVENT_BYTES,
         }
     }
 }

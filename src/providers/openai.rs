@@ -22,7 +22,6 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::Bytes;
-use futures_util::StreamExt;
 use http_body_util::{BodyDataStream, BodyExt, Full};
 use hyper::body::{Body as _, Incoming};
 use hyper::header::{
@@ -35,7 +34,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::{Client, Error as ClientError};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use super::{read_usage, ByteStream, ProviderError, Reply};
+use super::{read_usage, ByteStream, ProviderError, Reply, Upstream, Want};
 use crate::config::OpenAiProviderConfig;
 use crate::telemetry::traces::propagation::UpstreamTrace;
 
@@ -136,19 +135,17 @@ impl OpenAiClient {
         self.timeout
     }
 
-    pub fn max_event_bytes(&self) -> usize {
-        self.max_event_bytes
-    }
-
+    /// One attempt, bounded by the provider's `timeout`: the whole JSON answer, or a stream
+    /// up to its first content.
     pub async fn chat(
         &self,
         body: Bytes,
-        stream: bool,
+        want: Want,
         trace: &UpstreamTrace,
     ) -> Result<Reply, ProviderError> {
         let attempt = async {
             let response = self
-                .send(body, stream, trace)
+                .send(body, want.is_stream(), trace)
                 .await
                 .map_err(|e| classify(&e))?;
             let (head, body) = response.into_parts();
@@ -170,20 +167,11 @@ impl OpenAiClient {
                     retry_after,
                 });
             }
-            if stream {
-                let mut rest = idle_limited(BodyDataStream::new(body), self.idle_timeout);
-                // Wait for the first chunk before committing to this provider: a stream that
-                // dies before sending anything can still fail over.
-                loop {
-                    match rest.next().await {
-                        Some(Ok(first)) if first.is_empty() => continue,
-                        Some(Ok(first)) => return Ok(Reply::Stream { first, rest }),
-                        Some(Err(e)) => return Err(e),
-                        None => {
-                            return Err(ProviderError::Malformed("empty stream".into()));
-                        }
-                    }
-                }
+            if let Want::Stream { strip_usage } = want {
+                let rest = idle_limited(BodyDataStream::new(body), self.idle_timeout);
+                let mut upstream = Upstream::new(None, rest, strip_usage, self.max_event_bytes);
+                upstream.prime().await?;
+                Ok(Reply::Stream(upstream))
             } else {
                 let body = read_limited(body, &head.headers, self.max_response_bytes).await?;
                 let (usage, response_model) = read_usage(&body)?;

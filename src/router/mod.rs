@@ -19,14 +19,14 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-pub use relay::{Relay, Upstream};
+pub use relay::Relay;
 pub use span::{AttemptSpan, StreamSpan};
 
 use crate::board::{Board, ModelId, ProviderId};
 use crate::catalog::{Catalog, Model};
 use crate::errors::{ApiError, RateLimit};
 use crate::outcome::{AttemptRecord, AttemptResult, Ending, Reporter, RequestEnd};
-use crate::providers::{retryable_status, Provider, ProviderError, Reply, Usage};
+use crate::providers::{retryable_status, Provider, ProviderError, Reply, Want};
 use request::{rewrite, ChatHead};
 
 /// Providers scoring below this are tried after the healthy ones.
@@ -223,32 +223,14 @@ impl Router {
         );
         let trace = span.upstream_trace();
         let sent = Instant::now();
-        let deadline = sent + client.timeout();
-        let sending = client.chat(body, head.stream, &trace);
-        let result = match span.instrument(sending).await {
-            Ok(Reply::Stream { first, rest }) => {
-                let mut upstream =
-                    Upstream::new(first, rest, !head.include_usage, client.max_event_bytes());
-                // The attempt's timeout covers the wait for the first content too.
-                match tokio::time::timeout_at(deadline.into(), span.instrument(upstream.prime()))
-                    .await
-                {
-                    Ok(Ok(())) => Ok(Answer::Stream(upstream)),
-                    Ok(Err(error)) => Err(error),
-                    Err(_) => Err(ProviderError::Timeout),
-                }
+        let want = if head.stream {
+            Want::Stream {
+                strip_usage: !head.include_usage,
             }
-            Ok(Reply::Json {
-                body,
-                usage,
-                response_model,
-            }) => Ok(Answer::Json {
-                body,
-                usage,
-                response_model,
-            }),
-            Err(error) => Err(error),
+        } else {
+            Want::Json
         };
+        let result = span.instrument(client.chat(body, want, &trace)).await;
         let latency = sent.elapsed();
         ending.add_upstream_wait(latency);
         let record = |result, reason| AttemptRecord {
@@ -259,7 +241,7 @@ impl Router {
             latency,
         };
         match result {
-            Ok(Answer::Stream(upstream)) => Ok(ChatReply::Stream(Box::new(Relay::new(
+            Ok(Reply::Stream(upstream)) => Ok(ChatReply::Stream(Box::new(Relay::new(
                 upstream,
                 relay::Context {
                     span: span.streaming(),
@@ -273,7 +255,7 @@ impl Router {
                     ending: ending.hand_off(),
                 },
             )))),
-            Ok(Answer::Json {
+            Ok(Reply::Json {
                 body,
                 usage,
                 response_model,
@@ -399,16 +381,6 @@ impl Router {
             .filter(|(_, c)| self.board.state(c.provider).health() < DEGRADED_BELOW)
             .fold(0, |mask, (i, _)| mask | (1 << i))
     }
-}
-
-/// A successful attempt: a primed stream, or a whole JSON answer.
-enum Answer {
-    Stream(Upstream),
-    Json {
-        body: Bytes,
-        usage: Option<Usage>,
-        response_model: Option<String>,
-    },
 }
 
 /// Where an attempt goes: which provider, for which model, under which upstream name.

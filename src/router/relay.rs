@@ -1,10 +1,10 @@
 //! Relays an upstream SSE stream to the client, and states how it ended.
 //!
-//! A stream goes through two phases. **Priming** ([`Upstream::prime`], still inside the
-//! attempt): the router reads events, holding them back, until the first content (or a clean
-//! end); a stream that breaks or sends a malformed event before that fails over like any other
-//! failed attempt, and the client never sees it. **Relaying** ([`Relay`]): from the first
-//! content on, complete lines go to the client as they arrive. A stream that then breaks (cut,
+//! A stream goes through two phases. **Priming** (the provider's, [`Upstream::prime`], inside
+//! the attempt and its timeout): events are read and held back until the first content (or a
+//! clean end); a stream that breaks or sends a malformed event before that fails over like any
+//! other failed attempt, and the client never sees it. **Relaying** ([`Relay`], here): from the
+//! first content on, complete lines go to the client as they arrive. A stream that then breaks (cut,
 //! malformed event, idle, too long a line, closed without `[DONE]`) is a failure of its
 //! provider, and the client gets an OpenAI-shaped SSE error event instead of a silent
 //! truncation. The relay records the attempt and the request's end when it is dropped —
@@ -17,83 +17,15 @@ use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
-use futures_util::{Stream, StreamExt};
+use bytes::Bytes;
+use futures_util::Stream;
 
 use super::span::StreamSpan;
 use crate::board::{ModelId, ProviderId};
 use crate::errors::ApiError;
 use crate::outcome::{AttemptRecord, AttemptResult, Ending, Reporter, RequestEnd};
 use crate::providers::sse::SseScanner;
-use crate::providers::{ByteStream, FailureReason, ProviderError, StreamFault};
-
-/// Most bytes held back while priming: past it, the stream is committed even without content
-/// (an upstream sending many empty events first).
-const MAX_HELD: usize = 64 * 1024;
-
-/// An upstream stream before it is committed to: its first chunks, held back.
-pub struct Upstream {
-    first: Option<Bytes>,
-    rest: ByteStream,
-    scanner: SseScanner,
-    held: BytesMut,
-    /// The upstream body ended (cleanly) while priming.
-    ended: bool,
-}
-
-impl Upstream {
-    pub fn new(first: Bytes, rest: ByteStream, strip_usage: bool, max_line: usize) -> Self {
-        Self {
-            first: Some(first),
-            rest,
-            scanner: SseScanner::new(strip_usage, max_line),
-            held: BytesMut::new(),
-            ended: false,
-        }
-    }
-
-    /// Reads until the first content, a clean end, or [`MAX_HELD`] bytes; any failure before
-    /// that is the attempt's (the caller fails over).
-    pub async fn prime(&mut self) -> Result<(), ProviderError> {
-        if let Some(first) = self.first.take() {
-            if self.absorb(first)? {
-                return Ok(());
-            }
-        }
-        loop {
-            match self.rest.next().await {
-                Some(Ok(chunk)) => {
-                    if self.absorb(chunk)? {
-                        return Ok(());
-                    }
-                }
-                Some(Err(error)) => return Err(error.in_stream()),
-                None => {
-                    let fed = self.scanner.finish();
-                    self.held.extend_from_slice(&fed.forward);
-                    if let Some(fault) = fed.fault {
-                        return Err(ProviderError::Stream(fault));
-                    }
-                    if !self.scanner.done() {
-                        return Err(ProviderError::Stream(StreamFault::NoDone));
-                    }
-                    self.ended = true;
-                    return Ok(());
-                }
-            }
-        }
-    }
-
-    /// Holds a chunk's complete lines; true when priming is over.
-    fn absorb(&mut self, chunk: Bytes) -> Result<bool, ProviderError> {
-        let fed = self.scanner.feed(chunk);
-        self.held.extend_from_slice(&fed.forward);
-        if let Some(fault) = fed.fault {
-            return Err(ProviderError::Stream(fault));
-        }
-        Ok(self.scanner.seen_content() || self.scanner.done() || self.held.len() >= MAX_HELD)
-    }
-}
+use crate::providers::{ByteStream, FailureReason, ProviderError, StreamFault, Upstream};
 
 /// Who the stream belongs to: what its attempt and its request's end are recorded with.
 pub struct Context {
@@ -135,13 +67,7 @@ pub struct Relay {
 impl Relay {
     /// The relay of a primed upstream.
     pub fn new(upstream: Upstream, mut context: Context) -> Self {
-        let Upstream {
-            rest,
-            scanner,
-            held,
-            ended,
-            ..
-        } = upstream;
+        let (held, rest, scanner, ended) = upstream.into_parts();
         let mut ttfc = None;
         if scanner.seen_content() {
             if let Some(started) = context.ending.started() {
@@ -150,7 +76,7 @@ impl Relay {
             ttfc = Some(context.sent.elapsed());
         }
         Self {
-            held: Some(held.freeze()),
+            held: Some(held),
             rest,
             scanner,
             context,

@@ -4,10 +4,12 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
+use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use super::*;
+use crate::providers::StreamFault;
 
 const ANSWER: &str = r#"{"model":"m1","usage":{"prompt_tokens":1,"completion_tokens":2}}"#;
 
@@ -100,7 +102,7 @@ async fn the_request_carries_its_headers_and_body() {
         body: answer,
         usage,
         response_model,
-    } = client.chat(body, false, &trace).await.unwrap()
+    } = client.chat(body, Want::Json, &trace).await.unwrap()
     else {
         panic!("not a JSON reply");
     };
@@ -132,7 +134,11 @@ async fn user_info_in_the_url_becomes_basic_auth() {
     let (addr, served) = one_request(json_reply(ANSWER)).await;
     let client = OpenAiClient::new(&config(format!("http://us%65r:p%40ss@{addr}/v1"))).unwrap();
     client
-        .chat(Bytes::from_static(b"{}"), false, &UpstreamTrace::default())
+        .chat(
+            Bytes::from_static(b"{}"),
+            Want::Json,
+            &UpstreamTrace::default(),
+        )
         .await
         .unwrap();
     let request = served.await.unwrap();
@@ -149,10 +155,14 @@ async fn a_stream_waits_for_its_first_chunk_and_an_error_status_keeps_its_body()
     let (addr, served) = one_request(SSE).await;
     let client = OpenAiClient::new(&config(format!("http://{addr}/v1"))).unwrap();
     let empty = client
-        .chat(Bytes::from_static(b"{}"), true, &UpstreamTrace::default())
+        .chat(
+            Bytes::from_static(b"{}"),
+            Want::Stream { strip_usage: false },
+            &UpstreamTrace::default(),
+        )
         .await;
     assert!(
-        matches!(&empty, Err(ProviderError::Malformed(m)) if m == "empty stream"),
+        matches!(&empty, Err(ProviderError::Stream(StreamFault::NoDone))),
         "{:?}",
         empty.err()
     );
@@ -166,7 +176,11 @@ async fn a_stream_waits_for_its_first_chunk_and_an_error_status_keeps_its_body()
     let (addr, _served) = one_request(TEAPOT).await;
     let client = OpenAiClient::new(&config(format!("http://{addr}/v1"))).unwrap();
     match client
-        .chat(Bytes::from_static(b"{}"), false, &UpstreamTrace::default())
+        .chat(
+            Bytes::from_static(b"{}"),
+            Want::Json,
+            &UpstreamTrace::default(),
+        )
         .await
     {
         Err(ProviderError::Status {
@@ -191,7 +205,11 @@ async fn a_429_carries_its_retry_after() {
     let (addr, _served) = one_request(LIMITED).await;
     let client = OpenAiClient::new(&config(format!("http://{addr}/v1"))).unwrap();
     let error = client
-        .chat(Bytes::from_static(b"{}"), false, &UpstreamTrace::default())
+        .chat(
+            Bytes::from_static(b"{}"),
+            Want::Json,
+            &UpstreamTrace::default(),
+        )
         .await
         .err()
         .unwrap();
@@ -225,7 +243,11 @@ async fn an_answer_past_the_size_limit_is_too_large() {
         small.base_url = format!("http://{addr}/v1");
         let client = OpenAiClient::new(&small).unwrap();
         let error = client
-            .chat(Bytes::from_static(b"{}"), false, &UpstreamTrace::default())
+            .chat(
+                Bytes::from_static(b"{}"),
+                Want::Json,
+                &UpstreamTrace::default(),
+            )
             .await
             .err()
             .unwrap();
@@ -244,7 +266,11 @@ async fn a_refused_port_is_a_connect_error_without_the_url() {
     drop(listener);
     let client = OpenAiClient::new(&config(format!("http://user:secret@{addr}/v1"))).unwrap();
     let error = client
-        .chat(Bytes::from_static(b"{}"), false, &UpstreamTrace::default())
+        .chat(
+            Bytes::from_static(b"{}"),
+            Want::Json,
+            &UpstreamTrace::default(),
+        )
         .await
         .err()
         .unwrap();
@@ -270,7 +296,11 @@ async fn a_failed_tls_handshake_is_a_connect_error() {
     });
     let client = OpenAiClient::new(&config(format!("https://{addr}/v1"))).unwrap();
     let error = client
-        .chat(Bytes::from_static(b"{}"), false, &UpstreamTrace::default())
+        .chat(
+            Bytes::from_static(b"{}"),
+            Want::Json,
+            &UpstreamTrace::default(),
+        )
         .await
         .err()
         .unwrap();
@@ -292,7 +322,11 @@ async fn the_connect_timeout_covers_the_tls_handshake() {
     let client = OpenAiClient::new(&config).unwrap();
     let started = std::time::Instant::now();
     let error = client
-        .chat(Bytes::from_static(b"{}"), false, &UpstreamTrace::default())
+        .chat(
+            Bytes::from_static(b"{}"),
+            Want::Json,
+            &UpstreamTrace::default(),
+        )
         .await
         .err()
         .unwrap();
@@ -312,7 +346,11 @@ async fn a_body_cut_short_is_a_transport_error() {
     let (addr, _served) = one_request(CUT).await;
     let client = OpenAiClient::new(&config(format!("http://{addr}/v1"))).unwrap();
     let error = client
-        .chat(Bytes::from_static(b"{}"), false, &UpstreamTrace::default())
+        .chat(
+            Bytes::from_static(b"{}"),
+            Want::Json,
+            &UpstreamTrace::default(),
+        )
         .await
         .err()
         .unwrap();
@@ -337,7 +375,7 @@ async fn a_stream_silent_past_its_idle_timeout_ends_with_a_timeout() {
             .write_all(
                 b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\
                   transfer-encoding: chunked\r\n\r\n\
-                  6\r\ndata:1\r\n6\r\ndata:2\r\n",
+                  30\r\ndata: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n\r\n",
             )
             .await
             .unwrap();
@@ -347,13 +385,16 @@ async fn a_stream_silent_past_its_idle_timeout_ends_with_a_timeout() {
     let mut c = config(format!("http://{addr}/v1"));
     c.stream_idle_timeout = Duration::from_millis(200);
     let client = OpenAiClient::new(&c).unwrap();
+    let want = Want::Stream { strip_usage: false };
     let reply = client
-        .chat(Bytes::from_static(b"{}"), true, &UpstreamTrace::default())
+        .chat(Bytes::from_static(b"{}"), want, &UpstreamTrace::default())
         .await;
-    let Ok(Reply::Stream { first, mut rest }) = reply else {
+    let Ok(Reply::Stream(upstream)) = reply else {
         panic!("not a stream: {:?}", reply.err());
     };
-    let mut got = first.to_vec();
+    let (held, mut rest, _, ended) = upstream.into_parts();
+    assert!(!ended);
+    let mut got = held.to_vec();
     let outcome = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             match rest.next().await {
@@ -364,7 +405,10 @@ async fn a_stream_silent_past_its_idle_timeout_ends_with_a_timeout() {
     })
     .await
     .expect("the idle timeout cut the stream");
-    assert_eq!(got, b"data:1data:2");
+    assert_eq!(
+        got,
+        b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n"
+    );
     assert!(
         matches!(outcome, Some(Err(ProviderError::Timeout))),
         "{outcome:?}"
