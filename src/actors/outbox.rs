@@ -27,7 +27,7 @@ pub const CAPACITY: usize = 65_536;
 
 /// One thing the request path tells the actors.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Event {
+pub enum Report {
     Attempt(Attempt),
     Finished(Finished),
     Completion(Completion),
@@ -37,19 +37,19 @@ pub enum Event {
 /// and takes the kinds it handles.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
-pub struct Events(pub Arc<[Event]>);
+pub struct Reports(pub Arc<[Report]>);
 
-impl Events {
+impl Reports {
     pub fn attempts(&self) -> impl Iterator<Item = Attempt> + '_ {
         self.0.iter().filter_map(|e| match *e {
-            Event::Attempt(a) => Some(a),
+            Report::Attempt(a) => Some(a),
             _ => None,
         })
     }
 
     pub fn completions(&self) -> impl Iterator<Item = Completion> + '_ {
         self.0.iter().filter_map(|e| match *e {
-            Event::Completion(c) => Some(c),
+            Report::Completion(c) => Some(c),
             _ => None,
         })
     }
@@ -68,7 +68,7 @@ pub enum Wake {
 /// The events waiting and which drain is already asked for: a plain state machine.
 #[derive(Debug, Default)]
 pub struct Pending {
-    events: Vec<Event>,
+    events: Vec<Report>,
     soon: bool,
     now: bool,
     dropped: u64,
@@ -76,7 +76,7 @@ pub struct Pending {
 
 impl Pending {
     /// Appends `event`; returns the wake-up to send, if none already asked for covers it.
-    pub fn push(&mut self, event: Event, urgent: bool) -> Option<Wake> {
+    pub fn push(&mut self, event: Report, urgent: bool) -> Option<Wake> {
         if self.events.len() >= CAPACITY {
             self.dropped += 1;
         } else {
@@ -95,7 +95,7 @@ impl Pending {
 
     /// Everything waiting, and how many were dropped since the last drain; the next push asks
     /// for a drain again.
-    pub fn take(&mut self) -> (Vec<Event>, u64) {
+    pub fn take(&mut self) -> (Vec<Report>, u64) {
         self.soon = false;
         self.now = false;
         (
@@ -112,7 +112,7 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    pub fn push(&self, event: Event, urgent: bool) {
+    pub fn push(&self, event: Report, urgent: bool) {
         let wake = self
             .pending
             .lock()
@@ -123,7 +123,7 @@ impl Outbox {
         }
     }
 
-    fn take(&self) -> (Vec<Event>, u64) {
+    fn take(&self) -> (Vec<Report>, u64) {
         self.pending
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -131,15 +131,15 @@ impl Outbox {
     }
 }
 
-/// Drains the outbox into every actor, one [`Events`] message each per batch.
+/// Drains the outbox into every actor, one [`Reports`] message each per batch.
 pub struct Dispatcher {
     outbox: Arc<Outbox>,
-    actors: Vec<Recipient<Events>>,
+    actors: Vec<Recipient<Reports>>,
 }
 
 impl Dispatcher {
     /// Starts the dispatcher (needs a running actix `System`); returns the outbox to push to.
-    pub fn start(actors: Vec<Recipient<Events>>) -> Arc<Outbox> {
+    pub fn start(actors: Vec<Recipient<Reports>>) -> Arc<Outbox> {
         let ctx = Context::new();
         let outbox = Arc::new(Outbox {
             pending: Mutex::default(),
@@ -163,7 +163,7 @@ impl Dispatcher {
         if events.is_empty() {
             return;
         }
-        let batch = Events(events.into());
+        let batch = Reports(events.into());
         for actor in &self.actors {
             actor.do_send(batch.clone());
         }
@@ -198,8 +198,8 @@ mod tests {
     use crate::board::{ModelId, ProviderId};
     use crate::outcome::AttemptResult;
 
-    fn attempt(result: AttemptResult) -> Event {
-        Event::Attempt(Attempt {
+    fn attempt(result: AttemptResult) -> Report {
+        Report::Attempt(Attempt {
             provider: ProviderId::from_index(0),
             model: ModelId::from_index(0),
             result,
@@ -243,7 +243,7 @@ mod tests {
         let sequence = [
             attempt(AttemptResult::Success),
             attempt(AttemptResult::Error),
-            Event::Finished(Finished {
+            Report::Finished(Finished {
                 model: ModelId::from_index(0),
                 ok: true,
             }),
@@ -269,23 +269,23 @@ mod tests {
 
     #[actix_rt::test]
     async fn every_pushed_event_reaches_each_actor_once_in_order() {
-        struct Collect(Arc<Mutex<Vec<Event>>>);
+        struct Collect(Arc<Mutex<Vec<Report>>>);
         impl Actor for Collect {
             type Context = Context<Self>;
         }
-        impl Handler<Events> for Collect {
+        impl Handler<Reports> for Collect {
             type Result = ();
-            fn handle(&mut self, batch: Events, _: &mut Self::Context) {
+            fn handle(&mut self, batch: Reports, _: &mut Self::Context) {
                 self.0.lock().unwrap().extend(batch.0.iter().copied());
             }
         }
-        let seen: [Arc<Mutex<Vec<Event>>>; 2] = Default::default();
+        let seen: [Arc<Mutex<Vec<Report>>>; 2] = Default::default();
         let actors = seen
             .iter()
             .map(|s| Collect(s.clone()).start().recipient())
             .collect();
         let outbox = Dispatcher::start(actors);
-        let sent: Vec<Event> = (0..1000)
+        let sent: Vec<Report> = (0..1000)
             .map(|i| {
                 attempt(if i % 97 == 0 {
                     AttemptResult::Error

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use opentelemetry::KeyValue;
 
-use super::outbox::{Event, Outbox};
+use super::outbox::{Outbox, Report};
 use super::{Attempt, Completion, Finished};
 use crate::board::{ModelId, ProviderId};
 use crate::outcome::{AttemptRecord, CompletionRecord, Reporter};
@@ -79,7 +79,7 @@ impl Reporter for MetricsReporter {
         // A failure asks for a drain now: the breaker should see it without delay.
         let urgent = r.result.verdict() == Some(false);
         self.outbox.push(
-            Event::Attempt(Attempt {
+            Report::Attempt(Attempt {
                 provider: r.provider,
                 model: r.model,
                 result: r.result,
@@ -104,12 +104,12 @@ impl Reporter for MetricsReporter {
         self.measure_completion(r);
         if let Some(ok) = r.end.available() {
             self.outbox
-                .push(Event::Finished(Finished { model: r.model, ok }), false);
+                .push(Report::Finished(Finished { model: r.model, ok }), false);
         }
         // Price what a provider answered (usage, or an unpriced answer).
         if let (Some(provider), true) = (r.provider, r.answered) {
             self.outbox.push(
-                Event::Completion(Completion {
+                Report::Completion(Completion {
                     provider,
                     model: r.model,
                     usage: r.usage,

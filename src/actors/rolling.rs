@@ -1,5 +1,6 @@
-//! A sliding window of time buckets, the one building block of every rolling figure the
-//! actors keep (health windows, 24 h model uptime, token efficiency).
+//! A sliding window of time buckets: the health success window, 24 h model uptime and token
+//! efficiency count into it (the breaker keeps its own small ring of buckets, latency
+//! percentiles keep samples, and the anomaly detector an EWMA).
 //!
 //! Time is injected: the window measures slots from an `origin` instant, so tests drive it
 //! with a fake clock. Memory is bounded by the slot count whatever the traffic.

@@ -30,15 +30,15 @@ pub async fn server_span(
     req: ServiceRequest,
     next: Next<impl MessageBody + Unpin>,
 ) -> Result<ServiceResponse<SpanBody<impl MessageBody + Unpin>>, Error> {
-    let route = req.match_pattern();
+    // The span's name is fixed when it starts (its trace id is read below), before routing:
+    // the route comes from the path, without allocating (`route_of`), and the name from a
+    // table built once.
+    let route = route_of(req.path());
     let method = req.method().clone();
-    let name = match &route {
-        Some(route) => format!("{method} {route}"),
-        None => method.to_string(),
-    };
+    let name = route.and_then(|r| span_name(&method, r));
     let span = tracing::info_span!(
         "request",
-        otel.name = %name,
+        otel.name = Empty,
         otel.kind = "server",
         http.request.method = %method,
         http.route = Empty,
@@ -46,8 +46,12 @@ pub async fn server_span(
         otel.status_code = Empty,
         error.type = Empty,
     );
-    if let Some(route) = &route {
-        span.record("http.route", route.as_str());
+    match name {
+        Some(name) => span.record("otel.name", name),
+        None => span.record("otel.name", method.as_str()),
+    };
+    if let Some(route) = route {
+        span.record("http.route", route);
     }
     let _ = span.set_parent(propagation::extract(req.headers()));
     let trace_id = span.context().span().span_context().trace_id();
@@ -65,6 +69,44 @@ pub async fn server_span(
         }
     }
     Ok(res.map_body(|_, body| SpanBody { body, _span: span }))
+}
+
+/// The pattern of [`super::PATTERNS`] a path matches, as actix-web's router would match it:
+/// a static pattern exactly, `{name}` one non-empty segment, `{name:.*}` the rest of the path.
+pub fn route_of(path: &str) -> Option<&'static str> {
+    super::PATTERNS.into_iter().find(|pattern| {
+        let Some((prefix, variable)) = pattern.split_once('{') else {
+            return path == *pattern;
+        };
+        let Some(rest) = path.strip_prefix(prefix) else {
+            return false;
+        };
+        if variable.contains(":.*}") {
+            true
+        } else {
+            !rest.is_empty() && !rest.contains('/')
+        }
+    })
+}
+
+/// `"METHOD pattern"` for the methods the routes answer, built once.
+fn span_name(method: &actix_web::http::Method, route: &'static str) -> Option<&'static str> {
+    static NAMES: std::sync::LazyLock<Vec<(&'static str, [String; 2])>> =
+        std::sync::LazyLock::new(|| {
+            super::PATTERNS
+                .into_iter()
+                .map(|p| (p, [format!("GET {p}"), format!("POST {p}")]))
+                .collect()
+        });
+    let index = match *method {
+        actix_web::http::Method::GET => 0,
+        actix_web::http::Method::POST => 1,
+        _ => return None,
+    };
+    NAMES
+        .iter()
+        .find(|(p, _)| *p == route)
+        .map(|(_, names)| names[index].as_str())
 }
 
 /// A response body that keeps the request's span open until it has been sent or dropped.
@@ -86,5 +128,48 @@ impl<B: MessageBody + Unpin> MessageBody for SpanBody<B> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Bytes, Self::Error>>> {
         Pin::new(&mut self.body).poll_next(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::dev::ResourceDef;
+    use actix_web::http::Method;
+
+    use super::*;
+
+    /// The path matcher agrees with actix-web's own pattern matching, in registration order,
+    /// on every route and on paths that are none of them.
+    #[test]
+    fn route_of_agrees_with_the_router() {
+        for path in [
+            "/v1/chat/completions",
+            "/v1/models",
+            "/v1/models/gpt-4o",
+            "/v1/models/org/model:v1",
+            "/v1/models/",
+            "/health",
+            "/health/ready",
+            "/health/providers",
+            "/health/anomalies",
+            "/health/other",
+            "/metrics",
+            "/prometheus/metrics/providers",
+            "/prometheus/metrics/",
+            "/prometheus/metrics/a/b",
+            "/v1/chat/completions/x",
+            "/",
+            "/nothing",
+        ] {
+            let router = super::super::PATTERNS
+                .into_iter()
+                .find(|p| ResourceDef::new(*p).is_match(path));
+            assert_eq!(route_of(path), router, "{path}");
+        }
+        assert_eq!(
+            span_name(&Method::POST, "/v1/chat/completions"),
+            Some("POST /v1/chat/completions")
+        );
+        assert_eq!(span_name(&Method::PUT, "/health"), None);
     }
 }

@@ -18,8 +18,9 @@ use serde_json::value::RawValue;
 
 use super::{StreamFault, Usage};
 
+/// What the scanner reads of one event (the rest is skipped).
 #[derive(Deserialize)]
-struct Event<'a> {
+struct EventHead<'a> {
     #[serde(default, borrow)]
     choices: Option<Vec<Choice<'a>>>,
     #[serde(default)]
@@ -263,7 +264,7 @@ impl SseScanner {
                 Line::Bad(StreamFault::Malformed)
             };
         }
-        let Ok(event) = serde_json::from_slice::<Event<'_>>(data) else {
+        let Ok(event) = serde_json::from_slice::<EventHead<'_>>(data) else {
             return Line::Bad(StreamFault::Malformed);
         };
         if self.model.is_none() {

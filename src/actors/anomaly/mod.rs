@@ -18,7 +18,7 @@ pub use ewma::{Detector, Spike, Thresholds};
 pub use watch::Watch;
 
 use super::notices::AnomalyDetected;
-use super::outbox::Events;
+use super::outbox::Reports;
 use super::{Attempt, Spend};
 use crate::board::{Anomaly, Board, ProviderId, Signal};
 use crate::config::AnomalyConfig;
@@ -115,10 +115,10 @@ impl Handler<Spend> for AnomalyDetector {
     }
 }
 
-impl Handler<Events> for AnomalyDetector {
+impl Handler<Reports> for AnomalyDetector {
     type Result = ();
 
-    fn handle(&mut self, batch: Events, ctx: &mut Self::Context) {
+    fn handle(&mut self, batch: Reports, ctx: &mut Self::Context) {
         for attempt in batch.attempts() {
             self.handle(attempt, ctx);
         }

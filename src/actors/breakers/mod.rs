@@ -14,7 +14,7 @@ use actix::{Actor, AsyncContext, Context, Handler};
 pub use breaker::{Breaker, Effect, State, TripReason};
 
 use super::notices::{BreakerMoved, BreakerOpened};
-use super::outbox::Events;
+use super::outbox::Reports;
 use super::{now, Attempt};
 use crate::board::Phase;
 use crate::board::{Board, ProviderId};
@@ -99,10 +99,10 @@ impl Handler<Attempt> for CircuitBreakers {
     }
 }
 
-impl Handler<Events> for CircuitBreakers {
+impl Handler<Reports> for CircuitBreakers {
     type Result = ();
 
-    fn handle(&mut self, batch: Events, ctx: &mut Self::Context) {
+    fn handle(&mut self, batch: Reports, ctx: &mut Self::Context) {
         for attempt in batch.attempts() {
             self.handle(attempt, ctx);
         }

@@ -16,7 +16,7 @@ use opentelemetry::KeyValue;
 
 pub use ledger::{cost, Efficiency};
 
-use super::outbox::Events;
+use super::outbox::Reports;
 use super::{now, Completion, Spend};
 use crate::board::Board;
 use crate::catalog::Price;
@@ -110,10 +110,10 @@ impl Handler<Completion> for CostAggregator {
     }
 }
 
-impl Handler<Events> for CostAggregator {
+impl Handler<Reports> for CostAggregator {
     type Result = ();
 
-    fn handle(&mut self, batch: Events, _: &mut Self::Context) {
+    fn handle(&mut self, batch: Reports, _: &mut Self::Context) {
         let mut changed = false;
         for completion in batch.completions() {
             changed |= self.record(completion);

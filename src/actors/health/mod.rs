@@ -13,7 +13,7 @@ use actix::{Actor, AsyncContext, Context, Handler};
 
 pub use score::{score, Tracker, Uptime, UPTIME_SPAN};
 
-use super::outbox::{Event, Events};
+use super::outbox::{Report, Reports};
 use super::{now, Attempt, Finished};
 use crate::board::Phase;
 use crate::board::{Board, ProviderView};
@@ -99,14 +99,14 @@ impl Handler<Finished> for ProviderHealth {
     }
 }
 
-impl Handler<Events> for ProviderHealth {
+impl Handler<Reports> for ProviderHealth {
     type Result = ();
 
-    fn handle(&mut self, batch: Events, ctx: &mut Self::Context) {
+    fn handle(&mut self, batch: Reports, ctx: &mut Self::Context) {
         for event in batch.0.iter() {
             match *event {
-                Event::Attempt(a) => self.handle(a, ctx),
-                Event::Finished(f) => self.handle(f, ctx),
+                Report::Attempt(a) => self.handle(a, ctx),
+                Report::Finished(f) => self.handle(f, ctx),
                 _ => {}
             }
         }

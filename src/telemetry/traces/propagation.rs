@@ -8,10 +8,10 @@
 use std::sync::Arc;
 
 use actix_web::http::header::HeaderMap as ActixHeaders;
+use hyper::header::HeaderValue;
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
 use opentelemetry::trace::{SpanContext, TraceContextExt, TraceFlags, TraceId};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use reqwest::header::HeaderValue;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// The caller's trace context, from its request headers (empty when it sent none or an invalid
