@@ -35,10 +35,12 @@ pub async fn server_span(
     // table built once.
     let route = route_of(req.path());
     let method = req.method().clone();
-    let name = route.and_then(|r| span_name(&method, r));
+    let name = route
+        .and_then(|r| span_name(&method, r))
+        .unwrap_or(method.as_str());
     let span = tracing::info_span!(
         "request",
-        otel.name = Empty,
+        otel.name = name,
         otel.kind = "server",
         http.request.method = %method,
         http.route = Empty,
@@ -46,10 +48,6 @@ pub async fn server_span(
         otel.status_code = Empty,
         error.type = Empty,
     );
-    match name {
-        Some(name) => span.record("otel.name", name),
-        None => span.record("otel.name", method.as_str()),
-    };
     if let Some(route) = route {
         span.record("http.route", route);
     }
