@@ -142,3 +142,32 @@ fn models_list_shows_the_configured_models() {
         .collect();
     assert_eq!(ids, ["public", "same"]);
 }
+
+/// The OpenAI routes answer without the `/v1` prefix too, labelled by their own pattern.
+#[test]
+fn routes_without_the_v1_prefix_are_served() {
+    let gw = common::builtin_gateway();
+    let reply = common::http()
+        .post(gw.url("/chat/completions"))
+        .header("content-type", "application/json")
+        .body(common::chat_body("mock-gpt", "no prefix", false))
+        .send()
+        .unwrap();
+    assert_eq!(reply.status(), 200);
+    let body: Value = reply.json().unwrap();
+    assert_eq!(
+        body["choices"][0]["message"]["content"],
+        "You said: no prefix"
+    );
+    let models = common::get_json(&gw, "/models");
+    assert_eq!(models, common::get_json(&gw, "/v1/models"));
+    assert_eq!(common::get_json(&gw, "/models/mock-gpt")["id"], "mock-gpt");
+    let metrics = common::scrape::scrape(&gw);
+    assert_eq!(
+        common::scrape::get(
+            &metrics,
+            r#"http_requests_total{method="POST",route="/chat/completions",status="200"}"#
+        ),
+        Some(1.0)
+    );
+}

@@ -45,11 +45,16 @@ pub struct AppState {
 }
 
 /// Every route pattern. Resources are named by their pattern, so the HTTP metrics label a
-/// request from the matched resource's name instead of matching its path again.
-pub const PATTERNS: [&str; 9] = [
+/// request from the matched resource's name instead of matching its path again. The OpenAI
+/// routes are served without the `/v1` prefix too (clients configured with a `base_url` that
+/// lacks it, as LiteLLM's users do).
+pub const PATTERNS: [&str; 12] = [
     "/v1/chat/completions",
     "/v1/models",
     "/v1/models/{id:.*}",
+    "/chat/completions",
+    "/models",
+    "/models/{id:.*}",
     "/health",
     "/health/ready",
     "/health/providers",
@@ -68,11 +73,14 @@ fn only(pattern: &'static str, route: Route) -> Resource {
 
 /// Registers every route on an actix `App`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    let [chat, models, model, health, ready, providers, anomalies, metrics_all, structured] =
+    let [chat, models, model, bare_chat, bare_models, bare_model, health, ready, providers, anomalies, metrics_all, structured] =
         PATTERNS;
     cfg.service(only(chat, web::post().to(chat::chat)))
         .service(only(models, web::get().to(models::list)))
         .service(only(model, web::get().to(models::get)))
+        .service(only(bare_chat, web::post().to(chat::chat)))
+        .service(only(bare_models, web::get().to(models::list)))
+        .service(only(bare_model, web::get().to(models::get)))
         .service(only(health, web::get().to(health::health)))
         .service(only(ready, web::get().to(health::ready)))
         .service(only(providers, web::get().to(health::providers)))

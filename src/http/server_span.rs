@@ -142,7 +142,10 @@ mod tests {
     fn route_of_agrees_with_the_router() {
         for path in [
             "/v1/chat/completions",
+            "/chat/completions",
             "/v1/models",
+            "/models",
+            "/models/gpt-4o",
             "/v1/models/gpt-4o",
             "/v1/models/org/model:v1",
             "/v1/models/",

@@ -83,9 +83,7 @@ pub struct OpenAiClient {
 impl OpenAiClient {
     pub fn new(config: &OpenAiProviderConfig) -> Result<Self, String> {
         crate::install_crypto_provider();
-        let base = config.base_url.trim_end_matches('/');
-        let mut url = reqwest::Url::parse(&format!("{base}/chat/completions"))
-            .map_err(|e| format!("base_url: {e}"))?;
+        let mut url = endpoint(&config.base_url, "chat/completions")?;
         let host = url.host_str().unwrap_or_default().to_owned();
         let mut authorization = Vec::new();
         authorization.extend(basic_auth_from(&mut url)?);
@@ -250,6 +248,15 @@ impl OpenAiClient {
         }
         request
     }
+}
+
+/// `{base_url}/{suffix}`, the suffix added to the path: a query in `base_url` (Azure's classic
+/// `…/deployments/NAME?api-version=…`) stays after it.
+fn endpoint(base_url: &str, suffix: &str) -> Result<reqwest::Url, String> {
+    let mut url = reqwest::Url::parse(base_url).map_err(|e| format!("base_url: {e}"))?;
+    let path = format!("{}/{suffix}", url.path().trim_end_matches('/'));
+    url.set_path(&path);
+    Ok(url)
 }
 
 /// The pooled client: keep-alive pool, `TCP_NODELAY`, TLS with the platform verifier and the

@@ -417,3 +417,20 @@ async fn a_stream_silent_past_its_idle_timeout_ends_with_a_timeout() {
     let _ = release.send(());
     server.await.unwrap();
 }
+
+/// The path suffix goes into the path, before a query `base_url` carries (Azure's classic
+/// `?api-version=`), and a trailing slash does not double.
+#[test]
+fn the_endpoint_keeps_the_base_url_s_query() {
+    for (base, want) in [
+        (
+            "https://r.openai.azure.com/openai/deployments/gpt4o?api-version=2024-10-21",
+            "https://r.openai.azure.com/openai/deployments/gpt4o/chat/completions?api-version=2024-10-21",
+        ),
+        ("https://api.openai.com/v1", "https://api.openai.com/v1/chat/completions"),
+        ("http://127.0.0.1:8000/v1/", "http://127.0.0.1:8000/v1/chat/completions"),
+        ("http://h", "http://h/chat/completions"),
+    ] {
+        assert_eq!(endpoint(base, "chat/completions").unwrap().as_str(), want, "{base}");
+    }
+}
