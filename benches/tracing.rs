@@ -24,7 +24,7 @@ fn one_request(headers: &HeaderMap) -> usize {
     let _ = server.set_parent(propagation::extract(headers));
     let _ = server.context();
     let sent = server.in_scope(|| {
-        let attempt = AttemptSpan::start("openai", "gpt-4o", "api.openai.com", false);
+        let attempt = AttemptSpan::start("chat", "openai", "gpt-4o", "api.openai.com", false);
         let trace = attempt.upstream_trace();
         let n = trace.traceparent.map_or(0, |v| v.len());
         attempt.in_scope(|| ());

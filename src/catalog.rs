@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::board::{Board, ModelId, ProviderId};
-use crate::config::{Config, ProviderSettings};
+use crate::config::{Api, Config, ProviderSettings};
 
 /// Prices of a model in USD per token.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -44,6 +44,14 @@ pub struct Model {
     pub price: Price,
     /// `owned_by` in `/v1/models`.
     pub owned_by: Arc<str>,
+    /// The APIs it serves, by [`Api::index`].
+    apis: [bool; Api::ALL.len()],
+}
+
+impl Model {
+    pub fn serves(&self, api: Api) -> bool {
+        self.apis[api.index()]
+    }
 }
 
 /// Every provider and model, by id.
@@ -96,6 +104,7 @@ impl Catalog {
                     output_per_token: model.output_price_per_1m / 1e6,
                 },
                 owned_by: Arc::from(model.owned_by.as_deref().unwrap_or("gatewayz")),
+                apis: Api::ALL.map(|api| model.apis.as_ref().is_none_or(|a| a.contains(&api))),
             })
             .collect();
         let by_name = models

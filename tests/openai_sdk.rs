@@ -23,7 +23,7 @@ fn python() -> PathBuf {
 }
 
 #[test]
-fn openai_python_sdk_chats_streams_and_lists_models() {
+fn openai_python_sdk_chats_streams_lists_models_embeds_and_completes() {
     let python = python();
     let upstream = common::mock_upstream(&[]);
     let gw = common::gateway(&format!(

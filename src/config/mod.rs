@@ -9,6 +9,7 @@
 //! [`Config::builtin`]: loopback, in-process mock providers, no external backends.
 
 mod actors;
+mod api;
 mod bounds;
 mod describe;
 mod duration;
@@ -29,6 +30,7 @@ use std::time::{Duration, SystemTime};
 use serde::Deserialize;
 
 pub use actors::{AnomalyConfig, BreakerConfig, CostConfig, HealthConfig};
+pub use api::Api;
 pub use describe::redact_url;
 pub use error::{ConfigError, Invalid};
 pub use interpolate::interpolate;
@@ -217,6 +219,10 @@ pub struct ModelConfig {
     /// `owned_by` in `/v1/models`. Default `"gatewayz"`.
     #[serde(default)]
     pub owned_by: Option<String>,
+    /// The APIs the model serves (`"chat"`, `"completions"`, `"embeddings"`): a request for
+    /// another is refused with a 400. Default: all of them.
+    #[serde(default)]
+    pub apis: Option<Vec<Api>>,
 }
 
 /// `[[keys]]`: one client API key.
@@ -428,6 +434,12 @@ fn validate_model(
         return Err(Invalid::new(
             format!("{base}.providers"),
             "at least one provider is required",
+        ));
+    }
+    if model.apis.as_ref().is_some_and(Vec::is_empty) {
+        return Err(Invalid::new(
+            format!("{base}.apis"),
+            "at least one API (\"chat\", \"completions\", \"embeddings\"), or omit it for all",
         ));
     }
     let mut seen = std::collections::HashSet::new();

@@ -1,4 +1,5 @@
-//! `POST /v1/chat/completions`
+//! `POST /v1/chat/completions`, `/v1/completions` and `/v1/embeddings`: one handler, the API
+//! a parameter (each route binds its own).
 
 use std::time::{Instant, SystemTime};
 
@@ -8,11 +9,37 @@ use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 
 use super::{overhead, AppState};
+use crate::config::Api;
 use crate::errors::ApiError;
-use crate::router::request::parse_head;
+use crate::router::request;
 use crate::router::ChatReply;
 
 pub async fn chat(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    serve(Api::Chat, req, payload, state).await
+}
+
+pub async fn completions(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    serve(Api::Completions, req, payload, state).await
+}
+
+pub async fn embeddings(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    serve(Api::Embeddings, req, payload, state).await
+}
+
+async fn serve(
+    api: Api,
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
@@ -34,19 +61,28 @@ pub async fn chat(
     let body = tokio::time::timeout(state.body_read_timeout, reading)
         .await
         .map_err(|_| ApiError::BodyTimeout(state.body_read_timeout))??;
-    let head = parse_head(&body)?;
+    let head = request::parse(api, &body)?;
     let deadline = started + state.request_timeout;
     let reply = state
         .router
-        .chat(body.clone(), &head, started, deadline)
+        .serve(api, body.clone(), &head, started, deadline)
         .await?;
-    // The access line (structured; no prompt, no key): one per answered request.
-    tracing::info!(
-        model = %head.model,
-        stream = head.stream,
-        request_id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()),
-        "chat completion answered"
-    );
+    // The access line (structured; no prompt, no key): one per answered request, its message
+    // a literal per API (a formatted message costs every log layer a formatting pass).
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok());
+    macro_rules! answered {
+        ($message:literal) => {
+            tracing::info!(model = %head.model, stream = head.stream, request_id, $message)
+        };
+    }
+    match api {
+        Api::Chat => answered!("chat completion answered"),
+        Api::Completions => answered!("text completion answered"),
+        Api::Embeddings => answered!("embeddings request answered"),
+    }
     let mut response = match reply {
         ChatReply::Json {
             body,

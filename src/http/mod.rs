@@ -48,11 +48,15 @@ pub struct AppState {
 /// request from the matched resource's name instead of matching its path again. The OpenAI
 /// routes are served without the `/v1` prefix too (clients configured with a `base_url` that
 /// lacks it, as LiteLLM's users do).
-pub const PATTERNS: [&str; 12] = [
+pub const PATTERNS: [&str; 16] = [
     "/v1/chat/completions",
+    "/v1/completions",
+    "/v1/embeddings",
     "/v1/models",
     "/v1/models/{id:.*}",
     "/chat/completions",
+    "/completions",
+    "/embeddings",
     "/models",
     "/models/{id:.*}",
     "/health",
@@ -73,12 +77,16 @@ fn only(pattern: &'static str, route: Route) -> Resource {
 
 /// Registers every route on an actix `App`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    let [chat, models, model, bare_chat, bare_models, bare_model, health, ready, providers, anomalies, metrics_all, structured] =
+    let [chat, completions, embeddings, models, model, bare_chat, bare_completions, bare_embeddings, bare_models, bare_model, health, ready, providers, anomalies, metrics_all, structured] =
         PATTERNS;
     cfg.service(only(chat, web::post().to(chat::chat)))
+        .service(only(completions, web::post().to(chat::completions)))
+        .service(only(embeddings, web::post().to(chat::embeddings)))
         .service(only(models, web::get().to(models::list)))
         .service(only(model, web::get().to(models::get)))
         .service(only(bare_chat, web::post().to(chat::chat)))
+        .service(only(bare_completions, web::post().to(chat::completions)))
+        .service(only(bare_embeddings, web::post().to(chat::embeddings)))
         .service(only(bare_models, web::get().to(models::list)))
         .service(only(bare_model, web::get().to(models::get)))
         .service(only(health, web::get().to(health::health)))

@@ -11,9 +11,12 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::json;
 
-/// What the mock needs from a chat request.
+use crate::config::Api;
+
+/// What the mock needs from a request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MockRequest {
+    pub api: Api,
     pub model: String,
     /// Text of the last user message.
     pub prompt: String,
@@ -27,7 +30,14 @@ pub struct MockRequest {
 #[derive(Deserialize)]
 struct Request {
     model: String,
+    #[serde(default)]
     messages: Vec<Message>,
+    /// Completions: a string or an array of strings.
+    #[serde(default)]
+    prompt: Option<serde_json::Value>,
+    /// Embeddings: a string or an array of strings.
+    #[serde(default)]
+    input: Option<serde_json::Value>,
     #[serde(default)]
     stream: Option<bool>,
     #[serde(default)]
@@ -71,29 +81,54 @@ pub fn count_tokens(text: &str) -> u64 {
 }
 
 impl MockRequest {
-    /// Parses a chat completion body; the error is a message for a 400.
-    pub fn parse(body: &[u8]) -> Result<Self, String> {
+    /// Parses a request body of `api`; the error is a message for a 400.
+    pub fn parse(api: Api, body: &[u8]) -> Result<Self, String> {
         let req: Request = serde_json::from_slice(body).map_err(|e| e.to_string())?;
-        if req.messages.is_empty() {
-            return Err("messages must not be empty".into());
-        }
-        let prompt_tokens = req
-            .messages
-            .iter()
-            .map(|m| count_tokens(&text_of(&m.content)) + 3)
-            .sum();
-        let prompt = req
-            .messages
-            .iter()
-            .rev()
-            .find(|m| m.role == "user")
-            .map(|m| text_of(&m.content))
-            .unwrap_or_default();
+        let (prompt, prompt_tokens) = match api {
+            Api::Chat => {
+                if req.messages.is_empty() {
+                    return Err("messages must not be empty".into());
+                }
+                let tokens = req
+                    .messages
+                    .iter()
+                    .map(|m| count_tokens(&text_of(&m.content)) + 3)
+                    .sum();
+                let prompt = req
+                    .messages
+                    .iter()
+                    .rev()
+                    .find(|m| m.role == "user")
+                    .map(|m| text_of(&m.content))
+                    .unwrap_or_default();
+                (prompt, tokens)
+            }
+            Api::Completions | Api::Embeddings => {
+                let field = if api == Api::Completions {
+                    req.prompt.as_ref()
+                } else {
+                    req.input.as_ref()
+                };
+                let text = match field {
+                    Some(serde_json::Value::String(s)) => s.clone(),
+                    Some(serde_json::Value::Array(items)) => items
+                        .iter()
+                        .filter_map(|i| i.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                    _ if api == Api::Completions => return Err("prompt is required".into()),
+                    _ => return Err("input is required".into()),
+                };
+                let tokens = count_tokens(&text);
+                (text, tokens)
+            }
+        };
         Ok(Self {
+            api,
             model: req.model,
             prompt,
             prompt_tokens,
-            stream: req.stream.unwrap_or(false),
+            stream: api.streams() && req.stream.unwrap_or(false),
             include_usage: req
                 .stream_options
                 .and_then(|o| o.include_usage)
@@ -123,9 +158,34 @@ impl MockRequest {
         })
     }
 
-    /// A non-streamed `chat.completion` body.
+    /// A non-streamed answer: a `chat.completion`, a `text_completion`, or an embeddings list
+    /// (one small deterministic vector per request).
     pub fn completion(&self, id: &str, created: u64) -> Vec<u8> {
         let words = self.answer_words();
+        if self.api == Api::Embeddings {
+            let seed = self.prompt.len() as u64;
+            let vector: Vec<f64> = (0..8u64)
+                .map(|i| ((seed * 31 + i * 17) % 97) as f64 / 97.0)
+                .collect();
+            let body = json!({
+                "object": "list",
+                "data": [{"object": "embedding", "index": 0, "embedding": vector}],
+                "model": self.model,
+                "usage": {"prompt_tokens": self.prompt_tokens, "total_tokens": self.prompt_tokens},
+            });
+            return body.to_string().into_bytes();
+        }
+        if self.api == Api::Completions {
+            let body = json!({
+                "id": id,
+                "object": "text_completion",
+                "created": created,
+                "model": self.model,
+                "choices": [{"index": 0, "text": words.join(" "), "finish_reason": "stop", "logprobs": null}],
+                "usage": self.usage(words.len() as u64),
+            });
+            return body.to_string().into_bytes();
+        }
         let body = json!({
             "id": id,
             "object": "chat.completion",
@@ -152,19 +212,33 @@ impl MockRequest {
             chunks.min(words.len()).max(1)
         };
         let per = words.len().div_ceil(groups);
+        let text_api = self.api == Api::Completions;
+        let object = if text_api {
+            "text_completion"
+        } else {
+            "chat.completion.chunk"
+        };
         let chunk = |delta: serde_json::Value, finish: Option<&str>| {
+            let choice = if text_api {
+                json!({"index": 0, "text": delta["content"].as_str().unwrap_or(""), "finish_reason": finish})
+            } else {
+                json!({"index": 0, "delta": delta, "finish_reason": finish})
+            };
             json!({
                 "id": id,
-                "object": "chat.completion.chunk",
+                "object": object,
                 "created": created,
                 "model": self.model,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                "choices": [choice],
             })
         };
-        let mut events = vec![frame(&chunk(
-            json!({"role": "assistant", "content": ""}),
-            None,
-        ))];
+        let mut events = Vec::new();
+        if !text_api {
+            events.push(frame(&chunk(
+                json!({"role": "assistant", "content": ""}),
+                None,
+            )));
+        }
         for (i, group) in words.chunks(per.max(1)).enumerate() {
             let mut text = group.join(" ");
             if i > 0 {
@@ -176,7 +250,7 @@ impl MockRequest {
         if self.include_usage {
             let usage = json!({
                 "id": id,
-                "object": "chat.completion.chunk",
+                "object": object,
                 "created": created,
                 "model": self.model,
                 "choices": [],
@@ -212,7 +286,7 @@ mod tests {
 
     #[test]
     fn parses_and_counts() {
-        let req = MockRequest::parse(BODY).unwrap();
+        let req = MockRequest::parse(Api::Chat, BODY).unwrap();
         assert_eq!(req.prompt, "hello there world");
         assert_eq!(req.prompt_tokens, 2 + 3 + 3 + 3);
         assert!(req.stream && req.include_usage);
@@ -221,7 +295,7 @@ mod tests {
 
     #[test]
     fn json_answer_carries_usage() {
-        let req = MockRequest::parse(BODY).unwrap();
+        let req = MockRequest::parse(Api::Chat, BODY).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&req.completion("id1", 1)).unwrap();
         assert_eq!(
             v["choices"][0]["message"]["content"],
@@ -233,7 +307,7 @@ mod tests {
 
     #[test]
     fn stream_reassembles_to_the_json_answer() {
-        let req = MockRequest::parse(BODY).unwrap();
+        let req = MockRequest::parse(Api::Chat, BODY).unwrap();
         for chunks in [0, 1, 2, 3, 100] {
             let events = req.stream_events("id1", 1, chunks);
             let mut text = String::new();
@@ -260,7 +334,7 @@ mod tests {
 
     #[test]
     fn rejects_non_chat_bodies() {
-        assert!(MockRequest::parse(b"{}").is_err());
-        assert!(MockRequest::parse(br#"{"model":"m","messages":[]}"#).is_err());
+        assert!(MockRequest::parse(Api::Chat, b"{}").is_err());
+        assert!(MockRequest::parse(Api::Chat, br#"{"model":"m","messages":[]}"#).is_err());
     }
 }

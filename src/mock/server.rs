@@ -17,6 +17,7 @@ use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
 
 use super::{models_body, MockRequest};
+use crate::config::Api;
 
 /// What a failing request does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -121,6 +122,8 @@ struct Stats {
     chat_requests: u64,
     failures: u64,
     last_model: Option<String>,
+    /// The path of the last request's API (`chat/completions`, `completions`, `embeddings`).
+    last_api: Option<&'static str>,
     last_traceparent: Option<String>,
     last_stream: Option<bool>,
     last_include_usage: Option<bool>,
@@ -174,6 +177,10 @@ pub async fn run(options: Options) -> std::io::Result<()> {
             .app_data(web::PayloadConfig::new(64 * 1024 * 1024))
             .route("/v1/chat/completions", web::post().to(chat))
             .route("/chat/completions", web::post().to(chat))
+            .route("/v1/completions", web::post().to(completions))
+            .route("/completions", web::post().to(completions))
+            .route("/v1/embeddings", web::post().to(embeddings))
+            .route("/embeddings", web::post().to(embeddings))
             .route("/v1/models", web::get().to(models))
             .route("/mock/control", web::post().to(control))
             .route("/mock/stats", web::get().to(stats))
@@ -226,6 +233,19 @@ pub fn fails(n: u64, rate: f64) -> bool {
 }
 
 async fn chat(req: HttpRequest, body: Bytes, state: web::Data<State>) -> HttpResponse {
+    answer(Api::Chat, req, body, state).await
+}
+
+async fn completions(req: HttpRequest, body: Bytes, state: web::Data<State>) -> HttpResponse {
+    answer(Api::Completions, req, body, state).await
+}
+
+async fn embeddings(req: HttpRequest, body: Bytes, state: web::Data<State>) -> HttpResponse {
+    answer(Api::Embeddings, req, body, state).await
+}
+
+/// One request of `api` (counted as a chat request in the stats, whatever its API).
+async fn answer(api: Api, req: HttpRequest, body: Bytes, state: web::Data<State>) -> HttpResponse {
     if let Some(key) = &state.api_key {
         let presented = req
             .headers()
@@ -235,7 +255,7 @@ async fn chat(req: HttpRequest, body: Bytes, state: web::Data<State>) -> HttpRes
             return error_body(401, "invalid upstream key");
         }
     }
-    let request = match MockRequest::parse(&body) {
+    let request = match MockRequest::parse(api, &body) {
         Ok(r) => r,
         Err(message) => return error_body(400, &message),
     };
@@ -248,6 +268,7 @@ async fn chat(req: HttpRequest, body: Bytes, state: web::Data<State>) -> HttpRes
         stats.chat_requests += 1;
         stats.failures += u64::from(failing);
         stats.last_model = Some(request.model.clone());
+        stats.last_api = Some(api.path());
         stats.last_stream = Some(request.stream);
         stats.last_include_usage = Some(request.include_usage);
         stats.last_traceparent = req

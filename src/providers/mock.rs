@@ -10,7 +10,7 @@ use super::{ProviderError, Reply, Upstream, Want};
 
 /// The longest event held: the mock's are a few hundred bytes.
 const MAX_EVENT_BYTES: usize = 64 * 1024;
-use crate::config::MockProviderConfig;
+use crate::config::{Api, MockProviderConfig};
 use crate::mock::MockRequest;
 
 pub struct MockProvider {
@@ -28,8 +28,8 @@ impl MockProvider {
         }
     }
 
-    pub async fn chat(&self, body: Bytes, want: Want) -> Result<Reply, ProviderError> {
-        let request = MockRequest::parse(&body).map_err(|message| ProviderError::Status {
+    pub async fn call(&self, api: Api, body: Bytes, want: Want) -> Result<Reply, ProviderError> {
+        let request = MockRequest::parse(api, &body).map_err(|message| ProviderError::Status {
             status: 400,
             body: Bytes::from(
                 serde_json::json!({"error": {

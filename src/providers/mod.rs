@@ -22,7 +22,7 @@ pub use mock::MockProvider;
 pub use openai::OpenAiClient;
 pub use stream::Upstream;
 
-use crate::config::ProviderSettings;
+use crate::config::{Api, ProviderSettings};
 use crate::telemetry::traces::propagation::UpstreamTrace;
 
 /// A stream of upstream body chunks.
@@ -261,17 +261,18 @@ impl Provider {
         })
     }
 
-    /// Sends one chat completion attempt, with the attempt's W3C trace headers; a stream comes
-    /// back primed (see [`Upstream`]).
-    pub async fn chat(
+    /// Sends one attempt at `api`, with the attempt's W3C trace headers; a stream comes back
+    /// primed (see [`Upstream`]).
+    pub async fn call(
         &self,
+        api: Api,
         body: Bytes,
         want: Want,
         trace: &UpstreamTrace,
     ) -> Result<Reply, ProviderError> {
         match self {
-            Self::OpenAi(c) => c.chat(body, want, trace).await,
-            Self::Mock(m) => m.chat(body, want).await,
+            Self::OpenAi(c) => c.call(api, body, want, trace).await,
+            Self::Mock(m) => m.call(api, body, want).await,
         }
     }
 

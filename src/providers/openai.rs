@@ -35,7 +35,7 @@ use hyper_util::client::legacy::{Client, Error as ClientError};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::{read_usage, ByteStream, ProviderError, Reply, Upstream, Want};
-use crate::config::OpenAiProviderConfig;
+use crate::config::{Api, OpenAiProviderConfig};
 use crate::telemetry::traces::propagation::UpstreamTrace;
 
 /// Most bytes of an upstream error body kept to pass through.
@@ -60,8 +60,8 @@ type Connector = ConnectTimeout<HttpsConnector<HttpConnector>>;
 
 pub struct OpenAiClient {
     client: Client<Connector, Full<Bytes>>,
-    /// `{base_url}/chat/completions`, without user info.
-    uri: Uri,
+    /// `{base_url}/{api path}` by [`Api::index`], without user info.
+    uris: [Uri; Api::ALL.len()],
     /// Whether the upstream speaks TLS, hence may negotiate HTTP/2.
     tls: bool,
     host: String,
@@ -94,7 +94,14 @@ impl OpenAiClient {
             authorization.push(value);
         }
         // The URL's serialization is normalized (case, default port, percent-encoding).
-        let uri = Uri::try_from(url.as_str()).map_err(|e| format!("base_url: {e}"))?;
+        let uri =
+            |url: &reqwest::Url| Uri::try_from(url.as_str()).map_err(|e| format!("base_url: {e}"));
+        let [chat, completions, embeddings] = Api::ALL.map(|api| {
+            let mut url = endpoint(&config.base_url, api.path())?;
+            basic_auth_from(&mut url)?;
+            uri(&url)
+        });
+        let uris = [chat?, completions?, embeddings?];
         let mut headers = HeaderMap::new();
         for (name, value) in &config.headers {
             let name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| e.to_string())?;
@@ -102,7 +109,7 @@ impl OpenAiClient {
             headers.insert(name, value);
         }
         let tls = url.scheme() == "https";
-        let host_header = match uri.authority() {
+        let host_header = match uris[0].authority() {
             // The URL's serialization drops a default port, as hyper-util's `Host` does.
             Some(authority) if !tls => Some(
                 HeaderValue::from_str(authority.as_str()).map_err(|e| format!("base_url: {e}"))?,
@@ -112,7 +119,7 @@ impl OpenAiClient {
         warn_if_proxy_configured(tls, &host);
         Ok(Self {
             client: build_client(config.connect_timeout)?,
-            uri,
+            uris,
             tls,
             host,
             authorization,
@@ -133,17 +140,18 @@ impl OpenAiClient {
         self.timeout
     }
 
-    /// One attempt, bounded by the provider's `timeout`: the whole JSON answer, or a stream
-    /// up to its first content.
-    pub async fn chat(
+    /// One attempt at `api`, bounded by the provider's `timeout`: the whole JSON answer, or a
+    /// stream up to its first content.
+    pub async fn call(
         &self,
+        api: Api,
         body: Bytes,
         want: Want,
         trace: &UpstreamTrace,
     ) -> Result<Reply, ProviderError> {
         let attempt = async {
             let response = self
-                .send(body, want.is_stream(), trace)
+                .send(api, body, want.is_stream(), trace)
                 .await
                 .map_err(|e| classify(&e))?;
             let (head, body) = response.into_parts();
@@ -190,6 +198,7 @@ impl OpenAiClient {
     /// server refuses it unprocessed.
     async fn send(
         &self,
+        api: Api,
         body: Bytes,
         stream: bool,
         trace: &UpstreamTrace,
@@ -197,12 +206,15 @@ impl OpenAiClient {
         // Only HTTP/2, negotiated over TLS, refuses requests this way: keep the body for a
         // retry only then.
         let spare = self.tls.then(|| body.clone());
-        let mut result = self.client.request(self.request(body, stream, trace)).await;
+        let mut result = self
+            .client
+            .request(self.request(api, body, stream, trace))
+            .await;
         if let Some(body) = spare {
             for _ in 0..REFUSED_RETRIES {
                 match &result {
                     Err(e) if refused_unprocessed(e) => {
-                        let request = self.request(body.clone(), stream, trace);
+                        let request = self.request(api, body.clone(), stream, trace);
                         result = self.client.request(request).await;
                     }
                     _ => break,
@@ -212,10 +224,16 @@ impl OpenAiClient {
         result
     }
 
-    fn request(&self, body: Bytes, stream: bool, trace: &UpstreamTrace) -> Request<Full<Bytes>> {
+    fn request(
+        &self,
+        api: Api,
+        body: Bytes,
+        stream: bool,
+        trace: &UpstreamTrace,
+    ) -> Request<Full<Bytes>> {
         let mut request = Request::new(Full::new(body));
         *request.method_mut() = Method::POST;
-        *request.uri_mut() = self.uri.clone();
+        *request.uri_mut() = self.uris[api.index()].clone();
         let headers = request.headers_mut();
         // Static header values: no copy per request.
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));

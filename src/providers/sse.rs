@@ -33,6 +33,9 @@ struct EventHead<'a> {
 struct Choice<'a> {
     #[serde(default, borrow)]
     delta: Option<Delta<'a>>,
+    /// Legacy completions stream text here.
+    #[serde(default, borrow)]
+    text: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -289,11 +292,14 @@ impl SseScanner {
 }
 
 fn has_content(choice: &Choice<'_>) -> bool {
+    let non_empty =
+        |v: &Option<&RawValue>| v.is_some_and(|raw| !matches!(raw.get(), "null" | "\"\"" | "[]"));
+    if non_empty(&choice.text) {
+        return true;
+    }
     let Some(delta) = &choice.delta else {
         return false;
     };
-    let non_empty =
-        |v: &Option<&RawValue>| v.is_some_and(|raw| !matches!(raw.get(), "null" | "\"\"" | "[]"));
     non_empty(&delta.content) || non_empty(&delta.tool_calls) || non_empty(&delta.refusal)
 }
 

@@ -24,6 +24,7 @@ pub use span::{AttemptSpan, StreamSpan};
 
 use crate::board::{Board, ModelId, ProviderId};
 use crate::catalog::{Catalog, Model};
+use crate::config::Api;
 use crate::errors::{ApiError, RateLimit};
 use crate::outcome::{AttemptRecord, AttemptResult, Ending, Reporter, RequestEnd};
 use crate::providers::{retryable_status, Provider, ProviderError, Reply, Want};
@@ -105,8 +106,9 @@ impl Router {
     /// by its idle timeout instead). Each attempt runs in its own client span, a child of the
     /// caller's current (server) span. The request's end is recorded exactly once, by the
     /// [`Ending`] created here (or the stream relay it is handed to).
-    pub async fn chat(
+    pub async fn serve(
         &self,
+        api: Api,
         body: Bytes,
         head: &ChatHead<'_>,
         started: Instant,
@@ -116,8 +118,15 @@ impl Router {
             .catalog
             .model_id(&head.model)
             .ok_or_else(|| ApiError::ModelNotFound(shorten(&head.model)))?;
+        if !self.catalog.model(model).serves(api) {
+            return Err(ApiError::BadRequest(format!(
+                "the model `{}` does not serve /v1/{}",
+                shorten(&head.model),
+                api.path()
+            )));
+        }
         let mut ending = Ending::new(self.reporter.clone(), model, head.stream, started);
-        let routed = self.route(&body, head, model, &mut ending);
+        let routed = self.route(api, &body, head, model, &mut ending);
         match tokio::time::timeout_at(deadline.into(), routed).await {
             Ok(reply) => reply,
             Err(_) => {
@@ -133,6 +142,7 @@ impl Router {
     /// providers, failing over on the provider's failures within `routing.max_attempts`.
     async fn route(
         &self,
+        api: Api,
         body: &Bytes,
         head: &ChatHead<'_>,
         model: ModelId,
@@ -173,7 +183,7 @@ impl Router {
                 model,
                 upstream_model: candidate.upstream_model.as_deref(),
             };
-            let error = match self.attempt(body, head, attempt, ending).await {
+            let error = match self.attempt(api, body, head, attempt, ending).await {
                 Ok(reply) => return Ok(reply),
                 Err(error) => error,
             };
@@ -199,6 +209,7 @@ impl Router {
     /// the caller to fail over.
     async fn attempt(
         &self,
+        api: Api,
         body: &Bytes,
         head: &ChatHead<'_>,
         target: Target<'_>,
@@ -216,6 +227,7 @@ impl Router {
         let add_usage = head.stream && !head.include_usage;
         let body = rewrite(body, upstream_model, add_usage);
         let span = AttemptSpan::start(
+            api.operation(),
             name,
             upstream_model.unwrap_or(&route.name),
             client.address(),
@@ -230,7 +242,7 @@ impl Router {
         } else {
             Want::Json
         };
-        let result = span.instrument(client.chat(body, want, &trace)).await;
+        let result = span.instrument(client.call(api, body, want, &trace)).await;
         let latency = sent.elapsed();
         ending.add_upstream_wait(latency);
         let record = |result, reason| AttemptRecord {

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::config::Api;
 use crate::errors::ApiError;
 
 #[derive(Deserialize)]
@@ -19,6 +20,10 @@ struct Head<'a> {
     model: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     messages: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    prompt: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    input: Option<&'a RawValue>,
     #[serde(default)]
     stream: Option<bool>,
     #[serde(default)]
@@ -42,6 +47,12 @@ pub struct ChatHead<'a> {
 
 /// Parses the head of a chat completion body, or a 400 that says what is wrong.
 pub fn parse_head(body: &[u8]) -> Result<ChatHead<'_>, ApiError> {
+    parse(Api::Chat, body)
+}
+
+/// Parses the head of a request body of `api`: its model, whether it streams, and the field
+/// the API requires (`messages`, `prompt`, `input`); or a 400 that says what is wrong.
+pub fn parse(api: Api, body: &[u8]) -> Result<ChatHead<'_>, ApiError> {
     // serde also reads a struct from an array (`["gpt-4o", []]`): only an object is a request.
     // Anything else that is not an object gets serde_json's own message below.
     if body.trim_ascii_start().first() == Some(&b'[') {
@@ -54,24 +65,38 @@ pub fn parse_head(body: &[u8]) -> Result<ChatHead<'_>, ApiError> {
         .map_err(|_| ApiError::BadRequest("the request body is not valid UTF-8".into()))?;
     let head: Head<'_> = serde_json::from_str(text).map_err(|e| {
         ApiError::BadRequest(format!(
-            "the request body is not valid JSON for a chat completion: {e}"
+            "the request body is not valid JSON for /v1/{}: {e}",
+            api.path()
         ))
     })?;
     let model = head
         .model
         .ok_or_else(|| ApiError::BadRequest("you must provide a model parameter".into()))?;
-    match head.messages.map(|m| m.get().as_bytes().first()) {
+    let (name, field, arrays_only) = match api {
+        Api::Chat => ("messages", head.messages, true),
+        Api::Completions => ("prompt", head.prompt, false),
+        Api::Embeddings => ("input", head.input, false),
+    };
+    match field.map(|m| m.get().as_bytes().first()) {
         Some(Some(b'[')) => {}
-        Some(_) => return Err(ApiError::BadRequest("`messages` must be an array".into())),
+        Some(Some(b'"')) if !arrays_only => {}
+        Some(_) if arrays_only => {
+            return Err(ApiError::BadRequest(format!("`{name}` must be an array")))
+        }
+        Some(_) => {
+            return Err(ApiError::BadRequest(format!(
+                "`{name}` must be a string or an array"
+            )))
+        }
         None => {
-            return Err(ApiError::BadRequest(
-                "missing required parameter: `messages`".into(),
-            ))
+            return Err(ApiError::BadRequest(format!(
+                "missing required parameter: `{name}`"
+            )))
         }
     }
     Ok(ChatHead {
         model,
-        stream: head.stream.unwrap_or(false),
+        stream: api.streams() && head.stream.unwrap_or(false),
         include_usage: head
             .stream_options
             .and_then(|o| o.include_usage)
@@ -163,6 +188,45 @@ impl<'de: 'a, 'a> Deserialize<'de> for ObjectFields<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_api_requires_its_own_field() {
+        let ok = |api, body: &[u8]| parse(api, body).map(|h| (h.model.into_owned(), h.stream));
+        assert_eq!(
+            ok(
+                Api::Completions,
+                br#"{"model":"m","prompt":"hi","stream":true}"#
+            )
+            .unwrap(),
+            ("m".into(), true)
+        );
+        assert!(ok(Api::Completions, br#"{"model":"m","prompt":["a","b"]}"#).is_ok());
+        assert!(ok(Api::Embeddings, br#"{"model":"e","input":"text"}"#).is_ok());
+        // Embeddings never stream, whatever the body says.
+        assert_eq!(
+            ok(
+                Api::Embeddings,
+                br#"{"model":"e","input":["x"],"stream":true}"#
+            )
+            .unwrap(),
+            ("e".into(), false)
+        );
+        for (api, bad) in [
+            (Api::Completions, &br#"{"model":"m","messages":[]}"#[..]),
+            (Api::Completions, br#"{"model":"m","prompt":3}"#),
+            (Api::Embeddings, br#"{"model":"m"}"#),
+            (Api::Embeddings, br#"{"model":"m","input":{"a":1}}"#),
+            (Api::Chat, br#"{"model":"m","messages":"hi"}"#),
+        ] {
+            let err = parse(api, bad).unwrap_err();
+            assert_eq!(
+                err.code(),
+                "invalid_request",
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
 
     #[test]
     fn head_table() {

@@ -27,12 +27,18 @@ pub struct AttemptSpan {
 impl AttemptSpan {
     /// Opens the span as a child of the current (server) span. `provider` is the configured
     /// provider name, `request_model` the model name sent upstream.
-    pub fn start(provider: &str, request_model: &str, address: &str, stream: bool) -> Self {
+    pub fn start(
+        operation: &'static str,
+        provider: &str,
+        request_model: &str,
+        address: &str,
+        stream: bool,
+    ) -> Self {
         let span = tracing::info_span!(
-            "chat",
-            otel.name = %format_args!("chat {request_model}"),
+            "attempt",
+            otel.name = %format_args!("{operation} {request_model}"),
             otel.kind = "client",
-            gen_ai.operation.name = "chat",
+            gen_ai.operation.name = operation,
             gen_ai.provider.name = provider,
             gen_ai.request.model = request_model,
             gen_ai.request.stream = stream,

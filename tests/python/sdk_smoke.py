@@ -1,5 +1,6 @@
 """The official OpenAI Python SDK against a running gatewayz: a chat completion, a streamed
-chat completion (text reassembled and checked) and models.list().
+chat completion (text reassembled and checked), models.list(), embeddings.create() and legacy
+completions.create() (JSON and streamed).
 
 Usage: sdk_smoke.py BASE_URL API_KEY MODEL. Driven by tests/openai_sdk.rs; exits non-zero on
 the first failed check.
@@ -38,7 +39,23 @@ def main() -> None:
     ids = [m.id for m in client.models.list()]
     assert model in ids, ids
 
-    print("sdk smoke ok:", content, "|", text, "|", ids)
+    embedded = client.embeddings.create(model=model, input="embed these four words")
+    vector = embedded.data[0].embedding
+    assert len(vector) == 8 and all(0.0 <= x <= 1.0 for x in vector), vector
+    assert embedded.usage.prompt_tokens == 4, embedded.usage
+
+    completed = client.completions.create(model=model, prompt="legacy prompt")
+    assert completed.choices[0].text == "You said: legacy prompt", completed
+    assert completed.usage.completion_tokens == 4, completed.usage
+
+    streamed = "".join(
+        c.choices[0].text
+        for c in client.completions.create(model=model, prompt="legacy stream", stream=True)
+        if c.choices
+    )
+    assert streamed == "You said: legacy stream", streamed
+
+    print("sdk smoke ok:", content, "|", text, "|", ids, "|", completed.choices[0].text)
 
 
 if __name__ == "__main__":

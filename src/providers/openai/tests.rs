@@ -9,6 +9,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use super::*;
+use crate::config::Api;
 use crate::providers::StreamFault;
 
 const ANSWER: &str = r#"{"model":"m1","usage":{"prompt_tokens":1,"completion_tokens":2}}"#;
@@ -102,7 +103,10 @@ async fn the_request_carries_its_headers_and_body() {
         body: answer,
         usage,
         response_model,
-    } = client.chat(body, Want::Json, &trace).await.unwrap()
+    } = client
+        .call(Api::Chat, body, Want::Json, &trace)
+        .await
+        .unwrap()
     else {
         panic!("not a JSON reply");
     };
@@ -134,7 +138,8 @@ async fn user_info_in_the_url_becomes_basic_auth() {
     let (addr, served) = one_request(json_reply(ANSWER)).await;
     let client = OpenAiClient::new(&config(format!("http://us%65r:p%40ss@{addr}/v1"))).unwrap();
     client
-        .chat(
+        .call(
+            Api::Chat,
             Bytes::from_static(b"{}"),
             Want::Json,
             &UpstreamTrace::default(),
@@ -155,7 +160,8 @@ async fn a_stream_waits_for_its_first_chunk_and_an_error_status_keeps_its_body()
     let (addr, served) = one_request(SSE).await;
     let client = OpenAiClient::new(&config(format!("http://{addr}/v1"))).unwrap();
     let empty = client
-        .chat(
+        .call(
+            Api::Chat,
             Bytes::from_static(b"{}"),
             Want::Stream { strip_usage: false },
             &UpstreamTrace::default(),
@@ -176,7 +182,8 @@ async fn a_stream_waits_for_its_first_chunk_and_an_error_status_keeps_its_body()
     let (addr, _served) = one_request(TEAPOT).await;
     let client = OpenAiClient::new(&config(format!("http://{addr}/v1"))).unwrap();
     match client
-        .chat(
+        .call(
+            Api::Chat,
             Bytes::from_static(b"{}"),
             Want::Json,
             &UpstreamTrace::default(),
@@ -205,7 +212,8 @@ async fn a_429_carries_its_retry_after() {
     let (addr, _served) = one_request(LIMITED).await;
     let client = OpenAiClient::new(&config(format!("http://{addr}/v1"))).unwrap();
     let error = client
-        .chat(
+        .call(
+            Api::Chat,
             Bytes::from_static(b"{}"),
             Want::Json,
             &UpstreamTrace::default(),
@@ -243,7 +251,8 @@ async fn an_answer_past_the_size_limit_is_too_large() {
         small.base_url = format!("http://{addr}/v1");
         let client = OpenAiClient::new(&small).unwrap();
         let error = client
-            .chat(
+            .call(
+                Api::Chat,
                 Bytes::from_static(b"{}"),
                 Want::Json,
                 &UpstreamTrace::default(),
@@ -266,7 +275,8 @@ async fn a_refused_port_is_a_connect_error_without_the_url() {
     drop(listener);
     let client = OpenAiClient::new(&config(format!("http://user:secret@{addr}/v1"))).unwrap();
     let error = client
-        .chat(
+        .call(
+            Api::Chat,
             Bytes::from_static(b"{}"),
             Want::Json,
             &UpstreamTrace::default(),
@@ -296,7 +306,8 @@ async fn a_failed_tls_handshake_is_a_connect_error() {
     });
     let client = OpenAiClient::new(&config(format!("https://{addr}/v1"))).unwrap();
     let error = client
-        .chat(
+        .call(
+            Api::Chat,
             Bytes::from_static(b"{}"),
             Want::Json,
             &UpstreamTrace::default(),
@@ -322,7 +333,8 @@ async fn the_connect_timeout_covers_the_tls_handshake() {
     let client = OpenAiClient::new(&config).unwrap();
     let started = std::time::Instant::now();
     let error = client
-        .chat(
+        .call(
+            Api::Chat,
             Bytes::from_static(b"{}"),
             Want::Json,
             &UpstreamTrace::default(),
@@ -346,7 +358,8 @@ async fn a_body_cut_short_is_a_transport_error() {
     let (addr, _served) = one_request(CUT).await;
     let client = OpenAiClient::new(&config(format!("http://{addr}/v1"))).unwrap();
     let error = client
-        .chat(
+        .call(
+            Api::Chat,
             Bytes::from_static(b"{}"),
             Want::Json,
             &UpstreamTrace::default(),
@@ -387,7 +400,12 @@ async fn a_stream_silent_past_its_idle_timeout_ends_with_a_timeout() {
     let client = OpenAiClient::new(&c).unwrap();
     let want = Want::Stream { strip_usage: false };
     let reply = client
-        .chat(Bytes::from_static(b"{}"), want, &UpstreamTrace::default())
+        .call(
+            Api::Chat,
+            Bytes::from_static(b"{}"),
+            want,
+            &UpstreamTrace::default(),
+        )
         .await;
     let Ok(Reply::Stream(upstream)) = reply else {
         panic!("not a stream: {:?}", reply.err());
