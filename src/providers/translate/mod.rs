@@ -26,13 +26,13 @@ pub mod errors;
 mod messages;
 pub mod request;
 pub mod response;
-
+pub mod reverse;
 pub mod stream;
 
 pub use errors::{anthropic_error, ErrorFault, TranslatedError};
 pub use request::{openai_to_anthropic, openai_to_anthropic_bytes, AnthropicRequest};
 pub use response::{anthropic_to_openai, AnthropicUsage};
-
+pub use reverse::anthropic_to_openai_request;
 pub use stream::{AnthropicToOpenAiStream, StreamEnd};
 
 use serde_json::{json, Value};
