@@ -25,7 +25,7 @@ pub(super) fn messages_to_turns(
     for (i, msg) in messages.iter().enumerate() {
         let at = format!("messages[{i}]");
         let role = req_str(&msg["role"], &format!("{at}.role"))?;
-        let (role, blocks) = match role {
+        let (role, mut blocks) = match role {
             "system" | "developer" => {
                 system.push(system_text(&msg["content"], &at)?);
                 continue;
@@ -40,6 +40,12 @@ pub(super) fn messages_to_turns(
                 ))
             }
         };
+        // Anthropic refuses empty text blocks; a message left with nothing is skipped, and
+        // its neighbours merge if they share a role.
+        blocks.retain(|b| !(b["type"] == "text" && b["text"] == ""));
+        if blocks.is_empty() {
+            continue;
+        }
         match turns.last_mut() {
             Some(last) if last.role == role => last.blocks.extend(blocks),
             _ => turns.push(Turn { role, blocks }),
@@ -302,6 +308,27 @@ mod tests {
         assert_eq!(refused(req("[1,2]")).1, "arguments must be a JSON object");
         let out = translate(req(""));
         assert_eq!(out["messages"][1]["content"][0]["input"], json!({}));
+    }
+
+    #[test]
+    fn empty_texts_are_dropped_and_neighbours_merge() {
+        let out = translate(json!({"messages": [
+            {"role": "user", "content": "a"},
+            {"role": "assistant", "content": ""},
+            {"role": "user", "content": [{"type": "text", "text": ""}, {"type": "text", "text": "b"}]},
+            {"role": "assistant", "content": "c"}
+        ]}));
+        assert_eq!(
+            out["messages"],
+            json!([
+                {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
+                {"role": "assistant", "content": "c"}
+            ])
+        );
+        assert_eq!(
+            refused(json!({"messages": [{"role": "user", "content": ""}]})).0,
+            "messages"
+        );
     }
 
     #[test]
