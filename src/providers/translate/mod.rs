@@ -15,24 +15,31 @@
 //! - **One file per direction and concern**: [`request`] (OpenAI → Anthropic request),
 //!   [`response`] (Anthropic answer → OpenAI `chat.completion`, with [`AnthropicUsage`] for
 //!   pricing), [`stream`] (Anthropic SSE events → OpenAI chunks), [`errors`] (Anthropic error
-//!   → OpenAI error body and whose fault it is), and [`reverse`] (Anthropic request → OpenAI
-//!   request, which makes the round-trip property test possible).
+//!   → OpenAI error body and whose fault it is); and the reverse direction for the
+//!   `/v1/messages` ingress in front of an OpenAI provider: [`reverse`] (request, which also
+//!   makes the OpenAI → Anthropic → OpenAI round-trip property test possible),
+//!   [`reverse_response`] and [`reverse_stream`]. `messages` (private) converts the chat
+//!   history for [`request`].
 //!
-//! Entry points: [`request::openai_to_anthropic`], [`response::anthropic_to_openai`],
-//! [`stream::AnthropicToOpenAiStream`], [`errors::anthropic_error`],
-//! [`reverse::anthropic_to_openai_request`].
+//! Entry points: [`openai_to_anthropic`], [`anthropic_to_openai`],
+//! [`AnthropicToOpenAiStream`], [`anthropic_error`]; reversed: [`anthropic_to_openai_request`],
+//! [`openai_to_anthropic_response`], [`OpenAiToAnthropicStream`].
 
 pub mod errors;
 mod messages;
 pub mod request;
 pub mod response;
 pub mod reverse;
+pub mod reverse_response;
+pub mod reverse_stream;
 pub mod stream;
 
 pub use errors::{anthropic_error, ErrorFault, TranslatedError};
 pub use request::{openai_to_anthropic, openai_to_anthropic_bytes, AnthropicRequest};
 pub use response::{anthropic_to_openai, AnthropicUsage};
 pub use reverse::anthropic_to_openai_request;
+pub use reverse_response::openai_to_anthropic_response;
+pub use reverse_stream::OpenAiToAnthropicStream;
 pub use stream::{AnthropicToOpenAiStream, StreamEnd};
 
 use serde_json::{json, Value};
