@@ -15,7 +15,8 @@ use serde_json::{json, Value};
 pub enum ErrorFault {
     /// The request itself (400, 404, 413, 422): passed through to the client.
     Request,
-    /// The provider refused the gateway's credentials (401, 403): another provider may serve.
+    /// The provider refused the gateway's credentials or account (401, 402 billing, 403):
+    /// another provider may serve.
     Credentials,
     /// A rate limit (429): skip the provider until its `Retry-After`; not an outage.
     RateLimited,
@@ -58,7 +59,7 @@ pub fn error_object(status: u16, error: &Value) -> TranslatedError {
         .unwrap_or_else(|| format!("upstream error (status {status})"));
     let fault = match (status, kind) {
         (429, _) | (_, "rate_limit_error") => ErrorFault::RateLimited,
-        (401 | 403, _) | (_, "authentication_error" | "permission_error") => {
+        (401..=403, _) | (_, "authentication_error" | "permission_error" | "billing_error") => {
             ErrorFault::Credentials
         }
         (408 | 500..=599, _) | (_, "api_error" | "overloaded_error" | "timeout_error") => {
@@ -81,6 +82,29 @@ pub fn error_object(status: u16, error: &Value) -> TranslatedError {
         body: json!({"error": {"message": message, "type": openai_type, "param": null, "code": code}}),
         fault,
     }
+}
+
+/// An OpenAI error (status and body) in Anthropic's shape, for the `/v1/messages` ingress in
+/// front of an OpenAI provider: `{"type": "error", "error": {"type", "message"}}`. The fault
+/// is classified by status alone, as for any OpenAI-compatible upstream.
+pub fn openai_error_to_anthropic(status: u16, body: &[u8]) -> Value {
+    let parsed: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let message = parsed["error"]["message"]
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("upstream error (status {status})"));
+    let kind = match status {
+        400 | 413 | 422 => "invalid_request_error",
+        401 => "authentication_error",
+        402 => "billing_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        429 => "rate_limit_error",
+        503 | 529 => "overloaded_error",
+        504 => "timeout_error",
+        _ => "api_error",
+    };
+    json!({"type": "error", "error": {"type": kind, "message": message}})
 }
 
 /// The HTTP status Anthropic documents for an error type, for errors met mid-stream.
@@ -175,6 +199,22 @@ mod tests {
         }
         let overloaded = anthropic_error(529, body("overloaded_error", "Overloaded").as_bytes());
         assert_eq!(overloaded.body["error"]["code"], "overloaded");
+    }
+
+    /// OpenAI "Error codes" guide: a 429 body, and a 503 without a JSON body.
+    #[test]
+    fn openai_errors_in_anthropic_shape() {
+        let body = br#"{"error": {"message": "Rate limit reached for requests", "type": "requests",
+            "param": null, "code": "rate_limit_exceeded"}}"#;
+        assert_eq!(
+            openai_error_to_anthropic(429, body),
+            json!({"type": "error", "error": {"type": "rate_limit_error",
+                "message": "Rate limit reached for requests"}})
+        );
+        let t = openai_error_to_anthropic(503, b"busy");
+        assert_eq!(t["error"]["type"], "overloaded_error");
+        assert_eq!(t["error"]["message"], "upstream error (status 503)");
+        assert_eq!(anthropic_error(402, b"").fault, ErrorFault::Credentials);
     }
 
     #[test]

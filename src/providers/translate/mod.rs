@@ -34,7 +34,7 @@ pub mod reverse_response;
 pub mod reverse_stream;
 pub mod stream;
 
-pub use errors::{anthropic_error, ErrorFault, TranslatedError};
+pub use errors::{anthropic_error, openai_error_to_anthropic, ErrorFault, TranslatedError};
 pub use request::{openai_to_anthropic, openai_to_anthropic_bytes, AnthropicRequest};
 pub use response::{anthropic_to_openai, AnthropicUsage};
 pub use reverse::anthropic_to_openai_request;

@@ -72,6 +72,16 @@ impl AnthropicUsage {
         })
     }
 
+    /// The Anthropic `usage` object (for the reverse direction).
+    pub fn anthropic_json(&self) -> Value {
+        json!({
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cache_creation_input_tokens": self.cache_creation_input_tokens,
+            "cache_read_input_tokens": self.cache_read_input_tokens,
+        })
+    }
+
     /// The gateway's provider-neutral counts.
     pub fn to_usage(&self) -> Usage {
         Usage {

@@ -35,18 +35,6 @@ pub fn usage_from_openai(usage: &Value) -> AnthropicUsage {
     }
 }
 
-impl AnthropicUsage {
-    /// The Anthropic `usage` object.
-    pub fn anthropic_json(&self) -> Value {
-        json!({
-            "input_tokens": self.input_tokens,
-            "output_tokens": self.output_tokens,
-            "cache_creation_input_tokens": self.cache_creation_input_tokens,
-            "cache_read_input_tokens": self.cache_read_input_tokens,
-        })
-    }
-}
-
 /// An OpenAI tool call's `arguments` string parsed to the object Anthropic's `input` wants.
 pub(crate) fn parse_arguments(args: &str) -> Result<Value, TranslateError> {
     if args.trim().is_empty() {
