@@ -8,6 +8,9 @@
 //! OpenAI fields Anthropic cannot express (`frequency_penalty`, `logprobs`, `seed`, …) are
 //! ignored; shapes that are not OpenAI's, or that would change the answer's meaning
 //! (`n > 1`, a conversation opening with the assistant), are refused with a typed error.
+//! Values pass unchanged: a `temperature` above Anthropic's 1.0 gets Anthropic's own 400,
+//! which is the request's fault. Known gaps: `response_format` and `reasoning_effort` are
+//! ignored (no structured-output or thinking mapping yet).
 
 use serde_json::{json, Map, Value};
 
