@@ -10,6 +10,7 @@ mod mock;
 mod openai;
 pub mod sse;
 mod stream;
+pub mod translate;
 
 use std::pin::Pin;
 use std::time::Duration;
