@@ -1,5 +1,6 @@
 //! Answers like an OpenAI-compatible provider, without a model: shared by the in-process
-//! `kind = "mock"` provider and the `gatewayz mock-upstream` server.
+//! `kind = "mock"` provider and the `gatewayz mock-upstream` server, which also speaks
+//! Anthropic's Messages API ([`MockRequest::parse_anthropic`], [`Dialect::Anthropic`]).
 //!
 //! The content is derived from the prompt (it echoes the last user message), so tests can
 //! tell answers apart; `usage` counts whitespace-separated words as tokens, so tests can
@@ -13,14 +14,26 @@ use serde_json::json;
 
 use crate::config::Api;
 
+/// The wire format a request came in, and its answer goes out, in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Dialect {
+    /// OpenAI's chat completions, completions and embeddings.
+    #[default]
+    OpenAi,
+    /// Anthropic's Messages API (`POST /v1/messages`); its `api` is [`Api::Chat`].
+    Anthropic,
+}
+
 /// What the mock needs from a request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MockRequest {
     pub api: Api,
+    pub dialect: Dialect,
     pub model: String,
     /// Text of the last user message.
     pub prompt: String,
-    /// Tokens in the prompt: words over all messages plus 3 per message (role framing).
+    /// Tokens in the prompt: words over all messages plus 3 per message (role framing); an
+    /// Anthropic `system` counts as one more message.
     pub prompt_tokens: u64,
     pub stream: bool,
     pub include_usage: bool,
@@ -60,6 +73,38 @@ struct Message {
 struct StreamOptions {
     #[serde(default)]
     include_usage: Option<bool>,
+}
+
+/// An Anthropic Messages request.
+#[derive(Deserialize)]
+struct AnthropicRequest {
+    model: String,
+    max_tokens: Option<u64>,
+    #[serde(default)]
+    system: Option<serde_json::Value>,
+    #[serde(default)]
+    messages: Vec<Message>,
+    #[serde(default)]
+    stream: Option<bool>,
+}
+
+/// The text of Anthropic content: a string, or the `text` blocks of an array (and the
+/// content of `tool_result` blocks, itself a string or blocks), joined by spaces.
+fn anthropic_text(content: Option<&serde_json::Value>) -> String {
+    match content {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(serde_json::Value::Array(blocks)) => blocks
+            .iter()
+            .filter_map(|b| match b.get("type").and_then(|t| t.as_str()) {
+                Some("text") => b.get("text").and_then(|t| t.as_str()).map(str::to_owned),
+                Some("tool_result") => Some(anthropic_text(b.get("content"))),
+                _ => None,
+            })
+            .filter(|t| !t.is_empty())
+            .collect::<Vec<_>>()
+            .join(" "),
+        _ => String::new(),
+    }
 }
 
 fn text_of(content: &Option<serde_json::Value>) -> String {
@@ -125,6 +170,7 @@ impl MockRequest {
         };
         Ok(Self {
             api,
+            dialect: Dialect::OpenAi,
             model: req.model,
             prompt,
             prompt_tokens,
@@ -137,17 +183,85 @@ impl MockRequest {
         })
     }
 
+    /// Parses an Anthropic Messages body (`model`, `max_tokens`, `system`, `messages`,
+    /// `stream`); the error is a message for a 400 `invalid_request_error`. The prompt is the
+    /// text of the last `user` message.
+    pub fn parse_anthropic(body: &[u8]) -> Result<Self, String> {
+        let req: AnthropicRequest = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+        let max_tokens = req.max_tokens.ok_or("max_tokens: field required")?;
+        if req.messages.is_empty() {
+            return Err("messages: at least one message is required".into());
+        }
+        let system_tokens = match &req.system {
+            None | Some(serde_json::Value::Null) => 0,
+            system => count_tokens(&anthropic_text(system.as_ref())) + 3,
+        };
+        let prompt_tokens = system_tokens
+            + req
+                .messages
+                .iter()
+                .map(|m| count_tokens(&anthropic_text(m.content.as_ref())) + 3)
+                .sum::<u64>();
+        let prompt = req
+            .messages
+            .iter()
+            .rev()
+            .find(|m| m.role == "user")
+            .map(|m| anthropic_text(m.content.as_ref()))
+            .unwrap_or_default();
+        Ok(Self {
+            api: Api::Chat,
+            dialect: Dialect::Anthropic,
+            model: req.model,
+            prompt,
+            prompt_tokens,
+            stream: req.stream.unwrap_or(false),
+            include_usage: false,
+            max_tokens: Some(max_tokens),
+        })
+    }
+
     /// The answer's words: "You said:" and the prompt, cut at `max_tokens`.
     pub fn answer_words(&self) -> Vec<String> {
+        self.answer().0
+    }
+
+    /// The answer's words, and whether `max_tokens` cut them.
+    fn answer(&self) -> (Vec<String>, bool) {
         let mut words: Vec<String> = ["You", "said:"].iter().map(|w| w.to_string()).collect();
         words.extend(self.prompt.split_whitespace().map(str::to_owned));
         if self.prompt.trim().is_empty() {
             words.push("(nothing)".into());
         }
+        let full = words.len();
         if let Some(max) = self.max_tokens {
             words.truncate(max.max(1) as usize);
         }
+        let cut = words.len() < full;
+        (words, cut)
+    }
+
+    /// The answer's text in `chunks` groups of words (0 = one per word), each group after the
+    /// first with its leading space, so the groups concatenate to the whole answer.
+    fn text_groups(words: &[String], chunks: usize) -> Vec<String> {
+        let groups = if chunks == 0 {
+            words.len()
+        } else {
+            chunks.min(words.len()).max(1)
+        };
+        let per = words.len().div_ceil(groups.max(1)).max(1);
         words
+            .chunks(per)
+            .enumerate()
+            .map(|(i, group)| {
+                let text = group.join(" ");
+                if i > 0 {
+                    format!(" {text}")
+                } else {
+                    text
+                }
+            })
+            .collect()
     }
 
     fn usage(&self, completion_tokens: u64) -> serde_json::Value {
@@ -158,9 +272,12 @@ impl MockRequest {
         })
     }
 
-    /// A non-streamed answer: a `chat.completion`, a `text_completion`, or an embeddings list
-    /// (one small deterministic vector per request).
+    /// A non-streamed answer: a `chat.completion`, a `text_completion`, an embeddings list
+    /// (one small deterministic vector per request), or an Anthropic `message`.
     pub fn completion(&self, id: &str, created: u64) -> Vec<u8> {
+        if self.dialect == Dialect::Anthropic {
+            return self.anthropic_message(id);
+        }
         let words = self.answer_words();
         if self.api == Api::Embeddings {
             let seed = self.prompt.len() as u64;
@@ -203,15 +320,13 @@ impl MockRequest {
 
     /// The SSE events of a streamed answer, each a complete `data: ...\n\n` frame: a role
     /// chunk, one chunk per group of words (`chunks` groups, 0 = one per word), a finish
-    /// chunk, a usage chunk when asked for, and `[DONE]`.
+    /// chunk, a usage chunk when asked for, and `[DONE]`. Anthropic's are named events
+    /// instead: see [`MockRequest::anthropic_events`].
     pub fn stream_events(&self, id: &str, created: u64, chunks: usize) -> Vec<Bytes> {
+        if self.dialect == Dialect::Anthropic {
+            return self.anthropic_events(id, chunks);
+        }
         let words = self.answer_words();
-        let groups = if chunks == 0 {
-            words.len()
-        } else {
-            chunks.min(words.len()).max(1)
-        };
-        let per = words.len().div_ceil(groups);
         let text_api = self.api == Api::Completions;
         let object = if text_api {
             "text_completion"
@@ -239,11 +354,7 @@ impl MockRequest {
                 None,
             )));
         }
-        for (i, group) in words.chunks(per.max(1)).enumerate() {
-            let mut text = group.join(" ");
-            if i > 0 {
-                text.insert(0, ' ');
-            }
+        for text in Self::text_groups(&words, chunks) {
             events.push(frame(&chunk(json!({"content": text}), None)));
         }
         events.push(frame(&chunk(json!({}), Some("stop"))));
@@ -261,10 +372,91 @@ impl MockRequest {
         events.push(Bytes::from_static(b"data: [DONE]\n\n"));
         events
     }
+
+    fn stop_reason(cut: bool) -> &'static str {
+        if cut {
+            "max_tokens"
+        } else {
+            "end_turn"
+        }
+    }
+
+    /// An Anthropic `message`: the answer as one text block, `usage` in input and output
+    /// tokens, `stop_reason` `max_tokens` when `max_tokens` cut the answer, else `end_turn`.
+    pub fn anthropic_message(&self, id: &str) -> Vec<u8> {
+        let (words, cut) = self.answer();
+        json!({
+            "id": id,
+            "type": "message",
+            "role": "assistant",
+            "model": self.model,
+            "content": [{"type": "text", "text": words.join(" ")}],
+            "stop_reason": Self::stop_reason(cut),
+            "stop_sequence": null,
+            "usage": {"input_tokens": self.prompt_tokens, "output_tokens": words.len()},
+        })
+        .to_string()
+        .into_bytes()
+    }
+
+    /// Anthropic's stream, each a complete `event: NAME\ndata: JSON\n\n` frame:
+    /// `message_start`, `content_block_start`, `ping`, one `content_block_delta` per group of
+    /// words (as [`MockRequest::stream_events`]), `content_block_stop`, `message_delta` (stop
+    /// reason and output tokens), `message_stop`.
+    pub fn anthropic_events(&self, id: &str, chunks: usize) -> Vec<Bytes> {
+        let (words, cut) = self.answer();
+        let mut events = vec![
+            named_frame(
+                "message_start",
+                &json!({"type": "message_start", "message": {
+                    "id": id,
+                    "type": "message",
+                    "role": "assistant",
+                    "model": self.model,
+                    "content": [],
+                    "stop_reason": null,
+                    "stop_sequence": null,
+                    "usage": {"input_tokens": self.prompt_tokens, "output_tokens": 1},
+                }}),
+            ),
+            named_frame(
+                "content_block_start",
+                &json!({"type": "content_block_start", "index": 0,
+                    "content_block": {"type": "text", "text": ""}}),
+            ),
+            named_frame("ping", &json!({"type": "ping"})),
+        ];
+        for text in Self::text_groups(&words, chunks) {
+            events.push(named_frame(
+                "content_block_delta",
+                &json!({"type": "content_block_delta", "index": 0,
+                    "delta": {"type": "text_delta", "text": text}}),
+            ));
+        }
+        events.push(named_frame(
+            "content_block_stop",
+            &json!({"type": "content_block_stop", "index": 0}),
+        ));
+        events.push(named_frame(
+            "message_delta",
+            &json!({"type": "message_delta",
+                "delta": {"stop_reason": Self::stop_reason(cut), "stop_sequence": null},
+                "usage": {"output_tokens": words.len()}}),
+        ));
+        events.push(named_frame(
+            "message_stop",
+            &json!({"type": "message_stop"}),
+        ));
+        events
+    }
 }
 
 fn frame(value: &serde_json::Value) -> Bytes {
     Bytes::from(format!("data: {value}\n\n"))
+}
+
+fn named_frame(event: &str, value: &serde_json::Value) -> Bytes {
+    Bytes::from(format!("event: {event}\ndata: {value}\n\n"))
 }
 
 /// A `/v1/models` body listing `ids`.

@@ -2,8 +2,12 @@
 //! and failures are set by flags, and changed at run time through `POST /mock/control`, so
 //! tests, demos and benchmarks exercise the real HTTP path.
 //!
+//! It also speaks Anthropic's Messages API on `POST /v1/messages` (and `/messages`): the key
+//! is checked in `x-api-key` there, answers, streams (named events) and errors take
+//! Anthropic's shapes, and the same behaviour (latency, pace, fault modes) applies.
+//!
 //! Failures are spaced deterministically: with `--fail-rate 0.25` exactly every fourth chat
-//! request fails, so tests can count on them.
+//! (or messages) request fails, so tests can count on them.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,14 +20,14 @@ use bytes::Bytes;
 use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
 
-use super::{models_body, MockRequest};
+use super::{models_body, Dialect, MockRequest};
 use crate::config::Api;
 
 /// What a failing request does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum FailMode {
-    /// Answer `--fail-status` with an OpenAI error body.
+    /// Answer `--fail-status` with an OpenAI (or, on `/v1/messages`, Anthropic) error body.
     Status,
     /// Accept the request and never answer.
     Hang,
@@ -34,7 +38,8 @@ pub enum FailMode {
     Drop,
     /// A stream sends a malformed event after its first content.
     MalformedLate,
-    /// A stream ends cleanly after its content, without `data: [DONE]`.
+    /// A stream ends cleanly after its content, without `data: [DONE]` (Anthropic:
+    /// without `message_stop`).
     NoDone,
     /// A stream goes silent after its first content, and stays open.
     Stall,
@@ -106,7 +111,8 @@ pub struct Options {
     /// Address to listen on (port 0 picks a free one; the bound address is logged).
     #[arg(long, default_value = "127.0.0.1:9090")]
     pub listen: SocketAddr,
-    /// Require this bearer key on every request.
+    /// Require this key on every request: as bearer token on the OpenAI routes, as
+    /// `x-api-key` on `/v1/messages`.
     #[arg(long)]
     pub api_key: Option<String>,
     /// HTTP worker threads.
@@ -122,8 +128,11 @@ struct Stats {
     chat_requests: u64,
     failures: u64,
     last_model: Option<String>,
-    /// The path of the last request's API (`chat/completions`, `completions`, `embeddings`).
+    /// The path of the last request's API (`chat/completions`, `completions`, `embeddings`,
+    /// `messages`).
     last_api: Option<&'static str>,
+    /// The `anthropic-version` header of the last request, when it had one.
+    last_anthropic_version: Option<String>,
     last_traceparent: Option<String>,
     last_stream: Option<bool>,
     last_include_usage: Option<bool>,
@@ -181,6 +190,8 @@ pub async fn run(options: Options) -> std::io::Result<()> {
             .route("/completions", web::post().to(completions))
             .route("/v1/embeddings", web::post().to(embeddings))
             .route("/embeddings", web::post().to(embeddings))
+            .route("/v1/messages", web::post().to(messages))
+            .route("/messages", web::post().to(messages))
             .route("/v1/models", web::get().to(models))
             .route("/mock/control", web::post().to(control))
             .route("/mock/stats", web::get().to(stats))
@@ -221,6 +232,77 @@ fn error_body(status: u16, message: &str) -> HttpResponse {
         "message": message, "type": "mock_error", "param": null, "code": status}}))
 }
 
+/// Anthropic's error `type` for an HTTP status.
+fn anthropic_error_type(status: u16) -> &'static str {
+    match status {
+        401 => "authentication_error",
+        403 => "permission_error",
+        429 => "rate_limit_error",
+        529 => "overloaded_error",
+        400..=499 => "invalid_request_error",
+        _ => "api_error",
+    }
+}
+
+/// An error answer in `dialect`'s shape.
+fn dialect_error(dialect: Dialect, status: u16, message: &str) -> HttpResponse {
+    match dialect {
+        Dialect::OpenAi => error_body(status, message),
+        Dialect::Anthropic => {
+            let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            HttpResponse::build(code).json(serde_json::json!({"type": "error", "error": {
+                "type": anthropic_error_type(status), "message": message}}))
+        }
+    }
+}
+
+/// How a dialect's streams break in the fault modes.
+struct StreamFaults {
+    /// Events up to and including the first content (a stall or a late fault follows them).
+    first_content: usize,
+    /// The only event of a `malformed` stream.
+    malformed: &'static [u8],
+    /// The broken event of a `malformed-late` stream.
+    malformed_late: &'static [u8],
+    /// The event that ends a stream (after a `malformed-late` event).
+    end: &'static [u8],
+    /// The start of an `oversize` stream's endless event.
+    oversize: &'static [u8],
+}
+
+impl StreamFaults {
+    fn of(dialect: Dialect) -> Self {
+        match dialect {
+            Dialect::OpenAi => Self {
+                first_content: 2,
+                malformed: b"data: {not json\n\n",
+                malformed_late: b"data: {\"choices\":[{\"delta\n\n",
+                end: b"data: [DONE]\n\n",
+                oversize: b"data: {\"pad\":\"",
+            },
+            // message_start, content_block_start, ping, then the first text delta.
+            Dialect::Anthropic => Self {
+                first_content: 4,
+                malformed: b"event: content_block_delta\ndata: {not json\n\n",
+                malformed_late: b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"delta\n\n",
+                end: b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+                oversize: b"event: content_block_delta\ndata: {\"pad\":\"",
+            },
+        }
+    }
+}
+
+/// Whether `req` carries the key: `Authorization: Bearer KEY` for OpenAI, `x-api-key: KEY`
+/// for Anthropic (which does not take a bearer token).
+fn authorized(dialect: Dialect, req: &HttpRequest, key: &str) -> bool {
+    let header_value = |name| req.headers().get(name).and_then(|v| v.to_str().ok());
+    match dialect {
+        Dialect::OpenAi => header_value(header::AUTHORIZATION.as_str())
+            .is_some_and(|v| v == format!("Bearer {key}")),
+        Dialect::Anthropic => header_value("x-api-key") == Some(key),
+    }
+}
+
 /// Whether the n-th request (0-based) fails at `rate`: evenly spaced, deterministic.
 pub fn fails(n: u64, rate: f64) -> bool {
     if rate <= 0.0 {
@@ -233,31 +315,46 @@ pub fn fails(n: u64, rate: f64) -> bool {
 }
 
 async fn chat(req: HttpRequest, body: Bytes, state: web::Data<State>) -> HttpResponse {
-    answer(Api::Chat, req, body, state).await
+    answer(Dialect::OpenAi, Api::Chat, req, body, state).await
 }
 
 async fn completions(req: HttpRequest, body: Bytes, state: web::Data<State>) -> HttpResponse {
-    answer(Api::Completions, req, body, state).await
+    answer(Dialect::OpenAi, Api::Completions, req, body, state).await
 }
 
 async fn embeddings(req: HttpRequest, body: Bytes, state: web::Data<State>) -> HttpResponse {
-    answer(Api::Embeddings, req, body, state).await
+    answer(Dialect::OpenAi, Api::Embeddings, req, body, state).await
 }
 
-/// One request of `api` (counted as a chat request in the stats, whatever its API).
-async fn answer(api: Api, req: HttpRequest, body: Bytes, state: web::Data<State>) -> HttpResponse {
+async fn messages(req: HttpRequest, body: Bytes, state: web::Data<State>) -> HttpResponse {
+    answer(Dialect::Anthropic, Api::Chat, req, body, state).await
+}
+
+/// One request of `api` in `dialect` (counted as a chat request in the stats, whatever its
+/// API).
+async fn answer(
+    dialect: Dialect,
+    api: Api,
+    req: HttpRequest,
+    body: Bytes,
+    state: web::Data<State>,
+) -> HttpResponse {
     if let Some(key) = &state.api_key {
-        let presented = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        if presented != Some(format!("Bearer {key}").as_str()) {
-            return error_body(401, "invalid upstream key");
+        if !authorized(dialect, &req, key) {
+            let message = match dialect {
+                Dialect::OpenAi => "invalid upstream key",
+                Dialect::Anthropic => "invalid x-api-key",
+            };
+            return dialect_error(dialect, 401, message);
         }
     }
-    let request = match MockRequest::parse(api, &body) {
+    let parsed = match dialect {
+        Dialect::OpenAi => MockRequest::parse(api, &body),
+        Dialect::Anthropic => MockRequest::parse_anthropic(&body),
+    };
+    let request = match parsed {
         Ok(r) => r,
-        Err(message) => return error_body(400, &message),
+        Err(message) => return dialect_error(dialect, 400, &message),
     };
     let behaviour = state.behaviour();
     let n = state.counter.fetch_add(1, Ordering::Relaxed);
@@ -268,7 +365,15 @@ async fn answer(api: Api, req: HttpRequest, body: Bytes, state: web::Data<State>
         stats.chat_requests += 1;
         stats.failures += u64::from(failing);
         stats.last_model = Some(request.model.clone());
-        stats.last_api = Some(api.path());
+        stats.last_api = Some(match dialect {
+            Dialect::OpenAi => api.path(),
+            Dialect::Anthropic => "messages",
+        });
+        stats.last_anthropic_version = req
+            .headers()
+            .get("anthropic-version")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         stats.last_stream = Some(request.stream);
         stats.last_include_usage = Some(request.include_usage);
         stats.last_traceparent = req
@@ -284,7 +389,7 @@ async fn answer(api: Api, req: HttpRequest, body: Bytes, state: web::Data<State>
         tokio::time::sleep(behaviour.latency).await;
     }
     if failing && behaviour.fail_mode == FailMode::Status {
-        let mut response = error_body(behaviour.fail_status, "mock upstream failure");
+        let mut response = dialect_error(dialect, behaviour.fail_status, "mock upstream failure");
         if let (429, Some(secs)) = (behaviour.fail_status, behaviour.retry_after) {
             if let Ok(value) = header::HeaderValue::from_str(&secs.to_string()) {
                 response.headers_mut().insert(header::RETRY_AFTER, value);
@@ -292,7 +397,10 @@ async fn answer(api: Api, req: HttpRequest, body: Bytes, state: web::Data<State>
         }
         return response;
     }
-    let id = format!("chatcmpl-up-{n}");
+    let id = match dialect {
+        Dialect::OpenAi => format!("chatcmpl-up-{n}"),
+        Dialect::Anthropic => format!("msg_mock_{n}"),
+    };
     let created = now_unix();
     if !request.stream {
         return match (failing, behaviour.fail_mode) {
@@ -313,27 +421,29 @@ async fn answer(api: Api, req: HttpRequest, body: Bytes, state: web::Data<State>
         };
     }
     let mut events = request.stream_events(&id, created, behaviour.chunks);
+    let faults = StreamFaults::of(dialect);
     match (failing, behaviour.fail_mode) {
-        (true, FailMode::Malformed) => events = vec![Bytes::from_static(b"data: {not json\n\n")],
+        (true, FailMode::Malformed) => events = vec![Bytes::from_static(faults.malformed)],
         (true, FailMode::MalformedLate) => {
-            events.truncate(2);
-            events.push(Bytes::from_static(b"data: {\"choices\":[{\"delta\n\n"));
-            events.push(Bytes::from_static(b"data: [DONE]\n\n"));
+            events.truncate(faults.first_content);
+            events.push(Bytes::from_static(faults.malformed_late));
+            events.push(Bytes::from_static(faults.end));
         }
         (true, FailMode::NoDone) => {
             events.pop();
         }
         (true, FailMode::Oversize) => {
-            events.truncate(2);
+            events.truncate(faults.first_content);
             let head = futures_util::stream::iter(events.into_iter().map(Ok));
-            let line = endless(Bytes::from_static(b"data: {\"pad\":\""));
+            let line = endless(Bytes::from_static(faults.oversize));
             return HttpResponse::Ok()
                 .insert_header((header::CONTENT_TYPE, "text/event-stream"))
                 .streaming(futures_util::StreamExt::chain(head, line));
         }
         _ => {}
     }
-    let stall_after = (failing && behaviour.fail_mode == FailMode::Stall).then_some(2usize);
+    let stall_after =
+        (failing && behaviour.fail_mode == FailMode::Stall).then_some(faults.first_content);
     let drop_after = (failing && behaviour.fail_mode == FailMode::Drop).then_some(2usize);
     let delay = behaviour.chunk_delay;
     state.stats().streams_started += 1;
