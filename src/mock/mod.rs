@@ -529,4 +529,136 @@ mod tests {
         assert!(MockRequest::parse(Api::Chat, b"{}").is_err());
         assert!(MockRequest::parse(Api::Chat, br#"{"model":"m","messages":[]}"#).is_err());
     }
+
+    const ANTHROPIC: &[u8] = br#"{"model":"claude-x","max_tokens":100,"system":[{"type":"text","text":"be brief"}],"messages":[{"role":"user","content":"first question"},{"role":"assistant","content":[{"type":"text","text":"an answer"}]},{"role":"user","content":[{"type":"text","text":"hello there"},{"type":"image","source":{}},{"type":"tool_result","tool_use_id":"t1","content":[{"type":"text","text":"world"}]}]}],"stream":true}"#;
+
+    /// The `(event, data)` pairs of Anthropic frames.
+    fn named(events: &[Bytes]) -> Vec<(String, serde_json::Value)> {
+        events
+            .iter()
+            .map(|e| {
+                let text = std::str::from_utf8(e).unwrap();
+                assert!(text.ends_with("\n\n"), "{text}");
+                let (event, data) = text.trim_end().split_once('\n').unwrap();
+                let event = event.strip_prefix("event: ").unwrap().to_owned();
+                let data = serde_json::from_str(data.strip_prefix("data: ").unwrap()).unwrap();
+                (event, data)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn parses_anthropic_bodies() {
+        let req = MockRequest::parse_anthropic(ANTHROPIC).unwrap();
+        assert_eq!(req.dialect, Dialect::Anthropic);
+        assert_eq!(req.api, Api::Chat);
+        assert_eq!(req.model, "claude-x");
+        // The last user message's text blocks and tool result; the image is no text.
+        assert_eq!(req.prompt, "hello there world");
+        // system 2 + 3, messages (2 + 3) + (2 + 3) + (3 + 3).
+        assert_eq!(req.prompt_tokens, 5 + 5 + 5 + 6);
+        assert!(req.stream && !req.include_usage);
+        assert_eq!(req.max_tokens, Some(100));
+
+        let plain = MockRequest::parse_anthropic(
+            br#"{"model":"m","max_tokens":5,"system":"one two","messages":[{"role":"user","content":"hi"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(plain.prompt, "hi");
+        assert_eq!(plain.prompt_tokens, (2 + 3) + (1 + 3));
+        assert!(!plain.stream);
+        let no_system = MockRequest::parse_anthropic(
+            br#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(no_system.prompt_tokens, 4);
+    }
+
+    #[test]
+    fn rejects_bad_anthropic_bodies() {
+        let missing = MockRequest::parse_anthropic(
+            br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#,
+        )
+        .unwrap_err();
+        assert!(missing.contains("max_tokens"), "{missing}");
+        assert!(
+            MockRequest::parse_anthropic(br#"{"model":"m","max_tokens":5,"messages":[]}"#).is_err()
+        );
+        assert!(MockRequest::parse_anthropic(br#"{"max_tokens":5,"messages":[]}"#).is_err());
+        assert!(MockRequest::parse_anthropic(b"not json").is_err());
+    }
+
+    #[test]
+    fn anthropic_message_shape() {
+        let req = MockRequest::parse_anthropic(ANTHROPIC).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_slice(&req.completion("msg_mock_0", 1)).unwrap();
+        assert_eq!(
+            v,
+            json!({
+                "id": "msg_mock_0",
+                "type": "message",
+                "role": "assistant",
+                "model": "claude-x",
+                "content": [{"type": "text", "text": "You said: hello there world"}],
+                "stop_reason": "end_turn",
+                "stop_sequence": null,
+                "usage": {"input_tokens": 21, "output_tokens": 5},
+            })
+        );
+
+        let cut = MockRequest {
+            max_tokens: Some(3),
+            ..req
+        };
+        let v: serde_json::Value = serde_json::from_slice(&cut.anthropic_message("m1")).unwrap();
+        assert_eq!(v["content"][0]["text"], "You said: hello");
+        assert_eq!(v["stop_reason"], "max_tokens");
+        assert_eq!(v["usage"]["output_tokens"], 3);
+    }
+
+    #[test]
+    fn anthropic_stream_shape() {
+        let req = MockRequest::parse_anthropic(ANTHROPIC).unwrap();
+        for chunks in [0, 1, 2, 3, 100] {
+            let events = named(&req.stream_events("msg_mock_0", 1, chunks));
+            let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+            let deltas = if chunks == 0 { 5 } else { chunks.min(5) };
+            let mut expected = vec!["message_start", "content_block_start", "ping"];
+            expected.extend(std::iter::repeat_n("content_block_delta", deltas));
+            expected.extend(["content_block_stop", "message_delta", "message_stop"]);
+            assert_eq!(names, expected, "chunks={chunks}");
+            // Every data carries its event's name as `type`.
+            for (name, data) in &events {
+                assert_eq!(data["type"], name.as_str());
+            }
+            let start = &events[0].1["message"];
+            assert_eq!(start["id"], "msg_mock_0");
+            assert_eq!(start["content"], json!([]));
+            assert_eq!(start["stop_reason"], json!(null));
+            assert_eq!(
+                start["usage"],
+                json!({"input_tokens": 21, "output_tokens": 1})
+            );
+            assert_eq!(
+                events[1].1["content_block"],
+                json!({"type": "text", "text": ""})
+            );
+            let text: String = events
+                .iter()
+                .filter(|(n, _)| n == "content_block_delta")
+                .map(|(_, d)| {
+                    assert_eq!(d["delta"]["type"], "text_delta");
+                    d["delta"]["text"].as_str().unwrap().to_owned()
+                })
+                .collect();
+            assert_eq!(text, "You said: hello there world", "chunks={chunks}");
+            let delta = &events[events.len() - 2].1;
+            assert_eq!(
+                delta["delta"],
+                json!({"stop_reason": "end_turn", "stop_sequence": null})
+            );
+            assert_eq!(delta["usage"], json!({"output_tokens": 5}));
+        }
+    }
 }

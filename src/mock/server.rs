@@ -512,7 +512,28 @@ async fn stats(state: web::Data<State>) -> HttpResponse {
 
 #[cfg(test)]
 mod tests {
-    use super::fails;
+    use super::{anthropic_error_type, fails};
+
+    #[test]
+    fn anthropic_error_types_follow_the_status() {
+        let types: Vec<_> = [400, 401, 403, 404, 429, 500, 502, 529]
+            .into_iter()
+            .map(anthropic_error_type)
+            .collect();
+        assert_eq!(
+            types,
+            [
+                "invalid_request_error",
+                "authentication_error",
+                "permission_error",
+                "invalid_request_error",
+                "rate_limit_error",
+                "api_error",
+                "api_error",
+                "overloaded_error",
+            ]
+        );
+    }
 
     #[test]
     fn failures_are_evenly_spaced() {
