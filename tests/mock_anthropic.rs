@@ -3,6 +3,8 @@
 //! tokens, a stream of named events that spells out the same text, Anthropic's error shape
 //! in the fault modes, and the `anthropic-version` header recorded in `/mock/stats`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers below are test code too
+
 mod common;
 
 use common::{http, mock_stats};
