@@ -364,6 +364,10 @@ fn past_bind(config: &Config) -> Result<(), TestCaseError> {
             ProviderSettings::OpenAi(p) => {
                 durations.extend([p.timeout, p.connect_timeout, p.stream_idle_timeout]);
             }
+            ProviderSettings::Anthropic(a) => {
+                let p = &a.http;
+                durations.extend([p.timeout, p.connect_timeout, p.stream_idle_timeout]);
+            }
             ProviderSettings::Mock(m) => durations.extend([m.latency, m.chunk_delay]),
         }
     }

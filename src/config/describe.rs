@@ -39,6 +39,17 @@ pub fn describe(config: &Config) -> String {
                 humantime::format_duration(p.timeout),
                 if p.api_key.is_some() { "set" } else { "none" }
             )),
+            ProviderSettings::Anthropic(a) => out.push_str(&format!(
+                "  {name}: anthropic {} (version {}, timeout {}, key {})\n",
+                redact_url(&a.http.base_url),
+                a.version,
+                humantime::format_duration(a.http.timeout),
+                if a.http.api_key.is_some() {
+                    "set"
+                } else {
+                    "none"
+                }
+            )),
             ProviderSettings::Mock(_) => out.push_str(&format!("  {name}: mock (in-process)\n")),
         }
     }

@@ -39,7 +39,8 @@ pub use loki::{DropPolicy, LokiAuth, LokiConfig};
 pub use metrics::{Category, Grant, MetricsConfig, MetricsToken};
 pub use otlp::{OtlpConfig, OtlpProtocol};
 pub use providers::{
-    MockProviderConfig, OpenAiProviderConfig, ProviderConfig, ProviderKind, ProviderSettings,
+    AnthropicProviderConfig, MockProviderConfig, OpenAiProviderConfig, ProviderConfig,
+    ProviderKind, ProviderSettings,
 };
 pub use telemetry::TelemetryConfig;
 

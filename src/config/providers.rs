@@ -20,7 +20,8 @@ use super::{duration, key_segment, Invalid};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderConfig {
-    /// `"openai"` (any OpenAI-compatible HTTP API) or `"mock"` (in-process). Required.
+    /// `"openai"` (any OpenAI-compatible HTTP API), `"anthropic"` (the Messages API; chat
+    /// completions are translated) or `"mock"` (in-process). Required.
     pub kind: ProviderKind,
     /// openai: base URL up to and including the API version, e.g.
     /// `https://api.openai.com/v1`. Required for openai. `${VAR}` allowed.
@@ -51,6 +52,13 @@ pub struct ProviderConfig {
     /// openai: extra headers sent with every request. Default: none. `${VAR}` allowed.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// anthropic: the `anthropic-version` header. Default `"2023-06-01"`.
+    #[serde(default)]
+    pub anthropic_version: Option<String>,
+    /// anthropic: `max_tokens` sent when the client set none (Anthropic requires it). Default
+    /// 4096; 1 to 1000000.
+    #[serde(default)]
+    pub default_max_tokens: Option<u32>,
     /// mock: delay before the answer or the first chunk. Default `"0s"`; at most 1h.
     #[serde(default, with = "duration::option")]
     pub latency: Option<Duration>,
@@ -66,6 +74,8 @@ pub enum ProviderKind {
     /// Any OpenAI-compatible HTTP API.
     #[serde(rename = "openai")]
     OpenAi,
+    /// Anthropic's Messages API.
+    Anthropic,
     /// The in-process mock: answers like a provider, no network.
     Mock,
 }
@@ -74,7 +84,17 @@ pub enum ProviderKind {
 #[derive(Debug, Clone)]
 pub enum ProviderSettings {
     OpenAi(OpenAiProviderConfig),
+    Anthropic(AnthropicProviderConfig),
     Mock(MockProviderConfig),
+}
+
+/// Resolved `kind = "anthropic"` settings: the HTTP side as for openai (`base_url` defaults
+/// to `https://api.anthropic.com`), and the Messages API's own.
+#[derive(Debug, Clone)]
+pub struct AnthropicProviderConfig {
+    pub http: OpenAiProviderConfig,
+    pub version: String,
+    pub default_max_tokens: u32,
 }
 
 /// Resolved `kind = "openai"` settings.
@@ -121,24 +141,37 @@ impl ProviderConfig {
     /// The settings of this provider's kind, with defaults applied.
     pub fn settings(&self) -> ProviderSettings {
         match self.kind {
-            ProviderKind::OpenAi => ProviderSettings::OpenAi(OpenAiProviderConfig {
-                base_url: self.base_url.clone().unwrap_or_default(),
-                api_key: self.api_key.clone(),
-                timeout: self.timeout.unwrap_or_else(default_timeout),
-                connect_timeout: self.connect_timeout.unwrap_or_else(default_connect_timeout),
-                stream_idle_timeout: self
-                    .stream_idle_timeout
-                    .unwrap_or_else(default_stream_idle_timeout),
-                max_event_bytes: self.max_event_bytes.unwrap_or_else(default_max_event_bytes),
-                max_response_bytes: self
-                    .max_response_bytes
-                    .unwrap_or_else(default_max_response_bytes),
-                headers: self.headers.clone(),
+            ProviderKind::OpenAi => ProviderSettings::OpenAi(self.http(String::new())),
+            ProviderKind::Anthropic => ProviderSettings::Anthropic(AnthropicProviderConfig {
+                http: self.http("https://api.anthropic.com".into()),
+                version: self
+                    .anthropic_version
+                    .clone()
+                    .unwrap_or_else(|| "2023-06-01".into()),
+                default_max_tokens: self.default_max_tokens.unwrap_or(4096),
             }),
             ProviderKind::Mock => ProviderSettings::Mock(MockProviderConfig {
                 latency: self.latency.unwrap_or_default(),
                 chunk_delay: self.chunk_delay.unwrap_or_default(),
             }),
+        }
+    }
+
+    /// The HTTP settings with their defaults (`base_url` defaulting to `default_base`).
+    fn http(&self, default_base: String) -> OpenAiProviderConfig {
+        OpenAiProviderConfig {
+            base_url: self.base_url.clone().unwrap_or(default_base),
+            api_key: self.api_key.clone(),
+            timeout: self.timeout.unwrap_or_else(default_timeout),
+            connect_timeout: self.connect_timeout.unwrap_or_else(default_connect_timeout),
+            stream_idle_timeout: self
+                .stream_idle_timeout
+                .unwrap_or_else(default_stream_idle_timeout),
+            max_event_bytes: self.max_event_bytes.unwrap_or_else(default_max_event_bytes),
+            max_response_bytes: self
+                .max_response_bytes
+                .unwrap_or_else(default_max_response_bytes),
+            headers: self.headers.clone(),
         }
     }
 
@@ -154,16 +187,22 @@ impl ProviderConfig {
             ("max_response_bytes", self.max_response_bytes.is_some()),
             ("headers", !self.headers.is_empty()),
         ];
+        let anthropic = [
+            ("anthropic_version", self.anthropic_version.is_some()),
+            ("default_max_tokens", self.default_max_tokens.is_some()),
+        ];
         let mock = [
             ("latency", self.latency.is_some()),
             ("chunk_delay", self.chunk_delay.is_some()),
         ];
-        let foreign: &[(&'static str, bool)] = match self.kind {
-            ProviderKind::OpenAi => &mock,
-            ProviderKind::Mock => &openai,
+        let foreign: &[&[(&'static str, bool)]] = match self.kind {
+            ProviderKind::OpenAi => &[&anthropic, &mock],
+            ProviderKind::Anthropic => &[&mock],
+            ProviderKind::Mock => &[&openai, &anthropic],
         };
         foreign
             .iter()
+            .flat_map(|keys| keys.iter())
             .filter(|(_, set)| *set)
             .map(|(k, _)| *k)
             .collect()
@@ -189,6 +228,24 @@ impl ProviderConfig {
         }
         match self.settings() {
             ProviderSettings::OpenAi(p) => validate_openai(&base, &p),
+            ProviderSettings::Anthropic(a) => {
+                validate_openai(&base, &a.http)?;
+                if a.version.is_empty()
+                    || reqwest::header::HeaderValue::from_str(&a.version).is_err()
+                {
+                    return Err(Invalid::new(
+                        format!("{base}.anthropic_version"),
+                        "must be a header value such as \"2023-06-01\"",
+                    ));
+                }
+                if !(1..=1_000_000).contains(&a.default_max_tokens) {
+                    return Err(Invalid::new(
+                        format!("{base}.default_max_tokens"),
+                        format!("{} is out of range: 1 to 1000000", a.default_max_tokens),
+                    ));
+                }
+                Ok(())
+            }
             ProviderSettings::Mock(m) => {
                 bounds::at_most(format!("{base}.latency"), m.latency, HOUR)?;
                 bounds::at_most(format!("{base}.chunk_delay"), m.chunk_delay, HOUR)

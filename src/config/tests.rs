@@ -475,3 +475,48 @@ fn validate_refuses_a_public_listen_without_keys() {
     let with_keys = format!("{src}[[keys]]\nname = \"k\"\nkey = \"12345678\"\n");
     assert!(parse(&with_keys).is_ok());
 }
+
+/// `kind = "anthropic"`: defaults (base URL, version, max tokens), its own keys refused on
+/// other kinds and theirs on it, each error naming the key.
+#[test]
+fn anthropic_providers_have_their_defaults_and_their_own_keys() {
+    let model = "[models.m]\nproviders = [\"a\"]\n";
+    let config = parse(&format!(
+        "[providers.a]\nkind = \"anthropic\"\napi_key = \"k\"\n{model}"
+    ))
+    .unwrap();
+    let ProviderSettings::Anthropic(a) = config.providers["a"].settings() else {
+        panic!("not anthropic");
+    };
+    assert_eq!(a.http.base_url, "https://api.anthropic.com");
+    assert_eq!(
+        (a.version.as_str(), a.default_max_tokens),
+        ("2023-06-01", 4096)
+    );
+    for (section, key) in [
+        (
+            "kind = \"anthropic\"\nlatency = \"1s\"",
+            "providers.a.latency",
+        ),
+        (
+            "kind = \"anthropic\"\ndefault_max_tokens = 0",
+            "providers.a.default_max_tokens",
+        ),
+        (
+            "kind = \"openai\"\nbase_url = \"http://h/v1\"\nanthropic_version = \"x\"",
+            "providers.a.anthropic_version",
+        ),
+        (
+            "kind = \"mock\"\ndefault_max_tokens = 10",
+            "providers.a.default_max_tokens",
+        ),
+    ] {
+        match parse(&format!("[providers.a]\n{section}\n{model}")) {
+            Err(ConfigError::Invalid { key: k, line, .. }) => {
+                assert_eq!(k, key, "{section}");
+                assert!(line.is_some(), "{section}");
+            }
+            other => panic!("{section}: {other:?}"),
+        }
+    }
+}

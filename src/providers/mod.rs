@@ -6,6 +6,7 @@
 //! provider may be tried. Each OpenAI-compatible provider owns one pooled hyper client,
 //! built at start-up.
 
+mod anthropic;
 mod mock;
 mod openai;
 pub mod sse;
@@ -19,6 +20,7 @@ use bytes::Bytes;
 use futures_util::Stream;
 use serde::Deserialize;
 
+pub use anthropic::AnthropicClient;
 pub use mock::MockProvider;
 pub use openai::OpenAiClient;
 pub use stream::Upstream;
@@ -250,6 +252,7 @@ pub fn retry_after(retry_after_ms: Option<&[u8]>, retry_after: Option<&[u8]>) ->
 pub enum Provider {
     /// Boxed: the pooled client is several hundred bytes.
     OpenAi(Box<OpenAiClient>),
+    Anthropic(Box<AnthropicClient>),
     Mock(MockProvider),
 }
 
@@ -258,6 +261,7 @@ impl Provider {
     pub fn new(settings: &ProviderSettings) -> Result<Self, String> {
         Ok(match settings {
             ProviderSettings::OpenAi(c) => Self::OpenAi(Box::new(OpenAiClient::new(c)?)),
+            ProviderSettings::Anthropic(c) => Self::Anthropic(Box::new(AnthropicClient::new(c)?)),
             ProviderSettings::Mock(c) => Self::Mock(MockProvider::new(c)),
         })
     }
@@ -273,6 +277,7 @@ impl Provider {
     ) -> Result<Reply, ProviderError> {
         match self {
             Self::OpenAi(c) => c.call(api, body, want, trace).await,
+            Self::Anthropic(c) => c.call(api, body, want, trace).await,
             Self::Mock(m) => m.call(api, body, want).await,
         }
     }
@@ -281,6 +286,7 @@ impl Provider {
     pub fn address(&self) -> &str {
         match self {
             Self::OpenAi(c) => c.host(),
+            Self::Anthropic(c) => c.host(),
             Self::Mock(_) => "mock",
         }
     }

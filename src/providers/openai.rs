@@ -54,6 +54,16 @@ const REFUSED_RETRIES: usize = 2;
 
 const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 const RETRY_AFTER_MS: HeaderName = HeaderName::from_static("retry-after-ms");
+const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+
+/// How a provider's `api_key` is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Auth {
+    /// `Authorization: Bearer KEY` (OpenAI and compatibles).
+    Bearer,
+    /// `x-api-key: KEY` (Anthropic).
+    XApiKey,
+}
 const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 
 type Connector = ConnectTimeout<HttpsConnector<HttpConnector>>;
@@ -67,6 +77,8 @@ pub struct OpenAiClient {
     host: String,
     /// `Authorization` values, in order: Basic from the URL's user info, Bearer from `api_key`.
     authorization: Vec<HeaderValue>,
+    /// `x-api-key` (Anthropic's way of sending `api_key`).
+    api_key: Option<HeaderValue>,
     /// Configured headers, sent unless the request sets the same name.
     headers: HeaderMap,
     /// `Host` for a plain-HTTP upstream (always HTTP/1.1), made once: hyper-util would format
@@ -82,22 +94,40 @@ pub struct OpenAiClient {
 
 impl OpenAiClient {
     pub fn new(config: &OpenAiProviderConfig) -> Result<Self, String> {
+        Self::build(config, Auth::Bearer, Api::path)
+    }
+
+    /// The HTTP side of a provider: `auth` says how `api_key` is sent, `path` the path after
+    /// `base_url` for each API.
+    pub(super) fn build(
+        config: &OpenAiProviderConfig,
+        auth: Auth,
+        path: fn(Api) -> &'static str,
+    ) -> Result<Self, String> {
         crate::install_crypto_provider();
-        let mut url = endpoint(&config.base_url, "chat/completions")?;
+        let mut url = endpoint(&config.base_url, path(Api::Chat))?;
         let host = url.host_str().unwrap_or_default().to_owned();
         let mut authorization = Vec::new();
         authorization.extend(basic_auth_from(&mut url)?);
+        let mut api_key = None;
         if let Some(key) = &config.api_key {
-            let mut value = HeaderValue::from_str(&format!("Bearer {key}"))
+            let text = match auth {
+                Auth::Bearer => format!("Bearer {key}"),
+                Auth::XApiKey => key.clone(),
+            };
+            let mut value = HeaderValue::from_str(&text)
                 .map_err(|_| "api_key: not a valid header value".to_string())?;
             value.set_sensitive(true);
-            authorization.push(value);
+            match auth {
+                Auth::Bearer => authorization.push(value),
+                Auth::XApiKey => api_key = Some(value),
+            }
         }
         // The URL's serialization is normalized (case, default port, percent-encoding).
         let uri =
             |url: &reqwest::Url| Uri::try_from(url.as_str()).map_err(|e| format!("base_url: {e}"));
         let [chat, completions, embeddings] = Api::ALL.map(|api| {
-            let mut url = endpoint(&config.base_url, api.path())?;
+            let mut url = endpoint(&config.base_url, path(api))?;
             basic_auth_from(&mut url)?;
             uri(&url)
         });
@@ -120,6 +150,7 @@ impl OpenAiClient {
         Ok(Self {
             client: build_client(config.connect_timeout)?,
             uris,
+            api_key,
             tls,
             host,
             authorization,
@@ -150,36 +181,14 @@ impl OpenAiClient {
         trace: &UpstreamTrace,
     ) -> Result<Reply, ProviderError> {
         let attempt = async {
-            let response = self
-                .send(api, body, want.is_stream(), trace)
-                .await
-                .map_err(|e| classify(&e))?;
-            let (head, body) = response.into_parts();
-            if !head.status.is_success() {
-                let content_type = head
-                    .headers
-                    .get(CONTENT_TYPE)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned);
-                let retry_after = super::retry_after(
-                    head.headers.get(RETRY_AFTER_MS).map(HeaderValue::as_bytes),
-                    head.headers.get(RETRY_AFTER).map(HeaderValue::as_bytes),
-                );
-                let body = read_capped(body, MAX_ERROR_BODY).await;
-                return Err(ProviderError::Status {
-                    status: head.status.as_u16(),
-                    body,
-                    content_type,
-                    retry_after,
-                });
-            }
+            let (head, body) = self.exchange(api, body, want.is_stream(), trace).await?;
             if let Want::Stream { strip_usage } = want {
-                let rest = idle_limited(BodyDataStream::new(body), self.idle_timeout);
+                let rest = self.body_stream(body);
                 let mut upstream = Upstream::new(None, rest, strip_usage, self.max_event_bytes);
                 upstream.prime().await?;
                 Ok(Reply::Stream(upstream))
             } else {
-                let body = read_limited(body, &head.headers, self.max_response_bytes).await?;
+                let body = self.read_body(body, &head.headers).await?;
                 let (usage, response_model) = read_usage(&body)?;
                 Ok(Reply::Json {
                     body,
@@ -192,6 +201,65 @@ impl OpenAiClient {
             Ok(result) => result,
             Err(_) => Err(ProviderError::Timeout),
         }
+    }
+
+    /// The attempt's timeout.
+    pub(super) fn attempt_timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// The longest event (line) accepted.
+    pub(super) fn max_event_bytes(&self) -> usize {
+        self.max_event_bytes
+    }
+
+    /// Sends and reads the answer's head: a 2xx answer's head and body, or its status as a
+    /// [`ProviderError::Status`] (with the upstream's body, capped, and `Retry-After`).
+    pub(super) async fn exchange(
+        &self,
+        api: Api,
+        body: Bytes,
+        stream: bool,
+        trace: &UpstreamTrace,
+    ) -> Result<(hyper::http::response::Parts, Incoming), ProviderError> {
+        let response = self
+            .send(api, body, stream, trace)
+            .await
+            .map_err(|e| classify(&e))?;
+        let (head, body) = response.into_parts();
+        if head.status.is_success() {
+            return Ok((head, body));
+        }
+        let content_type = head
+            .headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let retry_after = super::retry_after(
+            head.headers.get(RETRY_AFTER_MS).map(HeaderValue::as_bytes),
+            head.headers.get(RETRY_AFTER).map(HeaderValue::as_bytes),
+        );
+        let body = read_capped(body, MAX_ERROR_BODY).await;
+        Err(ProviderError::Status {
+            status: head.status.as_u16(),
+            body,
+            content_type,
+            retry_after,
+        })
+    }
+
+    /// A streamed answer's body, cut when silent past `stream_idle_timeout`.
+    pub(super) fn body_stream(&self, body: Incoming) -> ByteStream {
+        idle_limited(BodyDataStream::new(body), self.idle_timeout)
+    }
+
+    /// A whole answer, at most `max_response_bytes`.
+    pub(super) async fn read_body(
+        &self,
+        body: Incoming,
+        headers: &HeaderMap,
+    ) -> Result<Bytes, ProviderError> {
+        read_limited(body, headers, self.max_response_bytes).await
     }
 
     /// Sends the request; retries it (at most [`REFUSED_RETRIES`] times) while an HTTP/2
@@ -247,6 +315,9 @@ impl OpenAiClient {
         );
         for value in &self.authorization {
             headers.append(AUTHORIZATION, value.clone());
+        }
+        if let Some(key) = &self.api_key {
+            headers.insert(X_API_KEY, key.clone());
         }
         if let Some(traceparent) = &trace.traceparent {
             headers.insert(TRACEPARENT, traceparent.clone());
