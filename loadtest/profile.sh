@@ -9,6 +9,8 @@
 #   BENCH_PROFILE_REQUESTS=5000 ./loadtest/profile.sh
 #   BENCH_PROFILE_STREAM=1 ./loadtest/profile.sh   # streamed completions instead of JSON
 #   BENCH_PROFILE_EXPORT=1 ./loadtest/profile.sh   # Loki + OTLP export on, to a local nginx sink
+#   BENCH_PROFILE_ANTHROPIC=1 ./loadtest/profile.sh  # a kind = "anthropic" provider: the
+#                                                     # translation's cost (mock speaks Messages)
 #                                                  # (the export threads are counted too)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +19,7 @@ N=${BENCH_PROFILE_REQUESTS:-2000}
 WARM=${BENCH_PROFILE_WARMUP:-200}
 STREAM=${BENCH_PROFILE_STREAM:-0}
 EXPORT=${BENCH_PROFILE_EXPORT:-0}
+ANTHROPIC=${BENCH_PROFILE_ANTHROPIC:-0}
 OUT=$ROOT/loadtest-out/profile-$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$OUT"
 
@@ -54,8 +57,11 @@ listen = "127.0.0.1:$P_GW"
 workers = 1
 
 [providers.up]
-kind = "openai"
-base_url = "http://127.0.0.1:$P_UP/v1"
+$(if [ "$ANTHROPIC" = 1 ]; then
+  printf 'kind = "anthropic"\nbase_url = "http://127.0.0.1:%s"' "$P_UP"
+else
+  printf 'kind = "openai"\nbase_url = "http://127.0.0.1:%s/v1"' "$P_UP"
+fi)
 
 [models.bench]
 providers = ["up"]
@@ -84,7 +90,7 @@ DUMP=$(ls -t "$OUT"/callgrind.out.* 2>/dev/null | head -1)
 [ -n "$DUMP" ] || die "no callgrind dump"
 TOTAL=$(callgrind_annotate "$DUMP" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}')
 {
-  echo "requests: $N (after $WARM warm-up), stream=$STREAM export=$EXPORT, gatewayz $(git rev-parse --short HEAD)$(git diff --quiet || echo '+dirty')"
+  echo "requests: $N (after $WARM warm-up), stream=$STREAM export=$EXPORT anthropic=$ANTHROPIC, gatewayz $(git rev-parse --short HEAD)$(git diff --quiet || echo '+dirty')"
   echo "instructions per request: $((TOTAL / N))"
   echo
   echo "## top inclusive"
