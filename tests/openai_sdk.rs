@@ -7,24 +7,9 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
-/// `$GATEWAYZ_TEST_PYTHON`, else `./.venv/bin/python`.
-fn python() -> PathBuf {
-    if let Some(python) = std::env::var_os("GATEWAYZ_TEST_PYTHON") {
-        return PathBuf::from(python);
-    }
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    assert!(
-        venv.exists(),
-        "no Python with the OpenAI SDK: neither $GATEWAYZ_TEST_PYTHON nor {} exists; \
-         run ./scripts/test, which creates the virtual environment",
-        venv.display()
-    );
-    venv
-}
-
 #[test]
 fn openai_python_sdk_chats_streams_lists_models_embeds_and_completes() {
-    let python = python();
+    let python = common::python();
     let upstream = common::mock_upstream(&[]);
     let gw = common::gateway(&format!(
         "{}\n[models.sdk-model]\nproviders = [\"up\"]\n\n\

@@ -51,16 +51,7 @@ async fn serve(
             .map(|v| v.as_bytes()),
         SystemTime::now(),
     )?;
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    // A client trickling its body is cut, and its connection freed (the unread body closes it).
-    let reading = read_body(payload, state.max_body_bytes, declared);
-    let body = tokio::time::timeout(state.body_read_timeout, reading)
-        .await
-        .map_err(|_| ApiError::BodyTimeout(state.body_read_timeout))??;
+    let body = receive(&req, payload, &state).await?;
     let head = request::parse(api, &body)?;
     let deadline = started + state.request_timeout;
     let reply = state
@@ -132,6 +123,24 @@ async fn serve(
         }
     }
     Ok(response)
+}
+
+/// The request's body, within `server.max_body_bytes` and `server.body_read_timeout`: a client
+/// trickling its body is cut, and its connection freed (the unread body closes it).
+pub(super) async fn receive(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+) -> Result<Bytes, ApiError> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let reading = read_body(payload, state.max_body_bytes, declared);
+    tokio::time::timeout(state.body_read_timeout, reading)
+        .await
+        .map_err(|_| ApiError::BodyTimeout(state.body_read_timeout))?
 }
 
 /// Most bytes reserved for a body before it arrives.

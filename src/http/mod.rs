@@ -9,6 +9,7 @@ mod chat;
 pub mod docs;
 pub mod drain;
 mod health;
+mod messages;
 mod metrics;
 mod models;
 pub mod overhead;
@@ -48,10 +49,11 @@ pub struct AppState {
 /// request from the matched resource's name instead of matching its path again. The OpenAI
 /// routes are served without the `/v1` prefix too (clients configured with a `base_url` that
 /// lacks it, as LiteLLM's users do).
-pub const PATTERNS: [&str; 16] = [
+pub const PATTERNS: [&str; 17] = [
     "/v1/chat/completions",
     "/v1/completions",
     "/v1/embeddings",
+    "/v1/messages",
     "/v1/models",
     "/v1/models/{id:.*}",
     "/chat/completions",
@@ -77,11 +79,12 @@ fn only(pattern: &'static str, route: Route) -> Resource {
 
 /// Registers every route on an actix `App`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    let [chat, completions, embeddings, models, model, bare_chat, bare_completions, bare_embeddings, bare_models, bare_model, health, ready, providers, anomalies, metrics_all, structured] =
+    let [chat, completions, embeddings, messages, models, model, bare_chat, bare_completions, bare_embeddings, bare_models, bare_model, health, ready, providers, anomalies, metrics_all, structured] =
         PATTERNS;
     cfg.service(only(chat, web::post().to(chat::chat)))
         .service(only(completions, web::post().to(chat::completions)))
         .service(only(embeddings, web::post().to(chat::embeddings)))
+        .service(only(messages, web::post().to(messages::messages)))
         .service(only(models, web::get().to(models::list)))
         .service(only(model, web::get().to(models::get)))
         .service(only(bare_chat, web::post().to(chat::chat)))

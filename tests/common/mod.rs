@@ -438,3 +438,18 @@ pub fn assemble(events: &[String]) -> (String, Option<serde_json::Value>) {
     }
     (text, usage)
 }
+
+/// `$GATEWAYZ_TEST_PYTHON`, else `./.venv/bin/python`.
+pub fn python() -> std::path::PathBuf {
+    if let Some(python) = std::env::var_os("GATEWAYZ_TEST_PYTHON") {
+        return std::path::PathBuf::from(python);
+    }
+    let venv = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    assert!(
+        venv.exists(),
+        "no Python with the OpenAI and Anthropic SDKs: neither $GATEWAYZ_TEST_PYTHON nor {} exists; \
+         run ./scripts/test, which creates the virtual environment",
+        venv.display()
+    );
+    venv
+}
