@@ -24,7 +24,8 @@ use super::chat::receive;
 use super::AppState;
 use crate::config::Api;
 use crate::errors::ApiError;
-use crate::providers::translate::{self, OpenAiToAnthropicStream};
+use crate::providers::sse::{LineTooLong, Lines};
+use crate::providers::translate::{self, OpenAiToAnthropicStream, TranslateError};
 use crate::router::request;
 use crate::router::ChatReply;
 
@@ -122,8 +123,23 @@ fn anthropic_error(error: &ApiError) -> HttpResponse {
 struct Events<S> {
     inner: Option<S>,
     translator: OpenAiToAnthropicStream,
-    partial: Vec<u8>,
+    lines_of: Lines,
     out: VecDeque<Bytes>,
+}
+
+/// The longest chunk line held (the relay's lines are bounded by the provider's limit).
+const MAX_LINE: usize = 64 * 1024 * 1024;
+
+/// Why the translation of a stream stops.
+enum Stop {
+    Translate(TranslateError),
+    TooLong,
+}
+
+impl From<LineTooLong> for Stop {
+    fn from(_: LineTooLong) -> Self {
+        Self::TooLong
+    }
 }
 
 impl<S> Events<S> {
@@ -131,34 +147,37 @@ impl<S> Events<S> {
         Self {
             inner: Some(inner),
             translator: OpenAiToAnthropicStream::new(),
-            partial: Vec::new(),
+            lines_of: Lines::default(),
             out: VecDeque::new(),
         }
     }
 
+    /// Translates the complete lines of `chunk` (the relay sends complete lines); a chunk
+    /// that cannot be translated ends the stream with an Anthropic `error` event.
     fn lines(&mut self, chunk: &[u8]) {
-        let mut rest = chunk;
-        while let Some(nl) = memchr::memchr(b'\n', rest) {
-            let mut line = std::mem::take(&mut self.partial);
-            line.extend_from_slice(&rest[..nl]);
-            rest = &rest[nl + 1..];
-            let line = line.strip_suffix(b"\r").unwrap_or(&line);
+        let (translator, out) = (&mut self.translator, &mut self.out);
+        let fed = self.lines_of.feed(chunk, MAX_LINE, |line| {
             if let Some(data) = line.strip_prefix(b"data:") {
-                match self.translator.feed(data.trim_ascii()) {
-                    Ok(frames) => self.out.extend(frames),
-                    Err(error) => {
-                        self.out.push_back(Bytes::from(format!(
-                            "event: error\ndata: {}\n\n",
-                            serde_json::json!({"type": "error", "error": {
-                                "type": "api_error", "message": error.to_string()}})
-                        )));
-                        self.inner = None;
-                        return;
-                    }
-                }
+                out.extend(
+                    translator
+                        .feed(data.trim_ascii())
+                        .map_err(Stop::Translate)?,
+                );
             }
+            Ok(())
+        });
+        if let Err(stop) = fed {
+            let message = match stop {
+                Stop::Translate(error) => error.to_string(),
+                Stop::TooLong => "a stream event exceeds the size limit".to_owned(),
+            };
+            self.out.push_back(Bytes::from(format!(
+                "event: error\ndata: {}\n\n",
+                serde_json::json!({"type": "error", "error": {
+                    "type": "api_error", "message": message}})
+            )));
+            self.inner = None;
         }
-        self.partial.extend_from_slice(rest);
     }
 }
 

@@ -18,6 +18,7 @@ use bytes::Bytes;
 use futures_util::Stream;
 
 use super::openai::{Auth, OpenAiClient};
+use super::sse::{LineTooLong, Lines};
 use super::translate::{self, AnthropicToOpenAiStream, TranslateError};
 use super::{ByteStream, ProviderError, Reply, Upstream, Want};
 use crate::config::{AnthropicProviderConfig, Api};
@@ -117,6 +118,12 @@ fn now_unix() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+impl From<LineTooLong> for ProviderError {
+    fn from(_: LineTooLong) -> Self {
+        ProviderError::Stream(super::StreamFault::TooLarge)
+    }
+}
+
 /// A 400 in OpenAI's shape, from the gateway (the request cannot be translated).
 fn refused(message: String) -> ProviderError {
     let body = serde_json::json!({"error": {
@@ -169,7 +176,7 @@ fn translate_status(error: ProviderError) -> ProviderError {
 struct Translated {
     inner: ByteStream,
     translator: AnthropicToOpenAiStream,
-    partial: Vec<u8>,
+    lines_of: Lines,
     event: String,
     out: VecDeque<Bytes>,
     max_line: usize,
@@ -182,7 +189,7 @@ impl Translated {
         Self {
             inner,
             translator,
-            partial: Vec::new(),
+            lines_of: Lines::default(),
             event: String::new(),
             out: VecDeque::new(),
             max_line,
@@ -192,35 +199,19 @@ impl Translated {
 
     /// Handles the complete lines of `chunk`; an error ends the stream.
     fn lines(&mut self, chunk: &[u8]) -> Result<(), ProviderError> {
-        let mut rest = chunk;
-        while let Some(nl) = memchr::memchr(b'\n', rest) {
-            let mut line = std::mem::take(&mut self.partial);
-            line.extend_from_slice(&rest[..nl]);
-            rest = &rest[nl + 1..];
-            self.line(&line)?;
-        }
-        if self.partial.len() + rest.len() > self.max_line {
-            return Err(ProviderError::TooLarge {
-                limit: self.max_line,
-            });
-        }
-        self.partial.extend_from_slice(rest);
-        Ok(())
-    }
-
-    fn line(&mut self, line: &[u8]) -> Result<(), ProviderError> {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if let Some(name) = line.strip_prefix(b"event:") {
-            self.event = String::from_utf8_lossy(name.trim_ascii()).into_owned();
-        } else if let Some(data) = line.strip_prefix(b"data:") {
-            let lines = self
-                .translator
-                .feed(&self.event, data.trim_ascii())
-                .map_err(|e| ProviderError::Malformed(e.to_string()))?;
-            self.out.extend(lines);
-            self.event.clear();
-        }
-        Ok(())
+        let (translator, event, out) = (&mut self.translator, &mut self.event, &mut self.out);
+        self.lines_of.feed(chunk, self.max_line, |line| {
+            if let Some(name) = line.strip_prefix(b"event:") {
+                *event = String::from_utf8_lossy(name.trim_ascii()).into_owned();
+            } else if let Some(data) = line.strip_prefix(b"data:") {
+                let lines = translator
+                    .feed(event, data.trim_ascii())
+                    .map_err(|e| ProviderError::Malformed(e.to_string()))?;
+                out.extend(lines);
+                event.clear();
+            }
+            Ok(())
+        })
     }
 }
 

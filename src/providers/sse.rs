@@ -52,6 +52,51 @@ struct Delta<'a> {
 static USAGE_KEY: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
     std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"usage\""));
 
+/// Complete lines out of a byte stream, the unterminated tail held (bounded) until it ends:
+/// the line splitting every SSE reader that translates events shares.
+#[derive(Debug, Default)]
+pub struct Lines {
+    partial: Vec<u8>,
+}
+
+/// A line longer than the limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LineTooLong;
+
+impl Lines {
+    /// Calls `line` with each complete line of `chunk` (the held tail completing the first,
+    /// `\r\n` endings trimmed); holds the rest, at most `max` bytes.
+    pub fn feed<E>(
+        &mut self,
+        chunk: &[u8],
+        max: usize,
+        mut line: impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<(), E>
+    where
+        E: From<LineTooLong>,
+    {
+        let mut rest = chunk;
+        while let Some(nl) = memchr::memchr(b'\n', rest) {
+            let text = if self.partial.is_empty() {
+                &rest[..nl]
+            } else {
+                self.partial.extend_from_slice(&rest[..nl]);
+                &self.partial[..]
+            };
+            let text = text.strip_suffix(b"\r").unwrap_or(text);
+            let result = line(text);
+            self.partial.clear();
+            result?;
+            rest = &rest[nl + 1..];
+        }
+        if self.partial.len() + rest.len() > max {
+            return Err(LineTooLong.into());
+        }
+        self.partial.extend_from_slice(rest);
+        Ok(())
+    }
+}
+
 /// What one fed chunk produced.
 #[derive(Debug)]
 pub struct Fed {
@@ -420,6 +465,23 @@ mod tests {
         let fed = scanner.finish();
         out.extend_from_slice(&fed.forward);
         (out, fed.fault)
+    }
+
+    #[test]
+    fn lines_are_split_across_chunks_and_bounded() {
+        let mut lines = Lines::default();
+        let mut seen = Vec::new();
+        for chunk in [&b"event: a\r\nda"[..], b"ta: {}\n", b"\n", b"tail"] {
+            lines
+                .feed::<LineTooLong>(chunk, 16, |l| {
+                    seen.push(String::from_utf8_lossy(l).into_owned());
+                    Ok(())
+                })
+                .unwrap();
+        }
+        assert_eq!(seen, ["event: a", "data: {}", ""]);
+        let too_long = lines.feed::<LineTooLong>(&[b'x'; 20], 16, |_| Ok(()));
+        assert_eq!(too_long, Err(LineTooLong));
     }
 
     #[test]
