@@ -169,3 +169,23 @@ fn check_config_refuses_a_public_listen_without_keys() {
     let public = no_keys.replace("127.0.0.1:8080", "0.0.0.0:8080");
     rejected(&public, &[":3: server.listen", "loopback"]);
 }
+
+/// Every provider example in `docs/PROVIDERS.md` is a configuration the gateway accepts.
+#[test]
+fn the_provider_examples_in_the_docs_are_valid() {
+    let doc = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/PROVIDERS.md"),
+    )
+    .unwrap();
+    let examples: Vec<&str> = doc
+        .split("```toml\n")
+        .skip(1)
+        .filter_map(|rest| rest.split("```").next())
+        .collect();
+    assert!(examples.len() >= 6, "{} examples", examples.len());
+    let config = gatewayz::config::Config::from_toml(&examples.concat(), "PROVIDERS.md", &|_| {
+        Some("from-the-environment".into())
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(config.providers.len() >= 6);
+}
