@@ -171,3 +171,20 @@ fn routes_without_the_v1_prefix_are_served() {
         Some(1.0)
     );
 }
+
+/// A strict upstream: with `inject_stream_usage = false` the request goes upstream exactly as
+/// the client wrote it (no `stream_options` added), and the stream is relayed intact.
+#[test]
+fn usage_injection_can_be_turned_off_per_provider() {
+    let upstream = common::mock_upstream(&[]);
+    let gw = common::gateway(&format!(
+        "{}[models.strict]\nproviders = [\"up\"]\n",
+        common::openai_provider("up", &upstream, "inject_stream_usage = false")
+    ));
+    let body = common::chat_body("strict", "as written", true);
+    let text = post_chat(&gw, &body, None).text().unwrap();
+    assert_eq!(assemble(&sse_data(&text)).0, "You said: as written");
+    let stats = mock_stats(&upstream);
+    assert_eq!(stats["last_include_usage"], false);
+    assert_eq!(stats["last_stream"], true);
+}

@@ -52,6 +52,12 @@ pub struct ProviderConfig {
     /// openai: extra headers sent with every request. Default: none. `${VAR}` allowed.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// openai: add `stream_options.include_usage` to streamed requests whose client did not
+    /// ask for it, so streams are priced (the usage event is cut before the client sees it).
+    /// Turn off for a strict upstream that refuses the field (then such streams are unpriced).
+    /// Default `true`.
+    #[serde(default)]
+    pub inject_stream_usage: Option<bool>,
     /// anthropic: the `anthropic-version` header. Default `"2023-06-01"`.
     #[serde(default)]
     pub anthropic_version: Option<String>,
@@ -110,6 +116,8 @@ pub struct OpenAiProviderConfig {
     /// Largest JSON answer accepted from the upstream, in bytes.
     pub max_response_bytes: usize,
     pub headers: BTreeMap<String, String>,
+    /// Ask for a stream's usage when the client did not.
+    pub inject_stream_usage: bool,
 }
 
 /// Resolved `kind = "mock"` settings.
@@ -172,6 +180,7 @@ impl ProviderConfig {
                 .max_response_bytes
                 .unwrap_or_else(default_max_response_bytes),
             headers: self.headers.clone(),
+            inject_stream_usage: self.inject_stream_usage.unwrap_or(true),
         }
     }
 
@@ -187,6 +196,7 @@ impl ProviderConfig {
             ("max_response_bytes", self.max_response_bytes.is_some()),
             ("headers", !self.headers.is_empty()),
         ];
+        let openai_only = [("inject_stream_usage", self.inject_stream_usage.is_some())];
         let anthropic = [
             ("anthropic_version", self.anthropic_version.is_some()),
             ("default_max_tokens", self.default_max_tokens.is_some()),
@@ -197,8 +207,8 @@ impl ProviderConfig {
         ];
         let foreign: &[&[(&'static str, bool)]] = match self.kind {
             ProviderKind::OpenAi => &[&anthropic, &mock],
-            ProviderKind::Anthropic => &[&mock],
-            ProviderKind::Mock => &[&openai, &anthropic],
+            ProviderKind::Anthropic => &[&mock, &openai_only],
+            ProviderKind::Mock => &[&openai, &openai_only, &anthropic],
         };
         foreign
             .iter()

@@ -282,6 +282,14 @@ impl Provider {
         }
     }
 
+    /// Whether the router may add `stream_options.include_usage` to a stream request.
+    pub fn injects_stream_usage(&self) -> bool {
+        match self {
+            Self::OpenAi(c) => c.injects_stream_usage(),
+            Self::Anthropic(_) | Self::Mock(_) => true,
+        }
+    }
+
     /// `server.address` for spans: the upstream host, or `mock`.
     pub fn address(&self) -> &str {
         match self {

@@ -90,6 +90,8 @@ pub struct OpenAiClient {
     max_response_bytes: usize,
     /// Longest stream event (line) accepted.
     max_event_bytes: usize,
+    /// Ask for a stream's usage when the client did not.
+    inject_stream_usage: bool,
 }
 
 impl OpenAiClient {
@@ -160,6 +162,7 @@ impl OpenAiClient {
             idle_timeout: config.stream_idle_timeout,
             max_response_bytes: config.max_response_bytes,
             max_event_bytes: config.max_event_bytes,
+            inject_stream_usage: config.inject_stream_usage,
         })
     }
 
@@ -201,6 +204,12 @@ impl OpenAiClient {
             Ok(result) => result,
             Err(_) => Err(ProviderError::Timeout),
         }
+    }
+
+    /// Whether streamed requests may carry `stream_options.include_usage` the client did not
+    /// set.
+    pub(super) fn injects_stream_usage(&self) -> bool {
+        self.inject_stream_usage
     }
 
     /// The attempt's timeout.

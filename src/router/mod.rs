@@ -223,8 +223,9 @@ impl Router {
         let route = self.catalog.model(model);
         let name = &self.catalog.provider(provider).name;
         let client = &self.clients[provider.index()];
-        // Ask the upstream for usage when the client did not; the relay cuts it back out.
-        let add_usage = head.stream && !head.include_usage;
+        // Ask the upstream for usage when the client did not (and the provider allows it): the
+        // relay cuts it back out.
+        let add_usage = head.stream && !head.include_usage && client.injects_stream_usage();
         let body = rewrite(body, upstream_model, add_usage);
         let span = AttemptSpan::start(
             api.operation(),

@@ -31,6 +31,7 @@ fn config(base_url: String) -> OpenAiProviderConfig {
         max_event_bytes: 1 << 20,
         max_response_bytes: 32 << 20,
         headers: BTreeMap::new(),
+        inject_stream_usage: true,
     }
 }
 
