@@ -251,19 +251,8 @@ fn tool_result(msg: &Value, at: &str) -> Result<Value, TranslateError> {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
-    use super::super::request::openai_to_anthropic;
+    use super::super::testing::{refused, translate};
     use super::*;
-
-    fn translate(req: Value) -> Value {
-        openai_to_anthropic(&req, 1024).unwrap().body
-    }
-
-    fn refused(req: Value) -> (String, String) {
-        match openai_to_anthropic(&req, 1024).unwrap_err() {
-            TranslateError::Request { field, reason } => (field, reason),
-            other => panic!("expected a request error, got {other:?}"),
-        }
-    }
 
     /// OpenAI reference, "Image input" example (URL) plus a base64 data URL as in OpenAI's
     /// vision guide; Anthropic's vision guide gives the `url` and `base64` sources.

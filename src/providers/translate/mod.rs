@@ -98,6 +98,29 @@ fn up_str<'a>(value: &'a Value, field: &str) -> Result<&'a str, TranslateError> 
         .ok_or_else(|| TranslateError::Upstream(format!("{field}: expected a string")))
 }
 
+/// What the request tests of several files share.
+#[cfg(test)]
+mod testing {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use serde_json::Value;
+
+    use super::request::openai_to_anthropic;
+    use super::TranslateError;
+
+    /// The Anthropic body of a request that must translate.
+    pub fn translate(req: Value) -> Value {
+        openai_to_anthropic(&req, 1024).unwrap().body
+    }
+
+    /// The field and reason of a request that must be refused.
+    pub fn refused(req: Value) -> (String, String) {
+        match openai_to_anthropic(&req, 1024).unwrap_err() {
+            TranslateError::Request { field, reason } => (field, reason),
+            other => panic!("expected a request error, got {other:?}"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]

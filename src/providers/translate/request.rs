@@ -218,18 +218,8 @@ fn translate_tool_choice(choice: &Value) -> Result<Value, TranslateError> {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::super::testing::{refused, translate};
     use super::*;
-
-    fn translate(req: Value) -> Value {
-        openai_to_anthropic(&req, 1024).unwrap().body
-    }
-
-    fn refused(req: Value) -> (String, String) {
-        match openai_to_anthropic(&req, 1024).unwrap_err() {
-            TranslateError::Request { field, reason } => (field, reason),
-            other => panic!("expected a request error, got {other:?}"),
-        }
-    }
 
     /// OpenAI API reference, "Create chat completion", the "Default" example: a developer
     /// prompt and a user message; Anthropic's "Messages" reference puts it in `system`.
