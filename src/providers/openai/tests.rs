@@ -35,6 +35,18 @@ fn config(base_url: String) -> OpenAiProviderConfig {
     }
 }
 
+/// One attempt with an empty body and no trace, as most tests here send.
+async fn attempt(client: &OpenAiClient, want: Want) -> Result<Reply, ProviderError> {
+    client
+        .call(
+            Api::Chat,
+            Bytes::from_static(b"{}"),
+            want,
+            &UpstreamTrace::default(),
+        )
+        .await
+}
+
 /// Serves one connection: reads one request (head and `content-length` body), answers
 /// `reply`, and yields the request as text.
 async fn one_request(reply: impl Into<String>) -> (SocketAddr, tokio::task::JoinHandle<String>) {
@@ -138,15 +150,7 @@ async fn the_request_carries_its_headers_and_body() {
 async fn user_info_in_the_url_becomes_basic_auth() {
     let (addr, served) = one_request(json_reply(ANSWER)).await;
     let client = OpenAiClient::new(&config(format!("http://us%65r:p%40ss@{addr}/v1"))).unwrap();
-    client
-        .call(
-            Api::Chat,
-            Bytes::from_static(b"{}"),
-            Want::Json,
-            &UpstreamTrace::default(),
-        )
-        .await
-        .unwrap();
+    attempt(&client, Want::Json).await.unwrap();
     let request = served.await.unwrap();
     // base64("user:p@ss")
     assert_eq!(header(&request, "authorization"), ["Basic dXNlcjpwQHNz"]);
@@ -160,14 +164,7 @@ async fn a_stream_waits_for_its_first_chunk_and_an_error_status_keeps_its_body()
         transfer-encoding: chunked\r\n\r\n0\r\n\r\n";
     let (addr, served) = one_request(SSE).await;
     let client = OpenAiClient::new(&config(format!("http://{addr}/v1"))).unwrap();
-    let empty = client
-        .call(
-            Api::Chat,
-            Bytes::from_static(b"{}"),
-            Want::Stream { strip_usage: false },
-            &UpstreamTrace::default(),
-        )
-        .await;
+    let empty = attempt(&client, Want::Stream { strip_usage: false }).await;
     assert!(
         matches!(&empty, Err(ProviderError::Stream(StreamFault::NoDone))),
         "{:?}",
@@ -182,15 +179,7 @@ async fn a_stream_waits_for_its_first_chunk_and_an_error_status_keeps_its_body()
         content-length: 7\r\n\r\n{\"e\":1}";
     let (addr, _served) = one_request(TEAPOT).await;
     let client = OpenAiClient::new(&config(format!("http://{addr}/v1"))).unwrap();
-    match client
-        .call(
-            Api::Chat,
-            Bytes::from_static(b"{}"),
-            Want::Json,
-            &UpstreamTrace::default(),
-        )
-        .await
-    {
+    match attempt(&client, Want::Json).await {
         Err(ProviderError::Status {
             status,
             body,
@@ -212,16 +201,7 @@ async fn a_429_carries_its_retry_after() {
         retry-after: 12\r\ncontent-length: 2\r\n\r\n{}";
     let (addr, _served) = one_request(LIMITED).await;
     let client = OpenAiClient::new(&config(format!("http://{addr}/v1"))).unwrap();
-    let error = client
-        .call(
-            Api::Chat,
-            Bytes::from_static(b"{}"),
-            Want::Json,
-            &UpstreamTrace::default(),
-        )
-        .await
-        .err()
-        .unwrap();
+    let error = attempt(&client, Want::Json).await.err().unwrap();
     assert!(
         matches!(
             error,
@@ -251,16 +231,7 @@ async fn an_answer_past_the_size_limit_is_too_large() {
         let (addr, _served) = one_request(reply).await;
         small.base_url = format!("http://{addr}/v1");
         let client = OpenAiClient::new(&small).unwrap();
-        let error = client
-            .call(
-                Api::Chat,
-                Bytes::from_static(b"{}"),
-                Want::Json,
-                &UpstreamTrace::default(),
-            )
-            .await
-            .err()
-            .unwrap();
+        let error = attempt(&client, Want::Json).await.err().unwrap();
         assert!(
             matches!(error, ProviderError::TooLarge { limit: 1024 }),
             "{error:?}"
@@ -275,16 +246,7 @@ async fn a_refused_port_is_a_connect_error_without_the_url() {
     let addr = listener.local_addr().unwrap();
     drop(listener);
     let client = OpenAiClient::new(&config(format!("http://user:secret@{addr}/v1"))).unwrap();
-    let error = client
-        .call(
-            Api::Chat,
-            Bytes::from_static(b"{}"),
-            Want::Json,
-            &UpstreamTrace::default(),
-        )
-        .await
-        .err()
-        .unwrap();
+    let error = attempt(&client, Want::Json).await.err().unwrap();
     let ProviderError::Connect(message) = &error else {
         panic!("{error:?}");
     };
@@ -306,16 +268,7 @@ async fn a_failed_tls_handshake_is_a_connect_error() {
         let _ = socket.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
     });
     let client = OpenAiClient::new(&config(format!("https://{addr}/v1"))).unwrap();
-    let error = client
-        .call(
-            Api::Chat,
-            Bytes::from_static(b"{}"),
-            Want::Json,
-            &UpstreamTrace::default(),
-        )
-        .await
-        .err()
-        .unwrap();
+    let error = attempt(&client, Want::Json).await.err().unwrap();
     assert!(matches!(error, ProviderError::Connect(_)), "{error:?}");
 }
 
@@ -333,16 +286,7 @@ async fn the_connect_timeout_covers_the_tls_handshake() {
     config.connect_timeout = Duration::from_millis(100);
     let client = OpenAiClient::new(&config).unwrap();
     let started = std::time::Instant::now();
-    let error = client
-        .call(
-            Api::Chat,
-            Bytes::from_static(b"{}"),
-            Want::Json,
-            &UpstreamTrace::default(),
-        )
-        .await
-        .err()
-        .unwrap();
+    let error = attempt(&client, Want::Json).await.err().unwrap();
     // As with reqwest, an expired connect timeout is a timeout.
     assert!(matches!(error, ProviderError::Timeout), "{error:?}");
     assert!(
@@ -358,16 +302,7 @@ async fn a_body_cut_short_is_a_transport_error() {
         content-length: 100\r\n\r\n{\"model\"";
     let (addr, _served) = one_request(CUT).await;
     let client = OpenAiClient::new(&config(format!("http://{addr}/v1"))).unwrap();
-    let error = client
-        .call(
-            Api::Chat,
-            Bytes::from_static(b"{}"),
-            Want::Json,
-            &UpstreamTrace::default(),
-        )
-        .await
-        .err()
-        .unwrap();
+    let error = attempt(&client, Want::Json).await.err().unwrap();
     assert!(matches!(error, ProviderError::Transport(_)), "{error:?}");
 }
 
@@ -400,14 +335,7 @@ async fn a_stream_silent_past_its_idle_timeout_ends_with_a_timeout() {
     c.stream_idle_timeout = Duration::from_millis(200);
     let client = OpenAiClient::new(&c).unwrap();
     let want = Want::Stream { strip_usage: false };
-    let reply = client
-        .call(
-            Api::Chat,
-            Bytes::from_static(b"{}"),
-            want,
-            &UpstreamTrace::default(),
-        )
-        .await;
+    let reply = attempt(&client, want).await;
     let Ok(Reply::Stream(upstream)) = reply else {
         panic!("not a stream: {:?}", reply.err());
     };
