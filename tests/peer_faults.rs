@@ -101,10 +101,11 @@ fn raw(gw: &Process, request: &[u8]) -> String {
 }
 
 /// A declared body far past the largest allowed limit is refused before reading (413) and the
-/// gateway keeps serving (a limit large enough to make that allocation is refused by the
-/// configuration's bounds: `config_cli`).
+/// gateway keeps serving. A guard at the largest limit the configuration allows: what made the
+/// old gateway abort was a limit large enough to pre-allocate the declared length, which the
+/// configuration's bounds now refuse (`src/config/tests.rs::out_of_bound_values_name_the_key_and_line`).
 #[test]
-fn absurd_content_lengths_cost_nothing() {
+fn an_absurd_content_length_is_refused_before_reading() {
     let gw = common::gateway(&format!(
         "[server]\nmax_body_bytes = 67108864\n{MOCK_CONFIG}"
     ));
