@@ -12,7 +12,7 @@ use gatewayz::actors::reporter::MetricsReporter;
 use gatewayz::actors::Actors;
 use gatewayz::board::{ModelId, ProviderId};
 use gatewayz::catalog::Catalog;
-use gatewayz::config::Config;
+use gatewayz::config::{Api, Config};
 use gatewayz::outcome::{AttemptRecord, AttemptResult, CompletionRecord, Reporter, RequestEnd};
 use gatewayz::providers::Usage;
 use gatewayz::telemetry::metrics::log_stats::LogStats;
@@ -55,6 +55,7 @@ fn record(c: &mut Criterion) {
     let completion = CompletionRecord {
         provider: Some(ProviderId::from_index(0)),
         model: ModelId::from_index(0),
+        api: Api::Chat,
         stream: true,
         end: RequestEnd::Served,
         answered: true,

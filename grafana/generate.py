@@ -42,6 +42,8 @@ def prom_var(name, query, label):
 
 PROVIDER_VAR = prom_var("provider", "label_values(gatewayz_provider_health_score, provider)", "Provider")
 MODEL_VAR = prom_var("model", "label_values(gatewayz_model_uptime_24h, model)", "Model")
+# The client-facing API (chat, completions, embeddings, ...): a fixed set in the code.
+API_VAR = prom_var("api", "label_values(model_inference_requests_total, api)", "API")
 LEVEL_VAR = {
     "name": "level",
     "label": "Level",
@@ -137,6 +139,9 @@ def overview():
         panel("Gateway overhead (time not spent waiting on upstreams)",
               quantiles("gatewayz_overhead_seconds", ""), unit="s",
               description="Total request time minus time waiting on upstreams, failovers included."),
+        panel("Inference requests per second by API",
+              [q(f'sum by (api) (rate(model_inference_requests_total{{api=~"$api"}}[{RI}]))', "{{api}}")],
+              unit="reqps", description="Client requests that reached the router, by the API they called."),
         panel("Requests per second by route",
               [q(f"sum by (method, route) (rate(http_requests_total[{RI}]))", "{{method}} {{route}}")], unit="reqps"),
         panel("Process CPU and memory",
@@ -145,7 +150,7 @@ def overview():
     ]
     return dashboard("gatewayz-overview", "gatewayz / Overview",
                      "Traffic, errors, latency percentiles and in-flight requests of the gateway.",
-                     panels, [], ["overview"])
+                     panels, [API_VAR], ["overview"])
 
 
 def providers():
@@ -176,20 +181,24 @@ def providers():
 
 def models():
     sel = 'model=~"$model"'
+    asel = f'{sel},api=~"$api"'
     panels = [
         panel("Inference requests per second by model and status",
-              [q(f"sum by (model, status) (rate(model_inference_requests_total{{{sel}}}[{RI}]))", "{{model}} {{status}}")],
+              [q(f"sum by (model, status) (rate(model_inference_requests_total{{{asel}}}[{RI}]))", "{{model}} {{status}}")],
               unit="reqps"),
         panel("Uptime over 24 h", [q(f"gatewayz_model_uptime_24h{{{sel}}}", "{{model}}")], unit="percentunit"),
         panel("Token efficiency (output / input tokens)", [q(f"gatewayz_token_efficiency{{{sel}}}", "{{model}}")]),
-        panel("Time to first token", quantiles("gatewayz_time_to_first_token_seconds", "model", sel), unit="s"),
-        panel("Inference duration", quantiles("model_inference_duration_seconds", "model", sel), unit="s"),
+        panel("Time to first token", quantiles("gatewayz_time_to_first_token_seconds", "model", asel), unit="s"),
+        panel("Inference duration", quantiles("model_inference_duration_seconds", "model", asel), unit="s"),
         panel("Tokens per second by model and type",
-              [q(f"sum by (model, type) (rate(gatewayz_tokens_total{{{sel}}}[{RI}]))", "{{model}} {{type}}")]),
+              [q(f"sum by (model, type) (rate(gatewayz_tokens_total{{{asel}}}[{RI}]))", "{{model}} {{type}}")]),
+        panel("Inference requests per second by API and model",
+              [q(f"sum by (api, model) (rate(model_inference_requests_total{{{asel}}}[{RI}]))", "{{api}} {{model}}")],
+              unit="reqps"),
     ]
     return dashboard("gatewayz-models", "gatewayz / Models",
-                     "Requests, 24 h uptime, token efficiency and time to first token per model.",
-                     panels, [MODEL_VAR], ["models"])
+                     "Requests, 24 h uptime, token efficiency and time to first token per model and API.",
+                     panels, [MODEL_VAR, API_VAR], ["models"])
 
 
 def business():
@@ -205,14 +214,16 @@ def business():
               [q("sum(increase(gatewayz_cost_by_model_total[$__range]))", "USD")], kind="stat", unit="currencyUSD", w=6),
         panel("Active trials", [q("trial_active", "trials")], kind="stat", w=6),
         panel("Tokens per second (input / output)",
-              [q(f"sum by (type) (rate(gatewayz_tokens_total{{{psel},{msel}}}[{RI}]))", "{{type}}")]),
+              [q(f'sum by (type) (rate(gatewayz_tokens_total{{{psel},{msel},api=~"$api"}}[{RI}]))', "{{type}}")]),
+        panel("Tokens per second by API",
+              [q(f'sum by (api) (rate(gatewayz_tokens_total{{{psel},{msel},api=~"$api"}}[{RI}]))', "{{api}}")]),
         panel("Cost per 1,000 requests by model (USD)",
               [q(f"sum by (model) (rate(gatewayz_cost_by_model_total{{{msel}}}[{RI}])) / sum by (model) (rate(model_inference_requests_total{{{msel}}}[{RI}])) * 1000", "{{model}}")],
               unit="currencyUSD"),
     ]
     return dashboard("gatewayz-business", "gatewayz / Business",
                      "Cost by provider and model, tokens and active trials.",
-                     panels, [PROVIDER_VAR, MODEL_VAR], ["business"])
+                     panels, [PROVIDER_VAR, MODEL_VAR, API_VAR], ["business"])
 
 
 def logs_traces():

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::board::{ModelId, ProviderId};
+use crate::config::Api;
 use crate::providers::{FailureReason, Usage};
 
 /// How one attempt at one provider ended.
@@ -129,6 +130,8 @@ pub struct CompletionRecord {
     /// The provider that served it, or the last one tried; `None` when none was.
     pub provider: Option<ProviderId>,
     pub model: ModelId,
+    /// The API the client called (the `api` label).
+    pub api: Api,
     pub stream: bool,
     pub end: RequestEnd,
     /// A provider answered (a JSON body, or a stream that started): its usage, or the lack
@@ -177,9 +180,10 @@ struct Pending {
 }
 
 impl Ending {
-    /// A request for `model` that arrived at `started`.
+    /// A request to `api` for `model` that arrived at `started`.
     pub fn new(
         reporter: Arc<dyn Reporter>,
+        api: Api,
         model: ModelId,
         stream: bool,
         started: Instant,
@@ -190,6 +194,7 @@ impl Ending {
                 record: CompletionRecord {
                     provider: None,
                     model,
+                    api,
                     stream,
                     end: RequestEnd::ClientGone,
                     answered: false,
@@ -297,7 +302,13 @@ mod tests {
     #[test]
     fn an_ending_records_once_with_the_last_end_set() {
         let seen = Arc::new(Collect::default());
-        let mut ending = Ending::new(seen.clone(), ModelId::from_index(3), false, Instant::now());
+        let mut ending = Ending::new(
+            seen.clone(),
+            Api::Embeddings,
+            ModelId::from_index(3),
+            false,
+            Instant::now(),
+        );
         ending.provider(ProviderId::from_index(1));
         ending.end(RequestEnd::Failed);
         ending.end(RequestEnd::Served);
@@ -314,6 +325,7 @@ mod tests {
         assert_eq!(records[0].end, RequestEnd::Served);
         assert_eq!(records[0].provider, Some(ProviderId::from_index(1)));
         assert_eq!(records[0].model, ModelId::from_index(3));
+        assert_eq!(records[0].api, Api::Embeddings);
         assert_eq!(records[0].upstream_wait, Duration::from_millis(5));
     }
 
@@ -322,6 +334,7 @@ mod tests {
         let seen = Arc::new(Collect::default());
         drop(Ending::new(
             seen.clone(),
+            Api::Chat,
             ModelId::from_index(0),
             true,
             Instant::now(),

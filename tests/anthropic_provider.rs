@@ -59,7 +59,7 @@ fn chat_completions_are_translated_to_messages_and_back() {
         |s| {
             let out = get(
                 s,
-                "gatewayz_tokens_total{model=\"claude\",provider=\"a\",type=\"output\"}",
+                "gatewayz_tokens_total{api=\"chat\",model=\"claude\",provider=\"a\",type=\"output\"}",
             )?;
             (out == 10.0).then_some(())
         },

@@ -88,13 +88,31 @@ fn embeddings_and_completions_fail_over_and_are_counted() {
         "invalid_request",
     );
 
-    // Three requests, three failovers from `bad`, usage priced for each answer.
+    // Three requests, three failovers from `bad`, each counted under its own API, and usage
+    // priced for each answer.
     until(&gw, std::time::Duration::from_secs(20), "counted", |s| {
         let failovers = get(s, "gatewayz_provider_failovers_total{provider=\"bad\"}")?;
-        let served = get(
-            s,
-            "model_inference_requests_total{model=\"m\",provider=\"good\",status=\"success\"}",
-        )?;
-        (failovers == 3.0 && served == 3.0).then_some(())
+        let served = |api: &str| {
+            get(
+                s,
+                &format!(
+                    "model_inference_requests_total{{api=\"{api}\",model=\"m\",provider=\"good\",status=\"success\"}}"
+                ),
+            )
+        };
+        let tokens = |api: &str| {
+            get(
+                s,
+                &format!(
+                    "gatewayz_tokens_total{{api=\"{api}\",model=\"m\",provider=\"good\",type=\"input\"}}"
+                ),
+            )
+        };
+        (failovers == 3.0
+            && served("embeddings")? == 1.0
+            && served("completions")? == 2.0
+            && tokens("embeddings")? == 3.0
+            && tokens("completions")? > 0.0)
+            .then_some(())
     });
 }

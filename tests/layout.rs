@@ -38,7 +38,7 @@ const RULES: &[(&str, Allowed)] = &[
     ("mock",      Only(&["config"])),
     ("catalog",   Only(&["config", "board"])),
     ("telemetry", Only(&["config", "catalog", "board"])),
-    ("outcome",   Only(&["catalog", "board", "providers"])),
+    ("outcome",   Only(&["config", "catalog", "board", "providers"])),
     ("providers", Only(&["config", "catalog", "board", "telemetry", "mock", "errors"])),
     ("router",    Only(&["providers", "outcome", "board", "catalog", "config", "telemetry",
                          "errors"])),

@@ -149,7 +149,9 @@ fn cost_seed_metrics_cardinality_and_promtool() {
     let tokens = |t| {
         get(
             &cost,
-            &format!("gatewayz_tokens_total{{model=\"m-cost\",provider=\"p\",type=\"{t}\"}}"),
+            &format!(
+                "gatewayz_tokens_total{{api=\"chat\",model=\"m-cost\",provider=\"p\",type=\"{t}\"}}"
+            ),
         )
     };
     assert_eq!(

@@ -245,6 +245,21 @@ fn categories_summary_docs_and_access() {
     assert_eq!(up["breaker_state"], "closed");
     assert!(up["latency_seconds"]["p95"].as_f64().unwrap() > 0.0);
     assert_eq!(summary["trials_active"], 1);
+    // Every request above was a chat completion: the `apis` list has every API, chat all of it.
+    let apis = summary["apis"].as_array().unwrap();
+    assert_eq!(
+        apis.iter()
+            .map(|a| a["api"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        gatewayz::config::Api::labels()
+    );
+    let chat = apis.iter().find(|a| a["api"] == "chat").unwrap();
+    assert_eq!(chat["requests"], totals["requests"]);
+    assert_eq!(chat["tokens"], totals["tokens"]);
+    assert!(apis
+        .iter()
+        .filter(|a| a["api"] != "chat")
+        .all(|a| a["requests"] == 0));
 
     // Docs list the whole catalogue.
     let docs = get_as(&gw, "/prometheus/metrics/docs", Some(BUSINESS_TOKEN))

@@ -109,6 +109,7 @@ fn substitute(expr: &str) -> String {
         .replace("$__range", "5m")
         .replace("$provider", ".*")
         .replace("$model", ".*")
+        .replace("$api", ".*")
 }
 
 #[test]

@@ -83,7 +83,7 @@ fn broken_streams_open_the_breaker(mode: &str, bad_extra: &str, outcome: &str, r
         value(
             &s,
             "model_inference_requests_total",
-            "model=\"m-bad\",provider=\"bad\",status=\"upstream_error\""
+            "api=\"chat\",model=\"m-bad\",provider=\"bad\",status=\"upstream_error\""
         ),
         3.0
     );
@@ -154,7 +154,7 @@ fn a_malformed_stream_before_content_fails_over() {
         value(
             &s,
             "model_inference_requests_total",
-            "model=\"m\",provider=\"good\",status=\"success\""
+            "api=\"chat\",model=\"m\",provider=\"good\",status=\"success\""
         ),
         1.0
     );
@@ -251,7 +251,9 @@ fn rate_limits_are_not_outages() {
         value(
             &s,
             "model_inference_requests_total",
-            &format!("model=\"m-bad\",provider=\"{provider}\",status=\"rate_limited\""),
+            &format!(
+                "api=\"chat\",model=\"m-bad\",provider=\"{provider}\",status=\"rate_limited\""
+            ),
         )
     };
     assert_eq!((rate_limited("bad"), rate_limited("none")), (1.0, 5.0));
@@ -322,7 +324,7 @@ fn every_request_end_is_counted_once() {
         let n = value(
             s,
             "model_inference_requests_total",
-            "model=\"m-slow\",provider=\"slow\",status=\"timeout\"",
+            "api=\"chat\",model=\"m-slow\",provider=\"slow\",status=\"timeout\"",
         );
         (n == 1.0).then(|| s.clone())
     });
@@ -334,10 +336,13 @@ fn every_request_end_is_counted_once() {
         value(
             &s,
             "model_inference_requests_total",
-            "model=\"m\",provider=\"a\",status=\"upstream_error\""
+            "api=\"chat\",model=\"m\",provider=\"a\",status=\"upstream_error\""
         ),
         1.0
     );
-    let all_of_m = sum(&s, "model_inference_requests_total{model=\"m\",");
+    let all_of_m = sum(
+        &s,
+        "model_inference_requests_total{api=\"chat\",model=\"m\",",
+    );
     assert_eq!(all_of_m, 1.0, "one request, one end");
 }

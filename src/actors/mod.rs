@@ -25,7 +25,7 @@ use actix::{Actor, Message};
 
 use crate::board::{Board, ModelId, ProviderId};
 use crate::catalog::Catalog;
-use crate::config::Config;
+use crate::config::{Api, Config};
 use crate::outcome::AttemptResult;
 use crate::providers::Usage;
 use crate::telemetry::metrics::Meters;
@@ -55,6 +55,8 @@ pub struct Finished {
 pub struct Completion {
     pub provider: ProviderId,
     pub model: ModelId,
+    /// The API the client called (the tokens' `api` label).
+    pub api: Api,
     pub usage: Option<Usage>,
 }
 

@@ -52,10 +52,16 @@ impl MetricsReporter {
             .provider
             .and_then(|p| m.provider_kv.get(p.index()))
             .map_or_else(|| KeyValue::new("provider", "none"), KeyValue::clone);
-        let pm = [p.clone(), model.clone()];
+        let api = KeyValue::new("api", r.api.label());
+        let pm = [p.clone(), model.clone(), api.clone()];
         m.model_requests.add(
             1,
-            &[p, model.clone(), KeyValue::new("status", r.end.label())],
+            &[
+                p,
+                model.clone(),
+                api,
+                KeyValue::new("status", r.end.label()),
+            ],
         );
         m.model_duration.record(r.duration.as_secs_f64(), &pm);
         if let Some(ttft) = r.time_to_first_token {
@@ -112,6 +118,7 @@ impl Reporter for MetricsReporter {
                 Report::Completion(Completion {
                     provider,
                     model: r.model,
+                    api: r.api,
                     usage: r.usage,
                 }),
                 false,

@@ -36,13 +36,42 @@ impl Api {
         }
     }
 
+    /// The `api` label of the request-level metrics: the name `[models.ID] apis` uses. A fixed
+    /// set, so the label's cardinality is bounded by construction.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Chat => "chat",
+            Self::Completions => "completions",
+            Self::Embeddings => "embeddings",
+        }
+    }
+
     /// Position in [`Self::ALL`], for tables indexed by API.
     pub fn index(self) -> usize {
         self as usize
     }
 
+    /// Every `api` label value, in [`Self::ALL`]'s order (docs and tests).
+    pub fn labels() -> [&'static str; Self::ALL.len()] {
+        Self::ALL.map(Self::label)
+    }
+
     /// Whether answers of this API can stream.
     pub fn streams(self) -> bool {
         !matches!(self, Self::Embeddings)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_the_config_names() {
+        for api in Api::ALL {
+            let parsed: Api = serde_json::from_value(serde_json::json!(api.label())).unwrap();
+            assert_eq!(parsed, api);
+            assert_eq!(Api::ALL[api.index()], api);
+        }
     }
 }

@@ -3,7 +3,27 @@
 
 use std::fmt::Write;
 
+use crate::config::Api;
+use crate::outcome::RequestEnd;
+use crate::providers::FailureReason;
 use crate::telemetry::metrics::catalogue::{Category, Family, Kind, FAMILIES};
+
+/// The labels whose values are a fixed set in the code, with that set.
+fn label_values() -> [(&'static str, &'static str, Vec<&'static str>); 3] {
+    [
+        ("api", "the API the client called", Api::labels().to_vec()),
+        (
+            "status",
+            "how a client request ended (`model_inference_requests_total`)",
+            RequestEnd::LABELS.to_vec(),
+        ),
+        (
+            "reason",
+            "why a provider attempt failed (`gatewayz_provider_requests_total`; `none` on success)",
+            FailureReason::LABELS.to_vec(),
+        ),
+    ]
+}
 
 /// Every endpoint: path, what it returns.
 pub const ENDPOINTS: &[(&str, &str)] = &[
@@ -102,6 +122,12 @@ pub fn markdown(base: &str) -> String {
         }
         let _ = writeln!(out);
     }
+    let _ = writeln!(out, "## Label values\n");
+    let _ = writeln!(out, "| label | meaning | values |\n| --- | --- | --- |");
+    for (label, meaning, values) in label_values() {
+        let values = values.iter().map(|v| format!("`{v}`")).collect::<Vec<_>>();
+        let _ = writeln!(out, "| `{label}` | {meaning} | {} |", values.join(", "));
+    }
     out
 }
 
@@ -119,6 +145,9 @@ mod tests {
         }
         for (path, _) in ENDPOINTS {
             assert!(page.contains(&format!("curl -s http://127.0.0.1:8080{path}")));
+        }
+        for api in Api::ALL {
+            assert!(page.contains(&format!("`{}`", api.label())), "{api:?}");
         }
     }
 }

@@ -74,6 +74,7 @@ pub async fn structured(
                 &metrics.gather(),
                 &board.provider_names,
                 &board.model_names,
+                &crate::config::Api::labels(),
                 &board.anomalies.load(),
                 now,
             );

@@ -15,6 +15,8 @@
 //!   "models": [{"model": "gpt-4o-mini", "requests": 100, "errors": 1, "uptime_24h": 0.99,
 //!               "token_efficiency": 0.4, "cost_usd": 0.04,
 //!               "tokens": {"input": 5000, "output": 2000}}],
+//!   "apis": [{"api": "chat", "requests": 90, "errors": 1, "error_rate": 0.011,
+//!             "tokens": {"input": 4000, "output": 2000}}],
 //!   "trials_active": 2,
 //!   "anomalies_last_hour": {"count": 1, "by_type": {"latency_spike": 1}}
 //! }
@@ -23,7 +25,8 @@
 //! `requests` / `errors` of totals and models count finished client requests that reached a
 //! provider (`model_inference_requests_total`; errors are every status but `success`);
 //! providers count attempts (`gatewayz_provider_requests_total`; errors are `error` and
-//! `timeout`). Percentiles are interpolated within histogram buckets, as `histogram_quantile`
+//! `timeout`). `apis` lists every API the gateway serves (the `api` label's fixed set), with
+//! zeros for one not called yet. Percentiles are interpolated within histogram buckets, as `histogram_quantile`
 //! does. A figure not known yet (no traffic) is `null`.
 
 use std::collections::BTreeMap;
@@ -40,6 +43,7 @@ pub struct Summary {
     pub totals: Totals,
     pub providers: Vec<ProviderSummary>,
     pub models: Vec<ModelSummary>,
+    pub apis: Vec<ApiSummary>,
     pub trials_active: u64,
     pub anomalies_last_hour: AnomalyCount,
 }
@@ -84,6 +88,16 @@ pub struct ModelSummary {
     pub uptime_24h: Option<f64>,
     pub token_efficiency: Option<f64>,
     pub cost_usd: f64,
+    pub tokens: Tokens,
+}
+
+/// Finished client requests and tokens of one API (`chat`, `embeddings`, …).
+#[derive(Debug, Serialize, PartialEq)]
+pub struct ApiSummary {
+    pub api: String,
+    pub requests: u64,
+    pub errors: u64,
+    pub error_rate: Option<f64>,
     pub tokens: Tokens,
 }
 
@@ -195,11 +209,13 @@ fn tokens(families: &[MetricFamily], keep: impl Fn(&Metric) -> bool) -> Tokens {
     }
 }
 
-/// Builds the summary from gathered families, the configured names and recent anomalies.
+/// Builds the summary from gathered families, the configured names, the `api` label values
+/// and recent anomalies.
 pub fn summarize(
     families: &[MetricFamily],
     providers: &[impl AsRef<str>],
     models: &[impl AsRef<str>],
+    apis: &[&str],
     anomalies: &[Anomaly],
     now_unix: f64,
 ) -> Summary {
@@ -250,6 +266,23 @@ pub fn summarize(
             }
         })
         .collect();
+    let api_summaries = apis
+        .iter()
+        .map(|api| {
+            let mine = |m: &Metric| label(m, "api") == Some(api);
+            let requests = counter_sum(families, cat::MODEL_REQUESTS, mine) as u64;
+            let errors = counter_sum(families, cat::MODEL_REQUESTS, |m| {
+                mine(m) && label(m, "status") != Some("success")
+            }) as u64;
+            ApiSummary {
+                api: (*api).to_owned(),
+                requests,
+                errors,
+                error_rate: rate(errors, requests),
+                tokens: tokens(families, mine),
+            }
+        })
+        .collect();
     let mut recent = AnomalyCount::default();
     for anomaly in anomalies.iter().filter(|a| a.at >= now_unix - 3600.0) {
         recent.count += 1;
@@ -269,6 +302,7 @@ pub fn summarize(
         },
         providers: provider_summaries,
         models: model_summaries,
+        apis: api_summaries,
         trials_active: series(families, cat::TRIAL_ACTIVE)
             .first()
             .map_or(0, |m| m.get_gauge().get_value() as u64),
@@ -283,9 +317,11 @@ mod tests {
     /// A gateway that served nothing yet: no counter series, so every sum is empty.
     #[test]
     fn an_idle_gateway_reports_no_negative_zero() {
-        let summary = summarize(&[], &["p"], &["m"], &[], 1.0);
+        let summary = summarize(&[], &["p"], &["m"], &["chat"], &[], 1.0);
         assert!(summary.totals.cost_usd.is_sign_positive());
         assert!(summary.models[0].cost_usd.is_sign_positive());
+        assert_eq!(summary.apis[0].requests, 0);
+        assert_eq!(summary.apis[0].error_rate, None);
         let json = serde_json::to_string(&summary).unwrap();
         assert!(!json.contains("-0"), "{json}");
     }

@@ -125,7 +125,7 @@ impl Router {
                 api.path()
             )));
         }
-        let mut ending = Ending::new(self.reporter.clone(), model, head.stream, started);
+        let mut ending = Ending::new(self.reporter.clone(), api, model, head.stream, started);
         let routed = self.route(api, &body, head, model, &mut ending);
         match tokio::time::timeout_at(deadline.into(), routed).await {
             Ok(reply) => reply,

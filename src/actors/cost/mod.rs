@@ -73,8 +73,13 @@ impl CostAggregator {
             ("input", usage.prompt_tokens),
             ("output", usage.completion_tokens),
         ] {
-            m.tokens
-                .add(n, &[p.clone(), model.clone(), KeyValue::new("type", kind)]);
+            let labels = [
+                p.clone(),
+                model.clone(),
+                KeyValue::new("api", msg.api.label()),
+                KeyValue::new("type", kind),
+            ];
+            m.tokens.add(n, &labels);
         }
         let usd = cost(&usage, price);
         m.cost_by_provider.add(usd, std::slice::from_ref(p));
@@ -172,6 +177,7 @@ mod tests {
         let completion = |usage| Completion {
             provider: ProviderId::from_index(0),
             model: ModelId::from_index(1),
+            api: crate::config::Api::Embeddings,
             usage,
         };
         addr.send(completion(Some(usage))).await.unwrap();
@@ -184,6 +190,12 @@ mod tests {
         let text = String::from_utf8(metrics.encode().unwrap()).unwrap();
         assert!(
             text.contains("gatewayz_cost_by_model_total{model=\"mock-mini\"} 0.2"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "gatewayz_tokens_total{api=\"embeddings\",model=\"mock-mini\",provider=\"mock-a\",type=\"input\"} 10"
+            ),
             "{text}"
         );
         assert!(
