@@ -9,6 +9,8 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
+use crate::providers::sse::Dialect;
+
 /// What a 429 tells the client besides its message.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RateLimit {
@@ -148,6 +150,30 @@ impl ApiError {
             Self::ShuttingDown => "server_shutting_down",
             Self::Internal => "internal_error",
         }
+    }
+
+    /// Anthropic's error `type` for this error (its Messages API's names for the status).
+    pub fn anthropic_type(&self) -> &'static str {
+        match self.status_code().as_u16() {
+            401 => "authentication_error",
+            403 => "permission_error",
+            404 => "not_found_error",
+            413 => "request_too_large",
+            429 => "rate_limit_error",
+            503 => "overloaded_error",
+            400..=499 => "invalid_request_error",
+            _ => "api_error",
+        }
+    }
+
+    /// The whole SSE event that reports this error in a stream of `dialect`.
+    pub fn stream_event(&self, dialect: Dialect) -> Vec<u8> {
+        dialect.error_event(
+            self.anthropic_type(),
+            self.code(),
+            &self.to_string(),
+            &self.body(),
+        )
     }
 
     /// The JSON body, also used where an error must be written into a stream.

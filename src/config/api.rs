@@ -3,6 +3,8 @@
 
 use serde::Deserialize;
 
+use crate::providers::sse::Dialect;
+
 /// One OpenAI API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -54,6 +56,13 @@ impl Api {
     /// Every `api` label value, in [`Self::ALL`]'s order (docs and tests).
     pub fn labels() -> [&'static str; Self::ALL.len()] {
         Self::ALL.map(Self::label)
+    }
+
+    /// How this API's streams are written.
+    pub fn dialect(self) -> Dialect {
+        match self {
+            Self::Chat | Self::Completions | Self::Embeddings => Dialect::OpenAi,
+        }
     }
 
     /// Whether answers of this API can stream.

@@ -112,7 +112,7 @@ async fn serve(
             .insert_header((header::CONTENT_TYPE, "text/event-stream"))
             .insert_header((header::CACHE_CONTROL, "no-cache"))
             .insert_header(("x-accel-buffering", "no"))
-            .streaming(state.drain.wrap(relay)),
+            .streaming(state.drain.wrap(relay, api.dialect())),
     };
     if let Some(quota) = caller.quota {
         let headers = response.headers_mut();

@@ -20,6 +20,7 @@ use futures_util::task::AtomicWaker;
 use futures_util::Stream;
 
 use crate::errors::ApiError;
+use crate::providers::sse::Dialect;
 
 /// The drain state shared by every worker.
 ///
@@ -57,8 +58,8 @@ impl Drain {
         }
     }
 
-    /// `stream`, ended by [`Self::cut`].
-    pub fn wrap<S>(self: &Arc<Self>, stream: S) -> CutOnDrain<S> {
+    /// `stream` (written in `dialect`), ended by [`Self::cut`].
+    pub fn wrap<S>(self: &Arc<Self>, stream: S, dialect: Dialect) -> CutOnDrain<S> {
         let waker = Arc::new(AtomicWaker::new());
         {
             let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
@@ -73,6 +74,7 @@ impl Drain {
             drain: self.clone(),
             waker,
             tail: *b"\n\n",
+            dialect,
         }
     }
 
@@ -90,6 +92,8 @@ pub struct CutOnDrain<S> {
     waker: Arc<AtomicWaker>,
     /// The last two bytes sent: whether the client is at an event boundary.
     tail: [u8; 2],
+    /// How the shutting-down event is written.
+    dialect: Dialect,
 }
 
 impl<S> CutOnDrain<S> {
@@ -109,9 +113,7 @@ impl<S> CutOnDrain<S> {
             _ => b"\n\n",
         };
         let mut event = close.to_vec();
-        event.extend_from_slice(b"data: ");
-        event.extend_from_slice(&ApiError::ShuttingDown.body());
-        event.extend_from_slice(b"\n\n");
+        event.extend_from_slice(&ApiError::ShuttingDown.stream_event(self.dialect));
         Bytes::from(event)
     }
 }
@@ -189,7 +191,11 @@ mod tests {
     #[tokio::test]
     async fn without_a_cut_the_stream_passes_unchanged() {
         let drain = Arc::new(Drain::default());
-        let out = body(drain.wrap(chunks(&["data: {\"a\":1}\n\n", "data: [DONE]\n\n"]))).await;
+        let out = body(drain.wrap(
+            chunks(&["data: {\"a\":1}\n\n", "data: [DONE]\n\n"]),
+            Dialect::OpenAi,
+        ))
+        .await;
         assert_eq!(out, "data: {\"a\":1}\n\ndata: [DONE]\n\n");
     }
 
@@ -197,7 +203,7 @@ mod tests {
     async fn a_cut_ends_the_stream_with_one_openai_shaped_error_event() {
         let drain = Arc::new(Drain::default());
         let (tx, rx) = fed();
-        let mut stream = drain.wrap(rx);
+        let mut stream = drain.wrap(rx, Dialect::OpenAi);
         tx.send(Ok(Bytes::from_static(b"data: {\"a\":1}\n\n")))
             .unwrap();
         assert_eq!(
@@ -228,7 +234,7 @@ mod tests {
         ] {
             let drain = Arc::new(Drain::default());
             let (tx, rx) = fed();
-            let mut stream = drain.wrap(rx);
+            let mut stream = drain.wrap(rx, Dialect::OpenAi);
             if !sent.is_empty() {
                 tx.send(Ok(Bytes::from(sent))).unwrap();
                 stream.next().await.unwrap().unwrap();
@@ -250,7 +256,7 @@ mod tests {
         drain.start();
         assert!(drain.is_draining());
         drain.cut();
-        let out = body(drain.wrap(chunks(&["data: {\"a\":1}\n\n"]))).await;
+        let out = body(drain.wrap(chunks(&["data: {\"a\":1}\n\n"]), Dialect::OpenAi)).await;
         assert!(out.starts_with("data: {\"error\":"), "{out}");
     }
 }

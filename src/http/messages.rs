@@ -93,7 +93,7 @@ async fn serve(
             .insert_header((header::CONTENT_TYPE, "text/event-stream"))
             .insert_header((header::CACHE_CONTROL, "no-cache"))
             .insert_header(("x-accel-buffering", "no"))
-            .streaming(Events::new(state.drain.wrap(relay))),
+            .streaming(Events::new(state.drain.wrap(relay, Api::Chat.dialect()))),
     })
 }
 

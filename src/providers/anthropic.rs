@@ -82,6 +82,7 @@ impl AnthropicClient {
                     let mut upstream = Upstream::new(
                         None,
                         Box::pin(events),
+                        api.dialect(),
                         strip_usage,
                         self.http.max_event_bytes(),
                     );

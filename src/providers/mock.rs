@@ -69,7 +69,13 @@ impl MockProvider {
             }
             Some((Ok(event), events))
         });
-        let mut upstream = Upstream::new(None, Box::pin(rest), strip_usage, MAX_EVENT_BYTES);
+        let mut upstream = Upstream::new(
+            None,
+            Box::pin(rest),
+            api.dialect(),
+            strip_usage,
+            MAX_EVENT_BYTES,
+        );
         upstream.prime().await?;
         Ok(Reply::Stream(upstream))
     }

@@ -114,12 +114,17 @@ pub enum StreamFault {
     /// No bytes for longer than the provider's `stream_idle_timeout`.
     #[error("idle past the stream idle timeout")]
     Idle,
-    /// The stream closed cleanly without the protocol's end marker (`data: [DONE]`).
-    #[error("closed without [DONE]")]
+    /// The stream closed cleanly without the protocol's end marker (`data: [DONE]`,
+    /// `response.completed`, `message_stop`).
+    #[error("closed without its end event")]
     NoDone,
     /// One event (line) longer than the provider's `max_event_bytes`.
     #[error("an event exceeds the size limit")]
     TooLarge,
+    /// The upstream wrote an error event into the stream (`{"error": …}`, Anthropic's
+    /// `event: error`, the Responses API's `error` or `response.failed`).
+    #[error("an error event")]
+    ErrorEvent,
 }
 
 /// Why an attempt failed: the bounded `reason` label of `gatewayz_provider_requests_total`
@@ -142,7 +147,7 @@ pub enum FailureReason {
 
 impl FailureReason {
     /// Every label value, for documentation and tests.
-    pub const LABELS: [&'static str; 14] = [
+    pub const LABELS: [&'static str; 15] = [
         "connect",
         "timeout",
         "server_error",
@@ -157,6 +162,7 @@ impl FailureReason {
         "stream_idle",
         "stream_no_done",
         "stream_too_large",
+        "stream_error",
     ];
 
     pub fn label(self) -> &'static str {
@@ -175,6 +181,7 @@ impl FailureReason {
             Self::Stream(StreamFault::Idle) => "stream_idle",
             Self::Stream(StreamFault::NoDone) => "stream_no_done",
             Self::Stream(StreamFault::TooLarge) => "stream_too_large",
+            Self::Stream(StreamFault::ErrorEvent) => "stream_error",
         }
     }
 }
@@ -362,6 +369,7 @@ mod tests {
             FailureReason::Stream(StreamFault::Idle),
             FailureReason::Stream(StreamFault::NoDone),
             FailureReason::Stream(StreamFault::TooLarge),
+            FailureReason::Stream(StreamFault::ErrorEvent),
         ];
         let labels: Vec<_> = all.iter().map(|r| r.label()).collect();
         assert_eq!(labels, FailureReason::LABELS);

@@ -187,7 +187,8 @@ impl OpenAiClient {
             let (head, body) = self.exchange(api, body, want.is_stream(), trace).await?;
             if let Want::Stream { strip_usage } = want {
                 let rest = self.body_stream(body);
-                let mut upstream = Upstream::new(None, rest, strip_usage, self.max_event_bytes);
+                let mut upstream =
+                    Upstream::new(None, rest, api.dialect(), strip_usage, self.max_event_bytes);
                 upstream.prime().await?;
                 Ok(Reply::Stream(upstream))
             } else {

@@ -11,6 +11,12 @@
 //! for JSON object framing (`{` … `}`), which catches garbage and cut events without a parse.
 //! When the gateway itself asked the upstream for usage (the client did not), the usage-only
 //! event is cut out so the client sees exactly the stream it asked for.
+//!
+//! The scanner reads the stream in the client's [`Dialect`]: OpenAI's chunks ending with
+//! `[DONE]`, the Responses API's typed events ending with `response.completed`, or
+//! Anthropic's named events ending with `message_stop`. In the typed dialects an `error`
+//! event (or `response.failed`) is the provider's fault ([`StreamFault::ErrorEvent`]), and
+//! the bulk of a stream — its text deltas — is recognised by its first bytes without a parse.
 
 use bytes::{Bytes, BytesMut};
 use serde::Deserialize;
@@ -27,6 +33,9 @@ struct EventHead<'a> {
     usage: Option<Usage>,
     #[serde(default, borrow)]
     model: Option<std::borrow::Cow<'a, str>>,
+    /// An error event in the middle of a stream (`data: {"error": {…}}`).
+    #[serde(default, borrow)]
+    error: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -51,6 +60,146 @@ struct Delta<'a> {
 /// The usage key, searched for in every event after the first content (built once).
 static USAGE_KEY: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
     std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"usage\""));
+
+/// How a stream's events are written: the client's API decides, and a provider that speaks
+/// another one translates at its edge, so the scanner and the relay see the client's dialect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// `chat.completion.chunk` / `text_completion` events, then `data: [DONE]`.
+    OpenAi,
+    /// The Responses API's typed events (`response.output_text.delta`, …,
+    /// `response.completed`).
+    Responses,
+    /// Anthropic's Messages events (`message_start`, `content_block_delta`, …,
+    /// `message_stop`).
+    Anthropic,
+}
+
+impl Dialect {
+    /// An error written into a stream of this dialect, as one whole event: OpenAI's
+    /// `data: {"error": …}`, the Responses API's `event: error` with `{"type": "error",
+    /// "code", "message"}`, Anthropic's `event: error` with `{"type": "error", "error": …}`.
+    pub fn error_event(self, kind: &str, code: &str, message: &str, openai_body: &[u8]) -> Vec<u8> {
+        let mut event = Vec::with_capacity(openai_body.len() + 40);
+        match self {
+            Self::OpenAi => {
+                event.extend_from_slice(b"data: ");
+                event.extend_from_slice(openai_body);
+            }
+            Self::Responses => {
+                let data = serde_json::json!({
+                    "type": "error", "code": code, "message": message, "param": null});
+                event.extend_from_slice(b"event: error\ndata: ");
+                event.extend_from_slice(data.to_string().as_bytes());
+            }
+            Self::Anthropic => {
+                let data = serde_json::json!({
+                    "type": "error", "error": {"type": kind, "message": message}});
+                event.extend_from_slice(b"event: error\ndata: ");
+                event.extend_from_slice(data.to_string().as_bytes());
+            }
+        }
+        event.extend_from_slice(b"\n\n");
+        event
+    }
+
+    /// The first bytes of the events that are most of a stream and need no parse once the
+    /// first content was seen (text and argument deltas). An upstream that spaces its JSON
+    /// differently is parsed instead: slower, never wrong.
+    fn bulk(self) -> &'static [&'static [u8]] {
+        match self {
+            Self::OpenAi => &[],
+            Self::Responses => &[
+                b"{\"type\":\"response.output_text.delta\"",
+                b"{\"type\":\"response.function_call_arguments.delta\"",
+                b"{\"type\":\"response.reasoning_summary_text.delta\"",
+            ],
+            Self::Anthropic => &[b"{\"type\":\"content_block_delta\""],
+        }
+    }
+}
+
+/// What the scanner reads of one typed event (Responses, Anthropic).
+#[derive(Deserialize)]
+struct TypedEvent<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: std::borrow::Cow<'a, str>,
+    /// Anthropic's `message_start` carries the message (model, first usage); in other
+    /// events `message` is a string (the Responses API's `error`), hence raw.
+    #[serde(default, borrow)]
+    message: Option<&'a RawValue>,
+    /// The Responses API's lifecycle events carry the response (model, final usage).
+    #[serde(default, borrow)]
+    response: Option<Envelope<'a>>,
+    /// Anthropic's `message_delta` carries the running usage.
+    #[serde(default)]
+    usage: Option<TypedUsage>,
+    /// Anthropic's `content_block_start`: a tool call (or thinking) block is content.
+    #[serde(default, borrow)]
+    content_block: Option<Block<'a>>,
+    /// Responses' `response.output_item.added`: a function call is content.
+    #[serde(default, borrow)]
+    item: Option<Block<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(default, borrow)]
+    model: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default)]
+    usage: Option<TypedUsage>,
+}
+
+#[derive(Deserialize)]
+struct Block<'a> {
+    #[serde(rename = "type", default, borrow)]
+    kind: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// Usage as the typed dialects write it. Anthropic counts cached input apart from
+/// `input_tokens`; the Responses API counts it inside.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+struct TypedUsage {
+    #[serde(default)]
+    input_tokens: Option<u64>,
+    #[serde(default)]
+    output_tokens: Option<u64>,
+    #[serde(default)]
+    cache_creation_input_tokens: Option<u64>,
+    #[serde(default)]
+    cache_read_input_tokens: Option<u64>,
+}
+
+impl TypedUsage {
+    /// Fields this event reports replace the running ones (Anthropic's counts are cumulative).
+    fn update(&mut self, next: TypedUsage) {
+        let keep = |slot: &mut Option<u64>, next: Option<u64>| {
+            if next.is_some() {
+                *slot = next;
+            }
+        };
+        keep(&mut self.input_tokens, next.input_tokens);
+        keep(&mut self.output_tokens, next.output_tokens);
+        keep(
+            &mut self.cache_creation_input_tokens,
+            next.cache_creation_input_tokens,
+        );
+        keep(
+            &mut self.cache_read_input_tokens,
+            next.cache_read_input_tokens,
+        );
+    }
+
+    fn usage(self) -> Usage {
+        let n = Option::unwrap_or_default;
+        Usage {
+            prompt_tokens: n(self.input_tokens)
+                + n(self.cache_creation_input_tokens)
+                + n(self.cache_read_input_tokens),
+            completion_tokens: n(self.output_tokens),
+        }
+    }
+}
 
 /// Complete lines out of a byte stream, the unterminated tail held (bounded) until it ends:
 /// the line splitting every SSE reader that translates events shares.
@@ -119,6 +268,7 @@ enum Line {
 
 /// The scanner's state across chunks.
 pub struct SseScanner {
+    dialect: Dialect,
     /// The unterminated tail of the chunks so far: at most `max_line` bytes.
     partial: Vec<u8>,
     max_line: usize,
@@ -126,26 +276,35 @@ pub struct SseScanner {
     skip_blank: bool,
     seen_content: bool,
     usage: Option<Usage>,
+    /// The typed dialects' running usage.
+    typed_usage: Option<TypedUsage>,
     model: Option<String>,
     done: bool,
     events: u64,
 }
 
 impl SseScanner {
-    /// `strip_usage`: drop usage-only events (the client did not ask for them); `max_line`:
-    /// the longest line (event) accepted.
-    pub fn new(strip_usage: bool, max_line: usize) -> Self {
+    /// `strip_usage`: drop usage-only events (the client did not ask for them; OpenAI's
+    /// dialect only — the others always carry usage); `max_line`: the longest line (event)
+    /// accepted.
+    pub fn new(dialect: Dialect, strip_usage: bool, max_line: usize) -> Self {
         Self {
+            dialect,
             partial: Vec::new(),
             max_line,
             strip_usage,
             skip_blank: false,
             seen_content: false,
             usage: None,
+            typed_usage: None,
             model: None,
             done: false,
             events: 0,
         }
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
     }
 
     pub fn usage(&self) -> Option<Usage> {
@@ -158,7 +317,8 @@ impl SseScanner {
         self.model.as_deref()
     }
 
-    /// `[DONE]` was seen: the stream completed normally.
+    /// The dialect's end marker (`[DONE]`, `response.completed`, `message_stop`) was seen:
+    /// the stream completed normally.
     pub fn done(&self) -> bool {
         self.done
     }
@@ -297,6 +457,9 @@ impl SseScanner {
         };
         let data = data.trim_ascii();
         self.events += 1;
+        if self.dialect != Dialect::OpenAi {
+            return self.inspect_typed(data);
+        }
         if data == b"[DONE]" {
             self.done = true;
             return Line::Keep;
@@ -305,16 +468,17 @@ impl SseScanner {
         // parse (most of a stream's events; a key spelled with escapes would be missed, and no
         // OpenAI-compatible upstream writes one), only its framing is checked.
         if self.seen_content && USAGE_KEY.find(data).is_none() {
-            let framed = data.first() == Some(&b'{') && data.last() == Some(&b'}');
-            return if framed {
-                Line::Keep
-            } else {
-                Line::Bad(StreamFault::Malformed)
-            };
+            if data.starts_with(b"{\"error\"") {
+                return Line::Bad(StreamFault::ErrorEvent);
+            }
+            return framed(data);
         }
         let Ok(event) = serde_json::from_slice::<EventHead<'_>>(data) else {
             return Line::Bad(StreamFault::Malformed);
         };
+        if event.error.is_some() {
+            return Line::Bad(StreamFault::ErrorEvent);
+        }
         if self.model.is_none() {
             self.model = event.model.map(std::borrow::Cow::into_owned);
         }
@@ -333,6 +497,81 @@ impl SseScanner {
             }
             None => Line::Keep,
         }
+    }
+}
+
+impl SseScanner {
+    /// One `data:` line of a typed dialect (Responses, Anthropic).
+    fn inspect_typed(&mut self, data: &[u8]) -> Line {
+        if self.seen_content && self.dialect.bulk().iter().any(|p| data.starts_with(p)) {
+            return framed(data);
+        }
+        let Ok(event) = serde_json::from_slice::<TypedEvent<'_>>(data) else {
+            return Line::Bad(StreamFault::Malformed);
+        };
+        let message = event
+            .message
+            .filter(|m| m.get().starts_with('{'))
+            .and_then(|m| serde_json::from_str::<Envelope<'_>>(m.get()).ok());
+        if let Some(envelope) = message.as_ref().or(event.response.as_ref()) {
+            if self.model.is_none() {
+                self.model = envelope.model.as_deref().map(str::to_owned);
+            }
+            if let Some(usage) = envelope.usage {
+                self.add_typed_usage(usage);
+            }
+        }
+        if let Some(usage) = event.usage {
+            self.add_typed_usage(usage);
+        }
+        let block = |b: &Option<Block<'_>>| {
+            b.as_ref()
+                .and_then(|b| b.kind.as_deref())
+                .map(str::to_owned)
+        };
+        let kind = event.kind.as_ref();
+        let content = match self.dialect {
+            Dialect::Anthropic => {
+                kind == "content_block_delta"
+                    || (kind == "content_block_start"
+                        && block(&event.content_block).is_some_and(|k| k != "text"))
+            }
+            _ => {
+                kind.ends_with(".delta")
+                    || (kind == "response.output_item.added"
+                        && block(&event.item).is_some_and(|k| k != "message"))
+            }
+        };
+        if content {
+            self.seen_content = true;
+        }
+        match (self.dialect, kind) {
+            (_, "error") | (Dialect::Responses, "response.failed") => {
+                Line::Bad(StreamFault::ErrorEvent)
+            }
+            (Dialect::Anthropic, "message_stop")
+            | (Dialect::Responses, "response.completed" | "response.incomplete") => {
+                self.done = true;
+                Line::Keep
+            }
+            _ => Line::Keep,
+        }
+    }
+
+    fn add_typed_usage(&mut self, usage: TypedUsage) {
+        let running = self.typed_usage.get_or_insert_with(TypedUsage::default);
+        running.update(usage);
+        self.usage = Some(running.usage());
+    }
+}
+
+/// An event that is not parsed must at least be framed as a JSON object: this catches
+/// garbage and cut events without a parse.
+fn framed(data: &[u8]) -> Line {
+    if data.first() == Some(&b'{') && data.last() == Some(&b'}') {
+        Line::Keep
+    } else {
+        Line::Bad(StreamFault::Malformed)
     }
 }
 
@@ -364,7 +603,7 @@ mod tests {
 
     fn run(split: &[usize], strip: bool) -> (String, SseScanner, Vec<usize>) {
         let bytes = STREAM.as_bytes();
-        let mut scanner = SseScanner::new(strip, 1 << 20);
+        let mut scanner = SseScanner::new(Dialect::OpenAi, strip, 1 << 20);
         let mut out = Vec::new();
         let mut firsts = Vec::new();
         let mut start = 0;
@@ -421,7 +660,7 @@ mod tests {
             "data: [DONE]\n\n",
         );
         for strip in [false, true] {
-            let mut scanner = SseScanner::new(strip, 1 << 20);
+            let mut scanner = SseScanner::new(Dialect::OpenAi, strip, 1 << 20);
             let fed = scanner.feed(Bytes::from_static(stream.as_bytes()));
             assert!(fed.first_content);
             // Usage riding on a content event is never cut out.
@@ -440,15 +679,15 @@ mod tests {
 
     #[test]
     fn the_response_model_is_the_first_event_s() {
-        let mut scanner = SseScanner::new(false, 1 << 20);
+        let mut scanner = SseScanner::new(Dialect::OpenAi, false, 1 << 20);
         scanner.feed(Bytes::from_static(
             b"data: {\"id\":\"x\",\"model\":\"m-1\",\"choices\":[]}\n\ndata: {\"model\":\"m-2\"}\n\n",
         ));
         assert_eq!(scanner.model(), Some("m-1"));
-        let mut scanner = SseScanner::new(false, 1 << 20);
+        let mut scanner = SseScanner::new(Dialect::OpenAi, false, 1 << 20);
         scanner.feed(Bytes::from_static(b": comment\n\ndata: [DONE]\n\n"));
         assert_eq!(scanner.model(), None);
-        let mut scanner = SseScanner::new(false, 1 << 20);
+        let mut scanner = SseScanner::new(Dialect::OpenAi, false, 1 << 20);
         scanner.feed(Bytes::from_static(b"data: {\"model\":\"par"));
         assert_eq!(scanner.model(), None);
     }
@@ -486,7 +725,7 @@ mod tests {
 
     #[test]
     fn only_complete_lines_are_forwarded() {
-        let mut scanner = SseScanner::new(false, 1 << 20);
+        let mut scanner = SseScanner::new(Dialect::OpenAi, false, 1 << 20);
         let fed = scanner.feed(Bytes::from_static(
             b"data: {\"choices\":[]}\n\ndata: {\"cho",
         ));
@@ -506,7 +745,7 @@ mod tests {
             (format!("{ok}data: garbage\n\n"), ok),
             (format!("{ok}data: {{\"usage\": nope}}\n\n"), ok),
         ] {
-            let mut scanner = SseScanner::new(false, 1 << 20);
+            let mut scanner = SseScanner::new(Dialect::OpenAi, false, 1 << 20);
             let (out, fault) = feed_all(&mut scanner, &[stream.as_bytes()]);
             assert_eq!(fault, Some(StreamFault::Malformed), "{stream}");
             assert_eq!(String::from_utf8(out).unwrap(), before, "{stream}");
@@ -516,7 +755,7 @@ mod tests {
     /// A line that never ends is cut at the limit: the held bytes stay bounded.
     #[test]
     fn a_line_past_the_limit_is_too_large() {
-        let mut scanner = SseScanner::new(false, 1024);
+        let mut scanner = SseScanner::new(Dialect::OpenAi, false, 1024);
         let piece = [b'x'; 300];
         let mut fault = None;
         for _ in 0..10 {
@@ -530,7 +769,7 @@ mod tests {
         }
         assert_eq!(fault, Some(StreamFault::TooLarge));
         // A complete line over the limit, in one chunk, too.
-        let mut scanner = SseScanner::new(false, 16);
+        let mut scanner = SseScanner::new(Dialect::OpenAi, false, 16);
         let fed = scanner.feed(Bytes::from_static(
             b"data: {\"a\":\"0123456789abcdef\"}\n\n",
         ));
@@ -539,16 +778,217 @@ mod tests {
 
     #[test]
     fn a_stream_without_done_is_told_apart() {
-        let mut scanner = SseScanner::new(false, 1 << 20);
+        let mut scanner = SseScanner::new(Dialect::OpenAi, false, 1 << 20);
         let (out, fault) = feed_all(&mut scanner, &[&STREAM.as_bytes()[..STREAM.len() - 14]]);
         assert_eq!(fault, None);
         assert!(!scanner.done());
         assert!(String::from_utf8(out).unwrap().ends_with("\n\n"));
         // An unterminated `[DONE]` at the very end still counts.
-        let mut scanner = SseScanner::new(false, 1 << 20);
+        let mut scanner = SseScanner::new(Dialect::OpenAi, false, 1 << 20);
         let (out, _) = feed_all(&mut scanner, &[STREAM.trim_end().as_bytes()]);
         assert!(scanner.done());
         assert_eq!(String::from_utf8(out).unwrap(), STREAM.trim_end());
+    }
+
+    /// Anthropic's stream, as its Messages API reference shows it (spaced JSON, so every
+    /// event is parsed) and as the API writes it (compact, the deltas skipped).
+    const ANTHROPIC: &str = concat!(
+        "event: message_start\n",
+        "data: {\"type\": \"message_start\", \"message\": {\"id\": \"msg_1\", \"type\": \"message\", \"role\": \"assistant\", \"content\": [], \"model\": \"claude-sonnet-4-5\", \"stop_reason\": null, \"usage\": {\"input_tokens\": 25, \"cache_read_input_tokens\": 5, \"output_tokens\": 1}}}\n\n",
+        "event: content_block_start\n",
+        "data: {\"type\": \"content_block_start\", \"index\": 0, \"content_block\": {\"type\": \"text\", \"text\": \"\"}}\n\n",
+        "event: ping\n",
+        "data: {\"type\": \"ping\"}\n\n",
+        "event: content_block_delta\n",
+        "data: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hello\"}}\n\n",
+        "event: content_block_delta\n",
+        "data: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"!\"}}\n\n",
+        "event: content_block_stop\n",
+        "data: {\"type\": \"content_block_stop\", \"index\": 0}\n\n",
+        "event: message_delta\n",
+        "data: {\"type\": \"message_delta\", \"delta\": {\"stop_reason\": \"end_turn\", \"stop_sequence\":null}, \"usage\": {\"output_tokens\": 15}}\n\n",
+        "event: message_stop\n",
+        "data: {\"type\": \"message_stop\"}\n\n",
+    );
+
+    /// The Responses API's stream (its reference's event sequence, trimmed).
+    const RESPONSES: &str = concat!(
+        "event: response.created\n",
+        "data: {\"type\":\"response.created\",\"sequence_number\":0,\"response\":{\"id\":\"resp_1\",\"object\":\"response\",\"status\":\"in_progress\",\"model\":\"gpt-4.1-2025-04-14\",\"output\":[],\"usage\":null}}\n\n",
+        "event: response.output_item.added\n",
+        "data: {\"type\":\"response.output_item.added\",\"sequence_number\":1,\"output_index\":0,\"item\":{\"id\":\"msg_1\",\"type\":\"message\",\"status\":\"in_progress\",\"role\":\"assistant\",\"content\":[]}}\n\n",
+        "event: response.output_text.delta\n",
+        "data: {\"type\":\"response.output_text.delta\",\"sequence_number\":2,\"item_id\":\"msg_1\",\"output_index\":0,\"content_index\":0,\"delta\":\"Hi\"}\n\n",
+        "event: response.output_text.delta\n",
+        "data: {\"type\":\"response.output_text.delta\",\"sequence_number\":3,\"item_id\":\"msg_1\",\"output_index\":0,\"content_index\":0,\"delta\":\" there\"}\n\n",
+        "event: response.completed\n",
+        "data: {\"type\":\"response.completed\",\"sequence_number\":4,\"response\":{\"id\":\"resp_1\",\"status\":\"completed\",\"model\":\"gpt-4.1-2025-04-14\",\"usage\":{\"input_tokens\":37,\"input_tokens_details\":{\"cached_tokens\":0},\"output_tokens\":11,\"total_tokens\":48}}}\n\n",
+    );
+
+    fn scan(
+        dialect: Dialect,
+        stream: &str,
+        split: &[usize],
+    ) -> (Vec<u8>, Option<StreamFault>, SseScanner) {
+        let mut scanner = SseScanner::new(dialect, false, 1 << 20);
+        let bytes = stream.as_bytes();
+        let mut cuts: Vec<usize> = split.iter().map(|c| c % (bytes.len() + 1)).collect();
+        cuts.sort_unstable();
+        cuts.push(bytes.len());
+        let (mut out, mut fault, mut start) = (Vec::new(), None, 0);
+        for end in cuts {
+            let fed = scanner.feed(Bytes::copy_from_slice(&bytes[start..end]));
+            out.extend_from_slice(&fed.forward);
+            fault = fault.or(fed.fault);
+            start = end;
+        }
+        let fed = scanner.finish();
+        out.extend_from_slice(&fed.forward);
+        (out, fault.or(fed.fault), scanner)
+    }
+
+    #[test]
+    fn anthropic_streams_pass_through_with_their_usage_and_end() {
+        let (out, fault, scanner) = scan(Dialect::Anthropic, ANTHROPIC, &[]);
+        assert_eq!(out, ANTHROPIC.as_bytes());
+        assert_eq!(fault, None);
+        assert!(scanner.done() && scanner.seen_content());
+        assert_eq!(scanner.model(), Some("claude-sonnet-4-5"));
+        // Cached input counts as input; the output count is message_delta's cumulative one.
+        assert_eq!(
+            scanner.usage(),
+            Some(Usage {
+                prompt_tokens: 30,
+                completion_tokens: 15
+            })
+        );
+        // Cut before message_stop: not done (the relay calls it stream_no_done).
+        let cut = &ANTHROPIC[..ANTHROPIC.find("event: message_stop").unwrap()];
+        let (_, fault, scanner) = scan(Dialect::Anthropic, cut, &[]);
+        assert_eq!(fault, None);
+        assert!(!scanner.done());
+    }
+
+    #[test]
+    fn a_tool_use_block_is_content() {
+        let stream = concat!(
+            "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"model\":\"c\",\"usage\":{\"input_tokens\":3,\"output_tokens\":1}}}\n\n",
+            "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"tool_use\",\"id\":\"toolu_1\",\"name\":\"get_weather\",\"input\":{}}}\n\n",
+        );
+        let (_, _, scanner) = scan(Dialect::Anthropic, stream, &[]);
+        assert!(scanner.seen_content());
+    }
+
+    #[test]
+    fn responses_streams_pass_through_with_their_usage_and_end() {
+        let (out, fault, scanner) = scan(Dialect::Responses, RESPONSES, &[]);
+        assert_eq!(out, RESPONSES.as_bytes());
+        assert_eq!(fault, None);
+        assert!(scanner.done() && scanner.seen_content());
+        assert_eq!(scanner.model(), Some("gpt-4.1-2025-04-14"));
+        assert_eq!(
+            scanner.usage(),
+            Some(Usage {
+                prompt_tokens: 37,
+                completion_tokens: 11
+            })
+        );
+    }
+
+    /// An error event ends the stream as the provider's fault, in every dialect, before and
+    /// after the first content; what came before it is forwarded, the event itself is not.
+    #[test]
+    fn error_events_are_faults_in_every_dialect() {
+        let anthropic_error = "event: error\ndata: {\"type\": \"error\", \"error\": {\"type\": \"overloaded_error\", \"message\": \"Overloaded\"}}\n\n";
+        let responses_error = "event: error\ndata: {\"type\":\"error\",\"code\":\"ERR_SOMETHING\",\"message\":\"Something went wrong\",\"param\":null,\"sequence_number\":1}\n\n";
+        let responses_failed = "event: response.failed\ndata: {\"type\":\"response.failed\",\"response\":{\"status\":\"failed\",\"error\":{\"code\":\"server_error\",\"message\":\"x\"}}}\n\n";
+        let openai_error =
+            "data: {\"error\":{\"message\":\"overloaded\",\"type\":\"server_error\"}}\n\n";
+        let after = |stream: &str, marker: &str| stream[..stream.find(marker).unwrap()].to_owned();
+        for (dialect, before, error) in [
+            (
+                Dialect::Anthropic,
+                after(ANTHROPIC, "event: content_block_stop"),
+                anthropic_error,
+            ),
+            (
+                Dialect::Anthropic,
+                after(ANTHROPIC, "event: content_block_start"),
+                anthropic_error,
+            ),
+            (
+                Dialect::Responses,
+                after(RESPONSES, "event: response.completed"),
+                responses_error,
+            ),
+            (
+                Dialect::Responses,
+                after(RESPONSES, "event: response.completed"),
+                responses_failed,
+            ),
+            (
+                Dialect::OpenAi,
+                after(STREAM, "data: {\"choices\":[{\"delta\":{},"),
+                openai_error,
+            ),
+            (Dialect::OpenAi, String::new(), openai_error),
+        ] {
+            let stream = format!("{before}{error}");
+            let (out, fault, _) = scan(dialect, &stream, &[]);
+            assert_eq!(
+                fault,
+                Some(StreamFault::ErrorEvent),
+                "{dialect:?}: {stream}"
+            );
+            let out = String::from_utf8(out).unwrap();
+            assert!(
+                out.starts_with(&before) && !out.contains("rror\""),
+                "{dialect:?}: {out}"
+            );
+        }
+    }
+
+    #[test]
+    fn typed_events_that_are_not_json_are_malformed() {
+        for dialect in [Dialect::Anthropic, Dialect::Responses] {
+            let stream = format!(
+                "{}data: {{\"type\":\"content_block_delta\",\"delta\n\n",
+                ANTHROPIC
+            );
+            let (_, fault, _) = scan(dialect, &stream, &[]);
+            assert_eq!(fault, Some(StreamFault::Malformed), "{dialect:?}");
+            let (_, fault, _) = scan(dialect, "data: not json\n\n", &[]);
+            assert_eq!(fault, Some(StreamFault::Malformed), "{dialect:?}");
+        }
+    }
+
+    #[test]
+    fn error_events_are_written_in_the_stream_s_dialect() {
+        let body = br#"{"error":{"message":"m","type":"api_error","param":null,"code":"c"}}"#;
+        let event =
+            |d: Dialect| String::from_utf8(d.error_event("api_error", "c", "m", body)).unwrap();
+        assert_eq!(
+            event(Dialect::OpenAi),
+            format!("data: {}\n\n", std::str::from_utf8(body).unwrap())
+        );
+        let data = |e: String| -> serde_json::Value {
+            let line = e
+                .lines()
+                .find_map(|l| l.strip_prefix("data: "))
+                .unwrap()
+                .to_owned();
+            assert!(e.starts_with("event: error\n") && e.ends_with("\n\n"));
+            serde_json::from_str(&line).unwrap()
+        };
+        let anthropic = data(event(Dialect::Anthropic));
+        assert_eq!(anthropic["type"], "error");
+        assert_eq!(anthropic["error"]["type"], "api_error");
+        assert_eq!(anthropic["error"]["message"], "m");
+        let responses = data(event(Dialect::Responses));
+        assert_eq!(
+            (responses["type"].as_str(), responses["code"].as_str()),
+            (Some("error"), Some("c"))
+        );
     }
 
     proptest! {
@@ -561,7 +1001,7 @@ mod tests {
             strip: bool,
             limit in 1usize..200,
         ) {
-            let mut scanner = SseScanner::new(strip, limit);
+            let mut scanner = SseScanner::new(Dialect::OpenAi, strip, limit);
             let mut cuts: Vec<usize> = split.iter().map(|c| c % (input.len() + 1)).collect();
             cuts.sort_unstable();
             cuts.push(input.len());
@@ -602,7 +1042,7 @@ mod tests {
             let mut cuts: Vec<usize> = split.iter().map(|c| c % (bytes.len() + 1)).collect();
             cuts.sort_unstable();
             cuts.push(bytes.len());
-            let mut scanner = SseScanner::new(false, 1 << 20);
+            let mut scanner = SseScanner::new(Dialect::OpenAi, false, 1 << 20);
             let mut out = Vec::new();
             let mut start = 0;
             for end in cuts {
@@ -618,6 +1058,18 @@ mod tests {
 
         /// However the stream is cut into chunks, the scanner sees the same events and the
         /// client gets the same bytes.
+        #[test]
+        fn typed_streams_scan_the_same_however_chunked(split in proptest::collection::vec(0usize..2000, 0..12)) {
+            for (dialect, stream) in [(Dialect::Anthropic, ANTHROPIC), (Dialect::Responses, RESPONSES)] {
+                let (out, fault, scanner) = scan(dialect, stream, &split);
+                let (_, _, whole) = scan(dialect, stream, &[]);
+                prop_assert_eq!(out, stream.as_bytes());
+                prop_assert_eq!(fault, None);
+                prop_assert!(scanner.done());
+                prop_assert_eq!(scanner.usage(), whole.usage());
+            }
+        }
+
         #[test]
         fn any_chunking_gives_the_same_result(split in proptest::collection::vec(0usize..400, 0..12), strip: bool) {
             let (out, scanner, firsts) = run(&split, strip);

@@ -9,7 +9,7 @@
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 
-use super::sse::SseScanner;
+use super::sse::{Dialect, SseScanner};
 use super::{ByteStream, ProviderError, StreamFault};
 
 /// Most bytes held back while priming: past it, the stream is committed even without content
@@ -27,12 +27,19 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    /// `first`: a chunk already read, if any.
-    pub fn new(first: Option<Bytes>, rest: ByteStream, strip_usage: bool, max_line: usize) -> Self {
+    /// `first`: a chunk already read, if any; `dialect`: how the events are written (the
+    /// client's API's, see [`SseScanner`]).
+    pub fn new(
+        first: Option<Bytes>,
+        rest: ByteStream,
+        dialect: Dialect,
+        strip_usage: bool,
+        max_line: usize,
+    ) -> Self {
         Self {
             first,
             rest,
-            scanner: SseScanner::new(strip_usage, max_line),
+            scanner: SseScanner::new(dialect, strip_usage, max_line),
             held: BytesMut::new(),
             ended: false,
         }

@@ -101,8 +101,8 @@ impl Relay {
         }
     }
 
-    /// Ends the stream on an upstream failure: what was good of the last chunk, then an
-    /// OpenAI-shaped error event (after a blank line, so it is an event of its own).
+    /// Ends the stream on an upstream failure: what was good of the last chunk, then an error
+    /// event in the stream's dialect (after a blank line, so it is an event of its own).
     fn fail(&mut self, error: ProviderError, forward: Bytes) -> Bytes {
         let reason = error.reason();
         self.state = State::Failed(reason);
@@ -118,12 +118,11 @@ impl Relay {
         });
         let error =
             ApiError::UpstreamFailed(format!("the upstream stream broke: {}", reason.label()));
-        let body = error.body();
-        let mut event = Vec::with_capacity(forward.len() + body.len() + 10);
+        let shaped = error.stream_event(self.scanner.dialect());
+        let mut event = Vec::with_capacity(forward.len() + shaped.len() + 1);
         event.extend_from_slice(&forward);
-        event.extend_from_slice(b"\ndata: ");
-        event.extend_from_slice(&body);
-        event.extend_from_slice(b"\n\n");
+        event.push(b'\n');
+        event.extend_from_slice(&shaped);
         Bytes::from(event)
     }
 }

@@ -107,7 +107,7 @@ pub const FAMILIES: &[Family] = &[
         "Time until a provider answered (JSON), sent its first content (stream), or failed, per attempt.",
         &[Providers, Performance]),
     family(PROVIDER_REQUESTS, Counter, "1", &["provider", "outcome", "reason"],
-        "Provider attempts by outcome (success, error, timeout, rate_limited, rejected) and failure reason (none, connect, timeout, server_error, rate_limited, auth_refused, client_error, malformed, transport, too_large, stream_cut, stream_malformed, stream_idle, stream_no_done, stream_too_large); a stream's attempt is counted when the stream ends.",
+        "Provider attempts by outcome (success, error, timeout, rate_limited, rejected) and failure reason (none, connect, timeout, server_error, rate_limited, auth_refused, client_error, malformed, transport, too_large, stream_cut, stream_malformed, stream_idle, stream_no_done, stream_too_large, stream_error); a stream's attempt is counted when the stream ends.",
         &[Providers]),
     family(PROVIDER_FAILOVERS, Counter, "1", &["provider"],
         "Attempts that failed over to another provider, by the provider failed over from.",
