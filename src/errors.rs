@@ -9,8 +9,6 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
-use crate::providers::sse::Dialect;
-
 /// What a 429 tells the client besides its message.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RateLimit {
@@ -164,16 +162,6 @@ impl ApiError {
             400..=499 => "invalid_request_error",
             _ => "api_error",
         }
-    }
-
-    /// The whole SSE event that reports this error in a stream of `dialect`.
-    pub fn stream_event(&self, dialect: Dialect) -> Vec<u8> {
-        dialect.error_event(
-            self.anthropic_type(),
-            self.code(),
-            &self.to_string(),
-            &self.body(),
-        )
     }
 
     /// The JSON body, also used where an error must be written into a stream.

@@ -3,7 +3,19 @@
 
 use serde::Deserialize;
 
-use crate::providers::sse::Dialect;
+/// How a stream's events are written: the client's API decides, and a provider that speaks
+/// another one translates at its edge, so the scanner and the relay see the client's dialect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// `chat.completion.chunk` / `text_completion` events, then `data: [DONE]`.
+    OpenAi,
+    /// The Responses API's typed events (`response.output_text.delta`, …,
+    /// `response.completed`).
+    Responses,
+    /// Anthropic's Messages events (`message_start`, `content_block_delta`, …,
+    /// `message_stop`).
+    Anthropic,
+}
 
 /// One OpenAI API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]

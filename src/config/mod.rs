@@ -30,7 +30,7 @@ use std::time::{Duration, SystemTime};
 use serde::Deserialize;
 
 pub use actors::{AnomalyConfig, BreakerConfig, CostConfig, HealthConfig};
-pub use api::Api;
+pub use api::{Api, Dialect};
 pub use describe::redact_url;
 pub use error::{ConfigError, Invalid};
 pub use interpolate::interpolate;

@@ -20,7 +20,7 @@ use futures_util::task::AtomicWaker;
 use futures_util::Stream;
 
 use crate::errors::ApiError;
-use crate::providers::sse::Dialect;
+use crate::providers::sse::{self, Dialect};
 
 /// The drain state shared by every worker.
 ///
@@ -113,7 +113,7 @@ impl<S> CutOnDrain<S> {
             _ => b"\n\n",
         };
         let mut event = close.to_vec();
-        event.extend_from_slice(&ApiError::ShuttingDown.stream_event(self.dialect));
+        event.extend_from_slice(&sse::error_event(&ApiError::ShuttingDown, self.dialect));
         Bytes::from(event)
     }
 }

@@ -22,7 +22,10 @@ use bytes::{Bytes, BytesMut};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+pub use crate::config::Dialect;
+
 use super::{StreamFault, Usage};
+use crate::errors::ApiError;
 
 /// What the scanner reads of one event (the rest is skipped).
 #[derive(Deserialize)]
@@ -60,20 +63,6 @@ struct Delta<'a> {
 /// The usage key, searched for in every event after the first content (built once).
 static USAGE_KEY: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
     std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"usage\""));
-
-/// How a stream's events are written: the client's API decides, and a provider that speaks
-/// another one translates at its edge, so the scanner and the relay see the client's dialect.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dialect {
-    /// `chat.completion.chunk` / `text_completion` events, then `data: [DONE]`.
-    OpenAi,
-    /// The Responses API's typed events (`response.output_text.delta`, …,
-    /// `response.completed`).
-    Responses,
-    /// Anthropic's Messages events (`message_start`, `content_block_delta`, …,
-    /// `message_stop`).
-    Anthropic,
-}
 
 impl Dialect {
     /// An error written into a stream of this dialect, as one whole event: OpenAI's
@@ -117,6 +106,16 @@ impl Dialect {
             Self::Anthropic => &[b"{\"type\":\"content_block_delta\""],
         }
     }
+}
+
+/// The whole SSE event that reports `error` in a stream of `dialect`.
+pub fn error_event(error: &ApiError, dialect: Dialect) -> Vec<u8> {
+    dialect.error_event(
+        error.anthropic_type(),
+        error.code(),
+        &error.to_string(),
+        &error.body(),
+    )
 }
 
 /// What the scanner reads of one typed event (Responses, Anthropic).

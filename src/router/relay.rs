@@ -24,7 +24,7 @@ use super::span::StreamSpan;
 use crate::board::{ModelId, ProviderId};
 use crate::errors::ApiError;
 use crate::outcome::{AttemptRecord, AttemptResult, Ending, Reporter, RequestEnd};
-use crate::providers::sse::SseScanner;
+use crate::providers::sse::{self, SseScanner};
 use crate::providers::{ByteStream, FailureReason, ProviderError, StreamFault, Upstream};
 
 /// Who the stream belongs to: what its attempt and its request's end are recorded with.
@@ -118,7 +118,7 @@ impl Relay {
         });
         let error =
             ApiError::UpstreamFailed(format!("the upstream stream broke: {}", reason.label()));
-        let shaped = error.stream_event(self.scanner.dialect());
+        let shaped = sse::error_event(&error, self.scanner.dialect());
         let mut event = Vec::with_capacity(forward.len() + shaped.len() + 1);
         event.extend_from_slice(&forward);
         event.push(b'\n');
