@@ -50,7 +50,7 @@ pub struct Model {
 
 impl Model {
     pub fn serves(&self, api: Api) -> bool {
-        self.apis[api.index()]
+        self.apis[api.capability().index()]
     }
 }
 

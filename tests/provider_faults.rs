@@ -114,6 +114,11 @@ fn streams_with_a_late_malformed_event_open_the_breaker() {
 }
 
 #[test]
+fn streams_with_an_error_event_open_the_breaker() {
+    broken_streams_open_the_breaker("error-event", "", "error", "stream_error");
+}
+
+#[test]
 fn streams_closed_without_done_open_the_breaker() {
     broken_streams_open_the_breaker("no-done", "", "error", "stream_no_done");
 }

@@ -17,7 +17,7 @@ pub enum Dialect {
     Anthropic,
 }
 
-/// One OpenAI API.
+/// One client-facing API: OpenAI's, and Anthropic's Messages API (with its token count).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Api {
@@ -27,26 +27,49 @@ pub enum Api {
     Completions,
     /// `POST /v1/embeddings`
     Embeddings,
+    /// `POST /v1/messages`: Anthropic's Messages API. A model serving `chat` serves it.
+    Messages,
+    /// `POST /v1/messages/count_tokens`: Anthropic's token count, served by Anthropic
+    /// providers only.
+    CountTokens,
 }
 
 impl Api {
-    pub const ALL: [Api; 3] = [Self::Chat, Self::Completions, Self::Embeddings];
+    pub const ALL: [Api; 5] = [
+        Self::Chat,
+        Self::Completions,
+        Self::Embeddings,
+        Self::Messages,
+        Self::CountTokens,
+    ];
 
-    /// The path after an OpenAI-compatible `base_url`.
+    /// The path after `/v1/` (and after an OpenAI-compatible `base_url`).
     pub fn path(self) -> &'static str {
         match self {
             Self::Chat => "chat/completions",
             Self::Completions => "completions",
             Self::Embeddings => "embeddings",
+            Self::Messages => "messages",
+            Self::CountTokens => "messages/count_tokens",
+        }
+    }
+
+    /// The API whose `[models.ID] apis` entry lets a model serve this one: the Messages API
+    /// (and its token count) is a conversation like a chat completion.
+    pub fn capability(self) -> Api {
+        match self {
+            Self::Messages | Self::CountTokens => Self::Chat,
+            other => other,
         }
     }
 
     /// The OpenTelemetry GenAI operation name (`gen_ai.operation.name`).
     pub fn operation(self) -> &'static str {
         match self {
-            Self::Chat => "chat",
+            Self::Chat | Self::Messages => "chat",
             Self::Completions => "text_completion",
             Self::Embeddings => "embeddings",
+            Self::CountTokens => "count_tokens",
         }
     }
 
@@ -57,6 +80,8 @@ impl Api {
             Self::Chat => "chat",
             Self::Completions => "completions",
             Self::Embeddings => "embeddings",
+            Self::Messages => "messages",
+            Self::CountTokens => "count_tokens",
         }
     }
 
@@ -74,12 +99,13 @@ impl Api {
     pub fn dialect(self) -> Dialect {
         match self {
             Self::Chat | Self::Completions | Self::Embeddings => Dialect::OpenAi,
+            Self::Messages | Self::CountTokens => Dialect::Anthropic,
         }
     }
 
     /// Whether answers of this API can stream.
     pub fn streams(self) -> bool {
-        !matches!(self, Self::Embeddings)
+        !matches!(self, Self::Embeddings | Self::CountTokens)
     }
 }
 

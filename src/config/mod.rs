@@ -443,6 +443,17 @@ fn validate_model(
             "at least one API (\"chat\", \"completions\", \"embeddings\"), or omit it for all",
         ));
     }
+    if let Some(i) = model
+        .apis
+        .iter()
+        .flatten()
+        .position(|a| a.capability() != *a)
+    {
+        return Err(Invalid::new(
+            format!("{base}.apis[{i}]"),
+            "the Messages API is served by every model that serves \"chat\": list \"chat\"",
+        ));
+    }
     let mut seen = std::collections::HashSet::new();
     for (i, p) in model.providers.iter().enumerate() {
         if !providers.contains_key(p) {

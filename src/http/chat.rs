@@ -1,5 +1,7 @@
-//! `POST /v1/chat/completions`, `/v1/completions` and `/v1/embeddings`: one handler, the API
-//! a parameter (each route binds its own).
+//! `POST /v1/chat/completions`, `/v1/completions`, `/v1/embeddings` and (through
+//! [`super::messages`]) `/v1/messages`: one handler, the API a parameter (each route binds
+//! its own). The reply is the client's dialect already — providers translate at their edge —
+//! so the handler only frames it.
 
 use std::time::{Instant, SystemTime};
 
@@ -11,6 +13,7 @@ use futures_util::StreamExt;
 use super::{overhead, AppState};
 use crate::config::Api;
 use crate::errors::ApiError;
+use crate::providers::sse::Dialect;
 use crate::router::request;
 use crate::router::ChatReply;
 
@@ -38,19 +41,29 @@ pub async fn embeddings(
     serve(Api::Embeddings, req, payload, state).await
 }
 
-async fn serve(
+pub(super) async fn serve(
     api: Api,
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let started = Instant::now();
-    let caller = state.keys.authenticate(
-        req.headers()
+    // Anthropic's clients send their key as `x-api-key`; `Authorization: Bearer` works too.
+    let anthropic_key = match api.dialect() {
+        Dialect::Anthropic => req
+            .headers()
+            .get("x-api-key")
+            .map(|key| [b"Bearer ", key.as_bytes()].concat()),
+        _ => None,
+    };
+    let presented = match &anthropic_key {
+        Some(key) => Some(&key[..]),
+        None => req
+            .headers()
             .get(header::AUTHORIZATION)
             .map(|v| v.as_bytes()),
-        SystemTime::now(),
-    )?;
+    };
+    let caller = state.keys.authenticate(presented, SystemTime::now())?;
     let body = receive(&req, payload, &state).await?;
     let head = request::parse(api, &body)?;
     let deadline = started + state.request_timeout;
@@ -73,6 +86,8 @@ async fn serve(
         Api::Chat => answered!("chat completion answered"),
         Api::Completions => answered!("text completion answered"),
         Api::Embeddings => answered!("embeddings request answered"),
+        Api::Messages => answered!("anthropic message answered"),
+        Api::CountTokens => answered!("anthropic token count answered"),
     }
     let mut response = match reply {
         ChatReply::Json {

@@ -20,7 +20,7 @@ pub enum Dialect {
     /// OpenAI's chat completions, completions and embeddings.
     #[default]
     OpenAi,
-    /// Anthropic's Messages API (`POST /v1/messages`); its `api` is [`Api::Chat`].
+    /// Anthropic's Messages API (`POST /v1/messages`); its `api` is [`Api::Messages`].
     Anthropic,
 }
 
@@ -38,6 +38,9 @@ pub struct MockRequest {
     pub stream: bool,
     pub include_usage: bool,
     pub max_tokens: Option<u64>,
+    /// The tool the answer calls: the first one offered, when the conversation ends with
+    /// the user's turn (not with a tool's result). The call's input is `{"query": prompt}`.
+    pub tool: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -59,6 +62,8 @@ struct Request {
     max_tokens: Option<u64>,
     #[serde(default)]
     max_completion_tokens: Option<u64>,
+    #[serde(default)]
+    tools: Vec<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -80,6 +85,8 @@ struct StreamOptions {
 struct AnthropicRequest {
     model: String,
     max_tokens: Option<u64>,
+    #[serde(default)]
+    tools: Vec<serde_json::Value>,
     #[serde(default)]
     system: Option<serde_json::Value>,
     #[serde(default)]
@@ -128,6 +135,9 @@ pub fn count_tokens(text: &str) -> u64 {
 impl MockRequest {
     /// Parses a request body of `api`; the error is a message for a 400.
     pub fn parse(api: Api, body: &[u8]) -> Result<Self, String> {
+        if matches!(api, Api::Messages | Api::CountTokens) {
+            return Self::anthropic(api, body);
+        }
         let req: Request = serde_json::from_slice(body).map_err(|e| e.to_string())?;
         let (prompt, prompt_tokens) = match api {
             Api::Chat => {
@@ -139,15 +149,17 @@ impl MockRequest {
                     .iter()
                     .map(|m| count_tokens(&text_of(&m.content)) + 3)
                     .sum();
+                // After a tool's result, the answer is about the result.
                 let prompt = req
                     .messages
                     .iter()
                     .rev()
-                    .find(|m| m.role == "user")
+                    .find(|m| m.role == "user" || m.role == "tool")
                     .map(|m| text_of(&m.content))
                     .unwrap_or_default();
                 (prompt, tokens)
             }
+            Api::Messages | Api::CountTokens => unreachable_api(api)?,
             Api::Completions | Api::Embeddings => {
                 let field = if api == Api::Completions {
                     req.prompt.as_ref()
@@ -168,6 +180,13 @@ impl MockRequest {
                 (text, tokens)
             }
         };
+        let last_is_user = req.messages.last().is_some_and(|m| m.role == "user");
+        let tool = req
+            .tools
+            .first()
+            .and_then(|t| t["function"]["name"].as_str())
+            .filter(|_| last_is_user && api == Api::Chat)
+            .map(str::to_owned);
         Ok(Self {
             api,
             dialect: Dialect::OpenAi,
@@ -180,6 +199,7 @@ impl MockRequest {
                 .and_then(|o| o.include_usage)
                 .unwrap_or(false),
             max_tokens: req.max_completion_tokens.or(req.max_tokens),
+            tool,
         })
     }
 
@@ -187,8 +207,16 @@ impl MockRequest {
     /// `stream`); the error is a message for a 400 `invalid_request_error`. The prompt is the
     /// text of the last `user` message.
     pub fn parse_anthropic(body: &[u8]) -> Result<Self, String> {
+        Self::anthropic(Api::Messages, body)
+    }
+
+    /// A Messages request, or a token count (which has no `max_tokens`).
+    fn anthropic(api: Api, body: &[u8]) -> Result<Self, String> {
         let req: AnthropicRequest = serde_json::from_slice(body).map_err(|e| e.to_string())?;
-        let max_tokens = req.max_tokens.ok_or("max_tokens: field required")?;
+        let max_tokens = match req.max_tokens {
+            None if api == Api::Messages => return Err("max_tokens: field required".into()),
+            max => max,
+        };
         if req.messages.is_empty() {
             return Err("messages: at least one message is required".into());
         }
@@ -209,16 +237,167 @@ impl MockRequest {
             .find(|m| m.role == "user")
             .map(|m| anthropic_text(m.content.as_ref()))
             .unwrap_or_default();
+        let answers_a_tool = req.messages.last().is_some_and(|m| {
+            m.content
+                .as_ref()
+                .and_then(|c| c.as_array())
+                .is_some_and(|blocks| {
+                    blocks
+                        .iter()
+                        .any(|b| b["type"].as_str() == Some("tool_result"))
+                })
+        });
+        let last_is_user = req.messages.last().is_some_and(|m| m.role == "user");
+        let tool = req
+            .tools
+            .first()
+            .and_then(|t| t["name"].as_str())
+            .filter(|_| last_is_user && !answers_a_tool)
+            .map(str::to_owned);
         Ok(Self {
-            api: Api::Chat,
+            api,
             dialect: Dialect::Anthropic,
             model: req.model,
             prompt,
             prompt_tokens,
-            stream: req.stream.unwrap_or(false),
+            stream: api.streams() && req.stream.unwrap_or(false),
             include_usage: false,
-            max_tokens: Some(max_tokens),
+            max_tokens,
+            tool,
         })
+    }
+
+    /// The tool call's input (`{"query": prompt}`) as JSON text, and its tokens (words).
+    fn tool_arguments(&self) -> (String, u64) {
+        let arguments = json!({"query": self.prompt}).to_string();
+        (arguments, count_tokens(&self.prompt) + 1)
+    }
+
+    /// The call's arguments in two fragments, as upstreams stream them (split on a char
+    /// boundary).
+    fn argument_fragments(arguments: &str) -> [&str; 2] {
+        let mut cut = arguments.len() / 2;
+        while !arguments.is_char_boundary(cut) {
+            cut += 1;
+        }
+        [&arguments[..cut], &arguments[cut..]]
+    }
+
+    /// A `chat.completion` calling `tool`.
+    fn tool_completion(&self, tool: &str, id: &str, created: u64) -> Vec<u8> {
+        let (arguments, tokens) = self.tool_arguments();
+        json!({
+            "id": id,
+            "object": "chat.completion",
+            "created": created,
+            "model": self.model,
+            "choices": [{
+                "index": 0,
+                "message": {"role": "assistant", "content": null, "tool_calls": [{
+                    "id": format!("call_{id}"), "type": "function",
+                    "function": {"name": tool, "arguments": arguments}}]},
+                "finish_reason": "tool_calls",
+            }],
+            "usage": self.usage(tokens),
+        })
+        .to_string()
+        .into_bytes()
+    }
+
+    /// The chunks of a streamed call of `tool`: the call's id and name, its arguments in two
+    /// fragments, the `tool_calls` finish, usage when asked, `[DONE]`.
+    fn tool_stream(&self, tool: &str, id: &str, created: u64) -> Vec<Bytes> {
+        let (arguments, tokens) = self.tool_arguments();
+        let chunk = |delta: serde_json::Value, finish: Option<&str>| {
+            frame(&json!({
+                "id": id, "object": "chat.completion.chunk", "created": created,
+                "model": self.model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            }))
+        };
+        let mut events = vec![
+            chunk(json!({"role": "assistant", "content": null}), None),
+            chunk(
+                json!({"tool_calls": [{"index": 0, "id": format!("call_{id}"), "type": "function",
+                    "function": {"name": tool, "arguments": ""}}]}),
+                None,
+            ),
+        ];
+        for part in Self::argument_fragments(&arguments) {
+            events.push(chunk(
+                json!({"tool_calls": [{"index": 0, "function": {"arguments": part}}]}),
+                None,
+            ));
+        }
+        events.push(chunk(json!({}), Some("tool_calls")));
+        if self.include_usage {
+            events.push(frame(&json!({
+                "id": id, "object": "chat.completion.chunk", "created": created,
+                "model": self.model, "choices": [], "usage": self.usage(tokens),
+            })));
+        }
+        events.push(Bytes::from_static(b"data: [DONE]\n\n"));
+        events
+    }
+
+    /// An Anthropic `message` calling `tool` (`stop_reason: tool_use`).
+    fn anthropic_tool_message(&self, tool: &str, id: &str) -> Vec<u8> {
+        let (_, tokens) = self.tool_arguments();
+        json!({
+            "id": id,
+            "type": "message",
+            "role": "assistant",
+            "model": self.model,
+            "content": [{"type": "tool_use", "id": format!("toolu_{id}"), "name": tool,
+                "input": {"query": self.prompt}}],
+            "stop_reason": "tool_use",
+            "stop_sequence": null,
+            "usage": {"input_tokens": self.prompt_tokens, "output_tokens": tokens},
+        })
+        .to_string()
+        .into_bytes()
+    }
+
+    /// Anthropic's events of a streamed call of `tool`: a `tool_use` block whose input
+    /// arrives as two `input_json_delta` fragments.
+    fn anthropic_tool_events(&self, tool: &str, id: &str) -> Vec<Bytes> {
+        let (arguments, tokens) = self.tool_arguments();
+        let mut events = vec![
+            named_frame(
+                "message_start",
+                &json!({"type": "message_start", "message": {
+                    "id": id, "type": "message", "role": "assistant", "model": self.model,
+                    "content": [], "stop_reason": null, "stop_sequence": null,
+                    "usage": {"input_tokens": self.prompt_tokens, "output_tokens": 1}}}),
+            ),
+            named_frame(
+                "content_block_start",
+                &json!({"type": "content_block_start", "index": 0, "content_block": {
+                    "type": "tool_use", "id": format!("toolu_{id}"), "name": tool, "input": {}}}),
+            ),
+        ];
+        for part in Self::argument_fragments(&arguments) {
+            events.push(named_frame(
+                "content_block_delta",
+                &json!({"type": "content_block_delta", "index": 0,
+                    "delta": {"type": "input_json_delta", "partial_json": part}}),
+            ));
+        }
+        events.push(named_frame(
+            "content_block_stop",
+            &json!({"type": "content_block_stop", "index": 0}),
+        ));
+        events.push(named_frame(
+            "message_delta",
+            &json!({"type": "message_delta",
+                "delta": {"stop_reason": "tool_use", "stop_sequence": null},
+                "usage": {"output_tokens": tokens}}),
+        ));
+        events.push(named_frame(
+            "message_stop",
+            &json!({"type": "message_stop"}),
+        ));
+        events
     }
 
     /// The answer's words: "You said:" and the prompt, cut at `max_tokens`.
@@ -275,8 +454,19 @@ impl MockRequest {
     /// A non-streamed answer: a `chat.completion`, a `text_completion`, an embeddings list
     /// (one small deterministic vector per request), or an Anthropic `message`.
     pub fn completion(&self, id: &str, created: u64) -> Vec<u8> {
+        if self.api == Api::CountTokens {
+            return json!({"input_tokens": self.prompt_tokens})
+                .to_string()
+                .into_bytes();
+        }
+        if let (Some(tool), Dialect::Anthropic) = (&self.tool, self.dialect) {
+            return self.anthropic_tool_message(tool, id);
+        }
         if self.dialect == Dialect::Anthropic {
             return self.anthropic_message(id);
+        }
+        if let Some(tool) = &self.tool {
+            return self.tool_completion(tool, id, created);
         }
         let words = self.answer_words();
         if self.api == Api::Embeddings {
@@ -323,8 +513,14 @@ impl MockRequest {
     /// chunk, a usage chunk when asked for, and `[DONE]`. Anthropic's are named events
     /// instead: see [`MockRequest::anthropic_events`].
     pub fn stream_events(&self, id: &str, created: u64, chunks: usize) -> Vec<Bytes> {
+        if let (Some(tool), Dialect::Anthropic) = (&self.tool, self.dialect) {
+            return self.anthropic_tool_events(tool, id);
+        }
         if self.dialect == Dialect::Anthropic {
             return self.anthropic_events(id, chunks);
+        }
+        if let Some(tool) = &self.tool {
+            return self.tool_stream(tool, id, created);
         }
         let words = self.answer_words();
         let text_api = self.api == Api::Completions;
@@ -451,6 +647,11 @@ impl MockRequest {
     }
 }
 
+/// The Anthropic APIs are parsed by [`MockRequest::anthropic`].
+fn unreachable_api(api: Api) -> Result<(String, u64), String> {
+    Err(format!("/v1/{} is not an OpenAI API", api.path()))
+}
+
 fn frame(value: &serde_json::Value) -> Bytes {
     Bytes::from(format!("data: {value}\n\n"))
 }
@@ -551,7 +752,7 @@ mod tests {
     fn parses_anthropic_bodies() {
         let req = MockRequest::parse_anthropic(ANTHROPIC).unwrap();
         assert_eq!(req.dialect, Dialect::Anthropic);
-        assert_eq!(req.api, Api::Chat);
+        assert_eq!(req.api, Api::Messages);
         assert_eq!(req.model, "claude-x");
         // The last user message's text blocks and tool result; the image is no text.
         assert_eq!(req.prompt, "hello there world");
@@ -660,5 +861,71 @@ mod tests {
             );
             assert_eq!(delta["usage"], json!({"output_tokens": 5}));
         }
+    }
+
+    /// With tools offered and the user's turn last, the mock calls the first tool — whole
+    /// and streamed, in both dialects — and after the tool's result it answers about it.
+    #[test]
+    fn tools_are_called_then_answered() {
+        let openai = br#"{"model":"m","messages":[{"role":"user","content":"weather in Paris"}],"tools":[{"type":"function","function":{"name":"get_weather","parameters":{}}}],"stream":true,"stream_options":{"include_usage":true}}"#;
+        let req = MockRequest::parse(Api::Chat, openai).unwrap();
+        assert_eq!(req.tool.as_deref(), Some("get_weather"));
+        let v: serde_json::Value = serde_json::from_slice(&req.completion("c1", 1)).unwrap();
+        let call = &v["choices"][0]["message"]["tool_calls"][0];
+        assert_eq!(call["function"]["name"], "get_weather");
+        assert_eq!(
+            call["function"]["arguments"],
+            r#"{"query":"weather in Paris"}"#
+        );
+        assert_eq!(v["choices"][0]["finish_reason"], "tool_calls");
+        let arguments: String = req
+            .stream_events("c1", 1, 0)
+            .iter()
+            .filter_map(|e| {
+                let data = std::str::from_utf8(e)
+                    .unwrap()
+                    .strip_prefix("data: ")?
+                    .trim();
+                let v: serde_json::Value = serde_json::from_str(data).ok()?;
+                v["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"]
+                    .as_str()
+                    .map(str::to_owned)
+            })
+            .collect();
+        assert_eq!(arguments, r#"{"query":"weather in Paris"}"#);
+
+        let answered = br#"{"model":"m","messages":[{"role":"user","content":"weather in Paris"},{"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function","function":{"name":"get_weather","arguments":"{}"}}]},{"role":"tool","tool_call_id":"call_1","content":"sunny"}],"tools":[{"type":"function","function":{"name":"get_weather","parameters":{}}}]}"#;
+        let req = MockRequest::parse(Api::Chat, answered).unwrap();
+        assert_eq!((req.tool.as_deref(), req.prompt.as_str()), (None, "sunny"));
+
+        let anthropic = br#"{"model":"c","max_tokens":50,"tools":[{"name":"get_weather","input_schema":{"type":"object"}}],"messages":[{"role":"user","content":"weather in Paris"}]}"#;
+        let req = MockRequest::parse(Api::Messages, anthropic).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&req.completion("msg_1", 1)).unwrap();
+        assert_eq!(v["content"][0]["type"], "tool_use");
+        assert_eq!(v["content"][0]["input"]["query"], "weather in Paris");
+        assert_eq!(v["stop_reason"], "tool_use");
+        let partial: String = named(&req.stream_events("msg_1", 1, 0))
+            .iter()
+            .filter_map(|(_, v)| v["delta"]["partial_json"].as_str().map(str::to_owned))
+            .collect();
+        assert_eq!(partial, r#"{"query":"weather in Paris"}"#);
+        let result = br#"{"model":"c","max_tokens":50,"tools":[{"name":"get_weather","input_schema":{}}],"messages":[{"role":"user","content":"weather"},{"role":"assistant","content":[{"type":"tool_use","id":"t1","name":"get_weather","input":{}}]},{"role":"user","content":[{"type":"tool_result","tool_use_id":"t1","content":"sunny"}]}]}"#;
+        let req = MockRequest::parse(Api::Messages, result).unwrap();
+        assert_eq!((req.tool.as_deref(), req.prompt.as_str()), (None, "sunny"));
+    }
+
+    #[test]
+    fn token_counts_need_no_max_tokens() {
+        let req = MockRequest::parse(
+            Api::CountTokens,
+            br#"{"model":"c","messages":[{"role":"user","content":"four words right here"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(req.completion("x", 1), br#"{"input_tokens":7}"#);
+        assert!(MockRequest::parse(
+            Api::Messages,
+            br#"{"model":"c","messages":[{"role":"user","content":"x"}]}"#
+        )
+        .is_err());
     }
 }

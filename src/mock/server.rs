@@ -43,6 +43,9 @@ pub enum FailMode {
     NoDone,
     /// A stream goes silent after its first content, and stays open.
     Stall,
+    /// A stream sends its protocol's error event after its first content, and ends
+    /// (`data: {"error": …}`; Anthropic: `event: error`, `overloaded_error`).
+    ErrorEvent,
     /// An answer that never ends: a JSON body, or a stream line after the first content,
     /// growing until the client goes away.
     Oversize,
@@ -192,6 +195,8 @@ pub async fn run(options: Options) -> std::io::Result<()> {
             .route("/embeddings", web::post().to(embeddings))
             .route("/v1/messages", web::post().to(messages))
             .route("/messages", web::post().to(messages))
+            .route("/v1/messages/count_tokens", web::post().to(count_tokens))
+            .route("/messages/count_tokens", web::post().to(count_tokens))
             .route("/v1/models", web::get().to(models))
             .route("/mock/control", web::post().to(control))
             .route("/mock/stats", web::get().to(stats))
@@ -268,6 +273,8 @@ struct StreamFaults {
     end: &'static [u8],
     /// The start of an `oversize` stream's endless event.
     oversize: &'static [u8],
+    /// What an `error-event` stream sends after its first content.
+    error_event: &'static [u8],
 }
 
 impl StreamFaults {
@@ -279,6 +286,7 @@ impl StreamFaults {
                 malformed_late: b"data: {\"choices\":[{\"delta\n\n",
                 end: b"data: [DONE]\n\n",
                 oversize: b"data: {\"pad\":\"",
+                error_event: b"data: {\"error\":{\"message\":\"mock upstream overloaded\",\"type\":\"server_error\",\"param\":null,\"code\":null}}\n\n",
             },
             // message_start, content_block_start, ping, then the first text delta.
             Dialect::Anthropic => Self {
@@ -287,6 +295,7 @@ impl StreamFaults {
                 malformed_late: b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"delta\n\n",
                 end: b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
                 oversize: b"event: content_block_delta\ndata: {\"pad\":\"",
+                error_event: b"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n",
             },
         }
     }
@@ -327,7 +336,11 @@ async fn embeddings(req: HttpRequest, body: Bytes, state: web::Data<State>) -> H
 }
 
 async fn messages(req: HttpRequest, body: Bytes, state: web::Data<State>) -> HttpResponse {
-    answer(Dialect::Anthropic, Api::Chat, req, body, state).await
+    answer(Dialect::Anthropic, Api::Messages, req, body, state).await
+}
+
+async fn count_tokens(req: HttpRequest, body: Bytes, state: web::Data<State>) -> HttpResponse {
+    answer(Dialect::Anthropic, Api::CountTokens, req, body, state).await
 }
 
 /// One request of `api` in `dialect` (counted as a chat request in the stats, whatever its
@@ -348,11 +361,7 @@ async fn answer(
             return dialect_error(dialect, 401, message);
         }
     }
-    let parsed = match dialect {
-        Dialect::OpenAi => MockRequest::parse(api, &body),
-        Dialect::Anthropic => MockRequest::parse_anthropic(&body),
-    };
-    let request = match parsed {
+    let request = match MockRequest::parse(api, &body) {
         Ok(r) => r,
         Err(message) => return dialect_error(dialect, 400, &message),
     };
@@ -365,10 +374,7 @@ async fn answer(
         stats.chat_requests += 1;
         stats.failures += u64::from(failing);
         stats.last_model = Some(request.model.clone());
-        stats.last_api = Some(match dialect {
-            Dialect::OpenAi => api.path(),
-            Dialect::Anthropic => "messages",
-        });
+        stats.last_api = Some(api.path());
         stats.last_anthropic_version = req
             .headers()
             .get("anthropic-version")
@@ -432,6 +438,10 @@ async fn answer(
         (true, FailMode::NoDone) => {
             events.pop();
         }
+        (true, FailMode::ErrorEvent) => {
+            events.truncate(faults.first_content);
+            events.push(Bytes::from_static(faults.error_event));
+        }
         (true, FailMode::Oversize) => {
             events.truncate(faults.first_content);
             let head = futures_util::stream::iter(events.into_iter().map(Ok));
@@ -444,7 +454,8 @@ async fn answer(
     }
     let stall_after =
         (failing && behaviour.fail_mode == FailMode::Stall).then_some(faults.first_content);
-    let drop_after = (failing && behaviour.fail_mode == FailMode::Drop).then_some(2usize);
+    let drop_after =
+        (failing && behaviour.fail_mode == FailMode::Drop).then_some(faults.first_content);
     let delay = behaviour.chunk_delay;
     state.stats().streams_started += 1;
     let guard = StreamGuard(state.clone());

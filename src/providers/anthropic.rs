@@ -1,4 +1,10 @@
-//! `kind = "anthropic"`: chat completions served by Anthropic's Messages API.
+//! `kind = "anthropic"`: Anthropic's Messages API, for Anthropic's own clients and for chat
+//! completions.
+//!
+//! A Messages request (`/v1/messages`, `/v1/messages/count_tokens`) passes through as the
+//! client wrote it (the router's `model` rewrite only), its answer, stream and errors back
+//! as Anthropic wrote them; the scanner reads the stream in Anthropic's dialect for usage,
+//! first content, `message_stop` and error events.
 //!
 //! The HTTP side is the OpenAI client's (one pooled hyper client, the same timeouts, caps and
 //! error classes), sending `api_key` as `x-api-key` with the `anthropic-version` header to
@@ -9,18 +15,15 @@
 //! ([`Translated`]) — so the router's priming, scanner and relay see an OpenAI stream, with
 //! `[DONE]` only when Anthropic sent `message_stop`.
 
-use std::collections::VecDeque;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use futures_util::Stream;
 
 use super::openai::{Auth, OpenAiClient};
-use super::sse::{LineTooLong, Lines};
+use super::sse::Dialect;
 use super::translate::{self, AnthropicToOpenAiStream, TranslateError};
-use super::{ByteStream, ProviderError, Reply, Upstream, Want};
+use super::translated::Translated;
+use super::{ProviderError, Reply, Upstream, Want};
 use crate::config::{AnthropicProviderConfig, Api};
 use crate::telemetry::traces::propagation::UpstreamTrace;
 
@@ -36,7 +39,10 @@ impl AnthropicClient {
             .entry("anthropic-version".into())
             .or_insert_with(|| config.version.clone());
         Ok(Self {
-            http: OpenAiClient::build(&http, Auth::XApiKey, |_| "v1/messages")?,
+            http: OpenAiClient::build(&http, Auth::XApiKey, |api| match api {
+                Api::CountTokens => "v1/messages/count_tokens",
+                _ => "v1/messages",
+            })?,
             default_max_tokens: config.default_max_tokens,
         })
     }
@@ -45,7 +51,8 @@ impl AnthropicClient {
         self.http.host()
     }
 
-    /// One chat completion attempt, translated; other APIs are not Anthropic's (a 400).
+    /// One attempt: the Messages API passed through, a chat completion translated; other
+    /// APIs are not Anthropic's (a 400; the router does not send them).
     pub async fn call(
         &self,
         api: Api,
@@ -53,12 +60,58 @@ impl AnthropicClient {
         want: Want,
         trace: &UpstreamTrace,
     ) -> Result<Reply, ProviderError> {
-        if api != Api::Chat {
-            return Err(refused(format!(
-                "an anthropic provider serves chat completions, not /v1/{}",
-                api.path()
-            )));
+        match api {
+            Api::Chat => self.chat(body, want, trace).await,
+            Api::Messages | Api::CountTokens => self.passthrough(api, body, want, trace).await,
+            other => Err(refused(format!(
+                "an anthropic provider serves chat completions and the Messages API, not /v1/{}",
+                other.path()
+            ))),
         }
+    }
+
+    /// A Messages API request as the client wrote it; the answer as Anthropic wrote it.
+    async fn passthrough(
+        &self,
+        api: Api,
+        body: Bytes,
+        want: Want,
+        trace: &UpstreamTrace,
+    ) -> Result<Reply, ProviderError> {
+        let attempt = async {
+            let (head, answer) = self
+                .http
+                .exchange(api, body, want.is_stream(), trace)
+                .await?;
+            if want.is_stream() {
+                let max = self.http.max_event_bytes();
+                let rest = self.http.body_stream(answer);
+                let mut upstream = Upstream::new(None, rest, Dialect::Anthropic, false, max);
+                upstream.prime().await?;
+                return Ok(Reply::Stream(upstream));
+            }
+            let body = self.http.read_body(answer, &head.headers).await?;
+            let (usage, response_model) = super::read_message_usage(&body)?;
+            Ok(Reply::Json {
+                body,
+                usage,
+                response_model,
+            })
+        };
+        match tokio::time::timeout(self.http.attempt_timeout(), attempt).await {
+            Ok(result) => result,
+            Err(_) => Err(ProviderError::Timeout),
+        }
+    }
+
+    /// A chat completion translated into a Messages request, and its answer back.
+    async fn chat(
+        &self,
+        body: Bytes,
+        want: Want,
+        trace: &UpstreamTrace,
+    ) -> Result<Reply, ProviderError> {
+        let api = Api::Chat;
         let request = translate::openai_to_anthropic_bytes(&body, self.default_max_tokens)
             .map_err(request_error)?;
         let body = serde_json::to_vec(&request.body)
@@ -82,7 +135,7 @@ impl AnthropicClient {
                     let mut upstream = Upstream::new(
                         None,
                         Box::pin(events),
-                        api.dialect(),
+                        Dialect::OpenAi,
                         strip_usage,
                         self.http.max_event_bytes(),
                     );
@@ -117,12 +170,6 @@ fn now_unix() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
-}
-
-impl From<LineTooLong> for ProviderError {
-    fn from(_: LineTooLong) -> Self {
-        ProviderError::Stream(super::StreamFault::TooLarge)
-    }
 }
 
 /// A 400 in OpenAI's shape, from the gateway (the request cannot be translated).
@@ -168,81 +215,5 @@ fn translate_status(error: ProviderError) -> ProviderError {
             }
         }
         other => other,
-    }
-}
-
-/// Anthropic's named SSE events as OpenAI `chat.completion.chunk` lines: complete lines are
-/// split off the body (a line held is bounded by the event limit), `event:` names the next
-/// `data:`, and each data line goes through the translator.
-struct Translated {
-    inner: ByteStream,
-    translator: AnthropicToOpenAiStream,
-    lines_of: Lines,
-    event: String,
-    out: VecDeque<Bytes>,
-    max_line: usize,
-    /// The body ended or failed: nothing more is polled.
-    done: bool,
-}
-
-impl Translated {
-    fn new(inner: ByteStream, translator: AnthropicToOpenAiStream, max_line: usize) -> Self {
-        Self {
-            inner,
-            translator,
-            lines_of: Lines::default(),
-            event: String::new(),
-            out: VecDeque::new(),
-            max_line,
-            done: false,
-        }
-    }
-
-    /// Handles the complete lines of `chunk`; an error ends the stream.
-    fn lines(&mut self, chunk: &[u8]) -> Result<(), ProviderError> {
-        let (translator, event, out) = (&mut self.translator, &mut self.event, &mut self.out);
-        self.lines_of.feed(chunk, self.max_line, |line| {
-            if let Some(name) = line.strip_prefix(b"event:") {
-                *event = String::from_utf8_lossy(name.trim_ascii()).into_owned();
-            } else if let Some(data) = line.strip_prefix(b"data:") {
-                let lines = translator
-                    .feed(event, data.trim_ascii())
-                    .map_err(|e| ProviderError::Malformed(e.to_string()))?;
-                out.extend(lines);
-                event.clear();
-            }
-            Ok(())
-        })
-    }
-}
-
-impl Stream for Translated {
-    type Item = Result<Bytes, ProviderError>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = &mut *self;
-        loop {
-            if let Some(line) = this.out.pop_front() {
-                return Poll::Ready(Some(Ok(line)));
-            }
-            if this.done {
-                return Poll::Ready(None);
-            }
-            match this.inner.as_mut().poll_next(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(Ok(chunk))) => {
-                    if let Err(error) = this.lines(&chunk) {
-                        this.done = true;
-                        this.out.clear();
-                        return Poll::Ready(Some(Err(error)));
-                    }
-                }
-                Poll::Ready(Some(Err(error))) => {
-                    this.done = true;
-                    return Poll::Ready(Some(Err(error)));
-                }
-                Poll::Ready(None) => this.done = true,
-            }
-        }
     }
 }

@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
+use super::sse::Dialect;
 use super::{ProviderError, Reply, Upstream, Want};
 
 /// The longest event held: the mock's are a few hundred bytes.
@@ -29,16 +30,22 @@ impl MockProvider {
     }
 
     pub async fn call(&self, api: Api, body: Bytes, want: Want) -> Result<Reply, ProviderError> {
-        let request = MockRequest::parse(api, &body).map_err(|message| ProviderError::Status {
-            status: 400,
-            body: Bytes::from(
+        let anthropic = api.dialect() == Dialect::Anthropic;
+        let request = MockRequest::parse(api, &body).map_err(|message| {
+            let body = if anthropic {
+                serde_json::json!({"type": "error", "error": {
+                    "type": "invalid_request_error", "message": message}})
+            } else {
                 serde_json::json!({"error": {
                     "message": message, "type": "invalid_request_error",
                     "param": null, "code": "invalid_request"}})
-                .to_string(),
-            ),
-            content_type: Some("application/json".into()),
-            retry_after: None,
+            };
+            ProviderError::Status {
+                status: 400,
+                body: Bytes::from(body.to_string()),
+                content_type: Some("application/json".into()),
+                retry_after: None,
+            }
         })?;
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let id = format!("chatcmpl-mock-{n}");
@@ -50,7 +57,11 @@ impl MockProvider {
         }
         let Want::Stream { strip_usage } = want else {
             let body = Bytes::from(request.completion(&id, created));
-            let (usage, response_model) = super::read_usage(&body)?;
+            let (usage, response_model) = if anthropic {
+                super::read_message_usage(&body)?
+            } else {
+                super::read_usage(&body)?
+            };
             return Ok(Reply::Json {
                 body,
                 usage,

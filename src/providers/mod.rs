@@ -7,11 +7,13 @@
 //! built at start-up.
 
 mod anthropic;
+mod messages;
 mod mock;
 mod openai;
 pub mod sse;
 mod stream;
 pub mod translate;
+mod translated;
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -289,6 +291,17 @@ impl Provider {
         }
     }
 
+    /// Whether this provider can answer `api`: an Anthropic provider serves chat completions
+    /// (translated), the Messages API and its token count; an OpenAI-compatible provider
+    /// every API but the token count, which has no OpenAI equivalent; the mock every API.
+    pub fn serves(&self, api: Api) -> bool {
+        match self {
+            Self::Anthropic(_) => matches!(api, Api::Chat | Api::Messages | Api::CountTokens),
+            Self::OpenAi(_) => api != Api::CountTokens,
+            Self::Mock(_) => true,
+        }
+    }
+
     /// Whether the router may add `stream_options.include_usage` to a stream request.
     pub fn injects_stream_usage(&self) -> bool {
         match self {
@@ -322,9 +335,48 @@ pub fn read_usage(body: &[u8]) -> Result<(Option<Usage>, Option<String>), Provid
         .map_err(|e| ProviderError::Malformed(e.to_string()))
 }
 
+/// Reads `usage` (cached input counted as input) and `model` from an Anthropic `message`, or
+/// `input_tokens` from a token count (not usage: nothing was generated).
+pub fn read_message_usage(body: &[u8]) -> Result<(Option<Usage>, Option<String>), ProviderError> {
+    #[derive(Deserialize)]
+    struct Message {
+        #[serde(default)]
+        usage: Option<serde_json::Value>,
+        #[serde(default)]
+        model: Option<String>,
+    }
+    let message: Message =
+        serde_json::from_slice(body).map_err(|e| ProviderError::Malformed(e.to_string()))?;
+    let usage = message
+        .usage
+        .map(|u| translate::AnthropicUsage::from_json(&u).to_usage());
+    Ok((usage, message.model))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn anthropic_usage_counts_cached_input() {
+        let (usage, model) = read_message_usage(
+            br#"{"id":"msg_1","type":"message","model":"claude-sonnet-4-5","content":[],"usage":{"input_tokens":10,"cache_creation_input_tokens":3,"cache_read_input_tokens":2,"output_tokens":7}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            usage,
+            Some(Usage {
+                prompt_tokens: 15,
+                completion_tokens: 7
+            })
+        );
+        assert_eq!(model.as_deref(), Some("claude-sonnet-4-5"));
+        assert_eq!(
+            read_message_usage(br#"{"input_tokens":12}"#).unwrap(),
+            (None, None)
+        );
+        assert!(read_message_usage(b"<html>").is_err());
+    }
 
     #[test]
     fn retry_classification() {

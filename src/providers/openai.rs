@@ -34,6 +34,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::{Client, Error as ClientError};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use super::sse::Dialect;
 use super::{read_usage, ByteStream, ProviderError, Reply, Upstream, Want};
 use crate::config::{Api, OpenAiProviderConfig};
 use crate::telemetry::traces::propagation::UpstreamTrace;
@@ -128,12 +129,15 @@ impl OpenAiClient {
         // The URL's serialization is normalized (case, default port, percent-encoding).
         let uri =
             |url: &reqwest::Url| Uri::try_from(url.as_str()).map_err(|e| format!("base_url: {e}"));
-        let [chat, completions, embeddings] = Api::ALL.map(|api| {
+        let mut uris = Vec::with_capacity(Api::ALL.len());
+        for api in Api::ALL {
             let mut url = endpoint(&config.base_url, path(api))?;
             basic_auth_from(&mut url)?;
-            uri(&url)
-        });
-        let uris = [chat?, completions?, embeddings?];
+            uris.push(uri(&url)?);
+        }
+        let uris: [Uri; Api::ALL.len()] = uris
+            .try_into()
+            .map_err(|_| "one endpoint per API".to_string())?;
         let mut headers = HeaderMap::new();
         for (name, value) in &config.headers {
             let name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| e.to_string())?;
@@ -184,6 +188,9 @@ impl OpenAiClient {
         trace: &UpstreamTrace,
     ) -> Result<Reply, ProviderError> {
         let attempt = async {
+            if api == Api::Messages {
+                return self.messages(body, want, trace).await;
+            }
             let (head, body) = self.exchange(api, body, want.is_stream(), trace).await?;
             if let Want::Stream { strip_usage } = want {
                 let rest = self.body_stream(body);
@@ -205,6 +212,35 @@ impl OpenAiClient {
             Ok(result) => result,
             Err(_) => Err(ProviderError::Timeout),
         }
+    }
+
+    /// A Messages API request as a chat completion, its answer back in Anthropic's shapes
+    /// (see [`super::messages`]).
+    async fn messages(
+        &self,
+        body: Bytes,
+        want: Want,
+        trace: &UpstreamTrace,
+    ) -> Result<Reply, ProviderError> {
+        let chat = super::messages::chat_request(&body)?;
+        let (head, answer) = self
+            .exchange(Api::Chat, chat, want.is_stream(), trace)
+            .await
+            .map_err(super::messages::error)?;
+        if want.is_stream() {
+            let events = super::messages::events(self.body_stream(answer), self.max_event_bytes);
+            let mut upstream = Upstream::new(
+                None,
+                events,
+                Dialect::Anthropic,
+                false,
+                self.max_event_bytes,
+            );
+            upstream.prime().await?;
+            return Ok(Reply::Stream(upstream));
+        }
+        let answer = self.read_body(answer, &head.headers).await?;
+        super::messages::message(&answer)
     }
 
     /// Whether streamed requests may carry `stream_options.include_usage` the client did not

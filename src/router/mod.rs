@@ -125,6 +125,22 @@ impl Router {
                 api.path()
             )));
         }
+        let candidates = &self.catalog.model(model).candidates;
+        if !candidates
+            .iter()
+            .any(|c| self.clients[c.provider.index()].serves(api))
+        {
+            return Err(ApiError::BadRequest(format!(
+                "no provider of the model `{}` serves /v1/{}{}",
+                shorten(&head.model),
+                api.path(),
+                if api == Api::CountTokens {
+                    " (only Anthropic providers count tokens)"
+                } else {
+                    ""
+                }
+            )));
+        }
         let mut ending = Ending::new(self.reporter.clone(), api, model, head.stream, started);
         let routed = self.route(api, &body, head, model, &mut ending);
         match tokio::time::timeout_at(deadline.into(), routed).await {
@@ -165,6 +181,9 @@ impl Router {
             }
             let candidate = &route.candidates[position];
             let provider = candidate.provider;
+            if !self.clients[provider.index()].serves(api) {
+                continue;
+            }
             let state = self.board.state(provider);
             if let Some(wait) = state.rate_limited() {
                 retry_after = Some(retry_after.map_or(wait, |r| r.min(wait)));

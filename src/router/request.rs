@@ -13,6 +13,7 @@ use serde_json::value::RawValue;
 
 use crate::config::Api;
 use crate::errors::ApiError;
+use crate::providers::sse::Dialect;
 
 #[derive(Deserialize)]
 struct Head<'a> {
@@ -73,7 +74,7 @@ pub fn parse(api: Api, body: &[u8]) -> Result<ChatHead<'_>, ApiError> {
         .model
         .ok_or_else(|| ApiError::BadRequest("you must provide a model parameter".into()))?;
     let (name, field, arrays_only) = match api {
-        Api::Chat => ("messages", head.messages, true),
+        Api::Chat | Api::Messages | Api::CountTokens => ("messages", head.messages, true),
         Api::Completions => ("prompt", head.prompt, false),
         Api::Embeddings => ("input", head.input, false),
     };
@@ -97,10 +98,12 @@ pub fn parse(api: Api, body: &[u8]) -> Result<ChatHead<'_>, ApiError> {
     Ok(ChatHead {
         model,
         stream: api.streams() && head.stream.unwrap_or(false),
-        include_usage: head
-            .stream_options
-            .and_then(|o| o.include_usage)
-            .unwrap_or(false),
+        // Anthropic's streams always carry their usage: nothing to ask for, nothing to cut.
+        include_usage: api.dialect() != Dialect::OpenAi
+            || head
+                .stream_options
+                .and_then(|o| o.include_usage)
+                .unwrap_or(false),
     })
 }
 
@@ -217,6 +220,8 @@ mod tests {
             (Api::Embeddings, br#"{"model":"m"}"#),
             (Api::Embeddings, br#"{"model":"m","input":{"a":1}}"#),
             (Api::Chat, br#"{"model":"m","messages":"hi"}"#),
+            (Api::Messages, br#"{"model":"m","prompt":"hi"}"#),
+            (Api::CountTokens, br#"{"messages":[]}"#),
         ] {
             let err = parse(api, bad).unwrap_err();
             assert_eq!(
@@ -226,6 +231,22 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
+    }
+
+    /// The Messages API reports usage in every stream: the router neither asks nor strips.
+    #[test]
+    fn anthropic_requests_always_report_usage() {
+        let head = parse(
+            Api::Messages,
+            br#"{"model":"claude","max_tokens":5,"messages":[],"stream":true}"#,
+        )
+        .unwrap();
+        assert!(head.stream && head.include_usage);
+        let count = parse(
+            Api::CountTokens,
+            br#"{"model":"c","messages":[],"stream":true}"#,
+        );
+        assert!(!count.unwrap().stream);
     }
 
     #[test]
