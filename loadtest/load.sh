@@ -15,6 +15,7 @@ ROOT=$PWD
 DURATION=${BENCH_DURATION:-10}        # seconds per measured point
 WARMUP=${BENCH_WARMUP:-2}             # seconds of warm-up before each point (not measured)
 RATES=${BENCH_RATES:-"200 1000 3000"} # open-loop rates; "max" is always added
+TRANSLATED_RATE=${BENCH_TRANSLATED_RATE:-1000} # the Anthropic-translated stream points' rate
 CONNS=${BENCH_CONNECTIONS:-32}        # load-generator connections
 TTFB_SAMPLES=${BENCH_TTFB_SAMPLES:-300}
 OPEN_STREAMS=${BENCH_OPEN_STREAMS:-1000}
@@ -132,6 +133,14 @@ providers = ["up"]
 [models.bench-slow]
 providers = ["slow"]
 
+# The same mock speaking Anthropic's Messages API: chat completions translated to it.
+[providers.claude]
+kind = "anthropic"
+base_url = "http://127.0.0.1:$P_UP"
+
+[models.bench-claude]
+providers = ["claude"]
+
 [telemetry]
 log_level = "info"
 TOML
@@ -176,6 +185,14 @@ STREAM_BODY=$OUT/stream.body
 SLOW_BODY=$OUT/slow.body
 echo '{"model":"bench","messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Say hello to the benchmark in a few words."}],"temperature":0.2}' >"$JSON_BODY"
 echo '{"model":"bench","stream":true,"messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Say hello to the benchmark in a few words."}],"temperature":0.2}' >"$STREAM_BODY"
+# Anthropic's Messages API: to the OpenAI-compatible provider (translated both ways) and to
+# the Anthropic one (passed through); and chat completions to the Anthropic one (translated).
+MESSAGES_OPENAI_BODY=$OUT/messages-openai.body
+MESSAGES_ANTHROPIC_BODY=$OUT/messages-anthropic.body
+CHAT_ANTHROPIC_BODY=$OUT/chat-anthropic.body
+echo '{"model":"bench","max_tokens":256,"stream":true,"system":"You are terse.","messages":[{"role":"user","content":"Say hello to the benchmark in a few words."}],"temperature":0.2}' >"$MESSAGES_OPENAI_BODY"
+sed 's/"model":"bench"/"model":"bench-claude"/' "$MESSAGES_OPENAI_BODY" >"$MESSAGES_ANTHROPIC_BODY"
+sed 's/"model":"bench"/"model":"bench-claude"/' "$STREAM_BODY" >"$CHAT_ANTHROPIC_BODY"
 echo '{"model":"bench-slow","stream":true,"messages":[{"role":"user","content":"one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen"}]}' >"$SLOW_BODY"
 
 # Every path answers before any load.
@@ -183,6 +200,13 @@ for url in "http://127.0.0.1:$P_UP" "http://127.0.0.1:$P_NGX" "http://127.0.0.1:
   code=$(curl -s -o /dev/null -w '%{http_code}' -H 'content-type: application/json' \
     --data-binary "@$JSON_BODY" "$url/v1/chat/completions")
   [ "$code" = 200 ] || die "$url/v1/chat/completions answered $code"
+done
+for path in chat-to-anthropic messages-to-openai messages-to-anthropic; do
+  events=$(curl -s -N -H 'content-type: application/json' --data-binary "@$(body_of stream "$path")" "$(url_of "$path")")
+  case $events in
+    *'[DONE]'* | *message_stop*) ;;
+    *) die "the $path stream did not complete: $(printf '%s' "$events" | tail -c 300)" ;;
+  esac
 done
 sleep 1 # let start-up allocations settle before the idle reading
 GW_IDLE_KIB=$(status_kib "$GW_PID" VmRSS)
@@ -195,6 +219,16 @@ url_of() {
     nginx) echo "http://127.0.0.1:$P_NGX/v1/chat/completions" ;;
     gatewayz) echo "http://127.0.0.1:$P_GW/v1/chat/completions" ;;
     gatewayz-no-export) echo "http://127.0.0.1:$P_GW0/v1/chat/completions" ;;
+    chat-to-anthropic) echo "http://127.0.0.1:$P_GW/v1/chat/completions" ;;
+    messages-to-openai | messages-to-anthropic) echo "http://127.0.0.1:$P_GW/v1/messages" ;;
+  esac
+}
+body_of() { # kind path
+  case $2 in
+    chat-to-anthropic) echo "$CHAT_ANTHROPIC_BODY" ;;
+    messages-to-openai) echo "$MESSAGES_OPENAI_BODY" ;;
+    messages-to-anthropic) echo "$MESSAGES_ANTHROPIC_BODY" ;;
+    *) if [ "$1" = stream ]; then echo "$STREAM_BODY"; else echo "$JSON_BODY"; fi ;;
   esac
 }
 pids_of() {
@@ -203,12 +237,12 @@ pids_of() {
     nginx) ngx_pids ;;
     gatewayz) echo "$GW_PID" ;;
     gatewayz-no-export) echo "$GW0_PID" ;;
+    chat-to-anthropic | messages-to-*) echo "$GW_PID" ;;
   esac
 }
 
-oha_run() { # seconds rate kind url -> oha JSON on stdout
-  local secs=$1 rate=$2 kind=$3 url=$4 body=$JSON_BODY
-  [ "$kind" = stream ] && body=$STREAM_BODY
+oha_run() { # seconds rate body url -> oha JSON on stdout
+  local secs=$1 rate=$2 body=$3 url=$4
   local args=(-z "${secs}s" -c "$CONNS" -w --no-tui --output-format json -t 30s
     -m POST -H 'content-type: application/json' -D "$body")
   [ "$rate" = max ] || args+=(-q "$rate" --latency-correction)
@@ -216,12 +250,13 @@ oha_run() { # seconds rate kind url -> oha JSON on stdout
 }
 
 point() { # kind rate path
-  local kind=$1 rate=$2 path=$3 url before after file
+  local kind=$1 rate=$2 path=$3 url body before after file
   url=$(url_of "$path")
+  body=$(body_of "$kind" "$path")
   file=$OUT/raw/$kind-$rate-$path.json
-  oha_run "$WARMUP" "$rate" "$kind" "$url" >/dev/null
+  oha_run "$WARMUP" "$rate" "$body" "$url" >/dev/null
   before=$(cpu_ticks $(pids_of "$path"))
-  oha_run "$DURATION" "$rate" "$kind" "$url" >"$file"
+  oha_run "$DURATION" "$rate" "$body" "$url" >"$file"
   after=$(cpu_ticks $(pids_of "$path"))
   printf '{"kind":"%s","rate":"%s","path":"%s","cpu_ticks":%d,"file":"%s"}\n' \
     "$kind" "$rate" "$path" $((after - before)) "$file" >>"$RESULTS"
@@ -233,6 +268,10 @@ for kind in json stream; do
     step "$kind at $rate rps: direct, nginx, gatewayz (${WARMUP}s warm-up + ${DURATION}s each)"
     for path in direct nginx gatewayz; do point "$kind" "$rate" "$path"; done
   done
+done
+step "Anthropic-translated streams at $TRANSLATED_RATE rps through gatewayz (${WARMUP}s warm-up + ${DURATION}s each)"
+for path in chat-to-anthropic messages-to-openai messages-to-anthropic; do
+  point stream "$TRANSLATED_RATE" "$path"
 done
 GW_PEAK_KIB=$(status_kib "$GW_PID" VmHWM)
 

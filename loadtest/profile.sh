@@ -11,6 +11,9 @@
 #   BENCH_PROFILE_EXPORT=1 ./loadtest/profile.sh   # Loki + OTLP export on, to a local nginx sink
 #   BENCH_PROFILE_ANTHROPIC=1 ./loadtest/profile.sh  # a kind = "anthropic" provider: the
 #                                                     # translation's cost (mock speaks Messages)
+#   BENCH_PROFILE_MESSAGES=1 ./loadtest/profile.sh   # clients call /v1/messages (Anthropic's API):
+#                                                     # translated to an OpenAI provider, or passed
+#                                                     # through with BENCH_PROFILE_ANTHROPIC=1
 #                                                  # (the export threads are counted too)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +23,7 @@ WARM=${BENCH_PROFILE_WARMUP:-200}
 STREAM=${BENCH_PROFILE_STREAM:-0}
 EXPORT=${BENCH_PROFILE_EXPORT:-0}
 ANTHROPIC=${BENCH_PROFILE_ANTHROPIC:-0}
+MESSAGES=${BENCH_PROFILE_MESSAGES:-0}
 OUT=$ROOT/loadtest-out/profile-$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$OUT"
 
@@ -75,9 +79,14 @@ wait_http "http://127.0.0.1:$P_UP/health" "$MOCK_PID"
 wait_http "http://127.0.0.1:$P_GW/health" "$GW_PID"
 STREAM_FIELD=; [ "$STREAM" = 1 ] && STREAM_FIELD=',"stream":true'
 BODY='{"model":"bench","messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Say hello to the benchmark in a few words."}],"temperature":0.2'"$STREAM_FIELD"'}'
+PATH_CALLED=/v1/chat/completions
+if [ "$MESSAGES" = 1 ]; then
+  BODY='{"model":"bench","max_tokens":256,"system":"You are terse.","messages":[{"role":"user","content":"Say hello to the benchmark in a few words."}],"temperature":0.2'"$STREAM_FIELD"'}'
+  PATH_CALLED=/v1/messages
+fi
 drive() { # count label: sequential requests on one keep-alive connection
   local args=() bad
-  for _ in $(seq "$1"); do args+=(-o /dev/null "http://127.0.0.1:$P_GW/v1/chat/completions"); done
+  for _ in $(seq "$1"); do args+=(-o /dev/null "http://127.0.0.1:$P_GW$PATH_CALLED"); done
   curl -s -H 'content-type: application/json' -d "$BODY" -w '%{http_code}\n' "${args[@]}" >"$OUT/codes-$2.txt"
   bad=$(grep -cv '^200$' "$OUT/codes-$2.txt" || true)
   [ "$bad" = 0 ] || die "$bad non-200 answers in $2"
@@ -90,7 +99,7 @@ DUMP=$(ls -t "$OUT"/callgrind.out.* 2>/dev/null | head -1)
 [ -n "$DUMP" ] || die "no callgrind dump"
 TOTAL=$(callgrind_annotate "$DUMP" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}')
 {
-  echo "requests: $N (after $WARM warm-up), stream=$STREAM export=$EXPORT anthropic=$ANTHROPIC, gatewayz $(git rev-parse --short HEAD)$(git diff --quiet || echo '+dirty')"
+  echo "requests: $N (after $WARM warm-up), stream=$STREAM export=$EXPORT anthropic=$ANTHROPIC messages=$MESSAGES, gatewayz $(git rev-parse --short HEAD)$(git diff --quiet || echo '+dirty')"
   echo "instructions per request: $((TOTAL / N))"
   echo
   echo "## top inclusive"

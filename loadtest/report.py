@@ -12,6 +12,12 @@ import statistics
 import sys
 
 PATHS = ["direct", "nginx", "gatewayz"]
+# The Anthropic-translated stream points, and what each translates.
+TRANSLATED = {
+    "chat-to-anthropic": "chat request → Messages; Anthropic events → chunks",
+    "messages-to-openai": "Messages request → chat; chunks → Anthropic events",
+    "messages-to-anthropic": "nothing (passthrough, Anthropic dialect scanned)",
+}
 
 
 def load(path):
@@ -120,6 +126,25 @@ def main(run):
                 cpu = "–" if r["cpu_ms"] is None else f"{r['cpu_ms']:.3f}"
                 w(f"| {load_label} | {path} | {r['rps']:.0f} | {ms(r['p50'])} | {ms(r['p90'])} | "
                   f"{ms(r['p99'])} | {ms(r['max'])} | {ms(a50)} | {ms(a99)} | {vs} | {cpu} | {r['failed']} |")
+        w("")
+
+    translated = [(p, r) for (k, rate, p), r in points.items() if p in TRANSLATED]
+    if translated:
+        w("## Anthropic-translated streams (through gatewayz, same rate as a plain stream point)")
+        w("")
+        w("The translation's CPU is the path's CPU per request less the plain OpenAI stream's at the "
+          "same rate (same mock, same words; Anthropic's stream has more events per answer).")
+        w("")
+        w("| load | path | what is translated | rps | p50 | p99 | CPU ms/req | CPU over the plain stream | failed |")
+        w("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for path, r in translated:
+            plain = points.get(("stream", r["rate"], "gatewayz"))
+            over = "–"
+            if plain and plain["cpu_ms"] is not None and r["cpu_ms"] is not None:
+                over = f"{r['cpu_ms'] - plain['cpu_ms']:+.3f} ms ({100 * (r['cpu_ms'] / plain['cpu_ms'] - 1):+.0f} %)"
+            cpu = "–" if r["cpu_ms"] is None else f"{r['cpu_ms']:.3f}"
+            w(f"| {r['rate']} rps | {path} | {TRANSLATED[path]} | {r['rps']:.0f} | {ms(r['p50'])} | "
+              f"{ms(r['p99'])} | {cpu} | {over} | {r['failed']} |")
         w("")
 
     w("## Maximum throughput (closed loop)")
