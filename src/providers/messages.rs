@@ -12,11 +12,19 @@ use super::translated::Translated;
 use super::{ByteStream, ProviderError, Reply};
 
 /// The chat completion request for a Messages request; a body that cannot be translated is
-/// the client's 400, in Anthropic's shape.
-pub(super) fn chat_request(body: &[u8]) -> Result<Bytes, ProviderError> {
+/// the client's 400, in Anthropic's shape. `ask_usage`: a stream asks for its usage chunk
+/// (Anthropic's `message_delta` reports it) unless the provider refuses the field
+/// (`inject_stream_usage = false`).
+pub(super) fn chat_request(body: &[u8], ask_usage: bool) -> Result<Bytes, ProviderError> {
     let request: Value = serde_json::from_slice(body)
         .map_err(|e| invalid_request(&TranslateError::NotJson(e.to_string())))?;
-    let chat = translate::anthropic_to_openai_request(&request).map_err(|e| invalid_request(&e))?;
+    let mut chat =
+        translate::anthropic_to_openai_request(&request).map_err(|e| invalid_request(&e))?;
+    if !ask_usage {
+        if let Some(fields) = chat.as_object_mut() {
+            fields.remove("stream_options");
+        }
+    }
     serde_json::to_vec(&chat)
         .map(Bytes::from)
         .map_err(|e| ProviderError::Malformed(e.to_string()))
@@ -83,7 +91,7 @@ mod tests {
     #[test]
     fn a_bad_request_is_the_client_s_400_in_anthropic_s_shape() {
         for body in [&b"not json"[..], br#"{"model":"c","messages":"hi"}"#] {
-            let Err(ProviderError::Status { status, body, .. }) = chat_request(body) else {
+            let Err(ProviderError::Status { status, body, .. }) = chat_request(body, true) else {
                 panic!("accepted");
             };
             assert_eq!(status, 400);
@@ -91,6 +99,16 @@ mod tests {
             assert_eq!(v["type"], "error");
             assert_eq!(v["error"]["type"], "invalid_request_error");
         }
+    }
+
+    #[test]
+    fn a_strict_provider_is_not_asked_for_stream_usage() {
+        let body = br#"{"model":"c","max_tokens":9,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+        let asked: Value = serde_json::from_slice(&chat_request(body, true).unwrap()).unwrap();
+        assert_eq!(asked["stream_options"]["include_usage"], true);
+        let strict: Value = serde_json::from_slice(&chat_request(body, false).unwrap()).unwrap();
+        assert!(strict.get("stream_options").is_none(), "{strict}");
+        assert_eq!(strict["stream"], true);
     }
 
     #[test]

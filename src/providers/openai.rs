@@ -222,7 +222,7 @@ impl OpenAiClient {
         want: Want,
         trace: &UpstreamTrace,
     ) -> Result<Reply, ProviderError> {
-        let chat = super::messages::chat_request(&body)?;
+        let chat = super::messages::chat_request(&body, self.inject_stream_usage)?;
         let (head, answer) = self
             .exchange(Api::Chat, chat, want.is_stream(), trace)
             .await
