@@ -15,10 +15,17 @@ pub enum Api {
     Completions,
     /// `POST /v1/embeddings`
     Embeddings,
+    /// `POST /v1/responses` (the Responses API: typed events when streamed)
+    Responses,
 }
 
 impl Api {
-    pub const ALL: [Api; 3] = [Self::Chat, Self::Completions, Self::Embeddings];
+    pub const ALL: [Api; 4] = [
+        Self::Chat,
+        Self::Completions,
+        Self::Embeddings,
+        Self::Responses,
+    ];
 
     /// The path after an OpenAI-compatible `base_url`.
     pub fn path(self) -> &'static str {
@@ -26,13 +33,14 @@ impl Api {
             Self::Chat => "chat/completions",
             Self::Completions => "completions",
             Self::Embeddings => "embeddings",
+            Self::Responses => "responses",
         }
     }
 
     /// The OpenTelemetry GenAI operation name (`gen_ai.operation.name`).
     pub fn operation(self) -> &'static str {
         match self {
-            Self::Chat => "chat",
+            Self::Chat | Self::Responses => "chat",
             Self::Completions => "text_completion",
             Self::Embeddings => "embeddings",
         }
@@ -45,6 +53,7 @@ impl Api {
             Self::Chat => "chat",
             Self::Completions => "completions",
             Self::Embeddings => "embeddings",
+            Self::Responses => "responses",
         }
     }
 
@@ -62,12 +71,21 @@ impl Api {
     pub fn dialect(self) -> Dialect {
         match self {
             Self::Chat | Self::Completions | Self::Embeddings => Dialect::OpenAi,
+            Self::Responses => Dialect::Responses,
         }
     }
 
     /// Whether answers of this API can stream.
     pub fn streams(self) -> bool {
         !matches!(self, Self::Embeddings)
+    }
+
+    /// Whether this API's streams always carry usage (the Responses API's
+    /// `response.completed` does). Then the router neither asks for usage with
+    /// `stream_options.include_usage` (the Responses API has no such option) nor cuts the
+    /// usage out: the client gets the stream exactly as the upstream wrote it.
+    pub fn reports_stream_usage(self) -> bool {
+        matches!(self, Self::Responses)
     }
 }
 

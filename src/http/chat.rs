@@ -1,5 +1,5 @@
-//! `POST /v1/chat/completions`, `/v1/completions` and `/v1/embeddings`: one handler, the API
-//! a parameter (each route binds its own).
+//! `POST /v1/chat/completions`, `/v1/completions`, `/v1/embeddings` and `/v1/responses`: one
+//! handler, the API a parameter (each route binds its own).
 
 use std::time::{Instant, SystemTime};
 
@@ -38,6 +38,14 @@ pub async fn embeddings(
     serve(Api::Embeddings, req, payload, state).await
 }
 
+pub async fn responses(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    serve(Api::Responses, req, payload, state).await
+}
+
 async fn serve(
     api: Api,
     req: HttpRequest,
@@ -73,6 +81,7 @@ async fn serve(
         Api::Chat => answered!("chat completion answered"),
         Api::Completions => answered!("text completion answered"),
         Api::Embeddings => answered!("embeddings request answered"),
+        Api::Responses => answered!("response answered"),
     }
     let mut response = match reply {
         ChatReply::Json {

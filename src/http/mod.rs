@@ -49,16 +49,18 @@ pub struct AppState {
 /// request from the matched resource's name instead of matching its path again. The OpenAI
 /// routes are served without the `/v1` prefix too (clients configured with a `base_url` that
 /// lacks it, as LiteLLM's users do).
-pub const PATTERNS: [&str; 17] = [
+pub const PATTERNS: [&str; 19] = [
     "/v1/chat/completions",
     "/v1/completions",
     "/v1/embeddings",
+    "/v1/responses",
     "/v1/messages",
     "/v1/models",
     "/v1/models/{id:.*}",
     "/chat/completions",
     "/completions",
     "/embeddings",
+    "/responses",
     "/models",
     "/models/{id:.*}",
     "/health",
@@ -79,17 +81,19 @@ fn only(pattern: &'static str, route: Route) -> Resource {
 
 /// Registers every route on an actix `App`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    let [chat, completions, embeddings, messages, models, model, bare_chat, bare_completions, bare_embeddings, bare_models, bare_model, health, ready, providers, anomalies, metrics_all, structured] =
+    let [chat, completions, embeddings, responses, messages, models, model, bare_chat, bare_completions, bare_embeddings, bare_responses, bare_models, bare_model, health, ready, providers, anomalies, metrics_all, structured] =
         PATTERNS;
     cfg.service(only(chat, web::post().to(chat::chat)))
         .service(only(completions, web::post().to(chat::completions)))
         .service(only(embeddings, web::post().to(chat::embeddings)))
+        .service(only(responses, web::post().to(chat::responses)))
         .service(only(messages, web::post().to(messages::messages)))
         .service(only(models, web::get().to(models::list)))
         .service(only(model, web::get().to(models::get)))
         .service(only(bare_chat, web::post().to(chat::chat)))
         .service(only(bare_completions, web::post().to(chat::completions)))
         .service(only(bare_embeddings, web::post().to(chat::embeddings)))
+        .service(only(bare_responses, web::post().to(chat::responses)))
         .service(only(bare_models, web::get().to(models::list)))
         .service(only(bare_model, web::get().to(models::get)))
         .service(only(health, web::get().to(health::health)))

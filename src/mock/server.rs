@@ -4,7 +4,10 @@
 //!
 //! It also speaks Anthropic's Messages API on `POST /v1/messages` (and `/messages`): the key
 //! is checked in `x-api-key` there, answers, streams (named events) and errors take
-//! Anthropic's shapes, and the same behaviour (latency, pace, fault modes) applies.
+//! Anthropic's shapes, and the same behaviour (latency, pace, fault modes) applies. The
+//! Responses API (`POST /v1/responses`) answers a `response` object, or streams its typed
+//! events ending with `response.completed`; each fault mode breaks that stream the way it
+//! breaks a chat stream ([`StreamFaults`]).
 //!
 //! Failures are spaced deterministically: with `--fail-rate 0.25` exactly every fourth chat
 //! (or messages) request fails, so tests can count on them.
@@ -39,8 +42,11 @@ pub enum FailMode {
     /// A stream sends a malformed event after its first content.
     MalformedLate,
     /// A stream ends cleanly after its content, without `data: [DONE]` (Anthropic:
-    /// without `message_stop`).
+    /// without `message_stop`; Responses: without `response.completed`).
     NoDone,
+    /// A stream writes an error event after its first content and ends: OpenAI's
+    /// `data: {"error": …}`, Anthropic's and the Responses API's `event: error`.
+    ErrorLate,
     /// A stream goes silent after its first content, and stays open.
     Stall,
     /// An answer that never ends: a JSON body, or a stream line after the first content,
@@ -129,7 +135,7 @@ struct Stats {
     failures: u64,
     last_model: Option<String>,
     /// The path of the last request's API (`chat/completions`, `completions`, `embeddings`,
-    /// `messages`).
+    /// `responses`, `messages`).
     last_api: Option<&'static str>,
     /// The `anthropic-version` header of the last request, when it had one.
     last_anthropic_version: Option<String>,
@@ -190,6 +196,8 @@ pub async fn run(options: Options) -> std::io::Result<()> {
             .route("/completions", web::post().to(completions))
             .route("/v1/embeddings", web::post().to(embeddings))
             .route("/embeddings", web::post().to(embeddings))
+            .route("/v1/responses", web::post().to(responses))
+            .route("/responses", web::post().to(responses))
             .route("/v1/messages", web::post().to(messages))
             .route("/messages", web::post().to(messages))
             .route("/v1/models", web::get().to(models))
@@ -247,7 +255,7 @@ fn anthropic_error_type(status: u16) -> &'static str {
 /// An error answer in `dialect`'s shape.
 fn dialect_error(dialect: Dialect, status: u16, message: &str) -> HttpResponse {
     match dialect {
-        Dialect::OpenAi => error_body(status, message),
+        Dialect::OpenAi | Dialect::Responses => error_body(status, message),
         Dialect::Anthropic => {
             let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             HttpResponse::build(code).json(serde_json::json!({"type": "error", "error": {
@@ -260,12 +268,16 @@ fn dialect_error(dialect: Dialect, status: u16, message: &str) -> HttpResponse {
 struct StreamFaults {
     /// Events up to and including the first content (a stall or a late fault follows them).
     first_content: usize,
+    /// Events sent before a `drop` stream's connection breaks.
+    drop_after: usize,
     /// The only event of a `malformed` stream.
     malformed: &'static [u8],
     /// The broken event of a `malformed-late` stream.
     malformed_late: &'static [u8],
     /// The event that ends a stream (after a `malformed-late` event).
     end: &'static [u8],
+    /// The error event of an `error-late` stream.
+    error_late: &'static [u8],
     /// The start of an `oversize` stream's endless event.
     oversize: &'static [u8],
 }
@@ -275,18 +287,35 @@ impl StreamFaults {
         match dialect {
             Dialect::OpenAi => Self {
                 first_content: 2,
+                drop_after: 2,
                 malformed: b"data: {not json\n\n",
                 malformed_late: b"data: {\"choices\":[{\"delta\n\n",
                 end: b"data: [DONE]\n\n",
+                error_late: b"data: {\"error\":{\"message\":\"mock upstream failure\",\"type\":\"server_error\",\"param\":null,\"code\":null}}\n\n",
                 oversize: b"data: {\"pad\":\"",
             },
-            // message_start, content_block_start, ping, then the first text delta.
+            // message_start, content_block_start, ping, then the first text delta. A dropped
+            // stream breaks before its content (after message_start and content_block_start).
             Dialect::Anthropic => Self {
                 first_content: 4,
+                drop_after: 2,
                 malformed: b"event: content_block_delta\ndata: {not json\n\n",
                 malformed_late: b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"delta\n\n",
                 end: b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+                error_late: b"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n",
                 oversize: b"event: content_block_delta\ndata: {\"pad\":\"",
+            },
+            // response.created, response.in_progress, response.output_item.added,
+            // response.content_part.added, then the first text delta. A dropped stream breaks
+            // after its first content, as a chat stream does.
+            Dialect::Responses => Self {
+                first_content: 5,
+                drop_after: 5,
+                malformed: b"event: response.output_text.delta\ndata: {not json\n\n",
+                malformed_late: b"event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\n\n",
+                end: b"event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"object\":\"response\",\"status\":\"completed\",\"output\":[]}}\n\n",
+                error_late: b"event: error\ndata: {\"type\":\"error\",\"code\":\"server_error\",\"message\":\"mock upstream failure\",\"param\":null}\n\n",
+                oversize: b"event: response.output_text.delta\ndata: {\"pad\":\"",
             },
         }
     }
@@ -297,7 +326,7 @@ impl StreamFaults {
 fn authorized(dialect: Dialect, req: &HttpRequest, key: &str) -> bool {
     let header_value = |name| req.headers().get(name).and_then(|v| v.to_str().ok());
     match dialect {
-        Dialect::OpenAi => header_value(header::AUTHORIZATION.as_str())
+        Dialect::OpenAi | Dialect::Responses => header_value(header::AUTHORIZATION.as_str())
             .is_some_and(|v| v == format!("Bearer {key}")),
         Dialect::Anthropic => header_value("x-api-key") == Some(key),
     }
@@ -326,6 +355,10 @@ async fn embeddings(req: HttpRequest, body: Bytes, state: web::Data<State>) -> H
     answer(Dialect::OpenAi, Api::Embeddings, req, body, state).await
 }
 
+async fn responses(req: HttpRequest, body: Bytes, state: web::Data<State>) -> HttpResponse {
+    answer(Dialect::Responses, Api::Responses, req, body, state).await
+}
+
 async fn messages(req: HttpRequest, body: Bytes, state: web::Data<State>) -> HttpResponse {
     answer(Dialect::Anthropic, Api::Chat, req, body, state).await
 }
@@ -342,14 +375,14 @@ async fn answer(
     if let Some(key) = &state.api_key {
         if !authorized(dialect, &req, key) {
             let message = match dialect {
-                Dialect::OpenAi => "invalid upstream key",
+                Dialect::OpenAi | Dialect::Responses => "invalid upstream key",
                 Dialect::Anthropic => "invalid x-api-key",
             };
             return dialect_error(dialect, 401, message);
         }
     }
     let parsed = match dialect {
-        Dialect::OpenAi => MockRequest::parse(api, &body),
+        Dialect::OpenAi | Dialect::Responses => MockRequest::parse(api, &body),
         Dialect::Anthropic => MockRequest::parse_anthropic(&body),
     };
     let request = match parsed {
@@ -366,7 +399,7 @@ async fn answer(
         stats.failures += u64::from(failing);
         stats.last_model = Some(request.model.clone());
         stats.last_api = Some(match dialect {
-            Dialect::OpenAi => api.path(),
+            Dialect::OpenAi | Dialect::Responses => api.path(),
             Dialect::Anthropic => "messages",
         });
         stats.last_anthropic_version = req
@@ -399,6 +432,7 @@ async fn answer(
     }
     let id = match dialect {
         Dialect::OpenAi => format!("chatcmpl-up-{n}"),
+        Dialect::Responses => format!("resp_up_{n}"),
         Dialect::Anthropic => format!("msg_mock_{n}"),
     };
     let created = now_unix();
@@ -432,6 +466,10 @@ async fn answer(
         (true, FailMode::NoDone) => {
             events.pop();
         }
+        (true, FailMode::ErrorLate) => {
+            events.truncate(faults.first_content);
+            events.push(Bytes::from_static(faults.error_late));
+        }
         (true, FailMode::Oversize) => {
             events.truncate(faults.first_content);
             let head = futures_util::stream::iter(events.into_iter().map(Ok));
@@ -444,7 +482,8 @@ async fn answer(
     }
     let stall_after =
         (failing && behaviour.fail_mode == FailMode::Stall).then_some(faults.first_content);
-    let drop_after = (failing && behaviour.fail_mode == FailMode::Drop).then_some(2usize);
+    let drop_after =
+        (failing && behaviour.fail_mode == FailMode::Drop).then_some(faults.drop_after);
     let delay = behaviour.chunk_delay;
     state.stats().streams_started += 1;
     let guard = StreamGuard(state.clone());
@@ -512,7 +551,72 @@ async fn stats(state: web::Data<State>) -> HttpResponse {
 
 #[cfg(test)]
 mod tests {
-    use super::{anthropic_error_type, fails};
+    use super::{anthropic_error_type, fails, Dialect, MockRequest, StreamFaults};
+    use crate::config::Api;
+    use crate::providers::sse::SseScanner;
+    use crate::providers::StreamFault;
+
+    /// A request of each dialect, streamed.
+    fn requests() -> [MockRequest; 3] {
+        let chat = br#"{"model":"m","messages":[{"role":"user","content":"a b c"}],"stream":true}"#;
+        let anthropic = br#"{"model":"m","max_tokens":9,"messages":[{"role":"user","content":"a b c"}],"stream":true}"#;
+        let responses = br#"{"model":"m","input":"a b c","stream":true}"#;
+        [
+            MockRequest::parse(Api::Chat, chat).unwrap(),
+            MockRequest::parse_anthropic(anthropic).unwrap(),
+            MockRequest::parse(Api::Responses, responses).unwrap(),
+        ]
+    }
+
+    /// Scans `events` in `dialect`: the fault, and the index of the event carrying the first
+    /// content.
+    fn scan(
+        dialect: Dialect,
+        events: &[bytes::Bytes],
+    ) -> (Option<StreamFault>, Option<usize>, bool) {
+        let mut scanner = SseScanner::new(dialect, false, 1 << 16);
+        let mut first = None;
+        for (i, event) in events.iter().enumerate() {
+            let fed = scanner.feed(event.clone());
+            if fed.first_content {
+                first = Some(i);
+            }
+            if fed.fault.is_some() {
+                return (fed.fault, first, scanner.done());
+            }
+        }
+        (scanner.finish().fault, first, scanner.done())
+    }
+
+    #[test]
+    fn each_dialect_s_faults_are_what_its_scanner_sees() {
+        for request in requests() {
+            let dialect = request.dialect;
+            let faults = StreamFaults::of(dialect);
+            let events = request.stream_events("id", 1, 0);
+            let (fault, first, done) = scan(dialect, &events);
+            assert_eq!((fault, done), (None, true), "{dialect:?}");
+            // The late faults follow the first content.
+            assert_eq!(first, Some(faults.first_content - 1), "{dialect:?}");
+            let late = |last: &'static [u8]| {
+                let mut broken = events[..faults.first_content].to_vec();
+                broken.push(bytes::Bytes::from_static(last));
+                scan(dialect, &broken).0
+            };
+            assert_eq!(late(faults.malformed_late), Some(StreamFault::Malformed));
+            assert_eq!(late(faults.error_late), Some(StreamFault::ErrorEvent));
+            assert_eq!(late(faults.end), None, "{dialect:?}");
+            let only = vec![bytes::Bytes::from_static(faults.malformed)];
+            assert_eq!(scan(dialect, &only).0, Some(StreamFault::Malformed));
+            let mut no_end = events.clone();
+            no_end.pop();
+            let (fault, _, done) = scan(dialect, &no_end);
+            assert_eq!((fault, done), (None, false), "{dialect:?}");
+            let mut ended = events[..faults.first_content].to_vec();
+            ended.push(bytes::Bytes::from_static(faults.end));
+            assert!(scan(dialect, &ended).2, "{dialect:?}");
+        }
+    }
 
     #[test]
     fn anthropic_error_types_follow_the_status() {

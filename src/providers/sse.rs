@@ -281,6 +281,9 @@ pub struct SseScanner {
     model: Option<String>,
     done: bool,
     events: u64,
+    /// The last line forwarded is an `event:` line whose `data:` line has not been
+    /// forwarded (yet, or ever: it was a fault).
+    named: bool,
 }
 
 impl SseScanner {
@@ -300,6 +303,7 @@ impl SseScanner {
             model: None,
             done: false,
             events: 0,
+            named: false,
         }
     }
 
@@ -331,6 +335,14 @@ impl SseScanner {
     /// Number of `data:` events seen.
     pub fn events(&self) -> u64 {
         self.events
+    }
+
+    /// Whether the client was last sent an `event:` line without its data: the data line was
+    /// a fault and was not forwarded. An error event written now must follow that line
+    /// directly — its own `event:` line replaces the name — since a blank line first would
+    /// dispatch an event without data, which SDKs fail to parse as JSON.
+    pub fn dangling_event_name(&self) -> bool {
+        self.named
     }
 
     pub fn feed(&mut self, chunk: Bytes) -> Fed {
@@ -434,6 +446,7 @@ impl SseScanner {
     fn verdict(&mut self, line: &[u8]) -> Line {
         let blank = line.iter().all(|b| *b == b'\r');
         if blank {
+            self.named = false;
             return if std::mem::take(&mut self.skip_blank) {
                 Line::Strip
             } else {
@@ -443,6 +456,9 @@ impl SseScanner {
         self.skip_blank = false;
         let verdict = self.inspect(line);
         self.skip_blank = verdict == Line::Strip;
+        if verdict == Line::Keep {
+            self.named = line.starts_with(b"event:");
+        }
         verdict
     }
 
@@ -960,6 +976,40 @@ mod tests {
             let (_, fault, _) = scan(dialect, "data: not json\n\n", &[]);
             assert_eq!(fault, Some(StreamFault::Malformed), "{dialect:?}");
         }
+    }
+
+    #[test]
+    fn an_event_name_whose_data_was_a_fault_is_told() {
+        let head = RESPONSES
+            .split("event: response.output_text.delta")
+            .next()
+            .unwrap();
+        let delta = "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"x\"}\n\n";
+        let bad = "event: response.output_text.delta\ndata: {\"delta\n\n";
+        let stream = format!("{head}{delta}{bad}");
+        for cut in [stream.len(), stream.len() - bad.len() + 10, 40] {
+            // Fed as the relay feeds it: up to the first fault.
+            let mut scanner = SseScanner::new(Dialect::Responses, false, 1 << 20);
+            let mut out = Vec::new();
+            let mut fault = None;
+            for part in [&stream[..cut], &stream[cut..]] {
+                let fed = scanner.feed(Bytes::copy_from_slice(part.as_bytes()));
+                out.extend_from_slice(&fed.forward);
+                if let Some(f) = fed.fault {
+                    fault = Some(f);
+                    break;
+                }
+            }
+            assert_eq!(fault, Some(StreamFault::Malformed), "cut {cut}");
+            assert!(scanner.dangling_event_name(), "cut {cut}");
+            assert!(String::from_utf8(out)
+                .unwrap()
+                .ends_with("}\n\nevent: response.output_text.delta\n"));
+        }
+        // A whole event leaves no name dangling.
+        let (_, fault, scanner) = scan(Dialect::Responses, &format!("{head}{delta}"), &[]);
+        assert_eq!(fault, None);
+        assert!(!scanner.dangling_event_name());
     }
 
     #[test]
