@@ -299,3 +299,46 @@ fn broken_responses_streams_end_with_a_responses_error_event() {
         },
     );
 }
+
+/// The built-in mock provider (`kind = "mock"`) answers the Responses API too: the response
+/// object, and its typed stream with the usage the gateway counts.
+#[test]
+fn the_mock_provider_answers_responses() {
+    let gw = common::gateway(common::MOCK_CONFIG);
+    let body: Value = post(
+        &gw,
+        "/v1/responses",
+        json!({"model": "mock-gpt", "input": "hello mock"}),
+    )
+    .json()
+    .unwrap();
+    assert_eq!(body["object"], "response");
+    assert!(body["id"].as_str().unwrap().starts_with("resp_"), "{body}");
+    assert_eq!(
+        body["output"][0]["content"][0]["text"],
+        "You said: hello mock"
+    );
+    let text = post(
+        &gw,
+        "/v1/responses",
+        json!({"model": "mock-gpt", "input": "stream mock", "stream": true}),
+    )
+    .text()
+    .unwrap();
+    let events = named_events(&text);
+    assert_eq!(deltas(&events), "You said: stream mock", "{text}");
+    assert_eq!(events.last().unwrap().0, "response.completed", "{text}");
+    until(
+        &gw,
+        std::time::Duration::from_secs(20),
+        "tokens counted",
+        |s| {
+            let output = value(
+                s,
+                "gatewayz_tokens_total",
+                "api=\"responses\",model=\"mock-gpt\",provider=\"mock-a\",type=\"output\"",
+            );
+            (output == 4.0 + 4.0).then_some(())
+        },
+    );
+}
