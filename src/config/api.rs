@@ -27,6 +27,8 @@ pub enum Api {
     Completions,
     /// `POST /v1/embeddings`
     Embeddings,
+    /// `POST /v1/responses` (the Responses API: typed events when streamed)
+    Responses,
     /// `POST /v1/messages`: Anthropic's Messages API. A model serving `chat` serves it.
     Messages,
     /// `POST /v1/messages/count_tokens`: Anthropic's token count, served by Anthropic
@@ -35,10 +37,11 @@ pub enum Api {
 }
 
 impl Api {
-    pub const ALL: [Api; 5] = [
+    pub const ALL: [Api; 6] = [
         Self::Chat,
         Self::Completions,
         Self::Embeddings,
+        Self::Responses,
         Self::Messages,
         Self::CountTokens,
     ];
@@ -49,6 +52,7 @@ impl Api {
             Self::Chat => "chat/completions",
             Self::Completions => "completions",
             Self::Embeddings => "embeddings",
+            Self::Responses => "responses",
             Self::Messages => "messages",
             Self::CountTokens => "messages/count_tokens",
         }
@@ -66,7 +70,7 @@ impl Api {
     /// The OpenTelemetry GenAI operation name (`gen_ai.operation.name`).
     pub fn operation(self) -> &'static str {
         match self {
-            Self::Chat | Self::Messages => "chat",
+            Self::Chat | Self::Responses | Self::Messages => "chat",
             Self::Completions => "text_completion",
             Self::Embeddings => "embeddings",
             Self::CountTokens => "count_tokens",
@@ -80,6 +84,7 @@ impl Api {
             Self::Chat => "chat",
             Self::Completions => "completions",
             Self::Embeddings => "embeddings",
+            Self::Responses => "responses",
             Self::Messages => "messages",
             Self::CountTokens => "count_tokens",
         }
@@ -99,6 +104,7 @@ impl Api {
     pub fn dialect(self) -> Dialect {
         match self {
             Self::Chat | Self::Completions | Self::Embeddings => Dialect::OpenAi,
+            Self::Responses => Dialect::Responses,
             Self::Messages | Self::CountTokens => Dialect::Anthropic,
         }
     }
@@ -106,6 +112,15 @@ impl Api {
     /// Whether answers of this API can stream.
     pub fn streams(self) -> bool {
         !matches!(self, Self::Embeddings | Self::CountTokens)
+    }
+
+    /// Whether this API's streams always carry usage (the Responses API's
+    /// `response.completed`, Anthropic's `message_start` and `message_delta` do). Then the
+    /// router neither asks for usage with `stream_options.include_usage` (neither API has
+    /// such an option) nor cuts the usage out: the client gets the stream exactly as the
+    /// upstream wrote it.
+    pub fn reports_stream_usage(self) -> bool {
+        self.dialect() != Dialect::OpenAi
     }
 }
 

@@ -220,8 +220,8 @@ pub struct ModelConfig {
     /// `owned_by` in `/v1/models`. Default `"gatewayz"`.
     #[serde(default)]
     pub owned_by: Option<String>,
-    /// The APIs the model serves (`"chat"`, `"completions"`, `"embeddings"`): a request for
-    /// another is refused with a 400. Default: all of them.
+    /// The APIs the model serves (`"chat"`, `"completions"`, `"embeddings"`, `"responses"`): a
+    /// request for another is refused with a 400. Default: all of them.
     #[serde(default)]
     pub apis: Option<Vec<Api>>,
 }
@@ -440,7 +440,8 @@ fn validate_model(
     if model.apis.as_ref().is_some_and(Vec::is_empty) {
         return Err(Invalid::new(
             format!("{base}.apis"),
-            "at least one API (\"chat\", \"completions\", \"embeddings\"), or omit it for all",
+            "at least one API (\"chat\", \"completions\", \"embeddings\", \"responses\"), or omit \
+             it for all",
         ));
     }
     if let Some(i) = model

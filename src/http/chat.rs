@@ -1,7 +1,7 @@
-//! `POST /v1/chat/completions`, `/v1/completions`, `/v1/embeddings` and (through
-//! [`super::messages`]) `/v1/messages`: one handler, the API a parameter (each route binds
-//! its own). The reply is the client's dialect already — providers translate at their edge —
-//! so the handler only frames it.
+//! `POST /v1/chat/completions`, `/v1/completions`, `/v1/embeddings`, `/v1/responses` and
+//! (through [`super::messages`]) `/v1/messages`: one handler, the API a parameter (each route
+//! binds its own). The reply is the client's dialect already — providers translate at their
+//! edge — so the handler only frames it.
 
 use std::time::{Instant, SystemTime};
 
@@ -39,6 +39,14 @@ pub async fn embeddings(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     serve(Api::Embeddings, req, payload, state).await
+}
+
+pub async fn responses(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    serve(Api::Responses, req, payload, state).await
 }
 
 pub(super) async fn serve(
@@ -88,6 +96,7 @@ pub(super) async fn serve(
         Api::Embeddings => answered!("embeddings request answered"),
         Api::Messages => answered!("anthropic message answered"),
         Api::CountTokens => answered!("anthropic token count answered"),
+        Api::Responses => answered!("response answered"),
     }
     let mut response = match reply {
         ChatReply::Json {

@@ -49,10 +49,11 @@ pub struct AppState {
 /// request from the matched resource's name instead of matching its path again. The OpenAI
 /// routes are served without the `/v1` prefix too (clients configured with a `base_url` that
 /// lacks it, as LiteLLM's users do).
-pub const PATTERNS: [&str; 20] = [
+pub const PATTERNS: [&str; 22] = [
     "/v1/chat/completions",
     "/v1/completions",
     "/v1/embeddings",
+    "/v1/responses",
     "/v1/messages",
     "/v1/messages/count_tokens",
     "/v1/models",
@@ -60,6 +61,7 @@ pub const PATTERNS: [&str; 20] = [
     "/chat/completions",
     "/completions",
     "/embeddings",
+    "/responses",
     "/messages",
     "/messages/count_tokens",
     "/models",
@@ -82,11 +84,12 @@ fn only(pattern: &'static str, route: Route) -> Resource {
 
 /// Registers every route on an actix `App`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    let [chat, completions, embeddings, messages, count_tokens, models, model, bare_chat, bare_completions, bare_embeddings, bare_messages, bare_count_tokens, bare_models, bare_model, health, ready, providers, anomalies, metrics_all, structured] =
+    let [chat, completions, embeddings, responses, messages, count_tokens, models, model, bare_chat, bare_completions, bare_embeddings, bare_responses, bare_messages, bare_count_tokens, bare_models, bare_model, health, ready, providers, anomalies, metrics_all, structured] =
         PATTERNS;
     cfg.service(only(chat, web::post().to(chat::chat)))
         .service(only(completions, web::post().to(chat::completions)))
         .service(only(embeddings, web::post().to(chat::embeddings)))
+        .service(only(responses, web::post().to(chat::responses)))
         .service(only(messages, web::post().to(messages::messages)))
         .service(only(count_tokens, web::post().to(messages::count_tokens)))
         .service(only(models, web::get().to(models::list)))
@@ -94,6 +97,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(only(bare_chat, web::post().to(chat::chat)))
         .service(only(bare_completions, web::post().to(chat::completions)))
         .service(only(bare_embeddings, web::post().to(chat::embeddings)))
+        .service(only(bare_responses, web::post().to(chat::responses)))
         .service(only(bare_messages, web::post().to(messages::messages)))
         .service(only(
             bare_count_tokens,

@@ -1,6 +1,9 @@
 //! Answers like an OpenAI-compatible provider, without a model: shared by the in-process
 //! `kind = "mock"` provider and the `gatewayz mock-upstream` server, which also speaks
-//! Anthropic's Messages API ([`MockRequest::parse_anthropic`], [`Dialect::Anthropic`]).
+//! Anthropic's Messages API ([`MockRequest::parse_anthropic`], [`Dialect::Anthropic`]). A
+//! request's [`Dialect`] is the one the scanner reads its stream in (one source of truth):
+//! chat, completions and embeddings are [`Dialect::OpenAi`], the Responses API
+//! [`Dialect::Responses`].
 //!
 //! The content is derived from the prompt (it echoes the last user message), so tests can
 //! tell answers apart; `usage` counts whitespace-separated words as tokens, so tests can
@@ -13,16 +16,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::config::Api;
-
-/// The wire format a request came in, and its answer goes out, in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Dialect {
-    /// OpenAI's chat completions, completions and embeddings.
-    #[default]
-    OpenAi,
-    /// Anthropic's Messages API (`POST /v1/messages`); its `api` is [`Api::Messages`].
-    Anthropic,
-}
+pub use crate::config::Dialect;
 
 /// What the mock needs from a request.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,9 +45,13 @@ struct Request {
     /// Completions: a string or an array of strings.
     #[serde(default)]
     prompt: Option<serde_json::Value>,
-    /// Embeddings: a string or an array of strings.
+    /// Embeddings: a string or an array of strings; Responses: a string or an array of
+    /// input items.
     #[serde(default)]
     input: Option<serde_json::Value>,
+    /// Responses: the system message.
+    #[serde(default)]
+    instructions: Option<serde_json::Value>,
     #[serde(default)]
     stream: Option<bool>,
     #[serde(default)]
@@ -64,6 +62,7 @@ struct Request {
     max_completion_tokens: Option<u64>,
     #[serde(default)]
     tools: Vec<serde_json::Value>,
+    max_output_tokens: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -179,6 +178,7 @@ impl MockRequest {
                 let tokens = count_tokens(&text);
                 (text, tokens)
             }
+            Api::Responses => responses_prompt(req.input.as_ref(), req.instructions.as_ref())?,
         };
         let last_is_user = req.messages.last().is_some_and(|m| m.role == "user");
         let tool = req
@@ -189,7 +189,7 @@ impl MockRequest {
             .map(str::to_owned);
         Ok(Self {
             api,
-            dialect: Dialect::OpenAi,
+            dialect: api.dialect(),
             model: req.model,
             prompt,
             prompt_tokens,
@@ -198,7 +198,10 @@ impl MockRequest {
                 .stream_options
                 .and_then(|o| o.include_usage)
                 .unwrap_or(false),
-            max_tokens: req.max_completion_tokens.or(req.max_tokens),
+            max_tokens: req
+                .max_completion_tokens
+                .or(req.max_tokens)
+                .or(req.max_output_tokens),
             tool,
         })
     }
@@ -452,7 +455,8 @@ impl MockRequest {
     }
 
     /// A non-streamed answer: a `chat.completion`, a `text_completion`, an embeddings list
-    /// (one small deterministic vector per request), or an Anthropic `message`.
+    /// (one small deterministic vector per request), a Responses `response`, or an Anthropic
+    /// `message`.
     pub fn completion(&self, id: &str, created: u64) -> Vec<u8> {
         if self.api == Api::CountTokens {
             return json!({"input_tokens": self.prompt_tokens})
@@ -462,8 +466,10 @@ impl MockRequest {
         if let (Some(tool), Dialect::Anthropic) = (&self.tool, self.dialect) {
             return self.anthropic_tool_message(tool, id);
         }
-        if self.dialect == Dialect::Anthropic {
-            return self.anthropic_message(id);
+        match self.dialect {
+            Dialect::Anthropic => return self.anthropic_message(id),
+            Dialect::Responses => return self.response(id, created).to_string().into_bytes(),
+            Dialect::OpenAi => {}
         }
         if let Some(tool) = &self.tool {
             return self.tool_completion(tool, id, created);
@@ -510,14 +516,17 @@ impl MockRequest {
 
     /// The SSE events of a streamed answer, each a complete `data: ...\n\n` frame: a role
     /// chunk, one chunk per group of words (`chunks` groups, 0 = one per word), a finish
-    /// chunk, a usage chunk when asked for, and `[DONE]`. Anthropic's are named events
-    /// instead: see [`MockRequest::anthropic_events`].
+    /// chunk, a usage chunk when asked for, and `[DONE]`. Anthropic's and the Responses API's
+    /// are named events instead: see [`MockRequest::anthropic_events`] and
+    /// [`MockRequest::responses_events`].
     pub fn stream_events(&self, id: &str, created: u64, chunks: usize) -> Vec<Bytes> {
         if let (Some(tool), Dialect::Anthropic) = (&self.tool, self.dialect) {
             return self.anthropic_tool_events(tool, id);
         }
-        if self.dialect == Dialect::Anthropic {
-            return self.anthropic_events(id, chunks);
+        match self.dialect {
+            Dialect::Anthropic => return self.anthropic_events(id, chunks),
+            Dialect::Responses => return self.responses_events(id, created, chunks),
+            Dialect::OpenAi => {}
         }
         if let Some(tool) = &self.tool {
             return self.tool_stream(tool, id, created);
@@ -650,6 +659,176 @@ impl MockRequest {
 /// The Anthropic APIs are parsed by [`MockRequest::anthropic`].
 fn unreachable_api(api: Api) -> Result<(String, u64), String> {
     Err(format!("/v1/{} is not an OpenAI API", api.path()))
+}
+
+impl MockRequest {
+    /// The Responses API's `response` object, final: one `message` output item holding the
+    /// answer as `output_text`, `usage` in input and output tokens. `status` is `incomplete`
+    /// (reason `max_output_tokens`) when `max_output_tokens` cut the answer, else `completed`.
+    pub fn response(&self, id: &str, created: u64) -> serde_json::Value {
+        let (words, cut) = self.answer();
+        let status = if cut { "incomplete" } else { "completed" };
+        let item = self.response_message(id, &words.join(" "), status);
+        let usage = json!({
+            "input_tokens": self.prompt_tokens,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": words.len(),
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": self.prompt_tokens + words.len() as u64,
+        });
+        let mut response = self.response_envelope(id, created, status);
+        response["output"] = json!([item]);
+        response["usage"] = usage;
+        if cut {
+            response["incomplete_details"] = json!({"reason": "max_output_tokens"});
+        }
+        response
+    }
+
+    /// A `response` object without output or usage, in `status`.
+    fn response_envelope(&self, id: &str, created: u64, status: &str) -> serde_json::Value {
+        json!({
+            "id": id,
+            "object": "response",
+            "created_at": created,
+            "status": status,
+            "error": null,
+            "incomplete_details": null,
+            "instructions": null,
+            "max_output_tokens": self.max_tokens,
+            "model": self.model,
+            "output": [],
+            "parallel_tool_calls": true,
+            "previous_response_id": null,
+            "reasoning": {"effort": null, "summary": null},
+            "store": false,
+            "temperature": 1.0,
+            "text": {"format": {"type": "text"}},
+            "tool_choice": "auto",
+            "tools": [],
+            "top_p": 1.0,
+            "truncation": "disabled",
+            "usage": null,
+            "user": null,
+            "metadata": {},
+        })
+    }
+
+    /// The answer's `message` output item (empty while in progress).
+    fn response_message(&self, id: &str, text: &str, status: &str) -> serde_json::Value {
+        let content = if status == "in_progress" {
+            json!([])
+        } else {
+            json!([Self::output_text(text)])
+        };
+        json!({
+            "id": format!("msg_{id}"),
+            "type": "message",
+            "status": status,
+            "role": "assistant",
+            "content": content,
+        })
+    }
+
+    fn output_text(text: &str) -> serde_json::Value {
+        json!({"type": "output_text", "text": text, "annotations": [], "logprobs": []})
+    }
+
+    /// The Responses API's stream, each a complete `event: TYPE\ndata: JSON\n\n` frame with
+    /// its `sequence_number`: `response.created`, `response.in_progress`,
+    /// `response.output_item.added`, `response.content_part.added`, one
+    /// `response.output_text.delta` per group of words (as [`MockRequest::stream_events`]),
+    /// `response.output_text.done`, `response.content_part.done`, `response.output_item.done`
+    /// and `response.completed` with the usage (`response.incomplete` when `max_output_tokens`
+    /// cut the answer).
+    pub fn responses_events(&self, id: &str, created: u64, chunks: usize) -> Vec<Bytes> {
+        let (words, _) = self.answer();
+        let text = words.join(" ");
+        let last = self.response(id, created);
+        let status = last["status"].as_str().unwrap_or("completed").to_owned();
+        let item_id = format!("msg_{id}");
+        let start = self.response_envelope(id, created, "in_progress");
+        let position = json!({"item_id": item_id, "output_index": 0, "content_index": 0});
+        let with = |mut fields: serde_json::Value, extra: serde_json::Value| {
+            if let (Some(fields), Some(extra)) = (fields.as_object_mut(), extra.as_object()) {
+                fields.extend(extra.clone());
+            }
+            fields
+        };
+        let mut bodies = vec![
+            json!({"type": "response.created", "response": start}),
+            json!({"type": "response.in_progress", "response": start}),
+            json!({"type": "response.output_item.added", "output_index": 0,
+                "item": self.response_message(id, "", "in_progress")}),
+            with(
+                json!({"type": "response.content_part.added", "part": Self::output_text("")}),
+                position.clone(),
+            ),
+        ];
+        for delta in Self::text_groups(&words, chunks) {
+            bodies.push(with(
+                json!({"type": "response.output_text.delta", "delta": delta, "logprobs": []}),
+                position.clone(),
+            ));
+        }
+        bodies.push(with(
+            json!({"type": "response.output_text.done", "text": text, "logprobs": []}),
+            position.clone(),
+        ));
+        bodies.push(with(
+            json!({"type": "response.content_part.done", "part": Self::output_text(&text)}),
+            position,
+        ));
+        bodies.push(
+            json!({"type": "response.output_item.done", "output_index": 0,
+            "item": last["output"][0]}),
+        );
+        bodies.push(json!({"type": format!("response.{status}"), "response": last}));
+        bodies
+            .into_iter()
+            .enumerate()
+            .map(|(n, mut body)| {
+                body["sequence_number"] = json!(n);
+                let kind = body["type"].as_str().unwrap_or_default().to_owned();
+                named_frame(&kind, &body)
+            })
+            .collect()
+    }
+}
+
+/// The prompt of a Responses request and its tokens: `input` is a string (one user message)
+/// or an array of input items, whose messages count as chat messages do (words plus 3); the
+/// prompt is the last user message's text. `instructions` counts as one more message.
+fn responses_prompt(
+    input: Option<&serde_json::Value>,
+    instructions: Option<&serde_json::Value>,
+) -> Result<(String, u64), String> {
+    let instructions = match instructions {
+        Some(serde_json::Value::String(s)) => count_tokens(s) + 3,
+        _ => 0,
+    };
+    match input {
+        Some(serde_json::Value::String(s)) => Ok((s.clone(), count_tokens(s) + 3 + instructions)),
+        Some(serde_json::Value::Array(items)) if !items.is_empty() => {
+            let text = |item: &serde_json::Value| {
+                let content = item.get("content").or_else(|| item.get("output")).cloned();
+                text_of(&content)
+            };
+            let tokens = items
+                .iter()
+                .map(|i| count_tokens(&text(i)) + 3)
+                .sum::<u64>();
+            let prompt = items
+                .iter()
+                .rev()
+                .find(|i| i.get("role").and_then(|r| r.as_str()) == Some("user"))
+                .map(text)
+                .unwrap_or_default();
+            Ok((prompt, tokens + instructions))
+        }
+        Some(serde_json::Value::Array(_)) => Err("input must not be empty".into()),
+        _ => Err("input is required".into()),
+    }
 }
 
 fn frame(value: &serde_json::Value) -> Bytes {
@@ -927,5 +1106,95 @@ mod tests {
             br#"{"model":"c","messages":[{"role":"user","content":"x"}]}"#
         )
         .is_err());
+    }
+
+    const RESPONSES: &[u8] = br#"{"model":"r","instructions":"be brief","input":[{"role":"user","content":"first question"},{"type":"message","role":"assistant","content":[{"type":"output_text","text":"an answer"}]},{"role":"user","content":[{"type":"input_text","text":"hello there world"}]}],"stream":true}"#;
+
+    #[test]
+    fn parses_responses_bodies() {
+        let req = MockRequest::parse(Api::Responses, RESPONSES).unwrap();
+        assert_eq!(req.dialect, Dialect::Responses);
+        assert_eq!(req.prompt, "hello there world");
+        // instructions (2 + 3), then (2 + 3) + (2 + 3) + (3 + 3).
+        assert_eq!(req.prompt_tokens, 5 + 5 + 5 + 6);
+        assert!(req.stream && !req.include_usage);
+        let plain = MockRequest::parse(
+            Api::Responses,
+            br#"{"model":"r","input":"say hi","max_output_tokens":3}"#,
+        )
+        .unwrap();
+        assert_eq!((plain.prompt.as_str(), plain.prompt_tokens), ("say hi", 5));
+        assert_eq!(plain.max_tokens, Some(3));
+        for bad in [
+            &br#"{"model":"r"}"#[..],
+            br#"{"model":"r","input":[]}"#,
+            br#"{"model":"r","input":3}"#,
+        ] {
+            assert!(MockRequest::parse(Api::Responses, bad).is_err());
+        }
+    }
+
+    #[test]
+    fn response_object_shape() {
+        let req = MockRequest::parse(Api::Responses, RESPONSES).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&req.completion("resp_1", 7)).unwrap();
+        assert_eq!(v["object"], "response");
+        assert_eq!(v["status"], "completed");
+        assert_eq!(v["model"], "r");
+        assert_eq!(v["created_at"], 7);
+        assert_eq!(
+            v["output"],
+            json!([{"id": "msg_resp_1", "type": "message", "status": "completed",
+                "role": "assistant", "content": [{"type": "output_text",
+                "text": "You said: hello there world", "annotations": [], "logprobs": []}]}])
+        );
+        assert_eq!(v["usage"]["input_tokens"], 21);
+        assert_eq!(v["usage"]["output_tokens"], 5);
+        assert_eq!(v["usage"]["total_tokens"], 26);
+        let cut = MockRequest {
+            max_tokens: Some(2),
+            ..req
+        };
+        let v = cut.response("resp_2", 7);
+        assert_eq!(v["status"], "incomplete");
+        assert_eq!(v["incomplete_details"]["reason"], "max_output_tokens");
+        assert_eq!(v["output"][0]["content"][0]["text"], "You said:");
+    }
+
+    #[test]
+    fn responses_stream_shape() {
+        let req = MockRequest::parse(Api::Responses, RESPONSES).unwrap();
+        for chunks in [0, 1, 2, 100] {
+            let events = named(&req.stream_events("resp_1", 1, chunks));
+            let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+            let deltas = if chunks == 0 { 5 } else { chunks.min(5) };
+            let mut expected = vec![
+                "response.created",
+                "response.in_progress",
+                "response.output_item.added",
+                "response.content_part.added",
+            ];
+            expected.extend(std::iter::repeat_n("response.output_text.delta", deltas));
+            expected.extend([
+                "response.output_text.done",
+                "response.content_part.done",
+                "response.output_item.done",
+                "response.completed",
+            ]);
+            assert_eq!(names, expected, "chunks={chunks}");
+            for (n, (name, data)) in events.iter().enumerate() {
+                assert_eq!(data["type"], name.as_str());
+                assert_eq!(data["sequence_number"], n);
+            }
+            let text: String = events
+                .iter()
+                .filter(|(n, _)| n == "response.output_text.delta")
+                .map(|(_, d)| d["delta"].as_str().unwrap().to_owned())
+                .collect();
+            assert_eq!(text, "You said: hello there world", "chunks={chunks}");
+            let (_, last) = events.last().unwrap();
+            assert_eq!(last["response"], req.response("resp_1", 1));
+            assert_eq!(events[0].1["response"]["usage"], json!(null));
+        }
     }
 }

@@ -4,7 +4,10 @@
 //!
 //! It also speaks Anthropic's Messages API on `POST /v1/messages` (and `/messages`): the key
 //! is checked in `x-api-key` there, answers, streams (named events) and errors take
-//! Anthropic's shapes, and the same behaviour (latency, pace, fault modes) applies.
+//! Anthropic's shapes, and the same behaviour (latency, pace, fault modes) applies. The
+//! Responses API (`POST /v1/responses`) answers a `response` object, or streams its typed
+//! events ending with `response.completed`; each fault mode breaks that stream the way it
+//! breaks a chat stream ([`StreamFaults`]).
 //!
 //! Failures are spaced deterministically: with `--fail-rate 0.25` exactly every fourth chat
 //! (or messages) request fails, so tests can count on them.
@@ -39,12 +42,13 @@ pub enum FailMode {
     /// A stream sends a malformed event after its first content.
     MalformedLate,
     /// A stream ends cleanly after its content, without `data: [DONE]` (Anthropic:
-    /// without `message_stop`).
+    /// without `message_stop`; Responses: without `response.completed`).
     NoDone,
     /// A stream goes silent after its first content, and stays open.
     Stall,
-    /// A stream sends its protocol's error event after its first content, and ends
-    /// (`data: {"error": …}`; Anthropic: `event: error`, `overloaded_error`).
+    /// A stream writes its protocol's error event after its first content and ends: OpenAI's
+    /// `data: {"error": …}`, Anthropic's `event: error` (`overloaded_error`), the Responses
+    /// API's `event: error`.
     ErrorEvent,
     /// An answer that never ends: a JSON body, or a stream line after the first content,
     /// growing until the client goes away.
@@ -132,7 +136,7 @@ struct Stats {
     failures: u64,
     last_model: Option<String>,
     /// The path of the last request's API (`chat/completions`, `completions`, `embeddings`,
-    /// `messages`).
+    /// `responses`, `messages`).
     last_api: Option<&'static str>,
     /// The `anthropic-version` header of the last request, when it had one.
     last_anthropic_version: Option<String>,
@@ -193,6 +197,8 @@ pub async fn run(options: Options) -> std::io::Result<()> {
             .route("/completions", web::post().to(completions))
             .route("/v1/embeddings", web::post().to(embeddings))
             .route("/embeddings", web::post().to(embeddings))
+            .route("/v1/responses", web::post().to(responses))
+            .route("/responses", web::post().to(responses))
             .route("/v1/messages", web::post().to(messages))
             .route("/messages", web::post().to(messages))
             .route("/v1/messages/count_tokens", web::post().to(count_tokens))
@@ -252,7 +258,7 @@ fn anthropic_error_type(status: u16) -> &'static str {
 /// An error answer in `dialect`'s shape.
 fn dialect_error(dialect: Dialect, status: u16, message: &str) -> HttpResponse {
     match dialect {
-        Dialect::OpenAi => error_body(status, message),
+        Dialect::OpenAi | Dialect::Responses => error_body(status, message),
         Dialect::Anthropic => {
             let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             HttpResponse::build(code).json(serde_json::json!({"type": "error", "error": {
@@ -261,41 +267,59 @@ fn dialect_error(dialect: Dialect, status: u16, message: &str) -> HttpResponse {
     }
 }
 
-/// How a dialect's streams break in the fault modes.
-struct StreamFaults {
+/// How a dialect's streams break in the fault modes (checked against the scanner by
+/// `providers::sse`'s tests).
+pub(crate) struct StreamFaults {
     /// Events up to and including the first content (a stall or a late fault follows them).
-    first_content: usize,
+    pub(crate) first_content: usize,
+    /// Events sent before a `drop` stream's connection breaks.
+    pub(crate) drop_after: usize,
     /// The only event of a `malformed` stream.
-    malformed: &'static [u8],
+    pub(crate) malformed: &'static [u8],
     /// The broken event of a `malformed-late` stream.
-    malformed_late: &'static [u8],
+    pub(crate) malformed_late: &'static [u8],
     /// The event that ends a stream (after a `malformed-late` event).
-    end: &'static [u8],
+    pub(crate) end: &'static [u8],
     /// The start of an `oversize` stream's endless event.
-    oversize: &'static [u8],
+    pub(crate) oversize: &'static [u8],
     /// What an `error-event` stream sends after its first content.
-    error_event: &'static [u8],
+    pub(crate) error_event: &'static [u8],
 }
 
 impl StreamFaults {
-    fn of(dialect: Dialect) -> Self {
+    pub(crate) fn of(dialect: Dialect) -> Self {
         match dialect {
             Dialect::OpenAi => Self {
                 first_content: 2,
+                drop_after: 2,
                 malformed: b"data: {not json\n\n",
                 malformed_late: b"data: {\"choices\":[{\"delta\n\n",
                 end: b"data: [DONE]\n\n",
+                error_event: b"data: {\"error\":{\"message\":\"mock upstream failure\",\"type\":\"server_error\",\"param\":null,\"code\":null}}\n\n",
                 oversize: b"data: {\"pad\":\"",
-                error_event: b"data: {\"error\":{\"message\":\"mock upstream overloaded\",\"type\":\"server_error\",\"param\":null,\"code\":null}}\n\n",
             },
-            // message_start, content_block_start, ping, then the first text delta.
+            // message_start, content_block_start, ping, then the first text delta. A dropped
+            // stream breaks after its first content, as a chat stream does.
             Dialect::Anthropic => Self {
                 first_content: 4,
+                drop_after: 4,
                 malformed: b"event: content_block_delta\ndata: {not json\n\n",
                 malformed_late: b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"delta\n\n",
                 end: b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
-                oversize: b"event: content_block_delta\ndata: {\"pad\":\"",
                 error_event: b"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n",
+                oversize: b"event: content_block_delta\ndata: {\"pad\":\"",
+            },
+            // response.created, response.in_progress, response.output_item.added,
+            // response.content_part.added, then the first text delta. A dropped stream breaks
+            // after its first content, as a chat stream does.
+            Dialect::Responses => Self {
+                first_content: 5,
+                drop_after: 5,
+                malformed: b"event: response.output_text.delta\ndata: {not json\n\n",
+                malformed_late: b"event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\n\n",
+                end: b"event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"object\":\"response\",\"status\":\"completed\",\"output\":[]}}\n\n",
+                error_event: b"event: error\ndata: {\"type\":\"error\",\"code\":\"server_error\",\"message\":\"mock upstream failure\",\"param\":null}\n\n",
+                oversize: b"event: response.output_text.delta\ndata: {\"pad\":\"",
             },
         }
     }
@@ -306,7 +330,7 @@ impl StreamFaults {
 fn authorized(dialect: Dialect, req: &HttpRequest, key: &str) -> bool {
     let header_value = |name| req.headers().get(name).and_then(|v| v.to_str().ok());
     match dialect {
-        Dialect::OpenAi => header_value(header::AUTHORIZATION.as_str())
+        Dialect::OpenAi | Dialect::Responses => header_value(header::AUTHORIZATION.as_str())
             .is_some_and(|v| v == format!("Bearer {key}")),
         Dialect::Anthropic => header_value("x-api-key") == Some(key),
     }
@@ -335,6 +359,10 @@ async fn embeddings(req: HttpRequest, body: Bytes, state: web::Data<State>) -> H
     answer(Dialect::OpenAi, Api::Embeddings, req, body, state).await
 }
 
+async fn responses(req: HttpRequest, body: Bytes, state: web::Data<State>) -> HttpResponse {
+    answer(Dialect::Responses, Api::Responses, req, body, state).await
+}
+
 async fn messages(req: HttpRequest, body: Bytes, state: web::Data<State>) -> HttpResponse {
     answer(Dialect::Anthropic, Api::Messages, req, body, state).await
 }
@@ -355,7 +383,7 @@ async fn answer(
     if let Some(key) = &state.api_key {
         if !authorized(dialect, &req, key) {
             let message = match dialect {
-                Dialect::OpenAi => "invalid upstream key",
+                Dialect::OpenAi | Dialect::Responses => "invalid upstream key",
                 Dialect::Anthropic => "invalid x-api-key",
             };
             return dialect_error(dialect, 401, message);
@@ -405,6 +433,7 @@ async fn answer(
     }
     let id = match dialect {
         Dialect::OpenAi => format!("chatcmpl-up-{n}"),
+        Dialect::Responses => format!("resp_up_{n}"),
         Dialect::Anthropic => format!("msg_mock_{n}"),
     };
     let created = now_unix();
@@ -455,7 +484,7 @@ async fn answer(
     let stall_after =
         (failing && behaviour.fail_mode == FailMode::Stall).then_some(faults.first_content);
     let drop_after =
-        (failing && behaviour.fail_mode == FailMode::Drop).then_some(faults.first_content);
+        (failing && behaviour.fail_mode == FailMode::Drop).then_some(faults.drop_after);
     let delay = behaviour.chunk_delay;
     state.stats().streams_started += 1;
     let guard = StreamGuard(state.clone());

@@ -91,7 +91,7 @@ impl AnthropicClient {
                 return Ok(Reply::Stream(upstream));
             }
             let body = self.http.read_body(answer, &head.headers).await?;
-            let (usage, response_model) = super::read_message_usage(&body)?;
+            let (usage, response_model) = super::read_usage(api, &body)?;
             Ok(Reply::Json {
                 body,
                 usage,

@@ -48,7 +48,10 @@ impl MockProvider {
             }
         })?;
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        let id = format!("chatcmpl-mock-{n}");
+        let id = match api {
+            Api::Responses => format!("resp_mock_{n}"),
+            _ => format!("chatcmpl-mock-{n}"),
+        };
         let created = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -57,11 +60,7 @@ impl MockProvider {
         }
         let Want::Stream { strip_usage } = want else {
             let body = Bytes::from(request.completion(&id, created));
-            let (usage, response_model) = if anthropic {
-                super::read_message_usage(&body)?
-            } else {
-                super::read_usage(&body)?
-            };
+            let (usage, response_model) = super::read_usage(api, &body)?;
             return Ok(Reply::Json {
                 body,
                 usage,

@@ -321,36 +321,61 @@ impl Provider {
 }
 
 #[derive(Deserialize)]
-struct UsageAndModel {
-    #[serde(default)]
-    usage: Option<Usage>,
+struct UsageAndModel<U> {
+    #[serde(default = "none")]
+    usage: Option<U>,
     #[serde(default)]
     model: Option<String>,
 }
 
-/// Reads `usage` and `model` from a JSON answer, ignoring the rest.
-pub fn read_usage(body: &[u8]) -> Result<(Option<Usage>, Option<String>), ProviderError> {
-    serde_json::from_slice::<UsageAndModel>(body)
-        .map(|u| (u.usage, u.model))
-        .map_err(|e| ProviderError::Malformed(e.to_string()))
+fn none<U>() -> Option<U> {
+    None
 }
 
-/// Reads `usage` (cached input counted as input) and `model` from an Anthropic `message`, or
-/// `input_tokens` from a token count (not usage: nothing was generated).
-pub fn read_message_usage(body: &[u8]) -> Result<(Option<Usage>, Option<String>), ProviderError> {
-    #[derive(Deserialize)]
-    struct Message {
-        #[serde(default)]
-        usage: Option<serde_json::Value>,
-        #[serde(default)]
-        model: Option<String>,
+/// The Responses API's usage: `input_tokens` (cached ones included) and `output_tokens`.
+#[derive(Deserialize)]
+struct ResponsesUsage {
+    #[serde(default)]
+    input_tokens: u64,
+    #[serde(default)]
+    output_tokens: u64,
+}
+
+impl From<ResponsesUsage> for Usage {
+    fn from(u: ResponsesUsage) -> Self {
+        Usage {
+            prompt_tokens: u.input_tokens,
+            completion_tokens: u.output_tokens,
+        }
     }
-    let message: Message =
-        serde_json::from_slice(body).map_err(|e| ProviderError::Malformed(e.to_string()))?;
-    let usage = message
-        .usage
-        .map(|u| translate::AnthropicUsage::from_json(&u).to_usage());
-    Ok((usage, message.model))
+}
+
+/// Reads `usage` and `model` from a JSON answer of `api`, in that API's own shape (chat,
+/// completions and embeddings count `prompt_tokens`/`completion_tokens`, the Responses API
+/// `input_tokens`/`output_tokens`, Anthropic's `message` its input, cache and output tokens;
+/// a token count has no usage: nothing was generated), ignoring the rest.
+pub fn read_usage(api: Api, body: &[u8]) -> Result<(Option<Usage>, Option<String>), ProviderError> {
+    let malformed = |e: serde_json::Error| ProviderError::Malformed(e.to_string());
+    match api {
+        Api::Chat | Api::Completions | Api::Embeddings => {
+            serde_json::from_slice::<UsageAndModel<Usage>>(body)
+                .map(|u| (u.usage, u.model))
+                .map_err(malformed)
+        }
+        Api::Responses => serde_json::from_slice::<UsageAndModel<ResponsesUsage>>(body)
+            .map(|u| (u.usage.map(Usage::from), u.model))
+            .map_err(malformed),
+        Api::Messages | Api::CountTokens => {
+            serde_json::from_slice::<UsageAndModel<serde_json::Value>>(body)
+                .map(|u| {
+                    let usage = u
+                        .usage
+                        .map(|u| translate::AnthropicUsage::from_json(&u).to_usage());
+                    (usage, u.model)
+                })
+                .map_err(malformed)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -359,7 +384,8 @@ mod tests {
 
     #[test]
     fn anthropic_usage_counts_cached_input() {
-        let (usage, model) = read_message_usage(
+        let (usage, model) = read_usage(
+            Api::Messages,
             br#"{"id":"msg_1","type":"message","model":"claude-sonnet-4-5","content":[],"usage":{"input_tokens":10,"cache_creation_input_tokens":3,"cache_read_input_tokens":2,"output_tokens":7}}"#,
         )
         .unwrap();
@@ -372,10 +398,10 @@ mod tests {
         );
         assert_eq!(model.as_deref(), Some("claude-sonnet-4-5"));
         assert_eq!(
-            read_message_usage(br#"{"input_tokens":12}"#).unwrap(),
+            read_usage(Api::CountTokens, br#"{"input_tokens":12}"#).unwrap(),
             (None, None)
         );
-        assert!(read_message_usage(b"<html>").is_err());
+        assert!(read_usage(Api::Messages, b"<html>").is_err());
     }
 
     #[test]
@@ -451,6 +477,7 @@ mod tests {
     #[test]
     fn usage_ignores_the_rest() {
         let (usage, model) = read_usage(
+            Api::Chat,
             br#"{"id":"x","model":"m1","choices":[{"message":{"content":"hi"}}],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#,
         )
         .unwrap();
@@ -462,7 +489,77 @@ mod tests {
             })
         );
         assert_eq!(model.as_deref(), Some("m1"));
-        assert!(read_usage(b"not json").is_err());
-        assert_eq!(read_usage(b"{}").unwrap(), (None, None));
+        for api in Api::ALL {
+            assert!(read_usage(api, b"not json").is_err(), "{api:?}");
+            assert_eq!(read_usage(api, b"{}").unwrap(), (None, None), "{api:?}");
+        }
+    }
+
+    /// A Responses answer in the shape of the OpenAI API reference's `response` object:
+    /// `usage` in input and output tokens (cached input counted inside `input_tokens`).
+    const RESPONSE_OBJECT: &[u8] = br#"{
+      "id": "resp_67ccd3a9da748190baa7f1570fe91ac604becb25c45c1d41",
+      "object": "response",
+      "created_at": 1741476777,
+      "status": "completed",
+      "error": null,
+      "incomplete_details": null,
+      "instructions": null,
+      "max_output_tokens": null,
+      "model": "gpt-4o-2024-08-06",
+      "output": [
+        {
+          "type": "message",
+          "id": "msg_67ccd3acc8d48190a77525dc6de64b4104becb25c45c1d41",
+          "status": "completed",
+          "role": "assistant",
+          "content": [
+            {"type": "output_text", "text": "The image depicts a scenic landscape.", "annotations": []}
+          ]
+        }
+      ],
+      "parallel_tool_calls": true,
+      "previous_response_id": null,
+      "reasoning": {"effort": null, "summary": null},
+      "store": true,
+      "temperature": 1.0,
+      "text": {"format": {"type": "text"}},
+      "tool_choice": "auto",
+      "tools": [],
+      "top_p": 1.0,
+      "truncation": "disabled",
+      "usage": {
+        "input_tokens": 328,
+        "input_tokens_details": {"cached_tokens": 128},
+        "output_tokens": 52,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": 380
+      },
+      "user": null,
+      "metadata": {}
+    }"#;
+
+    #[test]
+    fn responses_usage_is_read_in_its_own_shape() {
+        let (usage, model) = read_usage(Api::Responses, RESPONSE_OBJECT).unwrap();
+        assert_eq!(
+            usage,
+            Some(Usage {
+                prompt_tokens: 328,
+                completion_tokens: 52
+            })
+        );
+        assert_eq!(model.as_deref(), Some("gpt-4o-2024-08-06"));
+        // Read as a chat answer, the same body reports no tokens: the shape decides.
+        assert_eq!(
+            read_usage(Api::Chat, RESPONSE_OBJECT).unwrap().0,
+            Some(Usage::default())
+        );
+        // A response still in progress has `"usage": null`.
+        let pending = br#"{"object":"response","status":"in_progress","model":"m","usage":null}"#;
+        assert_eq!(
+            read_usage(Api::Responses, pending).unwrap(),
+            (None, Some("m".into()))
+        );
     }
 }

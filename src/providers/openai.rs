@@ -129,15 +129,18 @@ impl OpenAiClient {
         // The URL's serialization is normalized (case, default port, percent-encoding).
         let uri =
             |url: &reqwest::Url| Uri::try_from(url.as_str()).map_err(|e| format!("base_url: {e}"));
-        let mut uris = Vec::with_capacity(Api::ALL.len());
-        for api in Api::ALL {
-            let mut url = endpoint(&config.base_url, path(api))?;
-            basic_auth_from(&mut url)?;
-            uris.push(uri(&url)?);
-        }
+        // One URI per API, in `Api::ALL`'s order (whatever the number of APIs).
+        let uris: Vec<Uri> = Api::ALL
+            .iter()
+            .map(|api| {
+                let mut url = endpoint(&config.base_url, path(*api))?;
+                basic_auth_from(&mut url)?;
+                uri(&url)
+            })
+            .collect::<Result<_, String>>()?;
         let uris: [Uri; Api::ALL.len()] = uris
             .try_into()
-            .map_err(|_| "one endpoint per API".to_string())?;
+            .map_err(|_| "base_url: one URI per API".to_string())?;
         let mut headers = HeaderMap::new();
         for (name, value) in &config.headers {
             let name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| e.to_string())?;
@@ -200,7 +203,7 @@ impl OpenAiClient {
                 Ok(Reply::Stream(upstream))
             } else {
                 let body = self.read_body(body, &head.headers).await?;
-                let (usage, response_model) = read_usage(&body)?;
+                let (usage, response_model) = read_usage(api, &body)?;
                 Ok(Reply::Json {
                     body,
                     usage,

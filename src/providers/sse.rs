@@ -280,6 +280,9 @@ pub struct SseScanner {
     model: Option<String>,
     done: bool,
     events: u64,
+    /// The last line forwarded is an `event:` line whose `data:` line has not been
+    /// forwarded (yet, or ever: it was a fault).
+    named: bool,
 }
 
 impl SseScanner {
@@ -299,6 +302,7 @@ impl SseScanner {
             model: None,
             done: false,
             events: 0,
+            named: false,
         }
     }
 
@@ -330,6 +334,14 @@ impl SseScanner {
     /// Number of `data:` events seen.
     pub fn events(&self) -> u64 {
         self.events
+    }
+
+    /// Whether the client was last sent an `event:` line without its data: the data line was
+    /// a fault and was not forwarded. An error event written now must follow that line
+    /// directly — its own `event:` line replaces the name — since a blank line first would
+    /// dispatch an event without data, which SDKs fail to parse as JSON.
+    pub fn dangling_event_name(&self) -> bool {
+        self.named
     }
 
     pub fn feed(&mut self, chunk: Bytes) -> Fed {
@@ -433,6 +445,7 @@ impl SseScanner {
     fn verdict(&mut self, line: &[u8]) -> Line {
         let blank = line.iter().all(|b| *b == b'\r');
         if blank {
+            self.named = false;
             return if std::mem::take(&mut self.skip_blank) {
                 Line::Strip
             } else {
@@ -442,6 +455,9 @@ impl SseScanner {
         self.skip_blank = false;
         let verdict = self.inspect(line);
         self.skip_blank = verdict == Line::Strip;
+        if verdict == Line::Keep {
+            self.named = line.starts_with(b"event:");
+        }
         verdict
     }
 
@@ -962,6 +978,40 @@ mod tests {
     }
 
     #[test]
+    fn an_event_name_whose_data_was_a_fault_is_told() {
+        let head = RESPONSES
+            .split("event: response.output_text.delta")
+            .next()
+            .unwrap();
+        let delta = "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"x\"}\n\n";
+        let bad = "event: response.output_text.delta\ndata: {\"delta\n\n";
+        let stream = format!("{head}{delta}{bad}");
+        for cut in [stream.len(), stream.len() - bad.len() + 10, 40] {
+            // Fed as the relay feeds it: up to the first fault.
+            let mut scanner = SseScanner::new(Dialect::Responses, false, 1 << 20);
+            let mut out = Vec::new();
+            let mut fault = None;
+            for part in [&stream[..cut], &stream[cut..]] {
+                let fed = scanner.feed(Bytes::copy_from_slice(part.as_bytes()));
+                out.extend_from_slice(&fed.forward);
+                if let Some(f) = fed.fault {
+                    fault = Some(f);
+                    break;
+                }
+            }
+            assert_eq!(fault, Some(StreamFault::Malformed), "cut {cut}");
+            assert!(scanner.dangling_event_name(), "cut {cut}");
+            assert!(String::from_utf8(out)
+                .unwrap()
+                .ends_with("}\n\nevent: response.output_text.delta\n"));
+        }
+        // A whole event leaves no name dangling.
+        let (_, fault, scanner) = scan(Dialect::Responses, &format!("{head}{delta}"), &[]);
+        assert_eq!(fault, None);
+        assert!(!scanner.dangling_event_name());
+    }
+
+    #[test]
     fn error_events_are_written_in_the_stream_s_dialect() {
         let body = br#"{"error":{"message":"m","type":"api_error","param":null,"code":"c"}}"#;
         let event =
@@ -1078,5 +1128,100 @@ mod tests {
             prop_assert!(scanner.done());
             prop_assert_eq!(firsts.len(), 1);
         }
+    }
+}
+
+/// The mock upstream's streams and fault modes, as the scanner sees them: each dialect's
+/// faults are what the scanner catches (here, where the scanner may be imported; the mock may
+/// not import it).
+#[cfg(test)]
+mod mock_streams {
+    use super::{Dialect, SseScanner};
+    use crate::config::Api;
+    use crate::mock::server::StreamFaults;
+    use crate::mock::MockRequest;
+    use crate::providers::{StreamFault, Usage};
+
+    const RESPONSES: &[u8] = br#"{"model":"r","instructions":"be brief","input":[{"role":"user","content":"first question"},{"type":"message","role":"assistant","content":[{"type":"output_text","text":"an answer"}]},{"role":"user","content":[{"type":"input_text","text":"hello there world"}]}],"stream":true}"#;
+
+    /// A request of each dialect, streamed.
+    fn requests() -> [MockRequest; 3] {
+        let chat = br#"{"model":"m","messages":[{"role":"user","content":"a b c"}],"stream":true}"#;
+        let anthropic = br#"{"model":"m","max_tokens":9,"messages":[{"role":"user","content":"a b c"}],"stream":true}"#;
+        let responses = br#"{"model":"m","input":"a b c","stream":true}"#;
+        [
+            MockRequest::parse(Api::Chat, chat).unwrap(),
+            MockRequest::parse_anthropic(anthropic).unwrap(),
+            MockRequest::parse(Api::Responses, responses).unwrap(),
+        ]
+    }
+
+    /// Scans `events` in `dialect`: the fault, and the index of the event carrying the first
+    /// content.
+    fn scan(
+        dialect: Dialect,
+        events: &[bytes::Bytes],
+    ) -> (Option<StreamFault>, Option<usize>, bool) {
+        let mut scanner = SseScanner::new(dialect, false, 1 << 16);
+        let mut first = None;
+        for (i, event) in events.iter().enumerate() {
+            let fed = scanner.feed(event.clone());
+            if fed.first_content {
+                first = Some(i);
+            }
+            if fed.fault.is_some() {
+                return (fed.fault, first, scanner.done());
+            }
+        }
+        (scanner.finish().fault, first, scanner.done())
+    }
+
+    #[test]
+    fn each_dialect_s_faults_are_what_its_scanner_sees() {
+        for request in requests() {
+            let dialect = request.dialect;
+            let faults = StreamFaults::of(dialect);
+            let events = request.stream_events("id", 1, 0);
+            let (fault, first, done) = scan(dialect, &events);
+            assert_eq!((fault, done), (None, true), "{dialect:?}");
+            // The late faults follow the first content.
+            assert_eq!(first, Some(faults.first_content - 1), "{dialect:?}");
+            let late = |last: &'static [u8]| {
+                let mut broken = events[..faults.first_content].to_vec();
+                broken.push(bytes::Bytes::from_static(last));
+                scan(dialect, &broken).0
+            };
+            assert_eq!(late(faults.malformed_late), Some(StreamFault::Malformed));
+            assert_eq!(late(faults.error_event), Some(StreamFault::ErrorEvent));
+            assert_eq!(late(faults.end), None, "{dialect:?}");
+            let only = vec![bytes::Bytes::from_static(faults.malformed)];
+            assert_eq!(scan(dialect, &only).0, Some(StreamFault::Malformed));
+            let mut no_end = events.clone();
+            no_end.pop();
+            let (fault, _, done) = scan(dialect, &no_end);
+            assert_eq!((fault, done), (None, false), "{dialect:?}");
+            let mut ended = events[..faults.first_content].to_vec();
+            ended.push(bytes::Bytes::from_static(faults.end));
+            assert!(scan(dialect, &ended).2, "{dialect:?}");
+        }
+    }
+
+    #[test]
+    fn the_scanner_reads_the_mock_s_responses_stream() {
+        let req = MockRequest::parse(Api::Responses, RESPONSES).unwrap();
+        let mut scanner = SseScanner::new(Dialect::Responses, false, 1 << 16);
+        for event in req.stream_events("resp_1", 1, 0) {
+            let fed = scanner.feed(event.clone());
+            assert_eq!((fed.fault, &fed.forward), (None, &event));
+        }
+        assert!(scanner.done());
+        assert_eq!(
+            scanner.usage(),
+            Some(Usage {
+                prompt_tokens: 21,
+                completion_tokens: 5
+            })
+        );
+        assert_eq!(scanner.model(), Some("r"));
     }
 }

@@ -243,8 +243,12 @@ impl Router {
         let name = &self.catalog.provider(provider).name;
         let client = &self.clients[provider.index()];
         // Ask the upstream for usage when the client did not (and the provider allows it): the
-        // relay cuts it back out.
-        let add_usage = head.stream && !head.include_usage && client.injects_stream_usage();
+        // relay cuts it back out. An API whose streams always report usage (Responses) has
+        // `include_usage` set, so it is neither asked for nor cut.
+        let add_usage = head.stream
+            && !head.include_usage
+            && !api.reports_stream_usage()
+            && client.injects_stream_usage();
         let body = rewrite(body, upstream_model, add_usage);
         let span = AttemptSpan::start(
             api.operation(),

@@ -102,7 +102,9 @@ impl Relay {
     }
 
     /// Ends the stream on an upstream failure: what was good of the last chunk, then an error
-    /// event in the stream's dialect (after a blank line, so it is an event of its own).
+    /// event in the stream's dialect (after a blank line, so it is an event of its own; right
+    /// after an `event:` line whose data was the fault, so that its name is replaced rather
+    /// than an event without data dispatched).
     fn fail(&mut self, error: ProviderError, forward: Bytes) -> Bytes {
         let reason = error.reason();
         self.state = State::Failed(reason);
@@ -121,7 +123,9 @@ impl Relay {
         let shaped = sse::error_event(&error, self.scanner.dialect());
         let mut event = Vec::with_capacity(forward.len() + shaped.len() + 1);
         event.extend_from_slice(&forward);
-        event.push(b'\n');
+        if !self.scanner.dangling_event_name() {
+            event.push(b'\n');
+        }
         event.extend_from_slice(&shaped);
         Bytes::from(event)
     }

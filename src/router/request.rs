@@ -13,7 +13,6 @@ use serde_json::value::RawValue;
 
 use crate::config::Api;
 use crate::errors::ApiError;
-use crate::providers::sse::Dialect;
 
 #[derive(Deserialize)]
 struct Head<'a> {
@@ -42,7 +41,9 @@ struct StreamOptions {
 pub struct ChatHead<'a> {
     pub model: Cow<'a, str>,
     pub stream: bool,
-    /// The client asked for a usage chunk in its stream.
+    /// The client's stream carries usage as the upstream wrote it: the client asked for the
+    /// usage chunk, or the API always reports it ([`Api::reports_stream_usage`]). When false,
+    /// the router asks for usage and cuts it back out.
     pub include_usage: bool,
 }
 
@@ -76,7 +77,7 @@ pub fn parse(api: Api, body: &[u8]) -> Result<ChatHead<'_>, ApiError> {
     let (name, field, arrays_only) = match api {
         Api::Chat | Api::Messages | Api::CountTokens => ("messages", head.messages, true),
         Api::Completions => ("prompt", head.prompt, false),
-        Api::Embeddings => ("input", head.input, false),
+        Api::Embeddings | Api::Responses => ("input", head.input, false),
     };
     match field.map(|m| m.get().as_bytes().first()) {
         Some(Some(b'[')) => {}
@@ -98,8 +99,7 @@ pub fn parse(api: Api, body: &[u8]) -> Result<ChatHead<'_>, ApiError> {
     Ok(ChatHead {
         model,
         stream: api.streams() && head.stream.unwrap_or(false),
-        // Anthropic's streams always carry their usage: nothing to ask for, nothing to cut.
-        include_usage: api.dialect() != Dialect::OpenAi
+        include_usage: api.reports_stream_usage()
             || head
                 .stream_options
                 .and_then(|o| o.include_usage)
@@ -205,6 +205,11 @@ mod tests {
         );
         assert!(ok(Api::Completions, br#"{"model":"m","prompt":["a","b"]}"#).is_ok());
         assert!(ok(Api::Embeddings, br#"{"model":"e","input":"text"}"#).is_ok());
+        assert!(ok(Api::Responses, br#"{"model":"r","input":"text"}"#).is_ok());
+        let items = br#"{"model":"r","input":[{"role":"user","content":"hi"}],"stream":true}"#;
+        let streamed = parse(Api::Responses, items).unwrap();
+        // A Responses stream always carries its usage: nothing to ask for, nothing to cut.
+        assert!(streamed.stream && streamed.include_usage);
         // Embeddings never stream, whatever the body says.
         assert_eq!(
             ok(
@@ -222,6 +227,9 @@ mod tests {
             (Api::Chat, br#"{"model":"m","messages":"hi"}"#),
             (Api::Messages, br#"{"model":"m","prompt":"hi"}"#),
             (Api::CountTokens, br#"{"messages":[]}"#),
+            (Api::Responses, br#"{"model":"m","messages":[]}"#),
+            (Api::Responses, br#"{"model":"m","input":7}"#),
+            (Api::Responses, br#"{"input":"hi"}"#),
         ] {
             let err = parse(api, bad).unwrap_err();
             assert_eq!(

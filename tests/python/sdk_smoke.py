@@ -1,9 +1,14 @@
 """The official OpenAI Python SDK against a running gatewayz: a chat completion, a streamed
-chat completion (text reassembled and checked), models.list(), embeddings.create() and legacy
-completions.create() (JSON and streamed).
+chat completion (text reassembled and checked), models.list(), embeddings.create(), legacy
+completions.create() (JSON and streamed) and the Responses API: responses.create() (JSON and
+stream=True) and the responses.stream() helper, text and usage checked.
 
-Usage: sdk_smoke.py BASE_URL API_KEY MODEL. Driven by tests/openai_sdk.rs; exits non-zero on
-the first failed check.
+A Responses stream that breaks after its first content (BROKEN_MODEL, served by an upstream
+sending a malformed event) reaches the SDK as the Responses API's `error` event, not as an
+event the SDK cannot parse.
+
+Usage: sdk_smoke.py BASE_URL API_KEY MODEL BROKEN_MODEL. Driven by tests/openai_sdk.rs; exits
+non-zero on the first failed check.
 """
 
 import sys
@@ -12,7 +17,7 @@ from openai import OpenAI
 
 
 def main() -> None:
-    base_url, api_key, model = sys.argv[1:4]
+    base_url, api_key, model, broken_model = sys.argv[1:5]
     client = OpenAI(base_url=base_url, api_key=api_key, max_retries=0, timeout=30)
 
     reply = client.chat.completions.create(
@@ -55,7 +60,65 @@ def main() -> None:
     )
     assert streamed == "You said: legacy stream", streamed
 
-    print("sdk smoke ok:", content, "|", text, "|", ids, "|", completed.choices[0].text)
+    responded = client.responses.create(model=model, input="respond to this")
+    assert responded.status == "completed", responded
+    assert responded.output_text == "You said: respond to this", responded.output_text
+    # Input: 3 words + 3 for the message; output: 5 words.
+    assert responded.usage.input_tokens == 6, responded.usage
+    assert responded.usage.output_tokens == 5, responded.usage
+
+    deltas = []
+    usage = None
+    for event in client.responses.create(
+        model=model,
+        input=[{"role": "user", "content": "stream a response"}],
+        stream=True,
+    ):
+        if event.type == "response.output_text.delta":
+            deltas.append(event.delta)
+        elif event.type == "response.completed":
+            usage = event.response.usage
+    streamed_response = "".join(deltas)
+    assert streamed_response == "You said: stream a response", streamed_response
+    assert usage is not None and usage.output_tokens == 5, usage
+
+    with client.responses.stream(
+        model=model,
+        instructions="be brief",
+        input=[{"role": "user", "content": [{"type": "input_text", "text": "helper stream"}]}],
+    ) as stream:
+        helper_text = "".join(
+            e.delta for e in stream if e.type == "response.output_text.delta"
+        )
+        final = stream.get_final_response()
+    assert helper_text == "You said: helper stream", helper_text
+    assert final.output_text == helper_text, final.output_text
+    # Instructions (2 words + 3) and the message (2 + 3); output: 4 words.
+    assert final.usage.input_tokens == 10, final.usage
+    assert final.usage.output_tokens == 4, final.usage
+
+    events = list(
+        client.responses.create(model=broken_model, input="break after this", stream=True)
+    )
+    types = [e.type for e in events]
+    assert "response.output_text.delta" in types, types
+    assert "response.completed" not in types, types
+    assert types[-1] == "error" and events[-1].message, events[-1]
+
+    print(
+        "sdk smoke ok:",
+        content,
+        "|",
+        text,
+        "|",
+        ids,
+        "|",
+        completed.choices[0].text,
+        "|",
+        responded.output_text,
+        "|",
+        helper_text,
+    )
 
 
 if __name__ == "__main__":
