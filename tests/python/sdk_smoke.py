@@ -7,39 +7,95 @@ A Responses stream that breaks after its first content (BROKEN_MODEL, served by 
 sending a malformed event) reaches the SDK as the Responses API's `error` event, not as an
 event the SDK cannot parse.
 
-Usage: sdk_smoke.py BASE_URL API_KEY MODEL BROKEN_MODEL. Driven by tests/openai_sdk.rs; exits
-non-zero on the first failed check.
+Chat (JSON, streamed, and a tool call round trip: the call whole and streamed, its arguments
+assembled from fragments, the tool's result answered) runs against MODEL and against
+CLAUDE_MODEL, served by a `kind = "anthropic"` provider (translated both ways).
+
+Usage: sdk_smoke.py BASE_URL API_KEY MODEL BROKEN_MODEL CLAUDE_MODEL. Driven by
+tests/openai_sdk.rs; exits non-zero on the first failed check.
 """
 
+import json
 import sys
 
 from openai import OpenAI
 
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather in a city.",
+        "parameters": {
+            "type": "object",
+            "properties": {"query": {"type": "string"}},
+            "required": ["query"],
+        },
+    },
+}
 
-def main() -> None:
-    base_url, api_key, model, broken_model = sys.argv[1:5]
-    client = OpenAI(base_url=base_url, api_key=api_key, max_retries=0, timeout=30)
 
+def chat_checks(client: OpenAI, model: str) -> str:
+    """Chat whole, streamed, and a tool call round trip against MODEL; the whole answer."""
     reply = client.chat.completions.create(
         model=model, messages=[{"role": "user", "content": "hello from the sdk"}]
     )
     content = reply.choices[0].message.content
-    assert content == "You said: hello from the sdk", content
-    assert reply.usage is not None and reply.usage.completion_tokens == 6, reply.usage
+    assert content == "You said: hello from the sdk", (model, content)
+    assert reply.usage is not None and reply.usage.completion_tokens == 6, (model, reply.usage)
 
-    parts = []
-    chunks = 0
+    streamed = "".join(
+        chunk.choices[0].delta.content or ""
+        for chunk in client.chat.completions.create(
+            model=model,
+            stream=True,
+            stream_options={"include_usage": True},
+            messages=[{"role": "user", "content": "stream this please"}],
+        )
+        if chunk.choices
+    )
+    assert streamed == "You said: stream this please", (model, streamed)
+
+    ask = [{"role": "user", "content": "weather in Paris"}]
+    called = client.chat.completions.create(model=model, messages=ask, tools=[WEATHER])
+    choice = called.choices[0]
+    assert choice.finish_reason == "tool_calls", (model, choice)
+    call = choice.message.tool_calls[0]
+    assert call.function.name == "get_weather", (model, call)
+    assert json.loads(call.function.arguments) == {"query": "weather in Paris"}, (model, call)
+
+    fragments, names, finish = [], [], None
     for chunk in client.chat.completions.create(
-        model=model,
-        stream=True,
-        messages=[{"role": "user", "content": "stream this please"}],
+        model=model, messages=ask, tools=[WEATHER], stream=True
     ):
-        chunks += 1
-        if chunk.choices and chunk.choices[0].delta.content:
-            parts.append(chunk.choices[0].delta.content)
-    text = "".join(parts)
-    assert text == "You said: stream this please", text
-    assert chunks > 2, chunks
+        if not chunk.choices:
+            continue
+        delta = chunk.choices[0].delta
+        for tool_call in delta.tool_calls or []:
+            if tool_call.function.name:
+                names.append(tool_call.function.name)
+            fragments.append(tool_call.function.arguments or "")
+        finish = chunk.choices[0].finish_reason or finish
+    assert names == ["get_weather"] and finish == "tool_calls", (model, names, finish)
+    assert json.loads("".join(fragments)) == {"query": "weather in Paris"}, (model, fragments)
+
+    answered = client.chat.completions.create(
+        model=model,
+        tools=[WEATHER],
+        messages=ask
+        + [
+            {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
+            {"role": "tool", "tool_call_id": call.id, "content": "sunny 21C"},
+        ],
+    )
+    assert answered.choices[0].message.content == "You said: sunny 21C", (model, answered)
+    return content
+
+
+def main() -> None:
+    base_url, api_key, model, broken_model, claude_model = sys.argv[1:6]
+    client = OpenAI(base_url=base_url, api_key=api_key, max_retries=0, timeout=30)
+    chat_checks(client, claude_model)
+    content = chat_checks(client, model)
 
     ids = [m.id for m in client.models.list()]
     assert model in ids, ids
@@ -108,8 +164,6 @@ def main() -> None:
     print(
         "sdk smoke ok:",
         content,
-        "|",
-        text,
         "|",
         ids,
         "|",
