@@ -1,8 +1,8 @@
 //! The official Anthropic Python SDK (installed by the test command into .venv) against
 //! `POST /v1/messages`, unchanged but for `base_url`: a model served by an OpenAI-compatible
 //! provider (translated), one served by an Anthropic provider (passed through), and one whose
-//! Anthropic provider is overloaded (529) so every request fails over to an OpenAI-compatible
-//! one — create, stream, tool use, count_tokens and errors in each case (all
+//! Anthropic provider is overloaded (529) so requests fail over to an OpenAI-compatible one
+//! (until its health score sends them there first) — create, stream, tool use, count_tokens and errors in each case (all
 //! `gatewayz mock-upstream`), then the metrics that say which provider served.
 
 mod common;
@@ -57,7 +57,8 @@ fn anthropic_python_sdk_creates_streams_and_uses_tools_with_failover() {
     // The passthrough reached the Anthropic upstream as the Messages API, with its version.
     let stats = common::mock_stats(&anthropic);
     assert_eq!(stats["last_api"], "messages/count_tokens", "{stats}");
-    // Every failover request was refused by the overloaded provider first, then served.
+    // The first request to `failover` was refused by the overloaded provider and served by the
+    // next; later ones may skip it (its health score drops), every one is served by `o`.
     let series = |name: &str, labels: &str| format!("{name}{{{labels}}}");
     until(&gw, Duration::from_secs(10), "messages metrics", |s| {
         let served = s.get(&series(
@@ -73,7 +74,7 @@ fn anthropic_python_sdk_creates_streams_and_uses_tools_with_failover() {
             "gatewayz_tokens_total",
             "api=\"messages\",model=\"via-anthropic\",provider=\"claude\",type=\"output\"",
         ))?;
-        (*served >= 5.0 && *overloaded >= 5.0 && *failovers >= 5.0 && *passthrough_tokens > 0.0)
+        (*served == 5.0 && *overloaded >= 1.0 && *failovers >= 1.0 && *passthrough_tokens > 0.0)
             .then_some(())
     });
 }
