@@ -10,8 +10,8 @@
 //! `http/1.1`, Basic auth from a `user:password@` in `base_url`, default headers that never
 //! override the request's own, and up to two retries of a request an HTTP/2 server refused
 //! unprocessed (GOAWAY with NO_ERROR, REFUSED_STREAM). Not kept: redirects are not followed
-//! (a 3xx is an upstream status like any other), and the `*_PROXY` environment variables are
-//! not used (a warning at start-up says so).
+//! (a 3xx is an upstream status like any other). The `*_PROXY` environment variables are
+//! honoured as reqwest did, decided once per provider ([`proxy`]).
 
 use std::error::Error as StdError;
 use std::future::Future;
@@ -26,7 +26,7 @@ use http_body_util::{BodyDataStream, BodyExt, Full};
 use hyper::body::{Body as _, Incoming};
 use hyper::header::{
     Entry, HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE,
-    HOST, RETRY_AFTER,
+    HOST, PROXY_AUTHORIZATION, RETRY_AFTER,
 };
 use hyper::{Method, Request, Response, Uri};
 use hyper_rustls::HttpsConnector;
@@ -34,6 +34,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::{Client, Error as ClientError};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use self::proxy::{Route, RouteConnector};
 use super::sse::Dialect;
 use super::{read_usage, ByteStream, ProviderError, Reply, Upstream, Want};
 use crate::config::{Api, OpenAiProviderConfig};
@@ -67,7 +68,7 @@ pub(super) enum Auth {
 }
 const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 
-type Connector = ConnectTimeout<HttpsConnector<HttpConnector>>;
+type Connector = ConnectTimeout<HttpsConnector<RouteConnector>>;
 
 pub struct OpenAiClient {
     client: Client<Connector, Full<Bytes>>,
@@ -82,6 +83,8 @@ pub struct OpenAiClient {
     api_key: Option<HeaderValue>,
     /// Configured headers, sent unless the request sets the same name.
     headers: HeaderMap,
+    /// `Proxy-Authorization` for a forward proxy's absolute-form requests.
+    proxy_authorization: Option<HeaderValue>,
     /// `Host` for a plain-HTTP upstream (always HTTP/1.1), made once: hyper-util would format
     /// it per request. Over TLS, HTTP/2 may be negotiated, which sends no `Host`.
     host_header: Option<HeaderValue>,
@@ -155,9 +158,11 @@ impl OpenAiClient {
             ),
             _ => None,
         };
-        warn_if_proxy_configured(tls, &host);
+        let route = Route::from_env(&uris[0])?;
+        route.log(&host);
         Ok(Self {
-            client: build_client(config.connect_timeout)?,
+            client: build_client(config.connect_timeout, &route)?,
+            proxy_authorization: route.request_authorization(),
             uris,
             api_key,
             tls,
@@ -384,6 +389,9 @@ impl OpenAiClient {
                 slot.insert(host.clone());
             }
         }
+        if let Some(credentials) = &self.proxy_authorization {
+            headers.insert(PROXY_AUTHORIZATION, credentials.clone());
+        }
         request
     }
 }
@@ -399,8 +407,11 @@ fn endpoint(base_url: &str, suffix: &str) -> Result<reqwest::Url, String> {
 
 /// The pooled client: keep-alive pool, `TCP_NODELAY`, TLS with the platform verifier and the
 /// installed crypto provider, HTTP/1.1 to `http://` and ALPN-negotiated HTTP/2 or HTTP/1.1 to
-/// `https://`.
-fn build_client(connect_timeout: Duration) -> Result<Client<Connector, Full<Bytes>>, String> {
+/// `https://`, each connection taken the way `route` says.
+fn build_client(
+    connect_timeout: Duration,
+    route: &Route,
+) -> Result<Client<Connector, Full<Bytes>>, String> {
     let provider = rustls::crypto::CryptoProvider::get_default()
         .cloned()
         .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()));
@@ -419,7 +430,7 @@ fn build_client(connect_timeout: Duration) -> Result<Client<Connector, Full<Byte
         .https_or_http()
         .enable_http1()
         .enable_http2()
-        .wrap_connector(http);
+        .wrap_connector(route.connector(http));
     Ok(Client::builder(TokioExecutor::new())
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())
@@ -451,25 +462,6 @@ fn basic_auth_from(url: &mut reqwest::Url) -> Result<Option<HeaderValue>, String
         .map_err(|_| "base_url: user info is not a valid header value".to_string())?;
     value.set_sensitive(true);
     Ok(Some(value))
-}
-
-/// The client ignores proxy environment variables (reqwest honoured them): say so once.
-fn warn_if_proxy_configured(tls: bool, host: &str) {
-    let names: &[&str] = if tls {
-        &["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"]
-    } else {
-        &["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"]
-    };
-    if let Some(variable) = names
-        .iter()
-        .find(|n| std::env::var_os(n).is_some_and(|v| !v.is_empty()))
-    {
-        tracing::warn!(
-            upstream = host,
-            variable,
-            "proxy variable set, but upstream requests connect directly"
-        );
-    }
 }
 
 /// The transport error's kind, as the router and the breakers see it. As reqwest did: a
@@ -670,5 +662,6 @@ where
     }
 }
 
+mod proxy;
 #[cfg(test)]
 mod tests;
