@@ -14,6 +14,7 @@ use super::{overhead, AppState};
 use crate::config::Api;
 use crate::errors::ApiError;
 use crate::providers::sse::Dialect;
+use crate::providers::Forwarded;
 use crate::router::request;
 use crate::router::ChatReply;
 
@@ -75,9 +76,10 @@ pub(super) async fn serve(
     let body = receive(&req, payload, &state).await?;
     let head = request::parse(api, &body)?;
     let deadline = started + state.request_timeout;
+    let forwarded = forwarded(&req);
     let reply = state
         .router
-        .serve(api, body.clone(), &head, started, deadline)
+        .serve(api, body.clone(), &head, started, deadline, &forwarded)
         .await?;
     // The access line (structured; no prompt, no key): one per answered request, its message
     // a literal per API (a formatted message costs every log layer a formatting pass).
@@ -147,6 +149,11 @@ pub(super) async fn serve(
         }
     }
     Ok(response)
+}
+
+/// The client headers an upstream is sent (an allow-list, and its `User-Agent`).
+fn forwarded(req: &HttpRequest) -> Forwarded {
+    Forwarded::collect(|name| req.headers().get(name).map(|v| v.as_bytes()))
 }
 
 /// The request's body, within `server.max_body_bytes` and `server.body_read_timeout`: a client

@@ -12,6 +12,7 @@
 //! Failures are spaced deterministically: with `--fail-rate 0.25` exactly every fourth chat
 //! (or messages) request fails, so tests can count on them.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -141,6 +142,9 @@ struct Stats {
     /// The `anthropic-version` header of the last request, when it had one.
     last_anthropic_version: Option<String>,
     last_traceparent: Option<String>,
+    /// Every header of the last request, by lowercase name (repeated names joined by `, `):
+    /// tests check what the gateway forwards, and what it does not.
+    last_headers: BTreeMap<String, String>,
     last_stream: Option<bool>,
     last_include_usage: Option<bool>,
     /// Streamed answers begun.
@@ -371,6 +375,21 @@ async fn count_tokens(req: HttpRequest, body: Bytes, state: web::Data<State>) ->
     answer(Dialect::Anthropic, Api::CountTokens, req, body, state).await
 }
 
+/// A request's headers by name, values that are not text left out.
+fn seen_headers(req: &HttpRequest) -> BTreeMap<String, String> {
+    let mut seen = BTreeMap::<String, String>::new();
+    for (name, value) in req.headers() {
+        let Ok(value) = value.to_str() else { continue };
+        seen.entry(name.as_str().to_owned())
+            .and_modify(|v| {
+                v.push_str(", ");
+                v.push_str(value);
+            })
+            .or_insert_with(|| value.to_owned());
+    }
+    seen
+}
+
 /// One request of `api` in `dialect` (counted as a chat request in the stats, whatever its
 /// API).
 async fn answer(
@@ -415,6 +434,7 @@ async fn answer(
             .get("traceparent")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
+        stats.last_headers = seen_headers(&req);
     }
     if failing && behaviour.fail_mode == FailMode::Hang {
         std::future::pending::<()>().await;

@@ -23,7 +23,7 @@ use super::openai::{Auth, OpenAiClient};
 use super::sse::Dialect;
 use super::translate::{self, AnthropicToOpenAiStream, TranslateError};
 use super::translated::Translated;
-use super::{ProviderError, Reply, Upstream, Want};
+use super::{Forwarded, ProviderError, Reply, Upstream, Want};
 use crate::config::{AnthropicProviderConfig, Api};
 use crate::telemetry::traces::propagation::UpstreamTrace;
 
@@ -59,10 +59,13 @@ impl AnthropicClient {
         body: Bytes,
         want: Want,
         trace: &UpstreamTrace,
+        forwarded: &Forwarded,
     ) -> Result<Reply, ProviderError> {
         match api {
-            Api::Chat => self.chat(body, want, trace).await,
-            Api::Messages | Api::CountTokens => self.passthrough(api, body, want, trace).await,
+            Api::Chat => self.chat(body, want, trace, forwarded).await,
+            Api::Messages | Api::CountTokens => {
+                self.passthrough(api, body, want, trace, forwarded).await
+            }
             other => Err(refused(format!(
                 "an anthropic provider serves chat completions and the Messages API, not /v1/{}",
                 other.path()
@@ -77,11 +80,12 @@ impl AnthropicClient {
         body: Bytes,
         want: Want,
         trace: &UpstreamTrace,
+        forwarded: &Forwarded,
     ) -> Result<Reply, ProviderError> {
         let attempt = async {
             let (head, answer) = self
                 .http
-                .exchange(api, body, want.is_stream(), trace)
+                .exchange(api, body, want.is_stream(), trace, forwarded)
                 .await?;
             if want.is_stream() {
                 let max = self.http.max_event_bytes();
@@ -110,6 +114,7 @@ impl AnthropicClient {
         body: Bytes,
         want: Want,
         trace: &UpstreamTrace,
+        forwarded: &Forwarded,
     ) -> Result<Reply, ProviderError> {
         let api = Api::Chat;
         let request = translate::openai_to_anthropic_bytes(&body, self.default_max_tokens)
@@ -119,7 +124,7 @@ impl AnthropicClient {
         let attempt = async {
             let (head, answer) = self
                 .http
-                .exchange(api, Bytes::from(body), want.is_stream(), trace)
+                .exchange(api, Bytes::from(body), want.is_stream(), trace, forwarded)
                 .await
                 .map_err(translate_status)?;
             let created = now_unix();

@@ -7,6 +7,7 @@
 //! built at start-up.
 
 mod anthropic;
+mod forwarded;
 mod messages;
 mod mock;
 mod openai;
@@ -23,6 +24,7 @@ use futures_util::Stream;
 use serde::Deserialize;
 
 pub use anthropic::AnthropicClient;
+pub use forwarded::Forwarded;
 pub use mock::MockProvider;
 pub use openai::OpenAiClient;
 pub use stream::Upstream;
@@ -275,18 +277,19 @@ impl Provider {
         })
     }
 
-    /// Sends one attempt at `api`, with the attempt's W3C trace headers; a stream comes back
-    /// primed (see [`Upstream`]).
+    /// Sends one attempt at `api`, with the attempt's W3C trace headers and the client's
+    /// `forwarded` headers; a stream comes back primed (see [`Upstream`]).
     pub async fn call(
         &self,
         api: Api,
         body: Bytes,
         want: Want,
         trace: &UpstreamTrace,
+        forwarded: &Forwarded,
     ) -> Result<Reply, ProviderError> {
         match self {
-            Self::OpenAi(c) => c.call(api, body, want, trace).await,
-            Self::Anthropic(c) => c.call(api, body, want, trace).await,
+            Self::OpenAi(c) => c.call(api, body, want, trace, forwarded).await,
+            Self::Anthropic(c) => c.call(api, body, want, trace, forwarded).await,
             Self::Mock(m) => m.call(api, body, want).await,
         }
     }

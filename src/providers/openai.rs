@@ -26,7 +26,7 @@ use http_body_util::{BodyDataStream, BodyExt, Full};
 use hyper::body::{Body as _, Incoming};
 use hyper::header::{
     Entry, HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE,
-    HOST, PROXY_AUTHORIZATION, RETRY_AFTER,
+    HOST, PROXY_AUTHORIZATION, RETRY_AFTER, USER_AGENT,
 };
 use hyper::{Method, Request, Response, Uri};
 use hyper_rustls::HttpsConnector;
@@ -36,7 +36,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use self::proxy::{Route, RouteConnector};
 use super::sse::Dialect;
-use super::{read_usage, ByteStream, ProviderError, Reply, Upstream, Want};
+use super::{read_usage, ByteStream, Forwarded, ProviderError, Reply, Upstream, Want};
 use crate::config::{Api, OpenAiProviderConfig};
 use crate::telemetry::traces::propagation::UpstreamTrace;
 
@@ -194,12 +194,15 @@ impl OpenAiClient {
         body: Bytes,
         want: Want,
         trace: &UpstreamTrace,
+        forwarded: &Forwarded,
     ) -> Result<Reply, ProviderError> {
         let attempt = async {
             if api == Api::Messages {
-                return self.messages(body, want, trace).await;
+                return self.messages(body, want, trace, forwarded).await;
             }
-            let (head, body) = self.exchange(api, body, want.is_stream(), trace).await?;
+            let (head, body) = self
+                .exchange(api, body, want.is_stream(), trace, forwarded)
+                .await?;
             if let Want::Stream { strip_usage } = want {
                 let rest = self.body_stream(body);
                 let mut upstream =
@@ -229,10 +232,11 @@ impl OpenAiClient {
         body: Bytes,
         want: Want,
         trace: &UpstreamTrace,
+        forwarded: &Forwarded,
     ) -> Result<Reply, ProviderError> {
         let chat = super::messages::chat_request(&body, self.inject_stream_usage)?;
         let (head, answer) = self
-            .exchange(Api::Chat, chat, want.is_stream(), trace)
+            .exchange(Api::Chat, chat, want.is_stream(), trace, forwarded)
             .await
             .map_err(super::messages::error)?;
         if want.is_stream() {
@@ -275,9 +279,10 @@ impl OpenAiClient {
         body: Bytes,
         stream: bool,
         trace: &UpstreamTrace,
+        forwarded: &Forwarded,
     ) -> Result<(hyper::http::response::Parts, Incoming), ProviderError> {
         let response = self
-            .send(api, body, stream, trace)
+            .send(api, body, stream, trace, forwarded)
             .await
             .map_err(|e| classify(&e))?;
         let (head, body) = response.into_parts();
@@ -324,19 +329,20 @@ impl OpenAiClient {
         body: Bytes,
         stream: bool,
         trace: &UpstreamTrace,
+        forwarded: &Forwarded,
     ) -> Result<Response<Incoming>, ClientError> {
         // Only HTTP/2, negotiated over TLS, refuses requests this way: keep the body for a
         // retry only then.
         let spare = self.tls.then(|| body.clone());
         let mut result = self
             .client
-            .request(self.request(api, body, stream, trace))
+            .request(self.request(api, body, stream, trace, forwarded))
             .await;
         if let Some(body) = spare {
             for _ in 0..REFUSED_RETRIES {
                 match &result {
                     Err(e) if refused_unprocessed(e) => {
-                        let request = self.request(api, body.clone(), stream, trace);
+                        let request = self.request(api, body.clone(), stream, trace, forwarded);
                         result = self.client.request(request).await;
                     }
                     _ => break,
@@ -346,12 +352,15 @@ impl OpenAiClient {
         result
     }
 
+    /// The request of one try: the gateway's own headers, then the configured ones, then the
+    /// client's `forwarded` ones, each only where the name is still free.
     fn request(
         &self,
         api: Api,
         body: Bytes,
         stream: bool,
         trace: &UpstreamTrace,
+        forwarded: &Forwarded,
     ) -> Request<Full<Bytes>> {
         let mut request = Request::new(Full::new(body));
         *request.method_mut() = Method::POST;
@@ -383,6 +392,14 @@ impl OpenAiClient {
             if let Entry::Vacant(slot) = headers.entry(name) {
                 slot.insert(value.clone());
             }
+        }
+        for (name, value) in forwarded.headers() {
+            if let Entry::Vacant(slot) = headers.entry(name) {
+                slot.insert(value.clone());
+            }
+        }
+        if let Entry::Vacant(slot) = headers.entry(USER_AGENT) {
+            slot.insert(forwarded.user_agent());
         }
         if let Some(host) = &self.host_header {
             if let Entry::Vacant(slot) = headers.entry(HOST) {

@@ -27,7 +27,7 @@ use crate::catalog::{Catalog, Model};
 use crate::config::Api;
 use crate::errors::{ApiError, RateLimit};
 use crate::outcome::{AttemptRecord, AttemptResult, Ending, Reporter, RequestEnd};
-use crate::providers::{retryable_status, Provider, ProviderError, Reply, Want};
+use crate::providers::{retryable_status, Forwarded, Provider, ProviderError, Reply, Want};
 use request::{rewrite, ChatHead};
 
 /// Providers scoring below this are tried after the healthy ones.
@@ -113,6 +113,7 @@ impl Router {
         head: &ChatHead<'_>,
         started: Instant,
         deadline: Instant,
+        forwarded: &Forwarded,
     ) -> Result<ChatReply, ApiError> {
         let model = self
             .catalog
@@ -142,7 +143,7 @@ impl Router {
             )));
         }
         let mut ending = Ending::new(self.reporter.clone(), api, model, head.stream, started);
-        let routed = self.route(api, &body, head, model, &mut ending);
+        let routed = self.route(api, &body, head, model, &mut ending, forwarded);
         match tokio::time::timeout_at(deadline.into(), routed).await {
             Ok(reply) => reply,
             Err(_) => {
@@ -163,6 +164,7 @@ impl Router {
         head: &ChatHead<'_>,
         model: ModelId,
         ending: &mut Ending,
+        forwarded: &Forwarded,
     ) -> Result<ChatReply, ApiError> {
         let route = self.catalog.model(model);
         let degraded = self.degraded_mask(route);
@@ -202,7 +204,10 @@ impl Router {
                 model,
                 upstream_model: candidate.upstream_model.as_deref(),
             };
-            let error = match self.attempt(api, body, head, attempt, ending).await {
+            let error = match self
+                .attempt(api, body, head, attempt, ending, forwarded)
+                .await
+            {
                 Ok(reply) => return Ok(reply),
                 Err(error) => error,
             };
@@ -233,6 +238,7 @@ impl Router {
         head: &ChatHead<'_>,
         target: Target<'_>,
         ending: &mut Ending,
+        forwarded: &Forwarded,
     ) -> Result<ChatReply, ProviderError> {
         let Target {
             provider,
@@ -266,7 +272,9 @@ impl Router {
         } else {
             Want::Json
         };
-        let result = span.instrument(client.call(api, body, want, &trace)).await;
+        let result = span
+            .instrument(client.call(api, body, want, &trace, forwarded))
+            .await;
         let latency = sent.elapsed();
         ending.add_upstream_wait(latency);
         let record = |result, reason| AttemptRecord {

@@ -43,6 +43,7 @@ async fn attempt(client: &OpenAiClient, want: Want) -> Result<Reply, ProviderErr
             Bytes::from_static(b"{}"),
             want,
             &UpstreamTrace::default(),
+            &Forwarded::default(),
         )
         .await
 }
@@ -102,7 +103,21 @@ async fn the_request_carries_its_headers_and_body() {
         ("X-Team".to_string(), "blue".to_string()),
         // A configured header never overrides the request's own.
         ("accept".to_string(), "text/plain".to_string()),
+        // ... but overrides the client's forwarded one (operator policy).
+        ("OpenAI-Beta".to_string(), "operator".to_string()),
     ]);
+    let client_headers: [(&str, &[u8]); 4] = [
+        ("openai-beta", b"client"),
+        ("openai-organization", b"org-1"),
+        ("authorization", b"Bearer client-key"),
+        ("user-agent", b"sdk/1"),
+    ];
+    let forwarded = Forwarded::collect(|name| {
+        client_headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| *v)
+    });
     let client = OpenAiClient::new(&config).unwrap();
     assert_eq!(client.host(), "127.0.0.1");
     let trace = UpstreamTrace {
@@ -117,7 +132,7 @@ async fn the_request_carries_its_headers_and_body() {
         usage,
         response_model,
     } = client
-        .call(Api::Chat, body, Want::Json, &trace)
+        .call(Api::Chat, body, Want::Json, &trace, &forwarded)
         .await
         .unwrap()
     else {
@@ -137,6 +152,12 @@ async fn the_request_carries_its_headers_and_body() {
     assert_eq!(header(&request, "accept"), ["application/json"]);
     assert_eq!(header(&request, "authorization"), ["Bearer k-up"]);
     assert_eq!(header(&request, "x-team"), ["blue"]);
+    assert_eq!(header(&request, "openai-beta"), ["operator"]);
+    assert_eq!(header(&request, "openai-organization"), ["org-1"]);
+    assert_eq!(
+        header(&request, "user-agent"),
+        [concat!("gatewayz/", env!("CARGO_PKG_VERSION"), " (sdk/1)")]
+    );
     assert_eq!(
         header(&request, "traceparent"),
         ["00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"]
