@@ -10,7 +10,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 
-use super::{overhead, AppState};
+use super::{overhead, request_id, AppState};
 use crate::config::Api;
 use crate::errors::ApiError;
 use crate::providers::sse::Dialect;
@@ -82,10 +82,11 @@ pub(super) async fn serve(
         .serve(api, body.clone(), &head, started, deadline, &forwarded)
         .await?;
     // The access line (structured; no prompt, no key): one per answered request, its message
-    // a literal per API (a formatted message costs every log layer a formatting pass).
+    // a literal per API (a formatted message costs every log layer a formatting pass). The
+    // request id is the gateway's ([`request_id`]).
     let request_id = req
         .headers()
-        .get("x-request-id")
+        .get(request_id::HEADER)
         .and_then(|v| v.to_str().ok());
     macro_rules! answered {
         ($message:literal) => {
@@ -100,10 +101,12 @@ pub(super) async fn serve(
         Api::CountTokens => answered!("anthropic token count answered"),
         Api::Responses => answered!("response answered"),
     }
+    let upstream_id = request_id::from_upstream(reply.request_id());
     let mut response = match reply {
         ChatReply::Json {
             body,
             upstream_wait,
+            ..
         } => HttpResponse::Ok()
             .insert_header((header::CONTENT_TYPE, "application/json"))
             .insert_header((
@@ -116,6 +119,7 @@ pub(super) async fn serve(
             body,
             content_type,
             upstream_wait,
+            ..
         } => {
             let status = actix_web::http::StatusCode::from_u16(status)
                 .unwrap_or(actix_web::http::StatusCode::BAD_GATEWAY);
@@ -140,6 +144,9 @@ pub(super) async fn serve(
             .insert_header(("x-accel-buffering", "no"))
             .streaming(state.drain.wrap(relay, api.dialect())),
     };
+    if let Some(id) = upstream_id {
+        response.headers_mut().insert(request_id::HEADER, id);
+    }
     if let Some(quota) = caller.quota {
         let headers = response.headers_mut();
         for (name, value) in quota.headers() {

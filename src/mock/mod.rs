@@ -9,6 +9,7 @@
 //! tell answers apart; `usage` counts whitespace-separated words as tokens, so tests can
 //! predict token counts and cost exactly.
 
+mod headers;
 pub mod server;
 
 use bytes::Bytes;

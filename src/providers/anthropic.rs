@@ -90,7 +90,9 @@ impl AnthropicClient {
             if want.is_stream() {
                 let max = self.http.max_event_bytes();
                 let rest = self.http.body_stream(answer);
-                let mut upstream = Upstream::new(None, rest, Dialect::Anthropic, false, max);
+                let request_id = super::openai::request_id(&head.headers);
+                let mut upstream = Upstream::new(None, rest, Dialect::Anthropic, false, max)
+                    .with_request_id(request_id);
                 upstream.prime().await?;
                 return Ok(Reply::Stream(upstream));
             }
@@ -100,6 +102,7 @@ impl AnthropicClient {
                 body,
                 usage,
                 response_model,
+                request_id: super::openai::request_id(&head.headers),
             })
         };
         match tokio::time::timeout(self.http.attempt_timeout(), attempt).await {
@@ -143,7 +146,8 @@ impl AnthropicClient {
                         Dialect::OpenAi,
                         strip_usage,
                         self.http.max_event_bytes(),
-                    );
+                    )
+                    .with_request_id(super::openai::request_id(&head.headers));
                     upstream.prime().await?;
                     Ok(Reply::Stream(upstream))
                 }
@@ -160,6 +164,7 @@ impl AnthropicClient {
                         body: Bytes::from(body),
                         usage: Some(usage.to_usage()),
                         response_model,
+                        request_id: super::openai::request_id(&head.headers),
                     })
                 }
             }
@@ -186,6 +191,7 @@ fn refused(message: String) -> ProviderError {
         body: Bytes::from(body.to_string()),
         content_type: Some("application/json".into()),
         retry_after: None,
+        request_id: None,
     }
 }
 
@@ -196,6 +202,7 @@ fn request_error(error: TranslateError) -> ProviderError {
             body: Bytes::from(error.openai_body().to_string()),
             content_type: Some("application/json".into()),
             retry_after: None,
+            request_id: None,
         }
     } else {
         ProviderError::Malformed(error.to_string())
@@ -209,6 +216,7 @@ fn translate_status(error: ProviderError) -> ProviderError {
             status,
             body,
             retry_after,
+            request_id,
             ..
         } => {
             let translated = translate::anthropic_error(status, &body);
@@ -217,6 +225,7 @@ fn translate_status(error: ProviderError) -> ProviderError {
                 body: Bytes::from(translated.body.to_string()),
                 content_type: Some("application/json".into()),
                 retry_after,
+                request_id,
             }
         }
         other => other,

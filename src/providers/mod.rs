@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::Stream;
+use hyper::header::HeaderValue;
 use serde::Deserialize;
 
 pub use anthropic::AnthropicClient;
@@ -67,6 +68,8 @@ pub enum Reply {
         usage: Option<Usage>,
         /// The `model` the upstream says answered.
         response_model: Option<String>,
+        /// The upstream's id of the request (`x-request-id`), when it sent one.
+        request_id: Option<HeaderValue>,
     },
     /// An SSE stream primed up to its first content.
     Stream(Upstream),
@@ -90,6 +93,8 @@ pub enum ProviderError {
         content_type: Option<String>,
         /// A 429's `Retry-After` (or `retry-after-ms`), when it sent one.
         retry_after: Option<Duration>,
+        /// The upstream's id of the request (`x-request-id`), when it sent one.
+        request_id: Option<HeaderValue>,
     },
     /// The upstream answered 2xx with a body that is not what the API promises.
     #[error("malformed response: {0}")]
@@ -414,6 +419,7 @@ mod tests {
             body: Bytes::new(),
             content_type: None,
             retry_after: None,
+            request_id: None,
         };
         for (err, retry) in [
             (ProviderError::Connect("refused".into()), true),

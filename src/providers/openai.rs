@@ -57,6 +57,10 @@ const REFUSED_RETRIES: usize = 2;
 const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 const RETRY_AFTER_MS: HeaderName = HeaderName::from_static("retry-after-ms");
 const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const REQUEST_ID: HeaderName = HeaderName::from_static("request-id");
+/// Longest upstream request id passed on to the client.
+const MAX_REQUEST_ID: usize = 256;
 
 /// How a provider's `api_key` is sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,10 +207,12 @@ impl OpenAiClient {
             let (head, body) = self
                 .exchange(api, body, want.is_stream(), trace, forwarded)
                 .await?;
+            let request_id = request_id(&head.headers);
             if let Want::Stream { strip_usage } = want {
                 let rest = self.body_stream(body);
                 let mut upstream =
-                    Upstream::new(None, rest, api.dialect(), strip_usage, self.max_event_bytes);
+                    Upstream::new(None, rest, api.dialect(), strip_usage, self.max_event_bytes)
+                        .with_request_id(request_id);
                 upstream.prime().await?;
                 Ok(Reply::Stream(upstream))
             } else {
@@ -216,6 +222,7 @@ impl OpenAiClient {
                     body,
                     usage,
                     response_model,
+                    request_id,
                 })
             }
         };
@@ -247,12 +254,13 @@ impl OpenAiClient {
                 Dialect::Anthropic,
                 false,
                 self.max_event_bytes,
-            );
+            )
+            .with_request_id(request_id(&head.headers));
             upstream.prime().await?;
             return Ok(Reply::Stream(upstream));
         }
         let answer = self.read_body(answer, &head.headers).await?;
-        super::messages::message(&answer)
+        super::messages::message(&answer, request_id(&head.headers))
     }
 
     /// Whether streamed requests may carry `stream_options.include_usage` the client did not
@@ -298,12 +306,14 @@ impl OpenAiClient {
             head.headers.get(RETRY_AFTER_MS).map(HeaderValue::as_bytes),
             head.headers.get(RETRY_AFTER).map(HeaderValue::as_bytes),
         );
+        let request_id = request_id(&head.headers);
         let body = read_capped(body, MAX_ERROR_BODY).await;
         Err(ProviderError::Status {
             status: head.status.as_u16(),
             body,
             content_type,
             retry_after,
+            request_id,
         })
     }
 
@@ -411,6 +421,16 @@ impl OpenAiClient {
         }
         request
     }
+}
+
+/// The upstream's id of the request: `x-request-id` (OpenAI and most compatibles), else
+/// `request-id` (Anthropic); an implausibly long one is dropped rather than passed on.
+pub(super) fn request_id(headers: &HeaderMap) -> Option<HeaderValue> {
+    headers
+        .get(X_REQUEST_ID)
+        .or_else(|| headers.get(REQUEST_ID))
+        .filter(|v| !v.is_empty() && v.len() <= MAX_REQUEST_ID)
+        .cloned()
 }
 
 /// `{base_url}/{suffix}`, the suffix added to the path: a query in `base_url` (Azure's classic

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use hyper::header::HeaderValue;
 
 pub use relay::Relay;
 pub use span::{AttemptSpan, StreamSpan};
@@ -52,6 +53,8 @@ pub enum ChatReply {
         body: Bytes,
         /// Time spent waiting on upstreams, every attempt included.
         upstream_wait: Duration,
+        /// The upstream's id of the request, when it sent one.
+        request_id: Option<HeaderValue>,
     },
     /// A provider refused the request (non-retryable 4xx): its status and body as they came.
     Passthrough {
@@ -60,9 +63,23 @@ pub enum ChatReply {
         content_type: Option<String>,
         /// Time spent waiting on upstreams, every attempt included.
         upstream_wait: Duration,
+        /// The upstream's id of the request, when it sent one.
+        request_id: Option<HeaderValue>,
     },
     /// A stream, relayed as it arrives.
     Stream(Box<Relay>),
+}
+
+impl ChatReply {
+    /// The upstream's id of the request, when the provider that answered sent one.
+    pub fn request_id(&self) -> Option<&HeaderValue> {
+        match self {
+            Self::Json { request_id, .. } | Self::Passthrough { request_id, .. } => {
+                request_id.as_ref()
+            }
+            Self::Stream(relay) => relay.request_id(),
+        }
+    }
 }
 
 pub struct Router {
@@ -303,6 +320,7 @@ impl Router {
                 body,
                 usage,
                 response_model,
+                request_id,
             }) => {
                 self.reporter.attempt(&record(AttemptResult::Success, None));
                 span.answered(response_model.as_deref(), usage);
@@ -311,6 +329,7 @@ impl Router {
                 Ok(ChatReply::Json {
                     body,
                     upstream_wait: ending.upstream_wait(),
+                    request_id,
                 })
             }
             Err(error) => {
@@ -337,6 +356,7 @@ impl Router {
                         status,
                         body,
                         content_type,
+                        request_id,
                         ..
                     } if !retryable_status(status) => {
                         ending.end(RequestEnd::PassedThrough);
@@ -345,6 +365,7 @@ impl Router {
                             body,
                             content_type,
                             upstream_wait: ending.upstream_wait(),
+                            request_id,
                         })
                     }
                     error => Err(error),

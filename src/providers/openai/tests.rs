@@ -131,6 +131,7 @@ async fn the_request_carries_its_headers_and_body() {
         body: answer,
         usage,
         response_model,
+        request_id,
     } = client
         .call(Api::Chat, body, Want::Json, &trace, &forwarded)
         .await
@@ -141,6 +142,7 @@ async fn the_request_carries_its_headers_and_body() {
     assert_eq!(&answer[..], ANSWER.as_bytes());
     assert_eq!(usage.map(|u| u.completion_tokens), Some(2));
     assert_eq!(response_model.as_deref(), Some("m1"));
+    assert!(request_id.is_none(), "the upstream sent none");
 
     let request = served.await.unwrap();
     assert!(
@@ -197,7 +199,7 @@ async fn a_stream_waits_for_its_first_chunk_and_an_error_status_keeps_its_body()
     );
 
     const TEAPOT: &str = "HTTP/1.1 418 I'm a teapot\r\ncontent-type: application/json\r\n\
-        content-length: 7\r\n\r\n{\"e\":1}";
+        request-id: req_up_1\r\ncontent-length: 7\r\n\r\n{\"e\":1}";
     let (addr, _served) = one_request(TEAPOT).await;
     let client = OpenAiClient::new(&config(format!("http://{addr}/v1"))).unwrap();
     match attempt(&client, Want::Json).await {
@@ -206,8 +208,11 @@ async fn a_stream_waits_for_its_first_chunk_and_an_error_status_keeps_its_body()
             body,
             content_type,
             retry_after,
+            request_id,
         }) => {
             assert_eq!(retry_after, None);
+            // Anthropic's `request-id` counts too.
+            assert_eq!(request_id.unwrap(), "req_up_1");
             assert_eq!(status, 418);
             assert_eq!(&body[..], b"{\"e\":1}");
             assert_eq!(content_type.as_deref(), Some("application/json"));
