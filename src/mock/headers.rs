@@ -25,11 +25,11 @@ pub fn seen(req: &HttpRequest) -> BTreeMap<String, String> {
     seen
 }
 
-/// The `n`th request id, in the dialect's header: `x-request-id: mock-req-N` (OpenAI),
-/// `request-id: req_mock_N` (Anthropic).
+/// The `n`th request id, in the dialect's header: `x-request-id: mock-req-N` (OpenAI's APIs),
+/// `request-id: req_mock_N` (Anthropic's).
 pub fn request_id(dialect: Dialect, n: u64) -> (HeaderName, HeaderValue) {
     let (name, id) = match dialect {
-        Dialect::OpenAi => ("x-request-id", format!("mock-req-{n}")),
+        Dialect::OpenAi | Dialect::Responses => ("x-request-id", format!("mock-req-{n}")),
         Dialect::Anthropic => ("request-id", format!("req_mock_{n}")),
     };
     let value = HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("mock-req"));
