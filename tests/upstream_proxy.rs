@@ -165,3 +165,24 @@ fn an_unreachable_proxy_is_a_connect_failure_that_fails_over() {
         "{metrics}"
     );
 }
+
+#[test]
+fn a_proxy_the_gateway_cannot_speak_stops_start_up() {
+    let (_dir, path) = common::config_file(&format!(
+        "{}{}",
+        provider_at("far", "https://api.example.com/v1", ""),
+        model("m", &["far"]),
+    ));
+    let exited = common::run_to_exit(
+        &["serve", "--config", &path, "--listen", "127.0.0.1:0"],
+        &proxy_env("", "socks5://user:s3cret@127.0.0.1:1080", ""),
+        std::time::Duration::from_secs(30),
+    );
+    assert!(!exited.status.success(), "{:?}", exited.status);
+    assert!(
+        exited.stderr.contains("far") && exited.stderr.contains("only http:// proxies"),
+        "{}",
+        exited.stderr
+    );
+    assert!(!exited.stderr.contains("s3cret"), "{}", exited.stderr);
+}
