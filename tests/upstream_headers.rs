@@ -90,27 +90,40 @@ fn without_client_headers_the_upstream_sees_the_gateway_agent_only() {
 
 #[test]
 fn the_anthropic_ingress_forwards_anthropic_beta() {
-    let upstream = common::mock_upstream(&[]);
+    // Translated for an OpenAI-compatible provider, passed through to an Anthropic one: the
+    // beta header reaches both, the client's key neither (the Anthropic provider sends its own).
+    let openai = common::mock_upstream(&[]);
+    let anthropic = common::mock_upstream(&[]);
     let gw = common::gateway(&format!(
-        "{}{}",
-        common::openai_provider("plain", &upstream, ""),
+        "{}[providers.claude]\nkind = \"anthropic\"\nbase_url = \"{}\"\napi_key = \"k-up\"\n{}{}",
+        common::openai_provider("plain", &openai, ""),
+        anthropic.url(""),
         model("m", &["plain"]),
+        model("m-claude", &["claude"]),
     ));
-    let reply = client()
-        .post(gw.url("/v1/messages"))
-        .header("anthropic-version", "2023-06-01")
-        .header("anthropic-beta", "interleaved-thinking-2025-05-14")
-        .header("x-api-key", "client-secret")
-        .header("User-Agent", "claude-cli/2.0")
-        .json(&json!({"model": "m", "max_tokens": 16,
-                      "messages": [{"role": "user", "content": "hi"}]}))
-        .send()
-        .unwrap();
-    assert_eq!(reply.status(), 200);
-    let body: Value = reply.json().unwrap();
-    assert_eq!(body["type"], "message");
-    let seen = &mock_stats(&upstream)["last_headers"];
-    assert_eq!(seen["anthropic-beta"], "interleaved-thinking-2025-05-14");
-    assert_eq!(seen["user-agent"], agent(Some("claude-cli/2.0")));
-    assert!(seen.get("x-api-key").is_none(), "{seen}");
+    for (model, upstream) in [("m", &openai), ("m-claude", &anthropic)] {
+        let reply = client()
+            .post(gw.url("/v1/messages"))
+            .header("anthropic-version", "2023-06-01")
+            .header("anthropic-beta", "interleaved-thinking-2025-05-14")
+            .header("x-api-key", "client-secret")
+            .header("User-Agent", "claude-cli/2.0")
+            .json(&json!({"model": model, "max_tokens": 16,
+                          "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .unwrap();
+        assert_eq!(reply.status(), 200, "{model}");
+        let body: Value = reply.json().unwrap();
+        assert_eq!(body["type"], "message", "{model}");
+        let seen = &mock_stats(upstream)["last_headers"];
+        assert_eq!(
+            seen["anthropic-beta"], "interleaved-thinking-2025-05-14",
+            "{model}"
+        );
+        assert_eq!(seen["user-agent"], agent(Some("claude-cli/2.0")), "{model}");
+        assert!(
+            !seen.to_string().contains("client-secret"),
+            "{model}: {seen}"
+        );
+    }
 }
