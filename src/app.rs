@@ -168,6 +168,7 @@ async fn serve(
         App::new()
             .wrap(from_fn(crate::http::track::track))
             .wrap(from_fn(server_span))
+            .wrap(from_fn(crate::http::request_id::request_id))
             .app_data(state.clone())
             .app_data(metrics.clone())
             .app_data(access.clone())

@@ -10,10 +10,11 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 
-use super::{overhead, AppState};
+use super::{overhead, request_id, AppState};
 use crate::config::Api;
 use crate::errors::ApiError;
 use crate::providers::sse::Dialect;
+use crate::providers::Forwarded;
 use crate::router::request;
 use crate::router::ChatReply;
 
@@ -75,15 +76,17 @@ pub(super) async fn serve(
     let body = receive(&req, payload, &state).await?;
     let head = request::parse(api, &body)?;
     let deadline = started + state.request_timeout;
+    let forwarded = forwarded(&req);
     let reply = state
         .router
-        .serve(api, body.clone(), &head, started, deadline)
+        .serve(api, body.clone(), &head, started, deadline, &forwarded)
         .await?;
     // The access line (structured; no prompt, no key): one per answered request, its message
-    // a literal per API (a formatted message costs every log layer a formatting pass).
+    // a literal per API (a formatted message costs every log layer a formatting pass). The
+    // request id is the gateway's ([`request_id`]).
     let request_id = req
         .headers()
-        .get("x-request-id")
+        .get(request_id::HEADER)
         .and_then(|v| v.to_str().ok());
     macro_rules! answered {
         ($message:literal) => {
@@ -98,10 +101,12 @@ pub(super) async fn serve(
         Api::CountTokens => answered!("anthropic token count answered"),
         Api::Responses => answered!("response answered"),
     }
+    let upstream_id = request_id::from_upstream(reply.request_id());
     let mut response = match reply {
         ChatReply::Json {
             body,
             upstream_wait,
+            ..
         } => HttpResponse::Ok()
             .insert_header((header::CONTENT_TYPE, "application/json"))
             .insert_header((
@@ -114,6 +119,7 @@ pub(super) async fn serve(
             body,
             content_type,
             upstream_wait,
+            ..
         } => {
             let status = actix_web::http::StatusCode::from_u16(status)
                 .unwrap_or(actix_web::http::StatusCode::BAD_GATEWAY);
@@ -138,6 +144,9 @@ pub(super) async fn serve(
             .insert_header(("x-accel-buffering", "no"))
             .streaming(state.drain.wrap(relay, api.dialect())),
     };
+    if let Some(id) = upstream_id {
+        response.headers_mut().insert(request_id::HEADER, id);
+    }
     if let Some(quota) = caller.quota {
         let headers = response.headers_mut();
         for (name, value) in quota.headers() {
@@ -147,6 +156,11 @@ pub(super) async fn serve(
         }
     }
     Ok(response)
+}
+
+/// The client headers an upstream is sent (an allow-list, and its `User-Agent`).
+fn forwarded(req: &HttpRequest) -> Forwarded {
+    Forwarded::collect(|name| req.headers().get(name).map(|v| v.as_bytes()))
 }
 
 /// The request's body, within `server.max_body_bytes` and `server.body_read_timeout`: a client

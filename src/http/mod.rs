@@ -1,6 +1,6 @@
 //! The HTTP edge: thin handlers that parse, authorize, call the router and shape the reply;
-//! the middleware that measures every request ([`track`]) and opens its server span
-//! ([`server_span`]); client keys ([`auth`]) and metrics tokens ([`access`]); the pages
+//! the middleware that measures every request ([`track`]), opens its server span
+//! ([`server_span`]) and puts `x-request-id` on every answer ([`request_id`]); client keys ([`auth`]) and metrics tokens ([`access`]); the pages
 //! built from the metrics ([`summary`], [`docs`]); graceful drain ([`drain`]).
 
 pub mod access;
@@ -13,6 +13,7 @@ mod messages;
 mod metrics;
 mod models;
 pub mod overhead;
+pub mod request_id;
 pub mod server_span;
 pub mod summary;
 pub mod track;

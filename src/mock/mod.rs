@@ -9,8 +9,10 @@
 //! tell answers apart; `usage` counts whitespace-separated words as tokens, so tests can
 //! predict token counts and cost exactly.
 
+mod headers;
 pub mod server;
 
+use base64::Engine as _;
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::json;
@@ -35,6 +37,9 @@ pub struct MockRequest {
     /// The tool the answer calls: the first one offered, when the conversation ends with
     /// the user's turn (not with a tool's result). The call's input is `{"query": prompt}`.
     pub tool: Option<String>,
+    /// Embeddings asked as `encoding_format: "base64"` (the OpenAI Node SDK's default):
+    /// little-endian `f32`s, base64-encoded, as OpenAI answers.
+    pub base64: bool,
 }
 
 #[derive(Deserialize)]
@@ -63,6 +68,9 @@ struct Request {
     #[serde(default)]
     tools: Vec<serde_json::Value>,
     max_output_tokens: Option<u64>,
+    /// Embeddings: `float` (the default) or `base64`.
+    #[serde(default)]
+    encoding_format: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -203,6 +211,7 @@ impl MockRequest {
                 .or(req.max_tokens)
                 .or(req.max_output_tokens),
             tool,
+            base64: req.encoding_format.as_deref() == Some("base64"),
         })
     }
 
@@ -267,6 +276,7 @@ impl MockRequest {
             include_usage: false,
             max_tokens,
             tool,
+            base64: false,
         })
     }
 
@@ -480,9 +490,18 @@ impl MockRequest {
             let vector: Vec<f64> = (0..8u64)
                 .map(|i| ((seed * 31 + i * 17) % 97) as f64 / 97.0)
                 .collect();
+            let embedding = if self.base64 {
+                let bytes: Vec<u8> = vector
+                    .iter()
+                    .flat_map(|x| (*x as f32).to_le_bytes())
+                    .collect();
+                json!(base64::engine::general_purpose::STANDARD.encode(bytes))
+            } else {
+                json!(vector)
+            };
             let body = json!({
                 "object": "list",
-                "data": [{"object": "embedding", "index": 0, "embedding": vector}],
+                "data": [{"object": "embedding", "index": 0, "embedding": embedding}],
                 "model": self.model,
                 "usage": {"prompt_tokens": self.prompt_tokens, "total_tokens": self.prompt_tokens},
             });
@@ -875,6 +894,32 @@ mod tests {
         );
         assert_eq!(v["usage"]["completion_tokens"], 5);
         assert_eq!(v["usage"]["prompt_tokens"], 11);
+    }
+
+    #[test]
+    fn base64_embeddings_are_the_float_vector_s_bytes() {
+        let embed = |format: &str| {
+            let body = format!(r#"{{"model":"e","input":"four words in here"{format}}}"#);
+            let req = MockRequest::parse(Api::Embeddings, body.as_bytes()).unwrap();
+            let v: serde_json::Value = serde_json::from_slice(&req.completion("id", 1)).unwrap();
+            v["data"][0]["embedding"].clone()
+        };
+        let floats = embed("");
+        let encoded = embed(r#","encoding_format":"base64""#);
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(encoded.as_str().unwrap())
+            .unwrap();
+        let decoded: Vec<f32> = bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        let expected: Vec<f32> = floats
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap() as f32)
+            .collect();
+        assert_eq!(decoded, expected);
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! Failures are spaced deterministically: with `--fail-rate 0.25` exactly every fourth chat
 //! (or messages) request fails, so tests can count on them.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -23,7 +24,7 @@ use bytes::Bytes;
 use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
 
-use super::{models_body, Dialect, MockRequest};
+use super::{headers, models_body, Dialect, MockRequest};
 use crate::config::Api;
 
 /// What a failing request does.
@@ -87,6 +88,11 @@ pub struct Behaviour {
     #[arg(long)]
     #[serde(default)]
     pub retry_after: Option<u64>,
+    /// Send the upstream's request id with every answer, errors included: `x-request-id:
+    /// mock-req-N` (OpenAI), `request-id: req_mock_N` on `/v1/messages` (Anthropic).
+    #[arg(long)]
+    #[serde(default)]
+    pub request_ids: bool,
 }
 
 fn default_mode() -> FailMode {
@@ -141,6 +147,9 @@ struct Stats {
     /// The `anthropic-version` header of the last request, when it had one.
     last_anthropic_version: Option<String>,
     last_traceparent: Option<String>,
+    /// Every header of the last request, by lowercase name (repeated names joined by `, `):
+    /// tests check what the gateway forwards, and what it does not.
+    last_headers: BTreeMap<String, String>,
     last_stream: Option<bool>,
     last_include_usage: Option<bool>,
     /// Streamed answers begun.
@@ -162,6 +171,8 @@ impl Drop for StreamGuard {
 struct State {
     behaviour: Mutex<Behaviour>,
     counter: AtomicU64,
+    /// Request ids handed out (`--request-ids`).
+    ids: AtomicU64,
     stats: Mutex<Stats>,
     api_key: Option<String>,
 }
@@ -184,6 +195,7 @@ pub async fn run(options: Options) -> std::io::Result<()> {
     let state = web::Data::new(State {
         behaviour: Mutex::new(options.behaviour.clone()),
         counter: AtomicU64::new(0),
+        ids: AtomicU64::new(0),
         stats: Mutex::new(Stats::default()),
         api_key: options.api_key.clone(),
     });
@@ -348,15 +360,15 @@ pub fn fails(n: u64, rate: f64) -> bool {
 }
 
 async fn chat(req: HttpRequest, body: Bytes, state: web::Data<State>) -> HttpResponse {
-    answer(Dialect::OpenAi, Api::Chat, req, body, state).await
+    identified(Dialect::OpenAi, Api::Chat, req, body, state).await
 }
 
 async fn completions(req: HttpRequest, body: Bytes, state: web::Data<State>) -> HttpResponse {
-    answer(Dialect::OpenAi, Api::Completions, req, body, state).await
+    identified(Dialect::OpenAi, Api::Completions, req, body, state).await
 }
 
 async fn embeddings(req: HttpRequest, body: Bytes, state: web::Data<State>) -> HttpResponse {
-    answer(Dialect::OpenAi, Api::Embeddings, req, body, state).await
+    identified(Dialect::OpenAi, Api::Embeddings, req, body, state).await
 }
 
 async fn responses(req: HttpRequest, body: Bytes, state: web::Data<State>) -> HttpResponse {
@@ -364,11 +376,30 @@ async fn responses(req: HttpRequest, body: Bytes, state: web::Data<State>) -> Ht
 }
 
 async fn messages(req: HttpRequest, body: Bytes, state: web::Data<State>) -> HttpResponse {
-    answer(Dialect::Anthropic, Api::Messages, req, body, state).await
+    identified(Dialect::Anthropic, Api::Messages, req, body, state).await
 }
 
 async fn count_tokens(req: HttpRequest, body: Bytes, state: web::Data<State>) -> HttpResponse {
-    answer(Dialect::Anthropic, Api::CountTokens, req, body, state).await
+    identified(Dialect::Anthropic, Api::CountTokens, req, body, state).await
+}
+
+/// [`answer`], with the dialect's request id header when `--request-ids` asks for it.
+async fn identified(
+    dialect: Dialect,
+    api: Api,
+    req: HttpRequest,
+    body: Bytes,
+    state: web::Data<State>,
+) -> HttpResponse {
+    let tag = state
+        .behaviour()
+        .request_ids
+        .then(|| headers::request_id(dialect, state.ids.fetch_add(1, Ordering::Relaxed)));
+    let mut response = answer(dialect, api, req, body, state).await;
+    if let Some((name, value)) = tag {
+        response.headers_mut().insert(name, value);
+    }
+    response
 }
 
 /// One request of `api` in `dialect` (counted as a chat request in the stats, whatever its
@@ -415,6 +446,7 @@ async fn answer(
             .get("traceparent")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
+        stats.last_headers = headers::seen(&req);
     }
     if failing && behaviour.fail_mode == FailMode::Hang {
         std::future::pending::<()>().await;

@@ -23,7 +23,7 @@ use super::openai::{Auth, OpenAiClient};
 use super::sse::Dialect;
 use super::translate::{self, AnthropicToOpenAiStream, TranslateError};
 use super::translated::Translated;
-use super::{ProviderError, Reply, Upstream, Want};
+use super::{Forwarded, ProviderError, Reply, Upstream, Want};
 use crate::config::{AnthropicProviderConfig, Api};
 use crate::telemetry::traces::propagation::UpstreamTrace;
 
@@ -59,10 +59,13 @@ impl AnthropicClient {
         body: Bytes,
         want: Want,
         trace: &UpstreamTrace,
+        forwarded: &Forwarded,
     ) -> Result<Reply, ProviderError> {
         match api {
-            Api::Chat => self.chat(body, want, trace).await,
-            Api::Messages | Api::CountTokens => self.passthrough(api, body, want, trace).await,
+            Api::Chat => self.chat(body, want, trace, forwarded).await,
+            Api::Messages | Api::CountTokens => {
+                self.passthrough(api, body, want, trace, forwarded).await
+            }
             other => Err(refused(format!(
                 "an anthropic provider serves chat completions and the Messages API, not /v1/{}",
                 other.path()
@@ -77,16 +80,19 @@ impl AnthropicClient {
         body: Bytes,
         want: Want,
         trace: &UpstreamTrace,
+        forwarded: &Forwarded,
     ) -> Result<Reply, ProviderError> {
         let attempt = async {
             let (head, answer) = self
                 .http
-                .exchange(api, body, want.is_stream(), trace)
+                .exchange(api, body, want.is_stream(), trace, forwarded)
                 .await?;
             if want.is_stream() {
                 let max = self.http.max_event_bytes();
                 let rest = self.http.body_stream(answer);
-                let mut upstream = Upstream::new(None, rest, Dialect::Anthropic, false, max);
+                let request_id = super::openai::request_id(&head.headers);
+                let mut upstream = Upstream::new(None, rest, Dialect::Anthropic, false, max)
+                    .with_request_id(request_id);
                 upstream.prime().await?;
                 return Ok(Reply::Stream(upstream));
             }
@@ -96,6 +102,7 @@ impl AnthropicClient {
                 body,
                 usage,
                 response_model,
+                request_id: super::openai::request_id(&head.headers),
             })
         };
         match tokio::time::timeout(self.http.attempt_timeout(), attempt).await {
@@ -110,6 +117,7 @@ impl AnthropicClient {
         body: Bytes,
         want: Want,
         trace: &UpstreamTrace,
+        forwarded: &Forwarded,
     ) -> Result<Reply, ProviderError> {
         let api = Api::Chat;
         let request = translate::openai_to_anthropic_bytes(&body, self.default_max_tokens)
@@ -119,7 +127,7 @@ impl AnthropicClient {
         let attempt = async {
             let (head, answer) = self
                 .http
-                .exchange(api, Bytes::from(body), want.is_stream(), trace)
+                .exchange(api, Bytes::from(body), want.is_stream(), trace, forwarded)
                 .await
                 .map_err(translate_status)?;
             let created = now_unix();
@@ -138,7 +146,8 @@ impl AnthropicClient {
                         Dialect::OpenAi,
                         strip_usage,
                         self.http.max_event_bytes(),
-                    );
+                    )
+                    .with_request_id(super::openai::request_id(&head.headers));
                     upstream.prime().await?;
                     Ok(Reply::Stream(upstream))
                 }
@@ -155,6 +164,7 @@ impl AnthropicClient {
                         body: Bytes::from(body),
                         usage: Some(usage.to_usage()),
                         response_model,
+                        request_id: super::openai::request_id(&head.headers),
                     })
                 }
             }
@@ -181,6 +191,7 @@ fn refused(message: String) -> ProviderError {
         body: Bytes::from(body.to_string()),
         content_type: Some("application/json".into()),
         retry_after: None,
+        request_id: None,
     }
 }
 
@@ -191,6 +202,7 @@ fn request_error(error: TranslateError) -> ProviderError {
             body: Bytes::from(error.openai_body().to_string()),
             content_type: Some("application/json".into()),
             retry_after: None,
+            request_id: None,
         }
     } else {
         ProviderError::Malformed(error.to_string())
@@ -204,6 +216,7 @@ fn translate_status(error: ProviderError) -> ProviderError {
             status,
             body,
             retry_after,
+            request_id,
             ..
         } => {
             let translated = translate::anthropic_error(status, &body);
@@ -212,6 +225,7 @@ fn translate_status(error: ProviderError) -> ProviderError {
                 body: Bytes::from(translated.body.to_string()),
                 content_type: Some("application/json".into()),
                 retry_after,
+                request_id,
             }
         }
         other => other,

@@ -5,6 +5,7 @@
 //! Anthropic client fails over between Anthropic and OpenAI-compatible providers unawares.
 
 use bytes::Bytes;
+use hyper::header::HeaderValue;
 use serde_json::Value;
 
 use super::translate::{self, OpenAiToAnthropicStream, TranslateError};
@@ -30,8 +31,12 @@ pub(super) fn chat_request(body: &[u8], ask_usage: bool) -> Result<Bytes, Provid
         .map_err(|e| ProviderError::Malformed(e.to_string()))
 }
 
-/// A `chat.completion` answer as an Anthropic `message`, with its usage.
-pub(super) fn message(completion: &[u8]) -> Result<Reply, ProviderError> {
+/// A `chat.completion` answer as an Anthropic `message`, with its usage and the upstream's
+/// request id.
+pub(super) fn message(
+    completion: &[u8],
+    request_id: Option<HeaderValue>,
+) -> Result<Reply, ProviderError> {
     let completion: Value =
         serde_json::from_slice(completion).map_err(|e| ProviderError::Malformed(e.to_string()))?;
     let (message, usage) = translate::openai_to_anthropic_response(&completion)
@@ -42,6 +47,7 @@ pub(super) fn message(completion: &[u8]) -> Result<Reply, ProviderError> {
         body: Bytes::from(body),
         usage: Some(usage.to_usage()),
         response_model,
+        request_id,
     })
 }
 
@@ -61,12 +67,14 @@ pub(super) fn error(error: ProviderError) -> ProviderError {
             status,
             body,
             retry_after,
+            request_id,
             ..
         } => ProviderError::Status {
             status,
             body: Bytes::from(translate::openai_error_to_anthropic(status, &body).to_string()),
             content_type: Some("application/json".into()),
             retry_after,
+            request_id,
         },
         other => other,
     }
@@ -80,6 +88,7 @@ fn invalid_request(error: &TranslateError) -> ProviderError {
         body: Bytes::from(body.to_string()),
         content_type: Some("application/json".into()),
         retry_after: None,
+        request_id: None,
     }
 }
 
@@ -118,17 +127,20 @@ mod tests {
             body: Bytes::from_static(br#"{"error":{"message":"slow down","type":"requests"}}"#),
             content_type: None,
             retry_after: Some(std::time::Duration::from_secs(2)),
+            request_id: Some(HeaderValue::from_static("req-up")),
         });
         let ProviderError::Status {
             status,
             body,
             retry_after,
+            request_id,
             ..
         } = translated
         else {
             panic!("not a status");
         };
         assert_eq!((status, retry_after.map(|d| d.as_secs())), (429, Some(2)));
+        assert_eq!(request_id.unwrap(), "req-up");
         let v: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["error"]["type"], "rate_limit_error");
         assert_eq!(v["error"]["message"], "slow down");

@@ -45,6 +45,7 @@ impl MockProvider {
                 body: Bytes::from(body.to_string()),
                 content_type: Some("application/json".into()),
                 retry_after: None,
+                request_id: None,
             }
         })?;
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
@@ -65,6 +66,7 @@ impl MockProvider {
                 body,
                 usage,
                 response_model,
+                request_id: None,
             });
         };
         let events = request

@@ -7,6 +7,7 @@
 //! built at start-up.
 
 mod anthropic;
+mod forwarded;
 mod messages;
 mod mock;
 mod openai;
@@ -20,9 +21,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::Stream;
+use hyper::header::HeaderValue;
 use serde::Deserialize;
 
 pub use anthropic::AnthropicClient;
+pub use forwarded::Forwarded;
 pub use mock::MockProvider;
 pub use openai::OpenAiClient;
 pub use stream::Upstream;
@@ -65,6 +68,8 @@ pub enum Reply {
         usage: Option<Usage>,
         /// The `model` the upstream says answered.
         response_model: Option<String>,
+        /// The upstream's id of the request (`x-request-id`), when it sent one.
+        request_id: Option<HeaderValue>,
     },
     /// An SSE stream primed up to its first content.
     Stream(Upstream),
@@ -88,6 +93,8 @@ pub enum ProviderError {
         content_type: Option<String>,
         /// A 429's `Retry-After` (or `retry-after-ms`), when it sent one.
         retry_after: Option<Duration>,
+        /// The upstream's id of the request (`x-request-id`), when it sent one.
+        request_id: Option<HeaderValue>,
     },
     /// The upstream answered 2xx with a body that is not what the API promises.
     #[error("malformed response: {0}")]
@@ -275,18 +282,19 @@ impl Provider {
         })
     }
 
-    /// Sends one attempt at `api`, with the attempt's W3C trace headers; a stream comes back
-    /// primed (see [`Upstream`]).
+    /// Sends one attempt at `api`, with the attempt's W3C trace headers and the client's
+    /// `forwarded` headers; a stream comes back primed (see [`Upstream`]).
     pub async fn call(
         &self,
         api: Api,
         body: Bytes,
         want: Want,
         trace: &UpstreamTrace,
+        forwarded: &Forwarded,
     ) -> Result<Reply, ProviderError> {
         match self {
-            Self::OpenAi(c) => c.call(api, body, want, trace).await,
-            Self::Anthropic(c) => c.call(api, body, want, trace).await,
+            Self::OpenAi(c) => c.call(api, body, want, trace, forwarded).await,
+            Self::Anthropic(c) => c.call(api, body, want, trace, forwarded).await,
             Self::Mock(m) => m.call(api, body, want).await,
         }
     }
@@ -411,6 +419,7 @@ mod tests {
             body: Bytes::new(),
             content_type: None,
             retry_after: None,
+            request_id: None,
         };
         for (err, retry) in [
             (ProviderError::Connect("refused".into()), true),

@@ -10,8 +10,8 @@
 //! `http/1.1`, Basic auth from a `user:password@` in `base_url`, default headers that never
 //! override the request's own, and up to two retries of a request an HTTP/2 server refused
 //! unprocessed (GOAWAY with NO_ERROR, REFUSED_STREAM). Not kept: redirects are not followed
-//! (a 3xx is an upstream status like any other), and the `*_PROXY` environment variables are
-//! not used (a warning at start-up says so).
+//! (a 3xx is an upstream status like any other). The `*_PROXY` environment variables are
+//! honoured as reqwest did, decided once per provider ([`proxy`]).
 
 use std::error::Error as StdError;
 use std::future::Future;
@@ -26,7 +26,7 @@ use http_body_util::{BodyDataStream, BodyExt, Full};
 use hyper::body::{Body as _, Incoming};
 use hyper::header::{
     Entry, HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE,
-    HOST, RETRY_AFTER,
+    HOST, PROXY_AUTHORIZATION, RETRY_AFTER, USER_AGENT,
 };
 use hyper::{Method, Request, Response, Uri};
 use hyper_rustls::HttpsConnector;
@@ -34,8 +34,9 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::{Client, Error as ClientError};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use self::proxy::{Route, RouteConnector};
 use super::sse::Dialect;
-use super::{read_usage, ByteStream, ProviderError, Reply, Upstream, Want};
+use super::{read_usage, ByteStream, Forwarded, ProviderError, Reply, Upstream, Want};
 use crate::config::{Api, OpenAiProviderConfig};
 use crate::telemetry::traces::propagation::UpstreamTrace;
 
@@ -56,6 +57,10 @@ const REFUSED_RETRIES: usize = 2;
 const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 const RETRY_AFTER_MS: HeaderName = HeaderName::from_static("retry-after-ms");
 const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const REQUEST_ID: HeaderName = HeaderName::from_static("request-id");
+/// Longest upstream request id passed on to the client.
+const MAX_REQUEST_ID: usize = 256;
 
 /// How a provider's `api_key` is sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,7 +72,7 @@ pub(super) enum Auth {
 }
 const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 
-type Connector = ConnectTimeout<HttpsConnector<HttpConnector>>;
+type Connector = ConnectTimeout<HttpsConnector<RouteConnector>>;
 
 pub struct OpenAiClient {
     client: Client<Connector, Full<Bytes>>,
@@ -82,6 +87,8 @@ pub struct OpenAiClient {
     api_key: Option<HeaderValue>,
     /// Configured headers, sent unless the request sets the same name.
     headers: HeaderMap,
+    /// `Proxy-Authorization` for a forward proxy's absolute-form requests.
+    proxy_authorization: Option<HeaderValue>,
     /// `Host` for a plain-HTTP upstream (always HTTP/1.1), made once: hyper-util would format
     /// it per request. Over TLS, HTTP/2 may be negotiated, which sends no `Host`.
     host_header: Option<HeaderValue>,
@@ -155,9 +162,11 @@ impl OpenAiClient {
             ),
             _ => None,
         };
-        warn_if_proxy_configured(tls, &host);
+        let route = Route::from_env(&uris[0])?;
+        route.log(&host);
         Ok(Self {
-            client: build_client(config.connect_timeout)?,
+            client: build_client(config.connect_timeout, &route)?,
+            proxy_authorization: route.request_authorization(),
             uris,
             api_key,
             tls,
@@ -189,16 +198,21 @@ impl OpenAiClient {
         body: Bytes,
         want: Want,
         trace: &UpstreamTrace,
+        forwarded: &Forwarded,
     ) -> Result<Reply, ProviderError> {
         let attempt = async {
             if api == Api::Messages {
-                return self.messages(body, want, trace).await;
+                return self.messages(body, want, trace, forwarded).await;
             }
-            let (head, body) = self.exchange(api, body, want.is_stream(), trace).await?;
+            let (head, body) = self
+                .exchange(api, body, want.is_stream(), trace, forwarded)
+                .await?;
+            let request_id = request_id(&head.headers);
             if let Want::Stream { strip_usage } = want {
                 let rest = self.body_stream(body);
                 let mut upstream =
-                    Upstream::new(None, rest, api.dialect(), strip_usage, self.max_event_bytes);
+                    Upstream::new(None, rest, api.dialect(), strip_usage, self.max_event_bytes)
+                        .with_request_id(request_id);
                 upstream.prime().await?;
                 Ok(Reply::Stream(upstream))
             } else {
@@ -208,6 +222,7 @@ impl OpenAiClient {
                     body,
                     usage,
                     response_model,
+                    request_id,
                 })
             }
         };
@@ -224,10 +239,11 @@ impl OpenAiClient {
         body: Bytes,
         want: Want,
         trace: &UpstreamTrace,
+        forwarded: &Forwarded,
     ) -> Result<Reply, ProviderError> {
         let chat = super::messages::chat_request(&body, self.inject_stream_usage)?;
         let (head, answer) = self
-            .exchange(Api::Chat, chat, want.is_stream(), trace)
+            .exchange(Api::Chat, chat, want.is_stream(), trace, forwarded)
             .await
             .map_err(super::messages::error)?;
         if want.is_stream() {
@@ -238,12 +254,13 @@ impl OpenAiClient {
                 Dialect::Anthropic,
                 false,
                 self.max_event_bytes,
-            );
+            )
+            .with_request_id(request_id(&head.headers));
             upstream.prime().await?;
             return Ok(Reply::Stream(upstream));
         }
         let answer = self.read_body(answer, &head.headers).await?;
-        super::messages::message(&answer)
+        super::messages::message(&answer, request_id(&head.headers))
     }
 
     /// Whether streamed requests may carry `stream_options.include_usage` the client did not
@@ -270,9 +287,10 @@ impl OpenAiClient {
         body: Bytes,
         stream: bool,
         trace: &UpstreamTrace,
+        forwarded: &Forwarded,
     ) -> Result<(hyper::http::response::Parts, Incoming), ProviderError> {
         let response = self
-            .send(api, body, stream, trace)
+            .send(api, body, stream, trace, forwarded)
             .await
             .map_err(|e| classify(&e))?;
         let (head, body) = response.into_parts();
@@ -288,12 +306,14 @@ impl OpenAiClient {
             head.headers.get(RETRY_AFTER_MS).map(HeaderValue::as_bytes),
             head.headers.get(RETRY_AFTER).map(HeaderValue::as_bytes),
         );
+        let request_id = request_id(&head.headers);
         let body = read_capped(body, MAX_ERROR_BODY).await;
         Err(ProviderError::Status {
             status: head.status.as_u16(),
             body,
             content_type,
             retry_after,
+            request_id,
         })
     }
 
@@ -319,19 +339,20 @@ impl OpenAiClient {
         body: Bytes,
         stream: bool,
         trace: &UpstreamTrace,
+        forwarded: &Forwarded,
     ) -> Result<Response<Incoming>, ClientError> {
         // Only HTTP/2, negotiated over TLS, refuses requests this way: keep the body for a
         // retry only then.
         let spare = self.tls.then(|| body.clone());
         let mut result = self
             .client
-            .request(self.request(api, body, stream, trace))
+            .request(self.request(api, body, stream, trace, forwarded))
             .await;
         if let Some(body) = spare {
             for _ in 0..REFUSED_RETRIES {
                 match &result {
                     Err(e) if refused_unprocessed(e) => {
-                        let request = self.request(api, body.clone(), stream, trace);
+                        let request = self.request(api, body.clone(), stream, trace, forwarded);
                         result = self.client.request(request).await;
                     }
                     _ => break,
@@ -341,12 +362,15 @@ impl OpenAiClient {
         result
     }
 
+    /// The request of one try: the gateway's own headers, then the configured ones, then the
+    /// client's `forwarded` ones, each only where the name is still free.
     fn request(
         &self,
         api: Api,
         body: Bytes,
         stream: bool,
         trace: &UpstreamTrace,
+        forwarded: &Forwarded,
     ) -> Request<Full<Bytes>> {
         let mut request = Request::new(Full::new(body));
         *request.method_mut() = Method::POST;
@@ -379,13 +403,34 @@ impl OpenAiClient {
                 slot.insert(value.clone());
             }
         }
+        for (name, value) in forwarded.headers() {
+            if let Entry::Vacant(slot) = headers.entry(name) {
+                slot.insert(value.clone());
+            }
+        }
+        if let Entry::Vacant(slot) = headers.entry(USER_AGENT) {
+            slot.insert(forwarded.user_agent());
+        }
         if let Some(host) = &self.host_header {
             if let Entry::Vacant(slot) = headers.entry(HOST) {
                 slot.insert(host.clone());
             }
         }
+        if let Some(credentials) = &self.proxy_authorization {
+            headers.insert(PROXY_AUTHORIZATION, credentials.clone());
+        }
         request
     }
+}
+
+/// The upstream's id of the request: `x-request-id` (OpenAI and most compatibles), else
+/// `request-id` (Anthropic); an implausibly long one is dropped rather than passed on.
+pub(super) fn request_id(headers: &HeaderMap) -> Option<HeaderValue> {
+    headers
+        .get(X_REQUEST_ID)
+        .or_else(|| headers.get(REQUEST_ID))
+        .filter(|v| !v.is_empty() && v.len() <= MAX_REQUEST_ID)
+        .cloned()
 }
 
 /// `{base_url}/{suffix}`, the suffix added to the path: a query in `base_url` (Azure's classic
@@ -399,8 +444,11 @@ fn endpoint(base_url: &str, suffix: &str) -> Result<reqwest::Url, String> {
 
 /// The pooled client: keep-alive pool, `TCP_NODELAY`, TLS with the platform verifier and the
 /// installed crypto provider, HTTP/1.1 to `http://` and ALPN-negotiated HTTP/2 or HTTP/1.1 to
-/// `https://`.
-fn build_client(connect_timeout: Duration) -> Result<Client<Connector, Full<Bytes>>, String> {
+/// `https://`, each connection taken the way `route` says.
+fn build_client(
+    connect_timeout: Duration,
+    route: &Route,
+) -> Result<Client<Connector, Full<Bytes>>, String> {
     let provider = rustls::crypto::CryptoProvider::get_default()
         .cloned()
         .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()));
@@ -419,7 +467,7 @@ fn build_client(connect_timeout: Duration) -> Result<Client<Connector, Full<Byte
         .https_or_http()
         .enable_http1()
         .enable_http2()
-        .wrap_connector(http);
+        .wrap_connector(route.connector(http));
     Ok(Client::builder(TokioExecutor::new())
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())
@@ -451,25 +499,6 @@ fn basic_auth_from(url: &mut reqwest::Url) -> Result<Option<HeaderValue>, String
         .map_err(|_| "base_url: user info is not a valid header value".to_string())?;
     value.set_sensitive(true);
     Ok(Some(value))
-}
-
-/// The client ignores proxy environment variables (reqwest honoured them): say so once.
-fn warn_if_proxy_configured(tls: bool, host: &str) {
-    let names: &[&str] = if tls {
-        &["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"]
-    } else {
-        &["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"]
-    };
-    if let Some(variable) = names
-        .iter()
-        .find(|n| std::env::var_os(n).is_some_and(|v| !v.is_empty()))
-    {
-        tracing::warn!(
-            upstream = host,
-            variable,
-            "proxy variable set, but upstream requests connect directly"
-        );
-    }
 }
 
 /// The transport error's kind, as the router and the breakers see it. As reqwest did: a
@@ -670,5 +699,6 @@ where
     }
 }
 
+mod proxy;
 #[cfg(test)]
 mod tests;

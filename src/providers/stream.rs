@@ -8,6 +8,7 @@
 
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
+use hyper::header::HeaderValue;
 
 use super::sse::{Dialect, SseScanner};
 use super::{ByteStream, ProviderError, StreamFault};
@@ -24,6 +25,8 @@ pub struct Upstream {
     held: BytesMut,
     /// The upstream body ended (cleanly) while priming.
     ended: bool,
+    /// The upstream's id of the request, when it sent one.
+    request_id: Option<HeaderValue>,
 }
 
 impl Upstream {
@@ -42,7 +45,19 @@ impl Upstream {
             scanner: SseScanner::new(dialect, strip_usage, max_line),
             held: BytesMut::new(),
             ended: false,
+            request_id: None,
         }
+    }
+
+    /// The same stream, with the upstream's id of the request.
+    pub fn with_request_id(mut self, request_id: Option<HeaderValue>) -> Self {
+        self.request_id = request_id;
+        self
+    }
+
+    /// The upstream's id of the request, when it sent one.
+    pub fn request_id(&self) -> Option<&HeaderValue> {
+        self.request_id.as_ref()
     }
 
     /// Reads until the first content, a clean end, or [`MAX_HELD`] bytes; any failure before

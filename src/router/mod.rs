@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use hyper::header::HeaderValue;
 
 pub use relay::Relay;
 pub use span::{AttemptSpan, StreamSpan};
@@ -27,7 +28,7 @@ use crate::catalog::{Catalog, Model};
 use crate::config::Api;
 use crate::errors::{ApiError, RateLimit};
 use crate::outcome::{AttemptRecord, AttemptResult, Ending, Reporter, RequestEnd};
-use crate::providers::{retryable_status, Provider, ProviderError, Reply, Want};
+use crate::providers::{retryable_status, Forwarded, Provider, ProviderError, Reply, Want};
 use request::{rewrite, ChatHead};
 
 /// Providers scoring below this are tried after the healthy ones.
@@ -52,6 +53,8 @@ pub enum ChatReply {
         body: Bytes,
         /// Time spent waiting on upstreams, every attempt included.
         upstream_wait: Duration,
+        /// The upstream's id of the request, when it sent one.
+        request_id: Option<HeaderValue>,
     },
     /// A provider refused the request (non-retryable 4xx): its status and body as they came.
     Passthrough {
@@ -60,9 +63,23 @@ pub enum ChatReply {
         content_type: Option<String>,
         /// Time spent waiting on upstreams, every attempt included.
         upstream_wait: Duration,
+        /// The upstream's id of the request, when it sent one.
+        request_id: Option<HeaderValue>,
     },
     /// A stream, relayed as it arrives.
     Stream(Box<Relay>),
+}
+
+impl ChatReply {
+    /// The upstream's id of the request, when the provider that answered sent one.
+    pub fn request_id(&self) -> Option<&HeaderValue> {
+        match self {
+            Self::Json { request_id, .. } | Self::Passthrough { request_id, .. } => {
+                request_id.as_ref()
+            }
+            Self::Stream(relay) => relay.request_id(),
+        }
+    }
 }
 
 pub struct Router {
@@ -113,6 +130,7 @@ impl Router {
         head: &ChatHead<'_>,
         started: Instant,
         deadline: Instant,
+        forwarded: &Forwarded,
     ) -> Result<ChatReply, ApiError> {
         let model = self
             .catalog
@@ -142,7 +160,7 @@ impl Router {
             )));
         }
         let mut ending = Ending::new(self.reporter.clone(), api, model, head.stream, started);
-        let routed = self.route(api, &body, head, model, &mut ending);
+        let routed = self.route(api, &body, head, model, &mut ending, forwarded);
         match tokio::time::timeout_at(deadline.into(), routed).await {
             Ok(reply) => reply,
             Err(_) => {
@@ -163,6 +181,7 @@ impl Router {
         head: &ChatHead<'_>,
         model: ModelId,
         ending: &mut Ending,
+        forwarded: &Forwarded,
     ) -> Result<ChatReply, ApiError> {
         let route = self.catalog.model(model);
         let degraded = self.degraded_mask(route);
@@ -202,7 +221,10 @@ impl Router {
                 model,
                 upstream_model: candidate.upstream_model.as_deref(),
             };
-            let error = match self.attempt(api, body, head, attempt, ending).await {
+            let error = match self
+                .attempt(api, body, head, attempt, ending, forwarded)
+                .await
+            {
                 Ok(reply) => return Ok(reply),
                 Err(error) => error,
             };
@@ -233,6 +255,7 @@ impl Router {
         head: &ChatHead<'_>,
         target: Target<'_>,
         ending: &mut Ending,
+        forwarded: &Forwarded,
     ) -> Result<ChatReply, ProviderError> {
         let Target {
             provider,
@@ -266,7 +289,9 @@ impl Router {
         } else {
             Want::Json
         };
-        let result = span.instrument(client.call(api, body, want, &trace)).await;
+        let result = span
+            .instrument(client.call(api, body, want, &trace, forwarded))
+            .await;
         let latency = sent.elapsed();
         ending.add_upstream_wait(latency);
         let record = |result, reason| AttemptRecord {
@@ -295,6 +320,7 @@ impl Router {
                 body,
                 usage,
                 response_model,
+                request_id,
             }) => {
                 self.reporter.attempt(&record(AttemptResult::Success, None));
                 span.answered(response_model.as_deref(), usage);
@@ -303,6 +329,7 @@ impl Router {
                 Ok(ChatReply::Json {
                     body,
                     upstream_wait: ending.upstream_wait(),
+                    request_id,
                 })
             }
             Err(error) => {
@@ -329,6 +356,7 @@ impl Router {
                         status,
                         body,
                         content_type,
+                        request_id,
                         ..
                     } if !retryable_status(status) => {
                         ending.end(RequestEnd::PassedThrough);
@@ -337,6 +365,7 @@ impl Router {
                             body,
                             content_type,
                             upstream_wait: ending.upstream_wait(),
+                            request_id,
                         })
                     }
                     error => Err(error),

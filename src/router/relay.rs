@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::Stream;
+use hyper::header::HeaderValue;
 
 use super::span::StreamSpan;
 use crate::board::{ModelId, ProviderId};
@@ -62,11 +63,14 @@ pub struct Relay {
     ttfc: Option<Duration>,
     waiting_since: Option<Instant>,
     state: State,
+    /// The upstream's id of the request, when it sent one.
+    request_id: Option<HeaderValue>,
 }
 
 impl Relay {
     /// The relay of a primed upstream.
     pub fn new(upstream: Upstream, mut context: Context) -> Self {
+        let request_id = upstream.request_id().cloned();
         let (held, rest, scanner, ended) = upstream.into_parts();
         let mut ttfc = None;
         if scanner.seen_content() {
@@ -83,7 +87,13 @@ impl Relay {
             ttfc,
             waiting_since: None,
             state: if ended { State::Done } else { State::Running },
+            request_id,
         }
+    }
+
+    /// The upstream's id of the request, when it sent one.
+    pub fn request_id(&self) -> Option<&HeaderValue> {
+        self.request_id.as_ref()
     }
 
     /// Time spent waiting on upstreams so far (before the first content, every attempt

@@ -1,7 +1,8 @@
 //! The one shared module of the black-box tests. This file starts the real `gatewayz` binary
 //! (gateway or mock-upstream) on a random loopback port, finds the address it logged and stops
 //! it on drop, and holds the request, configuration and polling helpers every test file uses;
-//! [`scrape`] reads `/metrics`, [`otlp`] and [`loki`] are protocol-faithful receivers, and
+//! [`scrape`] reads `/metrics`, [`otlp`] and [`loki`] are protocol-faithful receivers, [`proxy`]
+//! is an HTTP proxy that records what it relays, and
 //! [`inproc`] runs the gateway inside the test process. Each test binary uses a subset, hence
 //! `dead_code` allowed.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
@@ -9,6 +10,7 @@
 pub mod inproc;
 pub mod loki;
 pub mod otlp;
+pub mod proxy;
 pub mod scrape;
 
 use std::io::{BufRead, BufReader, Read};

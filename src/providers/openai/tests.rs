@@ -43,6 +43,7 @@ async fn attempt(client: &OpenAiClient, want: Want) -> Result<Reply, ProviderErr
             Bytes::from_static(b"{}"),
             want,
             &UpstreamTrace::default(),
+            &Forwarded::default(),
         )
         .await
 }
@@ -102,7 +103,21 @@ async fn the_request_carries_its_headers_and_body() {
         ("X-Team".to_string(), "blue".to_string()),
         // A configured header never overrides the request's own.
         ("accept".to_string(), "text/plain".to_string()),
+        // ... but overrides the client's forwarded one (operator policy).
+        ("OpenAI-Beta".to_string(), "operator".to_string()),
     ]);
+    let client_headers: [(&str, &[u8]); 4] = [
+        ("openai-beta", b"client"),
+        ("openai-organization", b"org-1"),
+        ("authorization", b"Bearer client-key"),
+        ("user-agent", b"sdk/1"),
+    ];
+    let forwarded = Forwarded::collect(|name| {
+        client_headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| *v)
+    });
     let client = OpenAiClient::new(&config).unwrap();
     assert_eq!(client.host(), "127.0.0.1");
     let trace = UpstreamTrace {
@@ -116,8 +131,9 @@ async fn the_request_carries_its_headers_and_body() {
         body: answer,
         usage,
         response_model,
+        request_id,
     } = client
-        .call(Api::Chat, body, Want::Json, &trace)
+        .call(Api::Chat, body, Want::Json, &trace, &forwarded)
         .await
         .unwrap()
     else {
@@ -126,6 +142,7 @@ async fn the_request_carries_its_headers_and_body() {
     assert_eq!(&answer[..], ANSWER.as_bytes());
     assert_eq!(usage.map(|u| u.completion_tokens), Some(2));
     assert_eq!(response_model.as_deref(), Some("m1"));
+    assert!(request_id.is_none(), "the upstream sent none");
 
     let request = served.await.unwrap();
     assert!(
@@ -137,6 +154,12 @@ async fn the_request_carries_its_headers_and_body() {
     assert_eq!(header(&request, "accept"), ["application/json"]);
     assert_eq!(header(&request, "authorization"), ["Bearer k-up"]);
     assert_eq!(header(&request, "x-team"), ["blue"]);
+    assert_eq!(header(&request, "openai-beta"), ["operator"]);
+    assert_eq!(header(&request, "openai-organization"), ["org-1"]);
+    assert_eq!(
+        header(&request, "user-agent"),
+        [concat!("gatewayz/", env!("CARGO_PKG_VERSION"), " (sdk/1)")]
+    );
     assert_eq!(
         header(&request, "traceparent"),
         ["00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"]
@@ -176,7 +199,7 @@ async fn a_stream_waits_for_its_first_chunk_and_an_error_status_keeps_its_body()
     );
 
     const TEAPOT: &str = "HTTP/1.1 418 I'm a teapot\r\ncontent-type: application/json\r\n\
-        content-length: 7\r\n\r\n{\"e\":1}";
+        request-id: req_up_1\r\ncontent-length: 7\r\n\r\n{\"e\":1}";
     let (addr, _served) = one_request(TEAPOT).await;
     let client = OpenAiClient::new(&config(format!("http://{addr}/v1"))).unwrap();
     match attempt(&client, Want::Json).await {
@@ -185,8 +208,11 @@ async fn a_stream_waits_for_its_first_chunk_and_an_error_status_keeps_its_body()
             body,
             content_type,
             retry_after,
+            request_id,
         }) => {
             assert_eq!(retry_after, None);
+            // Anthropic's `request-id` counts too.
+            assert_eq!(request_id.unwrap(), "req_up_1");
             assert_eq!(status, 418);
             assert_eq!(&body[..], b"{\"e\":1}");
             assert_eq!(content_type.as_deref(), Some("application/json"));
