@@ -158,9 +158,23 @@ pub(super) async fn serve(
     Ok(response)
 }
 
+/// The headers [`Forwarded`] reads, as static names: a lookup by name hashes it, where a
+/// lookup by `&str` parses it first.
+static FORWARDED_NAMES: [header::HeaderName; 5] = [
+    header::HeaderName::from_static("openai-organization"),
+    header::HeaderName::from_static("openai-project"),
+    header::HeaderName::from_static("openai-beta"),
+    header::HeaderName::from_static("anthropic-beta"),
+    header::USER_AGENT,
+];
+
 /// The client headers an upstream is sent (an allow-list, and its `User-Agent`).
 fn forwarded(req: &HttpRequest) -> Forwarded {
-    Forwarded::collect(|name| req.headers().get(name).map(|v| v.as_bytes()))
+    let headers = req.headers();
+    Forwarded::collect(|name| {
+        let name = FORWARDED_NAMES.iter().find(|n| n.as_str() == name)?;
+        headers.get(name).map(|v| v.as_bytes())
+    })
 }
 
 /// The request's body, within `server.max_body_bytes` and `server.body_read_timeout`: a client
@@ -205,4 +219,28 @@ async fn read_body(
         body.extend_from_slice(&chunk);
     }
     Ok(body.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every header [`Forwarded`] asks for has a static name here (a name missing from
+    /// [`FORWARDED_NAMES`] would never be forwarded).
+    #[test]
+    fn every_forwarded_header_has_a_static_name() {
+        let asked = std::cell::RefCell::new(Vec::new());
+        let _ = Forwarded::collect(|name| {
+            asked.borrow_mut().push(name.to_owned());
+            None
+        });
+        let asked = asked.into_inner();
+        assert_eq!(asked.len(), FORWARDED_NAMES.len());
+        for name in &asked {
+            assert!(
+                FORWARDED_NAMES.iter().any(|n| n.as_str() == name),
+                "{name} has no static name"
+            );
+        }
+    }
 }

@@ -45,11 +45,16 @@ fn is_valid(id: &[u8]) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-_.:/+=".contains(b))
 }
 
-/// A fresh id: `req_` and 128 random bits in hex.
+/// A fresh id: `req_` and 128 random bits in hex (written in place: no formatting pass).
 fn generate() -> HeaderValue {
-    let id = format!("req_{:032x}", rand::random::<u128>());
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut id = *b"req_00000000000000000000000000000000";
+    let bits = rand::random::<u128>();
+    for (i, digit) in id[4..].iter_mut().enumerate() {
+        *digit = HEX[((bits >> (124 - 4 * i)) & 0xf) as usize];
+    }
     // Hex digits are always a valid header value.
-    HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("req_unknown"))
+    HeaderValue::from_bytes(&id).unwrap_or(HeaderValue::from_static("req_unknown"))
 }
 
 /// The answer's id for an upstream's id: converted between the `http` versions of actix-web

@@ -46,7 +46,8 @@ impl Forwarded {
             value.extend_from_slice(b" (");
             value.extend_from_slice(client);
             value.push(b')');
-            HeaderValue::from_bytes(&value).ok()
+            // Checked like `from_bytes`, without copying the bytes once more.
+            HeaderValue::from_maybe_shared(bytes::Bytes::from(value)).ok()
         });
         Self {
             headers,
