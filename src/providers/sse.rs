@@ -92,19 +92,35 @@ impl Dialect {
         event
     }
 
-    /// The first bytes of the events that are most of a stream and need no parse once the
-    /// first content was seen (text and argument deltas). An upstream that spaces its JSON
-    /// differently is parsed instead: slower, never wrong.
-    fn bulk(self) -> &'static [&'static [u8]] {
-        match self {
+    /// Whether `data` is one of the events that are most of a stream and need no parse once
+    /// the first content was seen (text and argument deltas): its top-level `type` read off
+    /// its first bytes (`{"type":"…"`, as the providers write it) or its last (`"type":"…"}`,
+    /// as serializers that sort keys do — the gateway's own translation among them). A quote
+    /// inside a string is escaped, so neither pattern matches text. An upstream that spaces
+    /// its JSON differently is parsed instead: slower, never wrong.
+    fn is_bulk(self, data: &[u8]) -> bool {
+        let names: &[&[u8]] = match self {
             Self::OpenAi => &[],
             Self::Responses => &[
-                b"{\"type\":\"response.output_text.delta\"",
-                b"{\"type\":\"response.function_call_arguments.delta\"",
-                b"{\"type\":\"response.reasoning_summary_text.delta\"",
+                b"response.output_text.delta",
+                b"response.function_call_arguments.delta",
+                b"response.reasoning_summary_text.delta",
             ],
-            Self::Anthropic => &[b"{\"type\":\"content_block_delta\""],
-        }
+            Self::Anthropic => &[b"content_block_delta"],
+        };
+        const KEY: &[u8] = b"\"type\":\"";
+        names.iter().any(|name| {
+            let first = data
+                .strip_prefix(b"{")
+                .and_then(|d| d.strip_prefix(KEY))
+                .and_then(|d| d.strip_prefix(*name))
+                .is_some_and(|d| d.first() == Some(&b'"'));
+            first
+                || data
+                    .strip_suffix(b"\"}")
+                    .and_then(|d| d.strip_suffix(*name))
+                    .is_some_and(|d| d.ends_with(KEY))
+        })
     }
 }
 
@@ -518,7 +534,7 @@ impl SseScanner {
 impl SseScanner {
     /// One `data:` line of a typed dialect (Responses, Anthropic).
     fn inspect_typed(&mut self, data: &[u8]) -> Line {
-        if self.seen_content && self.dialect.bulk().iter().any(|p| data.starts_with(p)) {
+        if self.seen_content && self.dialect.is_bulk(data) {
             return framed(data);
         }
         let Ok(event) = serde_json::from_slice::<TypedEvent<'_>>(data) else {
@@ -961,6 +977,32 @@ mod tests {
                 "{dialect:?}: {out}"
             );
         }
+    }
+
+    #[test]
+    fn deltas_are_told_by_their_type_first_or_last() {
+        let bulk = |d: Dialect, s: &str| d.is_bulk(s.as_bytes());
+        let a = Dialect::Anthropic;
+        assert!(bulk(
+            a,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"x"}}"#
+        ));
+        assert!(bulk(
+            a,
+            r#"{"delta":{"text":"x","type":"text_delta"},"index":0,"type":"content_block_delta"}"#
+        ));
+        assert!(!bulk(a, r#"{"type":"content_block_deltas"}"#));
+        assert!(!bulk(a, r#"{"type":"message_stop"}"#));
+        assert!(!bulk(a, r#"{"delta":{"type":"content_block_delta"}}"#));
+        assert!(!bulk(a, r#"{"text":"\"type\":\"content_block_delta\"}"#));
+        assert!(!bulk(a, r#"{"type": "content_block_delta"}"#));
+        let r = Dialect::Responses;
+        assert!(bulk(
+            r,
+            r#"{"content_index":0,"delta":"Hi","type":"response.output_text.delta"}"#
+        ));
+        assert!(!bulk(r, r#"{"type":"response.completed","response":{}}"#));
+        assert!(!bulk(Dialect::OpenAi, r#"{"type":"content_block_delta"}"#));
     }
 
     #[test]
