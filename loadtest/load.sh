@@ -201,13 +201,6 @@ for url in "http://127.0.0.1:$P_UP" "http://127.0.0.1:$P_NGX" "http://127.0.0.1:
     --data-binary "@$JSON_BODY" "$url/v1/chat/completions")
   [ "$code" = 200 ] || die "$url/v1/chat/completions answered $code"
 done
-for path in chat-to-anthropic messages-to-openai messages-to-anthropic; do
-  events=$(curl -s -N -H 'content-type: application/json' --data-binary "@$(body_of stream "$path")" "$(url_of "$path")")
-  case $events in
-    *'[DONE]'* | *message_stop*) ;;
-    *) die "the $path stream did not complete: $(printf '%s' "$events" | tail -c 300)" ;;
-  esac
-done
 sleep 1 # let start-up allocations settle before the idle reading
 GW_IDLE_KIB=$(status_kib "$GW_PID" VmRSS)
 NGX_IDLE_KIB=0; for p in $(ngx_pids); do NGX_IDLE_KIB=$((NGX_IDLE_KIB + $(status_kib "$p" VmRSS))); done
@@ -262,6 +255,15 @@ point() { # kind rate path
     "$kind" "$rate" "$path" $((after - before)) "$file" >>"$RESULTS"
   python3 "$ROOT/loadtest/report.py" --one "$file" "$kind $rate $path" >&2
 }
+
+# The translated paths answer whole streams before any load.
+for path in chat-to-anthropic messages-to-openai messages-to-anthropic; do
+  events=$(curl -s -N -H 'content-type: application/json' --data-binary "@$(body_of stream "$path")" "$(url_of "$path")")
+  case $events in
+    *'[DONE]'* | *message_stop*) ;;
+    *) die "the $path stream did not complete: $(printf '%s' "$events" | tail -c 300)" ;;
+  esac
+done
 
 for kind in json stream; do
   for rate in $RATES max; do
