@@ -51,6 +51,7 @@ impl MockProvider {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let id = match api {
             Api::Responses => format!("resp_mock_{n}"),
+            Api::Messages | Api::CountTokens => format!("msg_mock_{n}"),
             _ => format!("chatcmpl-mock-{n}"),
         };
         let created = SystemTime::now()
