@@ -27,6 +27,7 @@ use bytes::Bytes;
 use crate::catalog::Catalog;
 use crate::errors::ApiError;
 use crate::router::Router;
+use crate::state::Store;
 use auth::KeyStore;
 
 /// Everything a handler reads, shared by all workers.
@@ -34,6 +35,8 @@ pub struct AppState {
     pub catalog: Arc<Catalog>,
     pub router: Arc<Router>,
     pub keys: KeyStore,
+    /// Per-key and per-team limits, checked once a request's body is parsed.
+    pub limits: Store,
     pub max_body_bytes: usize,
     /// How long a client may take to send its body (`server.body_read_timeout`).
     pub body_read_timeout: Duration,
