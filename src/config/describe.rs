@@ -135,14 +135,36 @@ fn limits_summary(limits: &super::Limits) -> Vec<String> {
             .soft_budget_usd
             .map(|s| format!(" (soft {s} USD)"))
             .unwrap_or_default();
-        parts.push(format!("budget {usd} USD per {}{soft}", limits.period()));
+        let period = match limits.period() {
+            super::BudgetPeriod::Monthly => "calendar month (UTC)".to_string(),
+            every => every.to_string(),
+        };
+        parts.push(format!("budget {usd} USD per {period}{soft}"));
     }
     parts
 }
 
 #[cfg(test)]
 mod tests {
-    use super::redact_url;
+    use super::{limits_summary, redact_url};
+    use crate::config::{BudgetPeriod, Limits};
+
+    #[test]
+    fn limits_are_summarized() {
+        let limits = Limits {
+            rpm: Some(60),
+            tpm: Some(1000),
+            max_parallel: Some(4),
+            budget_usd: Some(10.0),
+            budget_period: Some(BudgetPeriod::Monthly),
+            soft_budget_usd: Some(8.0),
+        };
+        assert_eq!(
+            limits_summary(&limits).join("; "),
+            "60 rpm; 1000 tpm; 4 in parallel; budget 10 USD per calendar month (UTC) (soft 8 USD)"
+        );
+        assert!(limits_summary(&Limits::default()).is_empty());
+    }
 
     #[test]
     fn urls_lose_their_secrets() {

@@ -149,6 +149,10 @@ impl Budget {
     pub fn limit(&self) -> f64 {
         self.limit
     }
+
+    pub fn soft(&self) -> Option<f64> {
+        self.soft
+    }
 }
 
 #[cfg(test)]

@@ -233,19 +233,17 @@ impl InProcess {
             let Some(budget) = &layer.budget else {
                 continue;
             };
-            let mut budget = lock(budget);
-            if budget.spend(cost, now).soft_crossed {
-                let limit = budget.limit();
-                drop(budget);
-                tracing::warn!(
-                    scope = layer.scope.label(),
-                    name = %layer.name,
-                    budget_usd = limit,
-                    "soft budget crossed for this period"
-                );
-                if let Some(m) = self.meters.get() {
-                    m.soft_budget_crossings.add(1, &layer.labels);
-                }
+            let crossed = {
+                let mut budget = lock(budget);
+                let spent = budget.spend(cost, now);
+                spent.soft_crossed.then(|| SoftBudgetCrossed {
+                    layer,
+                    budget_usd: budget.limit(),
+                    soft_budget_usd: budget.soft().unwrap_or_default(),
+                })
+            };
+            if let Some(crossed) = crossed {
+                crossed.emit(self.meters.get().map(Arc::as_ref));
             }
         }
         if let Some(m) = self.meters.get() {
@@ -255,6 +253,28 @@ impl InProcess {
                 m.tokens_by_key
                     .add(n, &[k.clone(), t.clone(), KeyValue::new("type", kind)]);
             }
+        }
+    }
+}
+
+/// A key's or team's spend crossed its soft budget (once per period): a WARN line and a count.
+struct SoftBudgetCrossed<'a> {
+    layer: &'a Layer,
+    budget_usd: f64,
+    soft_budget_usd: f64,
+}
+
+impl SoftBudgetCrossed<'_> {
+    fn emit(&self, meters: Option<&Meters>) {
+        tracing::warn!(
+            scope = self.layer.scope.label(),
+            name = %self.layer.name,
+            soft_budget_usd = self.soft_budget_usd,
+            budget_usd = self.budget_usd,
+            "soft budget crossed for this period"
+        );
+        if let Some(m) = meters {
+            m.soft_budget_crossings.add(1, &self.layer.labels);
         }
     }
 }
