@@ -16,7 +16,6 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
-use bytes::Bytes;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use crate::actors::Actors;
@@ -25,6 +24,7 @@ use crate::config::{Config, Invalid};
 use crate::http::access::MetricsAccess;
 use crate::http::auth::KeyStore;
 use crate::http::drain::Drain;
+use crate::http::models::ModelLists;
 use crate::http::server_span::server_span;
 use crate::http::{self, AppState};
 use crate::router::{ClientError, Router};
@@ -109,15 +109,7 @@ pub fn build_state(
     let started_unix = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let data: Vec<_> = catalog
-        .models()
-        .map(|(_, m)| {
-            serde_json::json!({
-                "id": &*m.name, "object": "model", "created": started_unix, "owned_by": &*m.owned_by,
-            })
-        })
-        .collect();
-    let models_body = Bytes::from(serde_json::json!({"object": "list", "data": data}).to_string());
+    let models = ModelLists::new(&catalog, &config.keys, started_unix);
     AppState {
         catalog,
         router,
@@ -126,7 +118,7 @@ pub fn build_state(
         max_body_bytes: config.server.max_body_bytes,
         body_read_timeout: config.server.body_read_timeout,
         request_timeout: config.server.request_timeout,
-        models_body,
+        models,
         started_unix,
         drain,
     }

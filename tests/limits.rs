@@ -366,3 +366,41 @@ fn the_example_in_the_docs_is_valid() {
     assert_eq!(config.keys[0].team.as_deref(), Some("research"));
     assert!(config.teams["research"].limits().any());
 }
+
+/// A key with a model list sees only its models in `/v1/models`, and the others are a 404.
+#[test]
+fn the_model_list_is_what_the_key_sees_in_v1_models() {
+    let gw = gateway(&format!(
+        "{}{}",
+        key("k", "models = [\"other\"]"),
+        key("all", "")
+    ));
+    let ids = |key: &str| {
+        let list: Value = client()
+            .get(gw.url("/v1/models"))
+            .bearer_auth(secret(key))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        let ids: Vec<String> = list["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_str().unwrap().to_owned())
+            .collect();
+        ids
+    };
+    assert_eq!(ids("k"), ["other"]);
+    assert_eq!(ids("all"), ["m", "other", "slow"]);
+    let one = |key: &str, id: &str| {
+        client()
+            .get(gw.url(&format!("/v1/models/{id}")))
+            .bearer_auth(secret(key))
+            .send()
+            .unwrap()
+    };
+    assert_eq!(one("k", "other").status(), 200);
+    assert_openai_error(one("k", "m"), 404, "model_not_found");
+    assert_eq!(one("all", "m").status(), 200);
+}

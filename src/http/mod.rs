@@ -11,7 +11,7 @@ pub mod drain;
 mod health;
 mod messages;
 mod metrics;
-mod models;
+pub mod models;
 pub mod overhead;
 pub mod request_id;
 pub mod server_span;
@@ -22,7 +22,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::{web, HttpRequest, HttpResponse, Resource, ResponseError, Route};
-use bytes::Bytes;
 
 use crate::catalog::Catalog;
 use crate::errors::ApiError;
@@ -41,8 +40,8 @@ pub struct AppState {
     /// How long a client may take to send its body (`server.body_read_timeout`).
     pub body_read_timeout: Duration,
     pub request_timeout: Duration,
-    /// The `/v1/models` body, built once.
-    pub models_body: Bytes,
+    /// The `/v1/models` bodies, built once (every model, and each key's list).
+    pub models: models::ModelLists,
     /// Unix time the gateway started (the models' `created`).
     pub started_unix: u64,
     /// Graceful shutdown: draining or not, and the signal that cuts open streams.
