@@ -44,6 +44,7 @@ fn bench(c: &mut Criterion) {
         board: board.clone(),
         log_stats: Arc::new(LogStats::default()),
         trials: Arc::new(|_| 0),
+        budgets: gatewayz::telemetry::metrics::no_budgets(),
     })
     .expect("metrics");
     let m = &metrics.meters;

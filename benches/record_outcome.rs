@@ -27,6 +27,7 @@ fn reporter() -> (Arc<Metrics>, MetricsReporter) {
             board: board.clone(),
             log_stats: Arc::new(LogStats::default()),
             trials: Arc::new(|_| 0),
+            budgets: gatewayz::telemetry::metrics::no_budgets(),
         })
         .unwrap(),
     );

@@ -16,7 +16,6 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
-use bytes::Bytes;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use crate::actors::Actors;
@@ -25,10 +24,12 @@ use crate::config::{Config, Invalid};
 use crate::http::access::MetricsAccess;
 use crate::http::auth::KeyStore;
 use crate::http::drain::Drain;
+use crate::http::models::ModelLists;
 use crate::http::server_span::server_span;
 use crate::http::{self, AppState};
 use crate::router::{ClientError, Router};
 use crate::shutdown::Budget;
+use crate::state::{InProcess, Store};
 use crate::telemetry::loki::LokiHandle;
 use crate::telemetry::metrics::log_stats::LogStats;
 use crate::telemetry::metrics::protocol_errors;
@@ -102,28 +103,22 @@ pub fn build_state(
     config: &Config,
     catalog: Arc<Catalog>,
     router: Arc<Router>,
+    limits: Store,
     drain: Arc<Drain>,
 ) -> AppState {
     let started_unix = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let data: Vec<_> = catalog
-        .models()
-        .map(|(_, m)| {
-            serde_json::json!({
-                "id": &*m.name, "object": "model", "created": started_unix, "owned_by": &*m.owned_by,
-            })
-        })
-        .collect();
-    let models_body = Bytes::from(serde_json::json!({"object": "list", "data": data}).to_string());
+    let models = ModelLists::new(&catalog, &config.keys, started_unix);
     AppState {
         catalog,
         router,
         keys: KeyStore::new(&config.keys),
+        limits,
         max_body_bytes: config.server.max_body_bytes,
         body_read_timeout: config.server.body_read_timeout,
         request_timeout: config.server.request_timeout,
-        models_body,
+        models,
         started_unix,
         drain,
     }
@@ -143,12 +138,18 @@ async fn serve(
     let catalog = Arc::new(Catalog::new(&config));
     let board = Arc::new(catalog.board());
     let keys = Arc::new(KeyStore::new(&config.keys));
+    // Limit counters in this process, every limiter whole now; the metrics read its budgets,
+    // and it counts spend into the metrics' meters.
+    let limits = Arc::new(InProcess::new(&config, &catalog, Instant::now()));
+    let budgets = limits.clone();
     let metrics = Arc::new(Metrics::new_or_detached(Sources {
         board: board.clone(),
         log_stats,
         trials: Arc::new(move |now| keys.active_trials(now)),
+        budgets: Arc::new(move |now, observe| budgets.budgets_left(now, observe)),
     }));
     let meters = metrics.meters.clone();
+    limits.attach_meters(meters.clone());
     let actors = Actors::start(&config, &catalog, board.clone(), meters.clone());
     let reporter = Arc::new(actors.reporter(meters.clone()));
     let router = Arc::new(Router::new(
@@ -157,7 +158,7 @@ async fn serve(
         config.routing.max_attempts,
         reporter,
     )?);
-    let state = web::Data::new(build_state(&config, catalog, router, drain.clone()));
+    let state = web::Data::new(build_state(&config, catalog, router, limits, drain.clone()));
     let access = web::Data::new(MetricsAccess::new(&config.metrics));
     let (metrics, board, meters) = (
         web::Data::from(metrics),

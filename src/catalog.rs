@@ -19,6 +19,14 @@ pub struct Price {
     pub output_per_token: f64,
 }
 
+impl Price {
+    /// USD for `input` and `output` tokens: the one pricing formula (spend by model, provider,
+    /// key and team all use it).
+    pub fn cost(&self, input: u64, output: u64) -> f64 {
+        input as f64 * self.input_per_token + output as f64 * self.output_per_token
+    }
+}
+
 /// One configured provider.
 #[derive(Debug, Clone)]
 pub struct Provider {

@@ -15,28 +15,52 @@ pub struct RateLimit {
     pub message: String,
     /// Sent as `Retry-After` (whole seconds, at least 1).
     pub retry_after: Duration,
-    /// The per-key request quota, sent as `x-ratelimit-*-requests`.
-    pub requests: Option<RequestQuota>,
+    /// The key's request and token quotas, sent as `x-ratelimit-*`.
+    pub quotas: Quotas,
 }
 
-/// A key's request quota as OpenAI reports it: `x-ratelimit-limit-requests`,
-/// `x-ratelimit-remaining-requests`, `x-ratelimit-reset-requests`.
+/// One quota as OpenAI reports it: `x-ratelimit-limit-*`, `x-ratelimit-remaining-*`,
+/// `x-ratelimit-reset-*`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RequestQuota {
-    pub limit: u32,
-    pub remaining: u32,
+pub struct Quota {
+    pub limit: u64,
+    pub remaining: u64,
     /// Until the quota is whole again.
     pub reset: Duration,
 }
 
-impl RequestQuota {
-    /// The three headers, values formatted like OpenAI's (`reset` as `"1.5s"`).
-    pub fn headers(&self) -> [(&'static str, String); 3] {
-        [
-            ("x-ratelimit-limit-requests", self.limit.to_string()),
-            ("x-ratelimit-remaining-requests", self.remaining.to_string()),
-            ("x-ratelimit-reset-requests", format_reset(self.reset)),
-        ]
+/// A key's request and token quotas, when it has those limits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Quotas {
+    /// Sent as `x-ratelimit-*-requests`.
+    pub requests: Option<Quota>,
+    /// Sent as `x-ratelimit-*-tokens`.
+    pub tokens: Option<Quota>,
+}
+
+impl Quotas {
+    /// The headers, values formatted like OpenAI's (`reset` as `"1.5s"`): three per quota set.
+    pub fn headers(&self) -> impl Iterator<Item = (&'static str, String)> {
+        const REQUESTS: [&str; 3] = [
+            "x-ratelimit-limit-requests",
+            "x-ratelimit-remaining-requests",
+            "x-ratelimit-reset-requests",
+        ];
+        const TOKENS: [&str; 3] = [
+            "x-ratelimit-limit-tokens",
+            "x-ratelimit-remaining-tokens",
+            "x-ratelimit-reset-tokens",
+        ];
+        let pairs = [(REQUESTS, self.requests), (TOKENS, self.tokens)];
+        pairs.into_iter().flat_map(|(names, quota)| {
+            quota.into_iter().flat_map(move |q| {
+                [
+                    (names[0], q.limit.to_string()),
+                    (names[1], q.remaining.to_string()),
+                    (names[2], format_reset(q.reset)),
+                ]
+            })
+        })
     }
 }
 
@@ -87,9 +111,15 @@ pub enum ApiError {
     /// 408: the client did not send its whole body within `server.body_read_timeout`.
     #[error("the request body did not arrive within {}s", .0.as_secs())]
     BodyTimeout(Duration),
+    /// 403: the key may not use this model (`[[keys]] models`).
+    #[error("this API key may not use the model `{0}`")]
+    ModelNotAllowed(String),
     /// 429: a client key over its rate limit, or every provider rate limited.
     #[error("{}", .0.message)]
     RateLimited(RateLimit),
+    /// 429: a client key (or its team) has spent its budget for the period.
+    #[error("{}", .0.message)]
+    BudgetExceeded(RateLimit),
     /// 502: every attempt failed.
     #[error("{0}")]
     UpstreamFailed(String),
@@ -119,8 +149,9 @@ impl ApiError {
             | Self::PayloadTooLarge { .. }
             | Self::BodyTimeout(_) => "invalid_request_error",
             Self::Unauthorized(_) | Self::TrialExpired => "authentication_error",
-            Self::Forbidden(_) => "permission_error",
+            Self::Forbidden(_) | Self::ModelNotAllowed(_) => "permission_error",
             Self::RateLimited(_) => "rate_limit_error",
+            Self::BudgetExceeded(_) => "insufficient_quota",
             Self::UpstreamFailed(_)
             | Self::NoProviderAvailable(_)
             | Self::UpstreamTimeout(_)
@@ -141,7 +172,9 @@ impl ApiError {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::PayloadTooLarge { .. } => "request_too_large",
             Self::BodyTimeout(_) => "request_timeout",
+            Self::ModelNotAllowed(_) => "model_not_allowed",
             Self::RateLimited(_) => "rate_limit_exceeded",
+            Self::BudgetExceeded(_) => "budget_exceeded",
             Self::UpstreamFailed(_) => "upstream_error",
             Self::NoProviderAvailable(_) => "no_provider_available",
             Self::UpstreamTimeout(_) => "upstream_timeout",
@@ -178,7 +211,8 @@ impl ApiError {
             param: Option<&'a str>,
             code: &'a str,
         }
-        let param = matches!(self, Self::ModelNotFound(_)).then_some("model");
+        let param =
+            matches!(self, Self::ModelNotFound(_) | Self::ModelNotAllowed(_)).then_some("model");
         serde_json::to_vec(&Body {
             error: Inner {
                 message: self.to_string(),
@@ -196,12 +230,12 @@ impl ResponseError for ApiError {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Unauthorized(_) | Self::TrialExpired => StatusCode::UNAUTHORIZED,
-            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Forbidden(_) | Self::ModelNotAllowed(_) => StatusCode::FORBIDDEN,
             Self::ModelNotFound(_) | Self::RouteNotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::RateLimited(_) | Self::BudgetExceeded(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::UpstreamFailed(_) => StatusCode::BAD_GATEWAY,
             Self::NoProviderAvailable(_) | Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             Self::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
@@ -215,9 +249,9 @@ impl ResponseError for ApiError {
         if matches!(self, Self::Unauthorized(_) | Self::TrialExpired) {
             response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
         }
-        if let Self::RateLimited(limit) = self {
+        if let Self::RateLimited(limit) | Self::BudgetExceeded(limit) = self {
             response.insert_header((header::RETRY_AFTER, retry_after_secs(limit.retry_after)));
-            for (name, value) in limit.requests.iter().flat_map(RequestQuota::headers) {
+            for (name, value) in limit.quotas.headers() {
                 response.insert_header((name, value));
             }
         }
@@ -245,11 +279,18 @@ mod tests {
         let limited = ApiError::RateLimited(RateLimit {
             message: "slow down".into(),
             retry_after: Duration::from_millis(1200),
-            requests: Some(RequestQuota {
-                limit: 60,
-                remaining: 0,
-                reset: Duration::from_millis(1500),
-            }),
+            quotas: Quotas {
+                requests: Some(Quota {
+                    limit: 60,
+                    remaining: 0,
+                    reset: Duration::from_millis(1500),
+                }),
+                tokens: Some(Quota {
+                    limit: 1000,
+                    remaining: 10,
+                    reset: Duration::from_secs(59),
+                }),
+            },
         });
         let response = limited.error_response();
         assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
@@ -258,6 +299,24 @@ mod tests {
         assert_eq!(header("x-ratelimit-limit-requests"), "60");
         assert_eq!(header("x-ratelimit-remaining-requests"), "0");
         assert_eq!(header("x-ratelimit-reset-requests"), "1.5s");
+        assert_eq!(header("x-ratelimit-limit-tokens"), "1000");
+        assert_eq!(header("x-ratelimit-remaining-tokens"), "10");
+        assert_eq!(header("x-ratelimit-reset-tokens"), "59s");
+        let budget = ApiError::BudgetExceeded(RateLimit {
+            message: "spent".into(),
+            retry_after: Duration::from_secs(3600),
+            quotas: Quotas::default(),
+        });
+        let response = budget.error_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers().get("retry-after").unwrap(), "3600");
+        assert_eq!(budget.code(), "budget_exceeded");
+        assert_eq!(budget.anthropic_type(), "rate_limit_error");
+        let denied = ApiError::ModelNotAllowed("m".into());
+        assert_eq!(
+            (denied.status_code(), denied.code()),
+            (StatusCode::FORBIDDEN, "model_not_allowed")
+        );
         for (d, secs) in [(0, 1), (1, 1), (999, 1), (1000, 1), (1001, 2), (5000, 5)] {
             assert_eq!(retry_after_secs(Duration::from_millis(d)), secs, "{d} ms");
         }

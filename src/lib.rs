@@ -4,7 +4,7 @@
 //! down (`tests/layout.rs` enforces them): [`app`] wires everything; [`http`] is the edge
 //! (thin handlers, middleware, auth); [`router`] picks providers, fails over and relays
 //! streams; [`providers`] reach upstreams; [`actors`] own breakers, health, cost and
-//! anomalies; [`outcome`] is what the request path reports to them; [`telemetry`] carries
+//! anomalies; [`state`] holds per-key limits and budgets; [`outcome`] is what the request path reports to them; [`telemetry`] carries
 //! metrics, logs and traces out and imports nothing above it; at the bottom, [`board`]
 //! (published state), [`catalog`] (the configuration resolved once) and [`config`]. See
 //! `docs/ARCHITECTURE.md`.
@@ -21,6 +21,7 @@ pub mod outcome;
 pub mod providers;
 pub mod router;
 pub mod shutdown;
+pub mod state;
 pub mod telemetry;
 
 /// Installs rustls' ring crypto provider (once; later calls are no-ops). Every TLS client

@@ -7,7 +7,10 @@
 //! when a stream begins, and the guard records on drop — so a request cut by the gateway's
 //! deadline or abandoned by its client is counted too, once. The reporter's methods must
 //! return at once: the production reporter updates OpenTelemetry meters and pushes events into
-//! the actors' outbox (batched, fire-and-forget); tests plug in observers that collect.
+//! the actors' outbox (batched, fire-and-forget); tests plug in observers that collect. A
+//! request admitted against its key's limits hands the guard of its admission to the
+//! `Ending` ([`Ending::settle_with`]): it is told the record right after the reporter, so
+//! the real tokens and cost are settled when the request ends, never awaited by the client.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -156,6 +159,12 @@ pub trait Reporter: Send + Sync + 'static {
     fn completion(&self, record: &CompletionRecord);
 }
 
+/// Told how a request ended, once, right after the reporter: the key's limits settle the
+/// request's real tokens and cost against what its admission reserved. Must not block.
+pub trait Settle: Send {
+    fn settle(self: Box<Self>, record: &CompletionRecord);
+}
+
 /// An reporter that ignores everything (tests, tools).
 pub struct NoopReporter;
 
@@ -177,6 +186,7 @@ struct Pending {
     record: CompletionRecord,
     started: Instant,
     end: Option<RequestEnd>,
+    settle: Option<Box<dyn Settle>>,
 }
 
 impl Ending {
@@ -205,7 +215,15 @@ impl Ending {
                 },
                 started,
                 end: None,
+                settle: None,
             }),
+        }
+    }
+
+    /// Tells `settle` the record when the request ends (after the reporter).
+    pub fn settle_with(&mut self, settle: Box<dyn Settle>) {
+        if let Some(p) = self.pending() {
+            p.settle = Some(settle);
         }
     }
 
@@ -274,11 +292,15 @@ impl Drop for Ending {
             mut record,
             started,
             end,
+            settle,
         }) = self.inner.take()
         {
             record.end = end.unwrap_or(RequestEnd::ClientGone);
             record.duration = started.elapsed();
             reporter.completion(&record);
+            if let Some(settle) = settle {
+                settle.settle(&record);
+            }
         }
     }
 }
@@ -327,6 +349,33 @@ mod tests {
         assert_eq!(records[0].model, ModelId::from_index(3));
         assert_eq!(records[0].api, Api::Embeddings);
         assert_eq!(records[0].upstream_wait, Duration::from_millis(5));
+    }
+
+    struct Told(Arc<Mutex<Vec<RequestEnd>>>);
+
+    impl Settle for Told {
+        fn settle(self: Box<Self>, record: &CompletionRecord) {
+            self.0.lock().unwrap().push(record.end);
+        }
+    }
+
+    #[test]
+    fn the_settlement_is_told_once_after_a_hand_off() {
+        let told = Arc::new(Mutex::new(Vec::new()));
+        let mut ending = Ending::new(
+            Arc::new(NoopReporter),
+            Api::Chat,
+            ModelId::from_index(0),
+            true,
+            Instant::now(),
+        );
+        ending.settle_with(Box::new(Told(told.clone())));
+        let mut relay = ending.hand_off();
+        drop(ending);
+        assert!(told.lock().unwrap().is_empty());
+        relay.end(RequestEnd::Served);
+        drop(relay);
+        assert_eq!(*told.lock().unwrap(), [RequestEnd::Served]);
     }
 
     #[test]

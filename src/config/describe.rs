@@ -71,6 +71,30 @@ pub fn describe(config: &Config) -> String {
             names.join(", ")
         }
     ));
+    for key in &config.keys {
+        let mut parts = Vec::new();
+        if let Some(team) = &key.team {
+            parts.push(format!("team {team}"));
+        }
+        if let Some(models) = &key.models {
+            parts.push(format!("models {}", models.join(", ")));
+        }
+        parts.extend(limits_summary(&key.limits()));
+        if !parts.is_empty() {
+            out.push_str(&format!("  key {}: {}\n", key.name, parts.join("; ")));
+        }
+    }
+    for (name, team) in &config.teams {
+        let parts = limits_summary(&team.limits());
+        out.push_str(&format!(
+            "  team {name}: {}\n",
+            if parts.is_empty() {
+                "no limits".to_string()
+            } else {
+                parts.join("; ")
+            }
+        ));
+    }
     if let Some(loki) = &config.telemetry.loki {
         let url = redact_url(&loki.url);
         out.push_str(&format!(
@@ -94,9 +118,53 @@ pub fn describe(config: &Config) -> String {
     out
 }
 
+/// `60 rpm`, `1000 tpm`, `4 in parallel`, `budget 10 USD per 1day (soft 8 USD)`.
+fn limits_summary(limits: &super::Limits) -> Vec<String> {
+    let mut parts = Vec::new();
+    if let Some(rpm) = limits.rpm {
+        parts.push(format!("{rpm} rpm"));
+    }
+    if let Some(tpm) = limits.tpm {
+        parts.push(format!("{tpm} tpm"));
+    }
+    if let Some(n) = limits.max_parallel {
+        parts.push(format!("{n} in parallel"));
+    }
+    if let Some(usd) = limits.budget_usd {
+        let soft = limits
+            .soft_budget_usd
+            .map(|s| format!(" (soft {s} USD)"))
+            .unwrap_or_default();
+        let period = match limits.period() {
+            super::BudgetPeriod::Monthly => "calendar month (UTC)".to_string(),
+            every => every.to_string(),
+        };
+        parts.push(format!("budget {usd} USD per {period}{soft}"));
+    }
+    parts
+}
+
 #[cfg(test)]
 mod tests {
-    use super::redact_url;
+    use super::{limits_summary, redact_url};
+    use crate::config::{BudgetPeriod, Limits};
+
+    #[test]
+    fn limits_are_summarized() {
+        let limits = Limits {
+            rpm: Some(60),
+            tpm: Some(1000),
+            max_parallel: Some(4),
+            budget_usd: Some(10.0),
+            budget_period: Some(BudgetPeriod::Monthly),
+            soft_budget_usd: Some(8.0),
+        };
+        assert_eq!(
+            limits_summary(&limits).join("; "),
+            "60 rpm; 1000 tpm; 4 in parallel; budget 10 USD per calendar month (UTC) (soft 8 USD)"
+        );
+        assert!(limits_summary(&Limits::default()).is_empty());
+    }
 
     #[test]
     fn urls_lose_their_secrets() {

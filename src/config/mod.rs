@@ -15,6 +15,7 @@ mod describe;
 mod duration;
 mod error;
 mod interpolate;
+mod limits;
 mod locate;
 mod loki;
 mod metrics;
@@ -34,6 +35,7 @@ pub use api::{Api, Dialect};
 pub use describe::redact_url;
 pub use error::{ConfigError, Invalid};
 pub use interpolate::interpolate;
+pub use limits::{BudgetPeriod, Limits, TeamConfig};
 pub use locate::{key_at, key_segment, line_of};
 pub use loki::{DropPolicy, LokiAuth, LokiConfig};
 pub use metrics::{Category, Grant, MetricsConfig, MetricsToken};
@@ -71,6 +73,10 @@ pub struct Config {
     /// Client API keys. Default: none (then the gateway only serves on loopback, without auth).
     #[serde(default)]
     pub keys: Vec<KeyConfig>,
+    /// Teams by name: limits shared by the keys naming them (`team = "NAME"`). Default: none
+    /// (then a key's `team` is any label).
+    #[serde(default)]
+    pub teams: BTreeMap<String, TeamConfig>,
     /// Metrics, logs and traces. Default: metrics only.
     #[serde(default)]
     pub telemetry: TelemetryConfig,
@@ -227,22 +233,63 @@ pub struct ModelConfig {
 }
 
 /// `[[keys]]`: one client API key.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyConfig {
-    /// Who holds the key (for logs and limits; never the key itself). Required, unique.
+    /// Who holds the key (for logs, limits and the `key` label; never the key itself).
+    /// Required, unique.
     pub name: String,
     /// The bearer token. Required, unique. `${VAR}` allowed (and expected).
     pub key: String,
     /// RFC 3339 instant after which a trial key is refused. Default: never expires.
     #[serde(default)]
     pub trial_expires: Option<String>,
+    /// The team the key belongs to: a `[teams.NAME]` when teams are configured (its limits
+    /// apply too), else any label. Default: none (`team="none"` in metrics).
+    #[serde(default)]
+    pub team: Option<String>,
+    /// The model ids this key may use; others get 403 `model_not_allowed`. Default: every
+    /// model.
+    #[serde(default)]
+    pub models: Option<Vec<String>>,
     /// Most requests per minute for this key; more get 429. Default: unlimited; 1 to 1000000.
     #[serde(default)]
-    pub rate_limit_rpm: Option<u32>,
+    pub rate_limit_rpm: Option<u64>,
+    /// Most tokens per minute (input and output; a request reserves its declared
+    /// `max_tokens` or an estimate, corrected by its usage). Default: unlimited;
+    /// 1 to 1000000000.
+    #[serde(default)]
+    pub rate_limit_tpm: Option<u64>,
+    /// Most requests in flight at once. Default: unlimited; 1 to 1000000.
+    #[serde(default)]
+    pub max_parallel: Option<u64>,
+    /// Spend allowed per budget period, USD (priced by the models' prices); past it requests
+    /// get 429 `budget_exceeded`. Default: unlimited; more than 0, at most 1e9.
+    #[serde(default)]
+    pub budget_usd: Option<f64>,
+    /// `"monthly"` (calendar month, UTC) or whole hours (`"1h"`, `"1d"`, `"30d"`). Default
+    /// `"30d"`; needs `budget_usd`.
+    #[serde(default)]
+    pub budget_period: Option<BudgetPeriod>,
+    /// Spend past which a crossing is logged and counted once per period (no refusal).
+    /// Default: none; more than 0, below `budget_usd`.
+    #[serde(default)]
+    pub soft_budget_usd: Option<f64>,
 }
 
 impl KeyConfig {
+    /// The key's own limits.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            rpm: self.rate_limit_rpm,
+            tpm: self.rate_limit_tpm,
+            max_parallel: self.max_parallel,
+            budget_usd: self.budget_usd,
+            budget_period: self.budget_period,
+            soft_budget_usd: self.soft_budget_usd,
+        }
+    }
+
     /// The parsed trial expiry (validated at load time).
     pub fn expiry(&self) -> Option<SystemTime> {
         self.trial_expires
@@ -347,6 +394,7 @@ impl Config {
             validate_model(&base, model, &self.providers)?;
         }
         validate_keys(&self.keys)?;
+        limits::validate_policies(&self.keys, &self.teams, &self.models)?;
         self.exposure("server.listen", self.server.listen)?;
         self.telemetry.validate()?;
         self.metrics.validate()?;
@@ -413,15 +461,7 @@ fn validate_keys(keys: &[KeyConfig]) -> Result<(), Invalid> {
                 ));
             }
         }
-        if key.rate_limit_rpm == Some(0) {
-            return Err(Invalid::new(
-                format!("{base}.rate_limit_rpm"),
-                "must be greater than 0 (omit it for no limit)",
-            ));
-        }
-        if let Some(rpm) = key.rate_limit_rpm {
-            bounds::count(format!("{base}.rate_limit_rpm"), rpm, 1, 1_000_000)?;
-        }
+        key.limits().validate(&base)?;
     }
     Ok(())
 }
@@ -495,7 +535,7 @@ fn validate_model(
     Ok(())
 }
 
-fn known<'a>(names: impl Iterator<Item = &'a String>) -> String {
+pub(crate) fn known<'a>(names: impl Iterator<Item = &'a String>) -> String {
     names.map(|n| n.as_str()).collect::<Vec<_>>().join(", ")
 }
 

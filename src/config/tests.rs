@@ -128,6 +128,97 @@ fn bad_files_name_the_key_and_line() {
     }
 }
 
+/// The base of the policy cases: a model `m`, a team `ops`, then `[[keys]]` lines.
+const POLICY: &str = "[providers.a]\nkind = \"mock\"\n[models.m]\nproviders = [\"a\"]\n[teams.ops]\nrate_limit_rpm = 10\n[[keys]]\nname = \"x\"\nkey = \"12345678\"\n";
+
+/// Keys' policies: a team that is not configured, a model that is not, a budget that does not
+/// hold together; each names the key and its line (line 10 is the first after [`POLICY`]).
+#[test]
+fn policies_name_the_key_and_line() {
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "team = \"dev\"",
+            &[
+                "test.toml:10:",
+                "keys[0].team",
+                "unknown team \"dev\"",
+                "ops",
+            ],
+        ),
+        (
+            "models = [\"m\", \"gpt-9\"]",
+            &[
+                "test.toml:10:",
+                "keys[0].models[1]",
+                "unknown model \"gpt-9\"",
+            ],
+        ),
+        ("models = []", &["keys[0].models", "at least one"]),
+        (
+            "rate_limit_tpm = 0",
+            &["test.toml:10:", "keys[0].rate_limit_tpm"],
+        ),
+        (
+            "max_parallel = 1000001",
+            &["test.toml:10:", "keys[0].max_parallel", "1 to 1000000"],
+        ),
+        (
+            "budget_usd = -1.0",
+            &["test.toml:10:", "keys[0].budget_usd"],
+        ),
+        (
+            "budget_period = \"1d\"",
+            &["test.toml:10:", "keys[0].budget_period", "needs budget_usd"],
+        ),
+        (
+            "budget_period = \"weekly\"",
+            &["keys[0].budget_period", "monthly"],
+        ),
+        (
+            "budget_usd = 5.0\nsoft_budget_usd = 6.0",
+            &["test.toml:11:", "keys[0].soft_budget_usd", "below"],
+        ),
+        (
+            "budget_usd = 5.0\nbudget_period = \"90m\"",
+            &["test.toml:11:", "keys[0].budget_period", "whole hours"],
+        ),
+    ];
+    for (line, needles) in cases {
+        let err = parse(&format!("{POLICY}{line}\n"))
+            .expect_err(line)
+            .to_string();
+        for needle in *needles {
+            assert!(err.contains(needle), "{line}: {needle:?} not in {err:?}");
+        }
+    }
+    let team = parse(&POLICY.replace("rate_limit_rpm = 10", "max_parallel = 0")).unwrap_err();
+    assert!(
+        team.to_string()
+            .contains("test.toml:6: teams.ops.max_parallel"),
+        "{team}"
+    );
+}
+
+/// A key with every limit, in a configured team, parses; without teams any label will do.
+#[test]
+fn a_full_policy_parses() {
+    let src = format!(
+        "{POLICY}team = \"ops\"\nmodels = [\"m\"]\nrate_limit_rpm = 60\nrate_limit_tpm = 10000\n\
+         max_parallel = 4\nbudget_usd = 10.0\nbudget_period = \"monthly\"\nsoft_budget_usd = 8.0\n"
+    );
+    let config = parse(&src).unwrap();
+    let limits = config.keys[0].limits();
+    assert_eq!(limits.period(), BudgetPeriod::Monthly);
+    assert_eq!(
+        (limits.rpm, limits.tpm, limits.max_parallel),
+        (Some(60), Some(10_000), Some(4))
+    );
+    assert_eq!(config.teams["ops"].limits().rpm, Some(10));
+    let untyped = POLICY.replace("[teams.ops]\nrate_limit_rpm = 10\n", "");
+    let config = parse(&format!("{untyped}team = \"anything\"\nbudget_usd = 1.0\n")).unwrap();
+    assert_eq!(config.keys[0].limits().period(), BudgetPeriod::default());
+}
+
 #[test]
 fn duplicate_secret_names_holder_not_secret() {
     let src = "[providers.a]\nkind = \"mock\"\n[models.m]\nproviders = [\"a\"]\n[[keys]]\nname = \"x\"\nkey = \"same-secret\"\n[[keys]]\nname = \"y\"\nkey = \"same-secret\"\n";
@@ -167,6 +258,7 @@ url = "http://loki:3100"
 [health]
 [anomaly]
 [cost]
+[teams.t]
 "#;
 
 /// [`SECTIONS`] with `line` under `header`, and the 1-based number of that line.
@@ -445,7 +537,8 @@ fn values_at_their_bounds_are_accepted() {
         ("[providers.o]", "max_event_bytes = 1024\nmax_response_bytes = 1024"),
         ("[providers.m]", "latency = \"1h\"\nchunk_delay = \"1h\""),
         ("[models.x]", "input_price_per_1m = 100000.0\noutput_price_per_1m = 0.0"),
-        ("[[keys]]", "rate_limit_rpm = 1000000"),
+        ("[[keys]]", "rate_limit_rpm = 1000000\nrate_limit_tpm = 1000000000\nmax_parallel = 1000000\nbudget_usd = 1e9\nbudget_period = \"366d\""),
+        ("[teams.t]", "rate_limit_rpm = 1000000\nrate_limit_tpm = 1000000000\nmax_parallel = 1000000\nbudget_usd = 1e9\nbudget_period = \"1h\"\nsoft_budget_usd = 1.0"),
         ("[telemetry.loki]", "batch_max_records = 100000\nbatch_max_bytes = 16777216\nqueue_capacity = 100000\nmax_tries = 10000\nflush_interval = \"1h\"\ntimeout = \"1h\"\nbackoff_min = \"1h\"\nbackoff_max = \"1h\"\nshutdown_deadline = \"10m\""),
         ("[telemetry.loki]", "shutdown_deadline = \"0s\""),
         ("[telemetry.otlp]", "timeout = \"5m\""),

@@ -1,7 +1,9 @@
 //! `POST /v1/chat/completions`, `/v1/completions`, `/v1/embeddings`, `/v1/responses` and
 //! (through [`super::messages`]) `/v1/messages`: one handler, the API a parameter (each route
-//! binds its own). The reply is the client's dialect already — providers translate at their
-//! edge — so the handler only frames it.
+//! binds its own): authenticate, read and parse the body, admit the request against its key's
+//! limits ([`crate::state`]), route it. The admission's guard goes with the request to its
+//! end, where it settles the real tokens and cost. The reply is the client's dialect already
+//! — providers translate at their edge — so the handler only frames it.
 
 use std::time::{Instant, SystemTime};
 
@@ -13,10 +15,12 @@ use futures_util::StreamExt;
 use super::{overhead, request_id, AppState};
 use crate::config::Api;
 use crate::errors::ApiError;
+use crate::outcome::Settle;
 use crate::providers::sse::Dialect;
 use crate::providers::Forwarded;
-use crate::router::request;
-use crate::router::ChatReply;
+use crate::router::request::{self, ChatHead};
+use crate::router::{ChatReply, Timing};
+use crate::state::{estimate, Now, Permit};
 
 pub async fn chat(
     req: HttpRequest,
@@ -75,11 +79,20 @@ pub(super) async fn serve(
     let caller = state.keys.authenticate(presented, SystemTime::now())?;
     let body = receive(&req, payload, &state).await?;
     let head = request::parse(api, &body)?;
-    let deadline = started + state.request_timeout;
+    let permit = match caller.key {
+        Some(key) => Some(admit(&state, api, key, &body, &head)?),
+        None => None,
+    };
+    let quotas = permit.as_ref().map(Permit::quotas);
+    let timing = Timing {
+        started,
+        deadline: started + state.request_timeout,
+    };
     let forwarded = forwarded(&req);
+    let settle = permit.map(|p| Box::new(p) as Box<dyn Settle>);
     let reply = state
         .router
-        .serve(api, body.clone(), &head, started, deadline, &forwarded)
+        .serve(api, body.clone(), &head, timing, &forwarded, settle)
         .await?;
     // The access line (structured; no prompt, no key): one per answered request, its message
     // a literal per API (a formatted message costs every log layer a formatting pass). The
@@ -147,15 +160,32 @@ pub(super) async fn serve(
     if let Some(id) = upstream_id {
         response.headers_mut().insert(request_id::HEADER, id);
     }
-    if let Some(quota) = caller.quota {
+    if let Some(quotas) = quotas {
         let headers = response.headers_mut();
-        for (name, value) in quota.headers() {
+        for (name, value) in quotas.headers() {
             if let Ok(value) = header::HeaderValue::from_str(&value) {
                 headers.insert(header::HeaderName::from_static(name), value);
             }
         }
     }
     Ok(response)
+}
+
+/// Admits a request of `key` against its limits: its model against the key's list, one
+/// request and its token estimate against the rates, a place in flight, the budget.
+fn admit(
+    state: &AppState,
+    api: Api,
+    key: usize,
+    body: &Bytes,
+    head: &ChatHead<'_>,
+) -> Result<Permit, ApiError> {
+    let model = state.catalog.model_id(&head.model);
+    // Embeddings and token counts answer with no generated text.
+    let has_output = !matches!(api, Api::Embeddings | Api::CountTokens);
+    let estimate = estimate(body.len(), head.max_output, has_output);
+    Permit::admit(&state.limits, key, model, estimate, Now::read())
+        .map_err(|refusal| refusal.into_error(&head.model))
 }
 
 /// The headers [`Forwarded`] reads, as static names: a lookup by name hashes it, where a

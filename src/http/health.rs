@@ -154,10 +154,19 @@ mod tests {
             catalog,
             router: Arc::new(router),
             keys: KeyStore::new(&[]),
+            limits: Arc::new(crate::state::InProcess::new(
+                &config,
+                &crate::catalog::Catalog::new(&config),
+                std::time::Instant::now(),
+            )),
             max_body_bytes: 1024,
             body_read_timeout: Duration::from_secs(1),
             request_timeout: Duration::from_secs(1),
-            models_body: bytes::Bytes::new(),
+            models: crate::http::models::ModelLists::new(
+                &crate::catalog::Catalog::new(&config),
+                &[],
+                0,
+            ),
             started_unix: 0,
             drain,
         };

@@ -11,7 +11,7 @@ pub mod drain;
 mod health;
 mod messages;
 mod metrics;
-mod models;
+pub mod models;
 pub mod overhead;
 pub mod request_id;
 pub mod server_span;
@@ -22,11 +22,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::{web, HttpRequest, HttpResponse, Resource, ResponseError, Route};
-use bytes::Bytes;
 
 use crate::catalog::Catalog;
 use crate::errors::ApiError;
 use crate::router::Router;
+use crate::state::Store;
 use auth::KeyStore;
 
 /// Everything a handler reads, shared by all workers.
@@ -34,12 +34,14 @@ pub struct AppState {
     pub catalog: Arc<Catalog>,
     pub router: Arc<Router>,
     pub keys: KeyStore,
+    /// Per-key and per-team limits, checked once a request's body is parsed.
+    pub limits: Store,
     pub max_body_bytes: usize,
     /// How long a client may take to send its body (`server.body_read_timeout`).
     pub body_read_timeout: Duration,
     pub request_timeout: Duration,
-    /// The `/v1/models` body, built once.
-    pub models_body: Bytes,
+    /// The `/v1/models` bodies, built once (every model, and each key's list).
+    pub models: models::ModelLists,
     /// Unix time the gateway started (the models' `created`).
     pub started_unix: u64,
     /// Graceful shutdown: draining or not, and the signal that cuts open streams.

@@ -1,30 +1,88 @@
-//! `GET /v1/models` and `GET /v1/models/{id}`
+//! `GET /v1/models` and `GET /v1/models/{id}`: the configured models, or the key's own list
+//! when it has one (`[[keys]] models`): a model the key may not use is not shown, and asking
+//! for it is a 404, as OpenAI answers for a model "you do not have access to". The bodies are
+//! built once ([`ModelLists`]).
 
 use std::time::SystemTime;
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
+use bytes::Bytes;
 
+use super::auth::Caller;
 use super::AppState;
+use crate::board::ModelId;
+use crate::catalog::Catalog;
+use crate::config::KeyConfig;
 use crate::errors::ApiError;
 
-fn authorize(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
-    state
-        .keys
-        .authenticate(
-            req.headers()
-                .get(header::AUTHORIZATION)
-                .map(|v| v.as_bytes()),
-            SystemTime::now(),
-        )
-        .map(|_| ())
+/// The `/v1/models` bodies: every model, and each key's list when it has one.
+pub struct ModelLists {
+    all: Bytes,
+    /// By key index: `None` for every model, else the key's body and its models by index.
+    by_key: Vec<Option<(Bytes, Box<[bool]>)>>,
+}
+
+impl ModelLists {
+    /// `created` is the Unix time the gateway started (each model's `created`).
+    pub fn new(catalog: &Catalog, keys: &[KeyConfig], created: u64) -> Self {
+        let body = |allowed: &dyn Fn(&str) -> bool| {
+            let data: Vec<_> = catalog
+                .models()
+                .filter(|(_, m)| allowed(&m.name))
+                .map(|(_, m)| {
+                    serde_json::json!({
+                        "id": &*m.name, "object": "model", "created": created,
+                        "owned_by": &*m.owned_by,
+                    })
+                })
+                .collect();
+            Bytes::from(serde_json::json!({"object": "list", "data": data}).to_string())
+        };
+        let by_key = keys
+            .iter()
+            .map(|k| {
+                let ids = k.models.as_ref()?;
+                let allowed = |name: &str| ids.iter().any(|id| id == name);
+                let mask = catalog.models().map(|(_, m)| allowed(&m.name)).collect();
+                Some((body(&allowed), mask))
+            })
+            .collect();
+        Self {
+            all: body(&|_| true),
+            by_key,
+        }
+    }
+
+    fn of(&self, caller: Caller) -> Option<&(Bytes, Box<[bool]>)> {
+        self.by_key.get(caller.key?)?.as_ref()
+    }
+
+    fn body(&self, caller: Caller) -> Bytes {
+        self.of(caller)
+            .map_or_else(|| self.all.clone(), |(body, _)| body.clone())
+    }
+
+    fn allows(&self, caller: Caller, model: ModelId) -> bool {
+        self.of(caller)
+            .is_none_or(|(_, mask)| mask.get(model.index()).copied().unwrap_or(false))
+    }
+}
+
+fn authorize(req: &HttpRequest, state: &AppState) -> Result<Caller, ApiError> {
+    state.keys.authenticate(
+        req.headers()
+            .get(header::AUTHORIZATION)
+            .map(|v| v.as_bytes()),
+        SystemTime::now(),
+    )
 }
 
 pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    authorize(&req, &state)?;
+    let caller = authorize(&req, &state)?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, "application/json"))
-        .body(state.models_body.clone()))
+        .body(state.models.body(caller)))
 }
 
 pub async fn get(
@@ -32,10 +90,11 @@ pub async fn get(
     id: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    authorize(&req, &state)?;
+    let caller = authorize(&req, &state)?;
     let model = state
         .catalog
         .model_id(&id)
+        .filter(|m| state.models.allows(caller, *m))
         .map(|m| state.catalog.model(m))
         .ok_or_else(|| ApiError::ModelNotFound(id.chars().take(128).collect()))?;
     let body = serde_json::json!({

@@ -27,7 +27,7 @@ use crate::board::{Board, ModelId, ProviderId};
 use crate::catalog::{Catalog, Model};
 use crate::config::Api;
 use crate::errors::{ApiError, RateLimit};
-use crate::outcome::{AttemptRecord, AttemptResult, Ending, Reporter, RequestEnd};
+use crate::outcome::{AttemptRecord, AttemptResult, Ending, Reporter, RequestEnd, Settle};
 use crate::providers::{retryable_status, Forwarded, Provider, ProviderError, Reply, Want};
 use request::{rewrite, ChatHead};
 
@@ -37,6 +37,13 @@ pub const DEGRADED_BELOW: f32 = 0.5;
 pub const DEFAULT_RATE_LIMIT_PAUSE: Duration = Duration::from_secs(5);
 /// The longest pause a provider's `Retry-After` can impose.
 pub const MAX_RATE_LIMIT_PAUSE: Duration = Duration::from_secs(300);
+
+/// When a request arrived, and when the gateway gives up on it.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    pub started: Instant,
+    pub deadline: Instant,
+}
 
 /// A provider's client could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -122,15 +129,17 @@ impl Router {
     /// gateway gives up on it (`server.request_timeout`; a stream already relaying is bounded
     /// by its idle timeout instead). Each attempt runs in its own client span, a child of the
     /// caller's current (server) span. The request's end is recorded exactly once, by the
-    /// [`Ending`] created here (or the stream relay it is handed to).
+    /// [`Ending`] created here (or the stream relay it is handed to), which then tells
+    /// `settle` (the key's admission against its limits; dropped unsettled when the request
+    /// is refused before routing).
     pub async fn serve(
         &self,
         api: Api,
         body: Bytes,
         head: &ChatHead<'_>,
-        started: Instant,
-        deadline: Instant,
+        Timing { started, deadline }: Timing,
         forwarded: &Forwarded,
+        settle: Option<Box<dyn Settle>>,
     ) -> Result<ChatReply, ApiError> {
         let model = self
             .catalog
@@ -160,6 +169,9 @@ impl Router {
             )));
         }
         let mut ending = Ending::new(self.reporter.clone(), api, model, head.stream, started);
+        if let Some(settle) = settle {
+            ending.settle_with(settle);
+        }
         let routed = self.route(api, &body, head, model, &mut ending, forwarded);
         match tokio::time::timeout_at(deadline.into(), routed).await {
             Ok(reply) => reply,
@@ -390,7 +402,7 @@ impl Router {
                     route.name
                 ),
                 retry_after: retry_after.unwrap_or(DEFAULT_RATE_LIMIT_PAUSE),
-                requests: None,
+                quotas: Default::default(),
             })
         };
         let (end, error) = match failed {

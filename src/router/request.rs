@@ -28,6 +28,15 @@ struct Head<'a> {
     stream: Option<bool>,
     #[serde(default)]
     stream_options: Option<StreamOptions>,
+    /// The output ceilings a client may declare (chat, completions and Messages; chat's
+    /// newer name; the Responses API's): raw, so that a value an upstream would refuse is
+    /// still the upstream's to refuse.
+    #[serde(default, borrow)]
+    max_tokens: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    max_completion_tokens: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    max_output_tokens: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -45,6 +54,9 @@ pub struct ChatHead<'a> {
     /// usage chunk, or the API always reports it ([`Api::reports_stream_usage`]). When false,
     /// the router asks for usage and cuts it back out.
     pub include_usage: bool,
+    /// The most output tokens the client declared (`max_tokens`, `max_completion_tokens` or
+    /// `max_output_tokens`, the first that is a whole number): what a token limit reserves.
+    pub max_output: Option<u64>,
 }
 
 /// Parses the head of a chat completion body, or a 400 that says what is wrong.
@@ -96,8 +108,17 @@ pub fn parse(api: Api, body: &[u8]) -> Result<ChatHead<'_>, ApiError> {
             )))
         }
     }
+    let max_output = [
+        head.max_tokens,
+        head.max_completion_tokens,
+        head.max_output_tokens,
+    ]
+    .into_iter()
+    .flatten()
+    .find_map(|v| v.get().parse::<u64>().ok());
     Ok(ChatHead {
         model,
+        max_output,
         stream: api.streams() && head.stream.unwrap_or(false),
         include_usage: api.reports_stream_usage()
             || head
@@ -255,6 +276,49 @@ mod tests {
             br#"{"model":"c","messages":[],"stream":true}"#,
         );
         assert!(!count.unwrap().stream);
+    }
+
+    /// The declared output ceiling, whichever API's name it has; a value that is not a whole
+    /// number is left for the upstream to refuse.
+    #[test]
+    fn the_declared_output_ceiling_is_read() {
+        let cases: &[(Api, &[u8], Option<u64>)] = &[
+            (
+                Api::Chat,
+                br#"{"model":"m","messages":[],"max_tokens":64}"#,
+                Some(64),
+            ),
+            (
+                Api::Chat,
+                br#"{"model":"m","messages":[],"max_completion_tokens":9}"#,
+                Some(9),
+            ),
+            (
+                Api::Responses,
+                br#"{"model":"m","input":"x","max_output_tokens":7}"#,
+                Some(7),
+            ),
+            (
+                Api::Chat,
+                br#"{"model":"m","messages":[],"max_tokens":-1}"#,
+                None,
+            ),
+            (
+                Api::Chat,
+                br#"{"model":"m","messages":[],"max_tokens":"lots"}"#,
+                None,
+            ),
+            (
+                Api::Chat,
+                br#"{"model":"m","messages":[],"max_tokens":null}"#,
+                None,
+            ),
+            (Api::Chat, br#"{"model":"m","messages":[]}"#, None),
+        ];
+        for (api, body, want) in cases {
+            let head = parse(*api, body).unwrap();
+            assert_eq!(head.max_output, *want, "{}", String::from_utf8_lossy(body));
+        }
     }
 
     #[test]

@@ -12,8 +12,7 @@ use crate::providers::Usage;
 
 /// USD for `usage` at `price`.
 pub fn cost(usage: &Usage, price: &Price) -> f64 {
-    usage.prompt_tokens as f64 * price.input_per_token
-        + usage.completion_tokens as f64 * price.output_per_token
+    price.cost(usage.prompt_tokens, usage.completion_tokens)
 }
 
 /// Output / input tokens of one model over a window.

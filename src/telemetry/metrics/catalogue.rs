@@ -61,6 +61,11 @@ pub const COST_BY_PROVIDER: &str = "gatewayz_cost_by_provider_total";
 pub const COST_BY_MODEL: &str = "gatewayz_cost_by_model_total";
 pub const UNPRICED_COMPLETIONS: &str = "gatewayz_unpriced_completions_total";
 pub const TRIAL_ACTIVE: &str = "trial_active";
+pub const COST_BY_KEY: &str = "gatewayz_cost_by_key_usd_total";
+pub const TOKENS_BY_KEY: &str = "gatewayz_tokens_by_key_total";
+pub const BUDGET_REMAINING: &str = "gatewayz_budget_remaining_usd";
+pub const LIMIT_REFUSALS: &str = "gatewayz_limit_refusals_total";
+pub const SOFT_BUDGET_CROSSINGS: &str = "gatewayz_soft_budget_crossings_total";
 pub const HTTP_REQUESTS: &str = "http_requests_total";
 pub const HTTP_DURATION: &str = "http_request_duration_seconds";
 pub const HTTP_IN_FLIGHT: &str = "http_requests_in_flight";
@@ -144,6 +149,21 @@ pub const FAMILIES: &[Family] = &[
         &[Business]),
     family(TRIAL_ACTIVE, Gauge, "1", &[],
         "Configured trial keys that have not expired.",
+        &[Business]),
+    family(COST_BY_KEY, Counter, "USD", &["key", "team"],
+        "Spend in USD (tokens x configured model price), by client key name and team (none when the key has no team).",
+        &[Business]),
+    family(TOKENS_BY_KEY, Counter, "1", &["key", "team", "type"],
+        "Tokens reported by upstreams, by client key name, team and type (input, output).",
+        &[Business]),
+    family(BUDGET_REMAINING, Gauge, "USD", &["scope", "name"],
+        "USD left in the current budget period, per configured budget (scope: key or team; name: the key's or team's name).",
+        &[Business]),
+    family(LIMIT_REFUSALS, Counter, "1", &["key", "team", "reason"],
+        "Requests refused by a key's or its team's limits, by reason: rpm, tpm, parallel, budget, model_not_allowed.",
+        &[Business]),
+    family(SOFT_BUDGET_CROSSINGS, Counter, "1", &["scope", "name"],
+        "Soft budgets crossed (once per budget period each; logged too, nothing refused), by scope (key, team) and name.",
         &[Business]),
     family(HTTP_REQUESTS, Counter, "1", &["method", "route", "status"],
         "HTTP requests served, by route pattern (unmatched routes as `unmatched`).",

@@ -33,6 +33,11 @@ use crate::board::{Board, Signal};
 /// Counts the trial keys still active at a moment (the key store's, handed in by `app`).
 pub type ActiveTrials = Arc<dyn Fn(std::time::SystemTime) -> usize + Send + Sync>;
 
+/// Reads every budget's USD left at a moment, one `observe(usd, labels)` call each (the
+/// limits store's, handed in by `app`).
+pub type BudgetsLeft =
+    Arc<dyn Fn(std::time::SystemTime, &mut dyn FnMut(f64, &[KeyValue])) + Send + Sync>;
+
 /// Why metrics could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
@@ -55,6 +60,11 @@ pub struct Meters {
     pub cost_by_provider: Counter<f64>,
     pub cost_by_model: Counter<f64>,
     pub unpriced: Counter<u64>,
+    /// Spend and tokens by client key and team, refusals by reason, soft budgets crossed.
+    pub cost_by_key: Counter<f64>,
+    pub tokens_by_key: Counter<u64>,
+    pub limit_refusals: Counter<u64>,
+    pub soft_budget_crossings: Counter<u64>,
     pub anomalies: Counter<u64>,
     pub http_requests: Counter<u64>,
     pub http_duration: Histogram<f64>,
@@ -70,6 +80,12 @@ pub struct Sources {
     pub board: Arc<Board>,
     pub log_stats: Arc<LogStats>,
     pub trials: ActiveTrials,
+    pub budgets: BudgetsLeft,
+}
+
+/// No budgets to report (tools and tests without a limits store).
+pub fn no_budgets() -> BudgetsLeft {
+    Arc::new(|_, _| {})
 }
 
 /// The registry, the meter provider that feeds it, and the meters.
@@ -89,7 +105,7 @@ fn histogram(meter: &Meter, name: &'static str, bounds: &[f64]) -> Histogram<f64
 
 /// A label whose value is shared, so cloning it on the request path is a reference count,
 /// not an allocation.
-fn label(key: &'static str, value: &Arc<str>) -> KeyValue {
+pub fn label(key: &'static str, value: &Arc<str>) -> KeyValue {
     KeyValue::new(key, Value::String(StringValue::from(value.clone())))
 }
 
@@ -127,6 +143,7 @@ impl Metrics {
             board: sources.board.clone(),
             log_stats: sources.log_stats.clone(),
             trials: sources.trials.clone(),
+            budgets: sources.budgets.clone(),
         };
         build(sources).unwrap_or_else(|e| {
             tracing::error!(error = %e, "metrics are unavailable; serving without them");
@@ -163,6 +180,13 @@ impl Metrics {
                 .with_description(help(cat::COST_BY_MODEL))
                 .build(),
             unpriced: counter(&meter, cat::UNPRICED_COMPLETIONS),
+            cost_by_key: meter
+                .f64_counter(cat::COST_BY_KEY)
+                .with_description(help(cat::COST_BY_KEY))
+                .build(),
+            tokens_by_key: counter(&meter, cat::TOKENS_BY_KEY),
+            limit_refusals: counter(&meter, cat::LIMIT_REFUSALS),
+            soft_budget_crossings: counter(&meter, cat::SOFT_BUDGET_CROSSINGS),
             anomalies: counter(&meter, cat::DETECTED_ANOMALIES),
             http_requests: counter(&meter, cat::HTTP_REQUESTS),
             http_duration: histogram(&meter, cat::HTTP_DURATION, LATENCY_BUCKETS),
@@ -228,6 +252,7 @@ pub fn test_metrics(board: Arc<Board>) -> Metrics {
         board,
         log_stats: Arc::new(LogStats::default()),
         trials: Arc::new(|_| 0),
+        budgets: no_budgets(),
     })
     .unwrap()
 }
@@ -252,6 +277,7 @@ mod tests {
                 board,
                 log_stats: Arc::new(LogStats::default()),
                 trials: Arc::new(|_| 0),
+                budgets: no_budgets(),
             },
             |_| Err(MetricsError::Exporter("broken on purpose".into())),
         );
@@ -271,7 +297,18 @@ mod tests {
         );
         board.uptime.store(Arc::new(vec![Some(1.0), None]));
         board.efficiency.store(Arc::new(vec![Some(0.5), None]));
-        let metrics = test_metrics(board);
+        let metrics = Metrics::new(Sources {
+            board,
+            log_stats: Arc::new(LogStats::default()),
+            trials: Arc::new(|_| 0),
+            budgets: Arc::new(|_, observe| {
+                observe(
+                    1.5,
+                    &[KeyValue::new("scope", "key"), KeyValue::new("name", "k")],
+                )
+            }),
+        })
+        .unwrap();
         let m = &metrics.meters;
         let p = [m.provider_kv[0].clone()];
         let pm = [m.provider_kv[0].clone(), m.model_kv[0].clone()];
@@ -292,6 +329,11 @@ mod tests {
         m.cost_by_provider.add(0.1, &p);
         m.cost_by_model.add(0.1, &[m.model_kv[0].clone()]);
         m.unpriced.add(1, &pm);
+        let kt = [KeyValue::new("key", "k"), KeyValue::new("team", "none")];
+        m.cost_by_key.add(0.1, &kt);
+        m.tokens_by_key.add(1, &kt);
+        m.limit_refusals.add(1, &kt);
+        m.soft_budget_crossings.add(1, &[]);
         m.http_requests.add(1, &[KeyValue::new("method", "GET")]);
         m.http_duration
             .record(0.1, &[KeyValue::new("method", "GET")]);

@@ -1,8 +1,8 @@
 //! Observable instruments: callbacks that read snapshots at scrape time.
 //!
 //! Breaker phase and health score come from each provider's lock-free `ProviderState`;
-//! uptime and efficiency from the actors' `Board`; trials from the key store (a callback `app`
-//! hands in); the log
+//! uptime and efficiency from the actors' `Board`; trials from the key store and budgets left
+//! from the limits store (callbacks `app` hands in); the log
 //! pipeline from `LogStats` (filled by the Loki shipper); HTTP protocol errors from their
 //! counter ([`super::protocol_errors`]); process figures from `/proc`.
 
@@ -75,6 +75,14 @@ pub(super) fn register(meter: &Meter, sources: &Sources, meters: &Meters) {
         .u64_observable_gauge(cat::TRIAL_ACTIVE)
         .with_description(help(cat::TRIAL_ACTIVE))
         .with_callback(move |o| o.observe(trials(SystemTime::now()) as u64, &[]))
+        .build();
+    let budgets = sources.budgets.clone();
+    meter
+        .f64_observable_gauge(cat::BUDGET_REMAINING)
+        .with_description(help(cat::BUDGET_REMAINING))
+        .with_callback(move |o| {
+            budgets(SystemTime::now(), &mut |usd, labels| o.observe(usd, labels))
+        })
         .build();
     register_logs(meter, sources.log_stats.clone());
     meter

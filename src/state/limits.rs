@@ -1,0 +1,354 @@
+//! The interface the request path uses against per-key and per-team limits, whatever holds
+//! the counters: [`Limits::admit`] before routing, [`Limits::settle`] when the request ends.
+//!
+//! The handler admits a request after authenticating it and parsing its body, with a token
+//! estimate ([`estimate`]). An admission comes back as a [`Permit`]: the guard that settles
+//! exactly once — with the answer's real usage and cost when the router's `Ending` tells it
+//! the record (see `outcome::Settle`), or with nothing when dropped unsettled (a request
+//! refused before routing, a client gone). Settlement runs where the request ends, after the
+//! answer, and is never awaited by the client. A refusal says why, for how long, and the
+//! quotas for the `x-ratelimit-*` headers.
+//!
+//! The in-process store is [`super::local::InProcess`]; a shared one (Redis) implements the
+//! same trait.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::board::ModelId;
+use crate::errors::{ApiError, Quotas, RateLimit};
+use crate::outcome::{CompletionRecord, Settle};
+
+/// Tokens reserved for the answer when the client declares no ceiling (chat, completions,
+/// responses, messages; embeddings have no output).
+pub const OUTPUT_ALLOWANCE: u64 = 256;
+
+/// The tokens a request reserves: its input estimated as a token per 4 bytes of body, plus
+/// its declared output ceiling or [`OUTPUT_ALLOWANCE`] when the API answers with text.
+pub fn estimate(body_len: usize, declared_output: Option<u64>, has_output: bool) -> u64 {
+    let input = (body_len as u64).div_ceil(4);
+    let output = match (declared_output, has_output) {
+        (Some(declared), _) => declared,
+        (None, true) => OUTPUT_ALLOWANCE,
+        (None, false) => 0,
+    };
+    input.saturating_add(output)
+}
+
+/// The moment of a decision, both clocks read once by the caller: the monotonic one for
+/// rates, the wall clock for budget periods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Now {
+    pub mono: Instant,
+    pub wall: SystemTime,
+}
+
+impl Now {
+    /// Reads both clocks (the request path's; tests pass their own).
+    pub fn read() -> Self {
+        Self {
+            mono: Instant::now(),
+            wall: SystemTime::now(),
+        }
+    }
+}
+
+/// Why a request was refused: the `reason` label of `gatewayz_limit_refusals_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    Rpm,
+    Tpm,
+    Parallel,
+    Budget,
+    ModelNotAllowed,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 5] = [
+        Self::Rpm,
+        Self::Tpm,
+        Self::Parallel,
+        Self::Budget,
+        Self::ModelNotAllowed,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Rpm => "rpm",
+            Self::Tpm => "tpm",
+            Self::Parallel => "parallel",
+            Self::Budget => "budget",
+            Self::ModelNotAllowed => "model_not_allowed",
+        }
+    }
+}
+
+/// Whose limit refused: the key's own, or its team's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Key,
+    Team,
+}
+
+impl Scope {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Key => "key",
+            Self::Team => "team",
+        }
+    }
+}
+
+/// A refused request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refusal {
+    pub reason: Reason,
+    pub scope: Scope,
+    /// When a retry may pass (`Retry-After`).
+    pub retry_after: Duration,
+    /// The quotas as they stand (`x-ratelimit-*`).
+    pub quotas: Quotas,
+}
+
+/// How long a client refused for parallelism is told to wait: a request in flight may end
+/// at any moment.
+pub const PARALLEL_RETRY: Duration = Duration::from_secs(1);
+
+impl Refusal {
+    /// The client's answer; `model` is the id the client asked for.
+    pub fn into_error(self, model: &str) -> ApiError {
+        let whose = match self.scope {
+            Scope::Key => "this API key",
+            Scope::Team => "this API key's team",
+        };
+        let limit = |message: String| RateLimit {
+            message,
+            retry_after: self.retry_after,
+            quotas: self.quotas,
+        };
+        match self.reason {
+            Reason::ModelNotAllowed => ApiError::ModelNotAllowed(shorten(model)),
+            Reason::Budget => ApiError::BudgetExceeded(limit(format!(
+                "{whose} has spent its budget for this period; retry when the next one begins"
+            ))),
+            Reason::Rpm => ApiError::RateLimited(limit(format!(
+                "rate limit exceeded for {whose}: requests per minute; retry later"
+            ))),
+            Reason::Tpm => ApiError::RateLimited(limit(format!(
+                "rate limit exceeded for {whose}: tokens per minute; retry later"
+            ))),
+            Reason::Parallel => ApiError::RateLimited(limit(format!(
+                "too many requests in flight for {whose}; retry when one has ended"
+            ))),
+        }
+    }
+}
+
+/// A model id as echoed in an error: at most 200 characters.
+fn shorten(model: &str) -> String {
+    match model.char_indices().nth(200) {
+        Some((cut, _)) => model[..cut].to_owned(),
+        None => model.to_owned(),
+    }
+}
+
+/// What an admitted request holds until it settles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Admission {
+    /// Tokens reserved against the token limits.
+    pub reserved: u64,
+    /// The quotas after this request (`x-ratelimit-*` on the answer).
+    pub quotas: Quotas,
+}
+
+/// What a request used, as its end tells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spend {
+    /// No provider answered: the reservation is given back whole.
+    Nothing,
+    /// A provider answered without usage: the reservation stands, nothing is priced.
+    Unknown,
+    /// A provider reported usage: the reservation is corrected, the tokens priced.
+    Tokens {
+        model: ModelId,
+        input: u64,
+        output: u64,
+    },
+}
+
+impl Spend {
+    /// What the record of a request's end says it used.
+    pub fn of(record: &CompletionRecord) -> Self {
+        match (record.answered, record.usage) {
+            (false, _) => Self::Nothing,
+            (true, None) => Self::Unknown,
+            (true, Some(usage)) => Self::Tokens {
+                model: record.model,
+                input: usage.prompt_tokens,
+                output: usage.completion_tokens,
+            },
+        }
+    }
+}
+
+/// A store of limit counters: the in-process one, or a shared one.
+pub trait Limits: Send + Sync + 'static {
+    /// Admits a request of key `key` (its index in `[[keys]]`) for `model` (`None`: not a
+    /// configured model, left for the router to refuse) reserving `estimate` tokens, or
+    /// refuses it. Must not block for long: it is on the request path.
+    fn admit(
+        &self,
+        key: usize,
+        model: Option<ModelId>,
+        estimate: u64,
+        now: Now,
+    ) -> Result<Admission, Refusal>;
+
+    /// Settles an admitted request: gives its place back, corrects its reservation with what
+    /// it used and adds its cost to the budgets. Called once per admission.
+    fn settle(&self, key: usize, admission: &Admission, spend: Spend, now: Now);
+}
+
+/// The limits as the request path holds them.
+pub type Store = Arc<dyn Limits>;
+
+/// An admitted request: settles once, when the router's `Ending` tells it the record or when
+/// dropped (with [`Spend::Nothing`]).
+pub struct Permit {
+    store: Store,
+    key: usize,
+    admission: Admission,
+    spend: Spend,
+}
+
+impl Permit {
+    /// Admits a request (see [`Limits::admit`]).
+    pub fn admit(
+        store: &Store,
+        key: usize,
+        model: Option<ModelId>,
+        estimate: u64,
+        now: Now,
+    ) -> Result<Self, Refusal> {
+        let admission = store.admit(key, model, estimate, now)?;
+        Ok(Self {
+            store: store.clone(),
+            key,
+            admission,
+            spend: Spend::Nothing,
+        })
+    }
+
+    /// The quotas after this request, for the answer's headers.
+    pub fn quotas(&self) -> Quotas {
+        self.admission.quotas
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.store
+            .settle(self.key, &self.admission, self.spend, Now::read());
+    }
+}
+
+impl Settle for Permit {
+    fn settle(mut self: Box<Self>, record: &CompletionRecord) {
+        self.spend = Spend::of(record);
+        // Dropping settles.
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    #[test]
+    fn estimates_table() {
+        assert_eq!(estimate(400, None, true), 100 + OUTPUT_ALLOWANCE);
+        assert_eq!(estimate(401, Some(1000), true), 101 + 1000);
+        assert_eq!(estimate(400, None, false), 100);
+        assert_eq!(estimate(0, Some(u64::MAX), true), u64::MAX);
+    }
+
+    #[test]
+    fn refusals_answer_with_their_codes() {
+        let refusal = |reason| Refusal {
+            reason,
+            scope: Scope::Team,
+            retry_after: Duration::from_secs(3),
+            quotas: Quotas::default(),
+        };
+        let codes: Vec<_> = Reason::ALL
+            .iter()
+            .map(|r| refusal(*r).into_error("m").code())
+            .collect();
+        assert_eq!(
+            codes,
+            [
+                "rate_limit_exceeded",
+                "rate_limit_exceeded",
+                "rate_limit_exceeded",
+                "budget_exceeded",
+                "model_not_allowed"
+            ]
+        );
+        assert!(refusal(Reason::Budget)
+            .into_error("m")
+            .to_string()
+            .contains("team"));
+        let long = "x".repeat(500);
+        assert_eq!(
+            refusal(Reason::ModelNotAllowed)
+                .into_error(&long)
+                .to_string()
+                .len(),
+            "this API key may not use the model ``".len() + 200
+        );
+    }
+
+    /// Records settlements.
+    #[derive(Default)]
+    struct Seen(Mutex<Vec<(usize, Spend)>>);
+
+    impl Limits for Seen {
+        fn admit(
+            &self,
+            _: usize,
+            _: Option<ModelId>,
+            estimate: u64,
+            _: Now,
+        ) -> Result<Admission, Refusal> {
+            Ok(Admission {
+                reserved: estimate,
+                quotas: Quotas::default(),
+            })
+        }
+        fn settle(&self, key: usize, _: &Admission, spend: Spend, _: Now) {
+            self.0.lock().unwrap().push((key, spend));
+        }
+    }
+
+    #[test]
+    fn a_permit_settles_once_told_or_dropped() {
+        let seen = Arc::new(Seen::default());
+        let store: Store = seen.clone();
+        drop(Permit::admit(&store, 1, None, 10, Now::read()).unwrap());
+        let told = Box::new(Permit::admit(&store, 2, None, 10, Now::read()).unwrap());
+        let mut ending = crate::outcome::Ending::new(
+            Arc::new(crate::outcome::NoopReporter),
+            crate::config::Api::Chat,
+            ModelId::from_index(0),
+            false,
+            Instant::now(),
+        );
+        ending.answered(None);
+        ending.settle_with(told);
+        drop(ending);
+        assert_eq!(
+            *seen.0.lock().unwrap(),
+            [(1, Spend::Nothing), (2, Spend::Unknown)]
+        );
+    }
+}

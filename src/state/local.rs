@@ -1,0 +1,382 @@
+//! `InProcess`: the limit counters kept in this process (the default, and what a single
+//! replica needs).
+//!
+//! Built once at start-up from the configuration: one entry per key and per team, each limit
+//! behind its own small lock (rates, budget) or an atomic (parallel), so admissions of
+//! different keys never contend, and a key without limits costs a bounds check and a few
+//! empty `Option`s — no lock, no allocation. A key's request passes its own limits and its
+//! team's; a limit that refuses gives back what the ones before it took.
+//!
+//! Settlement corrects the token reservation with the real usage (both layers), adds the
+//! cost to both budgets, counts spend and tokens by key and team, and reports a soft budget
+//! crossed once per period (a log line and a counter).
+
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use opentelemetry::KeyValue;
+
+use super::budget::Budget;
+use super::limits::{Admission, Limits, Now, Reason, Refusal, Scope, Spend, PARALLEL_RETRY};
+use super::parallel::Gauge;
+use super::rate::Rate;
+use crate::board::ModelId;
+use crate::catalog::{Catalog, Price};
+use crate::config::{Config, Limits as Configured};
+use crate::errors::{Quota, Quotas};
+use crate::telemetry::metrics::{label, Meters};
+
+/// A poisoned lock still holds a usable counter.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The limiters of one key or team (each `None` when not configured).
+#[derive(Debug)]
+struct Layer {
+    name: Arc<str>,
+    scope: Scope,
+    rpm: Option<Mutex<Rate>>,
+    tpm: Option<Mutex<Rate>>,
+    parallel: Option<Gauge>,
+    budget: Option<Mutex<Budget>>,
+    /// `scope`, `name`: the budget gauge's and soft-crossing counter's labels.
+    labels: [KeyValue; 2],
+}
+
+impl Layer {
+    fn new(name: &str, scope: Scope, limits: &Configured, origin: Instant) -> Self {
+        let name: Arc<str> = Arc::from(name);
+        Self {
+            labels: [KeyValue::new("scope", scope.label()), label("name", &name)],
+            name,
+            scope,
+            rpm: limits.rpm.map(|l| Mutex::new(Rate::per_minute(l, origin))),
+            tpm: limits.tpm.map(|l| Mutex::new(Rate::per_minute(l, origin))),
+            parallel: limits.max_parallel.map(Gauge::new),
+            budget: limits
+                .budget_usd
+                .map(|usd| Mutex::new(Budget::new(usd, limits.soft_budget_usd, limits.period()))),
+        }
+    }
+
+    fn refusal(&self, reason: Reason, retry_after: Duration, quotas: Quotas) -> Refusal {
+        Refusal {
+            reason,
+            scope: self.scope,
+            retry_after,
+            quotas,
+        }
+    }
+
+    /// Corrects a reservation of `reserved` tokens to `used`.
+    fn settle_tokens(&self, reserved: u64, used: u64, now: Instant) {
+        if let Some(tpm) = &self.tpm {
+            let mut tpm = lock(tpm);
+            // What `take` reserved: never more than the whole limit.
+            let reserved = reserved.min(tpm.limit());
+            if used > reserved {
+                tpm.charge(used - reserved, now);
+            } else {
+                tpm.give_back(reserved - used, now);
+            }
+        }
+    }
+}
+
+/// One key: its limits, its team, its allowed models, its labels.
+#[derive(Debug)]
+struct Key {
+    own: Layer,
+    /// Index into the teams, when the key names a configured team.
+    team: Option<usize>,
+    /// Allowed models by model index; `None`: every model.
+    allowed: Option<Box<[bool]>>,
+    /// `key`, `team`: the spend and refusal counters' labels.
+    labels: [KeyValue; 2],
+}
+
+/// The in-process limit counters.
+pub struct InProcess {
+    keys: Vec<Key>,
+    teams: Vec<Layer>,
+    prices: Vec<Price>,
+    /// Set once the metrics exist (they read this store's budgets, so they come after it).
+    meters: OnceLock<Arc<Meters>>,
+}
+
+impl InProcess {
+    /// The counters for `config`'s keys and teams, every limiter whole at `origin`.
+    pub fn new(config: &Config, catalog: &Catalog, origin: Instant) -> Self {
+        let teams: Vec<Layer> = config
+            .teams
+            .iter()
+            .map(|(name, team)| Layer::new(name, Scope::Team, &team.limits(), origin))
+            .collect();
+        let keys = config
+            .keys
+            .iter()
+            .map(|k| {
+                let team = k
+                    .team
+                    .as_deref()
+                    .and_then(|t| config.teams.keys().position(|name| name == t));
+                let allowed = k.models.as_ref().map(|ids| {
+                    catalog
+                        .models()
+                        .map(|(_, m)| ids.iter().any(|id| *id == *m.name))
+                        .collect()
+                });
+                let own = Layer::new(&k.name, Scope::Key, &k.limits(), origin);
+                let team_name: Arc<str> = Arc::from(k.team.as_deref().unwrap_or("none"));
+                Key {
+                    labels: [label("key", &own.name), label("team", &team_name)],
+                    own,
+                    team,
+                    allowed,
+                }
+            })
+            .collect();
+        Self {
+            keys,
+            teams,
+            prices: catalog.models().map(|(_, m)| m.price).collect(),
+            meters: OnceLock::new(),
+        }
+    }
+
+    /// Counts spend, tokens and refusals into `meters` from now on (once).
+    pub fn attach_meters(&self, meters: Arc<Meters>) {
+        let _ = self.meters.set(meters);
+    }
+
+    /// Every configured budget's USD left at `now`, for the budget gauge.
+    pub fn budgets_left(&self, now: SystemTime, observe: &mut dyn FnMut(f64, &[KeyValue])) {
+        let layers = self.keys.iter().map(|k| &k.own).chain(&self.teams);
+        for layer in layers {
+            if let Some(budget) = &layer.budget {
+                observe(lock(budget).remaining(now), &layer.labels);
+            }
+        }
+    }
+
+    /// A key's own layer and its team's.
+    fn layers<'a>(&'a self, key: &'a Key) -> [Option<&'a Layer>; 2] {
+        [Some(&key.own), key.team.and_then(|t| self.teams.get(t))]
+    }
+
+    fn count_refusal(&self, key: &Key, reason: Reason) {
+        if let Some(m) = self.meters.get() {
+            let [k, t] = &key.labels;
+            m.limit_refusals.add(
+                1,
+                &[
+                    k.clone(),
+                    t.clone(),
+                    KeyValue::new("reason", reason.label()),
+                ],
+            );
+        }
+    }
+
+    /// Takes what `key`'s layers require, or gives it all back and refuses.
+    fn take(&self, key: &Key, estimate: u64, now: Now) -> Result<Quotas, Refusal> {
+        let layers = self.layers(key);
+        let mut quotas = Quotas::default();
+        // Budgets first: a look, nothing taken.
+        for layer in layers.iter().flatten() {
+            if let Some(budget) = &layer.budget {
+                if let Err(wait) = lock(budget).check(now.wall) {
+                    return Err(layer.refusal(Reason::Budget, wait, quotas));
+                }
+            }
+        }
+        let mut taken = Taken::default();
+        for (i, layer) in layers.iter().enumerate() {
+            let Some(layer) = layer else { continue };
+            if let Some(rpm) = &layer.rpm {
+                let got = lock(rpm).take(1, now.mono);
+                merge(&mut quotas.requests, got.quota, got.allowed.is_err());
+                if let Err(wait) = got.allowed {
+                    taken.undo(&layers, estimate, now.mono);
+                    return Err(layer.refusal(Reason::Rpm, wait, quotas));
+                }
+                taken.requests[i] = true;
+            }
+            if let Some(tpm) = &layer.tpm {
+                let got = lock(tpm).take(estimate, now.mono);
+                merge(&mut quotas.tokens, got.quota, got.allowed.is_err());
+                if let Err(wait) = got.allowed {
+                    taken.undo(&layers, estimate, now.mono);
+                    return Err(layer.refusal(Reason::Tpm, wait, quotas));
+                }
+                taken.tokens[i] = true;
+            }
+            if let Some(gauge) = &layer.parallel {
+                if !gauge.enter() {
+                    taken.undo(&layers, estimate, now.mono);
+                    return Err(layer.refusal(Reason::Parallel, PARALLEL_RETRY, quotas));
+                }
+                taken.parallel[i] = true;
+            }
+        }
+        Ok(quotas)
+    }
+
+    /// Adds a request's cost to the budgets and the counters.
+    fn spend(&self, key: &Key, model: ModelId, input: u64, output: u64, now: SystemTime) {
+        let cost = self
+            .prices
+            .get(model.index())
+            .map_or(0.0, |p| p.cost(input, output));
+        for layer in self.layers(key).into_iter().flatten() {
+            let Some(budget) = &layer.budget else {
+                continue;
+            };
+            let crossed = {
+                let mut budget = lock(budget);
+                let spent = budget.spend(cost, now);
+                spent.soft_crossed.then(|| SoftBudgetCrossed {
+                    layer,
+                    budget_usd: budget.limit(),
+                    soft_budget_usd: budget.soft().unwrap_or_default(),
+                })
+            };
+            if let Some(crossed) = crossed {
+                crossed.emit(self.meters.get().map(Arc::as_ref));
+            }
+        }
+        if let Some(m) = self.meters.get() {
+            let [k, t] = &key.labels;
+            m.cost_by_key.add(cost, &key.labels);
+            for (kind, n) in [("input", input), ("output", output)] {
+                m.tokens_by_key
+                    .add(n, &[k.clone(), t.clone(), KeyValue::new("type", kind)]);
+            }
+        }
+    }
+}
+
+/// A key's or team's spend crossed its soft budget (once per period): a WARN line and a count.
+struct SoftBudgetCrossed<'a> {
+    layer: &'a Layer,
+    budget_usd: f64,
+    soft_budget_usd: f64,
+}
+
+impl SoftBudgetCrossed<'_> {
+    fn emit(&self, meters: Option<&Meters>) {
+        tracing::warn!(
+            scope = self.layer.scope.label(),
+            name = %self.layer.name,
+            soft_budget_usd = self.soft_budget_usd,
+            budget_usd = self.budget_usd,
+            "soft budget crossed for this period"
+        );
+        if let Some(m) = meters {
+            m.soft_budget_crossings.add(1, &self.layer.labels);
+        }
+    }
+}
+
+/// Keeps the tighter quota of a key's and its team's: the refusing one, else the one with
+/// less left.
+fn merge(slot: &mut Option<Quota>, quota: Quota, refused: bool) {
+    match slot {
+        Some(current) if !refused && current.remaining <= quota.remaining => {}
+        _ => *slot = Some(quota),
+    }
+}
+
+/// What an admission took so far, by layer (to give back when a later limit refuses).
+#[derive(Default)]
+struct Taken {
+    requests: [bool; 2],
+    tokens: [bool; 2],
+    parallel: [bool; 2],
+}
+
+impl Taken {
+    fn undo(&self, layers: &[Option<&Layer>; 2], estimate: u64, now: Instant) {
+        for (i, layer) in layers.iter().enumerate() {
+            let Some(layer) = layer else { continue };
+            if let (true, Some(rpm)) = (self.requests[i], &layer.rpm) {
+                lock(rpm).give_back(1, now);
+            }
+            if let (true, Some(tpm)) = (self.tokens[i], &layer.tpm) {
+                let mut tpm = lock(tpm);
+                let reserved = estimate.min(tpm.limit());
+                tpm.give_back(reserved, now);
+            }
+            if let (true, Some(gauge)) = (self.parallel[i], &layer.parallel) {
+                gauge.leave();
+            }
+        }
+    }
+}
+
+impl Limits for InProcess {
+    fn admit(
+        &self,
+        key: usize,
+        model: Option<ModelId>,
+        estimate: u64,
+        now: Now,
+    ) -> Result<Admission, Refusal> {
+        let Some(k) = self.keys.get(key) else {
+            return Ok(Admission {
+                reserved: 0,
+                quotas: Quotas::default(),
+            });
+        };
+        if let (Some(allowed), Some(model)) = (&k.allowed, model) {
+            if !allowed.get(model.index()).copied().unwrap_or(false) {
+                self.count_refusal(k, Reason::ModelNotAllowed);
+                return Err(k.own.refusal(
+                    Reason::ModelNotAllowed,
+                    Duration::ZERO,
+                    Quotas::default(),
+                ));
+            }
+        }
+        match self.take(k, estimate, now) {
+            Ok(quotas) => Ok(Admission {
+                reserved: estimate,
+                quotas,
+            }),
+            Err(refusal) => {
+                self.count_refusal(k, refusal.reason);
+                Err(refusal)
+            }
+        }
+    }
+
+    fn settle(&self, key: usize, admission: &Admission, spend: Spend, now: Now) {
+        let Some(k) = self.keys.get(key) else {
+            return;
+        };
+        let used = match spend {
+            Spend::Nothing => 0,
+            Spend::Unknown => admission.reserved,
+            Spend::Tokens { input, output, .. } => input.saturating_add(output),
+        };
+        for layer in self.layers(k).into_iter().flatten() {
+            if let Some(gauge) = &layer.parallel {
+                gauge.leave();
+            }
+            layer.settle_tokens(admission.reserved, used, now.mono);
+        }
+        if let Spend::Tokens {
+            model,
+            input,
+            output,
+        } = spend
+        {
+            self.spend(k, model, input, output, now.wall);
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "local_tests.rs"]
+mod tests;
