@@ -63,51 +63,14 @@ impl AnthropicClient {
     ) -> Result<Reply, ProviderError> {
         match api {
             Api::Chat => self.chat(body, want, trace, forwarded).await,
+            // Anthropic's own API: passed through as the client wrote it.
             Api::Messages | Api::CountTokens => {
-                self.passthrough(api, body, want, trace, forwarded).await
+                self.http.forward(api, body, want, trace, forwarded).await
             }
             other => Err(refused(format!(
                 "an anthropic provider serves chat completions and the Messages API, not /v1/{}",
                 other.path()
             ))),
-        }
-    }
-
-    /// A Messages API request as the client wrote it; the answer as Anthropic wrote it.
-    async fn passthrough(
-        &self,
-        api: Api,
-        body: Bytes,
-        want: Want,
-        trace: &UpstreamTrace,
-        forwarded: &Forwarded,
-    ) -> Result<Reply, ProviderError> {
-        let attempt = async {
-            let (head, answer) = self
-                .http
-                .exchange(api, body, want.is_stream(), trace, forwarded)
-                .await?;
-            if want.is_stream() {
-                let max = self.http.max_event_bytes();
-                let rest = self.http.body_stream(answer);
-                let request_id = super::openai::request_id(&head.headers);
-                let mut upstream = Upstream::new(None, rest, Dialect::Anthropic, false, max)
-                    .with_request_id(request_id);
-                upstream.prime().await?;
-                return Ok(Reply::Stream(upstream));
-            }
-            let body = self.http.read_body(answer, &head.headers).await?;
-            let (usage, response_model) = super::read_usage(api, &body)?;
-            Ok(Reply::Json {
-                body,
-                usage,
-                response_model,
-                request_id: super::openai::request_id(&head.headers),
-            })
-        };
-        match tokio::time::timeout(self.http.attempt_timeout(), attempt).await {
-            Ok(result) => result,
-            Err(_) => Err(ProviderError::Timeout),
         }
     }
 
@@ -169,10 +132,7 @@ impl AnthropicClient {
                 }
             }
         };
-        match tokio::time::timeout(self.http.attempt_timeout(), attempt).await {
-            Ok(result) => result,
-            Err(_) => Err(ProviderError::Timeout),
-        }
+        self.http.bounded(attempt).await
     }
 }
 

@@ -191,7 +191,8 @@ impl OpenAiClient {
     }
 
     /// One attempt at `api`, bounded by the provider's `timeout`: the whole JSON answer, or a
-    /// stream up to its first content.
+    /// stream up to its first content. The OpenAI APIs pass through; Anthropic's Messages API
+    /// is translated (see [`super::messages`]).
     pub async fn call(
         &self,
         api: Api,
@@ -200,10 +201,27 @@ impl OpenAiClient {
         trace: &UpstreamTrace,
         forwarded: &Forwarded,
     ) -> Result<Reply, ProviderError> {
-        let attempt = async {
-            if api == Api::Messages {
-                return self.messages(body, want, trace, forwarded).await;
-            }
+        if api == Api::Messages {
+            return self
+                .bounded(self.messages(body, want, trace, forwarded))
+                .await;
+        }
+        self.forward(api, body, want, trace, forwarded).await
+    }
+
+    /// One attempt that passes `body` through to `api`'s endpoint and its answer back as the
+    /// upstream wrote it — a stream read in `api`'s dialect, usage read in `api`'s shape —
+    /// bounded by the provider's `timeout`. Every kind of provider whose upstream speaks the
+    /// client's API sends it this way.
+    pub(super) async fn forward(
+        &self,
+        api: Api,
+        body: Bytes,
+        want: Want,
+        trace: &UpstreamTrace,
+        forwarded: &Forwarded,
+    ) -> Result<Reply, ProviderError> {
+        self.bounded(async {
             let (head, body) = self
                 .exchange(api, body, want.is_stream(), trace, forwarded)
                 .await?;
@@ -225,7 +243,16 @@ impl OpenAiClient {
                     request_id,
                 })
             }
-        };
+        })
+        .await
+    }
+
+    /// `attempt` within the provider's `timeout` (one timer for the whole attempt, priming
+    /// included).
+    pub(super) async fn bounded(
+        &self,
+        attempt: impl Future<Output = Result<Reply, ProviderError>>,
+    ) -> Result<Reply, ProviderError> {
         match tokio::time::timeout(self.timeout, attempt).await {
             Ok(result) => result,
             Err(_) => Err(ProviderError::Timeout),
@@ -267,11 +294,6 @@ impl OpenAiClient {
     /// set.
     pub(super) fn injects_stream_usage(&self) -> bool {
         self.inject_stream_usage
-    }
-
-    /// The attempt's timeout.
-    pub(super) fn attempt_timeout(&self) -> Duration {
-        self.timeout
     }
 
     /// The longest event (line) accepted.
