@@ -375,25 +375,52 @@ impl MockRequest {
     /// arrives as two `input_json_delta` fragments.
     fn anthropic_tool_events(&self, tool: &str, id: &str) -> Vec<Bytes> {
         let (arguments, tokens) = self.tool_arguments();
+        let block =
+            json!({"type": "tool_use", "id": format!("toolu_{id}"), "name": tool, "input": {}});
+        let deltas = Self::argument_fragments(&arguments)
+            .map(|part| json!({"type": "input_json_delta", "partial_json": part}));
+        self.anthropic_block_stream(id, block, false, &deltas, "tool_use", tokens)
+    }
+
+    /// Anthropic's stream of one content block, each a complete `event: NAME\ndata: JSON\n\n`
+    /// frame: `message_start`, `content_block_start` (`block`), `ping` when asked, one
+    /// `content_block_delta` per delta, `content_block_stop`, `message_delta` (stop reason
+    /// and output tokens), `message_stop`.
+    fn anthropic_block_stream(
+        &self,
+        id: &str,
+        block: serde_json::Value,
+        ping: bool,
+        deltas: &[serde_json::Value],
+        stop_reason: &str,
+        output_tokens: u64,
+    ) -> Vec<Bytes> {
         let mut events = vec![
             named_frame(
                 "message_start",
                 &json!({"type": "message_start", "message": {
-                    "id": id, "type": "message", "role": "assistant", "model": self.model,
-                    "content": [], "stop_reason": null, "stop_sequence": null,
-                    "usage": {"input_tokens": self.prompt_tokens, "output_tokens": 1}}}),
+                    "id": id,
+                    "type": "message",
+                    "role": "assistant",
+                    "model": self.model,
+                    "content": [],
+                    "stop_reason": null,
+                    "stop_sequence": null,
+                    "usage": {"input_tokens": self.prompt_tokens, "output_tokens": 1},
+                }}),
             ),
             named_frame(
                 "content_block_start",
-                &json!({"type": "content_block_start", "index": 0, "content_block": {
-                    "type": "tool_use", "id": format!("toolu_{id}"), "name": tool, "input": {}}}),
+                &json!({"type": "content_block_start", "index": 0, "content_block": block}),
             ),
         ];
-        for part in Self::argument_fragments(&arguments) {
+        if ping {
+            events.push(named_frame("ping", &json!({"type": "ping"})));
+        }
+        for delta in deltas {
             events.push(named_frame(
                 "content_block_delta",
-                &json!({"type": "content_block_delta", "index": 0,
-                    "delta": {"type": "input_json_delta", "partial_json": part}}),
+                &json!({"type": "content_block_delta", "index": 0, "delta": delta}),
             ));
         }
         events.push(named_frame(
@@ -403,8 +430,8 @@ impl MockRequest {
         events.push(named_frame(
             "message_delta",
             &json!({"type": "message_delta",
-                "delta": {"stop_reason": "tool_use", "stop_sequence": null},
-                "usage": {"output_tokens": tokens}}),
+                "delta": {"stop_reason": stop_reason, "stop_sequence": null},
+                "usage": {"output_tokens": output_tokens}}),
         ));
         events.push(named_frame(
             "message_stop",
@@ -629,49 +656,18 @@ impl MockRequest {
     /// reason and output tokens), `message_stop`.
     pub fn anthropic_events(&self, id: &str, chunks: usize) -> Vec<Bytes> {
         let (words, cut) = self.answer();
-        let mut events = vec![
-            named_frame(
-                "message_start",
-                &json!({"type": "message_start", "message": {
-                    "id": id,
-                    "type": "message",
-                    "role": "assistant",
-                    "model": self.model,
-                    "content": [],
-                    "stop_reason": null,
-                    "stop_sequence": null,
-                    "usage": {"input_tokens": self.prompt_tokens, "output_tokens": 1},
-                }}),
-            ),
-            named_frame(
-                "content_block_start",
-                &json!({"type": "content_block_start", "index": 0,
-                    "content_block": {"type": "text", "text": ""}}),
-            ),
-            named_frame("ping", &json!({"type": "ping"})),
-        ];
-        for text in Self::text_groups(&words, chunks) {
-            events.push(named_frame(
-                "content_block_delta",
-                &json!({"type": "content_block_delta", "index": 0,
-                    "delta": {"type": "text_delta", "text": text}}),
-            ));
-        }
-        events.push(named_frame(
-            "content_block_stop",
-            &json!({"type": "content_block_stop", "index": 0}),
-        ));
-        events.push(named_frame(
-            "message_delta",
-            &json!({"type": "message_delta",
-                "delta": {"stop_reason": Self::stop_reason(cut), "stop_sequence": null},
-                "usage": {"output_tokens": words.len()}}),
-        ));
-        events.push(named_frame(
-            "message_stop",
-            &json!({"type": "message_stop"}),
-        ));
-        events
+        let deltas: Vec<_> = Self::text_groups(&words, chunks)
+            .into_iter()
+            .map(|text| json!({"type": "text_delta", "text": text}))
+            .collect();
+        self.anthropic_block_stream(
+            id,
+            json!({"type": "text", "text": ""}),
+            true,
+            &deltas,
+            Self::stop_reason(cut),
+            words.len() as u64,
+        )
     }
 }
 
