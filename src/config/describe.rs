@@ -95,6 +95,19 @@ pub fn describe(config: &Config) -> String {
             }
         ));
     }
+    let state = &config.state;
+    out.push_str(&match &state.redis_url {
+        Some(url) => format!(
+            "limit counters: shared in Redis {} (prefix {}, timeout {}, {} while unreachable, \
+             retried every {})\n",
+            redact_url(url),
+            state.key_prefix,
+            humantime::format_duration(state.timeout),
+            state.failure_policy.label(),
+            humantime::format_duration(state.retry_interval),
+        ),
+        None => "limit counters: in this process\n".to_string(),
+    });
     if let Some(loki) = &config.telemetry.loki {
         let url = redact_url(&loki.url);
         out.push_str(&format!(
@@ -173,5 +186,9 @@ mod tests {
             "https://api.example.com/v1?redacted"
         );
         assert_eq!(redact_url("http://127.0.0.1:9/v1"), "http://127.0.0.1:9/v1");
+        assert_eq!(
+            redact_url("rediss://default:s3cret@redis.internal:6380/2"),
+            "rediss://redis.internal:6380/2"
+        );
     }
 }

@@ -21,6 +21,7 @@ mod loki;
 mod metrics;
 mod otlp;
 mod providers;
+mod state;
 mod telemetry;
 
 use std::collections::BTreeMap;
@@ -44,6 +45,7 @@ pub use providers::{
     AnthropicProviderConfig, MockProviderConfig, OpenAiProviderConfig, ProviderConfig,
     ProviderKind, ProviderSettings,
 };
+pub use state::{FailurePolicy, StateConfig};
 pub use telemetry::TelemetryConfig;
 
 /// Highest accepted model price, USD per 1M tokens: far above any real price, low enough
@@ -77,6 +79,9 @@ pub struct Config {
     /// (then a key's `team` is any label).
     #[serde(default)]
     pub teams: BTreeMap<String, TeamConfig>,
+    /// Where limit counters live. Default: in this process.
+    #[serde(default)]
+    pub state: StateConfig,
     /// Metrics, logs and traces. Default: metrics only.
     #[serde(default)]
     pub telemetry: TelemetryConfig,
@@ -365,6 +370,9 @@ impl Config {
         for (i, key) in self.keys.iter_mut().enumerate() {
             expand(format!("keys[{i}].key"), &mut key.key)?;
         }
+        if let Some(url) = &mut self.state.redis_url {
+            expand("state.redis_url".into(), url)?;
+        }
         self.telemetry.interpolate(&expand)?;
         self.metrics.interpolate(env)?;
         Ok(())
@@ -396,6 +404,7 @@ impl Config {
         validate_keys(&self.keys)?;
         limits::validate_policies(&self.keys, &self.teams, &self.models)?;
         self.exposure("server.listen", self.server.listen)?;
+        self.state.validate()?;
         self.telemetry.validate()?;
         self.metrics.validate()?;
         self.breaker.validate()?;

@@ -259,6 +259,7 @@ url = "http://loki:3100"
 [anomaly]
 [cost]
 [teams.t]
+[state]
 "#;
 
 /// [`SECTIONS`] with `line` under `header`, and the 1-based number of that line.
@@ -513,6 +514,19 @@ fn out_of_bound_values_name_the_key_and_line() {
             "efficiency_window = \"31days\"",
             "cost.efficiency_window",
         ),
+        ("[state]", "timeout = \"0s\"", "state.timeout"),
+        ("[state]", "timeout = \"6s\"", "state.timeout"),
+        (
+            "[state]",
+            "retry_interval = \"99ms\"",
+            "state.retry_interval",
+        ),
+        ("[state]", "retry_interval = \"2m\"", "state.retry_interval"),
+        ("[state]", "key_prefix = \"\"", "state.key_prefix"),
+        ("[state]", "key_prefix = \"a b\"", "state.key_prefix"),
+        ("[state]", "redis_url = \"http://x\"", "state.redis_url"),
+        ("[state]", "redis_url = \"redis://\"", "state.redis_url"),
+        ("[state]", "failure_policy = \"open\"", "failure_policy"),
     ];
     for (header, line, key) in cases {
         let (src, number) = at(header, line);
@@ -548,6 +562,8 @@ fn values_at_their_bounds_are_accepted() {
         ("[anomaly]", "warmup = 1000000\nz_threshold = 1000.0\nlatency_floor = \"1h\"\ncost_floor_usd = 1000000.0\ninterval = \"24h\"\nrecent = 10000"),
         ("[anomaly]", "warmup = 0\nlatency_floor = \"0s\"\ncost_floor_usd = 0.0\ninterval = \"10ms\""),
         ("[cost]", "efficiency_window = \"30days\""),
+        ("[state]", "redis_url = \"rediss://u:p@redis.internal:6380/3\"\nkey_prefix = \"gw:prod\"\ntimeout = \"5s\"\nfailure_policy = \"fail_closed\"\nretry_interval = \"1m\""),
+        ("[state]", "redis_url = \"redis://127.0.0.1:6379\"\nretry_interval = \"100ms\""),
     ];
     for (header, line) in lines {
         let (src, _) = at(header, line);

@@ -66,6 +66,11 @@ pub const TOKENS_BY_KEY: &str = "gatewayz_tokens_by_key_total";
 pub const BUDGET_REMAINING: &str = "gatewayz_budget_remaining_usd";
 pub const LIMIT_REFUSALS: &str = "gatewayz_limit_refusals_total";
 pub const SOFT_BUDGET_CROSSINGS: &str = "gatewayz_soft_budget_crossings_total";
+pub const SHARED_STATE_UP: &str = "gatewayz_shared_state_up";
+pub const SHARED_STATE_DURATION: &str = "gatewayz_shared_state_duration_seconds";
+pub const SHARED_STATE_ERRORS: &str = "gatewayz_shared_state_errors_total";
+pub const SHARED_STATE_BYPASSED: &str = "gatewayz_shared_state_bypassed_total";
+pub const SHARED_STATE_LOST_SETTLEMENTS: &str = "gatewayz_shared_state_lost_settlements_total";
 pub const HTTP_REQUESTS: &str = "http_requests_total";
 pub const HTTP_DURATION: &str = "http_request_duration_seconds";
 pub const HTTP_IN_FLIGHT: &str = "http_requests_in_flight";
@@ -165,6 +170,21 @@ pub const FAMILIES: &[Family] = &[
     family(SOFT_BUDGET_CROSSINGS, Counter, "1", &["scope", "name"],
         "Soft budgets crossed (once per budget period each; logged too, nothing refused), by scope (key, team) and name.",
         &[Business]),
+    family(SHARED_STATE_UP, Gauge, "1", &[],
+        "1 while the shared limit store ([state] redis_url) answers, 0 while it is unreachable or slow and admissions follow [state] failure_policy; absent without a shared store.",
+        &[System]),
+    family(SHARED_STATE_DURATION, Histogram, "s", &["op"],
+        "Round trips to the shared limit store, by operation (admit: on the request path, settle: after the answer, refresh: budget spend read back), failures included.",
+        &[System, Performance]),
+    family(SHARED_STATE_ERRORS, Counter, "1", &["op"],
+        "Calls to the shared limit store that failed or took longer than [state] timeout, by operation (admit, settle, refresh).",
+        &[System]),
+    family(SHARED_STATE_BYPASSED, Counter, "1", &["policy"],
+        "Admissions decided without the shared limit store because it was unreachable, by [state] failure_policy: fail_open (this replica's own counters decided), fail_closed (refused with 503).",
+        &[System, Business]),
+    family(SHARED_STATE_LOST_SETTLEMENTS, Counter, "1", &[],
+        "Settlements (real tokens, cost, a place in flight given back) that never reached the shared limit store: the outcome of the call is unknown, or the backlog kept while it was unreachable was full.",
+        &[System, Business]),
     family(HTTP_REQUESTS, Counter, "1", &["method", "route", "status"],
         "HTTP requests served, by route pattern (unmatched routes as `unmatched`).",
         &[System]),

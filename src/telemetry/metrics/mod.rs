@@ -65,6 +65,13 @@ pub struct Meters {
     pub tokens_by_key: Counter<u64>,
     pub limit_refusals: Counter<u64>,
     pub soft_budget_crossings: Counter<u64>,
+    /// The shared limit store: round trips, failures, admissions decided without it,
+    /// settlements lost, and whether it answers ([`SharedUp`]).
+    pub shared_state_duration: Histogram<f64>,
+    pub shared_state_errors: Counter<u64>,
+    pub shared_state_bypassed: Counter<u64>,
+    pub shared_state_lost: Counter<u64>,
+    pub shared_state_up: Arc<SharedUp>,
     pub anomalies: Counter<u64>,
     pub http_requests: Counter<u64>,
     pub http_duration: Histogram<f64>,
@@ -73,6 +80,31 @@ pub struct Meters {
     pub provider_kv: Vec<KeyValue>,
     /// `model="ID"` by model index.
     pub model_kv: Vec<KeyValue>,
+}
+
+/// Whether the shared limit store answers, as `gatewayz_shared_state_up` shows it: absent
+/// while no shared store is configured.
+#[derive(Debug, Default)]
+pub struct SharedUp(std::sync::atomic::AtomicU8);
+
+impl SharedUp {
+    const ABSENT: u8 = 0;
+    const DOWN: u8 = 1;
+    const UP: u8 = 2;
+
+    /// The store answers (`true`) or not.
+    pub fn set(&self, up: bool) {
+        let v = if up { Self::UP } else { Self::DOWN };
+        self.0.store(v, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// `None` without a shared store.
+    pub fn get(&self) -> Option<bool> {
+        match self.0.load(std::sync::atomic::Ordering::Relaxed) {
+            Self::ABSENT => None,
+            v => Some(v == Self::UP),
+        }
+    }
 }
 
 /// What observable instruments read at scrape time.
@@ -187,6 +219,11 @@ impl Metrics {
             tokens_by_key: counter(&meter, cat::TOKENS_BY_KEY),
             limit_refusals: counter(&meter, cat::LIMIT_REFUSALS),
             soft_budget_crossings: counter(&meter, cat::SOFT_BUDGET_CROSSINGS),
+            shared_state_duration: histogram(&meter, cat::SHARED_STATE_DURATION, OVERHEAD_BUCKETS),
+            shared_state_errors: counter(&meter, cat::SHARED_STATE_ERRORS),
+            shared_state_bypassed: counter(&meter, cat::SHARED_STATE_BYPASSED),
+            shared_state_lost: counter(&meter, cat::SHARED_STATE_LOST_SETTLEMENTS),
+            shared_state_up: Arc::default(),
             anomalies: counter(&meter, cat::DETECTED_ANOMALIES),
             http_requests: counter(&meter, cat::HTTP_REQUESTS),
             http_duration: histogram(&meter, cat::HTTP_DURATION, LATENCY_BUCKETS),
@@ -334,6 +371,14 @@ mod tests {
         m.tokens_by_key.add(1, &kt);
         m.limit_refusals.add(1, &kt);
         m.soft_budget_crossings.add(1, &[]);
+        m.shared_state_duration
+            .record(0.0001, &[KeyValue::new("op", "admit")]);
+        m.shared_state_errors
+            .add(1, &[KeyValue::new("op", "admit")]);
+        m.shared_state_bypassed
+            .add(1, &[KeyValue::new("policy", "fail_open")]);
+        m.shared_state_lost.add(1, &[]);
+        m.shared_state_up.set(true);
         m.http_requests.add(1, &[KeyValue::new("method", "GET")]);
         m.http_duration
             .record(0.1, &[KeyValue::new("method", "GET")]);

@@ -84,6 +84,16 @@ pub(super) fn register(meter: &Meter, sources: &Sources, meters: &Meters) {
             budgets(SystemTime::now(), &mut |usd, labels| o.observe(usd, labels))
         })
         .build();
+    let up = meters.shared_state_up.clone();
+    meter
+        .u64_observable_gauge(cat::SHARED_STATE_UP)
+        .with_description(help(cat::SHARED_STATE_UP))
+        .with_callback(move |o| {
+            if let Some(up) = up.get() {
+                o.observe(u64::from(up), &[]);
+            }
+        })
+        .build();
     register_logs(meter, sources.log_stats.clone());
     meter
         .u64_observable_counter(cat::HTTP_PROTOCOL_ERRORS)
