@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion};
 use gatewayz::catalog::Catalog;
 use gatewayz::config::Config;
-use gatewayz::state::{InProcess, Limits, Now, Spend};
+use gatewayz::state::{InProcess, Now, Spend};
 use gatewayz::telemetry::metrics::log_stats::LogStats;
 use gatewayz::telemetry::metrics::{no_budgets, Metrics, Sources};
 

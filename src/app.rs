@@ -12,7 +12,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
@@ -29,7 +29,7 @@ use crate::http::server_span::server_span;
 use crate::http::{self, AppState};
 use crate::router::{ClientError, Router};
 use crate::shutdown::Budget;
-use crate::state::{InProcess, Store};
+use crate::state::{InProcess, Shared, Store};
 use crate::telemetry::loki::LokiHandle;
 use crate::telemetry::metrics::log_stats::LogStats;
 use crate::telemetry::metrics::protocol_errors;
@@ -52,6 +52,8 @@ pub enum AppError {
     },
     #[error("server: {0}")]
     Server(#[from] std::io::Error),
+    #[error("configuration: {0}")]
+    SharedState(#[from] crate::state::shared::StartError),
 }
 
 /// Runs the gateway until SIGTERM (graceful) or SIGINT / SIGQUIT (at once). `listen`
@@ -138,10 +140,15 @@ async fn serve(
     let catalog = Arc::new(Catalog::new(&config));
     let board = Arc::new(catalog.board());
     let keys = Arc::new(KeyStore::new(&config.keys));
-    // Limit counters in this process, every limiter whole now; the metrics read its budgets,
+    // Limit counters in this process, every limiter whole now (with `[state] redis_url`, the
+    // fallback and the budgets' mirror of the shared store); the metrics read its budgets,
     // and it counts spend into the metrics' meters.
-    let limits = Arc::new(InProcess::new(&config, &catalog, Instant::now()));
-    let budgets = limits.clone();
+    let local = Arc::new(InProcess::new(&config, &catalog, Instant::now()));
+    let limits = match config.state.redis_url {
+        Some(_) => Store::Shared(Arc::new(Shared::start(&config, local.clone())?)),
+        None => Store::Local(local.clone()),
+    };
+    let budgets = local.clone();
     let metrics = Arc::new(Metrics::new_or_detached(Sources {
         board: board.clone(),
         log_stats,
@@ -149,7 +156,10 @@ async fn serve(
         budgets: Arc::new(move |now, observe| budgets.budgets_left(now, observe)),
     }));
     let meters = metrics.meters.clone();
-    limits.attach_meters(meters.clone());
+    local.attach_meters(meters.clone());
+    if let Store::Shared(_) = &limits {
+        meters.shared_state_up.set(true);
+    }
     let actors = Actors::start(&config, &catalog, board.clone(), meters.clone());
     let reporter = Arc::new(actors.reporter(meters.clone()));
     let router = Arc::new(Router::new(
@@ -158,6 +168,10 @@ async fn serve(
         config.routing.max_attempts,
         reporter,
     )?);
+    let shared = match &limits {
+        Store::Shared(shared) => Some(shared.clone()),
+        Store::Local(_) => None,
+    };
     let state = web::Data::new(build_state(&config, catalog, router, limits, drain.clone()));
     let access = web::Data::new(MetricsAccess::new(&config.metrics));
     let (metrics, board, meters) = (
@@ -253,9 +267,16 @@ async fn serve(
             server.await?;
         }
     }
+    if let Some(shared) = shared {
+        // The requests' last settlements reach the shared store before the process goes.
+        shared.flush(SHARED_FLUSH).await;
+    }
     tracing::info!("gatewayz stopped");
     Ok(())
 }
+
+/// The longest the shared limit store's last settlements may hold the exit.
+const SHARED_FLUSH: Duration = Duration::from_secs(1);
 
 /// How the process was asked to stop.
 enum Stop {

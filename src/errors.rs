@@ -129,6 +129,10 @@ pub enum ApiError {
     /// 504: the last attempt timed out.
     #[error("{0}")]
     UpstreamTimeout(String),
+    /// 503: the key has limits, the shared store that keeps them is unreachable, and
+    /// `[state] failure_policy = "fail_closed"`.
+    #[error("this API key's limits cannot be checked right now (the shared limit store is unreachable); retry shortly")]
+    LimitsUnavailable,
     /// 503: the gateway is shutting down; written into streams still open at the drain
     /// deadline.
     #[error("the gateway is shutting down; retry the request")]
@@ -156,6 +160,7 @@ impl ApiError {
             | Self::NoProviderAvailable(_)
             | Self::UpstreamTimeout(_)
             | Self::ShuttingDown
+            | Self::LimitsUnavailable
             | Self::Internal => "api_error",
         }
     }
@@ -179,6 +184,7 @@ impl ApiError {
             Self::NoProviderAvailable(_) => "no_provider_available",
             Self::UpstreamTimeout(_) => "upstream_timeout",
             Self::ShuttingDown => "server_shutting_down",
+            Self::LimitsUnavailable => "shared_state_unavailable",
             Self::Internal => "internal_error",
         }
     }
@@ -237,7 +243,9 @@ impl ResponseError for ApiError {
             Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::RateLimited(_) | Self::BudgetExceeded(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::UpstreamFailed(_) => StatusCode::BAD_GATEWAY,
-            Self::NoProviderAvailable(_) | Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NoProviderAvailable(_) | Self::ShuttingDown | Self::LimitsUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -248,6 +256,9 @@ impl ResponseError for ApiError {
         response.insert_header((header::CONTENT_TYPE, "application/json"));
         if matches!(self, Self::Unauthorized(_) | Self::TrialExpired) {
             response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        if let Self::LimitsUnavailable = self {
+            response.insert_header((header::RETRY_AFTER, "1"));
         }
         if let Self::RateLimited(limit) | Self::BudgetExceeded(limit) = self {
             response.insert_header((header::RETRY_AFTER, retry_after_secs(limit.retry_after)));

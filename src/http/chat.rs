@@ -80,7 +80,7 @@ pub(super) async fn serve(
     let body = receive(&req, payload, &state).await?;
     let head = request::parse(api, &body)?;
     let permit = match caller.key {
-        Some(key) => Some(admit(&state, api, key, &body, &head)?),
+        Some(key) => Some(admit(&state, api, key, &body, &head).await?),
         None => None,
     };
     let quotas = permit.as_ref().map(Permit::quotas);
@@ -173,7 +173,7 @@ pub(super) async fn serve(
 
 /// Admits a request of `key` against its limits: its model against the key's list, one
 /// request and its token estimate against the rates, a place in flight, the budget.
-fn admit(
+async fn admit(
     state: &AppState,
     api: Api,
     key: usize,
@@ -185,6 +185,7 @@ fn admit(
     let has_output = !matches!(api, Api::Embeddings | Api::CountTokens);
     let estimate = estimate(body.len(), head.max_output, has_output);
     Permit::admit(&state.limits, key, model, estimate, Now::read())
+        .await
         .map_err(|refusal| refusal.into_error(&head.model))
 }
 

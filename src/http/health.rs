@@ -154,11 +154,11 @@ mod tests {
             catalog,
             router: Arc::new(router),
             keys: KeyStore::new(&[]),
-            limits: Arc::new(crate::state::InProcess::new(
+            limits: crate::state::Store::Local(Arc::new(crate::state::InProcess::new(
                 &config,
                 &crate::catalog::Catalog::new(&config),
                 std::time::Instant::now(),
-            )),
+            ))),
             max_body_bytes: 1024,
             body_read_timeout: Duration::from_secs(1),
             request_timeout: Duration::from_secs(1),

@@ -137,6 +137,20 @@ impl Budget {
         Spent { soft_crossed }
     }
 
+    /// Sets the spend of the period holding `now` to `spent`, as another holder of this budget
+    /// counted it (the shared store): a soft budget already crossed is not reported again.
+    pub fn observe(&mut self, spent: f64, now: SystemTime) {
+        self.roll(now);
+        if spent.is_finite() && spent >= 0.0 {
+            self.spent = spent;
+            self.soft_reported |= self.soft.is_some_and(|soft| spent >= soft);
+        }
+    }
+
+    pub fn period(&self) -> BudgetPeriod {
+        self.period
+    }
+
     /// USD left in the period holding `now` (not below 0).
     pub fn remaining(&self, now: SystemTime) -> f64 {
         let spent = match self.current {

@@ -9,8 +9,9 @@
 //! answer, and is never awaited by the client. A refusal says why, for how long, and the
 //! quotas for the `x-ratelimit-*` headers.
 //!
-//! The in-process store is [`super::local::InProcess`]; a shared one (Redis) implements the
-//! same trait.
+//! The counters live in the process ([`super::local::InProcess`]) or, with `[state]
+//! redis_url`, in Redis shared by every replica ([`super::shared::Shared`]): [`Store`] is
+//! either, and admission awaits only the shared one's round trip.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -18,6 +19,9 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::board::ModelId;
 use crate::errors::{ApiError, Quotas, RateLimit};
 use crate::outcome::{CompletionRecord, Settle};
+
+use super::local::InProcess;
+use super::shared::Shared;
 
 /// Tokens reserved for the answer when the client declares no ceiling (chat, completions,
 /// responses, messages; embeddings have no output).
@@ -61,15 +65,18 @@ pub enum Reason {
     Parallel,
     Budget,
     ModelNotAllowed,
+    /// The shared store is unreachable and the policy is `fail_closed`.
+    Unavailable,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 5] = [
+    pub const ALL: [Reason; 6] = [
         Self::Rpm,
         Self::Tpm,
         Self::Parallel,
         Self::Budget,
         Self::ModelNotAllowed,
+        Self::Unavailable,
     ];
 
     pub fn label(self) -> &'static str {
@@ -79,6 +86,7 @@ impl Reason {
             Self::Parallel => "parallel",
             Self::Budget => "budget",
             Self::ModelNotAllowed => "model_not_allowed",
+            Self::Unavailable => "store_unavailable",
         }
     }
 }
@@ -128,6 +136,7 @@ impl Refusal {
         };
         match self.reason {
             Reason::ModelNotAllowed => ApiError::ModelNotAllowed(shorten(model)),
+            Reason::Unavailable => ApiError::LimitsUnavailable,
             Reason::Budget => ApiError::BudgetExceeded(limit(format!(
                 "{whose} has spent its budget for this period; retry when the next one begins"
             ))),
@@ -159,6 +168,20 @@ pub struct Admission {
     pub reserved: u64,
     /// The quotas after this request (`x-ratelimit-*` on the answer).
     pub quotas: Quotas,
+    /// Admitted by the shared store, under this lease number (its settlement goes there);
+    /// `None`: by this process's counters.
+    pub lease: Option<u64>,
+}
+
+impl Admission {
+    /// Admitted by this process's counters.
+    pub fn local(reserved: u64, quotas: Quotas) -> Self {
+        Self {
+            reserved,
+            quotas,
+            lease: None,
+        }
+    }
 }
 
 /// What a request used, as its end tells it.
@@ -191,26 +214,49 @@ impl Spend {
     }
 }
 
-/// A store of limit counters: the in-process one, or a shared one.
-pub trait Limits: Send + Sync + 'static {
+/// The limit counters as the request path holds them: this process's, or shared by every
+/// replica.
+#[derive(Clone)]
+pub enum Store {
+    Local(Arc<InProcess>),
+    Shared(Arc<Shared>),
+}
+
+impl Store {
     /// Admits a request of key `key` (its index in `[[keys]]`) for `model` (`None`: not a
     /// configured model, left for the router to refuse) reserving `estimate` tokens, or
-    /// refuses it. Must not block for long: it is on the request path.
-    fn admit(
+    /// refuses it. In process it never waits; shared, at most `[state] timeout`.
+    pub async fn admit(
         &self,
         key: usize,
         model: Option<ModelId>,
         estimate: u64,
         now: Now,
-    ) -> Result<Admission, Refusal>;
+    ) -> Result<Admission, Refusal> {
+        match self {
+            Self::Local(local) => local.admit(key, model, estimate, now),
+            Self::Shared(shared) => shared.admit(key, model, estimate, now).await,
+        }
+    }
 
     /// Settles an admitted request: gives its place back, corrects its reservation with what
-    /// it used and adds its cost to the budgets. Called once per admission.
-    fn settle(&self, key: usize, admission: &Admission, spend: Spend, now: Now);
-}
+    /// it used and adds its cost to the budgets. Called once per admission; never waits.
+    pub fn settle(&self, key: usize, admission: &Admission, spend: Spend, now: Now) {
+        match self {
+            Self::Local(local) => local.settle(key, admission, spend, now),
+            Self::Shared(shared) => shared.settle(key, admission, spend, now),
+        }
+    }
 
-/// The limits as the request path holds them.
-pub type Store = Arc<dyn Limits>;
+    /// This process's counters (a shared store keeps them as its fallback and its mirror of
+    /// the budgets).
+    pub fn local(&self) -> &Arc<InProcess> {
+        match self {
+            Self::Local(local) => local,
+            Self::Shared(shared) => shared.local(),
+        }
+    }
+}
 
 /// An admitted request: settles once, when the router's `Ending` tells it the record or when
 /// dropped (with [`Spend::Nothing`]).
@@ -222,15 +268,15 @@ pub struct Permit {
 }
 
 impl Permit {
-    /// Admits a request (see [`Limits::admit`]).
-    pub fn admit(
+    /// Admits a request (see [`Store::admit`]).
+    pub async fn admit(
         store: &Store,
         key: usize,
         model: Option<ModelId>,
         estimate: u64,
         now: Now,
     ) -> Result<Self, Refusal> {
-        let admission = store.admit(key, model, estimate, now)?;
+        let admission = store.admit(key, model, estimate, now).await?;
         Ok(Self {
             store: store.clone(),
             key,
@@ -262,7 +308,7 @@ impl Settle for Permit {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Mutex;
+    use futures_util::FutureExt;
 
     #[test]
     fn estimates_table() {
@@ -291,7 +337,8 @@ mod tests {
                 "rate_limit_exceeded",
                 "rate_limit_exceeded",
                 "budget_exceeded",
-                "model_not_allowed"
+                "model_not_allowed",
+                "shared_state_unavailable"
             ]
         );
         assert!(refusal(Reason::Budget)
@@ -308,34 +355,38 @@ mod tests {
         );
     }
 
-    /// Records settlements.
-    #[derive(Default)]
-    struct Seen(Mutex<Vec<(usize, Spend)>>);
+    /// A key allowed one request in flight and 1000 tokens a minute.
+    fn one_at_a_time() -> Store {
+        let config = crate::config::Config::from_toml(
+            "[providers.a]\nkind = \"mock\"\n[models.m]\nproviders = [\"a\"]\n[[keys]]\n\
+             name = \"k\"\nkey = \"k-secret-key\"\nmax_parallel = 1\nrate_limit_tpm = 1000\n",
+            "test.toml",
+            &|_| None,
+        )
+        .unwrap();
+        let catalog = crate::catalog::Catalog::new(&config);
+        Store::Local(Arc::new(InProcess::new(&config, &catalog, Instant::now())))
+    }
 
-    impl Limits for Seen {
-        fn admit(
-            &self,
-            _: usize,
-            _: Option<ModelId>,
-            estimate: u64,
-            _: Now,
-        ) -> Result<Admission, Refusal> {
-            Ok(Admission {
-                reserved: estimate,
-                quotas: Quotas::default(),
-            })
-        }
-        fn settle(&self, key: usize, _: &Admission, spend: Spend, _: Now) {
-            self.0.lock().unwrap().push((key, spend));
-        }
+    fn admit(store: &Store, estimate: u64) -> Result<Permit, Refusal> {
+        // In process, admission is ready at once.
+        Permit::admit(store, 0, None, estimate, Now::read())
+            .now_or_never()
+            .unwrap()
     }
 
     #[test]
     fn a_permit_settles_once_told_or_dropped() {
-        let seen = Arc::new(Seen::default());
-        let store: Store = seen.clone();
-        drop(Permit::admit(&store, 1, None, 10, Now::read()).unwrap());
-        let told = Box::new(Permit::admit(&store, 2, None, 10, Now::read()).unwrap());
+        let store = one_at_a_time();
+        let first = admit(&store, 100).unwrap();
+        assert_eq!(first.quotas().tokens.unwrap().remaining, 900);
+        assert_eq!(
+            admit(&store, 100).err().map(|r| r.reason),
+            Some(Reason::Parallel)
+        );
+        // Dropped unsettled: its place and its whole reservation come back.
+        drop(first);
+        let told = Box::new(admit(&store, 100).unwrap());
         let mut ending = crate::outcome::Ending::new(
             Arc::new(crate::outcome::NoopReporter),
             crate::config::Api::Chat,
@@ -343,12 +394,11 @@ mod tests {
             false,
             Instant::now(),
         );
+        // Answered without usage: the reservation stands, the place comes back, once.
         ending.answered(None);
         ending.settle_with(told);
         drop(ending);
-        assert_eq!(
-            *seen.0.lock().unwrap(),
-            [(1, Spend::Nothing), (2, Spend::Unknown)]
-        );
+        let third = admit(&store, 100).unwrap();
+        assert_eq!(third.quotas().tokens.unwrap().remaining, 800);
     }
 }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 use opentelemetry::KeyValue;
 
 use super::budget::Budget;
-use super::limits::{Admission, Limits, Now, Reason, Refusal, Scope, Spend, PARALLEL_RETRY};
+use super::limits::{Admission, Now, Reason, Refusal, Scope, Spend, PARALLEL_RETRY};
 use super::parallel::Gauge;
 use super::rate::Rate;
 use crate::board::ModelId;
@@ -225,10 +225,7 @@ impl InProcess {
 
     /// Adds a request's cost to the budgets and the counters.
     fn spend(&self, key: &Key, model: ModelId, input: u64, output: u64, now: SystemTime) {
-        let cost = self
-            .prices
-            .get(model.index())
-            .map_or(0.0, |p| p.cost(input, output));
+        let cost = self.cost(model, input, output);
         for layer in self.layers(key).into_iter().flatten() {
             let Some(budget) = &layer.budget else {
                 continue;
@@ -246,6 +243,11 @@ impl InProcess {
                 crossed.emit(self.meters.get().map(Arc::as_ref));
             }
         }
+        self.count(key, cost, input, output);
+    }
+
+    /// Counts spend and tokens by key and team.
+    fn count(&self, key: &Key, cost: f64, input: u64, output: u64) {
         if let Some(m) = self.meters.get() {
             let [k, t] = &key.labels;
             m.cost_by_key.add(cost, &key.labels);
@@ -281,7 +283,7 @@ impl SoftBudgetCrossed<'_> {
 
 /// Keeps the tighter quota of a key's and its team's: the refusing one, else the one with
 /// less left.
-fn merge(slot: &mut Option<Quota>, quota: Quota, refused: bool) {
+pub(super) fn merge(slot: &mut Option<Quota>, quota: Quota, refused: bool) {
     match slot {
         Some(current) if !refused && current.remaining <= quota.remaining => {}
         _ => *slot = Some(quota),
@@ -315,19 +317,28 @@ impl Taken {
     }
 }
 
-impl Limits for InProcess {
-    fn admit(
-        &self,
-        key: usize,
-        model: Option<ModelId>,
-        estimate: u64,
-        now: Now,
-    ) -> Result<Admission, Refusal> {
+/// One layer of limits: a key's own (by key index) or a team's (by team index, in the
+/// configuration's order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LayerRef {
+    Key(usize),
+    Team(usize),
+}
+
+/// What the shared store needs of this process's counters: the allow-list, the metrics, the
+/// budgets it mirrors.
+impl InProcess {
+    fn layer(&self, layer: LayerRef) -> Option<&Layer> {
+        match layer {
+            LayerRef::Key(i) => self.keys.get(i).map(|k| &k.own),
+            LayerRef::Team(i) => self.teams.get(i),
+        }
+    }
+
+    /// Refuses a model the key may not use (and counts it).
+    pub(super) fn check_model(&self, key: usize, model: Option<ModelId>) -> Result<(), Refusal> {
         let Some(k) = self.keys.get(key) else {
-            return Ok(Admission {
-                reserved: 0,
-                quotas: Quotas::default(),
-            });
+            return Ok(());
         };
         if let (Some(allowed), Some(model)) = (&k.allowed, model) {
             if !allowed.get(model.index()).copied().unwrap_or(false) {
@@ -339,11 +350,77 @@ impl Limits for InProcess {
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// Counts a refusal decided elsewhere.
+    pub(super) fn refused(&self, key: usize, reason: Reason) {
+        if let Some(k) = self.keys.get(key) {
+            self.count_refusal(k, reason);
+        }
+    }
+
+    /// Counts a request's spend and tokens by key and team (nothing else) and returns its
+    /// cost.
+    pub(super) fn count_spend(&self, key: usize, model: ModelId, input: u64, output: u64) -> f64 {
+        let cost = self.cost(model, input, output);
+        if let Some(k) = self.keys.get(key) {
+            self.count(k, cost, input, output);
+        }
+        cost
+    }
+
+    /// The cost of `input` and `output` tokens of `model`.
+    pub(super) fn cost(&self, model: ModelId, input: u64, output: u64) -> f64 {
+        self.prices
+            .get(model.index())
+            .map_or(0.0, |p| p.cost(input, output))
+    }
+
+    /// Sets a budget's spend in the period holding `now` to what the shared store holds.
+    pub(super) fn mirror_spend(&self, layer: LayerRef, spent: f64, now: SystemTime) {
+        if let Some(budget) = self.layer(layer).and_then(|l| l.budget.as_ref()) {
+            lock(budget).observe(spent, now);
+        }
+    }
+
+    /// Reports a soft budget crossed, as decided by the shared store (once for all replicas).
+    pub(super) fn soft_crossed(&self, layer: LayerRef) {
+        let Some(l) = self.layer(layer) else { return };
+        let Some(budget) = &l.budget else { return };
+        let (budget_usd, soft_budget_usd) = {
+            let b = lock(budget);
+            (b.limit(), b.soft().unwrap_or_default())
+        };
+        SoftBudgetCrossed {
+            layer: l,
+            budget_usd,
+            soft_budget_usd,
+        }
+        .emit(self.meters.get().map(Arc::as_ref));
+    }
+
+    pub(super) fn meters(&self) -> Option<&Arc<Meters>> {
+        self.meters.get()
+    }
+}
+
+impl InProcess {
+    /// Admits a request of key `key` for `model` reserving `estimate` tokens, or refuses it
+    /// (see [`super::Store::admit`]).
+    pub fn admit(
+        &self,
+        key: usize,
+        model: Option<ModelId>,
+        estimate: u64,
+        now: Now,
+    ) -> Result<Admission, Refusal> {
+        let Some(k) = self.keys.get(key) else {
+            return Ok(Admission::local(0, Quotas::default()));
+        };
+        self.check_model(key, model)?;
         match self.take(k, estimate, now) {
-            Ok(quotas) => Ok(Admission {
-                reserved: estimate,
-                quotas,
-            }),
+            Ok(quotas) => Ok(Admission::local(estimate, quotas)),
             Err(refusal) => {
                 self.count_refusal(k, refusal.reason);
                 Err(refusal)
@@ -351,7 +428,8 @@ impl Limits for InProcess {
         }
     }
 
-    fn settle(&self, key: usize, admission: &Admission, spend: Spend, now: Now) {
+    /// Settles an admitted request (see [`super::Store::settle`]).
+    pub fn settle(&self, key: usize, admission: &Admission, spend: Spend, now: Now) {
         let Some(k) = self.keys.get(key) else {
             return;
         };

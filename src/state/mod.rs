@@ -6,13 +6,17 @@
 //! a budget per period ([`budget`]) — so each is tested with a fake clock in microseconds.
 //! [`limits`] is the one interface the HTTP edge uses (`admit`, `settle`, the [`Permit`]
 //! guard that settles once); [`local`] keeps the counters in this process, the default.
-//! A store shared by replicas (Redis) is another implementation of the same trait.
+//! [`shared`] keeps them in Redis for every replica (`[state] redis_url`), with [`reach`]
+//! saying whether it answers; [`Store`] is either.
 
 pub mod budget;
 pub mod limits;
 pub mod local;
 pub mod parallel;
 pub mod rate;
+pub mod reach;
+pub mod shared;
 
-pub use limits::{estimate, Limits, Now, Permit, Reason, Refusal, Spend, Store};
+pub use limits::{estimate, Now, Permit, Reason, Refusal, Spend, Store};
 pub use local::InProcess;
+pub use shared::Shared;
