@@ -262,12 +262,12 @@ def business():
                           "lowest is shown. Never summed."),
         panel("Soft budgets crossed",
               [q(f"(sum by (scope, name) (increase(gatewayz_soft_budget_crossings_total[{RI}])) > 0) "
-                 f"or count by (scope, name) (gatewayz_soft_budget_crossings_total unless gatewayz_soft_budget_crossings_total offset {RI})",
+                 f"or count by (scope, name) ((gatewayz_soft_budget_crossings_total > 0) unless gatewayz_soft_budget_crossings_total offset {RI})",
                  "{{scope}} {{name}}")],
               w=24,
               description="Once per budget period per key or team whose spend crossed its soft budget (nothing is "
-                          "refused). The counter appears at 1 on the first crossing, so a series that was not there "
-                          "one interval before counts as a crossing too."),
+                          "refused). The counter appears at 1 on a replica's first crossing, so a series above 0 that "
+                          "was not there one interval before counts as a crossing too."),
     ]
     return dashboard("gatewayz-business", "gatewayz / Business",
                      "Cost by provider, model, client key and team; budgets, limit refusals, tokens and active trials.",
