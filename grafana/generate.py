@@ -147,9 +147,32 @@ def overview():
         panel("Process CPU and memory",
               [q(f"rate(process_cpu_seconds_total[{RI}])", "CPU cores", "A"),
                q("process_resident_memory_bytes / 2^20", "RSS MiB", "B")]),
+        panel("Shared limit store up, by replica",
+              [q("gatewayz_shared_state_up", "{{instance}}")],
+              kind="state-timeline",
+              description="Whether each replica's shared limit store ([state] redis_url) answers; "
+                          "no data without one.",
+              fieldConfig={"defaults": {"mappings": [{"type": "value", "options": {
+                  "0": {"text": "down", "color": "red"},
+                  "1": {"text": "up", "color": "green"}}}]}, "overrides": []}),
+        panel("Shared limit store admission round trip",
+              quantiles("gatewayz_shared_state_duration_seconds", "", 'op="admit"'), unit="s",
+              description="On the request path; bounded by [state] timeout (default 50ms), failures included."),
+        panel("Admissions without the shared store, by policy",
+              [q(f"sum by (policy) (max by (instance, policy) (rate(gatewayz_shared_state_bypassed_total[{RI}])))", "{{policy}}")],
+              unit="reqps",
+              description="Decided while the store was unreachable: fail_open by this replica's own counters, "
+                          "fail_closed refused with 503. The family is in the system and business categories, "
+                          "so max by instance counts each replica once."),
+        panel("Shared limit store errors and lost settlements",
+              [q(f"sum by (op) (rate(gatewayz_shared_state_errors_total[{RI}]))", "{{op}} errors", "A"),
+               q(f"sum(max by (instance) (rate(gatewayz_shared_state_lost_settlements_total[{RI}])))", "lost settlements", "B")],
+              description="Calls that failed or timed out, by operation; settlements (spend, tokens) that never "
+                          "reached the store (in two categories, so max by instance counts each replica once)."),
     ]
     return dashboard("gatewayz-overview", "gatewayz / Overview",
-                     "Traffic, errors, latency percentiles and in-flight requests of the gateway.",
+                     "Traffic, errors, latency percentiles and in-flight requests of the gateway; "
+                     "the shared limit store.",
                      panels, [API_VAR], ["overview"])
 
 
@@ -220,9 +243,34 @@ def business():
         panel("Cost per 1,000 requests by model (USD)",
               [q(f"sum by (model) (rate(gatewayz_cost_by_model_total{{{msel}}}[{RI}])) / sum by (model) (rate(model_inference_requests_total{{{msel}}}[{RI}])) * 1000", "{{model}}")],
               unit="currencyUSD"),
+        panel("Spend by key and team (USD/hour)",
+              [q(f"sum by (key, team) (rate(gatewayz_cost_by_key_usd_total[{RI}])) * 3600", "{{key}} ({{team}})")],
+              unit="currencyUSD"),
+        panel("Spend by team (USD/hour)",
+              [q(f"sum by (team) (rate(gatewayz_cost_by_key_usd_total[{RI}])) * 3600", "{{team}}")],
+              unit="currencyUSD", description="Keys without a team show as none."),
+        panel("Limit refusals per second by key, team and reason",
+              [q(f"sum by (key, team, reason) (rate(gatewayz_limit_refusals_total[{RI}]))", "{{key}} ({{team}}) {{reason}}")],
+              unit="reqps",
+              description="Requests refused by a key's or its team's limits: rpm, tpm, parallel, budget, "
+                          "model_not_allowed, store_unavailable (the shared store unreachable under fail_closed)."),
+        panel("Budget remaining by scope and name (USD)",
+              [q("min by (scope, name) (gatewayz_budget_remaining_usd)", "{{scope}} {{name}}")],
+              unit="currencyUSD",
+              description="USD left in the current budget period. With a shared store ([state] redis_url) every "
+                          "replica reports the same figure; without one each replica counts its own, and the "
+                          "lowest is shown. Never summed."),
+        panel("Soft budgets crossed",
+              [q(f"(sum by (scope, name) (increase(gatewayz_soft_budget_crossings_total[{RI}])) > 0) "
+                 f"or count by (scope, name) ((gatewayz_soft_budget_crossings_total > 0) unless gatewayz_soft_budget_crossings_total offset {RI})",
+                 "{{scope}} {{name}}")],
+              w=24,
+              description="Once per budget period per key or team whose spend crossed its soft budget (nothing is "
+                          "refused). The counter appears at 1 on a replica's first crossing, so a series above 0 that "
+                          "was not there one interval before counts as a crossing too."),
     ]
     return dashboard("gatewayz-business", "gatewayz / Business",
-                     "Cost by provider and model, tokens and active trials.",
+                     "Cost by provider, model, client key and team; budgets, limit refusals, tokens and active trials.",
                      panels, [PROVIDER_VAR, MODEL_VAR, API_VAR], ["business"])
 
 

@@ -112,6 +112,33 @@ fn substitute(expr: &str) -> String {
         .replace("$api", ".*")
 }
 
+/// The team and trial keys, with budgets whose soft limit the traffic crosses (the budget
+/// panels), and a key limited to one model (a refusal for the refusals panel).
+const KEYS: &str = r#"
+[teams.research]
+budget_usd = 1000.0
+soft_budget_usd = 0.000001
+
+[[keys]]
+name = "team"
+key = "team-key-123456"
+team = "research"
+budget_usd = 1000.0
+soft_budget_usd = 0.000001
+
+[[keys]]
+name = "trial"
+key = "trial-key-123456"
+team = "research"
+trial_expires = "2099-01-01T00:00:00Z"
+
+[[keys]]
+name = "narrow"
+key = "narrow-key-123456"
+team = "research"
+models = ["steady"]
+"#;
+
 #[test]
 fn every_dashboard_query_runs_against_a_real_prometheus() {
     let good = common::mock_upstream(&["--latency", "2ms", "--chunk-delay", "1ms"]);
@@ -133,7 +160,7 @@ providers = ["good"]
 input_price_per_1m = 0.5
 output_price_per_1m = 1.5
 {keys}"#,
-        keys = common::TEAM_AND_TRIAL_KEYS,
+        keys = KEYS,
         good_provider = common::openai_provider("good", &good, ""),
         bad_provider = common::openai_provider("bad", &bad, ""),
     );
@@ -166,6 +193,15 @@ output_price_per_1m = 1.5
     .send()
     .unwrap();
     assert_eq!(missing.status(), 404);
+    let refused = common::chat_request(
+        &client,
+        gateway.addr,
+        common::chat_body("fragile", "x", false),
+    )
+    .bearer_auth("narrow-key-123456")
+    .send()
+    .unwrap();
+    assert_eq!(refused.status(), 403);
 
     // Wait until Prometheus has scraped the final state at least twice per job.
     let tokens_now = || -> f64 {

@@ -165,7 +165,7 @@ pub const FAMILIES: &[Family] = &[
         "USD left in the current budget period, per configured budget (scope: key or team; name: the key's or team's name).",
         &[Business]),
     family(LIMIT_REFUSALS, Counter, "1", &["key", "team", "reason"],
-        "Requests refused by a key's or its team's limits, by reason: rpm, tpm, parallel, budget, model_not_allowed.",
+        "Requests refused by a key's or its team's limits, by reason: rpm, tpm, parallel, budget, model_not_allowed, store_unavailable (the shared limit store unreachable under [state] failure_policy = fail_closed).",
         &[Business]),
     family(SOFT_BUDGET_CROSSINGS, Counter, "1", &["scope", "name"],
         "Soft budgets crossed (once per budget period each; logged too, nothing refused), by scope (key, team) and name.",
