@@ -159,14 +159,14 @@ def overview():
               quantiles("gatewayz_shared_state_duration_seconds", "", 'op="admit"'), unit="s",
               description="On the request path; bounded by [state] timeout (default 50ms), failures included."),
         panel("Admissions without the shared store, by policy",
-              [q(f"sum by (policy) (max by (instance, policy) (rate(gatewayz_shared_state_bypassed_total[{RI}])))", "{{policy}}")],
+              [q(f"sum by (policy) (rate(gatewayz_shared_state_bypassed_total[{RI}]))", "{{policy}}")],
               unit="reqps",
               description="Decided while the store was unreachable: fail_open by this replica's own counters, "
                           "fail_closed refused with 503. The family is in the system and business categories, "
                           "so max by instance counts each replica once."),
         panel("Shared limit store errors and lost settlements",
               [q(f"sum by (op) (rate(gatewayz_shared_state_errors_total[{RI}]))", "{{op}} errors", "A"),
-               q(f"sum(max by (instance) (rate(gatewayz_shared_state_lost_settlements_total[{RI}])))", "lost settlements", "B")],
+               q(f"sum(rate(gatewayz_shared_state_lost_settlements_total[{RI}]))", "lost settlements", "B")],
               description="Calls that failed or timed out, by operation; settlements (spend, tokens) that never "
                           "reached the store (in two categories, so max by instance counts each replica once)."),
     ]

@@ -147,6 +147,17 @@ impl InProcess {
 
     /// Counts spend, tokens and refusals into `meters` from now on (once).
     pub fn attach_meters(&self, meters: Arc<Meters>) {
+        // Every soft budget's crossings exist from the start, at 0, for `increase()`.
+        let layers = self.keys.iter().map(|k| &k.own).chain(&self.teams);
+        for layer in layers {
+            if layer
+                .budget
+                .as_ref()
+                .is_some_and(|b| lock(b).soft().is_some())
+            {
+                meters.soft_budget_crossings.add(0, &layer.labels);
+            }
+        }
         let _ = self.meters.set(meters);
     }
 
