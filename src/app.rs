@@ -156,10 +156,7 @@ async fn serve(
         budgets: Arc::new(move |now, observe| budgets.budgets_left(now, observe)),
     }));
     let meters = metrics.meters.clone();
-    local.attach_meters(meters.clone());
-    if let Store::Shared(_) = &limits {
-        meters.shared_state_up.set(true);
-    }
+    limits.attach_meters(meters.clone());
     let actors = Actors::start(&config, &catalog, board.clone(), meters.clone());
     let reporter = Arc::new(actors.reporter(meters.clone()));
     let router = Arc::new(Router::new(

@@ -350,3 +350,223 @@ fn redis_killed_fail_closed_refuses_limited_keys_until_it_returns() {
     });
     assert_eq!(post_chat(&gw, &body, Some(&secret("k"))).status(), 200);
 }
+
+/// The most tokens a request declares or uses, in the property below.
+const U: u64 = 400;
+const RPM: u64 = 20;
+const TPM: u64 = 2000;
+const PARALLEL: u64 = 3;
+/// USD per token of `m`.
+const PRICE: f64 = 0.1;
+const BUDGET: f64 = 30.0;
+
+#[derive(Debug, Clone)]
+enum Step {
+    Admit {
+        key: usize,
+        estimate: u64,
+    },
+    /// Settle the `nth` request in flight with `used` tokens (`None`: no answer).
+    Settle {
+        nth: usize,
+        used: Option<u64>,
+    },
+}
+
+fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+    use proptest::prelude::*;
+    prop_oneof![
+        4 => (0..2usize, 0..=U).prop_map(|(key, estimate)| Step::Admit { key, estimate }),
+        3 => (any::<usize>(), proptest::option::of(0..=U))
+            .prop_map(|(nth, used)| Step::Settle { nth, used }),
+    ]
+}
+
+/// However admissions and settlements interleave against the real scripts in a real Redis
+/// (its own clock: the run's refill counted from the time it took), a key's and its team's
+/// admitted requests stay within the burst plus the refill, tokens used within the same plus
+/// what requests in flight may add beyond their reservation, places in flight within
+/// `max_parallel`, and spend within the budget plus what requests in flight may add.
+#[test]
+fn shared_limits_hold_under_any_interleaving() {
+    use gatewayz::state::{InProcess, Now, Shared, Spend, Store};
+    use proptest::test_runner::{Config as Cases, TestRunner};
+    use std::sync::Arc;
+
+    let redis = Redis::start();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let limits = format!(
+        "rate_limit_rpm = {RPM}\nrate_limit_tpm = {TPM}\nmax_parallel = {PARALLEL}\n\
+         budget_usd = {BUDGET:.1}\nbudget_period = \"1h\""
+    );
+    let cases = std::sync::atomic::AtomicU32::new(0);
+    let mut runner = TestRunner::new(Cases::with_cases(24));
+    let steps = proptest::collection::vec(step(), 1..120);
+    runner
+        .run(&steps, |steps| {
+            let case = cases.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let config = gatewayz::config::Config::from_toml(
+                &format!(
+                    "{BASE}[teams.t]\n{limits}\n{}{}[state]\nredis_url = \"{}\"\n\
+                     key_prefix = \"case{case}\"\ntimeout = \"5s\"\n",
+                    key("a", &format!("team = \"t\"\n{limits}")),
+                    key("b", "team = \"t\""),
+                    redis.url()
+                ),
+                "test.toml",
+                &|_| None,
+            )
+            .unwrap();
+            let catalog = gatewayz::catalog::Catalog::new(&config);
+            let m = catalog.model_id("m").unwrap();
+            let local = Arc::new(InProcess::new(&config, &catalog, Instant::now()));
+            let shared = Arc::new(Shared::start(&config, local).unwrap());
+            let store = Store::Shared(shared.clone());
+            // Keys 1 and 2: `free` is key 0.
+            let index = |key: usize| key + 1;
+            runtime.block_on(async {
+                let started = Instant::now();
+                let mut in_flight = Vec::new();
+                let (mut admitted, mut used_tokens, mut spent) = (0u64, 0u64, 0.0f64);
+                let mut peak = 0u64;
+                for step in steps {
+                    match step {
+                        Step::Admit { key, estimate } => {
+                            let now = Now::read();
+                            if let Ok(a) = store.admit(index(key), Some(m), estimate, now).await {
+                                assert!(a.lease.is_some(), "decided without the store");
+                                admitted += 1;
+                                in_flight.push((key, a));
+                                peak = peak.max(in_flight.len() as u64);
+                            }
+                        }
+                        Step::Settle { nth, used } if !in_flight.is_empty() => {
+                            let (key, a) = in_flight.remove(nth % in_flight.len());
+                            let spend = match used {
+                                Some(n) => Spend::Tokens {
+                                    model: m,
+                                    input: n,
+                                    output: 0,
+                                },
+                                None => Spend::Nothing,
+                            };
+                            used_tokens += used.unwrap_or(0);
+                            spent += used.unwrap_or(0) as f64 * PRICE;
+                            store.settle(index(key), &a, spend, Now::read());
+                            shared.flush(Duration::from_secs(5)).await;
+                        }
+                        Step::Settle { .. } => {}
+                    }
+                    let elapsed = started.elapsed().as_secs_f64();
+                    let refill = |limit: u64| limit as f64 + limit as f64 * elapsed / 60.0;
+                    let reserved: u64 = in_flight.iter().map(|(_, a)| a.reserved).sum();
+                    if in_flight.len() as u64 > PARALLEL
+                        || admitted as f64 > refill(RPM)
+                        || (used_tokens + reserved) as f64 > refill(TPM) + (peak * U) as f64
+                        || spent > BUDGET + (peak * U) as f64 * PRICE + 1e-6
+                    {
+                        return Err(proptest::test_runner::TestCaseError::fail(format!(
+                            "{} in flight, {admitted} admitted, {used_tokens} used + \
+                             {reserved} reserved, {spent} USD, in {elapsed}s",
+                            in_flight.len()
+                        )));
+                    }
+                }
+                Ok(())
+            })
+        })
+        .unwrap();
+}
+
+#[test]
+fn a_slow_store_counts_as_unreachable_and_a_late_admission_is_given_back() {
+    let redis = Redis::start();
+    let gw = common::gateway(&format!(
+        "{BASE}{}\n[state]\nredis_url = \"{}\"\ntimeout = \"100ms\"\nretry_interval = \"200ms\"\n",
+        key("k", "rate_limit_rpm = 2"),
+        redis.url()
+    ));
+    let body = chat_body("other", "hi", false);
+    let send = || post_chat(&gw, &body, Some(&secret("k"))).status().as_u16();
+    assert_eq!(send(), 200);
+    // Redis busy for two seconds: every call waits.
+    let url = redis.addr;
+    let busy = std::thread::spawn(move || {
+        let stream = std::net::TcpStream::connect(url).unwrap();
+        use std::io::{Read, Write};
+        (&stream)
+            .write_all(b"*3\r\n$5\r\nDEBUG\r\n$5\r\nSLEEP\r\n$1\r\n2\r\n")
+            .unwrap();
+        let mut ok = [0u8; 5];
+        (&stream).read_exact(&mut ok).unwrap();
+    });
+    common::wait_until(WAIT, "redis is busy", || {
+        redis
+            .command_within(&["PING"], Duration::from_millis(300))
+            .is_err()
+    });
+    // No answer within 100 ms: decided by this replica's counters (fail_open).
+    assert_eq!(send(), 200);
+    let s = scrape(&gw);
+    assert!(value(&s, "gatewayz_shared_state_errors_total", "op=\"admit\"") >= 1.0);
+    assert!(
+        value(
+            &s,
+            "gatewayz_shared_state_bypassed_total",
+            "policy=\"fail_open\""
+        ) >= 1.0
+    );
+    assert!(
+        gw.log_text().contains("no answer within 100ms"),
+        "{}",
+        gw.log_text()
+    );
+    busy.join().unwrap();
+    until(&gw, WAIT, "the store answers again", |s| {
+        (get(s, "gatewayz_shared_state_up")? == 1.0).then_some(())
+    });
+    // Redis took the late admission, but nobody waited for it: given back, so the shared
+    // count is still one of two.
+    assert_eq!(send(), 200);
+    assert_eq!(send(), 429);
+}
+
+#[test]
+fn spend_during_an_outage_reaches_the_shared_budget_when_redis_returns() {
+    let mut redis = Redis::start();
+    let keys = key("k", "budget_usd = 100.0\nbudget_period = \"1d\"");
+    let (a, b) = (replica(&redis, &keys, ""), replica(&redis, &keys, ""));
+    redis.kill();
+    let reply = post_chat(&a, &chat_body("m", "hi", false), Some(&secret("k")));
+    assert_eq!(reply.status(), 200);
+    let usage: serde_json::Value = reply.json().unwrap();
+    let cost = usage["usage"]["total_tokens"].as_f64().unwrap() * 0.1;
+    until(&a, WAIT, "replica a sees the store down", |s| {
+        (get(s, "gatewayz_shared_state_up")? == 0.0).then_some(())
+    });
+    // Replica a counted it on its own meanwhile.
+    let left = |s: &common::scrape::Series| {
+        let left = get(s, "gatewayz_budget_remaining_usd{name=\"k\",scope=\"key\"}")?;
+        ((left - (100.0 - cost)).abs() < 1e-9).then_some(())
+    };
+    until(&a, WAIT, "replica a's own view of the spend", left);
+    // Back: a's kept settlement is sent, and b reads the spend from Redis.
+    redis.restart();
+    until(
+        &b,
+        WAIT,
+        "replica b reads the spend made during the outage",
+        left,
+    );
+    assert_eq!(
+        value(
+            &scrape(&a),
+            "gatewayz_shared_state_lost_settlements_total",
+            ""
+        ),
+        0.0
+    );
+}

@@ -248,6 +248,15 @@ impl Store {
         }
     }
 
+    /// Counts spend, tokens, refusals (and the shared store's figures) into `meters` from
+    /// now on.
+    pub fn attach_meters(&self, meters: Arc<crate::telemetry::metrics::Meters>) {
+        match self {
+            Self::Local(local) => local.attach_meters(meters),
+            Self::Shared(shared) => shared.attach_meters(meters),
+        }
+    }
+
     /// This process's counters (a shared store keeps them as its fallback and its mirror of
     /// the budgets).
     pub fn local(&self) -> &Arc<InProcess> {

@@ -286,6 +286,22 @@ impl Shared {
         &self.inner.local
     }
 
+    /// Counts into `meters` from now on; the store's families exist from the start (up, and
+    /// every counter at 0, for `increase()`).
+    pub fn attach_meters(&self, meters: Arc<Meters>) {
+        meters.shared_state_up.set(self.inner.reach.is_up());
+        for op in ["admit", "settle", "refresh"] {
+            meters
+                .shared_state_errors
+                .add(0, &[KeyValue::new("op", op)]);
+        }
+        meters
+            .shared_state_bypassed
+            .add(0, &[KeyValue::new("policy", self.inner.policy.label())]);
+        meters.shared_state_lost.add(0, &[]);
+        self.inner.local.attach_meters(meters);
+    }
+
     /// Admits a request (see [`super::Store::admit`]): one round trip to Redis for a key
     /// with limits, at most `[state] timeout`.
     pub async fn admit(

@@ -63,6 +63,9 @@ impl Redis {
                 "",
                 "--appendonly",
                 "no",
+                // DEBUG SLEEP makes a slow store on purpose.
+                "--enable-debug-command",
+                "local",
                 "--dir",
                 &self.dir.path().display().to_string(),
             ])
@@ -80,9 +83,14 @@ impl Redis {
     /// Runs one command with `redis-cli`'s wire format by hand: a RESP request, the first
     /// reply line back (enough for PING, GET, DBSIZE, FLUSHALL).
     pub fn command(&self, args: &[&str]) -> std::io::Result<String> {
+        self.command_within(args, Duration::from_secs(5))
+    }
+
+    /// [`Redis::command`], failing when the answer takes longer than `limit`.
+    pub fn command_within(&self, args: &[&str], limit: Duration) -> std::io::Result<String> {
         use std::io::{BufRead, BufReader, Write};
         let stream = std::net::TcpStream::connect_timeout(&self.addr, Duration::from_secs(1))?;
-        stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+        stream.set_read_timeout(Some(limit))?;
         let mut request = format!("*{}\r\n", args.len());
         for a in args {
             request.push_str(&format!("${}\r\n{a}\r\n", a.len()));
