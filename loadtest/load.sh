@@ -4,6 +4,8 @@
 #
 #   ./loadtest/load.sh                 # the whole run, a few minutes; table on stdout and in loadtest-out/
 #   BENCH_DURATION=15 ./loadtest/load.sh   # longer points (seconds)
+#   BENCH_SECTIONS=admission ./loadtest/load.sh   # only the admission-cost points (a client key
+#                                                 # without limits, limits in process, in Redis)
 #
 # It installs what it needs (Debian nginx, `cargo install --locked oha`), builds the release
 # binary, starts every process itself, pins them (load generator + upstream on core 0, the
@@ -19,6 +21,8 @@ TRANSLATED_RATE=${BENCH_TRANSLATED_RATE:-1000} # the Anthropic-translated stream
 CONNS=${BENCH_CONNECTIONS:-32}        # load-generator connections
 TTFB_SAMPLES=${BENCH_TTFB_SAMPLES:-300}
 OPEN_STREAMS=${BENCH_OPEN_STREAMS:-1000}
+ADMISSION_RATE=${BENCH_ADMISSION_RATE:-1000} # the admission-cost points' rate
+SECTIONS=${BENCH_SECTIONS:-all}       # all, or admission
 LOAD_CORE=${BENCH_LOAD_CORE:-0}
 PROXY_CORE=${BENCH_PROXY_CORE:-1}
 
@@ -58,6 +62,11 @@ if [ ! -x "$OHA" ]; then
 fi
 "$OHA" --version >/dev/null || die "oha is not usable"
 command -v taskset >/dev/null || die "taskset (util-linux) is needed"
+if [ ! -x /usr/bin/redis-server ]; then
+  step "installing Debian's redis-server (the admission points' shared store)"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends redis-server >/dev/null
+fi
 [ "$(nproc)" -ge 2 ] || die "needs 2 cores (generator + upstream on one, the proxy on the other)"
 
 step "cargo build --release"
@@ -212,6 +221,7 @@ url_of() {
     nginx) echo "http://127.0.0.1:$P_NGX/v1/chat/completions" ;;
     gatewayz) echo "http://127.0.0.1:$P_GW/v1/chat/completions" ;;
     gatewayz-no-export) echo "http://127.0.0.1:$P_GW0/v1/chat/completions" ;;
+    key-*) echo "http://127.0.0.1:$P_ADM/v1/chat/completions" ;;
     chat-to-anthropic) echo "http://127.0.0.1:$P_GW/v1/chat/completions" ;;
     messages-to-openai | messages-to-anthropic) echo "http://127.0.0.1:$P_GW/v1/messages" ;;
   esac
@@ -230,29 +240,34 @@ pids_of() {
     nginx) ngx_pids ;;
     gatewayz) echo "$GW_PID" ;;
     gatewayz-no-export) echo "$GW0_PID" ;;
+    key-*) echo "$ADM_PID" ;;
     chat-to-anthropic | messages-to-*) echo "$GW_PID" ;;
   esac
 }
 
-oha_run() { # seconds rate body url -> oha JSON on stdout
+oha_run() { # seconds rate body url [header] -> oha JSON on stdout
   local secs=$1 rate=$2 body=$3 url=$4
   local args=(-z "${secs}s" -c "$CONNS" -w --no-tui --output-format json -t 30s
     -m POST -H 'content-type: application/json' -D "$body")
+  [ -z "${5:-}" ] || args+=(-H "$5")
   [ "$rate" = max ] || args+=(-q "$rate" --latency-correction)
   taskset -c "$LOAD_CORE" "$OHA" "${args[@]}" "$url"
 }
 
 point() { # kind rate path
-  local kind=$1 rate=$2 path=$3 url body before after file
+  local kind=$1 rate=$2 path=$3 url body before after file auth= store_before=0 store_after=0
   url=$(url_of "$path")
   body=$(body_of "$kind" "$path")
   file=$OUT/raw/$kind-$rate-$path.json
-  oha_run "$WARMUP" "$rate" "$body" "$url" >/dev/null
+  case $path in key-*) auth="authorization: Bearer bench-client-key" ;; esac
+  oha_run "$WARMUP" "$rate" "$body" "$url" "$auth" >/dev/null
   before=$(cpu_ticks $(pids_of "$path"))
-  oha_run "$DURATION" "$rate" "$body" "$url" >"$file"
+  [ -z "${REDIS_PID:-}" ] || store_before=$(cpu_ticks "$REDIS_PID")
+  oha_run "$DURATION" "$rate" "$body" "$url" "$auth" >"$file"
   after=$(cpu_ticks $(pids_of "$path"))
-  printf '{"kind":"%s","rate":"%s","path":"%s","cpu_ticks":%d,"file":"%s"}\n' \
-    "$kind" "$rate" "$path" $((after - before)) "$file" >>"$RESULTS"
+  [ -z "${REDIS_PID:-}" ] || store_after=$(cpu_ticks "$REDIS_PID")
+  printf '{"kind":"%s","rate":"%s","path":"%s","cpu_ticks":%d,"store_cpu_ticks":%d,"file":"%s"}\n' \
+    "$kind" "$rate" "$path" $((after - before)) $((store_after - store_before)) "$file" >>"$RESULTS"
   python3 "$ROOT/loadtest/report.py" --one "$file" "$kind $rate $path" >&2
 }
 
@@ -265,6 +280,7 @@ for path in chat-to-anthropic messages-to-openai messages-to-anthropic; do
   esac
 done
 
+if [ "$SECTIONS" = all ]; then
 for kind in json stream; do
   for rate in $RATES max; do
     step "$kind at $rate rps: direct, nginx, gatewayz (${WARMUP}s warm-up + ${DURATION}s each)"
@@ -275,9 +291,54 @@ step "Anthropic-translated streams at $TRANSLATED_RATE rps through gatewayz (${W
 for path in chat-to-anthropic messages-to-openai messages-to-anthropic; do
   point stream "$TRANSLATED_RATE" "$path"
 done
+else
+  step "json at $ADMISSION_RATE rps: direct, gatewayz (the admission points' baseline)"
+  for path in direct gatewayz; do point json "$ADMISSION_RATE" "$path"; done
+fi
 GW_PEAK_KIB=$(status_kib "$GW_PID" VmHWM)
 
-if [ "$TELEMETRY" != meters ]; then
+# ---------------------------------------------------------------- admission cost
+# The same gateway and telemetry with one client key: without limits (authentication only),
+# with every limit and a team counted in process, and the same limits in a local Redis
+# (redis-server on the load core, like the upstream). Each runs alone on the proxy core.
+P_ADM=$(free_port); P_REDIS=$(free_port)
+step "redis-server on core $LOAD_CORE (the shared store of the key-redis point)"
+start "$OUT/redis.log" taskset -c "$LOAD_CORE" /usr/bin/redis-server --bind 127.0.0.1 \
+  --port "$P_REDIS" --save '' --appendonly no --dir "$OUT"
+REDIS_PID=$LAST_PID
+deadline=$((SECONDS + 30))
+until { exec 3<>"/dev/tcp/127.0.0.1/$P_REDIS" && printf 'PING\r\n' >&3 && read -r -t 2 pong <&3 && [ "${pong%$'\r'}" = +PONG ]; } 2>/dev/null; do
+  kill -0 "$REDIS_PID" 2>/dev/null || die "redis-server exited; see $OUT/redis.log"
+  [ $SECONDS -lt $deadline ] || die "redis-server not ready in time"
+  sleep 0.05
+done
+exec 3>&-
+LIMITS='team = "bench"
+rate_limit_rpm = 1000000
+rate_limit_tpm = 1000000000
+max_parallel = 100000
+budget_usd = 1000000000.0
+budget_period = "1d"'
+admission_config() { # path -> the gateway's configuration for that point
+  sed "s/^listen = \"127.0.0.1:$P_GW\"/listen = \"127.0.0.1:$P_ADM\"/" "$GW_CONF"
+  printf '\n[[keys]]\nname = "bench"\nkey = "bench-client-key"\n'
+  [ "$1" = key-free ] || printf '%s\n\n[teams.bench]\nrate_limit_rpm = 1000000\nmax_parallel = 100000\n' "$LIMITS"
+  [ "$1" != key-redis ] || printf '\n[state]\nredis_url = "redis://127.0.0.1:%s/0"\n' "$P_REDIS"
+}
+for path in key-free key-local key-redis; do
+  admission_config "$path" >"$OUT/gatewayz-$path.toml"
+  "$BIN" check-config "$OUT/gatewayz-$path.toml" >/dev/null
+  step "admission: JSON at $ADMISSION_RATE rps, $path (${WARMUP}s warm-up + ${DURATION}s)"
+  start "$OUT/gatewayz-$path.log" taskset -c "$PROXY_CORE" "$BIN" serve --config "$OUT/gatewayz-$path.toml"
+  ADM_PID=$LAST_PID
+  wait_http "http://127.0.0.1:$P_ADM/health" "$ADM_PID"
+  point json "$ADMISSION_RATE" "$path"
+  kill -TERM "$ADM_PID"; wait "$ADM_PID" 2>/dev/null || true
+done
+grep -q 'shared limit store is unreachable' "$OUT/gatewayz-key-redis.log" \
+  && die "the key-redis point ran without its store; see $OUT/gatewayz-key-redis.log"
+
+if [ "$SECTIONS" = all ] && [ "$TELEMETRY" != meters ]; then
   step "telemetry cost: JSON at max through a gatewayz with meters only (no Loki / OTLP export)"
   start "$OUT/gatewayz-no-export.log" taskset -c "$PROXY_CORE" "$BIN" serve --config "$GW0_CONF"
   GW0_PID=$LAST_PID
@@ -289,6 +350,8 @@ else
   echo "loadtest: no Loki / OTLP export in this build: the telemetry-off point would measure the same config; skipped" >&2
 fi
 
+open=0; upstream_open=0; GW_OPEN_KIB=0; GW_AFTER_KIB=0; GW_PEAK_ALL_KIB=0
+if [ "$SECTIONS" = all ]; then
 # ---------------------------------------------------------------- time to first byte
 step "stream time to first byte: $TTFB_SAMPLES sequential requests per path, one keep-alive connection"
 for path in direct nginx gatewayz; do
@@ -328,6 +391,7 @@ python3 -c 'import json,sys; c=json.load(open(sys.argv[1]))["statusCodeDistribut
   || die "some open streams failed; see $OUT/open-streams.log"
 GW_AFTER_KIB=$(status_kib "$GW_PID" VmRSS)
 GW_PEAK_ALL_KIB=$(status_kib "$GW_PID" VmHWM)
+fi
 
 # ---------------------------------------------------------------- report
 cat >"$OUT/run.json" <<JSON

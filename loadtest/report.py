@@ -12,6 +12,12 @@ import statistics
 import sys
 
 PATHS = ["direct", "nginx", "gatewayz"]
+# The admission-cost points (one client key), and what each checks.
+ADMISSION = {
+    "key-free": "authentication only (a key without limits)",
+    "key-local": "every limit and a team, counted in process",
+    "key-redis": "the same limits in a local Redis (one round trip to admit, one to settle)",
+}
 # The Anthropic-translated stream points, and what each translates.
 TRANSLATED = {
     "chat-to-anthropic": "chat request → Messages; Anthropic events → chunks",
@@ -78,6 +84,7 @@ def main(run):
                 p99=o["latencyPercentiles"]["p99"], max=o["summary"]["slowest"],
                 rps=o["summary"]["requestsPerSec"], ok=ok, failed=failed,
                 cpu_ms=(r["cpu_ticks"] * tick_ms / ok if ok else None),
+                store_cpu_ms=(r.get("store_cpu_ticks", 0) * tick_ms / ok if ok else None),
             )
             points[(r["kind"], r["rate"], r["path"])] = r
 
@@ -147,6 +154,29 @@ def main(run):
               f"{ms(r['p99'])} | {cpu} | {over} | {r['failed']} |")
         w("")
 
+    admission = [(p, r) for (k, rate, p), r in points.items() if p in ADMISSION]
+    if admission:
+        w("## Admission cost (JSON, one client key, through gatewayz)")
+        w("")
+        w("Added = the point less the direct path at the same rate; the Redis point's store CPU is "
+          "redis-server's own utime+stime per request (on the load core), not counted in the gateway's.")
+        w("")
+        w("| load | path | what is checked | rps | p50 | p99 | added p50 | added p99 | CPU ms/req | CPU over key-free | Redis CPU ms/req | failed |")
+        w("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for path, r in admission:
+            d = points.get(("json", r["rate"], "direct"))
+            free = points.get(("json", r["rate"], "key-free"))
+            a50 = r["p50"] - d["p50"] if d else None
+            a99 = r["p99"] - d["p99"] if d else None
+            over = "–"
+            if free and path != "key-free" and free["cpu_ms"] is not None and r["cpu_ms"] is not None:
+                over = f"{r['cpu_ms'] - free['cpu_ms']:+.3f} ms"
+            cpu = "–" if r["cpu_ms"] is None else f"{r['cpu_ms']:.3f}"
+            store = f"{r['store_cpu_ms']:.3f}" if path == "key-redis" and r["store_cpu_ms"] is not None else "–"
+            w(f"| {r['rate']} rps | {path} | {ADMISSION[path]} | {r['rps']:.0f} | {ms(r['p50'])} | "
+              f"{ms(r['p99'])} | {ms(a50)} | {ms(a99)} | {cpu} | {over} | {store} | {r['failed']} |")
+        w("")
+
     w("## Maximum throughput (closed loop)")
     w("")
     if meta["telemetry"] == "meters":
@@ -195,6 +225,10 @@ def main(run):
               f"{ms(pct(times, 99))} | {ms(max(times) if times else None)} | {ms(added50)} | {ms(added99)} | {own} |")
         w("")
 
+    if not meta["gw_open_kib"]:
+        # BENCH_SECTIONS=admission: no open-streams point.
+        print("\n".join(out))
+        return
     mib = lambda kib: f"{kib / 1024:.1f} MiB"
     w("## Memory (gatewayz RSS)")
     w("")
