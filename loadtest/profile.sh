@@ -15,6 +15,10 @@
 #                                                     # translated to an OpenAI provider, or passed
 #                                                     # through with BENCH_PROFILE_ANTHROPIC=1
 #                                                  # (the export threads are counted too)
+#   BENCH_BIN=/tmp/gatewayz-old ./loadtest/profile.sh  # another build, same method
+#   BENCH_PROFILE_LIMITS=key|local|redis ./loadtest/profile.sh  # a client key: without limits,
+#                                                     # with every limit and a team in process, or
+#                                                     # in a local redis-server (its state thread counted)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -24,6 +28,7 @@ STREAM=${BENCH_PROFILE_STREAM:-0}
 EXPORT=${BENCH_PROFILE_EXPORT:-0}
 ANTHROPIC=${BENCH_PROFILE_ANTHROPIC:-0}
 MESSAGES=${BENCH_PROFILE_MESSAGES:-0}
+LIMITS=${BENCH_PROFILE_LIMITS:-}
 OUT=$ROOT/loadtest-out/profile-$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$OUT"
 
@@ -35,8 +40,13 @@ if ! command -v valgrind >/dev/null 2>&1; then
   as_root apt-get update -qq
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends valgrind >/dev/null
 fi
-cargo build --release --bin gatewayz >&2
-BIN=$ROOT/target/release/gatewayz
+# BENCH_BIN: profile another build (an earlier commit's release binary) with this script.
+if [ -n "${BENCH_BIN:-}" ]; then
+  BIN=$BENCH_BIN
+else
+  cargo build --release --bin gatewayz >&2
+  BIN=$ROOT/target/release/gatewayz
+fi
 
 P_UP=$(free_port); P_GW=$(free_port); P_SINK=$(free_port)
 EXPORT_TOML=
@@ -52,6 +62,34 @@ url = \"http://127.0.0.1:$P_SINK\"
 [telemetry.otlp]
 endpoint = \"http://127.0.0.1:$P_SINK/v1/traces\"
 protocol = \"http/protobuf\""
+fi
+KEY_TOML=
+if [ -n "$LIMITS" ]; then
+  KEY_TOML='
+[[keys]]
+name = "bench"
+key = "bench-client-key"'
+  if [ "$LIMITS" != key ]; then
+    KEY_TOML="$KEY_TOML
+team = \"bench\"
+rate_limit_rpm = 1000000
+rate_limit_tpm = 1000000000
+max_parallel = 100000
+budget_usd = 1000000000.0
+
+[teams.bench]
+rate_limit_rpm = 1000000
+max_parallel = 100000"
+  fi
+  if [ "$LIMITS" = redis ]; then
+    P_REDIS=$(free_port)
+    start "$OUT/redis.log" /usr/bin/redis-server --bind 127.0.0.1 --port "$P_REDIS" --save '' --appendonly no --dir "$OUT"
+    KEY_TOML="$KEY_TOML
+
+[state]
+redis_url = \"redis://127.0.0.1:$P_REDIS/0\"
+timeout = \"2s\""
+  fi
 fi
 start "$OUT/mock.log" "$BIN" mock-upstream --listen "127.0.0.1:$P_UP" --latency 0ms
 MOCK_PID=$LAST_PID
@@ -69,6 +107,7 @@ fi)
 
 [models.bench]
 providers = ["up"]
+$KEY_TOML
 $EXPORT_TOML
 TOML
 start "$OUT/gatewayz.log" valgrind --tool=callgrind --compress-strings=no --compress-pos=no \
@@ -84,10 +123,11 @@ if [ "$MESSAGES" = 1 ]; then
   BODY='{"model":"bench","max_tokens":256,"system":"You are terse.","messages":[{"role":"user","content":"Say hello to the benchmark in a few words."}],"temperature":0.2'"$STREAM_FIELD"'}'
   PATH_CALLED=/v1/messages
 fi
+AUTH=(); [ -z "$LIMITS" ] || AUTH=(-H 'authorization: Bearer bench-client-key')
 drive() { # count label: sequential requests on one keep-alive connection
   local args=() bad
   for _ in $(seq "$1"); do args+=(-o /dev/null "http://127.0.0.1:$P_GW$PATH_CALLED"); done
-  curl -s -H 'content-type: application/json' -d "$BODY" -w '%{http_code}\n' "${args[@]}" >"$OUT/codes-$2.txt"
+  curl -s -H 'content-type: application/json' "${AUTH[@]}" -d "$BODY" -w '%{http_code}\n' "${args[@]}" >"$OUT/codes-$2.txt"
   bad=$(grep -cv '^200$' "$OUT/codes-$2.txt" || true)
   [ "$bad" = 0 ] || die "$bad non-200 answers in $2"
 }
@@ -99,7 +139,7 @@ DUMP=$(ls -t "$OUT"/callgrind.out.* 2>/dev/null | head -1)
 [ -n "$DUMP" ] || die "no callgrind dump"
 TOTAL=$(callgrind_annotate "$DUMP" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}')
 {
-  echo "requests: $N (after $WARM warm-up), stream=$STREAM export=$EXPORT anthropic=$ANTHROPIC messages=$MESSAGES, gatewayz $(git rev-parse --short HEAD)$(git diff --quiet || echo '+dirty')"
+  echo "requests: $N (after $WARM warm-up), stream=$STREAM export=$EXPORT anthropic=$ANTHROPIC messages=$MESSAGES limits=${LIMITS:-none}, gatewayz $(if [ -n "${BENCH_BIN:-}" ]; then echo "binary $BENCH_BIN"; else echo "$(git rev-parse --short HEAD)$(git diff --quiet || echo '+dirty')"; fi)"
   echo "instructions per request: $((TOTAL / N))"
   echo
   echo "## top inclusive"
