@@ -180,6 +180,28 @@ mod tests {
     }
 
     #[test]
+    fn the_shared_store_is_described_without_its_password() {
+        let src = "[providers.a]\nkind = \"mock\"\n[models.m]\nproviders = [\"a\"]\n\
+                   [state]\nredis_url = \"redis://default:${PASS}@redis.internal:6380/1\"\n\
+                   failure_policy = \"fail_closed\"\n";
+        let env = |name: &str| (name == "PASS").then(|| "s3cret".to_string());
+        let config = crate::config::Config::from_toml(src, "t.toml", &env).unwrap();
+        let text = config.describe();
+        assert!(
+            text.contains(
+                "limit counters: shared in Redis redis://redis.internal:6380/1 (prefix gatewayz, \
+                 timeout 50ms, fail_closed while unreachable, retried every 1s)"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("s3cret"), "{text}");
+        assert!(crate::config::Config::builtin()
+            .unwrap()
+            .describe()
+            .contains("limit counters: in this process"));
+    }
+
+    #[test]
     fn urls_lose_their_secrets() {
         assert_eq!(
             redact_url("https://user:s3cret@api.example.com/v1?key=s3cret"),

@@ -235,7 +235,9 @@ impl Store {
     ) -> Result<Admission, Refusal> {
         match self {
             Self::Local(local) => local.admit(key, model, estimate, now),
-            Self::Shared(shared) => shared.admit(key, model, estimate, now).await,
+            // Boxed: the round trip's future (a timer, a channel) is large, and the request
+            // handler's future would otherwise carry its size on every path, keyless too.
+            Self::Shared(shared) => Box::pin(shared.admit(key, model, estimate, now)).await,
         }
     }
 
