@@ -74,8 +74,12 @@ struct BudgetPlan {
 struct LayerPlan {
     layer: LayerRef,
     scope: Scope,
-    /// `{prefix}:{scope}:{name}`
-    base: String,
+    /// `{prefix}:{scope}:{name}:{rpm|tpm|par}`, built once.
+    rpm_key: String,
+    tpm_key: String,
+    par_key: String,
+    /// `{prefix}:{scope}:{name}:spend`, the period's start appended.
+    spend_base: String,
     rpm: Option<u64>,
     tpm: Option<u64>,
     parallel: Option<u64>,
@@ -84,10 +88,14 @@ struct LayerPlan {
 
 impl LayerPlan {
     fn new(prefix: &str, layer: LayerRef, scope: Scope, name: &str, limits: &Configured) -> Self {
+        let base = format!("{prefix}:{}:{}", scope.label(), escape(name));
         Self {
             layer,
             scope,
-            base: format!("{prefix}:{}:{}", scope.label(), escape(name)),
+            rpm_key: format!("{base}:rpm"),
+            tpm_key: format!("{base}:tpm"),
+            par_key: format!("{base}:par"),
+            spend_base: format!("{base}:spend"),
             rpm: limits.rpm,
             tpm: limits.tpm,
             parallel: limits.max_parallel,
@@ -108,21 +116,18 @@ impl LayerPlan {
         let period = span(budget.period, now);
         let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let keep = period.end.saturating_sub(secs) + SPEND_KEPT_PAST_PERIOD;
-        (format!("{}:spend:{}", self.base, period.start), keep)
+        (format!("{}:{}", self.spend_base, period.start), keep)
     }
 
     /// The four keys of both scripts: rpm, tpm, par, spend.
-    fn keys(&self, now: SystemTime) -> [String; 4] {
-        let spend = match &self.budget {
-            Some(b) => self.spend_key(b, now).0,
-            None => format!("{}:spend", self.base),
+    fn keys(&self, call: &mut redis::ScriptInvocation<'_>, now: SystemTime) {
+        call.key(&self.rpm_key)
+            .key(&self.tpm_key)
+            .key(&self.par_key);
+        match &self.budget {
+            Some(b) => call.key(self.spend_key(b, now).0),
+            None => call.key(&self.spend_base),
         };
-        [
-            format!("{}:rpm", self.base),
-            format!("{}:tpm", self.base),
-            format!("{}:par", self.base),
-            spend,
-        ]
     }
 }
 
@@ -146,7 +151,7 @@ enum Job {
         estimate: u64,
         lease: u64,
         wall: SystemTime,
-        reply: oneshot::Sender<Result<Vec<String>, RedisError>>,
+        reply: oneshot::Sender<Result<String, RedisError>>,
     },
     Settle(Settlement),
     /// Sends what is queued and answers when the calls in flight are done (shutdown).
@@ -350,6 +355,7 @@ impl Shared {
             }
         };
         inner.succeeded("admit", started);
+        let reply: Vec<&str> = reply.split(',').collect();
         match inner.decide(key, plan, estimate, lease, &reply, now.wall) {
             Some(decision) => decision,
             None => {
@@ -536,9 +542,7 @@ impl Inner {
             .arg(self.lease_us)
             .arg(plan.len());
         for layer in plan {
-            for k in layer.keys(wall) {
-                call.key(k);
-            }
+            layer.keys(&mut call, wall);
             call.arg(opt(layer.rpm))
                 .arg(opt(layer.tpm))
                 .arg(opt(layer.parallel))
@@ -558,9 +562,7 @@ impl Inner {
             .arg(plan.len())
             .arg(if s.request_back { "1" } else { "0" });
         for layer in plan {
-            for k in layer.keys(s.wall) {
-                call.key(k);
-            }
+            layer.keys(&mut call, s.wall);
             call.arg(opt(layer.rpm))
                 .arg(opt(layer.tpm))
                 .arg(if layer.parallel.is_some() { "1" } else { "0" })
@@ -582,7 +584,7 @@ impl Inner {
         plan: &[LayerPlan],
         estimate: u64,
         lease: u64,
-        reply: &[String],
+        reply: &[&str],
         wall: SystemTime,
     ) -> Option<Result<Admission, Refusal>> {
         const PER_LAYER: usize = 7;
@@ -647,7 +649,7 @@ impl Inner {
     }
 
     /// Applies a settlement's reply: the budgets' spend, soft budgets crossed.
-    fn settled(&self, s: &Settlement, reply: &[String]) {
+    fn settled(&self, s: &Settlement, reply: &[&str]) {
         let Some(plan) = self.plans.get(s.key) else {
             return;
         };
@@ -656,7 +658,7 @@ impl Inner {
             if let Ok(spent) = spend.parse::<f64>() {
                 self.local.mirror_spend(layer.layer, spent, s.wall);
             }
-            if crossed == "1" {
+            if *crossed == "1" {
                 self.local.soft_crossed(layer.layer);
             }
         }
@@ -752,14 +754,14 @@ async fn admit(
     estimate: u64,
     lease: u64,
     wall: SystemTime,
-    reply: oneshot::Sender<Result<Vec<String>, RedisError>>,
+    reply: oneshot::Sender<Result<String, RedisError>>,
 ) {
     let Some(call) = inner.admit_call(key, estimate, lease, wall) else {
         return;
     };
-    let result: Result<Vec<String>, RedisError> = call.invoke_async(&mut conn).await;
+    let result: Result<String, RedisError> = call.invoke_async(&mut conn).await;
     drop(call);
-    let admitted = matches!(&result, Ok(r) if r.first().is_some_and(|c| c == "0"));
+    let admitted = matches!(&result, Ok(r) if r.starts_with("0,"));
     if reply.send(result).is_err() && admitted {
         // The caller stopped waiting and decided without the store: give it all back.
         let back = Settlement {
@@ -784,8 +786,8 @@ async fn settle_once(
     let Some(call) = inner.settle_call(s) else {
         return Ok(());
     };
-    let reply: Vec<String> = call.invoke_async(conn).await?;
-    inner.settled(s, &reply);
+    let reply: String = call.invoke_async(conn).await?;
+    inner.settled(s, &reply.split(',').collect::<Vec<_>>());
     Ok(())
 }
 

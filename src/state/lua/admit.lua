@@ -10,9 +10,10 @@
 -- flight are a sorted set of leases scored by their end, so a replica that dies gives its
 -- places back when they expire. Time is the server's (TIME), the same for every replica.
 --
--- Returns {code, layer, wait µs, then seven per layer: request limit, remaining, reset µs,
--- token limit, remaining, reset µs, spend}; code 0 admitted, 1 rpm, 2 tpm, 3 parallel,
--- 4 budget. Nothing is written unless the request is admitted.
+-- Returns, comma-separated in one string (one reply element is the cheapest to read): code,
+-- layer, wait µs, then seven per layer: request limit, remaining, reset µs, token limit,
+-- remaining, reset µs, spend; code 0 admitted, 1 rpm, 2 tpm, 3 parallel, 4 budget. Nothing is
+-- written unless the request is admitted.
 local WINDOW = 60000000
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -104,4 +105,4 @@ for i = 1, layers do
   for _, v in ipairs(quotas[i]) do out[#out + 1] = v end
   out[#out + 1] = tostring(spends[i])
 end
-return out
+return table.concat(out, ',')

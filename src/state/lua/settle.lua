@@ -9,8 +9,9 @@
 -- flight was taken (1/0), soft budget USD ("" when none), seconds the spend key is kept
 -- ("" without a budget).
 --
--- Returns two per layer: the period's spend after ("" without a budget key), and 1 when this
--- settlement crossed the soft budget (so exactly one replica reports it).
+-- Returns, comma-separated in one string, two per layer: the period's spend after ("" without
+-- a budget), and 1 when this settlement crossed the soft budget (so exactly one replica
+-- reports it).
 local WINDOW = 60000000
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -76,4 +77,4 @@ for i = 1, layers do
   out[#out + 1] = spend
   out[#out + 1] = crossed
 end
-return out
+return table.concat(out, ',')
