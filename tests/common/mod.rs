@@ -2,14 +2,15 @@
 //! (gateway or mock-upstream) on a random loopback port, finds the address it logged and stops
 //! it on drop, and holds the request, configuration and polling helpers every test file uses;
 //! [`scrape`] reads `/metrics`, [`otlp`] and [`loki`] are protocol-faithful receivers, [`proxy`]
-//! is an HTTP proxy that records what it relays, [`redis`] a throwaway `redis-server`, and
-//! [`inproc`] runs the gateway inside the test process. Each test binary uses a subset, hence
-//! `dead_code` allowed.
+//! is an HTTP proxy that records what it relays, [`redis`] a throwaway `redis-server`,
+//! [`postgres`] a throwaway PostgreSQL cluster, and [`inproc`] runs the gateway inside the test
+//! process. Each test binary uses a subset, hence `dead_code` allowed.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod inproc;
 pub mod loki;
 pub mod otlp;
+pub mod postgres;
 pub mod proxy;
 pub mod redis;
 pub mod scrape;
