@@ -4,12 +4,12 @@
 //! restartable on the same port with its data, removed when dropped. Never the machine's own
 //! cluster: a fresh machine has none, and a test must not touch one that exists.
 //!
-//! Built for speed, not durability: `fsync`, `synchronous_commit` and `full_page_writes` are
-//! off. An immediate stop therefore loses the last commits the WAL writer had not yet written
-//! (a fraction of a second), exactly as PostgreSQL documents for a crash with asynchronous
-//! commit; the harness's own psql sessions ([`Postgres::sql`]) alone commit synchronously, so
-//! what a test writes through them survives [`Postgres::stop`]. PostgreSQL refuses to run as root: as root the server runs as
-//! the `postgres` system user (`runuser`), which then owns the temp dir.
+//! Built for speed where it does not change what a test sees: `fsync` and `full_page_writes`
+//! are off (a machine crash could lose data; a stopped server cannot, the OS keeps what was
+//! written), but commits are synchronous, so every commit a client was told about — the
+//! gateway's as much as [`Postgres::sql`]'s — survives [`Postgres::stop`], as in production.
+//! PostgreSQL refuses to run as root: as root the server runs as the `postgres` system user
+//! (`runuser`), which then owns the temp dir.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -142,7 +142,7 @@ impl Postgres {
         let socket_dir = pg.dir.path().display().to_string().replace('\'', "''");
         let settings = format!(
             "\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{socket_dir}'\n\
-             fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
+             fsync = off\nfull_page_writes = off\n"
         );
         let conf = Path::new(&data).join("postgresql.conf");
         let mut contents = std::fs::read_to_string(&conf).expect("read postgresql.conf");
@@ -208,8 +208,6 @@ impl Postgres {
             .arg(self.addr.port().to_string())
             .args(["-U", "postgres", "-d", database, "-At"])
             .args(["-c", query])
-            // The cluster commits asynchronously; the test's own writes must outlive stop().
-            .env("PGOPTIONS", "-c synchronous_commit=on")
             .env("PGCONNECT_TIMEOUT", "5")
             .stdin(Stdio::null())
             .output()
