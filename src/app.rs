@@ -27,6 +27,7 @@ use crate::http::drain::Drain;
 use crate::http::models::ModelLists;
 use crate::http::server_span::server_span;
 use crate::http::{self, AppState};
+use crate::ledger::Ledger;
 use crate::router::{ClientError, Router};
 use crate::shutdown::Budget;
 use crate::state::{InProcess, Shared, Store};
@@ -54,6 +55,8 @@ pub enum AppError {
     Server(#[from] std::io::Error),
     #[error("configuration: {0}")]
     SharedState(#[from] crate::state::shared::StartError),
+    #[error("configuration: {0}")]
+    Ledger(#[from] crate::ledger::LedgerError),
 }
 
 /// Runs the gateway until SIGTERM (graceful) or SIGINT / SIGQUIT (at once). `listen`
@@ -106,6 +109,7 @@ pub fn build_state(
     catalog: Arc<Catalog>,
     router: Arc<Router>,
     limits: Store,
+    ledger: Option<Arc<Ledger>>,
     drain: Arc<Drain>,
 ) -> AppState {
     let started_unix = SystemTime::now()
@@ -117,6 +121,12 @@ pub fn build_state(
         router,
         keys: KeyStore::new(&config.keys),
         limits,
+        ledger,
+        key_names: config
+            .keys
+            .iter()
+            .map(|k| (Arc::from(&*k.name), k.team.as_deref().map(Arc::from)))
+            .collect(),
         max_body_bytes: config.server.max_body_bytes,
         body_read_timeout: config.server.body_read_timeout,
         request_timeout: config.server.request_timeout,
@@ -169,7 +179,25 @@ async fn serve(
         Store::Shared(shared) => Some(shared.clone()),
         Store::Local(_) => None,
     };
-    let state = web::Data::new(build_state(&config, catalog, router, limits, drain.clone()));
+    let ledger = match &config.ledger {
+        Some(settings) => {
+            let ledger = Arc::new(Ledger::start(settings, meters.clone())?);
+            if let Store::Local(local) = &limits {
+                // Without a shared store, budgets start from the spend the ledger holds.
+                reload_budgets(local, settings).await;
+            }
+            Some(ledger)
+        }
+        None => None,
+    };
+    let state = web::Data::new(build_state(
+        &config,
+        catalog,
+        router,
+        limits,
+        ledger.clone(),
+        drain.clone(),
+    ));
     let access = web::Data::new(MetricsAccess::new(&config.metrics));
     let (metrics, board, meters) = (
         web::Data::from(metrics),
@@ -268,8 +296,44 @@ async fn serve(
         // The requests' last settlements reach the shared store before the process goes.
         shared.flush(SHARED_FLUSH).await;
     }
+    if let Some(ledger) = ledger {
+        // The last usage records, within a third of what the budget has left after the drain
+        // (the Loki shipper and the trace exporter flush after it).
+        let elapsed = drain.started().map_or(Duration::ZERO, |t| t.elapsed());
+        ledger.flush(budget.left(elapsed) / 3).await;
+    }
     tracing::info!("gatewayz stopped");
     Ok(())
+}
+
+/// Budgets without a shared store start from their period's spend in the ledger (a ledger
+/// that cannot be read leaves them whole, said in the log).
+async fn reload_budgets(local: &InProcess, settings: &crate::config::LedgerConfig) {
+    let db = match crate::ledger::Db::open(settings) {
+        Ok(db) => db,
+        Err(_) => return,
+    };
+    let now = SystemTime::now();
+    let read = tokio::time::timeout(Duration::from_secs(5), async {
+        db.migrate().await?;
+        local
+            .reload_budgets(now, |team, name, since| {
+                let db = &db;
+                async move { db.spent_since(team, &name, since).await }
+            })
+            .await
+    })
+    .await;
+    match read {
+        Ok(Ok(n)) if n > 0 => tracing::info!(budgets = n, "budgets resume from the ledger's spend"),
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::warn!(
+            error = %crate::ledger::describe(&e),
+            "budgets start whole: the ledger could not be read"
+        ),
+        Err(_) => tracing::warn!("budgets start whole: the ledger did not answer within 5s"),
+    }
+    db.close().await;
 }
 
 /// The longest the shared limit store's last settlements may hold the exit.

@@ -4,7 +4,8 @@
 //! down (`tests/layout.rs` enforces them): [`app`] wires everything; [`http`] is the edge
 //! (thin handlers, middleware, auth); [`router`] picks providers, fails over and relays
 //! streams; [`providers`] reach upstreams; [`actors`] own breakers, health, cost and
-//! anomalies; [`state`] holds per-key limits and budgets; [`outcome`] is what the request path reports to them; [`telemetry`] carries
+//! anomalies; [`state`] holds per-key limits and budgets; [`ledger`] keeps every request's
+//! usage in SQL; [`outcome`] is what the request path reports to them; [`telemetry`] carries
 //! metrics, logs and traces out and imports nothing above it; at the bottom, [`board`]
 //! (published state), [`catalog`] (the configuration resolved once) and [`config`]. See
 //! `docs/ARCHITECTURE.md`.
@@ -16,6 +17,7 @@ pub mod catalog;
 pub mod config;
 pub mod errors;
 pub mod http;
+pub mod ledger;
 pub mod mock;
 pub mod outcome;
 pub mod providers;

@@ -108,6 +108,22 @@ pub fn describe(config: &Config) -> String {
         ),
         None => "limit counters: in this process\n".to_string(),
     });
+    out.push_str(&match &config.ledger {
+        Some(ledger) => format!(
+            "usage ledger: {} (batches of {} every {}, queue {}, raw records kept {})\n",
+            redact_url(&ledger.url),
+            ledger.batch_size,
+            humantime::format_duration(ledger.flush_interval),
+            ledger.queue_capacity,
+            humantime::format_duration(ledger.retention),
+        ),
+        None => "usage ledger: off\n".to_string(),
+    });
+    out.push_str(if config.admin.token.is_some() {
+        "admin API: on (token set)\n"
+    } else {
+        "admin API: off\n"
+    });
     if let Some(loki) = &config.telemetry.loki {
         let url = redact_url(&loki.url);
         out.push_str(&format!(

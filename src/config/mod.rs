@@ -15,6 +15,7 @@ mod describe;
 mod duration;
 mod error;
 mod interpolate;
+mod ledger;
 mod limits;
 mod locate;
 mod loki;
@@ -36,6 +37,7 @@ pub use api::{Api, Dialect};
 pub use describe::redact_url;
 pub use error::{ConfigError, Invalid};
 pub use interpolate::interpolate;
+pub use ledger::{AdminConfig, Backend, LedgerConfig};
 pub use limits::{BudgetPeriod, Limits, TeamConfig};
 pub use locate::{key_at, key_segment, line_of};
 pub use loki::{DropPolicy, LokiAuth, LokiConfig};
@@ -82,6 +84,12 @@ pub struct Config {
     /// Where limit counters live. Default: in this process.
     #[serde(default)]
     pub state: StateConfig,
+    /// The durable usage ledger. Default: off.
+    #[serde(default)]
+    pub ledger: Option<LedgerConfig>,
+    /// The admin API's token. Default: none (the admin API is off).
+    #[serde(default)]
+    pub admin: AdminConfig,
     /// Metrics, logs and traces. Default: metrics only.
     #[serde(default)]
     pub telemetry: TelemetryConfig,
@@ -373,6 +381,12 @@ impl Config {
         if let Some(url) = &mut self.state.redis_url {
             expand("state.redis_url".into(), url)?;
         }
+        if let Some(ledger) = &mut self.ledger {
+            expand("ledger.url".into(), &mut ledger.url)?;
+        }
+        if let Some(token) = &mut self.admin.token {
+            expand("admin.token".into(), token)?;
+        }
         self.telemetry.interpolate(&expand)?;
         self.metrics.interpolate(env)?;
         Ok(())
@@ -405,6 +419,10 @@ impl Config {
         limits::validate_policies(&self.keys, &self.teams, &self.models)?;
         self.exposure("server.listen", self.server.listen)?;
         self.state.validate()?;
+        if let Some(ledger) = &self.ledger {
+            ledger.validate()?;
+        }
+        self.admin.validate()?;
         self.telemetry.validate()?;
         self.metrics.validate()?;
         self.breaker.validate()?;

@@ -5,6 +5,7 @@
 //! end, where it settles the real tokens and cost. The reply is the client's dialect already
 //! — providers translate at their edge — so the handler only frames it.
 
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use actix_web::http::header;
@@ -12,10 +13,9 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 
-use super::{overhead, request_id, AppState};
+use super::{finish, overhead, request_id, AppState};
 use crate::config::Api;
 use crate::errors::ApiError;
-use crate::outcome::Settle;
 use crate::providers::sse::Dialect;
 use crate::providers::Forwarded;
 use crate::router::request::{self, ChatHead};
@@ -89,7 +89,18 @@ pub(super) async fn serve(
         deadline: started + state.request_timeout,
     };
     let forwarded = forwarded(&req);
-    let settle = permit.map(|p| Box::new(p) as Box<dyn Settle>);
+    let entry = state.ledger.as_ref().map(|ledger| finish::Entry {
+        ledger: ledger.clone(),
+        catalog: state.catalog.clone(),
+        request_id: req
+            .headers()
+            .get(request_id::HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map_or_else(|| Arc::from("unknown"), Arc::from),
+        trace_id: finish::Entry::current_trace_id(),
+        key: caller.key.and_then(|k| state.key_names.get(k).cloned()),
+    });
+    let settle = finish::Finish { permit, entry }.boxed();
     let reply = state
         .router
         .serve(api, body.clone(), &head, timing, &forwarded, settle)

@@ -159,6 +159,8 @@ mod tests {
                 &crate::catalog::Catalog::new(&config),
                 std::time::Instant::now(),
             ))),
+            ledger: None,
+            key_names: Vec::new(),
             max_body_bytes: 1024,
             body_read_timeout: Duration::from_secs(1),
             request_timeout: Duration::from_secs(1),

@@ -8,6 +8,7 @@ pub mod auth;
 mod chat;
 pub mod docs;
 pub mod drain;
+pub mod finish;
 mod health;
 mod messages;
 mod metrics;
@@ -36,6 +37,10 @@ pub struct AppState {
     pub keys: KeyStore,
     /// Per-key and per-team limits, checked once a request's body is parsed.
     pub limits: Store,
+    /// The usage ledger, when `[ledger]` is on.
+    pub ledger: Option<Arc<crate::ledger::Ledger>>,
+    /// Each key's name and team (`[[keys]]` order), for the ledger's records.
+    pub key_names: Vec<(Arc<str>, Option<Arc<str>>)>,
     pub max_body_bytes: usize,
     /// How long a client may take to send its body (`server.body_read_timeout`).
     pub body_read_timeout: Duration,

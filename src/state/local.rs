@@ -414,6 +414,31 @@ impl InProcess {
     pub(super) fn meters(&self) -> Option<&Arc<Meters>> {
         self.meters.get()
     }
+
+    /// Sets every budget's spend in the period holding `now` from `read(team, name,
+    /// period_start_ms)` (the usage ledger's rollups); how many budgets were read.
+    pub async fn reload_budgets<F, Fut, E>(&self, now: SystemTime, read: F) -> Result<usize, E>
+    where
+        F: Fn(bool, String, i64) -> Fut,
+        Fut: std::future::Future<Output = Result<f64, E>>,
+    {
+        let mut n = 0;
+        let layers = self.keys.iter().map(|k| &k.own).chain(&self.teams);
+        for layer in layers {
+            let Some(budget) = &layer.budget else {
+                continue;
+            };
+            let period = lock(budget).period();
+            let start_ms = i64::try_from(super::budget::span(period, now).start)
+                .unwrap_or(i64::MAX)
+                .saturating_mul(1000);
+            let team = layer.scope == Scope::Team;
+            let spent = read(team, layer.name.to_string(), start_ms).await?;
+            lock(budget).observe(spent, now);
+            n += 1;
+        }
+        Ok(n)
+    }
 }
 
 impl InProcess {

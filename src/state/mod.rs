@@ -6,15 +6,14 @@
 //! a budget per period ([`budget`]) — so each is tested with a fake clock in microseconds.
 //! [`limits`] is the one interface the HTTP edge uses (`admit`, `settle`, the [`Permit`]
 //! guard that settles once); [`local`] keeps the counters in this process, the default.
-//! [`shared`] keeps them in Redis for every replica (`[state] redis_url`), with [`reach`]
-//! saying whether it answers; [`Store`] is either.
+//! [`shared`] keeps them in Redis for every replica (`[state] redis_url`), with
+//! `telemetry::reach` saying whether it answers; [`Store`] is either.
 
 pub mod budget;
 pub mod limits;
 pub mod local;
 pub mod parallel;
 pub mod rate;
-pub mod reach;
 pub mod shared;
 
 pub use limits::{estimate, Now, Permit, Reason, Refusal, Spend, Store};

@@ -33,11 +33,11 @@ use tokio::task::JoinSet;
 use super::budget::span;
 use super::limits::{Admission, Now, Reason, Refusal, Scope, Spend};
 use super::local::{merge, InProcess, LayerRef};
-use super::reach::{Note, Reach};
 use crate::board::ModelId;
 use crate::config::{BudgetPeriod, Config, FailurePolicy, Limits as Configured, StateConfig};
 use crate::errors::{Quota, Quotas};
 use crate::telemetry::metrics::Meters;
+use crate::telemetry::reach::{Note, Reach};
 
 /// The admission script (see its header for keys, arguments and reply).
 pub const ADMIT: &str = include_str!("lua/admit.lua");

@@ -20,6 +20,7 @@
 
 pub mod loki;
 pub mod metrics;
+pub mod reach;
 pub mod traces;
 
 use metrics::{log_stats, protocol_errors};

@@ -71,6 +71,10 @@ pub const SHARED_STATE_DURATION: &str = "gatewayz_shared_state_duration_seconds"
 pub const SHARED_STATE_ERRORS: &str = "gatewayz_shared_state_errors_total";
 pub const SHARED_STATE_BYPASSED: &str = "gatewayz_shared_state_bypassed_total";
 pub const SHARED_STATE_LOST_SETTLEMENTS: &str = "gatewayz_shared_state_lost_settlements_total";
+pub const LEDGER_RECORDS: &str = "gatewayz_ledger_records_total";
+pub const LEDGER_QUEUE_DEPTH: &str = "gatewayz_ledger_queue_depth";
+pub const LEDGER_WRITE_ERRORS: &str = "gatewayz_ledger_write_errors_total";
+pub const LEDGER_WRITE_DURATION: &str = "gatewayz_ledger_write_duration_seconds";
 pub const HTTP_REQUESTS: &str = "http_requests_total";
 pub const HTTP_DURATION: &str = "http_request_duration_seconds";
 pub const HTTP_IN_FLIGHT: &str = "http_requests_in_flight";
@@ -185,6 +189,18 @@ pub const FAMILIES: &[Family] = &[
     family(SHARED_STATE_LOST_SETTLEMENTS, Counter, "1", &[],
         "Settlements (real tokens, cost, a place in flight given back) that never reached the shared limit store: the outcome of the call is unknown, or the backlog kept while it was unreachable was full.",
         &[System]),
+    family(LEDGER_RECORDS, Counter, "1", &["outcome"],
+        "Usage records by what became of them: written (to the ledger's database), dropped (the queue was full: the database was down or slow for too long), lost (still unwritten when the process exited).",
+        &[System]),
+    family(LEDGER_QUEUE_DEPTH, Gauge, "1", &[],
+        "Usage records accepted and not yet written (queued, or in the batch being written); absent without [ledger].",
+        &[System]),
+    family(LEDGER_WRITE_ERRORS, Counter, "1", &[],
+        "Batch writes to the ledger's database that failed or timed out (each is retried until it succeeds).",
+        &[System]),
+    family(LEDGER_WRITE_DURATION, Histogram, "s", &[],
+        "Time to write one batch of usage records and its rollups (successful writes).",
+        &[System, Performance]),
     family(HTTP_REQUESTS, Counter, "1", &["method", "route", "status"],
         "HTTP requests served, by route pattern (unmatched routes as `unmatched`).",
         &[System]),

@@ -72,6 +72,12 @@ pub struct Meters {
     pub shared_state_bypassed: Counter<u64>,
     pub shared_state_lost: Counter<u64>,
     pub shared_state_up: Arc<SharedUp>,
+    /// The usage ledger: records by outcome, failed writes, batch write time, and the
+    /// records waiting ([`Depth`]).
+    pub ledger_records: Counter<u64>,
+    pub ledger_write_errors: Counter<u64>,
+    pub ledger_write_duration: Histogram<f64>,
+    pub ledger_queue: Arc<Depth>,
     pub anomalies: Counter<u64>,
     pub http_requests: Counter<u64>,
     pub http_duration: Histogram<f64>,
@@ -104,6 +110,27 @@ impl SharedUp {
             Self::ABSENT => None,
             v => Some(v == Self::UP),
         }
+    }
+}
+
+/// A queue's depth for a gauge that is absent until the queue exists.
+#[derive(Debug)]
+pub struct Depth(std::sync::atomic::AtomicI64);
+
+impl Default for Depth {
+    fn default() -> Self {
+        Self(std::sync::atomic::AtomicI64::new(-1))
+    }
+}
+
+impl Depth {
+    pub fn set(&self, n: i64) {
+        self.0.store(n.max(0), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// `None` until [`Depth::set`].
+    pub fn get(&self) -> Option<u64> {
+        u64::try_from(self.0.load(std::sync::atomic::Ordering::Relaxed)).ok()
     }
 }
 
@@ -224,6 +251,10 @@ impl Metrics {
             shared_state_bypassed: counter(&meter, cat::SHARED_STATE_BYPASSED),
             shared_state_lost: counter(&meter, cat::SHARED_STATE_LOST_SETTLEMENTS),
             shared_state_up: Arc::default(),
+            ledger_records: counter(&meter, cat::LEDGER_RECORDS),
+            ledger_write_errors: counter(&meter, cat::LEDGER_WRITE_ERRORS),
+            ledger_write_duration: histogram(&meter, cat::LEDGER_WRITE_DURATION, LATENCY_BUCKETS),
+            ledger_queue: Arc::default(),
             anomalies: counter(&meter, cat::DETECTED_ANOMALIES),
             http_requests: counter(&meter, cat::HTTP_REQUESTS),
             http_duration: histogram(&meter, cat::HTTP_DURATION, LATENCY_BUCKETS),
@@ -379,6 +410,11 @@ mod tests {
             .add(1, &[KeyValue::new("policy", "fail_open")]);
         m.shared_state_lost.add(1, &[]);
         m.shared_state_up.set(true);
+        m.ledger_records
+            .add(1, &[KeyValue::new("outcome", "written")]);
+        m.ledger_write_errors.add(1, &[]);
+        m.ledger_write_duration.record(0.01, &[]);
+        m.ledger_queue.set(3);
         m.http_requests.add(1, &[KeyValue::new("method", "GET")]);
         m.http_duration
             .record(0.1, &[KeyValue::new("method", "GET")]);

@@ -94,6 +94,16 @@ pub(super) fn register(meter: &Meter, sources: &Sources, meters: &Meters) {
             }
         })
         .build();
+    let depth = meters.ledger_queue.clone();
+    meter
+        .u64_observable_gauge(cat::LEDGER_QUEUE_DEPTH)
+        .with_description(help(cat::LEDGER_QUEUE_DEPTH))
+        .with_callback(move |o| {
+            if let Some(n) = depth.get() {
+                o.observe(n, &[]);
+            }
+        })
+        .build();
     register_logs(meter, sources.log_stats.clone());
     meter
         .u64_observable_counter(cat::HTTP_PROTOCOL_ERRORS)

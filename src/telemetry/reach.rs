@@ -1,9 +1,10 @@
-//! Whether the shared store answers, as the request path and its log see it.
+//! Whether a backend the gateway depends on answers (the shared limit store, the ledger's
+//! database), as the request path and the log see it.
 //!
-//! The request path reads one flag: while it is down, admissions follow the failure policy
-//! without trying the store, so an outage costs no request a timeout. The flag goes down on
+//! The request path reads one flag: while it is down, the shared store's admissions follow
+//! the failure policy without trying it, so an outage costs no request a timeout. The flag goes down on
 //! the first failed call and up on the first call that succeeds (the store's own task tries
-//! every `retry_interval` while it is down). Failures are logged at most once per
+//! every `retry_interval` while it is down; the ledger's writer retries its batch). Failures are logged at most once per
 //! [`LOG_EVERY`], with the number of failures since the previous line; the way back is
 //! always logged. The clock is a parameter.
 
