@@ -122,6 +122,11 @@ pub fn build_state(
         keys: KeyStore::new(&config.keys),
         limits,
         ledger,
+        admin_token: config
+            .admin
+            .token
+            .as_deref()
+            .map(crate::http::admin::AdminToken::new),
         key_names: config
             .keys
             .iter()

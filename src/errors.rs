@@ -129,6 +129,9 @@ pub enum ApiError {
     /// 504: the last attempt timed out.
     #[error("{0}")]
     UpstreamTimeout(String),
+    /// 503: the usage ledger's database did not answer a report.
+    #[error("the usage ledger did not answer; retry shortly")]
+    LedgerUnavailable,
     /// 503: the key has limits, the shared store that keeps them is unreachable, and
     /// `[state] failure_policy = "fail_closed"`.
     #[error("this API key's limits cannot be checked right now (the shared limit store is unreachable); retry shortly")]
@@ -161,6 +164,7 @@ impl ApiError {
             | Self::UpstreamTimeout(_)
             | Self::ShuttingDown
             | Self::LimitsUnavailable
+            | Self::LedgerUnavailable
             | Self::Internal => "api_error",
         }
     }
@@ -185,6 +189,7 @@ impl ApiError {
             Self::UpstreamTimeout(_) => "upstream_timeout",
             Self::ShuttingDown => "server_shutting_down",
             Self::LimitsUnavailable => "shared_state_unavailable",
+            Self::LedgerUnavailable => "ledger_unavailable",
             Self::Internal => "internal_error",
         }
     }
@@ -243,9 +248,10 @@ impl ResponseError for ApiError {
             Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::RateLimited(_) | Self::BudgetExceeded(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::UpstreamFailed(_) => StatusCode::BAD_GATEWAY,
-            Self::NoProviderAvailable(_) | Self::ShuttingDown | Self::LimitsUnavailable => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::NoProviderAvailable(_)
+            | Self::ShuttingDown
+            | Self::LimitsUnavailable
+            | Self::LedgerUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -31,6 +31,24 @@ enum Command {
         /// Configuration file (TOML).
         path: PathBuf,
     },
+    /// Print spend and tokens from the usage ledger ([ledger] in the configuration).
+    Usage {
+        /// Configuration file (TOML) with a [ledger] table.
+        #[arg(long)]
+        config: PathBuf,
+        /// Start: an RFC 3339 instant or a duration before now (7d, 12h). Default 30d.
+        #[arg(long, default_value = "30d")]
+        since: String,
+        /// End: an RFC 3339 instant or a duration before now. Default now.
+        #[arg(long)]
+        until: Option<String>,
+        /// Group by key, team, model, provider or api.
+        #[arg(long, default_value = "key")]
+        by: String,
+        /// table, csv or json.
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
     /// Run a fast OpenAI-compatible mock upstream, for tests, demos and benchmarks.
     MockUpstream(gatewayz::mock::server::Options),
 }
@@ -77,6 +95,48 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Usage {
+            config,
+            since,
+            until,
+            by,
+            format,
+        } => {
+            let config = match Config::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("gatewayz: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("gatewayz usage: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let report = runtime.block_on(gatewayz::ledger::report::print(
+                &config,
+                &since,
+                until.as_deref(),
+                &by,
+                &format,
+            ));
+            match report {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("gatewayz usage: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::MockUpstream(options) => {
             gatewayz::telemetry::init_logging(None);
             match actix_web::rt::System::new().block_on(gatewayz::mock::server::run(options)) {

@@ -160,6 +160,7 @@ mod tests {
                 std::time::Instant::now(),
             ))),
             ledger: None,
+            admin_token: None,
             key_names: Vec::new(),
             max_body_bytes: 1024,
             body_read_timeout: Duration::from_secs(1),

@@ -4,6 +4,7 @@
 //! built from the metrics ([`summary`], [`docs`]); graceful drain ([`drain`]).
 
 pub mod access;
+pub mod admin;
 pub mod auth;
 mod chat;
 pub mod docs;
@@ -39,6 +40,8 @@ pub struct AppState {
     pub limits: Store,
     /// The usage ledger, when `[ledger]` is on.
     pub ledger: Option<Arc<crate::ledger::Ledger>>,
+    /// The admin API's token (`[admin] token`); `None`: the admin API is off.
+    pub admin_token: Option<admin::AdminToken>,
     /// Each key's name and team (`[[keys]]` order), for the ledger's records.
     pub key_names: Vec<(Arc<str>, Option<Arc<str>>)>,
     pub max_body_bytes: usize,
@@ -57,7 +60,7 @@ pub struct AppState {
 /// request from the matched resource's name instead of matching its path again. The OpenAI
 /// routes are served without the `/v1` prefix too (clients configured with a `base_url` that
 /// lacks it, as LiteLLM's users do).
-pub const PATTERNS: [&str; 22] = [
+pub const PATTERNS: [&str; 23] = [
     "/v1/chat/completions",
     "/v1/completions",
     "/v1/embeddings",
@@ -80,6 +83,7 @@ pub const PATTERNS: [&str; 22] = [
     "/health/anomalies",
     "/metrics",
     "/prometheus/metrics/{name}",
+    "/admin/usage",
 ];
 
 /// A resource answering one method; any other method gets an OpenAI-shaped 405.
@@ -92,7 +96,7 @@ fn only(pattern: &'static str, route: Route) -> Resource {
 
 /// Registers every route on an actix `App`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    let [chat, completions, embeddings, responses, messages, count_tokens, models, model, bare_chat, bare_completions, bare_embeddings, bare_responses, bare_messages, bare_count_tokens, bare_models, bare_model, health, ready, providers, anomalies, metrics_all, structured] =
+    let [chat, completions, embeddings, responses, messages, count_tokens, models, model, bare_chat, bare_completions, bare_embeddings, bare_responses, bare_messages, bare_count_tokens, bare_models, bare_model, health, ready, providers, anomalies, metrics_all, structured, admin_usage] =
         PATTERNS;
     cfg.service(only(chat, web::post().to(chat::chat)))
         .service(only(completions, web::post().to(chat::completions)))
@@ -118,7 +122,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(only(providers, web::get().to(health::providers)))
         .service(only(anomalies, web::get().to(health::anomalies)))
         .service(only(metrics_all, web::get().to(metrics::metrics)))
-        .service(only(structured, web::get().to(metrics::structured)));
+        .service(only(structured, web::get().to(metrics::structured)))
+        .service(only(admin_usage, web::get().to(admin::usage)));
 }
 
 /// The default service: an OpenAI-shaped 404.

@@ -276,3 +276,62 @@ mod tests {
         assert_eq!(hours(t(3700), t(7300)), (HOUR_MS, 3 * HOUR_MS));
     }
 }
+
+/// How `gatewayz usage` prints a report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    Csv,
+    Json,
+}
+
+impl Format {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text {
+            "table" => Ok(Self::Table),
+            "csv" => Ok(Self::Csv),
+            "json" => Ok(Self::Json),
+            other => Err(format!("unknown format {other:?}: table, csv or json")),
+        }
+    }
+}
+
+/// `gatewayz usage`: reads the configured ledger's rollups and formats a report.
+pub async fn print(
+    config: &crate::config::Config,
+    since: &str,
+    until: Option<&str>,
+    by: &str,
+    format: &str,
+) -> Result<String, String> {
+    let settings = config
+        .ledger
+        .as_ref()
+        .ok_or("the configuration has no [ledger]: there is no usage to report")?;
+    let now = SystemTime::now();
+    let since = parse_time(since, now).map_err(|e| format!("--since: {e}"))?;
+    let until = match until {
+        Some(t) => parse_time(t, now).map_err(|e| format!("--until: {e}"))?,
+        None => now,
+    };
+    let by = By::parse(by).map_err(|e| format!("--by: {e}"))?;
+    let format = Format::parse(format).map_err(|e| format!("--format: {e}"))?;
+    let db = super::Db::open(settings).map_err(|e| super::describe(&e))?;
+    let hours = hours(since, until);
+    let read = async {
+        db.migrate().await?;
+        db.usage(by, hours.0, hours.1).await
+    };
+    let rows = read.await.map_err(|e| super::describe(&e));
+    db.close().await;
+    let report = Report::new(by, hours, &rows?);
+    Ok(match format {
+        Format::Table => report.table(),
+        Format::Csv => report.csv(),
+        Format::Json => {
+            let mut text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
+            text.push('\n');
+            text
+        }
+    })
+}

@@ -11,7 +11,8 @@ use opentelemetry::KeyValue;
 use tokio::sync::{mpsc, oneshot};
 
 use super::record::{unix_ms, UsageRecord};
-use super::store::Db;
+use super::report::By;
+use super::store::{Db, Sums};
 use super::LedgerError;
 use crate::config::LedgerConfig;
 use crate::telemetry::metrics::Meters;
@@ -22,6 +23,12 @@ enum Msg {
     Record(Box<UsageRecord>),
     /// Write what is queued, then answer.
     Flush(oneshot::Sender<()>),
+    /// A report's rollup sums (read by the writer, which owns the database).
+    Report {
+        by: By,
+        hours: (i64, i64),
+        reply: oneshot::Sender<Result<Vec<(String, Sums)>, String>>,
+    },
 }
 
 /// When a batch is written: full, or its oldest record has waited `interval`.
@@ -75,6 +82,8 @@ pub struct Ledger {
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest pause between two tries of a failing write.
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// The longest a report waits for the writer.
+pub const REPORT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often raw records past their retention are deleted.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
@@ -126,6 +135,29 @@ impl Ledger {
         self.meters
             .ledger_records
             .add(n, &[KeyValue::new("outcome", outcome)]);
+    }
+
+    /// The rollup sums of `hours` grouped `by`, read by the writer (so a report waits behind
+    /// a write in progress, at most [`REPORT_TIMEOUT`]).
+    pub async fn report(&self, by: By, hours: (i64, i64)) -> Result<Vec<(String, Sums)>, String> {
+        let (reply, answer) = oneshot::channel();
+        let asked = async {
+            self.queue
+                .send(Msg::Report { by, hours, reply })
+                .await
+                .map_err(|_| "the ledger's writer has stopped".to_string())?;
+            answer
+                .await
+                .map_err(|_| "the ledger's writer has stopped".to_string())?
+        };
+        tokio::time::timeout(REPORT_TIMEOUT, asked)
+            .await
+            .map_err(|_| {
+                format!(
+                    "the ledger did not answer within {}s (its database may be down)",
+                    REPORT_TIMEOUT.as_secs()
+                )
+            })?
     }
 
     /// Writes what is queued, waiting at most `within`; what is still unwritten then is
@@ -183,14 +215,25 @@ impl Writer {
                     }
                     Some(Msg::Flush(done)) => {
                         // Everything sent before the flush is in the queue ahead of it.
-                        while let Ok(Msg::Record(record)) = records.try_recv() {
-                            self.batch.push(*record);
-                            if self.batcher.push(Instant::now()) {
-                                self.write().await;
+                        while let Ok(msg) = records.try_recv() {
+                            match msg {
+                                Msg::Record(record) => {
+                                    self.batch.push(*record);
+                                    if self.batcher.push(Instant::now()) {
+                                        self.write().await;
+                                    }
+                                }
+                                Msg::Flush(other) => drop(other.send(())),
+                                Msg::Report { reply, .. } => {
+                                    drop(reply.send(Err("the gateway is shutting down".into())))
+                                }
                             }
                         }
                         self.write().await;
                         let _ = done.send(());
+                    }
+                    Some(Msg::Report { by, hours, reply }) => {
+                        let _ = reply.send(self.read(by, hours).await);
                     }
                     None => break,
                 },
@@ -264,6 +307,20 @@ impl Writer {
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(BACKOFF_MAX);
         }
+    }
+
+    /// A report's sums, after what is batched is written (a report sees every record the
+    /// writer has).
+    async fn read(
+        &mut self,
+        by: By,
+        (since, until): (i64, i64),
+    ) -> Result<Vec<(String, Sums)>, String> {
+        self.write().await;
+        self.db
+            .usage(by, since, until)
+            .await
+            .map_err(|e| describe(&e))
     }
 
     /// Deletes raw records past their retention.
