@@ -5,7 +5,8 @@
 #   ./loadtest/load.sh                 # the whole run, a few minutes; table on stdout and in loadtest-out/
 #   BENCH_DURATION=15 ./loadtest/load.sh   # longer points (seconds)
 #   BENCH_SECTIONS=admission ./loadtest/load.sh   # only the admission-cost points (a client key
-#                                                 # without limits, limits in process, in Redis)
+#                                                 # without limits, limits in process, in Redis,
+#                                                 # the usage ledger on)
 #
 # It installs what it needs (Debian nginx, `cargo install --locked oha`), builds the release
 # binary, starts every process itself, pins them (load generator + upstream on core 0, the
@@ -262,10 +263,16 @@ point() { # kind rate path
   case $path in key-*) auth="authorization: Bearer bench-client-key" ;; esac
   oha_run "$WARMUP" "$rate" "$body" "$url" "$auth" >/dev/null
   before=$(cpu_ticks $(pids_of "$path"))
-  [ -z "${REDIS_PID:-}" ] || store_before=$(cpu_ticks "$REDIS_PID")
+  case $path in
+    key-redis) store_before=$(cpu_ticks "$REDIS_PID") ;;
+    key-ledger) store_before=$(thread_ticks "$ADM_PID" gatewayz-ledger) ;;
+  esac
   oha_run "$DURATION" "$rate" "$body" "$url" "$auth" >"$file"
   after=$(cpu_ticks $(pids_of "$path"))
-  [ -z "${REDIS_PID:-}" ] || store_after=$(cpu_ticks "$REDIS_PID")
+  case $path in
+    key-redis) store_after=$(cpu_ticks "$REDIS_PID") ;;
+    key-ledger) store_after=$(thread_ticks "$ADM_PID" gatewayz-ledger) ;;
+  esac
   printf '{"kind":"%s","rate":"%s","path":"%s","cpu_ticks":%d,"store_cpu_ticks":%d,"file":"%s"}\n' \
     "$kind" "$rate" "$path" $((after - before)) $((store_after - store_before)) "$file" >>"$RESULTS"
   python3 "$ROOT/loadtest/report.py" --one "$file" "$kind $rate $path" >&2
@@ -324,8 +331,20 @@ admission_config() { # path -> the gateway's configuration for that point
   printf '\n[[keys]]\nname = "bench"\nkey = "bench-client-key"\n'
   [ "$1" = key-free ] || printf '%s\n\n[teams.bench]\nrate_limit_rpm = 1000000\nmax_parallel = 100000\n' "$LIMITS"
   [ "$1" != key-redis ] || printf '\n[state]\nredis_url = "redis://127.0.0.1:%s/0"\n' "$P_REDIS"
+  [ "$1" != key-ledger ] || printf '\n[ledger]\nurl = "sqlite://%s/ledger.db"\n' "$OUT"
 }
-for path in key-free key-local key-redis; do
+# utime+stime of one thread of a process, by its name (the ledger's writer).
+thread_ticks() { # pid name
+  local t total=0 f
+  for t in /proc/"$1"/task/*; do
+    [ "$(cat "$t/comm" 2>/dev/null)" = "$2" ] || continue
+    f=$(cut -d')' -f2 "$t/stat") || continue
+    set -- $f
+    total=$((total + ${12} + ${13}))
+  done
+  echo "$total"
+}
+for path in key-free key-local key-redis key-ledger; do
   admission_config "$path" >"$OUT/gatewayz-$path.toml"
   "$BIN" check-config "$OUT/gatewayz-$path.toml" >/dev/null
   step "admission: JSON at $ADMISSION_RATE rps, $path (${WARMUP}s warm-up + ${DURATION}s)"

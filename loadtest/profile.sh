@@ -16,6 +16,7 @@
 #                                                     # through with BENCH_PROFILE_ANTHROPIC=1
 #                                                  # (the export threads are counted too)
 #   BENCH_BIN=/tmp/gatewayz-old ./loadtest/profile.sh  # another build, same method
+#   BENCH_PROFILE_LEDGER=1 ./loadtest/profile.sh   # the usage ledger on (SQLite; its writer thread counted)
 #   BENCH_PROFILE_LIMITS=key|local|redis ./loadtest/profile.sh  # a client key: without limits,
 #                                                     # with every limit and a team in process, or
 #                                                     # in a local redis-server (its state thread counted)
@@ -29,6 +30,7 @@ EXPORT=${BENCH_PROFILE_EXPORT:-0}
 ANTHROPIC=${BENCH_PROFILE_ANTHROPIC:-0}
 MESSAGES=${BENCH_PROFILE_MESSAGES:-0}
 LIMITS=${BENCH_PROFILE_LIMITS:-}
+LEDGER=${BENCH_PROFILE_LEDGER:-0}
 OUT=$ROOT/loadtest-out/profile-$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$OUT"
 
@@ -91,6 +93,10 @@ redis_url = \"redis://127.0.0.1:$P_REDIS/0\"
 timeout = \"2s\""
   fi
 fi
+[ "$LEDGER" != 1 ] || KEY_TOML="$KEY_TOML
+
+[ledger]
+url = \"sqlite://$OUT/ledger.db\""
 start "$OUT/mock.log" "$BIN" mock-upstream --listen "127.0.0.1:$P_UP" --latency 0ms
 MOCK_PID=$LAST_PID
 cat >"$OUT/gatewayz.toml" <<TOML
@@ -139,7 +145,7 @@ DUMP=$(ls -t "$OUT"/callgrind.out.* 2>/dev/null | head -1)
 [ -n "$DUMP" ] || die "no callgrind dump"
 TOTAL=$(callgrind_annotate "$DUMP" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}')
 {
-  echo "requests: $N (after $WARM warm-up), stream=$STREAM export=$EXPORT anthropic=$ANTHROPIC messages=$MESSAGES limits=${LIMITS:-none}, gatewayz $(if [ -n "${BENCH_BIN:-}" ]; then echo "binary $BENCH_BIN"; else echo "$(git rev-parse --short HEAD)$(git diff --quiet || echo '+dirty')"; fi)"
+  echo "requests: $N (after $WARM warm-up), stream=$STREAM export=$EXPORT anthropic=$ANTHROPIC messages=$MESSAGES limits=${LIMITS:-none} ledger=$LEDGER, gatewayz $(if [ -n "${BENCH_BIN:-}" ]; then echo "binary $BENCH_BIN"; else echo "$(git rev-parse --short HEAD)$(git diff --quiet || echo '+dirty')"; fi)"
   echo "instructions per request: $((TOTAL / N))"
   echo
   echo "## top inclusive"

@@ -17,6 +17,7 @@ ADMISSION = {
     "key-free": "authentication only (a key without limits)",
     "key-local": "every limit and a team, counted in process",
     "key-redis": "the same limits in a local Redis (one round trip to admit, one to settle)",
+    "key-ledger": "a key without limits, every request recorded in the usage ledger (SQLite)",
 }
 # The Anthropic-translated stream points, and what each translates.
 TRANSLATED = {
@@ -158,10 +159,12 @@ def main(run):
     if admission:
         w("## Admission cost (JSON, one client key, through gatewayz)")
         w("")
-        w("Added = the point less the direct path at the same rate; the Redis point's store CPU is "
-          "redis-server's own utime+stime per request (on the load core), not counted in the gateway's.")
+        w("Added = the point less the direct path at the same rate. Store CPU: for key-redis, "
+          "redis-server's own utime+stime per request (on the load core), not counted in the gateway's; "
+          "for key-ledger, the ledger writer thread's (counted in the gateway's too: the request path's "
+          "share is the difference).")
         w("")
-        w("| load | path | what is checked | rps | p50 | p99 | added p50 | added p99 | CPU ms/req | CPU over key-free | Redis CPU ms/req | failed |")
+        w("| load | path | what is checked | rps | p50 | p99 | added p50 | added p99 | CPU ms/req | CPU over key-free | store CPU ms/req | failed |")
         w("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         for path, r in admission:
             d = points.get(("json", r["rate"], "direct"))
@@ -172,7 +175,7 @@ def main(run):
             if free and path != "key-free" and free["cpu_ms"] is not None and r["cpu_ms"] is not None:
                 over = f"{r['cpu_ms'] - free['cpu_ms']:+.3f} ms"
             cpu = "–" if r["cpu_ms"] is None else f"{r['cpu_ms']:.3f}"
-            store = f"{r['store_cpu_ms']:.3f}" if path == "key-redis" and r["store_cpu_ms"] is not None else "–"
+            store = f"{r['store_cpu_ms']:.3f}" if path in ("key-redis", "key-ledger") and r["store_cpu_ms"] is not None else "–"
             w(f"| {r['rate']} rps | {path} | {ADMISSION[path]} | {r['rps']:.0f} | {ms(r['p50'])} | "
               f"{ms(r['p99'])} | {ms(a50)} | {ms(a99)} | {cpu} | {over} | {store} | {r['failed']} |")
         w("")
