@@ -7,7 +7,7 @@
 //! same transaction from exactly the rows that were inserted (`RETURNING`), so they always
 //! equal the sums of the raw records they were made from, also after raw records past their
 //! retention are deleted. Queries are built at run time with `$N` placeholders, which both
-//! databases accept.
+//! databases accept (the batch insert uses `?` on SQLite, which binds `$N` by name lookup).
 
 use std::collections::BTreeMap;
 
@@ -61,8 +61,9 @@ const MIGRATIONS: &[(i64, &str)] = &[(
 
 /// Columns of `usage_records`, in insert order.
 const COLUMNS: usize = 19;
-/// Rows per INSERT statement (SQLite allows 32,766 parameters).
-const ROWS_PER_INSERT: usize = 1000;
+/// Rows per INSERT statement: one statement text for every full chunk, so it is prepared
+/// once and cached, and short enough to parse cheaply.
+const ROWS_PER_INSERT: usize = 100;
 
 /// The ledger's database.
 #[derive(Debug, Clone)]
@@ -180,8 +181,15 @@ impl Db {
                     if col > 0 {
                         sql.push_str(", ");
                     }
-                    sql.push('$');
-                    sql.push_str(&(row * COLUMNS + col + 1).to_string());
+                    // SQLite looks a `$N` up by name (a scan of every parameter, for each):
+                    // positional `?` there, `$N` for PostgreSQL.
+                    match self.backend {
+                        Backend::Sqlite => sql.push('?'),
+                        Backend::Postgres => {
+                            sql.push('$');
+                            sql.push_str(&(row * COLUMNS + col + 1).to_string());
+                        }
+                    }
                 }
                 sql.push(')');
             }
