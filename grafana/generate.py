@@ -8,6 +8,8 @@ template variables from label values, unique panel ids, a grid laid out left to 
 
 The metric names used here are checked against the metric catalogue in the code by
 tests/dashboards.rs, and every query runs against a real Prometheus in tests/prometheus_e2e.rs.
+Panels whose families exist only with an optional backend (the shared limit store, the usage
+ledger) belong on the overview dashboard: it is the one allowed to show no data there.
 """
 import json
 import pathlib
@@ -169,10 +171,31 @@ def overview():
                q(f"sum(rate(gatewayz_shared_state_lost_settlements_total[{RI}]))", "lost settlements", "B")],
               description="Calls that failed or timed out, by operation; settlements (spend, tokens) that never "
                           "reached the store (in two categories, so max by instance counts each replica once)."),
+        panel("Usage ledger records per second by outcome",
+              [q(f"sum by (outcome) (rate(gatewayz_ledger_records_total[{RI}]))", "{{outcome}}")],
+              w=6,
+              description="written to the ledger's database; dropped (its queue was full: the database down or "
+                          "slow for too long); lost (unwritten at exit). No data without [ledger]."),
+        panel("Usage ledger queue depth, by replica",
+              [q("gatewayz_ledger_queue_depth", "{{instance}}")],
+              w=6,
+              description="Records accepted and not written yet; past [ledger] queue_capacity new ones are "
+                          "dropped. Grows while the database is down or slow. No data without [ledger]."),
+        panel("Usage ledger write errors per second, by replica",
+              [q(f"sum by (instance) (rate(gatewayz_ledger_write_errors_total[{RI}]))", "{{instance}}")],
+              w=6,
+              description="Batch writes that failed or timed out (30s); each is retried with backoff until "
+                          "the database takes it. No data without [ledger] or without errors."),
+        panel("Usage ledger batch write p99",
+              [q(f"histogram_quantile(0.99, sum by (le) (rate(gatewayz_ledger_write_duration_seconds_bucket[{RI}])))",
+                 "p99")],
+              unit="s", w=6,
+              description="One batch of records and its hourly rollups in one transaction (successful writes). "
+                          "No data without [ledger]."),
     ]
     return dashboard("gatewayz-overview", "gatewayz / Overview",
                      "Traffic, errors, latency percentiles and in-flight requests of the gateway; "
-                     "the shared limit store.",
+                     "the shared limit store; the usage ledger.",
                      panels, [API_VAR], ["overview"])
 
 
