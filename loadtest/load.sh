@@ -265,13 +265,13 @@ point() { # kind rate path
   before=$(cpu_ticks $(pids_of "$path"))
   case $path in
     key-redis) store_before=$(cpu_ticks "$REDIS_PID") ;;
-    key-ledger) store_before=$(thread_ticks "$ADM_PID" gatewayz-ledger) ;;
+    key-ledger) store_before=$(thread_ticks "$ADM_PID" '^(gatewayz-ledger|sqlx-sqlite)') ;;
   esac
   oha_run "$DURATION" "$rate" "$body" "$url" "$auth" >"$file"
   after=$(cpu_ticks $(pids_of "$path"))
   case $path in
     key-redis) store_after=$(cpu_ticks "$REDIS_PID") ;;
-    key-ledger) store_after=$(thread_ticks "$ADM_PID" gatewayz-ledger) ;;
+    key-ledger) store_after=$(thread_ticks "$ADM_PID" '^(gatewayz-ledger|sqlx-sqlite)') ;;
   esac
   printf '{"kind":"%s","rate":"%s","path":"%s","cpu_ticks":%d,"store_cpu_ticks":%d,"file":"%s"}\n' \
     "$kind" "$rate" "$path" $((after - before)) $((store_after - store_before)) "$file" >>"$RESULTS"
@@ -333,11 +333,12 @@ admission_config() { # path -> the gateway's configuration for that point
   [ "$1" != key-redis ] || printf '\n[state]\nredis_url = "redis://127.0.0.1:%s/0"\n' "$P_REDIS"
   [ "$1" != key-ledger ] || printf '\n[ledger]\nurl = "sqlite://%s/ledger.db"\n' "$OUT"
 }
-# utime+stime of one thread of a process, by its name (the ledger's writer).
-thread_ticks() { # pid name
+# utime+stime of a process's threads whose name matches (the ledger's writer, and the
+# SQLite driver's worker thread it hands statements to).
+thread_ticks() { # pid name-pattern (grep -E)
   local t total=0 f
   for t in /proc/"$1"/task/*; do
-    [ "$(cat "$t/comm" 2>/dev/null)" = "$2" ] || continue
+    grep -qE "$2" "$t/comm" 2>/dev/null || continue
     f=$(cut -d')' -f2 "$t/stat") || continue
     set -- $f
     total=$((total + ${12} + ${13}))

@@ -161,7 +161,7 @@ def main(run):
         w("")
         w("Added = the point less the direct path at the same rate. Store CPU: for key-redis, "
           "redis-server's own utime+stime per request (on the load core), not counted in the gateway's; "
-          "for key-ledger, the ledger writer thread's (counted in the gateway's too: the request path's "
+          "for key-ledger, the ledger writer's and SQLite driver's threads' (counted in the gateway's too: the request path's "
           "share is the difference).")
         w("")
         w("| load | path | what is checked | rps | p50 | p99 | added p50 | added p99 | CPU ms/req | CPU over key-free | store CPU ms/req | failed |")
