@@ -186,6 +186,11 @@ async fn serve(
     };
     let ledger = match &config.ledger {
         Some(settings) => {
+            if settings.backend() == crate::config::Backend::Sqlite {
+                // A file is local: one that cannot be opened is a configuration error now,
+                // not records held forever (a database server may be down for a while).
+                open_sqlite(settings).await?;
+            }
             let ledger = Arc::new(Ledger::start(settings, meters.clone())?);
             if let Store::Local(local) = &limits {
                 // Without a shared store, budgets start from the spend the ledger holds.
@@ -309,6 +314,22 @@ async fn serve(
     }
     tracing::info!("gatewayz stopped");
     Ok(())
+}
+
+/// Opens (creating) the SQLite ledger and applies its migrations, or says why it cannot.
+async fn open_sqlite(
+    settings: &crate::config::LedgerConfig,
+) -> Result<(), crate::ledger::LedgerError> {
+    let fail = |e: &sqlx::Error| {
+        crate::ledger::LedgerError(format!(
+            "cannot open the SQLite file: {}",
+            crate::ledger::describe(e)
+        ))
+    };
+    let db = crate::ledger::Db::open(settings).map_err(|e| fail(&e))?;
+    let migrated = db.migrate().await.map_err(|e| fail(&e));
+    db.close().await;
+    migrated
 }
 
 /// Budgets without a shared store start from their period's spend in the ledger (a ledger

@@ -389,3 +389,32 @@ fn a_full_queue_drops_records_and_counts_every_one() {
         (41.0 - dropped).to_string()
     );
 }
+
+#[test]
+fn an_sqlite_file_that_cannot_be_opened_stops_start_up_naming_the_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/missing-dir/ledger.db", dir.path().display());
+    let (_config_dir, path) = common::config_file(&config(&url, ""));
+    let out = common::run_to_exit(
+        &["serve", "--config", &path, "--listen", "127.0.0.1:0"],
+        &[],
+        WAIT,
+    );
+    assert!(!out.status.success());
+    assert!(
+        out.stderr
+            .contains("ledger.url: cannot open the SQLite file"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn the_admin_api_does_not_exist_without_its_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/ledger.db", dir.path().display());
+    let toml = config(&url, "").replace(&format!("[admin]\ntoken = \"{ADMIN}\"\n"), "");
+    let gw = common::gateway(&toml);
+    assert_openai_error(admin_usage(&gw, "", Some(ADMIN)), 404, "not_found");
+    assert_openai_error(admin_usage(&gw, "", None), 404, "not_found");
+}
