@@ -186,17 +186,13 @@ async fn serve(
     };
     let ledger = match &config.ledger {
         Some(settings) => {
-            if settings.backend() == crate::config::Backend::Sqlite {
-                // A file is local: one that cannot be opened is a configuration error now,
-                // not records held forever (a database server may be down for a while).
-                open_sqlite(settings).await?;
-            }
-            let ledger = Arc::new(Ledger::start(settings, meters.clone())?);
-            if let Store::Local(local) = &limits {
-                // Without a shared store, budgets start from the spend the ledger holds.
-                reload_budgets(local, settings).await;
-            }
-            Some(ledger)
+            // Without a shared store, budgets start from the spend the ledger holds.
+            let budgets = match &limits {
+                Store::Local(local) => Some(&**local),
+                Store::Shared(_) => None,
+            };
+            open_ledger(settings, budgets).await?;
+            Some(Arc::new(Ledger::start(settings, meters.clone())?))
         }
         None => None,
     };
@@ -316,39 +312,63 @@ async fn serve(
     Ok(())
 }
 
-/// Opens (creating) the SQLite ledger and applies its migrations, or says why it cannot.
-async fn open_sqlite(
+/// The ledger at start-up, over one pool: its migrations applied, then `budgets` (when there
+/// is no shared store) set from their period's spend. An SQLite file that cannot be opened is
+/// a configuration error; a database server that does not answer within 5 s is waited out
+/// by the writer, and the budgets start whole (both said in the log).
+async fn open_ledger(
     settings: &crate::config::LedgerConfig,
+    budgets: Option<&InProcess>,
 ) -> Result<(), crate::ledger::LedgerError> {
+    let sqlite = settings.backend() == crate::config::Backend::Sqlite;
     let fail = |e: &sqlx::Error| {
         crate::ledger::LedgerError(format!(
             "cannot open the SQLite file: {}",
             crate::ledger::describe(e)
         ))
     };
-    let db = crate::ledger::Db::open(settings).map_err(|e| fail(&e))?;
-    let migrated = db.migrate().await.map_err(|e| fail(&e));
-    db.close().await;
-    migrated
-}
-
-/// Budgets without a shared store start from their period's spend in the ledger (a ledger
-/// that cannot be read leaves them whole, said in the log).
-async fn reload_budgets(local: &InProcess, settings: &crate::config::LedgerConfig) {
     let db = match crate::ledger::Db::open(settings) {
         Ok(db) => db,
-        Err(_) => return,
+        Err(e) if sqlite => return Err(fail(&e)),
+        Err(_) => return Ok(()),
     };
-    let now = SystemTime::now();
-    let read = tokio::time::timeout(Duration::from_secs(5), async {
-        db.migrate().await?;
-        local
-            .reload_budgets(now, |team, name, since| {
-                let db = &db;
-                async move { db.spent_since(team, &name, since).await }
-            })
-            .await
-    })
+    let migrated = tokio::time::timeout(Duration::from_secs(5), db.migrate()).await;
+    let result = match migrated {
+        Ok(Err(e)) if sqlite => Err(fail(&e)),
+        Ok(Ok(())) => {
+            if let Some(local) = budgets {
+                reload_budgets(&db, local).await;
+            }
+            Ok(())
+        }
+        Ok(Err(e)) => {
+            if budgets.is_some() {
+                tracing::warn!(
+                    error = %crate::ledger::describe(&e),
+                    "budgets start whole: the ledger could not be read"
+                );
+            }
+            Ok(())
+        }
+        Err(_) => {
+            if budgets.is_some() {
+                tracing::warn!("budgets start whole: the ledger did not answer within 5s");
+            }
+            Ok(())
+        }
+    };
+    db.close().await;
+    result
+}
+
+/// Sets every budget's spend from the ledger's rollups.
+async fn reload_budgets(db: &crate::ledger::Db, local: &InProcess) {
+    let read = tokio::time::timeout(
+        Duration::from_secs(5),
+        local.reload_budgets(SystemTime::now(), |team, name, since| async move {
+            db.spent_since(team, &name, since).await
+        }),
+    )
     .await;
     match read {
         Ok(Ok(n)) if n > 0 => tracing::info!(budgets = n, "budgets resume from the ledger's spend"),
@@ -359,7 +379,6 @@ async fn reload_budgets(local: &InProcess, settings: &crate::config::LedgerConfi
         ),
         Err(_) => tracing::warn!("budgets start whole: the ledger did not answer within 5s"),
     }
-    db.close().await;
 }
 
 /// The longest the shared limit store's last settlements may hold the exit.
