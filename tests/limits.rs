@@ -11,7 +11,10 @@ mod common;
 use std::time::Duration;
 
 use common::scrape::{get, scrape, until, value};
-use common::{assert_openai_error, chat_body, client, post_chat, Process};
+use common::{
+    assert_openai_error, chat_body, client, key_entry as key, key_secret as secret, post_chat,
+    Process,
+};
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -36,15 +39,6 @@ providers = ["local"]
 [models.slow]
 providers = ["slow"]
 "#;
-
-/// A `[[keys]]` entry named `name` with secret `{name}-secret-key` and `lines`.
-fn key(name: &str, lines: &str) -> String {
-    format!("[[keys]]\nname = \"{name}\"\nkey = \"{name}-secret-key\"\n{lines}\n")
-}
-
-fn secret(name: &str) -> String {
-    format!("{name}-secret-key")
-}
 
 fn gateway(extra: &str) -> Process {
     common::gateway(&format!("{BASE}{extra}"))

@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 
 use common::redis::Redis;
 use common::scrape::{get, scrape, until, value};
-use common::{assert_openai_error, chat_body, client, post_chat, Process};
+use common::{
+    assert_openai_error, chat_body, client, key_entry as key, key_secret as secret, post_chat,
+    Process,
+};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -40,14 +43,6 @@ providers = ["slow"]
 name = "free"
 key = "free-secret-key"
 "#;
-
-fn key(name: &str, lines: &str) -> String {
-    format!("[[keys]]\nname = \"{name}\"\nkey = \"{name}-secret-key\"\n{lines}\n")
-}
-
-fn secret(name: &str) -> String {
-    format!("{name}-secret-key")
-}
 
 /// A replica on `redis` with `keys` and `[state]` `state` lines. The timeout is generous:
 /// these tests are about sharing, and a debug build on a busy machine is slow.

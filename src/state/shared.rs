@@ -317,10 +317,11 @@ impl Shared {
         now: Now,
     ) -> Result<Admission, Refusal> {
         let inner = &*self.inner;
-        inner.local.check_model(key, model)?;
         let Some(plan) = inner.plans.get(key).filter(|p| !p.is_empty()) else {
+            // No limits in either layer: the model list is all there is to check.
             return inner.local.admit(key, model, estimate, now);
         };
+        inner.local.check_model(key, model)?;
         if !inner.reach.is_up() {
             return self.bypass(key, model, estimate, now);
         }

@@ -359,6 +359,19 @@ pub fn wait_until(limit: Duration, what: &str, mut condition: impl FnMut() -> bo
     }
 }
 
+/// A `[[keys]]` entry named `name` with secret [`key_secret`]`(name)` and `lines`.
+pub fn key_entry(name: &str, lines: &str) -> String {
+    format!(
+        "[[keys]]\nname = \"{name}\"\nkey = \"{}\"\n{lines}\n",
+        key_secret(name)
+    )
+}
+
+/// The secret of [`key_entry`]`(name, ..)`.
+pub fn key_secret(name: &str) -> String {
+    format!("{name}-secret-key")
+}
+
 /// A loopback address nothing listens on (a port just bound and released): a target that
 /// refuses connections, or a port to hand to a server that cannot be started on port 0.
 pub fn free_addr() -> SocketAddr {
