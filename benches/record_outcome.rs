@@ -63,6 +63,7 @@ fn record(c: &mut Criterion) {
         usage: Some(Usage {
             prompt_tokens: 42,
             completion_tokens: 17,
+            cached_tokens: 0,
         }),
         duration: Duration::from_millis(900),
         time_to_first_token: Some(Duration::from_millis(130)),

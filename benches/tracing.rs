@@ -33,6 +33,7 @@ fn one_request(headers: &HeaderMap) -> usize {
             Some(Usage {
                 prompt_tokens: 12,
                 completion_tokens: 34,
+                cached_tokens: 0,
             }),
         );
         n

@@ -418,3 +418,50 @@ fn the_admin_api_does_not_exist_without_its_token() {
     assert_openai_error(admin_usage(&gw, "", Some(ADMIN)), 404, "not_found");
     assert_openai_error(admin_usage(&gw, "", None), 404, "not_found");
 }
+
+/// An upstream that reports prompt-cache reads: each record carries them (OpenAI's
+/// `prompt_tokens_details`, JSON and streamed; the Responses API's `input_tokens_details`;
+/// Anthropic's `cache_read_input_tokens`), and the rollups and report sum them.
+#[test]
+fn cached_tokens_are_recorded_from_every_dialect() {
+    let upstream = common::mock_upstream(&["--cached-tokens", "3"]);
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("ledger.db").display());
+    let gw = common::gateway(&format!(
+        "{}{}[providers.claude]\nkind = \"anthropic\"\nbase_url = \"{}\"\n\
+         [models.c]\nproviders = [\"claude\"]\n\
+         [ledger]\nurl = \"{url}\"\nflush_interval = \"50ms\"\n\
+         [admin]\ntoken = \"{ADMIN}\"\n",
+        common::openai_provider("up", &upstream, ""),
+        common::model("m", &["up"]),
+        upstream.url(""),
+    ));
+    let prompt = "one two three four five six";
+    assert_eq!(
+        post_chat(&gw, &chat_body("m", prompt, false), None).status(),
+        200
+    );
+    let stream = post_chat(&gw, &chat_body("m", prompt, true), None);
+    assert_eq!(stream.status(), 200);
+    let _ = stream.text().unwrap();
+    let responses = client()
+        .post(gw.url("/v1/responses"))
+        .header("content-type", "application/json")
+        .body(serde_json::json!({"model": "m", "input": prompt}).to_string())
+        .send()
+        .unwrap();
+    assert_eq!(responses.status(), 200);
+    assert_eq!(
+        post_chat(&gw, &chat_body("c", prompt, false), None).status(),
+        200
+    );
+    wait_written(&gw, 4.0);
+    let (_, rows) = read(&url, By::Api);
+    let cached: i64 = rows.iter().map(|(_, s)| s.cached_tokens).sum();
+    assert_eq!(cached, 12, "{rows:?}");
+    let report: serde_json::Value = admin_usage(&gw, "?by=api", Some(ADMIN)).json().unwrap();
+    assert_eq!(report["total"]["cached_tokens"], 12, "{report}");
+    // Cached input is input too: every record's input covers its cached tokens.
+    let input: i64 = rows.iter().map(|(_, s)| s.input_tokens).sum();
+    assert!(input >= 4 * 3, "{rows:?}");
+}

@@ -37,9 +37,9 @@ impl Entry {
 
     fn usage(&self, record: &CompletionRecord) -> UsageRecord {
         let model = self.catalog.model(record.model);
-        let (input, output) = record
-            .usage
-            .map_or((0, 0), |u| (u.prompt_tokens, u.completion_tokens));
+        let (input, output, cached) = record.usage.map_or((0, 0, 0), |u| {
+            (u.prompt_tokens, u.completion_tokens, u.cached_tokens)
+        });
         let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
         UsageRecord {
             id: rand::random(),
@@ -57,7 +57,7 @@ impl Entry {
             stream: record.stream,
             input_tokens: input,
             output_tokens: output,
-            cached_tokens: 0,
+            cached_tokens: cached,
             cost_usd: if record.answered {
                 model.price.cost(input, output)
             } else {

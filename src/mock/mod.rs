@@ -40,6 +40,10 @@ pub struct MockRequest {
     /// Embeddings asked as `encoding_format: "base64"` (the OpenAI Node SDK's default):
     /// little-endian `f32`s, base64-encoded, as OpenAI answers.
     pub base64: bool,
+    /// Input tokens the usage reports as read from a prompt cache (at most `prompt_tokens`;
+    /// `mock-upstream --cached-tokens`): `prompt_tokens_details.cached_tokens`, the Responses
+    /// API's `input_tokens_details`, Anthropic's `cache_read_input_tokens`.
+    pub cached_tokens: u64,
 }
 
 #[derive(Deserialize)]
@@ -212,6 +216,7 @@ impl MockRequest {
                 .or(req.max_output_tokens),
             tool,
             base64: req.encoding_format.as_deref() == Some("base64"),
+            cached_tokens: 0,
         })
     }
 
@@ -277,6 +282,7 @@ impl MockRequest {
             max_tokens,
             tool,
             base64: false,
+            cached_tokens: 0,
         })
     }
 
@@ -365,7 +371,7 @@ impl MockRequest {
                 "input": {"query": self.prompt}}],
             "stop_reason": "tool_use",
             "stop_sequence": null,
-            "usage": {"input_tokens": self.prompt_tokens, "output_tokens": tokens},
+            "usage": self.anthropic_usage(tokens),
         })
         .to_string()
         .into_bytes()
@@ -406,7 +412,7 @@ impl MockRequest {
                     "content": [],
                     "stop_reason": null,
                     "stop_sequence": null,
-                    "usage": {"input_tokens": self.prompt_tokens, "output_tokens": 1},
+                    "usage": self.anthropic_usage(1),
                 }}),
             ),
             named_frame(
@@ -484,11 +490,27 @@ impl MockRequest {
     }
 
     fn usage(&self, completion_tokens: u64) -> serde_json::Value {
-        json!({
+        let mut usage = json!({
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": completion_tokens,
             "total_tokens": self.prompt_tokens + completion_tokens,
-        })
+        });
+        if self.cached_tokens > 0 {
+            usage["prompt_tokens_details"] = json!({"cached_tokens": self.cached_tokens});
+        }
+        usage
+    }
+
+    /// Anthropic's usage: cached input is counted apart from `input_tokens`.
+    fn anthropic_usage(&self, output_tokens: u64) -> serde_json::Value {
+        let mut usage = json!({
+            "input_tokens": self.prompt_tokens - self.cached_tokens.min(self.prompt_tokens),
+            "output_tokens": output_tokens,
+        });
+        if self.cached_tokens > 0 {
+            usage["cache_read_input_tokens"] = json!(self.cached_tokens);
+        }
+        usage
     }
 
     /// A non-streamed answer: a `chat.completion`, a `text_completion`, an embeddings list
@@ -644,7 +666,7 @@ impl MockRequest {
             "content": [{"type": "text", "text": words.join(" ")}],
             "stop_reason": Self::stop_reason(cut),
             "stop_sequence": null,
-            "usage": {"input_tokens": self.prompt_tokens, "output_tokens": words.len()},
+            "usage": self.anthropic_usage(words.len() as u64),
         })
         .to_string()
         .into_bytes()
@@ -686,7 +708,7 @@ impl MockRequest {
         let item = self.response_message(id, &words.join(" "), status);
         let usage = json!({
             "input_tokens": self.prompt_tokens,
-            "input_tokens_details": {"cached_tokens": 0},
+            "input_tokens_details": {"cached_tokens": self.cached_tokens},
             "output_tokens": words.len(),
             "output_tokens_details": {"reasoning_tokens": 0},
             "total_tokens": self.prompt_tokens + words.len() as u64,

@@ -93,6 +93,11 @@ pub struct Behaviour {
     #[arg(long)]
     #[serde(default)]
     pub request_ids: bool,
+    /// Input tokens each answer's usage reports as read from a prompt cache (at most the
+    /// prompt's), as OpenAI, the Responses API and Anthropic report them. Default 0.
+    #[arg(long, default_value_t = 0)]
+    #[serde(default)]
+    pub cached_tokens: u64,
 }
 
 fn default_mode() -> FailMode {
@@ -420,11 +425,12 @@ async fn answer(
             return dialect_error(dialect, 401, message);
         }
     }
-    let request = match MockRequest::parse(api, &body) {
+    let mut request = match MockRequest::parse(api, &body) {
         Ok(r) => r,
         Err(message) => return dialect_error(dialect, 400, &message),
     };
     let behaviour = state.behaviour();
+    request.cached_tokens = behaviour.cached_tokens.min(request.prompt_tokens);
     let n = state.counter.fetch_add(1, Ordering::Relaxed);
     let failing = fails(n, behaviour.fail_rate);
     {

@@ -36,13 +36,42 @@ use crate::telemetry::traces::propagation::UpstreamTrace;
 /// A stream of upstream body chunks.
 pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, ProviderError>> + Send>>;
 
-/// Token counts reported by an upstream.
+/// Token counts reported by an upstream, in OpenAI's terms (the Chat Completions `usage`
+/// object deserializes into it).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 pub struct Usage {
+    /// Every input token, cached ones included.
     #[serde(default)]
     pub prompt_tokens: u64,
     #[serde(default)]
     pub completion_tokens: u64,
+    /// Input tokens read from the provider's prompt cache (OpenAI's
+    /// `prompt_tokens_details.cached_tokens`, the Responses API's
+    /// `input_tokens_details.cached_tokens`, Anthropic's `cache_read_input_tokens`).
+    #[serde(
+        default,
+        rename = "prompt_tokens_details",
+        deserialize_with = "cached_of_details"
+    )]
+    pub cached_tokens: u64,
+}
+
+/// `prompt_tokens_details` / `input_tokens_details`: only `cached_tokens` is read.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+pub(crate) struct TokenDetails {
+    #[serde(default)]
+    cached_tokens: Option<u64>,
+}
+
+impl TokenDetails {
+    pub(crate) fn cached(details: Option<Self>) -> u64 {
+        details.and_then(|d| d.cached_tokens).unwrap_or(0)
+    }
+}
+
+/// The cached count of a details object, which may be absent or `null`.
+fn cached_of_details<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    Option::<TokenDetails>::deserialize(d).map(TokenDetails::cached)
 }
 
 /// What the caller wants back.
@@ -340,13 +369,16 @@ fn none<U>() -> Option<U> {
     None
 }
 
-/// The Responses API's usage: `input_tokens` (cached ones included) and `output_tokens`.
+/// The Responses API's usage: `input_tokens` (cached ones included), `output_tokens`, and
+/// `input_tokens_details.cached_tokens`.
 #[derive(Deserialize)]
 struct ResponsesUsage {
     #[serde(default)]
     input_tokens: u64,
     #[serde(default)]
     output_tokens: u64,
+    #[serde(default)]
+    input_tokens_details: Option<TokenDetails>,
 }
 
 impl From<ResponsesUsage> for Usage {
@@ -354,6 +386,7 @@ impl From<ResponsesUsage> for Usage {
         Usage {
             prompt_tokens: u.input_tokens,
             completion_tokens: u.output_tokens,
+            cached_tokens: TokenDetails::cached(u.input_tokens_details),
         }
     }
 }
@@ -401,7 +434,8 @@ mod tests {
             usage,
             Some(Usage {
                 prompt_tokens: 15,
-                completion_tokens: 7
+                completion_tokens: 7,
+                cached_tokens: 0
             })
         );
         assert_eq!(model.as_deref(), Some("claude-sonnet-4-5"));
@@ -494,7 +528,8 @@ mod tests {
             usage,
             Some(Usage {
                 prompt_tokens: 3,
-                completion_tokens: 4
+                completion_tokens: 4,
+                cached_tokens: 0
             })
         );
         assert_eq!(model.as_deref(), Some("m1"));
@@ -555,7 +590,8 @@ mod tests {
             usage,
             Some(Usage {
                 prompt_tokens: 328,
-                completion_tokens: 52
+                completion_tokens: 52,
+                cached_tokens: 0
             })
         );
         assert_eq!(model.as_deref(), Some("gpt-4o-2024-08-06"));

@@ -183,6 +183,9 @@ struct TypedUsage {
     cache_creation_input_tokens: Option<u64>,
     #[serde(default)]
     cache_read_input_tokens: Option<u64>,
+    /// The Responses API's cached count.
+    #[serde(default)]
+    input_tokens_details: Option<super::TokenDetails>,
 }
 
 impl TypedUsage {
@@ -203,6 +206,9 @@ impl TypedUsage {
             &mut self.cache_read_input_tokens,
             next.cache_read_input_tokens,
         );
+        if next.input_tokens_details.is_some() {
+            self.input_tokens_details = next.input_tokens_details;
+        }
     }
 
     fn usage(self) -> Usage {
@@ -212,6 +218,8 @@ impl TypedUsage {
                 + n(self.cache_creation_input_tokens)
                 + n(self.cache_read_input_tokens),
             completion_tokens: n(self.output_tokens),
+            cached_tokens: n(self.cache_read_input_tokens)
+                + super::TokenDetails::cached(self.input_tokens_details),
         }
     }
 }
@@ -654,6 +662,32 @@ mod tests {
     }
 
     #[test]
+    fn cached_tokens_are_read_in_every_dialect() {
+        let openai =
+            "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":2,\
+                      \"prompt_tokens_details\":{\"cached_tokens\":4,\"audio_tokens\":0}}}\n\n\
+                      data: [DONE]\n\n";
+        let responses = "data: {\"type\":\"response.completed\",\"response\":{\"usage\":\
+                         {\"input_tokens\":9,\"input_tokens_details\":{\"cached_tokens\":6},\
+                         \"output_tokens\":1}}}\n\n";
+        let none = "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":2,\
+                    \"prompt_tokens_details\":null}}\n\ndata: [DONE]\n\n";
+        for (dialect, stream, cached) in [
+            (Dialect::OpenAi, openai, 4),
+            (Dialect::Responses, responses, 6),
+            (Dialect::OpenAi, none, 0),
+        ] {
+            let (_, fault, scanner) = scan(dialect, stream, &[]);
+            assert_eq!(fault, None, "{stream}");
+            assert_eq!(
+                scanner.usage().map(|u| u.cached_tokens),
+                Some(cached),
+                "{stream}"
+            );
+        }
+    }
+
+    #[test]
     fn passes_through_and_reads_usage() {
         let (out, scanner, firsts) = run(&[], false);
         assert_eq!(out, STREAM);
@@ -661,7 +695,8 @@ mod tests {
             scanner.usage(),
             Some(Usage {
                 prompt_tokens: 7,
-                completion_tokens: 2
+                completion_tokens: 2,
+                cached_tokens: 0
             })
         );
         assert!(scanner.done());
@@ -700,7 +735,8 @@ mod tests {
                 scanner.usage(),
                 Some(Usage {
                     prompt_tokens: 3,
-                    completion_tokens: 4
+                    completion_tokens: 4,
+                    cached_tokens: 0
                 })
             );
             assert_eq!(scanner.events(), 4);
@@ -885,12 +921,14 @@ mod tests {
         assert_eq!(fault, None);
         assert!(scanner.done() && scanner.seen_content());
         assert_eq!(scanner.model(), Some("claude-sonnet-4-5"));
-        // Cached input counts as input; the output count is message_delta's cumulative one.
+        // Cached input counts as input (and as cached); the output count is message_delta's
+        // cumulative one.
         assert_eq!(
             scanner.usage(),
             Some(Usage {
                 prompt_tokens: 30,
-                completion_tokens: 15
+                completion_tokens: 15,
+                cached_tokens: 5
             })
         );
         // Cut before message_stop: not done (the relay calls it stream_no_done).
@@ -921,7 +959,8 @@ mod tests {
             scanner.usage(),
             Some(Usage {
                 prompt_tokens: 37,
-                completion_tokens: 11
+                completion_tokens: 11,
+                cached_tokens: 0
             })
         );
     }
@@ -1166,7 +1205,7 @@ mod tests {
             let (out, scanner, firsts) = run(&split, strip);
             let (want, _, _) = run(&[], strip);
             prop_assert_eq!(out, want);
-            prop_assert_eq!(scanner.usage(), Some(Usage { prompt_tokens: 7, completion_tokens: 2 }));
+            prop_assert_eq!(scanner.usage(), Some(Usage { prompt_tokens: 7, completion_tokens: 2, cached_tokens: 0 }));
             prop_assert!(scanner.done());
             prop_assert_eq!(firsts.len(), 1);
         }
@@ -1261,7 +1300,8 @@ mod mock_streams {
             scanner.usage(),
             Some(Usage {
                 prompt_tokens: 21,
-                completion_tokens: 5
+                completion_tokens: 5,
+                cached_tokens: 0
             })
         );
         assert_eq!(scanner.model(), Some("r"));

@@ -53,6 +53,7 @@ mod tests {
         Usage {
             prompt_tokens,
             completion_tokens,
+            cached_tokens: 0,
         }
     }
 

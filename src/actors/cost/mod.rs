@@ -173,6 +173,7 @@ mod tests {
         let usage = Usage {
             prompt_tokens: 10,
             completion_tokens: 5,
+            cached_tokens: 0,
         };
         let completion = |usage| Completion {
             provider: ProviderId::from_index(0),

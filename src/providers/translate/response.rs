@@ -87,6 +87,7 @@ impl AnthropicUsage {
         Usage {
             prompt_tokens: self.prompt_tokens(),
             completion_tokens: self.output_tokens,
+            cached_tokens: self.cache_read_input_tokens,
         }
     }
 }
@@ -204,7 +205,8 @@ mod tests {
             usage.to_usage(),
             Usage {
                 prompt_tokens: 2095,
-                completion_tokens: 503
+                completion_tokens: 503,
+                cached_tokens: 0
             }
         );
     }
