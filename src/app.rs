@@ -22,11 +22,12 @@ use crate::actors::Actors;
 use crate::catalog::Catalog;
 use crate::config::{Config, Invalid};
 use crate::http::access::MetricsAccess;
-use crate::http::auth::KeyStore;
+use crate::http::auth::{Changes, KeyStore};
 use crate::http::drain::Drain;
 use crate::http::models::ModelLists;
 use crate::http::server_span::server_span;
 use crate::http::{self, AppState};
+use crate::ledger::keys::{KeySync, StoredKey};
 use crate::ledger::Ledger;
 use crate::router::{ClientError, Router};
 use crate::shutdown::Budget;
@@ -103,23 +104,38 @@ pub fn run_with(
     result
 }
 
+/// What the handlers read besides the configuration: everything built before them.
+pub struct Parts {
+    pub catalog: Arc<Catalog>,
+    pub router: Arc<Router>,
+    pub keys: Arc<KeyStore>,
+    pub limits: Store,
+    pub ledger: Option<Arc<Ledger>>,
+    pub key_sync: Option<KeySync>,
+    pub drain: Arc<Drain>,
+    /// Unix time the gateway started.
+    pub started_unix: u64,
+}
+
 /// Builds the shared state handlers read.
-pub fn build_state(
-    config: &Config,
-    catalog: Arc<Catalog>,
-    router: Arc<Router>,
-    limits: Store,
-    ledger: Option<Arc<Ledger>>,
-    drain: Arc<Drain>,
-) -> AppState {
-    let started_unix = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let models = ModelLists::new(&catalog, &config.keys, started_unix);
+pub fn build_state(config: &Config, parts: Parts) -> AppState {
+    let Parts {
+        catalog,
+        router,
+        keys,
+        limits,
+        ledger,
+        key_sync,
+        drain,
+        started_unix,
+    } = parts;
+    let models = ModelLists::new(&catalog, started_unix);
     AppState {
         catalog,
         router,
-        keys: KeyStore::new(&config.keys),
+        keys,
+        key_sync,
+        config: Arc::new(config.clone()),
         limits,
         ledger,
         admin_token: config
@@ -127,11 +143,6 @@ pub fn build_state(
             .token
             .as_deref()
             .map(crate::http::admin::AdminToken::new),
-        key_names: config
-            .keys
-            .iter()
-            .map(|k| (Arc::from(&*k.name), k.team.as_deref().map(Arc::from)))
-            .collect(),
         max_body_bytes: config.server.max_body_bytes,
         body_read_timeout: config.server.body_read_timeout,
         request_timeout: config.server.request_timeout,
@@ -154,7 +165,10 @@ async fn serve(
     // The configuration resolved once; every table below is indexed by its ids.
     let catalog = Arc::new(Catalog::new(&config));
     let board = Arc::new(catalog.board());
-    let keys = Arc::new(KeyStore::new(&config.keys));
+    let started_unix = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let keys = Arc::new(KeyStore::new(&config.keys, catalog.clone(), started_unix));
     // Limit counters in this process, every limiter whole now (with `[state] redis_url`, the
     // fallback and the budgets' mirror of the shared store); the metrics read its budgets,
     // and it counts spend into the metrics' meters.
@@ -164,10 +178,11 @@ async fn serve(
         None => Store::Local(local.clone()),
     };
     let budgets = local.clone();
+    let trials = keys.clone();
     let metrics = Arc::new(Metrics::new_or_detached(Sources {
         board: board.clone(),
         log_stats,
-        trials: Arc::new(move |now| keys.active_trials(now)),
+        trials: Arc::new(move |now| trials.active_trials(now)),
         budgets: Arc::new(move |now, observe| budgets.budgets_left(now, observe)),
     }));
     let meters = metrics.meters.clone();
@@ -184,25 +199,34 @@ async fn serve(
         Store::Shared(shared) => Some(shared.clone()),
         Store::Local(_) => None,
     };
-    let ledger = match &config.ledger {
+    let (ledger, key_sync) = match &config.ledger {
         Some(settings) => {
-            // Without a shared store, budgets start from the spend the ledger holds.
-            let budgets = match &limits {
-                Store::Local(local) => Some(&**local),
-                Store::Shared(_) => None,
-            };
-            open_ledger(settings, budgets).await?;
-            Some(Arc::new(Ledger::start(settings, meters.clone())?))
+            // The keys kept in the database join the file's; then, without a shared store,
+            // budgets start from the spend the ledger holds.
+            open_ledger(settings, &keys, &limits).await?;
+            let ledger = Arc::new(Ledger::start(settings, meters.clone())?);
+            let (on_keys, store) = (keys.clone(), limits.clone());
+            let sync = KeySync::start(
+                settings,
+                config.admin.key_sync_interval,
+                Arc::new(move |stored| apply_keys(&on_keys, stored, &store)),
+            )?;
+            (Some(ledger), Some(sync))
         }
-        None => None,
+        None => (None, None),
     };
     let state = web::Data::new(build_state(
         &config,
-        catalog,
-        router,
-        limits,
-        ledger.clone(),
-        drain.clone(),
+        Parts {
+            catalog,
+            router,
+            keys,
+            limits,
+            ledger: ledger.clone(),
+            key_sync,
+            drain: drain.clone(),
+            started_unix,
+        },
     ));
     let access = web::Data::new(MetricsAccess::new(&config.metrics));
     let (metrics, board, meters) = (
@@ -318,8 +342,13 @@ async fn serve(
 /// by the writer, and the budgets start whole (both said in the log).
 async fn open_ledger(
     settings: &crate::config::LedgerConfig,
-    budgets: Option<&InProcess>,
+    keys: &KeyStore,
+    limits: &Store,
 ) -> Result<(), crate::ledger::LedgerError> {
+    let budgets = match limits {
+        Store::Local(local) => Some(&**local),
+        Store::Shared(_) => None,
+    };
     let sqlite = settings.backend() == crate::config::Backend::Sqlite;
     let fail = |e: &sqlx::Error| {
         crate::ledger::LedgerError(format!(
@@ -336,6 +365,18 @@ async fn open_ledger(
     let result = match migrated {
         Ok(Err(e)) if sqlite => Err(fail(&e)),
         Ok(Ok(())) => {
+            match tokio::time::timeout(Duration::from_secs(5), db.keys()).await {
+                Ok(Ok(stored)) => apply_keys(keys, &stored, limits),
+                Ok(Err(e)) => tracing::warn!(
+                    error = %crate::ledger::describe(&e),
+                    "the API keys in the ledger's database could not be read yet; they join \
+                     when it answers"
+                ),
+                Err(_) => tracing::warn!(
+                    "the API keys in the ledger's database could not be read within 5s; they \
+                     join when it answers"
+                ),
+            }
             if let Some(local) = budgets {
                 reload_budgets(&db, local).await;
             }
@@ -359,6 +400,20 @@ async fn open_ledger(
     };
     db.close().await;
     result
+}
+
+/// Makes the database's keys the ones in force (beside the file's), with a line saying what
+/// changed.
+fn apply_keys(keys: &KeyStore, stored: &[StoredKey], limits: &Store) {
+    let changes = keys.sync(stored, limits);
+    if changes != Changes::default() {
+        tracing::info!(
+            added = changes.added,
+            changed = changes.changed,
+            removed = changes.removed,
+            "API keys from the ledger's database applied"
+        );
+    }
 }
 
 /// Sets every budget's spend from the ledger's rollups.

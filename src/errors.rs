@@ -87,6 +87,18 @@ pub enum ApiError {
     /// 400: the body is not a JSON chat request.
     #[error("{0}")]
     BadRequest(String),
+    /// 400: one field of the body is wrong; `param` names it (`rate_limit_rpm`).
+    #[error("{message}")]
+    InvalidField { param: String, message: String },
+    /// 404: no client key of this name (the admin API).
+    #[error("no API key named {0:?}")]
+    KeyNotFound(String),
+    /// 409: a client key of this name exists already (the admin API).
+    #[error("an API key named {0:?} exists already")]
+    KeyExists(String),
+    /// 409: the key is in the configuration file, which the admin API does not edit.
+    #[error("the API key {0:?} is defined in the configuration file; edit it there")]
+    KeyInConfig(String),
     /// 401: no bearer key, or an unknown one.
     #[error("{0}")]
     Unauthorized(&'static str),
@@ -150,6 +162,10 @@ impl ApiError {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::BadRequest(_)
+            | Self::InvalidField { .. }
+            | Self::KeyNotFound(_)
+            | Self::KeyExists(_)
+            | Self::KeyInConfig(_)
             | Self::ModelNotFound(_)
             | Self::RouteNotFound(_)
             | Self::MethodNotAllowed
@@ -173,6 +189,10 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::BadRequest(_) => "invalid_request",
+            Self::InvalidField { .. } => "invalid_value",
+            Self::KeyNotFound(_) => "key_not_found",
+            Self::KeyExists(_) => "key_exists",
+            Self::KeyInConfig(_) => "key_in_config",
             Self::Unauthorized(_) => "invalid_api_key",
             Self::TrialExpired => "trial_expired",
             Self::Forbidden(_) => "forbidden",
@@ -222,8 +242,12 @@ impl ApiError {
             param: Option<&'a str>,
             code: &'a str,
         }
-        let param =
-            matches!(self, Self::ModelNotFound(_) | Self::ModelNotAllowed(_)).then_some("model");
+        let param = match self {
+            Self::ModelNotFound(_) | Self::ModelNotAllowed(_) => Some("model"),
+            Self::InvalidField { param, .. } => Some(param.as_str()),
+            Self::KeyNotFound(_) | Self::KeyExists(_) | Self::KeyInConfig(_) => Some("name"),
+            _ => None,
+        };
         serde_json::to_vec(&Body {
             error: Inner {
                 message: self.to_string(),
@@ -239,7 +263,9 @@ impl ApiError {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::BadRequest(_) | Self::InvalidField { .. } => StatusCode::BAD_REQUEST,
+            Self::KeyNotFound(_) => StatusCode::NOT_FOUND,
+            Self::KeyExists(_) | Self::KeyInConfig(_) => StatusCode::CONFLICT,
             Self::Unauthorized(_) | Self::TrialExpired => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) | Self::ModelNotAllowed(_) => StatusCode::FORBIDDEN,
             Self::ModelNotFound(_) | Self::RouteNotFound(_) => StatusCode::NOT_FOUND,

@@ -49,8 +49,120 @@ enum Command {
         #[arg(long, default_value = "table")]
         format: String,
     },
+    /// Make, list and revoke client keys kept in the ledger's database (the admin API's).
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Run a fast OpenAI-compatible mock upstream, for tests, demos and benchmarks.
     MockUpstream(gatewayz::mock::server::Options),
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Make a key and print its secret (shown this once; the database keeps its digest).
+    Create {
+        /// Configuration file (TOML) with a [ledger] table.
+        #[arg(long)]
+        config: PathBuf,
+        /// Who holds the key: letters, digits or - _ . @ : +.
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        team: Option<String>,
+        /// The model ids the key may use, comma-separated. Default: every model.
+        #[arg(long, value_delimiter = ',')]
+        models: Option<Vec<String>>,
+        #[arg(long)]
+        rate_limit_rpm: Option<u64>,
+        #[arg(long)]
+        rate_limit_tpm: Option<u64>,
+        #[arg(long)]
+        max_parallel: Option<u64>,
+        #[arg(long)]
+        budget_usd: Option<f64>,
+        /// "monthly" or whole hours ("1d", "30d").
+        #[arg(long)]
+        budget_period: Option<String>,
+        #[arg(long)]
+        soft_budget_usd: Option<f64>,
+        /// RFC 3339 instant after which the key is refused.
+        #[arg(long)]
+        expires_at: Option<String>,
+    },
+    /// List the keys in the database (never their secrets).
+    List {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Revoke a key: it stops working on every replica within `[admin] key_sync_interval`.
+    Revoke {
+        #[arg(long)]
+        config: PathBuf,
+        name: String,
+    },
+}
+
+/// Runs a `gatewayz keys` command; what it prints on stdout.
+fn keys(command: KeysCommand) -> Result<String, String> {
+    use gatewayz::ledger::keys::cli;
+    let path = match &command {
+        KeysCommand::Create { config, .. }
+        | KeysCommand::List { config }
+        | KeysCommand::Revoke { config, .. } => config.clone(),
+    };
+    let config = Config::load(&path).map_err(|e| e.to_string())?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    match command {
+        KeysCommand::Create {
+            name,
+            team,
+            models,
+            rate_limit_rpm,
+            rate_limit_tpm,
+            max_parallel,
+            budget_usd,
+            budget_period,
+            soft_budget_usd,
+            expires_at,
+            ..
+        } => {
+            let budget_period = budget_period
+                .map(|p| gatewayz::config::BudgetPeriod::parse(&p))
+                .transpose()
+                .map_err(|e| format!("--budget-period: {e}"))?;
+            let expires = expires_at
+                .map(|t| humantime::parse_rfc3339_weak(&t))
+                .transpose()
+                .map_err(|e| format!("--expires-at: {e} (an RFC 3339 instant)"))?;
+            let policy = gatewayz::config::KeyPolicy {
+                name,
+                team,
+                models,
+                limits: gatewayz::config::Limits {
+                    rpm: rate_limit_rpm,
+                    tpm: rate_limit_tpm,
+                    max_parallel,
+                    budget_usd,
+                    budget_period,
+                    soft_budget_usd,
+                },
+                expires,
+            };
+            let secret = runtime.block_on(cli::create(&config, policy))?;
+            eprintln!("gatewayz keys: key created; its secret is printed once, below");
+            Ok(format!("{secret}\n"))
+        }
+        KeysCommand::List { .. } => runtime.block_on(cli::list(&config)),
+        KeysCommand::Revoke { name, .. } => {
+            runtime.block_on(cli::revoke(&config, &name))?;
+            eprintln!("gatewayz keys: {name:?} revoked");
+            Ok(String::new())
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -137,6 +249,16 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Keys { command } => match keys(command) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("gatewayz keys: {e}");
+                ExitCode::from(2)
+            }
+        },
         Command::MockUpstream(options) => {
             gatewayz::telemetry::init_logging(None);
             match actix_web::rt::System::new().block_on(gatewayz::mock::server::run(options)) {

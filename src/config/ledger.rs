@@ -108,23 +108,48 @@ impl LedgerConfig {
 }
 
 /// `[admin]`
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
     /// The bearer token of `/admin/*`, `${VAR}` interpolated; at least 16 characters.
     /// Default: none (the admin API is off: every `/admin/*` route answers 404).
     #[serde(default)]
     pub token: Option<String>,
+    /// How often each replica reads the keys kept in the ledger's database (made by the admin
+    /// API or `gatewayz keys` on any replica), so a key created or revoked anywhere works or
+    /// stops everywhere within this. Default `"2s"`; 100ms to 1m.
+    #[serde(default = "default_key_sync_interval", with = "duration")]
+    pub key_sync_interval: Duration,
+}
+
+fn default_key_sync_interval() -> Duration {
+    Duration::from_secs(2)
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            token: None,
+            key_sync_interval: default_key_sync_interval(),
+        }
+    }
 }
 
 impl AdminConfig {
     pub(super) fn validate(&self) -> Result<(), Invalid> {
-        match &self.token {
-            Some(token) if token.len() < 16 => Err(Invalid::new(
-                "admin.token",
-                "must be at least 16 characters",
-            )),
-            _ => Ok(()),
+        if let Some(token) = &self.token {
+            if token.len() < 16 {
+                return Err(Invalid::new(
+                    "admin.token",
+                    "must be at least 16 characters",
+                ));
+            }
         }
+        bounds::between(
+            "admin.key_sync_interval",
+            self.key_sync_interval,
+            Duration::from_millis(100),
+            bounds::MINUTE,
+        )
     }
 }

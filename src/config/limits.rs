@@ -5,14 +5,39 @@
 //! once. A budget period is `"monthly"` (the calendar month, UTC) or a duration of whole
 //! hours (`"1h"`, `"1d"`, `"30d"`), whose periods are aligned to the Unix epoch.
 
+use std::collections::BTreeMap;
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Deserializer};
 
-use std::collections::BTreeMap;
-
 use super::{bounds, key_segment, known, Invalid, KeyConfig, ModelConfig};
+
+/// `base.name`, or `name` alone when `base` is empty (the admin API names a body's fields
+/// without a path).
+fn field(base: &str, name: &str) -> String {
+    if base.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{base}.{name}")
+    }
+}
+
+/// Longest key or team name.
+pub const MAX_NAME: usize = 128;
+
+/// A client key's policy — who holds it and what it may do — without its secret: what a
+/// `[[keys]]` entry and a key created through the admin API both are to the limiters.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct KeyPolicy {
+    pub name: String,
+    pub team: Option<String>,
+    /// `None`: every model.
+    pub models: Option<Vec<String>>,
+    pub limits: Limits,
+    /// After it the key is refused (`trial_expired`).
+    pub expires: Option<SystemTime>,
+}
 
 /// Most requests per minute a limit may name.
 pub const MAX_RPM: u64 = 1_000_000;
@@ -50,20 +75,27 @@ impl fmt::Display for BudgetPeriod {
     }
 }
 
-impl<'de> Deserialize<'de> for BudgetPeriod {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
+impl BudgetPeriod {
+    /// `"monthly"` or a duration (`"1d"`); its bounds are checked by [`Limits::validate`].
+    pub fn parse(text: &str) -> Result<Self, String> {
         if text == "monthly" {
             return Ok(Self::Monthly);
         }
-        humantime::parse_duration(&text)
+        humantime::parse_duration(text)
             .map(Self::Every)
             .map_err(|e| {
-                serde::de::Error::custom(format!(
-                    "invalid budget period {text:?} ({e}); write \"monthly\" or whole hours such \
-                     as \"1h\", \"1d\", \"30d\""
-                ))
+                format!(
+                "invalid budget period {text:?} ({e}); write \"monthly\" or whole hours such as \
+                 \"1h\", \"1d\", \"30d\""
+            )
             })
+    }
+}
+
+impl<'de> Deserialize<'de> for BudgetPeriod {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Self::parse(&text).map_err(serde::de::Error::custom)
     }
 }
 
@@ -145,11 +177,11 @@ impl Limits {
             if let Some(value) = value {
                 if value == 0 {
                     return Err(Invalid::new(
-                        format!("{base}.{name}"),
+                        field(base, name),
                         "must be greater than 0 (omit it for no limit)",
                     ));
                 }
-                bounds::count(format!("{base}.{name}"), value, 1, max)?;
+                bounds::count(field(base, name), value, 1, max)?;
             }
         }
         for (name, value) in [
@@ -157,10 +189,10 @@ impl Limits {
             ("soft_budget_usd", self.soft_budget_usd),
         ] {
             if let Some(usd) = value {
-                bounds::number(format!("{base}.{name}"), usd, 0.0, MAX_BUDGET_USD)?;
+                bounds::number(field(base, name), usd, 0.0, MAX_BUDGET_USD)?;
                 if usd <= 0.0 {
                     return Err(Invalid::new(
-                        format!("{base}.{name}"),
+                        field(base, name),
                         "must be greater than 0 USD (omit it for no budget)",
                     ));
                 }
@@ -169,24 +201,24 @@ impl Limits {
         if let Some(period) = self.budget_period {
             if self.budget_usd.is_none() {
                 return Err(Invalid::new(
-                    format!("{base}.budget_period"),
+                    field(base, "budget_period"),
                     "needs budget_usd",
                 ));
             }
-            validate_period(&format!("{base}.budget_period"), period)?;
+            validate_period(&field(base, "budget_period"), period)?;
         }
         if let Some(soft) = self.soft_budget_usd {
             match self.budget_usd {
                 Some(hard) if soft >= hard => {
                     return Err(Invalid::new(
-                        format!("{base}.soft_budget_usd"),
+                        field(base, "soft_budget_usd"),
                         format!("must be below budget_usd ({hard}) (got {soft})"),
                     ))
                 }
                 Some(_) => {}
                 None => {
                     return Err(Invalid::new(
-                        format!("{base}.soft_budget_usd"),
+                        field(base, "soft_budget_usd"),
                         "needs budget_usd (the period it counts in)",
                     ))
                 }
@@ -204,40 +236,51 @@ pub(super) fn validate_policies(
 ) -> Result<(), Invalid> {
     for (name, team) in teams {
         let base = format!("teams.{}", key_segment(name));
-        if name.is_empty() || name.len() > 128 {
+        if name.is_empty() || name.len() > MAX_NAME {
             return Err(Invalid::new(base, "team names are 1 to 128 characters"));
         }
         team.limits().validate(&base)?;
     }
     for (i, key) in keys.iter().enumerate() {
-        let base = format!("keys[{i}]");
-        if let Some(team) = &key.team {
-            if team.is_empty() || team.len() > 128 {
-                return Err(Invalid::new(
-                    format!("{base}.team"),
-                    "team names are 1 to 128 characters",
-                ));
-            }
-            if !teams.is_empty() && !teams.contains_key(team) {
-                return Err(Invalid::new(
-                    format!("{base}.team"),
-                    format!("unknown team {team:?} (known: {})", known(teams.keys())),
-                ));
-            }
-        }
-        if key.models.as_ref().is_some_and(Vec::is_empty) {
+        validate_names(&key.policy(), &format!("keys[{i}]"), teams, models)?;
+    }
+    Ok(())
+}
+
+/// A key's team (known when teams are configured) and models (configured ones); `base`
+/// prefixes the fields named in the error.
+pub(super) fn validate_names(
+    key: &KeyPolicy,
+    base: &str,
+    teams: &BTreeMap<String, TeamConfig>,
+    models: &BTreeMap<String, ModelConfig>,
+) -> Result<(), Invalid> {
+    if let Some(team) = &key.team {
+        if team.is_empty() || team.len() > MAX_NAME {
             return Err(Invalid::new(
-                format!("{base}.models"),
-                "at least one model id, or omit it for every model",
+                field(base, "team"),
+                "team names are 1 to 128 characters",
             ));
         }
-        for (j, model) in key.models.iter().flatten().enumerate() {
-            if !models.contains_key(model) {
-                return Err(Invalid::new(
-                    format!("{base}.models[{j}]"),
-                    format!("unknown model {model:?} (known: {})", known(models.keys())),
-                ));
-            }
+        if !teams.is_empty() && !teams.contains_key(team) {
+            return Err(Invalid::new(
+                field(base, "team"),
+                format!("unknown team {team:?} (known: {})", known(teams.keys())),
+            ));
+        }
+    }
+    if key.models.as_ref().is_some_and(Vec::is_empty) {
+        return Err(Invalid::new(
+            field(base, "models"),
+            "at least one model id, or omit it for every model",
+        ));
+    }
+    for (j, model) in key.models.iter().flatten().enumerate() {
+        if !models.contains_key(model) {
+            return Err(Invalid::new(
+                field(base, &format!("models[{j}]")),
+                format!("unknown model {model:?} (known: {})", known(models.keys())),
+            ));
         }
     }
     Ok(())

@@ -38,7 +38,7 @@ pub use describe::redact_url;
 pub use error::{ConfigError, Invalid};
 pub use interpolate::interpolate;
 pub use ledger::{AdminConfig, Backend, LedgerConfig};
-pub use limits::{BudgetPeriod, Limits, TeamConfig};
+pub use limits::{BudgetPeriod, KeyPolicy, Limits, TeamConfig, MAX_NAME};
 pub use locate::{key_at, key_segment, line_of};
 pub use loki::{DropPolicy, LokiAuth, LokiConfig};
 pub use metrics::{Category, Grant, MetricsConfig, MetricsToken};
@@ -303,6 +303,17 @@ impl KeyConfig {
         }
     }
 
+    /// What the limiters know of the key: everything but its secret.
+    pub fn policy(&self) -> KeyPolicy {
+        KeyPolicy {
+            name: self.name.clone(),
+            team: self.team.clone(),
+            models: self.models.clone(),
+            limits: self.limits(),
+            expires: self.expiry(),
+        }
+    }
+
     /// The parsed trial expiry (validated at load time).
     pub fn expiry(&self) -> Option<SystemTime> {
         self.trial_expires
@@ -430,6 +441,19 @@ impl Config {
         self.anomaly.validate()?;
         self.cost.validate()?;
         Ok(())
+    }
+
+    /// Checks a key made outside the file (the admin API, `gatewayz keys create`) as a
+    /// `[[keys]]` entry is checked; the error names the field alone (`rate_limit_rpm`).
+    pub fn validate_key(&self, key: &KeyPolicy) -> Result<(), Invalid> {
+        if key.name.is_empty() || key.name.chars().count() > MAX_NAME {
+            return Err(Invalid::new("name", "key names are 1 to 128 characters"));
+        }
+        if key.name.chars().any(char::is_control) {
+            return Err(Invalid::new("name", "must not contain control characters"));
+        }
+        key.limits.validate("")?;
+        limits::validate_names(key, "", &self.teams, &self.models)
     }
 
     /// Refuses to serve without authentication on anything but loopback. [`Config::validate`]

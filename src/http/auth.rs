@@ -1,74 +1,274 @@
-//! Client authentication: bearer keys held as SHA-256 digests, compared in constant time.
+//! Client authentication: bearer keys held as SHA-256 digests.
 //!
-//! The configured secrets are hashed once at start-up and dropped; a request's token is
-//! hashed and compared against every digest with `subtle`, so neither the comparison nor the
-//! lookup order reveals how much of a key matched. Trial keys carry an expiry. A key's
-//! limits (rates, parallelism, budget, models) are not checked here but once the request's
-//! body is parsed (`crate::state`), where its model and size are known.
+//! The keys are `[[keys]]` from the file and the keys kept in the ledger's database (made
+//! through the admin API), in one table swapped whole when the database's keys change
+//! ([`KeyStore::sync`]): a request reads it without a lock. Secrets are hashed once and
+//! dropped; a request's token is hashed and looked up by its digest. The lookup's timing
+//! depends only on the digest, which a caller cannot steer toward a stored one without the
+//! secret, so it reveals nothing about any key. Trial keys carry an expiry. A key's limits
+//! (rates, parallelism, budget, models) are not checked here but once the request's body is
+//! parsed (`crate::state`), where its model and size are known.
+//!
+//! Each key has a slot, its index in the limit stores: `[[keys]]` in order, then database
+//! keys as they are first seen; a slot is never reused for another name.
 
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
+use arc_swap::ArcSwap;
+use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::config::KeyConfig;
+use super::models;
+use crate::catalog::Catalog;
+use crate::config::{KeyConfig, KeyPolicy};
 use crate::errors::ApiError;
+use crate::ledger::keys::StoredKey;
+use crate::state::Store;
+
+/// Where a key is defined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// `[[keys]]`: edited in the file, not through the admin API.
+    File,
+    /// The ledger's database (the admin API, `gatewayz keys`).
+    Database,
+}
+
+/// A client key as requests see it.
+#[derive(Debug)]
+pub struct ClientKey {
+    /// Its index in the limit stores.
+    pub slot: usize,
+    pub name: Arc<str>,
+    pub team: Option<Arc<str>>,
+    /// `None`: every model; else its `/v1/models` body and its models by model index.
+    pub models: Option<(Bytes, Box<[bool]>)>,
+    pub policy: KeyPolicy,
+    pub origin: Origin,
+    digest: [u8; 32],
+}
 
 /// Who made a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Caller {
-    /// Index of the key in the configuration, or `None` when auth is off (loopback default).
-    pub key: Option<usize>,
+    /// The key, or `None` when auth is off (no keys: loopback only).
+    pub key: Option<Arc<ClientKey>>,
 }
 
-struct Entry {
-    digest: [u8; 32],
-    expires: Option<SystemTime>,
+/// A digest is uniformly random already: its first eight bytes are its hash.
+#[derive(Default)]
+struct DigestHasher(u64);
+
+impl Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for (i, b) in bytes.iter().take(8).enumerate() {
+            self.0 ^= u64::from(*b) << (8 * i);
+        }
+    }
 }
 
-/// The configured client keys.
+type ByDigest = HashMap<[u8; 32], Arc<ClientKey>, BuildHasherDefault<DigestHasher>>;
+
+/// The keys in force.
+#[derive(Default)]
+struct Table {
+    by_digest: ByDigest,
+    /// File keys first (in order), then database keys by name.
+    listed: Vec<Arc<ClientKey>>,
+}
+
+/// What [`KeyStore::sync`] remembers between two reads.
+struct Slots {
+    /// Every name ever seen, with its slot.
+    by_name: HashMap<String, usize>,
+    next: usize,
+    file: Vec<Arc<ClientKey>>,
+    /// The database keys in force, by name.
+    database: HashMap<String, Arc<ClientKey>>,
+}
+
+/// What a sync changed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Changes {
+    pub added: usize,
+    pub changed: usize,
+    pub removed: usize,
+}
+
+/// The client keys.
 pub struct KeyStore {
-    entries: Vec<Entry>,
-    names: Vec<String>,
+    table: ArcSwap<Table>,
+    slots: Mutex<Slots>,
+    catalog: Arc<Catalog>,
+    /// Unix time the gateway started (the models' `created`).
+    created: u64,
 }
 
 impl KeyStore {
-    pub fn new(keys: &[KeyConfig]) -> Self {
-        let entries = keys
+    /// The file's keys, in slots `0..keys.len()`.
+    pub fn new(keys: &[KeyConfig], catalog: Arc<Catalog>, created: u64) -> Self {
+        let mut store = Self {
+            table: ArcSwap::from_pointee(Table::default()),
+            slots: Mutex::new(Slots {
+                by_name: HashMap::new(),
+                next: keys.len(),
+                file: Vec::new(),
+                database: HashMap::new(),
+            }),
+            catalog,
+            created,
+        };
+        let file: Vec<Arc<ClientKey>> = keys
             .iter()
-            .map(|k| Entry {
-                digest: digest(k.key.as_bytes()),
-                expires: k.expiry(),
+            .enumerate()
+            .map(|(slot, k)| {
+                Arc::new(store.client_key(slot, k.policy(), digest(k.key.as_bytes()), Origin::File))
             })
             .collect();
-        let names = keys.iter().map(|k| k.name.clone()).collect();
-        Self { entries, names }
+        let slots = store
+            .slots
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        slots.by_name = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (k.name.clone(), i))
+            .collect();
+        slots.file = file.clone();
+        store.table = ArcSwap::from_pointee(Table {
+            by_digest: file.iter().map(|k| (k.digest, k.clone())).collect(),
+            listed: file,
+        });
+        store
+    }
+
+    fn client_key(
+        &self,
+        slot: usize,
+        policy: KeyPolicy,
+        digest: [u8; 32],
+        origin: Origin,
+    ) -> ClientKey {
+        let models = policy.models.as_ref().map(|ids| {
+            let allowed = |name: &str| ids.iter().any(|id| id == name);
+            models::listing(&self.catalog, &allowed, self.created)
+        });
+        ClientKey {
+            slot,
+            name: Arc::from(policy.name.as_str()),
+            team: policy.team.as_deref().map(Arc::from),
+            models,
+            policy,
+            origin,
+            digest,
+        }
+    }
+
+    /// Makes the database's keys the ones in force beside the file's: new keys get the next
+    /// slots and their limiters, changed ones new limiters, and keys gone from the table
+    /// stop authenticating. A database key named like a file key is ignored (the file wins).
+    pub fn sync(&self, stored: &[StoredKey], limits: &Store) -> Changes {
+        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = SystemTime::now();
+        let mut changes = Changes::default();
+        let mut database = HashMap::with_capacity(stored.len());
+        for key in stored {
+            let name = &key.policy.name;
+            if slots.file.iter().any(|f| *f.name == **name) {
+                tracing::warn!(
+                    key = %name,
+                    "a key in the ledger's database has the name of a key in the configuration \
+                     file; the file's is used"
+                );
+                continue;
+            }
+            let slot = match slots.by_name.get(name) {
+                Some(slot) => *slot,
+                None => {
+                    let slot = slots.next;
+                    slots.next += 1;
+                    slots.by_name.insert(name.clone(), slot);
+                    slot
+                }
+            };
+            let previous = slots.database.get(name);
+            let entry = match previous {
+                Some(p) if p.policy == key.policy && p.digest == key.digest => p.clone(),
+                _ => {
+                    if previous.is_none_or(|p| p.policy != key.policy) {
+                        limits.set_key(slot, &key.policy, now);
+                    }
+                    match previous {
+                        Some(_) => changes.changed += 1,
+                        None => changes.added += 1,
+                    }
+                    Arc::new(self.client_key(
+                        slot,
+                        key.policy.clone(),
+                        key.digest,
+                        Origin::Database,
+                    ))
+                }
+            };
+            database.insert(name.clone(), entry);
+        }
+        changes.removed = slots
+            .database
+            .keys()
+            .filter(|name| !database.contains_key(*name))
+            .count();
+        let mut listed = slots.file.clone();
+        let mut from_db: Vec<_> = database.values().cloned().collect();
+        from_db.sort_by(|a, b| a.name.cmp(&b.name));
+        listed.extend(from_db);
+        let by_digest = listed.iter().map(|k| (k.digest, k.clone())).collect();
+        self.table.store(Arc::new(Table { by_digest, listed }));
+        slots.database = database;
+        changes
     }
 
     /// Whether requests need a key at all.
     pub fn enabled(&self) -> bool {
-        !self.entries.is_empty()
+        !self.table.load().by_digest.is_empty()
     }
 
-    /// The holder's name of a key, for logs.
-    pub fn name(&self, caller: Caller) -> &str {
-        caller
-            .key
-            .and_then(|i| self.names.get(i))
-            .map_or("anonymous", String::as_str)
+    /// Every key in force: the file's in order, then the database's by name.
+    pub fn list(&self) -> Vec<Arc<ClientKey>> {
+        self.table.load().listed.clone()
+    }
+
+    /// The key in force named `name`.
+    pub fn get(&self, name: &str) -> Option<Arc<ClientKey>> {
+        self.table
+            .load()
+            .listed
+            .iter()
+            .find(|k| *k.name == *name)
+            .cloned()
     }
 
     /// Number of trial keys that have not expired at `now`.
     pub fn active_trials(&self, now: SystemTime) -> usize {
-        self.entries
+        self.table
+            .load()
+            .listed
             .iter()
-            .filter(|e| e.expires.is_some_and(|t| t > now))
+            .filter(|k| k.policy.expires.is_some_and(|t| t > now))
             .count()
     }
 
     /// Authenticates the value of an `Authorization` header.
     pub fn authenticate(&self, header: Option<&[u8]>, now: SystemTime) -> Result<Caller, ApiError> {
-        if !self.enabled() {
+        let table = self.table.load();
+        if table.by_digest.is_empty() {
             return Ok(Caller { key: None });
         }
         let header = header.ok_or(ApiError::Unauthorized(
@@ -77,14 +277,16 @@ impl KeyStore {
         let token = strip_bearer(header).ok_or(ApiError::Unauthorized(
             "malformed Authorization header: expected `Bearer <key>`",
         ))?;
-        let presented = digest(token);
-        let found = find_digest(self.entries.iter().map(|e| &e.digest), &presented);
-        let index = found.ok_or(ApiError::Unauthorized("invalid API key"))?;
-        let entry = &self.entries[index];
-        if entry.expires.is_some_and(|t| t <= now) {
+        let key = table
+            .by_digest
+            .get(&digest(token))
+            .ok_or(ApiError::Unauthorized("invalid API key"))?;
+        if key.policy.expires.is_some_and(|t| t <= now) {
             return Err(ApiError::TrialExpired);
         }
-        Ok(Caller { key: Some(index) })
+        Ok(Caller {
+            key: Some(key.clone()),
+        })
     }
 }
 
@@ -122,6 +324,16 @@ pub(crate) fn strip_bearer(header: &[u8]) -> Option<&[u8]> {
 mod tests {
     use super::*;
 
+    fn catalog() -> Arc<Catalog> {
+        let config = crate::config::Config::from_toml(
+            "[providers.a]\nkind = \"mock\"\n[models.m]\nproviders = [\"a\"]\n",
+            "test.toml",
+            &|_| None,
+        )
+        .unwrap();
+        Arc::new(Catalog::new(&config))
+    }
+
     fn key(name: &str, secret: &str, expires: Option<&str>) -> KeyConfig {
         KeyConfig {
             name: name.into(),
@@ -133,10 +345,14 @@ mod tests {
 
     #[test]
     fn authenticates_table() {
-        let store = KeyStore::new(&[
-            key("alice", "alice-key-1", None),
-            key("trial", "trial-key-1", Some("2020-01-01T00:00:00Z")),
-        ]);
+        let store = KeyStore::new(
+            &[
+                key("alice", "alice-key-1", None),
+                key("trial", "trial-key-1", Some("2020-01-01T00:00:00Z")),
+            ],
+            catalog(),
+            0,
+        );
         let now = SystemTime::now();
         type Case<'a> = (Option<&'a [u8]>, Result<Option<usize>, &'a str>);
         let cases: &[Case] = &[
@@ -151,7 +367,7 @@ mod tests {
         for (header, want) in cases {
             let got = store
                 .authenticate(*header, now)
-                .map(|c| c.key)
+                .map(|c| c.key.map(|k| k.slot))
                 .map_err(|e| e.code());
             assert_eq!(got, *want, "header {header:?}");
         }
@@ -161,10 +377,82 @@ mod tests {
 
     #[test]
     fn no_keys_means_open() {
-        let store = KeyStore::new(&[]);
-        assert_eq!(
-            store.authenticate(None, SystemTime::now()).unwrap().key,
-            None
+        let store = KeyStore::new(&[], catalog(), 0);
+        assert!(store
+            .authenticate(None, SystemTime::now())
+            .unwrap()
+            .key
+            .is_none());
+    }
+
+    fn stored(name: &str, secret: &str, rpm: Option<u64>) -> StoredKey {
+        let mut policy = KeyPolicy {
+            name: name.into(),
+            ..KeyPolicy::default()
+        };
+        policy.limits.rpm = rpm;
+        crate::ledger::keys::stored(policy, secret, SystemTime::UNIX_EPOCH)
+    }
+
+    #[test]
+    fn database_keys_join_change_and_leave_with_stable_slots() {
+        let catalog = catalog();
+        let config = crate::config::Config::from_toml(
+            "[providers.a]\nkind = \"mock\"\n[models.m]\nproviders = [\"a\"]\n",
+            "test.toml",
+            &|_| None,
+        )
+        .unwrap();
+        let limits = Store::Local(Arc::new(crate::state::InProcess::new(
+            &config,
+            &catalog,
+            std::time::Instant::now(),
+        )));
+        let store = KeyStore::new(&[key("file", "file-key-1", None)], catalog, 0);
+        let now = SystemTime::now();
+        let slot = |secret: &[u8]| {
+            store
+                .authenticate(Some(&[b"Bearer ", secret].concat()), now)
+                .map(|c| c.key.map(|k| k.slot))
+                .map_err(|e| e.code())
+        };
+        let changes = store.sync(
+            &[
+                stored("b", "b-secret-1", None),
+                stored("a", "a-secret-1", None),
+            ],
+            &limits,
         );
+        assert_eq!((changes.added, changes.changed, changes.removed), (2, 0, 0));
+        assert_eq!(slot(b"file-key-1"), Ok(Some(0)));
+        let (a, b) = (slot(b"a-secret-1").unwrap(), slot(b"b-secret-1").unwrap());
+        assert!(a.is_some() && b.is_some() && a != b);
+        // Same table again: nothing changes, the same entries stay.
+        let same = store.sync(
+            &[
+                stored("b", "b-secret-1", None),
+                stored("a", "a-secret-1", None),
+            ],
+            &limits,
+        );
+        assert_eq!(same, Changes::default());
+        // `a` rotated and limited, `b` revoked, a file name in the database ignored.
+        let changes = store.sync(
+            &[
+                stored("a", "a-secret-2", Some(5)),
+                stored("file", "x-secret-1", None),
+            ],
+            &limits,
+        );
+        assert_eq!((changes.added, changes.changed, changes.removed), (0, 1, 1));
+        assert_eq!(slot(b"a-secret-1"), Err("invalid_api_key"));
+        assert_eq!(slot(b"a-secret-2"), Ok(a));
+        assert_eq!(slot(b"b-secret-1"), Err("invalid_api_key"));
+        assert_eq!(slot(b"x-secret-1"), Err("invalid_api_key"));
+        // `b` comes back in its old slot.
+        store.sync(&[stored("b", "b-secret-3", None)], &limits);
+        assert_eq!(slot(b"b-secret-3"), Ok(b));
+        let names: Vec<_> = store.list().iter().map(|k| k.name.to_string()).collect();
+        assert_eq!(names, ["file", "b"]);
     }
 }

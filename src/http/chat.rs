@@ -79,8 +79,8 @@ pub(super) async fn serve(
     let caller = state.keys.authenticate(presented, SystemTime::now())?;
     let body = receive(&req, payload, &state).await?;
     let head = request::parse(api, &body)?;
-    let permit = match caller.key {
-        Some(key) => Some(admit(&state, api, key, &body, &head).await?),
+    let permit = match &caller.key {
+        Some(key) => Some(admit(&state, api, key.slot, &body, &head).await?),
         None => None,
     };
     let quotas = permit.as_ref().map(Permit::quotas);
@@ -98,7 +98,7 @@ pub(super) async fn serve(
             .and_then(|v| v.to_str().ok())
             .map_or_else(|| Arc::from("unknown"), Arc::from),
         trace_id: finish::Entry::current_trace_id(),
-        key: caller.key.and_then(|k| state.key_names.get(k).cloned()),
+        key: caller.key.map(|k| (k.name.clone(), k.team.clone())),
     });
     let settle = finish::Finish { permit, entry }.boxed();
     let reply = state

@@ -151,9 +151,11 @@ mod tests {
         let router =
             Router::new(catalog.clone(), board.clone(), 1, Arc::new(NoopReporter)).unwrap();
         let state = AppState {
-            catalog,
+            catalog: catalog.clone(),
             router: Arc::new(router),
-            keys: KeyStore::new(&[]),
+            keys: Arc::new(KeyStore::new(&[], catalog.clone(), 0)),
+            key_sync: None,
+            config: Arc::new(config.clone()),
             limits: crate::state::Store::Local(Arc::new(crate::state::InProcess::new(
                 &config,
                 &crate::catalog::Catalog::new(&config),
@@ -161,15 +163,10 @@ mod tests {
             ))),
             ledger: None,
             admin_token: None,
-            key_names: Vec::new(),
             max_body_bytes: 1024,
             body_read_timeout: Duration::from_secs(1),
             request_timeout: Duration::from_secs(1),
-            models: crate::http::models::ModelLists::new(
-                &crate::catalog::Catalog::new(&config),
-                &[],
-                0,
-            ),
+            models: crate::http::models::ModelLists::new(&crate::catalog::Catalog::new(&config), 0),
             started_unix: 0,
             drain,
         };

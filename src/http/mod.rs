@@ -35,20 +35,23 @@ use auth::KeyStore;
 pub struct AppState {
     pub catalog: Arc<Catalog>,
     pub router: Arc<Router>,
-    pub keys: KeyStore,
+    pub keys: Arc<KeyStore>,
+    /// The keys kept in the ledger's database (admin calls reach it through this); `None`
+    /// without `[ledger]`.
+    pub key_sync: Option<crate::ledger::keys::KeySync>,
+    /// The configuration as resolved at start-up (the admin API validates keys against it).
+    pub config: Arc<crate::config::Config>,
     /// Per-key and per-team limits, checked once a request's body is parsed.
     pub limits: Store,
     /// The usage ledger, when `[ledger]` is on.
     pub ledger: Option<Arc<crate::ledger::Ledger>>,
     /// The admin API's token (`[admin] token`); `None`: the admin API is off.
     pub admin_token: Option<admin::AdminToken>,
-    /// Each key's name and team (`[[keys]]` order), for the ledger's records.
-    pub key_names: Vec<(Arc<str>, Option<Arc<str>>)>,
     pub max_body_bytes: usize,
     /// How long a client may take to send its body (`server.body_read_timeout`).
     pub body_read_timeout: Duration,
     pub request_timeout: Duration,
-    /// The `/v1/models` bodies, built once (every model, and each key's list).
+    /// The `/v1/models` body of every model, built once.
     pub models: models::ModelLists,
     /// Unix time the gateway started (the models' `created`).
     pub started_unix: u64,
@@ -60,7 +63,7 @@ pub struct AppState {
 /// request from the matched resource's name instead of matching its path again. The OpenAI
 /// routes are served without the `/v1` prefix too (clients configured with a `base_url` that
 /// lacks it, as LiteLLM's users do).
-pub const PATTERNS: [&str; 23] = [
+pub const PATTERNS: [&str; 26] = [
     "/v1/chat/completions",
     "/v1/completions",
     "/v1/embeddings",
@@ -84,6 +87,9 @@ pub const PATTERNS: [&str; 23] = [
     "/metrics",
     "/prometheus/metrics/{name}",
     "/admin/usage",
+    "/admin/keys",
+    "/admin/keys/{name}",
+    "/admin/keys/{name}/rotate",
 ];
 
 /// A resource answering one method; any other method gets an OpenAI-shaped 405.
@@ -96,7 +102,7 @@ fn only(pattern: &'static str, route: Route) -> Resource {
 
 /// Registers every route on an actix `App`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    let [chat, completions, embeddings, responses, messages, count_tokens, models, model, bare_chat, bare_completions, bare_embeddings, bare_responses, bare_messages, bare_count_tokens, bare_models, bare_model, health, ready, providers, anomalies, metrics_all, structured, admin_usage] =
+    let [chat, completions, embeddings, responses, messages, count_tokens, models, model, bare_chat, bare_completions, bare_embeddings, bare_responses, bare_messages, bare_count_tokens, bare_models, bare_model, health, ready, providers, anomalies, metrics_all, structured, admin_usage, admin_keys, admin_key, admin_rotate] =
         PATTERNS;
     cfg.service(only(chat, web::post().to(chat::chat)))
         .service(only(completions, web::post().to(chat::completions)))
@@ -123,7 +129,23 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(only(anomalies, web::get().to(health::anomalies)))
         .service(only(metrics_all, web::get().to(metrics::metrics)))
         .service(only(structured, web::get().to(metrics::structured)))
-        .service(only(admin_usage, web::get().to(admin::usage)));
+        .service(only(admin_usage, web::get().to(admin::usage)))
+        .service(
+            web::resource(admin_keys)
+                .name(admin_keys)
+                .route(web::get().to(admin::list_keys))
+                .route(web::post().to(admin::create_key))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource(admin_key)
+                .name(admin_key)
+                .route(web::get().to(admin::get_key))
+                .route(web::patch().to(admin::patch_key))
+                .route(web::delete().to(admin::delete_key))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(only(admin_rotate, web::post().to(admin::rotate_key)));
 }
 
 /// The default service: an OpenAI-shaped 404.

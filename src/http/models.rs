@@ -13,59 +13,54 @@ use super::auth::Caller;
 use super::AppState;
 use crate::board::ModelId;
 use crate::catalog::Catalog;
-use crate::config::KeyConfig;
 use crate::errors::ApiError;
 
-/// The `/v1/models` bodies: every model, and each key's list when it has one.
+/// The `/v1/models` body of every model; a key with its own list carries its body
+/// ([`super::auth::ClientKey::models`]).
 pub struct ModelLists {
     all: Bytes,
-    /// By key index: `None` for every model, else the key's body and its models by index.
-    by_key: Vec<Option<(Bytes, Box<[bool]>)>>,
+}
+
+/// The `/v1/models` body of the models `allowed` names, and those models by model index.
+/// `created` is the Unix time the gateway started (each model's `created`).
+pub fn listing(
+    catalog: &Catalog,
+    allowed: &dyn Fn(&str) -> bool,
+    created: u64,
+) -> (Bytes, Box<[bool]>) {
+    let data: Vec<_> = catalog
+        .models()
+        .filter(|(_, m)| allowed(&m.name))
+        .map(|(_, m)| {
+            serde_json::json!({
+                "id": &*m.name, "object": "model", "created": created,
+                "owned_by": &*m.owned_by,
+            })
+        })
+        .collect();
+    let body = Bytes::from(serde_json::json!({"object": "list", "data": data}).to_string());
+    let mask = catalog.models().map(|(_, m)| allowed(&m.name)).collect();
+    (body, mask)
 }
 
 impl ModelLists {
     /// `created` is the Unix time the gateway started (each model's `created`).
-    pub fn new(catalog: &Catalog, keys: &[KeyConfig], created: u64) -> Self {
-        let body = |allowed: &dyn Fn(&str) -> bool| {
-            let data: Vec<_> = catalog
-                .models()
-                .filter(|(_, m)| allowed(&m.name))
-                .map(|(_, m)| {
-                    serde_json::json!({
-                        "id": &*m.name, "object": "model", "created": created,
-                        "owned_by": &*m.owned_by,
-                    })
-                })
-                .collect();
-            Bytes::from(serde_json::json!({"object": "list", "data": data}).to_string())
-        };
-        let by_key = keys
-            .iter()
-            .map(|k| {
-                let ids = k.models.as_ref()?;
-                let allowed = |name: &str| ids.iter().any(|id| id == name);
-                let mask = catalog.models().map(|(_, m)| allowed(&m.name)).collect();
-                Some((body(&allowed), mask))
-            })
-            .collect();
+    pub fn new(catalog: &Catalog, created: u64) -> Self {
         Self {
-            all: body(&|_| true),
-            by_key,
+            all: listing(catalog, &|_| true, created).0,
         }
     }
 
-    fn of(&self, caller: Caller) -> Option<&(Bytes, Box<[bool]>)> {
-        self.by_key.get(caller.key?)?.as_ref()
+    fn of(caller: &Caller) -> Option<&(Bytes, Box<[bool]>)> {
+        caller.key.as_ref()?.models.as_ref()
     }
 
-    fn body(&self, caller: Caller) -> Bytes {
-        self.of(caller)
-            .map_or_else(|| self.all.clone(), |(body, _)| body.clone())
+    fn body(&self, caller: &Caller) -> Bytes {
+        Self::of(caller).map_or_else(|| self.all.clone(), |(body, _)| body.clone())
     }
 
-    fn allows(&self, caller: Caller, model: ModelId) -> bool {
-        self.of(caller)
-            .is_none_or(|(_, mask)| mask.get(model.index()).copied().unwrap_or(false))
+    fn allows(caller: &Caller, model: ModelId) -> bool {
+        Self::of(caller).is_none_or(|(_, mask)| mask.get(model.index()).copied().unwrap_or(false))
     }
 }
 
@@ -82,7 +77,7 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
     let caller = authorize(&req, &state)?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, "application/json"))
-        .body(state.models.body(caller)))
+        .body(state.models.body(&caller)))
 }
 
 pub async fn get(
@@ -94,7 +89,7 @@ pub async fn get(
     let model = state
         .catalog
         .model_id(&id)
-        .filter(|m| state.models.allows(caller, *m))
+        .filter(|m| ModelLists::allows(&caller, *m))
         .map(|m| state.catalog.model(m))
         .ok_or_else(|| ApiError::ModelNotFound(id.chars().take(128).collect()))?;
     let body = serde_json::json!({

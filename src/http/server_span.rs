@@ -70,7 +70,8 @@ pub async fn server_span(
 }
 
 /// The pattern of [`super::PATTERNS`] a path matches, as actix-web's router would match it:
-/// a static pattern exactly, `{name}` one non-empty segment, `{name:.*}` the rest of the path.
+/// a static pattern exactly, `{name}` one non-empty segment (and what follows it exactly),
+/// `{name:.*}` the rest of the path.
 pub fn route_of(path: &str) -> Option<&'static str> {
     super::PATTERNS.into_iter().find(|pattern| {
         let Some((prefix, variable)) = pattern.split_once('{') else {
@@ -80,25 +81,33 @@ pub fn route_of(path: &str) -> Option<&'static str> {
             return false;
         };
         if variable.contains(":.*}") {
-            true
-        } else {
-            !rest.is_empty() && !rest.contains('/')
+            return true;
         }
+        let suffix = variable.split_once('}').map_or("", |(_, after)| after);
+        rest.strip_suffix(suffix)
+            .is_some_and(|segment| !segment.is_empty() && !segment.contains('/'))
     })
 }
 
 /// `"METHOD pattern"` for the methods the routes answer, built once.
 fn span_name(method: &actix_web::http::Method, route: &'static str) -> Option<&'static str> {
-    static NAMES: std::sync::LazyLock<Vec<(&'static str, [String; 2])>> =
+    static NAMES: std::sync::LazyLock<Vec<(&'static str, [String; 4])>> =
         std::sync::LazyLock::new(|| {
             super::PATTERNS
                 .into_iter()
-                .map(|p| (p, [format!("GET {p}"), format!("POST {p}")]))
+                .map(|p| {
+                    (
+                        p,
+                        ["GET", "POST", "PATCH", "DELETE"].map(|m| format!("{m} {p}")),
+                    )
+                })
                 .collect()
         });
     let index = match *method {
         actix_web::http::Method::GET => 0,
         actix_web::http::Method::POST => 1,
+        actix_web::http::Method::PATCH => 2,
+        actix_web::http::Method::DELETE => 3,
         _ => return None,
     };
     NAMES
@@ -159,6 +168,11 @@ mod tests {
             "/prometheus/metrics/",
             "/prometheus/metrics/a/b",
             "/v1/chat/completions/x",
+            "/admin/keys",
+            "/admin/keys/alice",
+            "/admin/keys/alice/rotate",
+            "/admin/keys/alice/other",
+            "/admin/keys//rotate",
             "/",
             "/nothing",
         ] {

@@ -11,9 +11,13 @@
 //! what is queued within the time left; what cannot be written is counted `lost`. Raw records
 //! older than `retention` are deleted hourly; the rollups stay.
 //!
+//! Client keys made through the admin API live in the same database ([`keys`]), read by
+//! every replica.
+//!
 //! Reports ([`report`]) read the rollups: `gatewayz usage` and `GET /admin/usage`. Budgets
 //! without a shared store read their period's spend from them at start-up.
 
+pub mod keys;
 pub mod record;
 pub mod report;
 pub mod store;

@@ -18,9 +18,10 @@ use super::record::UsageRecord;
 use crate::config::{Backend, LedgerConfig};
 
 /// The schema, in order; each step applied once (`schema_migrations`), idempotent besides.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    "CREATE TABLE IF NOT EXISTS usage_records (
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        "CREATE TABLE IF NOT EXISTS usage_records (
         id TEXT PRIMARY KEY,
         at_ms BIGINT NOT NULL,
         request_id TEXT NOT NULL,
@@ -57,7 +58,31 @@ const MIGRATIONS: &[(i64, &str)] = &[(
         cost_usd DOUBLE PRECISION NOT NULL,
         PRIMARY KEY (hour_ms, key_name, team, model, provider, api)
     )",
-)];
+    ),
+    (
+        2,
+        "CREATE TABLE IF NOT EXISTS api_keys (
+        name TEXT PRIMARY KEY,
+        digest TEXT NOT NULL UNIQUE,
+        team TEXT,
+        models TEXT,
+        rate_limit_rpm BIGINT,
+        rate_limit_tpm BIGINT,
+        max_parallel BIGINT,
+        budget_usd DOUBLE PRECISION,
+        budget_period TEXT,
+        soft_budget_usd DOUBLE PRECISION,
+        expires_ms BIGINT,
+        created_ms BIGINT NOT NULL,
+        updated_ms BIGINT NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS api_keys_revision (
+        id BIGINT PRIMARY KEY,
+        revision BIGINT NOT NULL
+    );
+    INSERT INTO api_keys_revision (id, revision) VALUES (1, 0) ON CONFLICT (id) DO NOTHING",
+    ),
+];
 
 /// Columns of `usage_records`, in insert order.
 const COLUMNS: usize = 19;
@@ -126,6 +151,10 @@ impl Db {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    pub(super) fn pool(&self) -> &AnyPool {
+        &self.pool
     }
 
     /// Applies the migrations not applied yet.

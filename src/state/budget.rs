@@ -164,6 +164,14 @@ impl Budget {
         self.limit
     }
 
+    /// USD spent in the period holding `now`.
+    pub fn spent(&self, now: SystemTime) -> f64 {
+        match self.current {
+            Some(current) if current == span(self.period, now) => self.spent,
+            _ => 0.0,
+        }
+    }
+
     pub fn soft(&self) -> Option<f64> {
         self.soft
     }

@@ -171,15 +171,19 @@ pub struct Admission {
     /// Admitted by the shared store, under this lease number (its settlement goes there);
     /// `None`: by this process's counters.
     pub lease: Option<u64>,
+    /// The generation of the key's in-process limiters that admitted it (a key whose limits
+    /// changed since has new ones, which took nothing for this request).
+    pub generation: u64,
 }
 
 impl Admission {
     /// Admitted by this process's counters.
-    pub fn local(reserved: u64, quotas: Quotas) -> Self {
+    pub fn local(reserved: u64, quotas: Quotas, generation: u64) -> Self {
         Self {
             reserved,
             quotas,
             lease: None,
+            generation,
         }
     }
 }
@@ -247,6 +251,15 @@ impl Store {
         match self {
             Self::Local(local) => local.settle(key, admission, spend, now),
             Self::Shared(shared) => shared.settle(key, admission, spend, now),
+        }
+    }
+
+    /// Sets the limits of the key in `slot`, a key made or changed at run time (the next
+    /// slot for a new key). Requests admitted before settle their spend against it.
+    pub fn set_key(&self, slot: usize, policy: &crate::config::KeyPolicy, now: SystemTime) {
+        match self {
+            Self::Local(local) => local.set_key(slot, policy, now),
+            Self::Shared(shared) => shared.set_key(slot, policy, now),
         }
     }
 

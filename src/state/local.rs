@@ -1,19 +1,27 @@
 //! `InProcess`: the limit counters kept in this process (the default, and what a single
 //! replica needs).
 //!
-//! Built once at start-up from the configuration: one entry per key and per team, each limit
+//! Built at start-up from the configuration: one entry per key and per team, each limit
 //! behind its own small lock (rates, budget) or an atomic (parallel), so admissions of
 //! different keys never contend, and a key without limits costs a bounds check and a few
 //! empty `Option`s — no lock, no allocation. A key's request passes its own limits and its
 //! team's; a limit that refuses gives back what the ones before it took.
 //!
+//! Keys made at run time (the admin API) join with [`InProcess::set_key`]: the key table is
+//! swapped whole (readers never wait), a key keeps its slot for the life of the process, and
+//! a key whose limits change gets new limiters (its budget's spend carried over). A request
+//! admitted under the old limiters settles its spend but not its place or reservation, which
+//! belonged to limiters that are gone (its admission carries the key's generation).
+//!
 //! Settlement corrects the token reservation with the real usage (both layers), adds the
 //! cost to both budgets, counts spend and tokens by key and team, and reports a soft budget
 //! crossed once per period (a log line and a counter).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
+use arc_swap::ArcSwap;
 use opentelemetry::KeyValue;
 
 use super::budget::Budget;
@@ -22,7 +30,7 @@ use super::parallel::Gauge;
 use super::rate::Rate;
 use crate::board::ModelId;
 use crate::catalog::{Catalog, Price};
-use crate::config::{Config, Limits as Configured};
+use crate::config::{Config, KeyPolicy, Limits as Configured};
 use crate::errors::{Quota, Quotas};
 use crate::telemetry::metrics::{label, Meters};
 
@@ -94,13 +102,40 @@ struct Key {
     allowed: Option<Box<[bool]>>,
     /// `key`, `team`: the spend and refusal counters' labels.
     labels: [KeyValue; 2],
+    /// Which limiters of the key's slot these are (see [`InProcess::set_key`]).
+    generation: u64,
+}
+
+impl Layer {
+    /// Whether a soft budget's crossings are counted (born at 0).
+    fn has_soft_budget(&self) -> bool {
+        self.budget
+            .as_ref()
+            .is_some_and(|b| lock(b).soft().is_some())
+    }
+}
+
+/// A budget as it stands (the admin API's view of a key).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BudgetNow {
+    pub limit_usd: f64,
+    pub soft_usd: Option<f64>,
+    pub spent_usd: f64,
+    pub period: crate::config::BudgetPeriod,
 }
 
 /// The in-process limit counters.
 pub struct InProcess {
-    keys: Vec<Key>,
+    /// By key slot: `[[keys]]` in order, then keys made at run time.
+    keys: ArcSwap<Vec<Arc<Key>>>,
+    /// Serializes [`InProcess::set_key`] (readers never take it).
+    changing: Mutex<()>,
+    generations: AtomicU64,
     teams: Vec<Layer>,
     prices: Vec<Price>,
+    /// Model names by model index, for the allow-lists of keys made at run time.
+    model_names: Vec<Arc<str>>,
+    origin: Instant,
     /// Set once the metrics exist (they read this store's budgets, so they come after it).
     meters: OnceLock<Arc<Meters>>,
 }
@@ -113,57 +148,116 @@ impl InProcess {
             .iter()
             .map(|(name, team)| Layer::new(name, Scope::Team, &team.limits(), origin))
             .collect();
+        let mut store = Self {
+            keys: ArcSwap::from_pointee(Vec::new()),
+            changing: Mutex::new(()),
+            generations: AtomicU64::new(0),
+            teams,
+            prices: catalog.models().map(|(_, m)| m.price).collect(),
+            model_names: catalog.models().map(|(_, m)| m.name.clone()).collect(),
+            origin,
+            meters: OnceLock::new(),
+        };
         let keys = config
             .keys
             .iter()
-            .map(|k| {
-                let team = k
-                    .team
-                    .as_deref()
-                    .and_then(|t| config.teams.keys().position(|name| name == t));
-                let allowed = k.models.as_ref().map(|ids| {
-                    catalog
-                        .models()
-                        .map(|(_, m)| ids.iter().any(|id| *id == *m.name))
-                        .collect()
-                });
-                let own = Layer::new(&k.name, Scope::Key, &k.limits(), origin);
-                let team_name: Arc<str> = Arc::from(k.team.as_deref().unwrap_or("none"));
-                Key {
-                    labels: [label("key", &own.name), label("team", &team_name)],
-                    own,
-                    team,
-                    allowed,
-                }
-            })
+            .map(|k| Arc::new(store.key(&k.policy())))
             .collect();
-        Self {
-            keys,
-            teams,
-            prices: catalog.models().map(|(_, m)| m.price).collect(),
-            meters: OnceLock::new(),
+        store.keys = ArcSwap::from_pointee(keys);
+        store
+    }
+
+    /// A key's limiters, whole.
+    fn key(&self, policy: &KeyPolicy) -> Key {
+        let team = policy
+            .team
+            .as_deref()
+            .and_then(|t| self.teams.iter().position(|layer| *layer.name == *t));
+        let allowed = policy.models.as_ref().map(|ids| {
+            self.model_names
+                .iter()
+                .map(|name| ids.iter().any(|id| **id == **name))
+                .collect()
+        });
+        let own = Layer::new(&policy.name, Scope::Key, &policy.limits, self.origin);
+        let team_name: Arc<str> = Arc::from(policy.team.as_deref().unwrap_or("none"));
+        Key {
+            labels: [label("key", &own.name), label("team", &team_name)],
+            own,
+            team,
+            allowed,
+            generation: self.generations.fetch_add(1, Ordering::Relaxed),
         }
+    }
+
+    /// Sets the limits of the key in `slot` (a new slot is the next one): new limiters, the
+    /// spend of its budget's current period carried over when the period is the same.
+    pub fn set_key(&self, slot: usize, policy: &KeyPolicy, now: SystemTime) {
+        let _changing = lock(&self.changing);
+        let key = self.key(policy);
+        let mut keys = Vec::clone(&self.keys.load());
+        if let Some(old) = keys.get(slot) {
+            if let (Some(old), Some(new)) = (&old.own.budget, &key.own.budget) {
+                let old = lock(old);
+                let mut new = lock(new);
+                if old.period() == new.period() {
+                    new.observe(old.spent(now), now);
+                }
+            }
+        }
+        if let Some(m) = self.meters.get() {
+            if key.own.has_soft_budget() {
+                m.soft_budget_crossings.add(0, &key.own.labels);
+            }
+        }
+        let key = Arc::new(key);
+        match keys.get_mut(slot) {
+            Some(entry) => *entry = key,
+            None => {
+                // Slots are handed out in order; a gap would only hold keys never seen.
+                let unknown = KeyPolicy {
+                    name: "unknown".into(),
+                    ..KeyPolicy::default()
+                };
+                while keys.len() < slot {
+                    keys.push(Arc::new(self.key(&unknown)));
+                }
+                keys.push(key);
+            }
+        }
+        self.keys.store(Arc::new(keys));
     }
 
     /// Counts spend, tokens and refusals into `meters` from now on (once).
     pub fn attach_meters(&self, meters: Arc<Meters>) {
         // Every soft budget's crossings exist from the start, at 0, for `increase()`.
-        let layers = self.keys.iter().map(|k| &k.own).chain(&self.teams);
+        let keys = self.keys.load();
+        let layers = keys.iter().map(|k| &k.own).chain(&self.teams);
         for layer in layers {
-            if layer
-                .budget
-                .as_ref()
-                .is_some_and(|b| lock(b).soft().is_some())
-            {
+            if layer.has_soft_budget() {
                 meters.soft_budget_crossings.add(0, &layer.labels);
             }
         }
         let _ = self.meters.set(meters);
     }
 
+    /// The budget of the key in `slot` at `now`: its limit, its period and what was spent in
+    /// the period holding `now`.
+    pub fn key_budget(&self, slot: usize, now: SystemTime) -> Option<BudgetNow> {
+        let keys = self.keys.load();
+        let budget = lock(keys.get(slot)?.own.budget.as_ref()?).clone();
+        Some(BudgetNow {
+            limit_usd: budget.limit(),
+            soft_usd: budget.soft(),
+            spent_usd: budget.spent(now),
+            period: budget.period(),
+        })
+    }
+
     /// Every configured budget's USD left at `now`, for the budget gauge.
     pub fn budgets_left(&self, now: SystemTime, observe: &mut dyn FnMut(f64, &[KeyValue])) {
-        let layers = self.keys.iter().map(|k| &k.own).chain(&self.teams);
+        let keys = self.keys.load();
+        let layers = keys.iter().map(|k| &k.own).chain(&self.teams);
         for layer in layers {
             if let Some(budget) = &layer.budget {
                 observe(lock(budget).remaining(now), &layer.labels);
@@ -339,16 +433,26 @@ pub enum LayerRef {
 /// What the shared store needs of this process's counters: the allow-list, the metrics, the
 /// budgets it mirrors.
 impl InProcess {
-    fn layer(&self, layer: LayerRef) -> Option<&Layer> {
+    /// Runs `f` on a layer, when it exists.
+    fn with_layer(&self, layer: LayerRef, f: impl FnOnce(&Layer)) {
         match layer {
-            LayerRef::Key(i) => self.keys.get(i).map(|k| &k.own),
-            LayerRef::Team(i) => self.teams.get(i),
+            LayerRef::Key(i) => {
+                if let Some(k) = self.keys.load().get(i) {
+                    f(&k.own);
+                }
+            }
+            LayerRef::Team(i) => {
+                if let Some(team) = self.teams.get(i) {
+                    f(team);
+                }
+            }
         }
     }
 
     /// Refuses a model the key may not use (and counts it).
     pub(super) fn check_model(&self, key: usize, model: Option<ModelId>) -> Result<(), Refusal> {
-        let Some(k) = self.keys.get(key) else {
+        let keys = self.keys.load();
+        let Some(k) = keys.get(key) else {
             return Ok(());
         };
         if let (Some(allowed), Some(model)) = (&k.allowed, model) {
@@ -366,7 +470,7 @@ impl InProcess {
 
     /// Counts a refusal decided elsewhere.
     pub(super) fn refused(&self, key: usize, reason: Reason) {
-        if let Some(k) = self.keys.get(key) {
+        if let Some(k) = self.keys.load().get(key) {
             self.count_refusal(k, reason);
         }
     }
@@ -375,7 +479,7 @@ impl InProcess {
     /// cost.
     pub(super) fn count_spend(&self, key: usize, model: ModelId, input: u64, output: u64) -> f64 {
         let cost = self.cost(model, input, output);
-        if let Some(k) = self.keys.get(key) {
+        if let Some(k) = self.keys.load().get(key) {
             self.count(k, cost, input, output);
         }
         cost
@@ -390,25 +494,28 @@ impl InProcess {
 
     /// Sets a budget's spend in the period holding `now` to what the shared store holds.
     pub(super) fn mirror_spend(&self, layer: LayerRef, spent: f64, now: SystemTime) {
-        if let Some(budget) = self.layer(layer).and_then(|l| l.budget.as_ref()) {
-            lock(budget).observe(spent, now);
-        }
+        self.with_layer(layer, |l| {
+            if let Some(budget) = &l.budget {
+                lock(budget).observe(spent, now);
+            }
+        });
     }
 
     /// Reports a soft budget crossed, as decided by the shared store (once for all replicas).
     pub(super) fn soft_crossed(&self, layer: LayerRef) {
-        let Some(l) = self.layer(layer) else { return };
-        let Some(budget) = &l.budget else { return };
-        let (budget_usd, soft_budget_usd) = {
-            let b = lock(budget);
-            (b.limit(), b.soft().unwrap_or_default())
-        };
-        SoftBudgetCrossed {
-            layer: l,
-            budget_usd,
-            soft_budget_usd,
-        }
-        .emit(self.meters.get().map(Arc::as_ref));
+        self.with_layer(layer, |l| {
+            let Some(budget) = &l.budget else { return };
+            let (budget_usd, soft_budget_usd) = {
+                let b = lock(budget);
+                (b.limit(), b.soft().unwrap_or_default())
+            };
+            SoftBudgetCrossed {
+                layer: l,
+                budget_usd,
+                soft_budget_usd,
+            }
+            .emit(self.meters.get().map(Arc::as_ref));
+        });
     }
 
     pub(super) fn meters(&self) -> Option<&Arc<Meters>> {
@@ -423,7 +530,8 @@ impl InProcess {
         Fut: std::future::Future<Output = Result<f64, E>>,
     {
         let mut n = 0;
-        let layers = self.keys.iter().map(|k| &k.own).chain(&self.teams);
+        let keys = self.keys.load_full();
+        let layers = keys.iter().map(|k| &k.own).chain(&self.teams);
         for layer in layers {
             let Some(budget) = &layer.budget else {
                 continue;
@@ -451,12 +559,13 @@ impl InProcess {
         estimate: u64,
         now: Now,
     ) -> Result<Admission, Refusal> {
-        let Some(k) = self.keys.get(key) else {
-            return Ok(Admission::local(0, Quotas::default()));
+        let keys = self.keys.load();
+        let Some(k) = keys.get(key) else {
+            return Ok(Admission::local(0, Quotas::default(), 0));
         };
         self.check_model(key, model)?;
         match self.take(k, estimate, now) {
-            Ok(quotas) => Ok(Admission::local(estimate, quotas)),
+            Ok(quotas) => Ok(Admission::local(estimate, quotas, k.generation)),
             Err(refusal) => {
                 self.count_refusal(k, refusal.reason);
                 Err(refusal)
@@ -466,7 +575,8 @@ impl InProcess {
 
     /// Settles an admitted request (see [`super::Store::settle`]).
     pub fn settle(&self, key: usize, admission: &Admission, spend: Spend, now: Now) {
-        let Some(k) = self.keys.get(key) else {
+        let keys = self.keys.load();
+        let Some(k) = keys.get(key) else {
             return;
         };
         let used = match spend {
@@ -474,7 +584,10 @@ impl InProcess {
             Spend::Unknown => admission.reserved,
             Spend::Tokens { input, output, .. } => input.saturating_add(output),
         };
-        for layer in self.layers(k).into_iter().flatten() {
+        // The team's limiters never change; the key's may have since the admission.
+        let [own, team] = self.layers(k);
+        let own = own.filter(|_| admission.generation == k.generation);
+        for layer in [own, team].into_iter().flatten() {
             if let Some(gauge) = &layer.parallel {
                 gauge.leave();
             }

@@ -3,7 +3,7 @@ use std::time::UNIX_EPOCH;
 use proptest::prelude::*;
 
 use super::*;
-use crate::config::Config;
+use crate::config::{Config, KeyPolicy};
 
 const BASE: &str = r#"
 [providers.a]
@@ -98,7 +98,7 @@ fn a_team_limit_is_shared_and_a_refusal_gives_back() {
         assert!(s.admit(1, None, 1, now).is_ok());
     }
     assert_eq!(s.admit(0, None, 1, now).unwrap_err().scope, Scope::Team);
-    let own = lock(s.keys[0].own.rpm.as_ref().unwrap()).quota(now.mono);
+    let own = lock(s.keys.load()[0].own.rpm.as_ref().unwrap()).quota(now.mono);
     assert_eq!(own.remaining, 2, "the key's own place was given back");
 }
 
@@ -160,13 +160,70 @@ fn a_budget_refuses_once_spent_and_reports_the_soft_crossing_once() {
     // 20:00 UTC: the hour ends at 21:00.
     assert_eq!(refused.retry_after, Duration::from_secs(3600));
     assert_eq!(left(now), 0.0);
-    let budget = s.keys[0].own.budget.as_ref().unwrap();
+    let keys = s.keys.load();
+    let budget = keys[0].own.budget.as_ref().unwrap();
     assert!(
         !lock(budget).spend(0.0, now.wall).soft_crossed,
         "reported once"
     );
     assert!(s.admit(0, Some(dear), 1, later(now, 3600)).is_ok());
     assert_eq!(left(later(now, 3600)), 1.0);
+}
+
+#[test]
+fn keys_made_at_run_time_join_and_change_without_losing_spend() {
+    let (s, catalog, now) = store(&key("file", ""));
+    let dear = catalog.model_id("dear").unwrap();
+    let policy = |parallel, budget| KeyPolicy {
+        name: "made".into(),
+        models: Some(vec!["dear".into()]),
+        limits: Configured {
+            max_parallel: Some(parallel),
+            budget_usd: Some(budget),
+            budget_period: Some(crate::config::BudgetPeriod::Monthly),
+            ..Configured::default()
+        },
+        ..KeyPolicy::default()
+    };
+    s.set_key(1, &policy(1, 10.0), now.wall);
+    let cheap = catalog.model_id("cheap").unwrap();
+    assert_eq!(
+        s.admit(1, Some(cheap), 1, now).unwrap_err().reason,
+        Reason::ModelNotAllowed
+    );
+    let first = s.admit(1, Some(dear), 1, now).unwrap();
+    assert_eq!(
+        s.admit(1, Some(dear), 1, now).unwrap_err().reason,
+        Reason::Parallel
+    );
+    // $2 spent (100,000 USD per 1M tokens, 20 tokens) before the change...
+    let spent = s.admit(1, Some(dear), 1, now);
+    assert!(spent.is_err());
+    s.settle(1, &first, tokens(dear, 20, 0), now);
+    let held = s.admit(1, Some(dear), 1, now).unwrap();
+    // ...then two places: the held request's place was the old limiters'.
+    s.set_key(1, &policy(2, 10.0), now.wall);
+    assert!((s.key_budget(1, now.wall).unwrap().spent_usd - 2.0).abs() < 1e-9);
+    let a = s.admit(1, Some(dear), 1, now).unwrap();
+    let b = s.admit(1, Some(dear), 1, now).unwrap();
+    assert_eq!(
+        s.admit(1, Some(dear), 1, now).unwrap_err().reason,
+        Reason::Parallel
+    );
+    // The held request settles its spend, not a place it never took from the new gauge.
+    s.settle(1, &held, tokens(dear, 10, 0), now);
+    assert_eq!(
+        s.admit(1, Some(dear), 1, now).unwrap_err().reason,
+        Reason::Parallel
+    );
+    assert!((s.key_budget(1, now.wall).unwrap().spent_usd - 3.0).abs() < 1e-9);
+    s.settle(1, &a, Spend::Nothing, now);
+    s.settle(1, &b, Spend::Nothing, now);
+    // The file's key is untouched, and a slot past the end pads with unlimited keys.
+    assert!(s.admit(0, Some(cheap), 1, now).is_ok());
+    s.set_key(4, &policy(1, 1.0), now.wall);
+    assert!(s.admit(3, Some(cheap), 1, now).is_ok());
+    assert_eq!(s.key_budget(4, now.wall).unwrap().spent_usd, 0.0);
 }
 
 #[test]

@@ -17,5 +17,5 @@ pub mod rate;
 pub mod shared;
 
 pub use limits::{estimate, Now, Permit, Reason, Refusal, Spend, Store};
-pub use local::InProcess;
+pub use local::{BudgetNow, InProcess};
 pub use shared::Shared;

@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use arc_swap::ArcSwap;
 use opentelemetry::KeyValue;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisError, Script};
@@ -34,7 +35,9 @@ use super::budget::span;
 use super::limits::{Admission, Now, Reason, Refusal, Scope, Spend};
 use super::local::{merge, InProcess, LayerRef};
 use crate::board::ModelId;
-use crate::config::{BudgetPeriod, Config, FailurePolicy, Limits as Configured, StateConfig};
+use crate::config::{
+    BudgetPeriod, Config, FailurePolicy, KeyPolicy, Limits as Configured, StateConfig,
+};
 use crate::errors::{Quota, Quotas};
 use crate::telemetry::metrics::Meters;
 use crate::telemetry::reach::{Note, Reach};
@@ -131,6 +134,41 @@ impl LayerPlan {
     }
 }
 
+/// The layers with limits of the key in `slot`: its own, its team's.
+fn plan(
+    prefix: &str,
+    team_names: &[String],
+    team_limits: &[Configured],
+    slot: usize,
+    key: &KeyPolicy,
+) -> Vec<LayerPlan> {
+    let own = LayerPlan::new(
+        prefix,
+        LayerRef::Key(slot),
+        Scope::Key,
+        &key.name,
+        &key.limits,
+    );
+    let team = key
+        .team
+        .as_deref()
+        .and_then(|t| team_names.iter().position(|name| name == t))
+        .map(|t| {
+            LayerPlan::new(
+                prefix,
+                LayerRef::Team(t),
+                Scope::Team,
+                &team_names[t],
+                &team_limits[t],
+            )
+        });
+    [Some(own), team]
+        .into_iter()
+        .flatten()
+        .filter(LayerPlan::limited)
+        .collect()
+}
+
 /// A name inside a Redis key: `:` (the separator) and `%` escaped, so no two names meet.
 fn escape(name: &str) -> String {
     name.replace('%', "%25").replace(':', "%3A")
@@ -175,8 +213,15 @@ struct Settlement {
 /// What both the request path and the store's task read.
 struct Inner {
     local: Arc<InProcess>,
-    /// By key index: the layers with limits (empty: the key never reaches Redis).
-    plans: Vec<Vec<LayerPlan>>,
+    /// By key slot: the layers with limits (empty: the key never reaches Redis); swapped
+    /// whole when a key made at run time joins or changes ([`Shared::set_key`]).
+    plans: ArcSwap<Vec<Arc<Vec<LayerPlan>>>>,
+    /// Serializes [`Shared::set_key`].
+    changing: std::sync::Mutex<()>,
+    /// What a key's plan needs: the prefix, and the teams by name.
+    prefix: String,
+    team_names: Vec<String>,
+    team_limits: Vec<Configured>,
     /// Teams' layers, for the refresh of their budgets.
     teams: Vec<LayerPlan>,
     reach: Reach,
@@ -209,44 +254,31 @@ impl Shared {
         // The error never repeats the URL: it may hold a password.
         let client = redis::Client::open(url)
             .map_err(|e| StartError(format!("not a Redis URL ({:?})", e.kind())))?;
-        let prefix = &state.key_prefix;
-        let teams: Vec<LayerPlan> = config
-            .teams
+        let prefix = state.key_prefix.clone();
+        let team_names: Vec<String> = config.teams.keys().cloned().collect();
+        let team_limits: Vec<Configured> = config.teams.values().map(|t| t.limits()).collect();
+        let teams: Vec<LayerPlan> = team_names
             .iter()
+            .zip(&team_limits)
             .enumerate()
-            .map(|(i, (name, team))| {
-                LayerPlan::new(prefix, LayerRef::Team(i), Scope::Team, name, &team.limits())
+            .map(|(i, (name, limits))| {
+                LayerPlan::new(&prefix, LayerRef::Team(i), Scope::Team, name, limits)
             })
             .collect();
         let plans = config
             .keys
             .iter()
             .enumerate()
-            .map(|(i, k)| {
-                let own =
-                    LayerPlan::new(prefix, LayerRef::Key(i), Scope::Key, &k.name, &k.limits());
-                let team = k
-                    .team
-                    .as_deref()
-                    .and_then(|t| config.teams.iter().position(|(name, _)| name == t))
-                    .map(|t| {
-                        let (name, team) =
-                            config.teams.iter().nth(t).unwrap_or_else(|| {
-                                unreachable!("position {t} came from the same map")
-                            });
-                        LayerPlan::new(prefix, LayerRef::Team(t), Scope::Team, name, &team.limits())
-                    });
-                [Some(own), team]
-                    .into_iter()
-                    .flatten()
-                    .filter(LayerPlan::limited)
-                    .collect()
-            })
+            .map(|(i, k)| Arc::new(plan(&prefix, &team_names, &team_limits, i, &k.policy())))
             .collect();
         let lease = config.server.request_timeout + Duration::from_secs(60);
         let inner = Arc::new(Inner {
             local,
-            plans,
+            plans: ArcSwap::from_pointee(plans),
+            changing: std::sync::Mutex::new(()),
+            prefix,
+            team_names,
+            team_limits,
             teams,
             reach: Reach::default(),
             policy: state.failure_policy,
@@ -291,6 +323,33 @@ impl Shared {
         &self.inner.local
     }
 
+    /// Sets the limits of the key in `slot` (a new slot is the next one), here and in the
+    /// in-process fallback. Its counters in Redis are kept: they are named by the key's name.
+    pub fn set_key(&self, slot: usize, policy: &KeyPolicy, now: SystemTime) {
+        let inner = &*self.inner;
+        inner.local.set_key(slot, policy, now);
+        let _changing = inner
+            .changing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let made = Arc::new(plan(
+            &inner.prefix,
+            &inner.team_names,
+            &inner.team_limits,
+            slot,
+            policy,
+        ));
+        let mut plans = Vec::clone(&inner.plans.load());
+        while plans.len() < slot {
+            plans.push(Arc::new(Vec::new()));
+        }
+        match plans.get_mut(slot) {
+            Some(entry) => *entry = made,
+            None => plans.push(made),
+        }
+        inner.plans.store(Arc::new(plans));
+    }
+
     /// Counts into `meters` from now on; the store's families exist from the start (up, and
     /// every counter at 0, for `increase()`).
     pub fn attach_meters(&self, meters: Arc<Meters>) {
@@ -317,7 +376,8 @@ impl Shared {
         now: Now,
     ) -> Result<Admission, Refusal> {
         let inner = &*self.inner;
-        let Some(plan) = inner.plans.get(key).filter(|p| !p.is_empty()) else {
+        let plans = inner.plans.load();
+        let Some(plan) = plans.get(key).filter(|p| !p.is_empty()) else {
             // No limits in either layer: the model list is all there is to check.
             return inner.local.admit(key, model, estimate, now);
         };
@@ -398,6 +458,7 @@ impl Shared {
         let inner = &*self.inner;
         let shared_budgets = inner
             .plans
+            .load()
             .get(key)
             .is_some_and(|p| p.iter().any(|l| l.budget.is_some()));
         let settlement = match admission.lease {
@@ -536,13 +597,13 @@ impl Inner {
         lease: u64,
         wall: SystemTime,
     ) -> Option<redis::ScriptInvocation<'_>> {
-        let plan = self.plans.get(key)?;
+        let plan = self.plans.load().get(key)?.clone();
         let mut call = self.admit.prepare_invoke();
         call.arg(estimate)
             .arg(self.member(lease))
             .arg(self.lease_us)
             .arg(plan.len());
-        for layer in plan {
+        for layer in plan.iter() {
             layer.keys(&mut call, wall);
             call.arg(opt(layer.rpm))
                 .arg(opt(layer.tpm))
@@ -554,7 +615,7 @@ impl Inner {
 
     /// The settlement script's call.
     fn settle_call(&self, s: &Settlement) -> Option<redis::ScriptInvocation<'_>> {
-        let plan = self.plans.get(s.key)?;
+        let plan = self.plans.load().get(s.key)?.clone();
         let mut call = self.settle.prepare_invoke();
         call.arg(s.reserved)
             .arg(s.used)
@@ -562,7 +623,7 @@ impl Inner {
             .arg(s.lease.map(|l| self.member(l)).unwrap_or_default())
             .arg(plan.len())
             .arg(if s.request_back { "1" } else { "0" });
-        for layer in plan {
+        for layer in plan.iter() {
             layer.keys(&mut call, s.wall);
             call.arg(opt(layer.rpm))
                 .arg(opt(layer.tpm))
@@ -622,6 +683,8 @@ impl Inner {
                 reserved: estimate,
                 quotas,
                 lease: Some(lease),
+                // Settled by the store, not by this process's limiters.
+                generation: 0,
             }));
         }
         let layer = plan.get(usize::try_from(refused).ok()?.checked_sub(1)?)?;
@@ -651,7 +714,8 @@ impl Inner {
 
     /// Applies a settlement's reply: the budgets' spend, soft budgets crossed.
     fn settled(&self, s: &Settlement, reply: &[&str]) {
-        let Some(plan) = self.plans.get(s.key) else {
+        let plans = self.plans.load();
+        let Some(plan) = plans.get(s.key) else {
             return;
         };
         for (layer, pair) in plan.iter().zip(reply.chunks(2)) {
@@ -667,8 +731,8 @@ impl Inner {
 
     /// Every budget's current spend key, with its layer (keys' own, then teams').
     fn budget_keys(&self, now: SystemTime) -> Vec<(LayerRef, String)> {
-        let own = self
-            .plans
+        let plans = self.plans.load();
+        let own = plans
             .iter()
             .flat_map(|p| p.iter().filter(|l| matches!(l.layer, LayerRef::Key(_))));
         own.chain(&self.teams)
