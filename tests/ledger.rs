@@ -465,3 +465,62 @@ fn cached_tokens_are_recorded_from_every_dialect() {
     let input: i64 = rows.iter().map(|(_, s)| s.input_tokens).sum();
     assert!(input >= 4 * 3, "{rows:?}");
 }
+
+/// A batch written again after its acknowledgement was lost (the commit went through, the
+/// answer did not): nothing is inserted twice, the rollups do not move, and a batch mixing
+/// written and new records adds only the new ones. On both backends.
+#[test]
+fn a_batch_written_again_after_a_lost_acknowledgement_counts_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let pg = Postgres::start();
+    let sqlite = format!("sqlite://{}", dir.path().join("ack.db").display());
+    for url in [sqlite, pg.url()] {
+        let record = |i: u128, cost: f64| gatewayz::ledger::UsageRecord {
+            id: 0xfeed_0000 + i,
+            at_ms: 1_796_587_200_000 + i64::try_from(i).unwrap(),
+            request_id: format!("req-{i}").into(),
+            trace_id: None,
+            key: Some("alice".into()),
+            team: Some("ops".into()),
+            model: "m".into(),
+            provider: Some("local".into()),
+            api: "chat",
+            status: "success",
+            stream: false,
+            input_tokens: 10,
+            output_tokens: 5,
+            cached_tokens: 2,
+            cost_usd: cost,
+            duration_ms: 1.0,
+            upstream_ms: 0.5,
+            overhead_ms: 0.5,
+            ttft_ms: None,
+        };
+        let batch: Vec<_> = (0..30).map(|i| record(i, 0.25)).collect();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (first, again, mixed) = runtime.block_on(async {
+            let db = Db::open(&settings(&url)).unwrap();
+            db.migrate().await.unwrap();
+            let first = db.insert(&batch).await.unwrap();
+            // The retry of the same batch.
+            let again = db.insert(&batch).await.unwrap();
+            // A retry that found five more records behind it.
+            let mut more = batch.clone();
+            more.extend((30..35).map(|i| record(i, 0.25)));
+            let mixed = db.insert(&more).await.unwrap();
+            db.close().await;
+            (first, again, mixed)
+        });
+        assert_eq!((first, again, mixed), (30, 0, 5), "{url}");
+        let ((raw, raw_cost), rows) = read(&url, By::Key);
+        assert_eq!(raw, 35, "{url}");
+        assert_eq!(rows.len(), 1);
+        let sums = rows[0].1;
+        assert_eq!(sums.requests, 35);
+        assert_eq!(sums.cached_tokens, 70);
+        assert!((sums.cost_usd - 8.75).abs() < 1e-9 && (raw_cost - 8.75).abs() < 1e-9);
+    }
+}

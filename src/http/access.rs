@@ -1,6 +1,6 @@
 //! Who may read which metrics: bearer tokens from `[metrics] tokens`, each granting a set of
-//! categories. Tokens are kept as digests and compared in constant time, like client keys;
-//! they are never logged.
+//! categories. Tokens are kept as digests and compared in constant time; they are never
+//! logged.
 
 use crate::config::{Grant, MetricsConfig};
 use crate::errors::ApiError;

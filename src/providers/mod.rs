@@ -435,7 +435,7 @@ mod tests {
             Some(Usage {
                 prompt_tokens: 15,
                 completion_tokens: 7,
-                cached_tokens: 0
+                cached_tokens: 2
             })
         );
         assert_eq!(model.as_deref(), Some("claude-sonnet-4-5"));
@@ -591,7 +591,7 @@ mod tests {
             Some(Usage {
                 prompt_tokens: 328,
                 completion_tokens: 52,
-                cached_tokens: 0
+                cached_tokens: 128
             })
         );
         assert_eq!(model.as_deref(), Some("gpt-4o-2024-08-06"));

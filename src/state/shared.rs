@@ -376,8 +376,14 @@ impl Shared {
         now: Now,
     ) -> Result<Admission, Refusal> {
         let inner = &*self.inner;
-        let plans = inner.plans.load();
-        let Some(plan) = plans.get(key).filter(|p| !p.is_empty()) else {
+        // The plan itself, not the table's guard, is held across the round trip.
+        let plan = inner
+            .plans
+            .load()
+            .get(key)
+            .filter(|p| !p.is_empty())
+            .cloned();
+        let Some(plan) = plan else {
             // No limits in either layer: the model list is all there is to check.
             return inner.local.admit(key, model, estimate, now);
         };
@@ -417,7 +423,7 @@ impl Shared {
         };
         inner.succeeded("admit", started);
         let reply: Vec<&str> = reply.split(',').collect();
-        match inner.decide(key, plan, estimate, lease, &reply, now.wall) {
+        match inner.decide(key, &plan, estimate, lease, &reply, now.wall) {
             Some(decision) => decision,
             None => {
                 inner.failed("admit", started, &"an answer the gateway cannot read");
