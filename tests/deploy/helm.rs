@@ -77,6 +77,46 @@ fn every_value_a_template_reads_is_defined() {
 }
 
 #[test]
+fn the_chart_reads_its_files_and_runs_the_image_user() {
+    let mut globs = 0;
+    for (name, template) in templates() {
+        for (i, _) in template.match_indices(".Files.Glob \"") {
+            let pattern = &template[i + ".Files.Glob \"".len()..];
+            let pattern = &pattern[..pattern.find('"').unwrap()];
+            let (dir, glob) = pattern.rsplit_once('/').unwrap();
+            let ext = glob.strip_prefix('*').expect("a DIR/*.EXT glob");
+            let found = files(&format!("{CHART}/{dir}"), ext);
+            assert!(
+                !found.is_empty(),
+                "templates/{name}: {pattern} matches no file"
+            );
+            globs += 1;
+        }
+    }
+    assert_eq!(
+        globs, 2,
+        "the rules and the dashboards are read with .Files.Glob"
+    );
+
+    let user = super::instruction(&super::dockerfile(), "USER").remove(0);
+    let (uid, gid) = user.split_once(':').unwrap();
+    let deployment = read(&format!("{CHART}/templates/deployment.yaml"));
+    for line in [format!("runAsUser: {uid}"), format!("runAsGroup: {gid}")] {
+        assert!(
+            deployment.contains(&line),
+            "deployment.yaml: {line}, as the image's USER"
+        );
+    }
+    for line in [
+        "runAsNonRoot: true",
+        "readOnlyRootFilesystem: true",
+        "mountPath: /var/lib/gatewayz",
+    ] {
+        assert!(deployment.contains(line), "deployment.yaml: {line}");
+    }
+}
+
+#[test]
 fn the_chart_config_validates_and_its_shutdown_fits_the_grace_period() {
     let values = values();
     let toml = values["config"].as_str().expect("values.yaml: config");
