@@ -779,6 +779,39 @@ fn rendered_rules_carry_the_chosen_job_and_runbook_base() {
     });
 }
 
+/// The provisioned Tempo datasource's trace-to-metrics queries name catalogue metrics and
+/// carry the rules' job matcher (`$__tags` becomes the span's tags, or nothing).
+#[test]
+fn provisioned_trace_to_metrics_queries_carry_the_job_matcher() {
+    let path = root().join("grafana/provisioning/datasources/gatewayz.yml");
+    let doc: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let tempo = doc["datasources"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|d| d["type"] == "tempo")
+        .unwrap();
+    let queries = tempo["jsonData"]["tracesToMetrics"]["queries"]
+        .as_sequence()
+        .unwrap();
+    assert!(!queries.is_empty());
+    let mut errors = Vec::new();
+    for q in queries {
+        let (name, query) = (q["name"].as_str().unwrap(), q["query"].as_str().unwrap());
+        for tags in [r#"provider="a", model="m""#, r#"provider="a""#, ""] {
+            // `$$` is provisioning's escape for a literal `$`.
+            let query = query.replace("$$__tags", tags);
+            errors.extend(check_promql(name, &query, &HashSet::new()));
+            match unscoped(&query, &RULE_SCOPE) {
+                Ok(missing) => errors.extend(missing.into_iter().map(|m| format!("{name}: {m}"))),
+                Err(e) => errors.push(format!("{name}: does not parse ({e}): `{query}`")),
+            }
+        }
+    }
+    assert!(errors.is_empty(), "{}", errors.join("\n"));
+}
+
 /// The scope checker flags what it must: a selector without the matchers, one of two sides
 /// of a binary expression, a matcher of the wrong kind or value, a selector inside a
 /// subquery or behind an offset.
