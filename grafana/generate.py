@@ -8,8 +8,8 @@ laid out left to right.
     python3 grafana/generate.py --check  # fail if the committed files are stale (CI)
 
 Portable by construction: no panel names a datasource uid (`$datasource`, `$loki_datasource`
-and `$tempo_datasource` default to the uids grafana/provisioning declares, and fall back to
-Grafana's default datasource of the type elsewhere), and every PromQL series selector is built
+and `$tempo_datasource` default to the uids grafana/provisioning declares; where no datasource
+has that uid, Grafana picks one of the type), and every PromQL series selector is built
 by `s()`, which puts `job=~"$job",instance=~"$instance"` first, so a shared Prometheus's other
 jobs never leak in. `$job` lists the jobs that carry a gateway-only family; its "All" is those
 jobs, never `.*`. Loki streams carry no job label: LogQL selects `service="$service"`, the
