@@ -837,6 +837,40 @@ fn scope_checker_catches_unscoped_selectors() {
     }
 }
 
+/// Loki streams carry no job label: every LogQL stream selector picks the gateway's streams by
+/// `service="$service"`, every TraceQL query its spans by `resource.service.name`.
+#[test]
+fn log_and_trace_queries_select_the_gateway_service() {
+    let mut errors = Vec::new();
+    let mut checked = 0;
+    for (file, board) in dashboards() {
+        for panel in board["panels"].as_array().unwrap() {
+            let title = panel["title"].as_str().unwrap_or("?");
+            for target in panel["targets"].as_array().unwrap() {
+                let (query, selectors, needle) = match target["datasource"]["type"].as_str() {
+                    Some("loki") => {
+                        let expr = target["expr"].as_str().unwrap();
+                        // Every `{...}` of LogQL is a stream selector.
+                        (expr, expr.matches('{').count(), r#"{service="$service""#)
+                    }
+                    Some("tempo") => (
+                        target["query"].as_str().unwrap(),
+                        1,
+                        r#"resource.service.name = "$service""#,
+                    ),
+                    _ => continue,
+                };
+                checked += 1;
+                if query.matches(needle).count() != selectors {
+                    errors.push(format!("{file}: panel {title:?}: `{query}` lacks {needle}"));
+                }
+            }
+        }
+    }
+    assert!(checked >= 6, "only {checked} Loki and Tempo queries found");
+    assert!(errors.is_empty(), "{}", errors.join("\n"));
+}
+
 #[test]
 fn logql_queries_parse_with_grafanas_grammar() {
     let tools = root().join("tests/tools");
