@@ -1,9 +1,17 @@
 //! End to end against a real Prometheus (Debian's `prometheus` package): it scrapes a real
 //! gateway with the shipped scrape configuration (`docs/prometheus.yml`, one job per
-//! category) and loads the shipped alert rules; traffic goes through mock-upstream providers
-//! (one healthy, one failing); then every dashboard panel's PromQL runs through Prometheus's
-//! HTTP API. None may error, and every panel of the providers, models and business
-//! dashboards must return data.
+//! category) plus a decoy job, `other-service`, standing for another service of a shared
+//! Prometheus (the gateway's generic `http_*` and `process_*` names under another job); it
+//! loads the shipped alert rules rendered by `alerts/render.py` for a job regex with an
+//! escape (the shipped file is the default rendering: tests/dashboards.rs); traffic goes
+//! through mock-upstream providers (one healthy, one failing).
+//!
+//! Then each dashboard's variables are resolved the way Grafana does, through Prometheus's
+//! label values API (`$job` must list the five gateway jobs and not the decoy), and every
+//! panel's PromQL runs through the query API with them set. None may error, none may return
+//! a series of the decoy job, and every panel of the providers, models and business
+//! dashboards must return data. The rules must evaluate, and the SLO recording rule must
+//! record the gateway's job alone.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -32,17 +40,63 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The shipped scrape config, pointed at `target`, scraping every second.
-fn scrape_config(target: &str, token: &str) -> String {
+/// The job regex the rules are rendered with: the five category jobs, not the decoy, with an
+/// escape that `alerts/render.py` must carry into the PromQL string.
+const RULE_JOB: &str = r"gatewayz-\w+";
+/// Another service's job in the same Prometheus.
+const DECOY_JOB: &str = "other-service";
+
+/// The shipped rules rendered for [`RULE_JOB`], written to `dir`.
+fn rendered_rules(dir: &std::path::Path) -> PathBuf {
+    let path = dir.join("gatewayz.rules.yml");
+    let out = Command::new("python3")
+        .arg(root().join("alerts/render.py"))
+        .args(["--job", RULE_JOB, "--output"])
+        .arg(&path)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Prometheus would refuse to start on a broken file without saying why here.
+    let check = Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(&path)
+        .output()
+        .expect("promtool comes with the `prometheus` package");
+    assert!(
+        check.status.success(),
+        "rules rendered for {RULE_JOB} do not load:\n{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    path
+}
+
+/// The shipped scrape config, pointed at `target`, scraping every second, with `rules`, and
+/// the decoy job: the gateway's generic families under another job name.
+fn scrape_config(target: &str, token: &str, rules: &std::path::Path) -> String {
     let text = std::fs::read_to_string(root().join("docs/prometheus.yml")).unwrap();
     let mut doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
     doc["global"]["scrape_interval"] = "1s".into();
     doc["global"]["evaluation_interval"] = "1s".into();
-    doc["rule_files"] = serde_yaml::Value::Sequence(vec![root()
-        .join("alerts/gatewayz.rules.yml")
-        .to_string_lossy()
-        .into_owned()
-        .into()]);
+    doc["rule_files"] =
+        serde_yaml::Value::Sequence(vec![rules.to_string_lossy().into_owned().into()]);
+    let decoy: serde_yaml::Value = serde_yaml::from_str(&format!(
+        r#"
+job_name: {DECOY_JOB}
+metrics_path: /metrics
+static_configs: [{{ targets: ["placeholder"] }}]
+metric_relabel_configs:
+  - source_labels: [__name__]
+    regex: "http_.+|process_.+"
+    action: keep
+"#
+    ))
+    .unwrap();
+    doc["scrape_configs"].as_sequence_mut().unwrap().push(decoy);
     for job in doc["scrape_configs"].as_sequence_mut().unwrap() {
         job["scrape_interval"] = "1s".into();
         job["static_configs"][0]["targets"] = serde_yaml::Value::Sequence(vec![target.into()]);
@@ -103,13 +157,97 @@ fn rules(prometheus: &Prometheus) -> Value {
         .unwrap()
 }
 
-/// Grafana's variables, replaced the way the dashboards' "All" selection does.
-fn substitute(expr: &str) -> String {
-    expr.replace("$__rate_interval", "1m")
-        .replace("$__range", "5m")
-        .replace("$provider", ".*")
-        .replace("$model", ".*")
-        .replace("$api", ".*")
+/// `GET /api/v1/label/LABEL/values?match[]=SELECTOR`: what Grafana's `label_values`
+/// variable query asks.
+fn label_values(prometheus: &Prometheus, selector: &str, label: &str) -> Vec<String> {
+    let url = reqwest::Url::parse_with_params(
+        &format!("{}/api/v1/label/{label}/values", prometheus.url),
+        &[("match[]", selector)],
+    )
+    .unwrap();
+    let answer: Value = common::client().get(url).send().unwrap().json().unwrap();
+    assert_eq!(answer["status"], "success", "{selector}: {answer}");
+    let values = answer["data"].as_array().unwrap();
+    values
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Several values of a multi-value variable, as Grafana writes them into a PromQL regex
+/// matcher: each regex-escaped (a backslash, doubled for the PromQL string), `(a|b)`.
+fn grafana_regex(values: &[String]) -> String {
+    let escaped: Vec<String> = values
+        .iter()
+        .map(|v| {
+            v.chars()
+                .flat_map(|c| match c {
+                    '\\' => vec!['\\'; 4],
+                    c if "$^*{}[]'+?.()|".contains(c) => vec!['\\', '\\', c],
+                    c => vec![c],
+                })
+                .collect()
+        })
+        .collect();
+    match escaped.as_slice() {
+        [one] => one.clone(),
+        many => format!("({})", many.join("|")),
+    }
+}
+
+/// Grafana's built-in variables, and the dashboard's as `values` has them.
+fn substitute(expr: &str, values: &[(String, String)]) -> String {
+    let mut out = expr
+        .replace("$__rate_interval", "1m")
+        .replace("$__range", "5m");
+    for (name, value) in values {
+        out = out.replace(&format!("${name}"), value);
+    }
+    out
+}
+
+/// Resolves a dashboard's query variables in order, as Grafana does: each `label_values`
+/// query runs with the variables before it set. `$job` and `$instance` become the list of
+/// what was found (what Grafana sends for `$job`'s "All", and for instances picked one by
+/// one), the others their "All" value. Fails on a variable that finds nothing.
+fn resolve_variables(prometheus: &Prometheus, file: &str, board: &Value) -> Vec<(String, String)> {
+    let mut values: Vec<(String, String)> = Vec::new();
+    for var in board["templating"]["list"].as_array().unwrap() {
+        let Some(query) = var["definition"].as_str() else {
+            continue;
+        };
+        let name = var["name"].as_str().unwrap();
+        let inner = query
+            .strip_prefix("label_values(")
+            .and_then(|q| q.strip_suffix(')'))
+            .unwrap();
+        let (selector, label) = inner.rsplit_once(',').unwrap();
+        let selector = substitute(selector.trim(), &values);
+        let found = label_values(prometheus, &selector, label.trim());
+        assert!(
+            !found.is_empty(),
+            "{file}: variable {name} finds nothing ({selector})"
+        );
+        if name == "job" {
+            let gateway_jobs = [
+                "gatewayz-business",
+                "gatewayz-models",
+                "gatewayz-performance",
+                "gatewayz-providers",
+                "gatewayz-system",
+            ];
+            assert_eq!(
+                found, gateway_jobs,
+                "{file}: $job lists other jobs or misses one"
+            );
+        }
+        let value = match name {
+            "job" | "instance" => grafana_regex(&found),
+            _ => var["allValue"].as_str().unwrap().to_owned(),
+        };
+        values.push((name.to_owned(), value));
+    }
+    values
 }
 
 /// The team and trial keys, with budgets whose soft limit the traffic crosses (the budget
@@ -159,15 +297,20 @@ output_price_per_1m = 15.0
 providers = ["good"]
 input_price_per_1m = 0.5
 output_price_per_1m = 1.5
+
+[models.broken]
+providers = ["bad"]
 {keys}"#,
         keys = KEYS,
         good_provider = common::openai_provider("good", &good, ""),
         bad_provider = common::openai_provider("bad", &bad, ""),
     );
     let gateway = common::gateway(&config);
+    let rules_dir = tempfile::tempdir().unwrap();
     let prometheus = start_prometheus(&scrape_config(
         &gateway.addr.to_string(),
         "scrape-token-123",
+        &rendered_rules(rules_dir.path()),
     ));
 
     // Traffic: JSON and streamed, on a model whose first provider fails (failovers, breaker)
@@ -202,6 +345,16 @@ output_price_per_1m = 1.5
     .send()
     .unwrap();
     assert_eq!(refused.status(), 403);
+    // A 5xx, for the SLO recording rules.
+    let failed = common::chat_request(
+        &client,
+        gateway.addr,
+        common::chat_body("broken", "x", false),
+    )
+    .bearer_auth(common::TEAM_KEY)
+    .send()
+    .unwrap();
+    assert!(failed.status().is_server_error(), "{}", failed.status());
 
     // Wait until Prometheus has scraped the final state at least twice per job.
     let tokens_now = || -> f64 {
@@ -236,32 +389,42 @@ output_price_per_1m = 1.5
     );
     let up = query(&prometheus, "up");
     let jobs = up["data"]["result"].as_array().unwrap();
-    assert_eq!(jobs.len(), 5, "one target per category job: {up}");
+    assert_eq!(
+        jobs.len(),
+        6,
+        "one target per category job, and the decoy: {up}"
+    );
     for job in jobs {
         assert_eq!(job["value"][1], "1", "scrape failing: {job}");
     }
 
     let mut failures = Vec::new();
     let mut checked = 0;
-    for file in ["overview", "providers", "models", "business"] {
+    for file in ["overview", "providers", "models", "business", "logs-traces"] {
         let path = root().join(format!("grafana/dashboards/{file}.json"));
         let board: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let values = resolve_variables(&prometheus, file, &board);
         for panel in board["panels"].as_array().unwrap() {
             for target in panel["targets"].as_array().unwrap() {
-                if target["datasource"]["uid"] != "prometheus" {
+                if target["datasource"]["type"] != "prometheus" {
                     continue;
                 }
-                let promql = substitute(target["expr"].as_str().unwrap());
+                let promql = substitute(target["expr"].as_str().unwrap(), &values);
                 let answer = query(&prometheus, &promql);
                 checked += 1;
                 let title = panel["title"].as_str().unwrap_or("?");
+                let result = answer["data"]["result"].as_array();
                 if answer["status"] != "success" {
                     failures.push(format!("{file} / {title}: error {answer} for {promql}"));
-                } else if file != "overview"
-                    && answer["data"]["result"]
-                        .as_array()
-                        .is_none_or(|r| r.is_empty())
+                } else if result
+                    .into_iter()
+                    .flatten()
+                    .any(|r| r["metric"]["job"] == DECOY_JOB)
                 {
+                    failures.push(format!(
+                        "{file} / {title}: the decoy job's series in {promql}"
+                    ));
+                } else if file != "overview" && result.is_none_or(|r| r.is_empty()) {
                     failures.push(format!("{file} / {title}: no data for {promql}"));
                 }
             }
@@ -288,6 +451,23 @@ output_price_per_1m = 1.5
                 .iter()
                 .flat_map(|g| g["rules"].as_array().unwrap())
                 .all(|r| r["health"] == "ok")
+        },
+    );
+    // The SLO ratio is recorded for the gateway's job only, though the decoy job has the
+    // same http_requests_total (an unfiltered rule would record it too).
+    common::wait_until(
+        Duration::from_secs(60),
+        "the SLO ratio to be recorded",
+        || {
+            let recorded = query(&prometheus, "gatewayz:chat_errors:ratio_rate5m");
+            let series = recorded["data"]["result"].as_array().unwrap();
+            assert!(
+                series
+                    .iter()
+                    .all(|s| s["metric"]["job"] == "gatewayz-system"),
+                "{recorded}"
+            );
+            !series.is_empty()
         },
     );
 }
