@@ -48,6 +48,7 @@ fn bench(c: &mut Criterion) {
         log_level: Some("warn".into()),
         otlp: None,
         loki: None,
+        ..TelemetryConfig::default()
     })
     .unwrap();
     for (name, flags) in [("sampled", "01"), ("unsampled", "00")] {

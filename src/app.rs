@@ -262,6 +262,29 @@ async fn serve(
         source,
     })?;
     let mut signals = Signals::install()?;
+    if let Some(&listen) = server.addrs().first() {
+        let traces = crate::telemetry::traces_target();
+        let banner = crate::config::banner(
+            &config,
+            &crate::config::Running {
+                version: env!("CARGO_PKG_VERSION"),
+                listen,
+                traces: traces.as_deref(),
+            },
+        );
+        let source = config
+            .source
+            .as_ref()
+            .map_or_else(|| "built-in".into(), |p| p.display().to_string());
+        tracing::info!(
+            version = env!("CARGO_PKG_VERSION"),
+            config = %source,
+            listen = %listen,
+            "{}",
+            banner.trim_end()
+        );
+    }
+    // After the banner: tests and scripts wait for this line.
     for addr in server.addrs() {
         tracing::info!(%addr, "gatewayz listening on http://{addr}");
     }

@@ -25,6 +25,9 @@ enum Command {
         /// Address to listen on, overriding `server.listen` (port 0 picks a free port).
         #[arg(long)]
         listen: Option<SocketAddr>,
+        /// Log lines on stderr as `text` or `json`, overriding `[telemetry] log_format`.
+        #[arg(long, value_enum)]
+        log_format: Option<gatewayz::config::LogFormat>,
     },
     /// Validate a configuration file and print what it would run.
     CheckConfig {
@@ -170,20 +173,28 @@ fn main() -> ExitCode {
     let command = cli.command.unwrap_or(Command::Serve {
         config: None,
         listen: None,
+        log_format: None,
     });
     match command {
-        Command::Serve { config, listen } => {
+        Command::Serve {
+            config,
+            listen,
+            log_format,
+        } => {
             let loaded = match &config {
                 Some(path) => Config::load(path),
                 None => Config::builtin(),
             };
-            let config = match loaded {
+            let mut config = match loaded {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("gatewayz: {e}");
                     return ExitCode::from(2);
                 }
             };
+            if let Some(format) = log_format {
+                config.telemetry.log_format = format;
+            }
             if let Err(e) = gatewayz::telemetry::init(&config.telemetry) {
                 eprintln!("gatewayz: {e}");
                 return ExitCode::from(2);

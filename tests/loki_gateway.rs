@@ -218,7 +218,7 @@ fn access_lines_carry_the_request_trace_id() {
     assert!(traced
         .metadata
         .contains(&("trace_id".into(), "4bf92f3577b34da6a3ce929d0e0e4736".into())));
-    assert_eq!(traced.json()["target"], "gatewayz::http::chat");
+    assert_eq!(traced.json()["target"], "gatewayz::http::finish");
     // Without a traceparent the server span starts its own trace.
     let own = line("untraced").json();
     assert_eq!(own["trace_id"].as_str().map(str::len), Some(32));

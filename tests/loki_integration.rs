@@ -89,7 +89,7 @@ providers = ["dead", "mock-a"]
         r#"{env="it", level="info", service="gatewayz"}"#
     );
     let line = access.json();
-    assert_eq!(line["target"], "gatewayz::http::chat");
+    assert_eq!(line["target"], "gatewayz::http::finish");
     assert_eq!(
         (line["model"].as_str(), line["request_id"].as_str()),
         (Some("mock-gpt"), Some("it-1"))

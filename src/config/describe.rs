@@ -147,6 +147,138 @@ pub fn describe(config: &Config) -> String {
     out
 }
 
+/// What the running gateway is, for the start-up banner.
+pub struct Running<'a> {
+    pub version: &'a str,
+    /// The address actually bound (port 0 resolved).
+    pub listen: std::net::SocketAddr,
+    /// The trace exporter's protocol and endpoint, when traces are exported.
+    pub traces: Option<&'a str>,
+}
+
+/// The start-up banner: one block saying what runs, where, and how it is protected (no
+/// secret: URLs without their credentials, key names without their secrets).
+pub fn banner(config: &Config, running: &Running<'_>) -> String {
+    let mut out = format!(
+        "gatewayz {}
+",
+        running.version
+    );
+    let mut line = |name: &str, value: String| out.push_str(&format!("  {name:<10} {value}\n"));
+    line(
+        "config",
+        match &config.source {
+            Some(path) => path.display().to_string(),
+            None => "built-in default (no file)".into(),
+        },
+    );
+    line("listen", format!("http://{}", running.listen));
+    let names: Vec<_> = config.keys.iter().map(|k| k.name.as_str()).collect();
+    line(
+        "auth",
+        match (names.len(), &config.ledger, &config.admin.token) {
+            (0, Some(_), Some(_)) => "none yet: loopback only, without keys until a key is made \
+                                      through the admin API"
+                .into(),
+            (0, _, _) => "none: loopback only, without keys".into(),
+            (n, _, _) => format!(
+                "{n} client key{} ({}){}",
+                if n == 1 { "" } else { "s" },
+                shorten_list(&names),
+                if config.ledger.is_some() && config.admin.token.is_some() {
+                    ", and keys made through the admin API"
+                } else {
+                    ""
+                }
+            ),
+        },
+    );
+    let models: Vec<_> = config
+        .models
+        .iter()
+        .map(|(id, m)| format!("{id} → {}", m.providers.join(", ")))
+        .collect();
+    line("models", shorten_list(&models));
+    line(
+        "metrics",
+        format!(
+            "/metrics, /prometheus/metrics/{{system,providers,models,business,performance,\
+             summary}} ({})",
+            if config.metrics.tokens.is_empty() {
+                "open: no [metrics] tokens".to_string()
+            } else {
+                format!("{} token(s) required", config.metrics.tokens.len())
+            }
+        ),
+    );
+    line(
+        "logs",
+        format!(
+            "stderr ({}){}",
+            config.telemetry.log_format.label(),
+            match &config.telemetry.loki {
+                Some(loki) => format!(
+                    ", Loki {}{}",
+                    redact_url(&loki.url),
+                    loki.tenant
+                        .as_deref()
+                        .map(|t| format!(" (tenant {t})"))
+                        .unwrap_or_default()
+                ),
+                None => ", Loki off".into(),
+            }
+        ),
+    );
+    line(
+        "traces",
+        running
+            .traces
+            .map_or_else(|| "off (no OTLP exporter)".into(), |t| format!("OTLP {t}")),
+    );
+    line(
+        "limits",
+        match &config.state.redis_url {
+            Some(url) => format!(
+                "shared in Redis {} ({} while unreachable)",
+                redact_url(url),
+                config.state.failure_policy.label()
+            ),
+            None => "in this process".into(),
+        },
+    );
+    line(
+        "ledger",
+        config
+            .ledger
+            .as_ref()
+            .map_or_else(|| "off".into(), |l| redact_url(&l.url)),
+    );
+    line(
+        "admin API",
+        if config.admin.token.is_some() {
+            "on (/admin/*, token set)".into()
+        } else {
+            "off".into()
+        },
+    );
+    out
+}
+
+/// At most eight names, then how many more.
+fn shorten_list(names: &[impl AsRef<str>]) -> String {
+    const SHOWN: usize = 8;
+    let mut text = names
+        .iter()
+        .take(SHOWN)
+        .map(AsRef::as_ref)
+        .collect::<Vec<_>>()
+        .join("; ");
+    if names.len() > SHOWN {
+        text.push_str(&format!("; and {} more", names.len() - SHOWN));
+    }
+    text
+}
+
 /// `60 rpm`, `1000 tpm`, `4 in parallel`, `budget 10 USD per 1day (soft 8 USD)`.
 fn limits_summary(limits: &super::Limits) -> Vec<String> {
     let mut parts = Vec::new();

@@ -34,7 +34,7 @@ use serde::Deserialize;
 
 pub use actors::{AnomalyConfig, BreakerConfig, CostConfig, HealthConfig};
 pub use api::{Api, Dialect};
-pub use describe::redact_url;
+pub use describe::{banner, redact_url, Running};
 pub use error::{ConfigError, Invalid};
 pub use interpolate::interpolate;
 pub use ledger::{AdminConfig, Backend, LedgerConfig};
@@ -48,7 +48,7 @@ pub use providers::{
     ProviderKind, ProviderSettings,
 };
 pub use state::{FailurePolicy, StateConfig};
-pub use telemetry::TelemetryConfig;
+pub use telemetry::{LogFormat, TelemetryConfig};
 
 /// Highest accepted model price, USD per 1M tokens: far above any real price, low enough
 /// that a stray exponent (`2.0e9`) is caught.
@@ -108,6 +108,9 @@ pub struct Config {
     /// Cost and token efficiency. Default: see [`CostConfig`].
     #[serde(default)]
     pub cost: CostConfig,
+    /// The file this was read from; `None` for the built-in default (not a setting).
+    #[serde(skip)]
+    pub source: Option<std::path::PathBuf>,
 }
 
 /// `[server]`
@@ -329,9 +332,11 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        Self::from_toml(&src, &path.display().to_string(), &|name| {
+        let mut config = Self::from_toml(&src, &path.display().to_string(), &|name| {
             std::env::var(name).ok()
-        })
+        })?;
+        config.source = Some(path.to_owned());
+        Ok(config)
     }
 
     /// The built-in default configuration.

@@ -7,6 +7,26 @@ use super::loki::LokiConfig;
 use super::otlp::OtlpConfig;
 use super::Invalid;
 
+/// How log lines on stderr are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// `2026-12-07T01:00:00Z  INFO gatewayz::http: message key=value`.
+    #[default]
+    Text,
+    /// `{"timestamp":…,"level":"INFO","target":…,"fields":{"message":…,…}}`.
+    Json,
+}
+
+impl LogFormat {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Text => "text",
+            Self::Json => "json",
+        }
+    }
+}
+
 /// `[telemetry]`
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -14,6 +34,11 @@ pub struct TelemetryConfig {
     /// Log filter in `RUST_LOG` syntax. Default `"info"`; `RUST_LOG` wins when set.
     #[serde(default)]
     pub log_level: Option<String>,
+    /// How lines on stderr are written: `"text"` (for people) or `"json"` (one object per
+    /// line, for log collectors reading stdout/stderr). Default `"text"`; `serve
+    /// --log-format` wins.
+    #[serde(default)]
+    pub log_format: LogFormat,
     /// Trace export over OTLP (Tempo). Default: off, unless `OTEL_EXPORTER_OTLP_ENDPOINT` or
     /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` is set. See [`OtlpConfig`].
     #[serde(default)]

@@ -5,11 +5,10 @@
 //! end, where it settles the real tokens and cost. The reply is the client's dialect already
 //! — providers translate at their edge — so the handler only frames it.
 
-use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use actix_web::http::header;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 
@@ -76,11 +75,40 @@ pub(super) async fn serve(
             .get(header::AUTHORIZATION)
             .map(|v| v.as_bytes()),
     };
-    let caller = state.keys.authenticate(presented, SystemTime::now())?;
-    let body = receive(&req, payload, &state).await?;
-    let head = request::parse(api, &body)?;
+    // A request refused before routing gets its own line (a routed one's is written when it
+    // ends, by `finish::Access`).
+    let refused = |error: ApiError, key: Option<&str>, model: Option<&str>| {
+        let status = actix_web::ResponseError::status_code(&error).as_u16();
+        let request_id = req
+            .headers()
+            .get(request_id::HEADER)
+            .and_then(|v| v.to_str().ok());
+        tracing::info!(
+            status,
+            code = error.code(),
+            api = api.label(),
+            key,
+            model,
+            request_id,
+            "request refused"
+        );
+        error
+    };
+    let caller = state
+        .keys
+        .authenticate(presented, SystemTime::now())
+        .map_err(|e| refused(e, None, None))?;
+    let name = caller.key.as_ref().map(|k| &*k.name);
+    let body = receive(&req, payload, &state)
+        .await
+        .map_err(|e| refused(e, name, None))?;
+    let head = request::parse(api, &body).map_err(|e| refused(e, name, None))?;
     let permit = match &caller.key {
-        Some(key) => Some(admit(&state, api, key.slot, &body, &head).await?),
+        Some(key) => Some(
+            admit(&state, api, key.slot, &body, &head)
+                .await
+                .map_err(|e| refused(e, name, Some(&head.model)))?,
+        ),
         None => None,
     };
     let quotas = permit.as_ref().map(Permit::quotas);
@@ -89,42 +117,26 @@ pub(super) async fn serve(
         deadline: started + state.request_timeout,
     };
     let forwarded = forwarded(&req);
+    let access = finish::Access {
+        catalog: state.catalog.clone(),
+        api,
+        // The gateway's request id ([`request_id`]).
+        request_id: req.headers().get(request_id::HEADER).cloned(),
+        trace_id: req.extensions().get::<finish::RequestTrace>().map(|t| t.0),
+        key: caller.key,
+    };
     let entry = state.ledger.as_ref().map(|ledger| finish::Entry {
         ledger: ledger.clone(),
-        catalog: state.catalog.clone(),
-        request_id: req
-            .headers()
-            .get(request_id::HEADER)
-            .and_then(|v| v.to_str().ok())
-            .map_or_else(|| Arc::from("unknown"), Arc::from),
-        trace_id: finish::Entry::current_trace_id(),
-        key: caller.key.map(|k| (k.name.clone(), k.team.clone())),
     });
-    let settle = finish::Finish { permit, entry }.boxed();
+    let settle: Box<dyn crate::outcome::Settle> = Box::new(finish::Finish {
+        access,
+        permit,
+        entry,
+    });
     let reply = state
         .router
-        .serve(api, body.clone(), &head, timing, &forwarded, settle)
+        .serve(api, body.clone(), &head, timing, &forwarded, Some(settle))
         .await?;
-    // The access line (structured; no prompt, no key): one per answered request, its message
-    // a literal per API (a formatted message costs every log layer a formatting pass). The
-    // request id is the gateway's ([`request_id`]).
-    let request_id = req
-        .headers()
-        .get(request_id::HEADER)
-        .and_then(|v| v.to_str().ok());
-    macro_rules! answered {
-        ($message:literal) => {
-            tracing::info!(model = %head.model, stream = head.stream, request_id, $message)
-        };
-    }
-    match api {
-        Api::Chat => answered!("chat completion answered"),
-        Api::Completions => answered!("text completion answered"),
-        Api::Embeddings => answered!("embeddings request answered"),
-        Api::Messages => answered!("anthropic message answered"),
-        Api::CountTokens => answered!("anthropic token count answered"),
-        Api::Responses => answered!("response answered"),
-    }
     let upstream_id = request_id::from_upstream(reply.request_id());
     let mut response = match reply {
         ChatReply::Json {

@@ -1,42 +1,103 @@
-//! What happens when a request that reached the router ends: its key's limits settle the
-//! real tokens and cost ([`Permit`]), and its usage becomes one ledger record. One
-//! `outcome::Settle` told once by the router's `Ending`, right after the reporter — after
-//! the answer, never awaited by the client.
+//! What happens when a request that reached the router ends: its access line is written
+//! ([`Access`]), its key's limits settle the real tokens and cost ([`Permit`]), and its usage
+//! becomes one ledger record ([`Entry`]). One `outcome::Settle` told once by the router's
+//! `Ending`, right after the reporter — after the answer (a stream's last event included),
+//! never awaited by the client.
 
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use opentelemetry::trace::TraceContextExt;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
+use actix_web::http::header::HeaderValue;
+use opentelemetry::TraceId;
 
+use super::auth::ClientKey;
 use crate::catalog::Catalog;
+use crate::config::Api;
 use crate::ledger::{unix_ms, Ledger, UsageRecord};
 use crate::outcome::{CompletionRecord, Settle};
 use crate::state::Permit;
 
-/// The request's ledger entry, as far as the edge knows it.
+/// The request's trace id, as the server span started it (a request extension, so the
+/// handler does not look the span up again).
+#[derive(Debug, Clone, Copy)]
+pub struct RequestTrace(pub TraceId);
+
+/// A trace id in lowercase hex, formatted only when a line is written.
+struct Hex(TraceId);
+
+impl std::fmt::Display for Hex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hex = crate::telemetry::traces::propagation::trace_id_hex(self.0);
+        f.write_str(std::str::from_utf8(&hex).unwrap_or("-"))
+    }
+}
+
+/// Who asked for what: the access line's facts the edge knows, shared with the ledger entry.
+pub struct Access {
+    pub catalog: Arc<Catalog>,
+    pub api: Api,
+    /// The gateway's request id (`x-request-id`).
+    pub request_id: Option<HeaderValue>,
+    pub trace_id: Option<TraceId>,
+    pub key: Option<Arc<ClientKey>>,
+}
+
+impl Access {
+    fn request_id(&self) -> Option<&str> {
+        self.request_id.as_ref().and_then(|v| v.to_str().ok())
+    }
+
+    /// The access line: one per routed request, at its end, its message a literal per API (a
+    /// formatted message costs every log layer a formatting pass). No prompt, no secret.
+    fn write(&self, record: &CompletionRecord) {
+        let model = &*self.catalog.model(record.model).name;
+        let provider = record.provider.map(|p| &*self.catalog.provider(p).name);
+        let (input_tokens, output_tokens) = record
+            .usage
+            .map_or((0, 0), |u| (u.prompt_tokens, u.completion_tokens));
+        let ms = |d: std::time::Duration| (d.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0;
+        let key = self.key.as_ref().map(|k| &*k.name);
+        let trace_id = self.trace_id.map(|t| tracing::field::display(Hex(t)));
+        let request_id = self.request_id();
+        macro_rules! line {
+            ($message:literal) => {
+                tracing::info!(
+                    status = record.end.label(),
+                    latency_ms = ms(record.duration),
+                    upstream_ms = ms(record.upstream_wait),
+                    ttft_ms = record.time_to_first_token.map(ms),
+                    provider,
+                    model,
+                    stream = record.stream,
+                    input_tokens,
+                    output_tokens,
+                    key,
+                    trace_id,
+                    request_id,
+                    $message
+                )
+            };
+        }
+        match self.api {
+            Api::Chat => line!("chat completion answered"),
+            Api::Completions => line!("text completion answered"),
+            Api::Embeddings => line!("embeddings request answered"),
+            Api::Messages => line!("anthropic message answered"),
+            Api::CountTokens => line!("anthropic token count answered"),
+            Api::Responses => line!("response answered"),
+        }
+    }
+}
+
+/// The request's ledger entry.
 pub struct Entry {
     pub ledger: Arc<Ledger>,
-    pub catalog: Arc<Catalog>,
-    pub request_id: Arc<str>,
-    pub trace_id: Option<Arc<str>>,
-    /// The key's name and team.
-    pub key: Option<(Arc<str>, Option<Arc<str>>)>,
 }
 
 impl Entry {
-    /// The trace id of the current (server) span, when it is traced.
-    pub fn current_trace_id() -> Option<Arc<str>> {
-        let context = tracing::Span::current().context();
-        let id = context.span().span_context().trace_id();
-        (id != opentelemetry::TraceId::INVALID).then(|| {
-            let hex = crate::telemetry::traces::propagation::trace_id_hex(id);
-            Arc::from(&*String::from_utf8_lossy(&hex))
-        })
-    }
-
-    fn usage(&self, record: &CompletionRecord) -> UsageRecord {
-        let model = self.catalog.model(record.model);
+    fn usage(access: &Access, record: &CompletionRecord) -> UsageRecord {
+        let catalog = &access.catalog;
+        let model = catalog.model(record.model);
         let (input, output, cached) = record.usage.map_or((0, 0, 0), |u| {
             (u.prompt_tokens, u.completion_tokens, u.cached_tokens)
         });
@@ -44,14 +105,12 @@ impl Entry {
         UsageRecord {
             id: rand::random(),
             at_ms: unix_ms(SystemTime::now()),
-            request_id: self.request_id.clone(),
-            trace_id: self.trace_id.clone(),
-            key: self.key.as_ref().map(|(k, _)| k.clone()),
-            team: self.key.as_ref().and_then(|(_, t)| t.clone()),
+            request_id: Arc::from(access.request_id().unwrap_or("unknown")),
+            trace_id: access.trace_id.map(|t| Arc::from(Hex(t).to_string())),
+            key: access.key.as_ref().map(|k| k.name.clone()),
+            team: access.key.as_ref().and_then(|k| k.team.clone()),
             model: model.name.clone(),
-            provider: record
-                .provider
-                .map(|p| self.catalog.provider(p).name.clone()),
+            provider: record.provider.map(|p| catalog.provider(p).name.clone()),
             api: record.api.label(),
             status: record.end.label(),
             stream: record.stream,
@@ -71,38 +130,26 @@ impl Entry {
     }
 }
 
-/// The request's end: the limits' settlement and the ledger's record.
+/// The request's end: the access line, the limits' settlement and the ledger's record.
 pub struct Finish {
+    pub access: Access,
     pub permit: Option<Permit>,
     pub entry: Option<Entry>,
 }
 
-impl Finish {
-    /// `None` when there is nothing to tell (no key's limits, no ledger).
-    pub fn boxed(self) -> Option<Box<dyn Settle>> {
-        match self {
-            Self {
-                permit: None,
-                entry: None,
-            } => None,
-            // Only limits: the permit itself, one allocation as before.
-            Self {
-                permit: Some(permit),
-                entry: None,
-            } => Some(Box::new(permit)),
-            finish => Some(Box::new(finish)),
-        }
-    }
-}
-
 impl Settle for Finish {
     fn settle(self: Box<Self>, record: &CompletionRecord) {
-        let Finish { permit, entry } = *self;
+        let Finish {
+            access,
+            permit,
+            entry,
+        } = *self;
+        access.write(record);
         if let Some(permit) = permit {
             Box::new(permit).settle(record);
         }
         if let Some(entry) = entry {
-            entry.ledger.record(entry.usage(record));
+            entry.ledger.record(Entry::usage(&access, record));
         }
     }
 }

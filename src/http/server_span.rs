@@ -13,7 +13,7 @@ use actix_web::body::{BodySize, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::Error;
+use actix_web::{Error, HttpMessage};
 use bytes::Bytes;
 use opentelemetry::trace::TraceContextExt;
 use tracing::field::Empty;
@@ -53,6 +53,11 @@ pub async fn server_span(
     }
     let _ = span.set_parent(propagation::extract(req.headers()));
     let trace_id = span.context().span().span_context().trace_id();
+    if trace_id != opentelemetry::TraceId::INVALID {
+        // For the access line and the ledger, without looking the span up again.
+        req.extensions_mut()
+            .insert(super::finish::RequestTrace(trace_id));
+    }
     let mut res = next.call(req).instrument(span.clone()).await?;
     let status = res.status();
     // As i64: tracing-opentelemetry would turn a u16 / u64 into a string.

@@ -34,12 +34,16 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
-use crate::config::TelemetryConfig;
+use crate::config::{LogFormat, TelemetryConfig};
 
 /// Quiets OpenTelemetry's own logs unless `RUST_LOG` / `log_level` names them: start-up chatter
 /// at INFO, and one warning per failed batch from the OTLP exporter (the gateway reports those
 /// itself, at most once per interval; see [`otlp::report`]).
 const OTEL_DIRECTIVES: [&str; 2] = ["opentelemetry=warn", "opentelemetry-otlp=error"];
+
+/// The web framework's start-up lines (workers started, services bound) are for debugging: the
+/// gateway's banner says what runs.
+const ACTIX_SERVER_DIRECTIVES: [&str; 1] = ["actix_server=warn"];
 
 /// The trace pipeline, kept for [`shutdown`].
 static PIPELINE: Mutex<Option<otlp::Pipeline>> = Mutex::new(None);
@@ -90,7 +94,7 @@ pub fn init(config: &TelemetryConfig) -> Result<(), InitError> {
     // The HTTP library's per-connection errors are counted and kept out of both.
     let (filter, named) = log_filter(config.log_level.as_deref());
     let logs = protocol_errors::Quieted::new(
-        fmt_layer().and_then(loki_layer.unwrap_or_else(loki::LokiLayer::disabled)),
+        fmt_layer(config.log_format).and_then(loki_layer.unwrap_or_else(loki::LokiLayer::disabled)),
         named.actix_http,
     )
     .with_filter(filter.and(events_only()));
@@ -139,6 +143,14 @@ pub fn shutdown(limit: std::time::Duration) {
     }
 }
 
+/// What traces are exported to (protocol and endpoint, no credentials), when they are.
+pub fn traces_target() -> Option<String> {
+    PIPELINE
+        .lock()
+        .ok()
+        .and_then(|slot| slot.as_ref().and_then(|p| p.target.clone()))
+}
+
 /// Whether spans are exported (then [`shutdown`] has something to flush).
 pub fn traces_exported() -> bool {
     PIPELINE
@@ -151,22 +163,28 @@ where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
     let (filter, named) = log_filter(level);
-    protocol_errors::Quieted::new(fmt_layer(), named.actix_http)
+    protocol_errors::Quieted::new(fmt_layer(LogFormat::Text), named.actix_http)
         .with_filter(filter.and(events_only()))
 }
 
-/// Human-readable lines on stderr. Its filter lets events only through: a span enabled for
-/// this layer would have its fields formatted into a string at creation, on every request,
-/// for a prefix nobody greps for (the request's trace id goes to Loki with each line, and the
-/// access line names what it answered).
-fn fmt_layer<S>() -> impl Layer<S>
+/// Lines on stderr: human-readable, or one JSON object each (`log_format = "json"`). Its
+/// filter lets events only through: a span enabled for this layer would have its fields
+/// formatted into a string at creation, on every request, for a prefix nobody greps for (the
+/// request's trace id goes to Loki with each line, and the access line names it).
+fn fmt_layer<S>(format: LogFormat) -> Box<dyn Layer<S> + Send + Sync>
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
-    tracing_subscriber::fmt::layer()
+    let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .with_target(true)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(true);
+    match format {
+        LogFormat::Text => {
+            Box::new(layer.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())))
+        }
+        // No span list: events only reach this layer, and the access line carries its ids.
+        LogFormat::Json => Box::new(layer.json().with_current_span(false).with_span_list(false)),
+    }
 }
 
 /// Lets events through, never spans. Its level hint is "everything", so combined with `and`
@@ -209,6 +227,7 @@ fn log_filter(level: Option<&str>) -> (EnvFilter, Named) {
     let quieted = [
         ("opentelemetry", &OTEL_DIRECTIVES[..]),
         ("actix_http", &protocol_errors::DIRECTIVES[..]),
+        ("actix_server", &ACTIX_SERVER_DIRECTIVES[..]),
     ];
     for (named, directives) in quieted {
         if configured.contains(named) {

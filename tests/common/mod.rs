@@ -100,10 +100,11 @@ pub fn spawn(args: &[&str], envs: &[(&str, &str)], dir: Option<tempfile::TempDir
     std::thread::spawn(move || {
         let mut tx = Some(tx);
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            // A text line ends the address with a space, a JSON one with a quote.
             if let Some(addr) = line
                 .split("listening on http://")
                 .nth(1)
-                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|rest| rest.split(|c: char| c.is_whitespace() || c == '"').next())
                 .and_then(|a| a.parse::<SocketAddr>().ok())
             {
                 if let Some(tx) = tx.take() {
