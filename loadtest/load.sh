@@ -4,6 +4,7 @@
 #
 #   ./loadtest/load.sh                 # the whole run, a few minutes; table on stdout and in loadtest-out/
 #   BENCH_DURATION=15 ./loadtest/load.sh   # longer points (seconds)
+#   BENCH_BIN=/tmp/gatewayz-old ./loadtest/load.sh  # another build, same method
 #   BENCH_SECTIONS=admission ./loadtest/load.sh   # only the admission-cost points (a client key
 #                                                 # without limits, limits in process, in Redis,
 #                                                 # the usage ledger on)
@@ -70,9 +71,14 @@ if [ ! -x /usr/bin/redis-server ]; then
 fi
 [ "$(nproc)" -ge 2 ] || die "needs 2 cores (generator + upstream on one, the proxy on the other)"
 
-step "cargo build --release"
-cargo build --release --bin gatewayz >&2
-BIN=$ROOT/target/release/gatewayz
+# BENCH_BIN: measure another build (an earlier commit's binary) with this script.
+if [ -n "${BENCH_BIN:-}" ]; then
+  BIN=$BENCH_BIN
+else
+  step "cargo build --profile profiling (release code with symbols)"
+  cargo build --profile profiling --bin gatewayz >&2
+  BIN=$ROOT/target/profiling/gatewayz
+fi
 
 # ---------------------------------------------------------------- machine load, before
 {

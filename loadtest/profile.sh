@@ -46,8 +46,8 @@ fi
 if [ -n "${BENCH_BIN:-}" ]; then
   BIN=$BENCH_BIN
 else
-  cargo build --release --bin gatewayz >&2
-  BIN=$ROOT/target/release/gatewayz
+  cargo build --profile profiling --bin gatewayz >&2
+  BIN=$ROOT/target/profiling/gatewayz
 fi
 
 P_UP=$(free_port); P_GW=$(free_port); P_SINK=$(free_port)

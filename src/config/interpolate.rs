@@ -2,9 +2,11 @@
 //!
 //! Interpolation runs on typed string fields after parsing, not on the raw text: a secret that
 //! contains a quote or a newline can never change the structure of the document, and parse
-//! errors keep pointing at the lines the operator wrote. `$${` is a literal `${`.
+//! errors keep pointing at the lines the operator wrote. `$${` is a literal `${`;
+//! `${NAME:-default}` is `default` when `NAME` is unset or empty (as in a shell).
 
-/// Replaces every `${NAME}` in `input` with `lookup(NAME)`.
+/// Replaces every `${NAME}` in `input` with `lookup(NAME)`, and `${NAME:-default}` with it or,
+/// when it is unset or empty, with `default`.
 ///
 /// Returns the name of the first variable that `lookup` does not know, or a message for a
 /// malformed reference.
@@ -24,7 +26,10 @@ pub fn interpolate(input: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Resu
             let end = tail
                 .find('}')
                 .ok_or_else(|| "unterminated `${` (write `$${` for a literal)".to_string())?;
-            let name = &tail[..end];
+            let (name, default) = match tail[..end].split_once(":-") {
+                Some((name, default)) => (name, Some(default)),
+                None => (&tail[..end], None),
+            };
             let valid = !name.is_empty()
                 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
                 && !name.starts_with(|c: char| c.is_ascii_digit());
@@ -33,8 +38,12 @@ pub fn interpolate(input: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Resu
                     "`${{{name}}}` is not a valid environment variable name"
                 ));
             }
-            let value =
-                lookup(name).ok_or_else(|| format!("environment variable {name} is not set"))?;
+            let value = match (lookup(name), default) {
+                (Some(value), Some(default)) if value.is_empty() => default.to_owned(),
+                (Some(value), _) => value,
+                (None, Some(default)) => default.to_owned(),
+                (None, None) => return Err(format!("environment variable {name} is not set")),
+            };
             out.push_str(&value);
             rest = &tail[end + 1..];
         } else {
@@ -67,6 +76,14 @@ mod tests {
             ("a${EMPTY}b", Ok("ab")),
             ("cost $5", Ok("cost $5")),
             ("$${KEY}", Ok("${KEY}")),
+            ("${MISSING:-fallback}", Ok("fallback")),
+            ("${EMPTY:-fallback}", Ok("fallback")),
+            ("${KEY:-fallback}", Ok("s3cr\"et")),
+            ("${MISSING:-}", Ok("")),
+            (
+                "pg://u:${MISSING:-pw}@h/${KEY:-db}",
+                Ok("pg://u:pw@h/s3cr\"et"),
+            ),
             ("${MISSING}", Err("environment variable MISSING is not set")),
             (
                 "${KEY",

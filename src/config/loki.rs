@@ -27,6 +27,7 @@ pub struct LokiConfig {
     #[serde(default)]
     pub tenant: Option<String>,
     /// Static stream labels. Default `{ service = "gatewayz" }`; add e.g. `env = "prod"`.
+    /// Values are `${VAR}` interpolated (`instance = "${HOSTNAME}"`).
     /// At most 8; names are Prometheus label names.
     #[serde(default = "default_labels")]
     pub labels: BTreeMap<String, String>,
@@ -167,6 +168,11 @@ impl LokiConfig {
             }
             Some(LokiAuth::Bearer(token)) => expand(format!("{base}.auth.bearer"), token)?,
             None => {}
+        }
+        // Label values too (`instance = "${HOSTNAME}"`: one stream per replica); names stay
+        // as written.
+        for (name, value) in &mut self.labels {
+            expand(format!("{base}.labels.{}", super::key_segment(name)), value)?;
         }
         Ok(())
     }

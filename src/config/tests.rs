@@ -629,3 +629,22 @@ fn anthropic_providers_have_their_defaults_and_their_own_keys() {
         }
     }
 }
+
+#[test]
+fn loki_label_values_are_interpolated_with_defaults() {
+    let src = "[providers.a]\nkind = \"mock\"\n[models.m]\nproviders = [\"a\"]\n\
+               [telemetry.loki]\nurl = \"http://loki:3100/loki/api/v1/push\"\n\
+               labels = { service = \"gatewayz\", instance = \"${HOST}\", env = \"${ENV:-dev}\" }\n";
+    let env = |name: &str| (name == "HOST").then(|| "gw-a".to_string());
+    let config = Config::from_toml(src, "t.toml", &env).unwrap();
+    let labels = &config.telemetry.loki.unwrap().labels;
+    assert_eq!(labels["instance"], "gw-a");
+    assert_eq!(labels["env"], "dev");
+    let unset = Config::from_toml(src, "t.toml", &|_| None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        unset.contains("telemetry.loki.labels.instance") && unset.contains("HOST is not set"),
+        "{unset}"
+    );
+}
