@@ -17,6 +17,7 @@
 #                                                  # (the export threads are counted too)
 #   BENCH_BIN=/tmp/gatewayz-old ./loadtest/profile.sh  # another build, same method
 #   BENCH_PROFILE_LEDGER=1 ./loadtest/profile.sh   # the usage ledger on (SQLite; its writer thread counted)
+#   BENCH_PROFILE_ACCESS_LOG=0 ./loadtest/profile.sh  # without the per-request access line
 #   BENCH_PROFILE_LIMITS=key|local|redis ./loadtest/profile.sh  # a client key: without limits,
 #                                                     # with every limit and a team in process, or
 #                                                     # in a local redis-server (its state thread counted)
@@ -31,6 +32,7 @@ ANTHROPIC=${BENCH_PROFILE_ANTHROPIC:-0}
 MESSAGES=${BENCH_PROFILE_MESSAGES:-0}
 LIMITS=${BENCH_PROFILE_LIMITS:-}
 LEDGER=${BENCH_PROFILE_LEDGER:-0}
+ACCESS_LOG=${BENCH_PROFILE_ACCESS_LOG:-1}
 OUT=$ROOT/loadtest-out/profile-$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$OUT"
 
@@ -97,6 +99,10 @@ fi
 
 [ledger]
 url = \"sqlite://$OUT/ledger.db\""
+[ "$ACCESS_LOG" = 1 ] || KEY_TOML="$KEY_TOML
+
+[telemetry]
+access_log = false"
 start "$OUT/mock.log" "$BIN" mock-upstream --listen "127.0.0.1:$P_UP" --latency 0ms
 MOCK_PID=$LAST_PID
 cat >"$OUT/gatewayz.toml" <<TOML

@@ -143,6 +143,7 @@ pub fn build_state(config: &Config, parts: Parts) -> AppState {
             .token
             .as_deref()
             .map(crate::http::admin::AdminToken::new),
+        access_log: config.telemetry.access_log,
         max_body_bytes: config.server.max_body_bytes,
         body_read_timeout: config.server.body_read_timeout,
         request_timeout: config.server.request_timeout,

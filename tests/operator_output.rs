@@ -178,7 +178,7 @@ fn each_request_has_an_access_line_with_its_facts() {
     assert_eq!(field(json, "status"), Some("success"), "{json}");
     assert_eq!(field(json, "provider"), Some("a"), "{json}");
     assert_eq!(field(json, "model"), Some("m"), "{json}");
-    assert_eq!(field(json, "stream"), Some("false"), "{json}");
+    assert_eq!(field(json, "ttft_ms"), None, "{json}");
     assert_eq!(field(json, "trace_id"), Some(trace.as_str()), "{json}");
     assert_eq!(field(json, "request_id"), Some(request.as_str()), "{json}");
     assert!(
@@ -199,10 +199,9 @@ fn each_request_has_an_access_line_with_its_facts() {
     );
     let streamed = lines
         .iter()
-        .find(|l| field(l, "stream") == Some("true"))
-        .expect("the stream's line");
+        .find(|l| field(l, "ttft_ms").is_some())
+        .expect("the stream's line (with its time to first token)");
     assert_eq!(field(streamed, "key"), Some("bob"), "{streamed}");
-    assert!(field(streamed, "ttft_ms").is_some(), "{streamed}");
     assert!(
         field(streamed, "output_tokens")
             .unwrap()
@@ -231,6 +230,30 @@ fn each_request_has_an_access_line_with_its_facts() {
     for secret in SECRETS.iter().chain(&["wrong-key-123", "one two three"]) {
         assert!(!gw.log_text().contains(secret), "{secret:?} in the log");
     }
+
+    // Off: neither line, the rest of the log as before.
+    let quiet = common::gateway(
+        &config(dir.path()).replace("[state]", "[telemetry]\naccess_log = false\n\n[state]"),
+    );
+    assert_eq!(
+        post_chat(
+            &quiet,
+            &chat_body("m", "hi", false),
+            Some("alice-secret-key-1")
+        )
+        .status(),
+        200
+    );
+    assert_eq!(
+        post_chat(&quiet, &chat_body("m", "hi", false), Some("wrong-key-123")).status(),
+        401
+    );
+    let log = quiet.log_text();
+    assert!(log.contains("gatewayz listening"), "{log}");
+    assert!(
+        !log.contains("completion answered") && !log.contains("request refused"),
+        "{log}"
+    );
 }
 
 #[test]

@@ -27,8 +27,12 @@ impl LogFormat {
     }
 }
 
+fn default_access_log() -> bool {
+    true
+}
+
 /// `[telemetry]`
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TelemetryConfig {
     /// Log filter in `RUST_LOG` syntax. Default `"info"`; `RUST_LOG` wins when set.
@@ -39,6 +43,10 @@ pub struct TelemetryConfig {
     /// --log-format` wins.
     #[serde(default)]
     pub log_format: LogFormat,
+    /// One INFO line per request (`chat completion answered`, `request refused`). Default
+    /// `true`; `false` saves its formatting, about 6 % of a JSON request's CPU.
+    #[serde(default = "default_access_log")]
+    pub access_log: bool,
     /// Trace export over OTLP (Tempo). Default: off, unless `OTEL_EXPORTER_OTLP_ENDPOINT` or
     /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` is set. See [`OtlpConfig`].
     #[serde(default)]
@@ -46,6 +54,18 @@ pub struct TelemetryConfig {
     /// Ship logs to Loki. Default: off (no shipper runs). See [`LokiConfig`].
     #[serde(default)]
     pub loki: Option<LokiConfig>,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            log_level: None,
+            log_format: LogFormat::default(),
+            access_log: default_access_log(),
+            otlp: None,
+            loki: None,
+        }
+    }
 }
 
 impl TelemetryConfig {

@@ -78,6 +78,9 @@ pub(super) async fn serve(
     // A request refused before routing gets its own line (a routed one's is written when it
     // ends, by `finish::Access`).
     let refused = |error: ApiError, key: Option<&str>, model: Option<&str>| {
+        if !state.access_log {
+            return error;
+        }
         let status = actix_web::ResponseError::status_code(&error).as_u16();
         let request_id = req
             .headers()
@@ -118,6 +121,7 @@ pub(super) async fn serve(
     };
     let forwarded = forwarded(&req);
     let access = finish::Access {
+        log: state.access_log,
         catalog: state.catalog.clone(),
         api,
         // The gateway's request id ([`request_id`]).

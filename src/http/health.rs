@@ -163,6 +163,7 @@ mod tests {
             ))),
             ledger: None,
             admin_token: None,
+            access_log: true,
             max_body_bytes: 1024,
             body_read_timeout: Duration::from_secs(1),
             request_timeout: Duration::from_secs(1),

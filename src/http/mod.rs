@@ -47,6 +47,8 @@ pub struct AppState {
     pub ledger: Option<Arc<crate::ledger::Ledger>>,
     /// The admin API's token (`[admin] token`); `None`: the admin API is off.
     pub admin_token: Option<admin::AdminToken>,
+    /// `[telemetry] access_log`: one line per request.
+    pub access_log: bool,
     pub max_body_bytes: usize,
     /// How long a client may take to send its body (`server.body_read_timeout`).
     pub body_read_timeout: Duration,
