@@ -1,5 +1,5 @@
 //! Virtual keys through the admin API and `gatewayz keys`, against real databases: every
-//! route and error over HTTP (401 without the admin token, 404 for an unknown key, 400 naming
+//! route and error over HTTP, a made key used and then refused from the official OpenAI SDK (401 without the admin token, 404 for an unknown key, 400 naming
 //! the field, 409 for a taken name or a file key), a key made through the API used, limited,
 //! changed, rotated and revoked from a client, its secret shown once and found nowhere else
 //! (logs, metrics, the database file), keys kept across a restart, two replicas on one
@@ -352,6 +352,46 @@ fn every_admin_key_route_and_error_over_http() {
             "a secret in the database file"
         );
     }
+}
+
+/// The official OpenAI SDK (`.venv`, made by `./scripts/test`) with `key`: `ok` or `revoked`.
+fn openai_sdk(gw: &Process, key: &str, expect: &str) -> String {
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/virtual_key.py");
+    let out = std::process::Command::new(common::python())
+        .arg(script)
+        .args([&gw.url("/v1"), key, "m", expect])
+        .env("NO_PROXY", "127.0.0.1")
+        .env_remove("OPENAI_BASE_URL")
+        .output()
+        .expect("run the OpenAI SDK");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "the SDK ({expect}) failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn the_openai_sdk_uses_a_made_key_and_is_refused_once_it_is_revoked() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = common::gateway(&config(&format!(
+        "sqlite://{}",
+        dir.path().join("sdk.db").display()
+    )));
+    let made = ok(
+        &gw,
+        "POST",
+        "/admin/keys",
+        Some(json!({"name": "sdk-user"})),
+        201,
+    );
+    let secret = made["key"].as_str().unwrap().to_owned();
+    assert!(openai_sdk(&gw, &secret, "ok").contains("virtual key ok"));
+    ok(&gw, "DELETE", "/admin/keys/sdk-user", None, 200);
+    assert!(openai_sdk(&gw, &secret, "revoked").contains("virtual key refused"));
 }
 
 #[test]

@@ -95,7 +95,10 @@ providers = ["dead", "mock-a"]
         (Some("mock-gpt"), Some("it-1"))
     );
     assert_eq!(line["status"], "success");
-    assert!(line["input_tokens"].as_u64().is_some_and(|n| n > 0), "{line}");
+    assert!(
+        line["input_tokens"].as_u64().is_some_and(|n| n > 0),
+        "{line}"
+    );
 
     let failover = find(&accepted, "provider attempt failed").unwrap();
     assert_eq!(
