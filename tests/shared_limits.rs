@@ -570,3 +570,51 @@ fn spend_during_an_outage_reaches_the_shared_budget_when_redis_returns() {
         0.0
     );
 }
+
+/// A key made through the admin API gets its limits in Redis too: made on replica A, it works
+/// on B within the key sync, and its requests per minute hold across both.
+#[test]
+fn a_virtual_key_is_limited_in_the_shared_store_on_every_replica() {
+    let redis = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let admin = "admin-token-0123456789";
+    let state = format!(
+        "[ledger]\nurl = \"sqlite://{}\"\nflush_interval = \"50ms\"\n\
+         [admin]\ntoken = \"{admin}\"\nkey_sync_interval = \"200ms\"\n",
+        dir.path().join("keys.db").display()
+    );
+    let (a, b) = (replica(&redis, "", &state), replica(&redis, "", &state));
+    let made: serde_json::Value = client()
+        .post(a.url("/admin/keys"))
+        .bearer_auth(admin)
+        .header("content-type", "application/json")
+        .body(json!({"name": "shared-vk", "rate_limit_rpm": 4}).to_string())
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let secret = made["key"].as_str().expect("the secret").to_owned();
+    // B learns the key within its sync interval (a 401 until then uses no quota).
+    let first = common::poll(WAIT, || {
+        let status = post_chat(&b, &chat_body("other", "hi", false), Some(&secret)).status();
+        (status != 401).then_some(status.as_u16())
+    });
+    assert_eq!(first, Some(200), "B never accepted the key");
+    let mut statuses = vec![200];
+    for gw in [&a, &b, &a, &b, &a] {
+        statuses.push(
+            post_chat(gw, &chat_body("other", "hi", false), Some(&secret))
+                .status()
+                .as_u16(),
+        );
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        4,
+        "exactly the shared 4 per minute: {statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 429),
+        "{statuses:?}"
+    );
+}
