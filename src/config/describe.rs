@@ -115,15 +115,27 @@ pub fn describe(config: &Config) -> String {
             ledger.batch_size,
             humantime::format_duration(ledger.flush_interval),
             ledger.queue_capacity,
-            humantime::format_duration(ledger.retention),
+            whole_days(ledger.retention),
         ),
         None => "usage ledger: off\n".to_string(),
     });
-    out.push_str(if config.admin.token.is_some() {
-        "admin API: on (token set)\n"
-    } else {
-        "admin API: off\n"
+    out.push_str(&match (&config.admin.token, &config.ledger) {
+        (Some(_), Some(_)) => format!(
+            "admin API: on (token set; virtual keys read every {})\n",
+            humantime::format_duration(config.admin.key_sync_interval)
+        ),
+        (Some(_), None) => "admin API: on (token set; no virtual keys without [ledger])\n".into(),
+        (None, _) => "admin API: off\n".into(),
     });
+    out.push_str(&format!(
+        "logs: stderr ({}), access line {}\n",
+        config.telemetry.log_format.label(),
+        if config.telemetry.access_log {
+            "on"
+        } else {
+            "off"
+        }
+    ));
     if let Some(loki) = &config.telemetry.loki {
         let url = redact_url(&loki.url);
         out.push_str(&format!(
@@ -262,6 +274,16 @@ pub fn banner(config: &Config, running: &Running<'_>) -> String {
         },
     );
     out
+}
+
+/// `90d` for whole days (humantime would say `2months 29days 2h 52m 48s`), else humantime's.
+fn whole_days(d: std::time::Duration) -> String {
+    let secs = d.as_secs();
+    if d.subsec_nanos() == 0 && secs > 0 && secs.is_multiple_of(86_400) {
+        format!("{}d", secs / 86_400)
+    } else {
+        humantime::format_duration(d).to_string()
+    }
 }
 
 /// At most eight names, then how many more.
