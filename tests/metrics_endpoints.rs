@@ -455,3 +455,32 @@ fn historical_names_are_copies_of_the_canonical_families() {
         check(&format!("/prometheus/metrics/{}", category.as_str()), &mine);
     }
 }
+
+/// With `[metrics] legacy_names = false` the canonical families are exported alone: no
+/// historical name on `/metrics` or on a category endpoint.
+#[test]
+fn legacy_names_false_drops_the_aliases() {
+    let gw = common::gateway(
+        "[metrics]\nlegacy_names = false\n\
+         [providers.m]\nkind = \"mock\"\n[models.x]\nproviders = [\"m\"]\n",
+    );
+    let reply = common::post_chat(&gw, &common::chat_body("x", "no aliases", false), None);
+    assert_eq!(reply.status(), 200);
+    for (path, canonical) in [
+        (
+            "/metrics",
+            &["gatewayz_process_threads", "gatewayz_trial_active"][..],
+        ),
+        ("/prometheus/metrics/system", &["gatewayz_process_threads"]),
+        ("/prometheus/metrics/business", &["gatewayz_trial_active"]),
+    ] {
+        let text = get_as(&gw, path, None).text().unwrap();
+        let printed = families_as_printed(&text, path);
+        for name in canonical {
+            assert!(printed.contains_key(*name), "{path}: {name} missing");
+        }
+        for alias in FAMILIES.iter().filter_map(|f| f.legacy) {
+            assert!(!printed.contains_key(alias), "{path}: {alias} exported");
+        }
+    }
+}

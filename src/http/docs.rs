@@ -127,7 +127,8 @@ pub fn markdown(base: &str) -> String {
         out,
         "These families had another name in the seed. They are exported under that name too, \
          with the same samples (a copy made at scrape time), so dashboards and rules written \
-         for the seed keep working; new dashboards and rules should use the `gatewayz_` name.\n"
+         for the seed keep working; new dashboards and rules should use the `gatewayz_` name. \
+         `[metrics] legacy_names = false` stops exporting them.\n"
     );
     let _ = writeln!(out, "| historical alias | canonical name |\n| --- | --- |");
     for family in FAMILIES {

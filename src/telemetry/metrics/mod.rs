@@ -13,7 +13,8 @@
 //!
 //! Instruments carry the canonical `gatewayz_*` names; [`Metrics::gather`] adds the seed's
 //! historical names as copies of the gathered families ([`exposition::with_aliases`]), so
-//! recording never happens twice and the request path does not know aliases exist.
+//! recording never happens twice and the request path does not know aliases exist;
+//! `[metrics] legacy_names = false` leaves them out.
 
 use std::sync::Arc;
 
@@ -156,6 +157,9 @@ pub struct Metrics {
     registry: prometheus::Registry,
     _provider: SdkMeterProvider,
     pub meters: Arc<Meters>,
+    /// Whether [`Metrics::gather`] adds the seed's historical names (`[metrics]
+    /// legacy_names`, default true).
+    legacy_names: bool,
 }
 
 fn histogram(meter: &Meter, name: &'static str, bounds: &[f64]) -> Histogram<f64> {
@@ -288,6 +292,15 @@ impl Metrics {
             registry,
             _provider: provider,
             meters: Arc::new(meters),
+            legacy_names: true,
+        }
+    }
+
+    /// Whether the seed's historical names are exported too (`[metrics] legacy_names`).
+    pub fn with_legacy_names(self, legacy_names: bool) -> Self {
+        Self {
+            legacy_names,
+            ..self
         }
     }
 
@@ -296,9 +309,14 @@ impl Metrics {
     }
 
     /// Every family, gathered once, each aliased family followed by its copy under the
-    /// seed's historical name.
+    /// seed's historical name (unless `[metrics] legacy_names = false`).
     pub fn gather(&self) -> Vec<prometheus::proto::MetricFamily> {
-        exposition::with_aliases(self.registry.gather())
+        let families = self.registry.gather();
+        if self.legacy_names {
+            exposition::with_aliases(families)
+        } else {
+            families
+        }
     }
 
     /// Prometheus text format 0.0.4 of every family (historical aliases included).
