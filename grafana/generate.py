@@ -15,7 +15,9 @@ jobs never leak in. `$job` lists the jobs that carry a gateway-only family; its 
 jobs, never `.*`. Loki streams carry no job label: LogQL selects `service="$service"`, the
 stream label `[telemetry.loki] labels` sets (TraceQL the same name as `service.name`).
 
-The metric names used here are checked against the metric catalogue in the code by
+Queries use the canonical `gatewayz_*` names only; the seed's historical aliases
+(`http_requests_total`, `process_*`, `trial_active`, ...) are exported for the seed's own
+dashboards, not for these. The metric names used here are checked against the metric catalogue in the code by
 tests/dashboards.rs (which also fails on a selector without the job matcher), and every query
 runs against a real Prometheus in tests/prometheus_e2e.rs. Panels whose families exist only
 with an optional backend (the shared limit store, the usage ledger) belong on the overview
@@ -32,10 +34,11 @@ TEMPO = {"type": "tempo", "uid": "${tempo_datasource}"}
 
 # Every PromQL selector starts with these: the jobs and instances chosen on the dashboard.
 SCOPE = ('job=~"$job"', 'instance=~"$instance"')
-# Families only the gateway exports (no generic http_* or process_* name), at least one in
-# every category: the jobs carrying one are the gateway's. trial_active is the business
-# category's one family present before the first request.
-GATEWAY_SERIES = '__name__=~"gatewayz_.+|trial_active"'
+# Families only the gateway exports: every canonical name is `gatewayz_*`, never the seed's
+# historical aliases (generic http_* and process_* names other services export too), and every
+# category has one (gatewayz_trial_active is the business category's one family present before
+# the first request): the jobs carrying one are the gateway's.
+GATEWAY_SERIES = '__name__=~"gatewayz_.+"'
 
 CHAT = 'route="/v1/chat/completions"'
 FIVE_XX = 'status=~"5.."'
@@ -111,7 +114,7 @@ SCOPE_VARS = [DATASOURCE_VAR, JOB_VAR, INSTANCE_VAR]
 PROVIDER_VAR = label_var("provider", "gatewayz_provider_health_score", "provider", "Provider")
 MODEL_VAR = label_var("model", "gatewayz_model_uptime_24h", "model", "Model")
 # The client-facing API (chat, completions, embeddings, ...): a fixed set in the code.
-API_VAR = label_var("api", "model_inference_requests_total", "api", "API")
+API_VAR = label_var("api", "gatewayz_model_inference_requests_total", "api", "API")
 # The gateway's Loki stream label `service` and its traces' service.name (both "gatewayz"
 # unless [telemetry.loki] labels or [telemetry.otlp] service_name say otherwise).
 SERVICE_VAR = {
@@ -207,29 +210,29 @@ def dashboard(uid, title, description, panels, variables, tags):
 def overview():
     panels = [
         panel("Chat completions per second by status",
-              [q(f"sum by (status) ({rate('http_requests_total', CHAT)})", "{{status}}")], unit="reqps"),
+              [q(f"sum by (status) ({rate('gatewayz_http_requests_total', CHAT)})", "{{status}}")], unit="reqps"),
         panel("Error ratio (5xx) of chat completions",
-              [q(f"sum({rate('http_requests_total', CHAT, FIVE_XX)}) / sum({rate('http_requests_total', CHAT)})",
+              [q(f"sum({rate('gatewayz_http_requests_total', CHAT, FIVE_XX)}) / sum({rate('gatewayz_http_requests_total', CHAT)})",
                  "5xx ratio")],
               unit="percentunit"),
-        panel("Chat completion latency", quantiles("http_request_duration_seconds", "", CHAT), unit="s"),
-        panel("Requests in flight", [q(f"sum({s('http_requests_in_flight')})", "in flight")], w=6),
+        panel("Chat completion latency", quantiles("gatewayz_http_request_duration_seconds", "", CHAT), unit="s"),
+        panel("Requests in flight", [q(f"sum({s('gatewayz_http_requests_in_flight')})", "in flight")], w=6),
         panel("Availability (non-5xx) over the range",
-              [q(f"1 - (sum({rate('http_requests_total', CHAT, FIVE_XX, fn='increase', window='$__range')}) "
-                 f"or vector(0)) / sum({rate('http_requests_total', CHAT, fn='increase', window='$__range')})",
+              [q(f"1 - (sum({rate('gatewayz_http_requests_total', CHAT, FIVE_XX, fn='increase', window='$__range')}) "
+                 f"or vector(0)) / sum({rate('gatewayz_http_requests_total', CHAT, fn='increase', window='$__range')})",
                  "availability")],
               kind="stat", unit="percentunit", w=6),
         panel("Gateway overhead (time not spent waiting on upstreams)",
               quantiles("gatewayz_overhead_seconds", ""), unit="s",
               description="Total request time minus time waiting on upstreams, failovers included."),
         panel("Inference requests per second by API",
-              [q(f"sum by (api) ({rate('model_inference_requests_total', API)})", "{{api}}")],
+              [q(f"sum by (api) ({rate('gatewayz_model_inference_requests_total', API)})", "{{api}}")],
               unit="reqps", description="Client requests that reached the router, by the API they called."),
         panel("Requests per second by route",
-              [q(f"sum by (method, route) ({rate('http_requests_total')})", "{{method}} {{route}}")], unit="reqps"),
+              [q(f"sum by (method, route) ({rate('gatewayz_http_requests_total')})", "{{method}} {{route}}")], unit="reqps"),
         panel("Process CPU and memory",
-              [q(rate("process_cpu_seconds_total"), "CPU cores", "A"),
-               q(f"{s('process_resident_memory_bytes')} / 2^20", "RSS MiB", "B")]),
+              [q(rate("gatewayz_process_cpu_seconds_total"), "CPU cores", "A"),
+               q(f"{s('gatewayz_process_resident_memory_bytes')} / 2^20", "RSS MiB", "B")]),
         panel("Shared limit store up, by replica",
               [q(s("gatewayz_shared_state_up"), "{{instance}}")],
               kind="state-timeline",
@@ -294,7 +297,7 @@ def providers():
                   "0": {"text": "closed", "color": "green"},
                   "1": {"text": "half_open", "color": "yellow"},
                   "2": {"text": "open", "color": "red"}}}]}, "overrides": []}),
-        panel("Provider response time", quantiles("provider_response_time_seconds", "provider", sel), unit="s"),
+        panel("Provider response time", quantiles("gatewayz_provider_response_time_seconds", "provider", sel), unit="s"),
         panel("Provider requests by outcome",
               [q(f"sum by (provider, outcome) ({rate('gatewayz_provider_requests_total', sel)})",
                  "{{provider}} {{outcome}}")],
@@ -315,16 +318,16 @@ def models():
     asel = f'{sel},api=~"$api"'
     panels = [
         panel("Inference requests per second by model and status",
-              [q(f"sum by (model, status) ({rate('model_inference_requests_total', asel)})", "{{model}} {{status}}")],
+              [q(f"sum by (model, status) ({rate('gatewayz_model_inference_requests_total', asel)})", "{{model}} {{status}}")],
               unit="reqps"),
         panel("Uptime over 24 h", [q(s("gatewayz_model_uptime_24h", sel), "{{model}}")], unit="percentunit"),
         panel("Token efficiency (output / input tokens)", [q(s("gatewayz_token_efficiency", sel), "{{model}}")]),
         panel("Time to first token", quantiles("gatewayz_time_to_first_token_seconds", "model", asel), unit="s"),
-        panel("Inference duration", quantiles("model_inference_duration_seconds", "model", asel), unit="s"),
+        panel("Inference duration", quantiles("gatewayz_model_inference_duration_seconds", "model", asel), unit="s"),
         panel("Tokens per second by model and type",
               [q(f"sum by (model, type) ({rate('gatewayz_tokens_total', asel)})", "{{model}} {{type}}")]),
         panel("Inference requests per second by API and model",
-              [q(f"sum by (api, model) ({rate('model_inference_requests_total', asel)})", "{{api}} {{model}}")],
+              [q(f"sum by (api, model) ({rate('gatewayz_model_inference_requests_total', asel)})", "{{api}} {{model}}")],
               unit="reqps"),
     ]
     return dashboard("gatewayz-models", "gatewayz / Models",
@@ -346,14 +349,14 @@ def business():
         panel("Spend over the range (USD)",
               [q(f"sum({rate('gatewayz_cost_by_model_total', fn='increase', window='$__range')})", "USD")],
               kind="stat", unit="currencyUSD", w=6),
-        panel("Active trials", [q(s("trial_active"), "trials")], kind="stat", w=6),
+        panel("Active trials", [q(s("gatewayz_trial_active"), "trials")], kind="stat", w=6),
         panel("Tokens per second (input / output)",
               [q(f"sum by (type) ({rate('gatewayz_tokens_total', tsel)})", "{{type}}")]),
         panel("Tokens per second by API",
               [q(f"sum by (api) ({rate('gatewayz_tokens_total', tsel)})", "{{api}}")]),
         panel("Cost per 1,000 requests by model (USD)",
               [q(f"sum by (model) ({rate('gatewayz_cost_by_model_total', msel)}) / "
-                 f"sum by (model) ({rate('model_inference_requests_total', msel)}) * 1000", "{{model}}")],
+                 f"sum by (model) ({rate('gatewayz_model_inference_requests_total', msel)}) * 1000", "{{model}}")],
               unit="currencyUSD"),
         panel("Spend by key and team (USD/hour)",
               [q(f"sum by (key, team) ({rate('gatewayz_cost_by_key_usd_total')}) * 3600", "{{key}} ({{team}})")],

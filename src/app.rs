@@ -180,12 +180,15 @@ async fn serve(
     };
     let budgets = local.clone();
     let trials = keys.clone();
-    let metrics = Arc::new(Metrics::new_or_detached(Sources {
-        board: board.clone(),
-        log_stats,
-        trials: Arc::new(move |now| trials.active_trials(now)),
-        budgets: Arc::new(move |now, observe| budgets.budgets_left(now, observe)),
-    }));
+    let metrics = Arc::new(
+        Metrics::new_or_detached(Sources {
+            board: board.clone(),
+            log_stats,
+            trials: Arc::new(move |now| trials.active_trials(now)),
+            budgets: Arc::new(move |now, observe| budgets.budgets_left(now, observe)),
+        })
+        .with_legacy_names(config.metrics.legacy_names),
+    );
     let meters = metrics.meters.clone();
     limits.attach_meters(meters.clone());
     let actors = Actors::start(&config, &catalog, board.clone(), meters.clone());

@@ -186,6 +186,22 @@ fn family_of(name: &str) -> Option<(&'static Family, BTreeSet<String>)> {
     None
 }
 
+/// The canonical series name of a series of a historical alias (`http_requests_total` →
+/// `gatewayz_http_requests_total`, a histogram's `_bucket` / `_sum` / `_count` too).
+fn canonical_of_alias(name: &str) -> Option<String> {
+    FAMILIES.iter().find_map(|f| {
+        let alias = f.legacy?;
+        let rest = name.strip_prefix(alias)?;
+        let suffixes: &[&str] = match f.kind {
+            Kind::Histogram => &["_bucket", "_sum", "_count"],
+            _ => &[""],
+        };
+        suffixes
+            .contains(&rest)
+            .then(|| format!("{}{rest}", f.name))
+    })
+}
+
 /// Labels Prometheus itself adds at scrape time.
 fn target_labels() -> BTreeSet<String> {
     ["job", "instance"].iter().map(|s| s.to_string()).collect()
@@ -217,6 +233,9 @@ fn walk(
                 BTreeSet::new()
             } else if let Some((_, labels)) = family_of(&name) {
                 labels
+            } else if let Some(canonical) = canonical_of_alias(&name) {
+                errors.push(format!("{name} is a historical alias: use {canonical}"));
+                return None;
             } else {
                 errors.push(format!("metric {name} is not in the catalogue"));
                 return None;
@@ -409,15 +428,18 @@ fn check_variable_selector(selector: &str, label: &str) -> Vec<String> {
         }
     }
     for family in FAMILIES {
-        if ["http_", "process_"]
-            .iter()
-            .any(|p| family.name.starts_with(p))
-            && series(family).iter().any(|s| names.is_match(s))
-        {
-            errors.push(format!(
-                "{selector} matches {}, a name other services export too",
-                family.name
-            ));
+        if let Some(alias) = family.legacy {
+            let alias = Family {
+                name: alias,
+                ..*family
+            };
+            if series(&alias).iter().any(|s| names.is_match(s)) {
+                errors.push(format!(
+                    "{selector} matches {}, a historical alias (other services export the \
+                     generic http_* and process_* names too)",
+                    alias.name
+                ));
+            }
         }
     }
     errors
@@ -499,7 +521,7 @@ fn alert_rules_use_only_catalogue_metrics() {
 }
 
 /// The checker itself catches what it must: an unknown metric, an unknown label, a `by` on a
-/// label no metric has, a syntax error.
+/// label no metric has, a syntax error, a historical alias instead of the canonical name.
 #[test]
 fn checker_catches_mistakes() {
     let none = HashSet::new();
@@ -521,6 +543,8 @@ fn checker_catches_mistakes() {
         "sum by (user) (rate(gatewayz_tokens_total[5m]))",
         "sum(rate(gatewayz_tokens_total[5m])",
         "gatewayz_overhead_seconds_bucket{provider=\"a\"}",
+        "sum(rate(http_requests_total[5m]))",
+        "rate(provider_response_time_seconds_bucket[5m])",
     ] {
         assert!(
             !check_promql("t", bad, &none).is_empty(),
@@ -817,11 +841,10 @@ fn provisioned_trace_to_metrics_queries_carry_the_job_matcher() {
 /// subquery or behind an offset.
 #[test]
 fn scope_checker_catches_unscoped_selectors() {
-    let scoped =
-        r#"sum(rate(http_requests_total{job=~"$job",instance=~"$instance",route="x"}[5m]))"#;
+    let scoped = r#"sum(rate(gatewayz_http_requests_total{job=~"$job",instance=~"$instance",route="x"}[5m]))"#;
     assert_eq!(unscoped(scoped, &DASHBOARD_SCOPE), Ok(vec![]));
     for bad in [
-        r#"sum(rate(http_requests_total{route="x"}[5m]))"#,
+        r#"sum(rate(gatewayz_http_requests_total{route="x"}[5m]))"#,
         r#"a{job=~"$job",instance=~"$instance"} / b{job=~"$job"}"#,
         r#"a{job="$job",instance=~"$instance"}"#,
         r#"a{job=~"gatewayz.*",instance=~"$instance"}"#,

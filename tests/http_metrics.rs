@@ -21,29 +21,32 @@ fn routes_are_labelled_by_pattern_never_by_raw_path() {
     let series = common::scrape::scrape(&gw);
     let count = |key: &str| common::scrape::get(&series, key).unwrap_or(0.0);
     assert_eq!(
-        count(r#"http_requests_total{method="GET",route="/v1/models/{id:.*}",status="200"}"#),
+        count(
+            r#"gatewayz_http_requests_total{method="GET",route="/v1/models/{id:.*}",status="200"}"#
+        ),
         1.0
     );
     assert_eq!(
-        count(r#"http_requests_total{method="GET",route="/v1/models/{id:.*}",status="404"}"#),
+        count(
+            r#"gatewayz_http_requests_total{method="GET",route="/v1/models/{id:.*}",status="404"}"#
+        ),
         1.0
     );
     assert_eq!(
-        count(r#"http_requests_total{method="GET",route="unmatched",status="404"}"#),
+        count(r#"gatewayz_http_requests_total{method="GET",route="unmatched",status="404"}"#),
         1.0
     );
     assert_eq!(
-        count(r#"http_requests_total{method="POST",route="/v1/chat/completions",status="200"}"#),
+        count(
+            r#"gatewayz_http_requests_total{method="POST",route="/v1/chat/completions",status="200"}"#
+        ),
         1.0
     );
     assert_eq!(
-        count(r#"http_requests_total{method="GET",route="/health",status="200"}"#),
+        count(r#"gatewayz_http_requests_total{method="GET",route="/health",status="200"}"#),
         1.0
     );
-    for key in series
-        .keys()
-        .filter(|k| k.starts_with("http_requests_total"))
-    {
+    for key in series.keys().filter(|k| k.contains("http_requests_total")) {
         assert!(
             !key.contains("mock-gpt") && !key.contains("invented") && !key.contains("/no/such"),
             "raw path in a label: {key}"

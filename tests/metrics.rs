@@ -159,7 +159,8 @@ fn cost_seed_metrics_cardinality_and_promtool() {
         (Some(input), Some(output))
     );
 
-    // The eight seed metrics, with their labels.
+    // The eight seed metrics, with their labels: canonical names, and the seed's own name for
+    // the two it did not prefix.
     let s = until(&gw, WAIT, "uptime and efficiency published", |s| {
         get(s, "gatewayz_model_uptime_24h{model=\"m-cost\"}").map(|_| s.clone())
     });
@@ -170,12 +171,14 @@ fn cost_seed_metrics_cardinality_and_promtool() {
         "gatewayz_token_efficiency{model=\"m-cost\"}",
         "gatewayz_circuit_breaker_state{provider=\"p\",state=\"closed\"}",
         "gatewayz_detected_anomalies_total{type=\"latency_spike\"}",
+        "gatewayz_provider_response_time_seconds_count{provider=\"p\"}",
+        "gatewayz_trial_active",
         "provider_response_time_seconds_count{provider=\"p\"}",
         "trial_active",
     ] {
         assert!(s.contains_key(key), "{key} missing");
     }
-    assert_eq!(get(&s, "trial_active"), Some(1.0));
+    assert_eq!(get(&s, "gatewayz_trial_active"), Some(1.0));
     assert_eq!(
         get(&s, "gatewayz_token_efficiency{model=\"m-cost\"}"),
         Some(output / input)
@@ -227,7 +230,11 @@ fn a_latency_spike_is_exactly_one_anomaly() {
     }
     // The attempts are all recorded once the response-time count reaches 45.
     until(&gw, WAIT, "45 attempts seen", |s| {
-        (get(s, "provider_response_time_seconds_count{provider=\"p\"}")? == 45.0).then_some(())
+        (get(
+            s,
+            "gatewayz_provider_response_time_seconds_count{provider=\"p\"}",
+        )? == 45.0)
+            .then_some(())
     });
     let anomalies: Value = until(&gw, WAIT, "the anomaly list", |_| {
         let v = common::get_json(&gw, "/health/anomalies");

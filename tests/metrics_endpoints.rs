@@ -1,7 +1,9 @@
 //! The structured metrics endpoints (DESIGN §4) against the real binary: each category
 //! returns exactly its families and the five together are `all`; `promtool check metrics`
 //! accepts each; the JSON summary agrees with the scraped counters after a known sequence of
-//! requests; the docs page lists the whole catalogue; tokens grant categories.
+//! requests; the docs page lists the whole catalogue; tokens grant categories. Every family
+//! with a historical (seed) name comes out under both names with the same samples, and no
+//! name twice.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -10,7 +12,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 
 use common::get_as;
-use gatewayz::telemetry::metrics::catalogue::{Category, FAMILIES};
+use gatewayz::telemetry::metrics::catalogue::{self, Category, FAMILIES};
 use serde_json::Value;
 
 const ALL_TOKEN: &str = "all-metrics-token-0001";
@@ -154,7 +156,7 @@ fn categories_summary_docs_and_access() {
                 .text()
                 .unwrap(),
         );
-        (sum(&all, "model_inference_requests_total", "") >= 6.0).then_some(all)
+        (sum(&all, "gatewayz_model_inference_requests_total", "") >= 6.0).then_some(all)
     })
     .expect("completions not counted");
 
@@ -171,10 +173,7 @@ fn categories_summary_docs_and_access() {
         promtool_check(&text, category.as_str());
         let families = parse(&text);
         for name in families.keys() {
-            let entry = FAMILIES
-                .iter()
-                .find(|f| f.name == name)
-                .unwrap_or_else(|| panic!("{name} not in catalogue"));
+            let entry = catalogue::get(name).unwrap_or_else(|| panic!("{name} not in catalogue"));
             assert!(
                 entry.categories.contains(&category),
                 "{name} served as {}",
@@ -182,13 +181,14 @@ fn categories_summary_docs_and_access() {
             );
         }
         for entry in FAMILIES.iter().filter(|f| f.categories.contains(&category)) {
-            if all.contains_key(entry.name) {
-                assert!(
-                    families.contains_key(entry.name),
-                    "{} missing from {}",
-                    entry.name,
-                    category.as_str()
-                );
+            for name in entry.names() {
+                if all.contains_key(name) {
+                    assert!(
+                        families.contains_key(name),
+                        "{name} missing from {}",
+                        category.as_str()
+                    );
+                }
             }
         }
         union.extend(families.into_keys());
@@ -218,7 +218,7 @@ fn categories_summary_docs_and_access() {
     assert_eq!(totals["requests"], 6);
     assert_eq!(
         totals["requests"].as_f64().unwrap(),
-        sum(&all, "model_inference_requests_total", "")
+        sum(&all, "gatewayz_model_inference_requests_total", "")
     );
     assert_eq!(totals["errors"], 0);
     let (tin, tout): (f64, f64) = (input.values().sum(), output.values().sum());
@@ -271,6 +271,13 @@ fn categories_summary_docs_and_access() {
             "{} not documented",
             family.name
         );
+        if let Some(alias) = family.legacy {
+            assert!(
+                docs.contains(&format!("\n| `{alias}` | `{}` |", family.name)),
+                "{alias} not documented as the alias of {}",
+                family.name
+            );
+        }
     }
 
     // Access.
@@ -329,5 +336,151 @@ fn endpoints_are_open_without_tokens() {
         "/prometheus/metrics/docs",
     ] {
         assert_eq!(get_as(&gw, path, None).status(), 200, "{path}");
+    }
+}
+
+/// One family of an exposition, as printed: HELP, TYPE and its sample lines (series and value)
+/// with the family's name cut off the front of each series.
+#[derive(Debug, PartialEq)]
+struct Printed {
+    help: String,
+    kind: String,
+    samples: Vec<String>,
+}
+
+/// The families of an exposition in order, by name, failing on a name printed twice (two
+/// `# TYPE` or `# HELP` lines, or samples of a family after another one began) and on a
+/// sample that does not belong to the family above it.
+fn families_as_printed(text: &str, what: &str) -> BTreeMap<String, Printed> {
+    let mut out = BTreeMap::<String, Printed>::new();
+    let mut current: Option<String> = None;
+    let mut help: Option<(String, String)> = None;
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let (name, text) = rest.split_once(' ').unwrap_or((rest, ""));
+            help = Some((name.to_owned(), text.to_owned()));
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap();
+            let help = match help.take() {
+                Some((of, text)) if of == name => text,
+                _ => String::new(),
+            };
+            let family = Printed {
+                help,
+                kind: kind.to_owned(),
+                samples: Vec::new(),
+            };
+            assert!(
+                out.insert(name.to_owned(), family).is_none(),
+                "{what}: {name} is emitted twice"
+            );
+            current = Some(name.to_owned());
+        } else {
+            let name = current
+                .as_deref()
+                .unwrap_or_else(|| panic!("{what}: sample {line} before any TYPE"));
+            let rest = line
+                .strip_prefix(name)
+                .filter(|r| {
+                    ["{", " ", "_bucket", "_sum", "_count"]
+                        .iter()
+                        .any(|s| r.starts_with(s))
+                })
+                .unwrap_or_else(|| panic!("{what}: sample {line} under the family {name}"));
+            let rest = rest.to_owned();
+            out.get_mut(name).unwrap().samples.push(rest);
+        }
+    }
+    out
+}
+
+/// Every family with a historical name is exported under the canonical `gatewayz_` name and
+/// under the seed's name, with the same HELP, TYPE and samples, on `/metrics` and on each
+/// category endpoint of the family; no name is printed twice; an alias never comes without
+/// its canonical family.
+#[test]
+fn historical_names_are_copies_of_the_canonical_families() {
+    let gw = common::builtin_gateway();
+    let reply = common::post_chat(&gw, &common::chat_body("mock-gpt", "alias me", false), None);
+    assert_eq!(reply.status(), 200);
+    let aliased: Vec<_> = FAMILIES.iter().filter(|f| f.legacy.is_some()).collect();
+    assert_eq!(aliased.len(), 14);
+    let check = |path: &str, required: &[&catalogue::Family]| {
+        let text = get_as(&gw, path, None).text().unwrap();
+        let printed = families_as_printed(&text, path);
+        for family in FAMILIES {
+            let Some(alias) = family.legacy else { continue };
+            match (printed.get(family.name), printed.get(alias)) {
+                (Some(canonical), Some(copy)) => {
+                    assert!(
+                        !canonical.samples.is_empty(),
+                        "{path}: {} empty",
+                        family.name
+                    );
+                    assert_eq!(
+                        canonical, copy,
+                        "{path}: {alias} differs from {}",
+                        family.name
+                    );
+                }
+                (None, None) => assert!(
+                    !required.iter().any(|r| r.name == family.name),
+                    "{path}: {} missing",
+                    family.name
+                ),
+                (c, a) => panic!(
+                    "{path}: {} present: {}, {alias} present: {}",
+                    family.name,
+                    c.is_some(),
+                    a.is_some()
+                ),
+            }
+        }
+    };
+    // The chat completion is counted once its outcome reaches the metrics: wait for it.
+    common::poll(std::time::Duration::from_secs(10), || {
+        let text = get_as(&gw, "/metrics", None).text().unwrap();
+        text.contains("\ngatewayz_model_inference_requests_total{")
+            .then_some(())
+    })
+    .expect("the completion was not counted");
+    check("/metrics", &aliased);
+    check("/prometheus/metrics/all", &aliased);
+    for category in Category::ALL {
+        let mine: Vec<_> = aliased
+            .iter()
+            .copied()
+            .filter(|f| f.categories.contains(&category))
+            .collect();
+        check(&format!("/prometheus/metrics/{}", category.as_str()), &mine);
+    }
+}
+
+/// With `[metrics] legacy_names = false` the canonical families are exported alone: no
+/// historical name on `/metrics` or on a category endpoint.
+#[test]
+fn legacy_names_false_drops_the_aliases() {
+    let gw = common::gateway(
+        "[metrics]\nlegacy_names = false\n\
+         [providers.m]\nkind = \"mock\"\n[models.x]\nproviders = [\"m\"]\n",
+    );
+    let reply = common::post_chat(&gw, &common::chat_body("x", "no aliases", false), None);
+    assert_eq!(reply.status(), 200);
+    for (path, canonical) in [
+        (
+            "/metrics",
+            &["gatewayz_process_threads", "gatewayz_trial_active"][..],
+        ),
+        ("/prometheus/metrics/system", &["gatewayz_process_threads"]),
+        ("/prometheus/metrics/business", &["gatewayz_trial_active"]),
+    ] {
+        let text = get_as(&gw, path, None).text().unwrap();
+        let printed = families_as_printed(&text, path);
+        for name in canonical {
+            assert!(printed.contains_key(*name), "{path}: {name} missing");
+        }
+        for alias in FAMILIES.iter().filter_map(|f| f.legacy) {
+            assert!(!printed.contains_key(alias), "{path}: {alias} exported");
+        }
     }
 }

@@ -1,7 +1,8 @@
 //! End to end against a real Prometheus (Debian's `prometheus` package): it scrapes a real
 //! gateway with the shipped scrape configuration (`docs/prometheus.yml`, one job per
 //! category) plus a decoy job, `other-service`, standing for another service of a shared
-//! Prometheus (the gateway's generic `http_*` and `process_*` names under another job); it
+//! Prometheus (the generic `http_*` and `process_*` names, the seed's historical aliases of
+//! the gateway's `gatewayz_http_*` and `gatewayz_process_*` families, under another job); it
 //! loads the shipped alert rules rendered by `alerts/render.py` for a job regex with an
 //! escape (the shipped file is the default rendering: tests/dashboards.rs); traffic goes
 //! through mock-upstream providers (one healthy, one failing).
@@ -76,7 +77,7 @@ fn rendered_rules(dir: &std::path::Path) -> PathBuf {
 }
 
 /// The shipped scrape config, pointed at `target`, scraping every second, with `rules`, and
-/// the decoy job: the gateway's generic families under another job name.
+/// the decoy job: the gateway's generic historical aliases under another job name.
 fn scrape_config(target: &str, token: &str, rules: &std::path::Path) -> String {
     let text = std::fs::read_to_string(root().join("docs/prometheus.yml")).unwrap();
     let mut doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
@@ -453,8 +454,8 @@ providers = ["bad"]
                 .all(|r| r["health"] == "ok")
         },
     );
-    // The SLO ratio is recorded for the gateway's job only, though the decoy job has the
-    // same http_requests_total (an unfiltered rule would record it too).
+    // The SLO ratio is recorded for the gateway's job only: the decoy job has the same
+    // samples under the seed's name http_requests_total, which the rules do not read.
     common::wait_until(
         Duration::from_secs(60),
         "the SLO ratio to be recorded",

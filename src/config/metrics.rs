@@ -1,4 +1,5 @@
-//! `[metrics]`: who may read the metrics endpoints.
+//! `[metrics]`: who may read the metrics endpoints, and whether the seed's historical names
+//! are exported too.
 //!
 //! Without tokens the endpoints are open, as Prometheus scrapers expect. With tokens, each
 //! grants a set of categories (`all` grants every one); `/metrics`, the summary and a
@@ -40,12 +41,30 @@ impl Category {
 }
 
 /// `[metrics]`
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsConfig {
     /// Bearer tokens for the metrics endpoints. Default: none (open endpoints).
     #[serde(default)]
     pub tokens: Vec<MetricsToken>,
+    /// Also export the families the seed named without the `gatewayz_` prefix under those
+    /// historical names (`http_requests_total`, `process_*`, `trial_active`, ...), as copies
+    /// of the canonical families. Default: true (the seed's dashboards keep working).
+    #[serde(default = "default_legacy_names")]
+    pub legacy_names: bool,
+}
+
+fn default_legacy_names() -> bool {
+    true
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            tokens: Vec::new(),
+            legacy_names: default_legacy_names(),
+        }
+    }
 }
 
 /// `[[metrics.tokens]]` or `tokens = [{ token = "...", categories = ["business"] }]`

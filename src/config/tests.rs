@@ -69,6 +69,16 @@ fn bad_files_name_the_key_and_line() {
             &["server.max_body_bytes", "line 2", "invalid type"],
         ),
         (
+            "legacy_names not a boolean",
+            "[metrics]\nlegacy_names = \"no\"\n",
+            &["metrics.legacy_names", "line 2", "invalid type"],
+        ),
+        (
+            "typo in a metrics key",
+            "[metrics]\nlegacy_name = false\n",
+            &["legacy_name", "line 2"],
+        ),
+        (
             "wrong type in an array",
             "[providers.a]\nkind = \"mock\"\n[models.m]\nproviders = [\n  \"a\",\n  5,\n]\n",
             &["models.m.providers[1]", "line 6"],
@@ -289,6 +299,10 @@ fn every_section_parses_with_its_defaults() {
     };
     assert_eq!(p.max_event_bytes, 1024 * 1024);
     assert_eq!(p.max_response_bytes, 32 * 1024 * 1024);
+    assert!(config.metrics.legacy_names);
+    assert!(Config::builtin().unwrap().metrics.legacy_names);
+    let (src, _) = at("[metrics]", "legacy_names = false");
+    assert!(!parse(&src).unwrap().metrics.legacy_names);
 }
 
 /// A value out of its bound stops loading with the key's name and line, never a panic.

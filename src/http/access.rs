@@ -95,6 +95,7 @@ mod tests {
                     categories: vec!["all".into()],
                 },
             ],
+            ..MetricsConfig::default()
         });
         let business = Scope::Category(Category::Business);
         let providers = Scope::Category(Category::Providers);

@@ -14,7 +14,7 @@ fn label_values() -> [(&'static str, &'static str, Vec<&'static str>); 3] {
         ("api", "the API the client called", Api::labels().to_vec()),
         (
             "status",
-            "how a client request ended (`model_inference_requests_total`)",
+            "how a client request ended (`gatewayz_model_inference_requests_total`)",
             RequestEnd::LABELS.to_vec(),
         ),
         (
@@ -122,6 +122,21 @@ pub fn markdown(base: &str) -> String {
         }
         let _ = writeln!(out);
     }
+    let _ = writeln!(out, "## Historical names\n");
+    let _ = writeln!(
+        out,
+        "These families had another name in the seed. They are exported under that name too, \
+         with the same samples (a copy made at scrape time), so dashboards and rules written \
+         for the seed keep working; new dashboards and rules should use the `gatewayz_` name. \
+         `[metrics] legacy_names = false` stops exporting them.\n"
+    );
+    let _ = writeln!(out, "| historical alias | canonical name |\n| --- | --- |");
+    for family in FAMILIES {
+        if let Some(alias) = family.legacy {
+            let _ = writeln!(out, "| `{alias}` | `{}` |", family.name);
+        }
+    }
+    let _ = writeln!(out);
     let _ = writeln!(out, "## Label values\n");
     let _ = writeln!(out, "| label | meaning | values |\n| --- | --- | --- |");
     for (label, meaning, values) in label_values() {
@@ -142,6 +157,10 @@ mod tests {
             let row = format!("\n| `{}` |", family.name);
             assert_eq!(page.matches(&row).count(), 1, "{}", family.name);
             assert!(page.contains(&example(family)), "{}", family.name);
+            if let Some(alias) = family.legacy {
+                let row = format!("\n| `{alias}` | `{}` |", family.name);
+                assert_eq!(page.matches(&row).count(), 1, "{alias}");
+            }
         }
         for (path, _) in ENDPOINTS {
             assert!(page.contains(&format!("curl -s http://127.0.0.1:8080{path}")));

@@ -5,6 +5,12 @@
 //! ([`super::metrics`]) builds instruments from these entries, and the docs endpoint and the
 //! dashboard / alert contract tests read the same table. A name here is exactly what Prometheus
 //! sees: the exporter adds no suffix (counters already end in `_total`, units are in the name).
+//!
+//! Every family the gateway owns is named `gatewayz_*`. Fourteen of them had another name in
+//! the seed (`http_requests_total`, `process_cpu_seconds_total`, `trial_active`, ...): the
+//! seed's name is kept as the family's [`Family::legacy`] alias, which exposition adds at
+//! scrape time as a copy of the canonical family ([`super::exposition::with_aliases`]), so the
+//! seed's dashboards keep working. Instruments are registered under the canonical name only.
 
 /// What kind of Prometheus family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +46,16 @@ pub struct Family {
     pub labels: &'static [&'static str],
     pub help: &'static str,
     pub categories: &'static [Category],
+    /// The seed's historical name of the family, exported too (same samples) for the seed's
+    /// dashboards; `None` for families the seed never had under another name.
+    pub legacy: Option<&'static str>,
+}
+
+impl Family {
+    /// The canonical name, then the historical alias if any: every name Prometheus sees.
+    pub fn names(&self) -> impl Iterator<Item = &'static str> {
+        std::iter::once(self.name).chain(self.legacy)
+    }
 }
 
 use Category::{Business, Models, Performance, Providers, System};
@@ -47,20 +63,20 @@ use Kind::{Counter, Gauge, Histogram};
 
 pub const PROVIDER_HEALTH_SCORE: &str = "gatewayz_provider_health_score";
 pub const CIRCUIT_BREAKER_STATE: &str = "gatewayz_circuit_breaker_state";
-pub const PROVIDER_RESPONSE_TIME: &str = "provider_response_time_seconds";
+pub const PROVIDER_RESPONSE_TIME: &str = "gatewayz_provider_response_time_seconds";
 pub const PROVIDER_REQUESTS: &str = "gatewayz_provider_requests_total";
 pub const PROVIDER_FAILOVERS: &str = "gatewayz_provider_failovers_total";
 pub const DETECTED_ANOMALIES: &str = "gatewayz_detected_anomalies_total";
 pub const MODEL_UPTIME_24H: &str = "gatewayz_model_uptime_24h";
 pub const TOKEN_EFFICIENCY: &str = "gatewayz_token_efficiency";
-pub const MODEL_REQUESTS: &str = "model_inference_requests_total";
-pub const MODEL_DURATION: &str = "model_inference_duration_seconds";
+pub const MODEL_REQUESTS: &str = "gatewayz_model_inference_requests_total";
+pub const MODEL_DURATION: &str = "gatewayz_model_inference_duration_seconds";
 pub const TIME_TO_FIRST_TOKEN: &str = "gatewayz_time_to_first_token_seconds";
 pub const TOKENS: &str = "gatewayz_tokens_total";
 pub const COST_BY_PROVIDER: &str = "gatewayz_cost_by_provider_total";
 pub const COST_BY_MODEL: &str = "gatewayz_cost_by_model_total";
 pub const UNPRICED_COMPLETIONS: &str = "gatewayz_unpriced_completions_total";
-pub const TRIAL_ACTIVE: &str = "trial_active";
+pub const TRIAL_ACTIVE: &str = "gatewayz_trial_active";
 pub const COST_BY_KEY: &str = "gatewayz_cost_by_key_usd_total";
 pub const TOKENS_BY_KEY: &str = "gatewayz_tokens_by_key_total";
 pub const BUDGET_REMAINING: &str = "gatewayz_budget_remaining_usd";
@@ -75,20 +91,20 @@ pub const LEDGER_RECORDS: &str = "gatewayz_ledger_records_total";
 pub const LEDGER_QUEUE_DEPTH: &str = "gatewayz_ledger_queue_depth";
 pub const LEDGER_WRITE_ERRORS: &str = "gatewayz_ledger_write_errors_total";
 pub const LEDGER_WRITE_DURATION: &str = "gatewayz_ledger_write_duration_seconds";
-pub const HTTP_REQUESTS: &str = "http_requests_total";
-pub const HTTP_DURATION: &str = "http_request_duration_seconds";
-pub const HTTP_IN_FLIGHT: &str = "http_requests_in_flight";
+pub const HTTP_REQUESTS: &str = "gatewayz_http_requests_total";
+pub const HTTP_DURATION: &str = "gatewayz_http_request_duration_seconds";
+pub const HTTP_IN_FLIGHT: &str = "gatewayz_http_requests_in_flight";
 pub const OVERHEAD: &str = "gatewayz_overhead_seconds";
 pub const LOG_RECORDS: &str = "gatewayz_log_records_total";
 pub const LOG_QUEUE_DEPTH: &str = "gatewayz_log_queue_depth";
 pub const HTTP_PROTOCOL_ERRORS: &str = "gatewayz_http_protocol_errors_total";
-pub const PROCESS_CPU: &str = "process_cpu_seconds_total";
-pub const PROCESS_RESIDENT_MEMORY: &str = "process_resident_memory_bytes";
-pub const PROCESS_VIRTUAL_MEMORY: &str = "process_virtual_memory_bytes";
-pub const PROCESS_START_TIME: &str = "process_start_time_seconds";
-pub const PROCESS_OPEN_FDS: &str = "process_open_fds";
-pub const PROCESS_MAX_FDS: &str = "process_max_fds";
-pub const PROCESS_THREADS: &str = "process_threads";
+pub const PROCESS_CPU: &str = "gatewayz_process_cpu_seconds_total";
+pub const PROCESS_RESIDENT_MEMORY: &str = "gatewayz_process_resident_memory_bytes";
+pub const PROCESS_VIRTUAL_MEMORY: &str = "gatewayz_process_virtual_memory_bytes";
+pub const PROCESS_START_TIME: &str = "gatewayz_process_start_time_seconds";
+pub const PROCESS_OPEN_FDS: &str = "gatewayz_process_open_fds";
+pub const PROCESS_MAX_FDS: &str = "gatewayz_process_max_fds";
+pub const PROCESS_THREADS: &str = "gatewayz_process_threads";
 
 const fn family(
     name: &'static str,
@@ -105,6 +121,15 @@ const fn family(
         labels,
         help,
         categories,
+        legacy: None,
+    }
+}
+
+/// `family`, also exported under the seed's historical name `legacy`.
+const fn seed(family: Family, legacy: &'static str) -> Family {
+    Family {
+        legacy: Some(legacy),
+        ..family
     }
 }
 
@@ -117,9 +142,9 @@ pub const FAMILIES: &[Family] = &[
     family(CIRCUIT_BREAKER_STATE, Gauge, "1", &["provider", "state"],
         "Circuit breaker phase, one-hot: 1 for the current state (closed, open, half_open).",
         &[Providers]),
-    family(PROVIDER_RESPONSE_TIME, Histogram, "s", &["provider"],
+    seed(family(PROVIDER_RESPONSE_TIME, Histogram, "s", &["provider"],
         "Time until a provider answered (JSON), sent its first content (stream), or failed, per attempt.",
-        &[Providers, Performance]),
+        &[Providers, Performance]), "provider_response_time_seconds"),
     family(PROVIDER_REQUESTS, Counter, "1", &["provider", "outcome", "reason"],
         "Provider attempts by outcome (success, error, timeout, rate_limited, rejected) and failure reason (none, connect, timeout, server_error, rate_limited, auth_refused, client_error, malformed, transport, too_large, stream_cut, stream_malformed, stream_idle, stream_no_done, stream_too_large, stream_error); a stream's attempt is counted when the stream ends.",
         &[Providers]),
@@ -135,12 +160,12 @@ pub const FAMILIES: &[Family] = &[
     family(TOKEN_EFFICIENCY, Gauge, "1", &["model"],
         "Output tokens per input token for the model over the efficiency window.",
         &[Models]),
-    family(MODEL_REQUESTS, Counter, "1", &["provider", "model", "api", "status"],
+    seed(family(MODEL_REQUESTS, Counter, "1", &["provider", "model", "api", "status"],
         "Client requests for a model by how they ended, once each (status: success, rejected, upstream_error, no_provider, rate_limited, timeout, client_disconnected; provider: the one that served or was tried last, none if no provider was tried; api: the API the client called, as named in a model's `apis`).",
-        &[Models]),
-    family(MODEL_DURATION, Histogram, "s", &["provider", "model", "api"],
+        &[Models]), "model_inference_requests_total"),
+    seed(family(MODEL_DURATION, Histogram, "s", &["provider", "model", "api"],
         "Whole duration of a model inference request, failover and streaming included.",
-        &[Models, Performance]),
+        &[Models, Performance]), "model_inference_duration_seconds"),
     family(TIME_TO_FIRST_TOKEN, Histogram, "s", &["provider", "model", "api"],
         "Time from the request's arrival to the first streamed content chunk.",
         &[Models, Performance]),
@@ -156,9 +181,9 @@ pub const FAMILIES: &[Family] = &[
     family(UNPRICED_COMPLETIONS, Counter, "1", &["provider", "model"],
         "Completions whose upstream reported no usage: not priced, never guessed.",
         &[Business]),
-    family(TRIAL_ACTIVE, Gauge, "1", &[],
+    seed(family(TRIAL_ACTIVE, Gauge, "1", &[],
         "Configured trial keys that have not expired.",
-        &[Business]),
+        &[Business]), "trial_active"),
     family(COST_BY_KEY, Counter, "USD", &["key", "team"],
         "Spend in USD (tokens x configured model price), by client key name and team (none when the key has no team).",
         &[Business]),
@@ -201,15 +226,15 @@ pub const FAMILIES: &[Family] = &[
     family(LEDGER_WRITE_DURATION, Histogram, "s", &[],
         "Time to write one batch of usage records and its rollups (successful writes).",
         &[System, Performance]),
-    family(HTTP_REQUESTS, Counter, "1", &["method", "route", "status"],
+    seed(family(HTTP_REQUESTS, Counter, "1", &["method", "route", "status"],
         "HTTP requests served, by route pattern (unmatched routes as `unmatched`).",
-        &[System]),
-    family(HTTP_DURATION, Histogram, "s", &["method", "route"],
+        &[System]), "http_requests_total"),
+    seed(family(HTTP_DURATION, Histogram, "s", &["method", "route"],
         "Time to produce the HTTP response head.",
-        &[System, Performance]),
-    family(HTTP_IN_FLIGHT, Gauge, "1", &[],
+        &[System, Performance]), "http_request_duration_seconds"),
+    seed(family(HTTP_IN_FLIGHT, Gauge, "1", &[],
         "HTTP requests being served.",
-        &[System]),
+        &[System]), "http_requests_in_flight"),
     family(OVERHEAD, Histogram, "s", &[],
         "Time the gateway itself adds: total duration minus time waiting on upstreams.",
         &[Performance]),
@@ -223,19 +248,36 @@ pub const FAMILIES: &[Family] = &[
         "Client connections the HTTP server closed on a protocol error (malformed request, \
          reset, read timeout); summarized in the log at most every 10 s, never line by line.",
         &[System]),
-    family(PROCESS_CPU, Counter, "s", &[], "Total user and system CPU time spent.", &[System]),
-    family(PROCESS_RESIDENT_MEMORY, Gauge, "By", &[], "Resident memory size.", &[System]),
-    family(PROCESS_VIRTUAL_MEMORY, Gauge, "By", &[], "Virtual memory size.", &[System]),
-    family(PROCESS_START_TIME, Gauge, "s", &[],
+    seed(family(PROCESS_CPU, Counter, "s", &[], "Total user and system CPU time spent.", &[System]),
+        "process_cpu_seconds_total"),
+    seed(family(PROCESS_RESIDENT_MEMORY, Gauge, "By", &[], "Resident memory size.", &[System]),
+        "process_resident_memory_bytes"),
+    seed(family(PROCESS_VIRTUAL_MEMORY, Gauge, "By", &[], "Virtual memory size.", &[System]),
+        "process_virtual_memory_bytes"),
+    seed(family(PROCESS_START_TIME, Gauge, "s", &[],
         "Start time of the process since the Unix epoch.", &[System]),
-    family(PROCESS_OPEN_FDS, Gauge, "1", &[], "Open file descriptors.", &[System]),
-    family(PROCESS_MAX_FDS, Gauge, "1", &[], "Limit on open file descriptors.", &[System]),
-    family(PROCESS_THREADS, Gauge, "1", &[], "OS threads in the process.", &[System]),
+        "process_start_time_seconds"),
+    seed(family(PROCESS_OPEN_FDS, Gauge, "1", &[], "Open file descriptors.", &[System]),
+        "process_open_fds"),
+    seed(family(PROCESS_MAX_FDS, Gauge, "1", &[], "Limit on open file descriptors.", &[System]),
+        "process_max_fds"),
+    seed(family(PROCESS_THREADS, Gauge, "1", &[], "OS threads in the process.", &[System]),
+        "process_threads"),
 ];
 
-/// The entry of `name`.
+/// The entry of `name`, canonical or historical alias.
 pub fn get(name: &str) -> Option<&'static Family> {
-    FAMILIES.iter().find(|f| f.name == name)
+    FAMILIES
+        .iter()
+        .find(|f| f.name == name || f.legacy == Some(name))
+}
+
+/// The historical alias of the canonical `name`, if it has one.
+pub fn legacy(name: &str) -> Option<&'static str> {
+    FAMILIES
+        .iter()
+        .find(|f| f.name == name)
+        .and_then(|f| f.legacy)
 }
 
 /// The help text of `name` (empty for an unknown name).
@@ -262,21 +304,34 @@ mod tests {
     fn names_are_unique_and_well_formed() {
         let mut seen = std::collections::HashSet::new();
         for f in FAMILIES {
-            assert!(seen.insert(f.name), "{} twice", f.name);
+            assert!(f.name.starts_with("gatewayz_"), "{}", f.name);
             assert!(!f.help.is_empty() && !f.categories.is_empty(), "{}", f.name);
-            let counter_suffixes = f.name.matches("_total").count();
-            match f.kind {
-                Kind::Counter => {
-                    assert!(
-                        f.name.ends_with("_total") && counter_suffixes == 1,
-                        "{}",
-                        f.name
-                    )
+            for name in f.names() {
+                assert!(seen.insert(name), "{name} twice");
+                let counter_suffixes = name.matches("_total").count();
+                match f.kind {
+                    Kind::Counter => {
+                        assert!(name.ends_with("_total") && counter_suffixes == 1, "{name}")
+                    }
+                    _ => assert_eq!(counter_suffixes, 0, "{name}"),
                 }
-                _ => assert_eq!(counter_suffixes, 0, "{}", f.name),
+                if f.unit == "s" {
+                    assert!(name.contains("_seconds"), "{name}");
+                }
             }
-            if f.unit == "s" {
-                assert!(f.name.contains("_seconds"), "{}", f.name);
+        }
+    }
+
+    /// An alias is the canonical name without its prefix: the seed's name, nothing invented.
+    #[test]
+    fn every_alias_is_the_canonical_name_unprefixed() {
+        let aliased: Vec<_> = FAMILIES.iter().filter_map(|f| f.legacy).collect();
+        assert_eq!(aliased.len(), 14, "{aliased:?}");
+        for f in FAMILIES {
+            if let Some(alias) = f.legacy {
+                assert_eq!(f.name.strip_prefix("gatewayz_"), Some(alias));
+                assert_eq!(get(alias).map(|g| g.name), Some(f.name));
+                assert_eq!(legacy(f.name), Some(alias));
             }
         }
     }

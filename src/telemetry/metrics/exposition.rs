@@ -1,6 +1,11 @@
 //! The category endpoints: gather the registry once, keep the families of one category (by
 //! the catalogue's category table), encode only those. Whole families go out — HELP, TYPE
 //! and every series — so a category scrape is a valid exposition on its own.
+//!
+//! The seed's historical names are added here, at scrape time: [`with_aliases`] follows each
+//! gathered family that has a catalogue alias with a copy under that name. The instruments,
+//! and so the request path, know the canonical names only; the copy carries the same samples
+//! because it is made from the same gathering.
 
 use prometheus::proto::MetricFamily;
 use prometheus::{Encoder, TextEncoder};
@@ -11,6 +16,22 @@ use super::catalogue::{self, Category};
 /// only served by `all` (the contract tests keep that set empty).
 pub fn belongs(family: &MetricFamily, category: Category) -> bool {
     catalogue::get(family.name()).is_some_and(|f| f.categories.contains(&category))
+}
+
+/// `families` with, after each family the catalogue gives a historical name, a copy of it
+/// (HELP, TYPE, every sample) under that name.
+pub fn with_aliases(families: Vec<MetricFamily>) -> Vec<MetricFamily> {
+    let mut out = Vec::with_capacity(families.len() + catalogue::FAMILIES.len());
+    for family in families {
+        let alias = catalogue::legacy(family.name()).map(|name| {
+            let mut copy = family.clone();
+            copy.set_name(name.to_owned());
+            copy
+        });
+        out.push(family);
+        out.extend(alias);
+    }
+    out
 }
 
 /// Keeps the families of `category`, in gathered order.

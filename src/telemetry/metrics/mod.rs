@@ -10,6 +10,11 @@
 //! path updates live in [`Meters`]; figures that actors own (health, breakers, uptime,
 //! efficiency, trials, log pipeline, process) are observable instruments whose callbacks read
 //! published snapshots at scrape time. Label values come from the configuration only.
+//!
+//! Instruments carry the canonical `gatewayz_*` names; [`Metrics::gather`] adds the seed's
+//! historical names as copies of the gathered families ([`exposition::with_aliases`]), so
+//! recording never happens twice and the request path does not know aliases exist;
+//! `[metrics] legacy_names = false` leaves them out.
 
 use std::sync::Arc;
 
@@ -152,6 +157,9 @@ pub struct Metrics {
     registry: prometheus::Registry,
     _provider: SdkMeterProvider,
     pub meters: Arc<Meters>,
+    /// Whether [`Metrics::gather`] adds the seed's historical names (`[metrics]
+    /// legacy_names`, default true).
+    legacy_names: bool,
 }
 
 fn histogram(meter: &Meter, name: &'static str, bounds: &[f64]) -> Histogram<f64> {
@@ -284,6 +292,15 @@ impl Metrics {
             registry,
             _provider: provider,
             meters: Arc::new(meters),
+            legacy_names: true,
+        }
+    }
+
+    /// Whether the seed's historical names are exported too (`[metrics] legacy_names`).
+    pub fn with_legacy_names(self, legacy_names: bool) -> Self {
+        Self {
+            legacy_names,
+            ..self
         }
     }
 
@@ -291,15 +308,21 @@ impl Metrics {
         &self.registry
     }
 
-    /// Every family, gathered once.
+    /// Every family, gathered once, each aliased family followed by its copy under the
+    /// seed's historical name (unless `[metrics] legacy_names = false`).
     pub fn gather(&self) -> Vec<prometheus::proto::MetricFamily> {
-        self.registry.gather()
+        let families = self.registry.gather();
+        if self.legacy_names {
+            exposition::with_aliases(families)
+        } else {
+            families
+        }
     }
 
-    /// Prometheus text format 0.0.4 of every family.
+    /// Prometheus text format 0.0.4 of every family (historical aliases included).
     pub fn encode(&self) -> Result<Vec<u8>, MetricsError> {
         let mut out = Vec::with_capacity(16 * 1024);
-        TextEncoder::new().encode(&self.registry.gather(), &mut out)?;
+        TextEncoder::new().encode(&self.gather(), &mut out)?;
         Ok(out)
     }
 }
@@ -357,7 +380,8 @@ mod tests {
         assert!(metrics.encode().unwrap().is_empty());
     }
 
-    /// Every catalogue family comes out under exactly its name and type, and nothing else does.
+    /// Every catalogue family comes out under exactly its names (canonical, and the seed's
+    /// alias where it has one) and type, and nothing else does.
     #[test]
     fn exposed_families_are_exactly_the_catalogue() {
         let board = Arc::new(
@@ -428,18 +452,25 @@ mod tests {
             .collect();
         let expected: BTreeSet<(String, String)> = FAMILIES
             .iter()
-            .map(|f| (f.name.to_owned(), f.kind.as_str().to_owned()))
+            .flat_map(|f| {
+                f.names()
+                    .map(|n| (n.to_owned(), f.kind.as_str().to_owned()))
+            })
             .collect();
         assert_eq!(exposed, expected, "{text}");
         assert!(
             !text.contains("otel_scope") && !text.contains("target_info"),
             "{text}"
         );
-        assert!(text
-            .contains("provider_response_time_seconds_bucket{provider=\"mock-a\",le=\"0.005\"}"));
-        assert!(
-            text.contains("provider_response_time_seconds_bucket{provider=\"mock-a\",le=\"120\"}")
-        );
+        for name in [
+            "gatewayz_provider_response_time_seconds",
+            "provider_response_time_seconds",
+        ] {
+            for le in ["0.005", "120"] {
+                let bucket = format!("\n{name}_bucket{{provider=\"mock-a\",le=\"{le}\"}} ");
+                assert!(text.contains(&bucket), "{bucket} in {text}");
+            }
+        }
         assert!(text.contains("gatewayz_overhead_seconds_bucket{le=\"0.00001\"}"));
     }
 }
