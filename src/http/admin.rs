@@ -356,6 +356,18 @@ pub async fn list_keys(
     ))
 }
 
+/// Runs a change to the key table, then applies it on this replica before the caller is
+/// answered (the others follow within `[admin] key_sync_interval`).
+async fn change<F, Fut>(sync: &KeySync, call: F) -> Result<(), ApiError>
+where
+    F: FnOnce(crate::ledger::Db) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), KeyError>> + Send + 'static,
+{
+    sync.call(call).await.map_err(unavailable)?;
+    sync.refresh().await;
+    Ok(())
+}
+
 /// `POST /admin/keys`: makes a key; the answer holds its secret, the only time it is shown.
 pub async fn create_key(
     req: HttpRequest,
@@ -374,10 +386,7 @@ pub async fn create_key(
     let secret = crate::ledger::keys::new_secret();
     let key = crate::ledger::keys::stored(policy, &secret, SystemTime::now());
     let row = key.clone();
-    sync.call(move |db| async move { db.insert_key(&row).await })
-        .await
-        .map_err(unavailable)?;
-    sync.refresh().await;
+    change(sync, move |db| async move { db.insert_key(&row).await }).await?;
     tracing::info!(key = %key.policy.name, "API key created through the admin API");
     let mut answer = stored_view(&key);
     answer.insert("key".into(), secret.into());
@@ -474,10 +483,7 @@ pub async fn patch_key(
     validate(&state, &key.policy)?;
     key.updated_ms = crate::ledger::unix_ms(SystemTime::now());
     let row = key.clone();
-    sync.call(move |db| async move { db.update_key(&row).await })
-        .await
-        .map_err(unavailable)?;
-    sync.refresh().await;
+    change(sync, move |db| async move { db.update_key(&row).await }).await?;
     tracing::info!(key = %name, "API key changed through the admin API");
     Ok(json(actix_web::http::StatusCode::OK, &stored_view(&key)))
 }
@@ -497,10 +503,7 @@ pub async fn rotate_key(
     key.digest = crate::ledger::keys::sha256(secret.as_bytes());
     key.updated_ms = crate::ledger::unix_ms(SystemTime::now());
     let row = key.clone();
-    sync.call(move |db| async move { db.update_key(&row).await })
-        .await
-        .map_err(unavailable)?;
-    sync.refresh().await;
+    change(sync, move |db| async move { db.update_key(&row).await }).await?;
     tracing::info!(key = %name, "API key rotated through the admin API");
     let mut answer = stored_view(&key);
     answer.insert("key".into(), secret.into());
@@ -518,10 +521,7 @@ pub async fn delete_key(
     not_in_file(&state, &name)?;
     let sync = key_sync(&state)?;
     let who = name.clone();
-    sync.call(move |db| async move { db.delete_key(&who).await })
-        .await
-        .map_err(unavailable)?;
-    sync.refresh().await;
+    change(sync, move |db| async move { db.delete_key(&who).await }).await?;
     tracing::info!(key = %name, "API key revoked through the admin API");
     Ok(json(
         actix_web::http::StatusCode::OK,
