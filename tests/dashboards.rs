@@ -12,6 +12,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -744,17 +746,10 @@ fn rendered_rules_carry_the_chosen_job_and_runbook_base() {
     }
 
     // The shipped file is the default rendering.
-    let out = Command::new("python3")
-        .arg(root().join("alerts/render.py"))
-        .output()
-        .expect("python3");
+    let default_rendering =
+        common::run_tool(Command::new("python3").arg(root().join("alerts/render.py")));
     assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.stdout == std::fs::read(&shipped).unwrap(),
+        default_rendering == std::fs::read(&shipped).unwrap(),
         "alerts/render.py without arguments does not reproduce alerts/gatewayz.rules.yml"
     );
 
@@ -762,16 +757,11 @@ fn rendered_rules_carry_the_chosen_job_and_runbook_base() {
     let rendered = dir.path().join("gatewayz.rules.yml");
     // (A regex with escapes goes through the real Prometheus in tests/prometheus_e2e.rs.)
     let (job, base) = ("llm-gw|llm-gw-.+", "https://runbooks.example.com/gatewayz");
-    let out = Command::new("python3")
-        .arg(root().join("alerts/render.py"))
-        .args(["--job", job, "--runbook-base", base, "--output"])
-        .arg(&rendered)
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    common::run_tool(
+        Command::new("python3")
+            .arg(root().join("alerts/render.py"))
+            .args(["--job", job, "--runbook-base", base, "--output"])
+            .arg(&rendered),
     );
     let text = std::fs::read_to_string(&rendered).unwrap();
     assert!(!text.contains("gatewayz.*") && !text.contains("\"docs/runbooks/"));
@@ -939,14 +929,9 @@ fn logql_queries_parse_with_grafanas_grammar() {
 
 #[test]
 fn committed_dashboards_are_generated() {
-    let out = Command::new("python3")
-        .arg(Path::new(&root()).join("grafana/generate.py"))
-        .arg("--check")
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    common::run_tool(
+        Command::new("python3")
+            .arg(Path::new(&root()).join("grafana/generate.py"))
+            .arg("--check"),
     );
 }

@@ -50,29 +50,14 @@ const DECOY_JOB: &str = "other-service";
 /// The shipped rules rendered for [`RULE_JOB`], written to `dir`.
 fn rendered_rules(dir: &std::path::Path) -> PathBuf {
     let path = dir.join("gatewayz.rules.yml");
-    let out = Command::new("python3")
-        .arg(root().join("alerts/render.py"))
-        .args(["--job", RULE_JOB, "--output"])
-        .arg(&path)
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    common::run_tool(
+        Command::new("python3")
+            .arg(root().join("alerts/render.py"))
+            .args(["--job", RULE_JOB, "--output"])
+            .arg(&path),
     );
     // Prometheus would refuse to start on a broken file without saying why here.
-    let check = Command::new("promtool")
-        .args(["check", "rules"])
-        .arg(&path)
-        .output()
-        .expect("promtool comes with the `prometheus` package");
-    assert!(
-        check.status.success(),
-        "rules rendered for {RULE_JOB} do not load:\n{}{}",
-        String::from_utf8_lossy(&check.stdout),
-        String::from_utf8_lossy(&check.stderr)
-    );
+    common::run_tool(Command::new("promtool").args(["check", "rules"]).arg(&path));
     path
 }
 

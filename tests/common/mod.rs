@@ -471,3 +471,21 @@ pub fn python() -> std::path::PathBuf {
     );
     venv
 }
+
+/// Runs a tool (`python3 alerts/render.py`, `promtool`) to its end and returns what it wrote
+/// on stdout; a tool that cannot start, or exits unsuccessfully, fails the test with its
+/// output.
+pub fn run_tool(command: &mut Command) -> Vec<u8> {
+    let program = command.get_program().to_string_lossy().into_owned();
+    let out = command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
