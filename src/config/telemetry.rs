@@ -44,7 +44,7 @@ pub struct TelemetryConfig {
     #[serde(default)]
     pub log_format: LogFormat,
     /// One INFO line per request (`chat completion answered`, `request refused`). Default
-    /// `true`; `false` saves its formatting, about 6 % of a JSON request's CPU.
+    /// `true`; `false` saves its formatting, about 10 % of a JSON request's instructions.
     #[serde(default = "default_access_log")]
     pub access_log: bool,
     /// Trace export over OTLP (Tempo). Default: off, unless `OTEL_EXPORTER_OTLP_ENDPOINT` or
