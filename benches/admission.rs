@@ -53,7 +53,7 @@ fn bench(c: &mut Criterion) {
     let bare = InProcess::new(&config, &catalog, Instant::now());
     let metered = InProcess::new(&config, &catalog, Instant::now());
     let metrics = Metrics::new(Sources {
-        board: Arc::new(catalog.board()),
+        board: Arc::new(arc_swap::ArcSwap::from_pointee(catalog.board())),
         log_stats: Arc::new(LogStats::default()),
         trials: Arc::new(|_| 0),
         budgets: no_budgets(),

@@ -40,8 +40,9 @@ fn config() -> Config {
 fn bench(c: &mut Criterion) {
     let config = config();
     let board = Arc::new(gatewayz::catalog::Catalog::new(&config).board());
+    let labels = gatewayz::telemetry::metrics::Labels::new(&board);
     let metrics = Metrics::new(Sources {
-        board: board.clone(),
+        board: Arc::new(arc_swap::ArcSwap::new(board.clone())),
         log_stats: Arc::new(LogStats::default()),
         trials: Arc::new(|_| 0),
         budgets: gatewayz::telemetry::metrics::no_budgets(),
@@ -51,7 +52,10 @@ fn bench(c: &mut Criterion) {
     for model in 0..MODELS {
         for k in 0..PER_MODEL {
             let provider = (model + k * 17) % PROVIDERS;
-            let pm = [m.provider_kv[provider].clone(), m.model_kv[model].clone()];
+            let pm = [
+                labels.provider[provider].clone(),
+                labels.model[model].clone(),
+            ];
             let with = |extra: KeyValue| [pm[0].clone(), pm[1].clone(), extra];
             m.model_requests
                 .add(1, &with(KeyValue::new("status", "success")));
@@ -62,19 +66,19 @@ fn bench(c: &mut Criterion) {
         }
     }
     for provider in 0..PROVIDERS {
-        let p = [m.provider_kv[provider].clone()];
+        let p = [labels.provider[provider].clone()];
         m.provider_response_time.record(0.2, &p);
         m.cost_by_provider.add(0.01, &p);
         m.provider_requests.add(
             3,
             &[
-                m.provider_kv[provider].clone(),
+                labels.provider[provider].clone(),
                 KeyValue::new("outcome", "success"),
             ],
         );
     }
     for model in 0..MODELS {
-        m.cost_by_model.add(0.01, &[m.model_kv[model].clone()]);
+        m.cost_by_model.add(0.01, &[labels.model[model].clone()]);
     }
 
     let all = encode(&metrics.gather()).expect("encode");

@@ -16,6 +16,7 @@ use gatewayz::config::{Api, Config};
 use gatewayz::outcome::{AttemptRecord, AttemptResult, CompletionRecord, Reporter, RequestEnd};
 use gatewayz::providers::Usage;
 use gatewayz::telemetry::metrics::log_stats::LogStats;
+use gatewayz::telemetry::metrics::Labels;
 use gatewayz::telemetry::metrics::{Metrics, Sources};
 
 fn reporter() -> (Arc<Metrics>, MetricsReporter) {
@@ -24,7 +25,7 @@ fn reporter() -> (Arc<Metrics>, MetricsReporter) {
     let board = Arc::new(catalog.board());
     let metrics = Arc::new(
         Metrics::new(Sources {
-            board: board.clone(),
+            board: Arc::new(arc_swap::ArcSwap::new(board.clone())),
             log_stats: Arc::new(LogStats::default()),
             trials: Arc::new(|_| 0),
             budgets: gatewayz::telemetry::metrics::no_budgets(),
@@ -35,8 +36,15 @@ fn reporter() -> (Arc<Metrics>, MetricsReporter) {
     let meters = metrics.meters.clone();
     std::thread::spawn(move || {
         actix::System::new().block_on(async move {
+            let labels = Arc::new(Labels::new(&board));
             let actors = Actors::start(&config, &catalog, board, meters.clone());
-            tx.send(actors.reporter(meters)).unwrap();
+            let outbox = actors.outbox();
+            tx.send(MetricsReporter {
+                meters,
+                labels,
+                outbox,
+            })
+            .unwrap();
             std::future::pending::<()>().await;
         })
     });

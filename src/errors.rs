@@ -99,6 +99,13 @@ pub enum ApiError {
     /// 409: the key is in the configuration file, which the admin API does not edit.
     #[error("the API key {0:?} is defined in the configuration file; edit it there")]
     KeyInConfig(String),
+    /// 400: a configuration reload refused: the file is invalid, or changes a setting that
+    /// needs a restart (the message says which, as `gatewayz check-config` would).
+    #[error("configuration not reloaded: {0}")]
+    ConfigRefused(String),
+    /// 409: there is no file to reload (the gateway runs on its built-in default).
+    #[error("the gateway runs on its built-in default configuration: there is no file to reload")]
+    NoConfigFile,
     /// 401: no bearer key, or an unknown one.
     #[error("{0}")]
     Unauthorized(&'static str),
@@ -166,6 +173,8 @@ impl ApiError {
             | Self::KeyNotFound(_)
             | Self::KeyExists(_)
             | Self::KeyInConfig(_)
+            | Self::ConfigRefused(_)
+            | Self::NoConfigFile
             | Self::ModelNotFound(_)
             | Self::RouteNotFound(_)
             | Self::MethodNotAllowed
@@ -193,6 +202,8 @@ impl ApiError {
             Self::KeyNotFound(_) => "key_not_found",
             Self::KeyExists(_) => "key_exists",
             Self::KeyInConfig(_) => "key_in_config",
+            Self::ConfigRefused(_) => "invalid_config",
+            Self::NoConfigFile => "no_config_file",
             Self::Unauthorized(_) => "invalid_api_key",
             Self::TrialExpired => "trial_expired",
             Self::Forbidden(_) => "forbidden",
@@ -263,9 +274,11 @@ impl ApiError {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            Self::BadRequest(_) | Self::InvalidField { .. } => StatusCode::BAD_REQUEST,
+            Self::BadRequest(_) | Self::InvalidField { .. } | Self::ConfigRefused(_) => {
+                StatusCode::BAD_REQUEST
+            }
             Self::KeyNotFound(_) => StatusCode::NOT_FOUND,
-            Self::KeyExists(_) | Self::KeyInConfig(_) => StatusCode::CONFLICT,
+            Self::KeyExists(_) | Self::KeyInConfig(_) | Self::NoConfigFile => StatusCode::CONFLICT,
             Self::Unauthorized(_) | Self::TrialExpired => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) | Self::ModelNotAllowed(_) => StatusCode::FORBIDDEN,
             Self::ModelNotFound(_) | Self::RouteNotFound(_) => StatusCode::NOT_FOUND,

@@ -1,5 +1,6 @@
-//! Process signals and the shutdown budget against the real binary: SIGHUP is logged and
-//! ignored; SIGTERM with a stalled Loki and a stream still open ends within
+//! Process signals and the shutdown budget against the real binary: SIGHUP without a
+//! configuration file is refused (logged) and the gateway keeps serving (reloads themselves:
+//! `tests/reload.rs`); SIGTERM with a stalled Loki and a stream still open ends within
 //! `server.shutdown_timeout`, and the stream's client gets an OpenAI-shaped SSE error event
 //! before its body ends instead of a silent cut.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -12,15 +13,21 @@ use std::time::{Duration, Instant};
 use common::loki::{LokiReceiver, Mode};
 
 #[test]
-fn sighup_is_logged_and_the_gateway_keeps_serving() {
+fn sighup_on_the_builtin_default_is_refused_and_the_gateway_keeps_serving() {
     let mut gw = common::builtin_gateway();
     gw.signal("HUP");
-    common::wait_until(Duration::from_secs(10), "the SIGHUP warning", || {
-        gw.log_text().contains("SIGHUP ignored")
+    let refused = "configuration reload refused";
+    common::wait_until(Duration::from_secs(10), "the refused reload", || {
+        gw.log_text().contains(refused)
     });
     let line = gw.log_text();
-    let line = line.lines().find(|l| l.contains("SIGHUP ignored")).unwrap();
+    let line = line.lines().find(|l| l.contains(refused)).unwrap();
     assert!(line.contains("WARN"), "{line}");
+    assert!(
+        line.contains("trigger=\"SIGHUP\"") || line.contains("trigger=SIGHUP"),
+        "{line}"
+    );
+    assert!(line.contains("built-in default"), "{line}");
     assert!(gw.is_running());
     let reply = common::client().get(gw.url("/health")).send().unwrap();
     assert_eq!(reply.status(), 200);

@@ -24,11 +24,11 @@ use std::time::Duration;
 use actix::{Actor, Message};
 
 use crate::board::{Board, ModelId, ProviderId};
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, Price};
 use crate::config::{Api, Config};
 use crate::outcome::AttemptResult;
 use crate::providers::Usage;
-use crate::telemetry::metrics::Meters;
+use crate::telemetry::metrics::{Labels, Meters};
 
 /// One provider attempt (breakers, health, anomalies).
 #[derive(Debug, Clone, Copy, PartialEq, Message)]
@@ -68,6 +68,18 @@ pub struct Spend {
     pub usd: f64,
 }
 
+/// A reloaded configuration: its board, whose ids extend the one before it, and what is
+/// priced and labelled by id. Each actor grows its per-id state to the new board (a new
+/// provider or model starts fresh, a kept one keeps its state) and publishes there from now
+/// on; reports from requests that began before the reload carry ids the new board has too.
+#[derive(Clone, Message)]
+#[rtype(result = "()")]
+pub struct Reconfigure {
+    pub board: Arc<Board>,
+    pub prices: Vec<Price>,
+    pub labels: Arc<Labels>,
+}
+
 /// The running actors.
 pub struct Actors {
     pub breakers: actix::Addr<breakers::CircuitBreakers>,
@@ -87,7 +99,7 @@ impl Actors {
         let anomaly =
             anomaly::AnomalyDetector::new(config.anomaly.clone(), board.clone(), meters.clone())
                 .start();
-        let prices = catalog.models().map(|(_, m)| m.price).collect();
+        let prices = catalog.prices();
         Self {
             breakers: breakers::CircuitBreakers::new(config.breaker.clone(), board.clone()).start(),
             health: health::ProviderHealth::new(config.health.clone(), board.clone()).start(),
@@ -103,15 +115,23 @@ impl Actors {
         }
     }
 
-    /// What the router reports to (starts the outbox's dispatcher).
-    pub fn reporter(&self, meters: Arc<Meters>) -> reporter::MetricsReporter {
-        let outbox = outbox::Dispatcher::start(vec![
+    /// The outbox the routers report to (starts its dispatcher).
+    pub fn outbox(&self) -> Arc<outbox::Outbox> {
+        outbox::Dispatcher::start(vec![
             self.breakers.clone().recipient(),
             self.health.clone().recipient(),
             self.anomaly.clone().recipient(),
             self.cost.clone().recipient(),
-        ]);
-        reporter::MetricsReporter { meters, outbox }
+        ])
+    }
+
+    /// Hands every actor a reloaded configuration, returning once each has taken it.
+    pub async fn reconfigure(&self, change: Reconfigure) {
+        // An actor that is gone (the system stopping) has nothing left to reconfigure.
+        let _ = self.breakers.send(change.clone()).await;
+        let _ = self.health.send(change.clone()).await;
+        let _ = self.anomaly.send(change.clone()).await;
+        let _ = self.cost.send(change).await;
     }
 }
 

@@ -13,10 +13,12 @@ use super::{Attempt, Completion, Finished};
 use crate::board::{ModelId, ProviderId};
 use crate::outcome::{AttemptRecord, CompletionRecord, Reporter};
 use crate::providers::FailureReason;
-use crate::telemetry::metrics::Meters;
+use crate::telemetry::metrics::{Labels, Meters};
 
 pub struct MetricsReporter {
     pub meters: Arc<Meters>,
+    /// The labels of the configuration the router serving the request was built from.
+    pub labels: Arc<Labels>,
     /// To the breakers, health, anomaly and cost actors.
     pub outbox: Arc<Outbox>,
 }
@@ -25,8 +27,8 @@ impl MetricsReporter {
     /// The meter updates of an attempt alone (no actor message). Public for the benchmark's
     /// split.
     pub fn measure_attempt(&self, r: &AttemptRecord) {
-        let m = &self.meters;
-        let Some(p) = m.provider_kv.get(r.provider.index()) else {
+        let (m, l) = (&self.meters, &self.labels);
+        let Some(p) = l.provider.get(r.provider.index()) else {
             return;
         };
         m.provider_requests.add(
@@ -43,14 +45,14 @@ impl MetricsReporter {
 
     /// The meter updates of a request's end alone (no actor message).
     pub fn measure_completion(&self, r: &CompletionRecord) {
-        let m = &self.meters;
-        let Some(model) = m.model_kv.get(r.model.index()) else {
+        let (m, l) = (&self.meters, &self.labels);
+        let Some(model) = l.model.get(r.model.index()) else {
             return;
         };
         // `provider="none"`: a request that ended before any provider was tried.
         let p = r
             .provider
-            .and_then(|p| m.provider_kv.get(p.index()))
+            .and_then(|p| l.provider.get(p.index()))
             .map_or_else(|| KeyValue::new("provider", "none"), KeyValue::clone);
         let api = KeyValue::new("api", r.api.label());
         let pm = [p.clone(), model.clone(), api.clone()];
@@ -76,8 +78,8 @@ impl MetricsReporter {
 
 impl Reporter for MetricsReporter {
     fn attempt(&self, r: &AttemptRecord) {
-        if r.provider.index() >= self.meters.provider_kv.len()
-            || r.model.index() >= self.meters.model_kv.len()
+        if r.provider.index() >= self.labels.provider.len()
+            || r.model.index() >= self.labels.model.len()
         {
             return;
         }
@@ -96,7 +98,7 @@ impl Reporter for MetricsReporter {
     }
 
     fn failover(&self, from: ProviderId, _model: ModelId) {
-        if let Some(p) = self.meters.provider_kv.get(from.index()) {
+        if let Some(p) = self.labels.provider.get(from.index()) {
             self.meters
                 .provider_failovers
                 .add(1, std::slice::from_ref(p));
@@ -104,7 +106,7 @@ impl Reporter for MetricsReporter {
     }
 
     fn completion(&self, r: &CompletionRecord) {
-        if r.model.index() >= self.meters.model_kv.len() {
+        if r.model.index() >= self.labels.model.len() {
             return;
         }
         self.measure_completion(r);

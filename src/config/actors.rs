@@ -12,7 +12,7 @@ use super::bounds::{self, DAY, HOUR};
 use super::{duration, Invalid};
 
 /// `[breaker]`: per-provider circuit breakers.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BreakerConfig {
     /// Consecutive failures that open a closed breaker. Default 5; 1 to 10000.
@@ -49,7 +49,7 @@ impl Default for BreakerConfig {
 }
 
 /// `[health]`: provider health scores and model uptime.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HealthConfig {
     /// Span of the rolling success / latency window. Default `"60s"`; more than 0s, at most
@@ -76,7 +76,7 @@ impl Default for HealthConfig {
 }
 
 /// `[anomaly]`: EWMA / z-score detection per provider.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AnomalyConfig {
     /// EWMA smoothing factor in (0, 1). Default 0.1.
@@ -115,7 +115,7 @@ impl Default for AnomalyConfig {
 }
 
 /// `[cost]`: spend and token efficiency.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CostConfig {
     /// Window over which `gatewayz_token_efficiency` is computed. Default `"1h"`; more than

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use super::{bounds, duration, Invalid};
 
 /// `[ledger]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LedgerConfig {
     /// `sqlite://PATH` (the file is created on first run; a relative path is relative to the
@@ -108,7 +108,7 @@ impl LedgerConfig {
 }
 
 /// `[admin]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
     /// The bearer token of `/admin/*`, `${VAR}` interpolated; at least 16 characters.

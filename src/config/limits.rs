@@ -100,7 +100,7 @@ impl<'de> Deserialize<'de> for BudgetPeriod {
 }
 
 /// `[teams.NAME]`: limits shared by every key naming the team.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TeamConfig {
     /// Most requests per minute for all the team's keys together. Default: unlimited;

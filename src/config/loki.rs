@@ -17,7 +17,7 @@ use super::{duration, key_segment, Invalid};
 pub const MAX_LABELS: usize = 8;
 
 /// `[telemetry.loki]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LokiConfig {
     /// Loki base URL, e.g. `http://loki:3100`; the shipper posts to `{url}/loki/api/v1/push`.
@@ -76,7 +76,7 @@ pub struct LokiConfig {
 }
 
 /// `auth` of `[telemetry.loki]`: `{ basic = { username, password } }` or `{ bearer = "..." }`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "lowercase")]
 pub enum LokiAuth {
     /// HTTP basic auth. `${VAR}` allowed in both fields.

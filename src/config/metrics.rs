@@ -41,7 +41,7 @@ impl Category {
 }
 
 /// `[metrics]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsConfig {
     /// Bearer tokens for the metrics endpoints. Default: none (open endpoints).
@@ -68,7 +68,7 @@ impl Default for MetricsConfig {
 }
 
 /// `[[metrics.tokens]]` or `tokens = [{ token = "...", categories = ["business"] }]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsToken {
     /// The bearer token. Required, at least 16 characters. `${VAR}` allowed (and expected).

@@ -61,7 +61,7 @@ const MAX_WORKERS: u64 = 512;
 pub const BUILTIN: &str = include_str!("builtin.toml");
 
 /// The whole configuration file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// HTTP server settings. Default: see [`ServerConfig`].
@@ -114,7 +114,7 @@ pub struct Config {
 }
 
 /// `[server]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
     /// Address to listen on. Default `127.0.0.1:8080`.
@@ -202,7 +202,7 @@ impl ServerConfig {
 }
 
 /// `[routing]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RoutingConfig {
     /// Most provider attempts per client request (the first try plus failovers). Default 3;
@@ -224,7 +224,7 @@ impl Default for RoutingConfig {
 }
 
 /// `[models.ID]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
     /// Providers serving this model, in order of preference. Required, at least one.
@@ -249,7 +249,7 @@ pub struct ModelConfig {
 }
 
 /// `[[keys]]`: one client API key.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyConfig {
     /// Who holds the key (for logs, limits and the `key` label; never the key itself).
@@ -337,6 +337,30 @@ impl Config {
         })?;
         config.source = Some(path.to_owned());
         Ok(config)
+    }
+
+    /// The sections that differ in `next` and take effect only at start-up: a reload that
+    /// changes one is refused whole. A reload applies `[providers]`, `[models]`, `[[keys]]`
+    /// and `[routing]`; the listener, workers and timeouts, the exporters, the shared store,
+    /// the ledger, the tokens, the teams' shared limiters and the actors' windows are built
+    /// once.
+    pub fn restart_only_changes(&self, next: &Config) -> Vec<&'static str> {
+        [
+            ("[server]", self.server != next.server),
+            ("[teams]", self.teams != next.teams),
+            ("[state]", self.state != next.state),
+            ("[ledger]", self.ledger != next.ledger),
+            ("[admin]", self.admin != next.admin),
+            ("[telemetry]", self.telemetry != next.telemetry),
+            ("[metrics]", self.metrics != next.metrics),
+            ("[breaker]", self.breaker != next.breaker),
+            ("[health]", self.health != next.health),
+            ("[anomaly]", self.anomaly != next.anomaly),
+            ("[cost]", self.cost != next.cost),
+        ]
+        .into_iter()
+        .filter_map(|(section, changed)| changed.then_some(section))
+        .collect()
     }
 
     /// The built-in default configuration.

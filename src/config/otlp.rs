@@ -14,7 +14,7 @@ use super::bounds::{self, MINUTE};
 use super::{duration, key_segment, Invalid};
 
 /// `[telemetry.otlp]`
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OtlpConfig {
     /// Collector URL. For `http/protobuf` the full URL of the traces resource; a URL without a

@@ -17,7 +17,7 @@ use super::bounds::{self, GIB, HOUR, KIB, MIB, MINUTE};
 use super::{duration, key_segment, Invalid};
 
 /// `[providers.NAME]`: one upstream. The fields a `kind` does not use are rejected.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderConfig {
     /// `"openai"` (any OpenAI-compatible HTTP API), `"anthropic"` (the Messages API; chat

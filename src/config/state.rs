@@ -33,7 +33,7 @@ impl FailurePolicy {
 }
 
 /// `[state]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StateConfig {
     /// The shared store: `redis://[user:password@]host:port[/db]` or `rediss://…` (TLS),

@@ -32,7 +32,7 @@ fn default_access_log() -> bool {
 }
 
 /// `[telemetry]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TelemetryConfig {
     /// Log filter in `RUST_LOG` syntax. Default `"info"`; `RUST_LOG` wins when set.

@@ -662,3 +662,29 @@ fn loki_label_values_are_interpolated_with_defaults() {
         "{unset}"
     );
 }
+
+/// A reload applies providers, models, keys and routing; any other section that differs is
+/// named, so the reload can be refused whole.
+#[test]
+fn restart_only_sections_are_named() {
+    let base = "[providers.a]\nkind = \"mock\"\n[models.m]\nproviders = [\"a\"]\n";
+    let before = parse(base).unwrap();
+    let reloadable = parse(&format!(
+        "{base}[providers.b]\nkind = \"mock\"\n[models.n]\nproviders = [\"b\"]\n\
+         input_price_per_1m = 3.0\n[routing]\nmax_attempts = 2\n\
+         [[keys]]\nname = \"k\"\nkey = \"k-secret-123456\"\n"
+    ))
+    .unwrap();
+    assert_eq!(before.restart_only_changes(&reloadable), Vec::<&str>::new());
+    let restart = parse(&format!(
+        "[server]\nmax_body_bytes = 1000\n[breaker]\ncool_down = \"9s\"\n{base}"
+    ))
+    .unwrap();
+    assert_eq!(
+        before.restart_only_changes(&restart),
+        ["[server]", "[breaker]"]
+    );
+    // Defaults spelled out are no change.
+    let spelled = parse(&format!("[server]\nmax_body_bytes = 4194304\n{base}")).unwrap();
+    assert_eq!(before.restart_only_changes(&spelled), Vec::<&str>::new());
+}

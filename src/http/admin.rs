@@ -11,6 +11,10 @@
 //! one answer and nowhere else: the database keeps its SHA-256 digest. Every change is
 //! applied on this replica before the answer, and on the others within `[admin]
 //! key_sync_interval`. Errors name the field (`param`) they are about.
+//!
+//! `POST /admin/reload`: re-reads the configuration file and swaps it in, as SIGHUP does
+//! (`app::reload`); 200 with what changed, 400 `invalid_config` with `gatewayz check-config`'s
+//! message when the file is refused (the configuration in force keeps serving).
 
 use std::time::SystemTime;
 
@@ -96,6 +100,27 @@ pub async fn usage(
     Ok(HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, "application/json"))
         .body(body))
+}
+
+// --- Reload ---------------------------------------------------------------------------
+
+/// Re-reads the configuration file and swaps it in (`app` provides it): what changed, or why
+/// nothing did.
+pub type Reload = std::sync::Arc<
+    dyn Fn() -> futures_util::future::LocalBoxFuture<'static, Result<serde_json::Value, ApiError>>
+        + Send
+        + Sync,
+>;
+
+/// `POST /admin/reload`
+pub async fn reload(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&req, &state)?;
+    let reload = state.reload.get().ok_or(ApiError::Internal)?;
+    let changes = reload().await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "reloaded": true, "changes": changes })))
 }
 
 // --- Client keys ------------------------------------------------------------------------
@@ -311,7 +336,7 @@ fn json(status: actix_web::http::StatusCode, body: &impl serde::Serialize) -> Ht
 
 /// Refuses to edit a key of the configuration file.
 fn not_in_file(state: &AppState, name: &str) -> Result<(), ApiError> {
-    if state.config.keys.iter().any(|k| k.name == name) {
+    if state.live().config.keys.iter().any(|k| k.name == name) {
         return Err(ApiError::KeyInConfig(name.to_owned()));
     }
     Ok(())
@@ -320,6 +345,7 @@ fn not_in_file(state: &AppState, name: &str) -> Result<(), ApiError> {
 /// Checks a key's policy against the configuration (teams, models, limits).
 fn validate(state: &AppState, policy: &KeyPolicy) -> Result<(), ApiError> {
     state
+        .live()
         .config
         .validate_key(policy)
         .map_err(|e| invalid(e.key.clone(), format!("{}: {}", e.key, e.message)))
@@ -343,10 +369,11 @@ pub async fn list_keys(
             .call(|db| async move { Ok(db.keys().await?) })
             .await
             .map_err(unavailable)?;
+        let config = state.live().config.clone();
         data.extend(
             stored
                 .iter()
-                .filter(|k| !state.config.keys.iter().any(|f| f.name == k.policy.name))
+                .filter(|k| !config.keys.iter().any(|f| f.name == k.policy.name))
                 .map(|k| stored_view(k).into()),
         );
     }

@@ -93,6 +93,8 @@ struct Slots {
     file: Vec<Arc<ClientKey>>,
     /// The database keys in force, by name.
     database: HashMap<String, Arc<ClientKey>>,
+    /// Database keys hidden by a file key of the same name (they join if the file drops it).
+    shadowed: Vec<StoredKey>,
 }
 
 /// What a sync changed.
@@ -107,7 +109,8 @@ pub struct Changes {
 pub struct KeyStore {
     table: ArcSwap<Table>,
     slots: Mutex<Slots>,
-    catalog: Arc<Catalog>,
+    /// What keys' model lists resolve against (a reload swaps it).
+    catalog: ArcSwap<Catalog>,
     /// Unix time the gateway started (the models' `created`).
     created: u64,
 }
@@ -122,8 +125,9 @@ impl KeyStore {
                 next: keys.len(),
                 file: Vec::new(),
                 database: HashMap::new(),
+                shadowed: Vec::new(),
             }),
-            catalog,
+            catalog: ArcSwap::new(catalog),
             created,
         };
         let file: Vec<Arc<ClientKey>> = keys
@@ -159,7 +163,7 @@ impl KeyStore {
     ) -> ClientKey {
         let models = policy.models.as_ref().map(|ids| {
             let allowed = |name: &str| ids.iter().any(|id| id == name);
-            models::listing(&self.catalog, &allowed, self.created)
+            models::listing(&self.catalog.load(), &allowed, self.created)
         });
         ClientKey {
             slot,
@@ -180,6 +184,7 @@ impl KeyStore {
         let now = SystemTime::now();
         let mut changes = Changes::default();
         let mut database = HashMap::with_capacity(stored.len());
+        slots.shadowed.clear();
         for key in stored {
             let name = &key.policy.name;
             if slots.file.iter().any(|f| *f.name == **name) {
@@ -188,6 +193,7 @@ impl KeyStore {
                     "a key in the ledger's database has the name of a key in the configuration \
                      file; the file's is used"
                 );
+                slots.shadowed.push(key.clone());
                 continue;
             }
             let slot = match slots.by_name.get(name) {
@@ -220,19 +226,130 @@ impl KeyStore {
             };
             database.insert(name.clone(), entry);
         }
-        changes.removed = slots
+        let gone: Vec<usize> = slots
             .database
-            .keys()
-            .filter(|name| !database.contains_key(*name))
-            .count();
+            .iter()
+            .filter(|(name, _)| !database.contains_key(*name))
+            .map(|(_, k)| k.slot)
+            .collect();
+        changes.removed = gone.len();
+        slots.database = database;
+        self.publish(&slots);
+        release(&gone, &slots, limits, now);
+        changes
+    }
+
+    /// Makes a reloaded file's `[[keys]]` the file's keys in force, and resolves every key's
+    /// model list against the reloaded `catalog`. A name keeps the slot it ever had (a new
+    /// one takes the next); a key whose limits changed gets new limiters (its budget's spend
+    /// carried over); a key the file dropped stops authenticating; a database key named like
+    /// a file key gives way to it.
+    pub fn reload(&self, keys: &[KeyConfig], catalog: Arc<Catalog>, limits: &Store) -> Changes {
+        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        self.catalog.store(catalog);
+        let now = SystemTime::now();
+        let mut changes = Changes::default();
+        let mut file = Vec::with_capacity(keys.len());
+        for k in keys {
+            let policy = k.policy();
+            let slot = match slots.by_name.get(&k.name) {
+                Some(slot) => *slot,
+                None => {
+                    let slot = slots.next;
+                    slots.next += 1;
+                    slots.by_name.insert(k.name.clone(), slot);
+                    slot
+                }
+            };
+            let previous = slots
+                .file
+                .iter()
+                .find(|f| *f.name == *k.name)
+                .or_else(|| slots.database.get(&k.name));
+            let digest = digest(k.key.as_bytes());
+            match previous {
+                None => changes.added += 1,
+                Some(p) if p.policy != policy || p.digest != digest => changes.changed += 1,
+                Some(_) => {}
+            }
+            if previous.is_none_or(|p| p.policy != policy) {
+                limits.set_key(slot, &policy, now);
+            }
+            file.push(Arc::new(self.client_key(
+                slot,
+                policy,
+                digest,
+                Origin::File,
+            )));
+        }
+        let gone: Vec<usize> = slots
+            .file
+            .iter()
+            .filter(|old| !keys.iter().any(|k| *k.name == *old.name))
+            .map(|old| old.slot)
+            .collect();
+        changes.removed = gone.len();
+        // The database's keys, resolved against the new catalogue: a file key now hides the
+        // one of its name; one the file hid before joins if the file dropped it.
+        let in_file = |name: &str| keys.iter().any(|k| k.name == name);
+        let hidden = std::mem::take(&mut slots.shadowed);
+        let candidates: Vec<StoredKey> = slots
+            .database
+            .values()
+            .map(|k| StoredKey {
+                policy: k.policy.clone(),
+                digest: k.digest,
+                created_ms: 0,
+                updated_ms: 0,
+            })
+            .chain(hidden)
+            .collect();
+        let mut database = HashMap::with_capacity(candidates.len());
+        for key in candidates {
+            let name = key.policy.name.clone();
+            if in_file(&name) {
+                if slots.database.contains_key(&name) {
+                    tracing::warn!(
+                        key = %name,
+                        "a key in the ledger's database has the name of a key in the \
+                         configuration file; the file's is used"
+                    );
+                }
+                slots.shadowed.push(key);
+                continue;
+            }
+            let slot = slots.by_name.get(&name).copied().unwrap_or_else(|| {
+                let slot = slots.next;
+                slots.next += 1;
+                slot
+            });
+            slots.by_name.insert(name.clone(), slot);
+            if !slots.database.contains_key(&name) {
+                // It was hidden: its own limits take the slot.
+                limits.set_key(slot, &key.policy, now);
+            }
+            let entry = self.client_key(slot, key.policy, key.digest, Origin::Database);
+            database.insert(name, Arc::new(entry));
+        }
+        let gone: Vec<usize> = gone
+            .into_iter()
+            .filter(|slot| !database.values().any(|k| k.slot == *slot))
+            .collect();
+        slots.file = file;
+        slots.database = database;
+        self.publish(&slots);
+        release(&gone, &slots, limits, now);
+        changes
+    }
+
+    /// Swaps in the table of `slots`' keys: the file's in order, then the database's by name.
+    fn publish(&self, slots: &Slots) {
         let mut listed = slots.file.clone();
-        let mut from_db: Vec<_> = database.values().cloned().collect();
+        let mut from_db: Vec<_> = slots.database.values().cloned().collect();
         from_db.sort_by(|a, b| a.name.cmp(&b.name));
         listed.extend(from_db);
         let by_digest = listed.iter().map(|k| (k.digest, k.clone())).collect();
         self.table.store(Arc::new(Table { by_digest, listed }));
-        slots.database = database;
-        changes
     }
 
     /// Whether requests need a key at all.
@@ -287,6 +404,21 @@ impl KeyStore {
         Ok(Caller {
             key: Some(key.clone()),
         })
+    }
+}
+
+/// Drops the limiters of the keys no longer in force in `gone` (their slots stay theirs):
+/// their budgets leave the budget gauge. A request of theirs still in flight settles its
+/// spend, as after any change of limits.
+fn release(gone: &[usize], slots: &Slots, limits: &Store, now: SystemTime) {
+    for (name, slot) in &slots.by_name {
+        if gone.contains(slot) {
+            let none = KeyPolicy {
+                name: name.clone(),
+                ..KeyPolicy::default()
+            };
+            limits.set_key(*slot, &none, now);
+        }
     }
 }
 
@@ -454,5 +586,89 @@ mod tests {
         assert_eq!(slot(b"b-secret-3"), Ok(b));
         let names: Vec<_> = store.list().iter().map(|k| k.name.to_string()).collect();
         assert_eq!(names, ["file", "b"]);
+    }
+
+    /// A reloaded file: a rotated key answers to its new secret only, in its slot; a dropped
+    /// key stops; a new one takes the next slot; the database's keys stay and resolve their
+    /// models against the reloaded catalogue; a key whose limits changed gets them.
+    #[test]
+    fn a_reloaded_file_swaps_its_keys_and_keeps_the_databases() {
+        let toml = |models: &str| format!("[providers.a]\nkind = \"mock\"\n{models}");
+        let first = crate::config::Config::from_toml(
+            &toml("[models.m]\nproviders = [\"a\"]\n"),
+            "test.toml",
+            &|_| None,
+        )
+        .unwrap();
+        let catalog = Arc::new(Catalog::new(&first));
+        let limits = Store::Local(Arc::new(crate::state::InProcess::new(
+            &first,
+            &catalog,
+            std::time::Instant::now(),
+        )));
+        let store = KeyStore::new(
+            &[
+                key("alice", "alice-key-1", None),
+                key("bob", "bob-key-1", None),
+            ],
+            catalog.clone(),
+            0,
+        );
+        let mut carol = stored("carol", "carol-key-1", None);
+        carol.policy.models = Some(vec!["m".into(), "n".into()]);
+        carol.policy.limits.budget_usd = Some(10.0);
+        // A database key hidden by bob, the file's.
+        store.sync(&[carol, stored("bob", "bob-db-key-1", None)], &limits);
+        let now = SystemTime::now();
+        let caller = |secret: &str| {
+            store
+                .authenticate(Some(format!("Bearer {secret}").as_bytes()), now)
+                .map(|c| c.key.unwrap())
+                .map_err(|e| e.code())
+        };
+        let carol_slot = caller("carol-key-1").unwrap().slot;
+        assert_eq!(carol_slot, 2);
+
+        let next = crate::config::Config::from_toml(
+            &toml("[models.m]\nproviders = [\"a\"]\n[models.n]\nproviders = [\"a\"]\n"),
+            "test.toml",
+            &|_| None,
+        )
+        .unwrap();
+        let reloaded = Arc::new(catalog.next(&next));
+        limits.local().reconfigure(&reloaded);
+        let mut alice = key("alice", "alice-key-2", None);
+        alice.rate_limit_rpm = Some(1);
+        let changes = store.reload(
+            &[alice, key("dave", "dave-key-1", None)],
+            reloaded.clone(),
+            &limits,
+        );
+        assert_eq!((changes.added, changes.changed, changes.removed), (1, 1, 1));
+        assert_eq!(caller("alice-key-1").unwrap_err(), "invalid_api_key");
+        assert_eq!(caller("alice-key-2").unwrap().slot, 0);
+        assert_eq!(caller("bob-key-1").unwrap_err(), "invalid_api_key");
+        // The file dropped bob: the database's bob answers, in bob's slot.
+        let bob = caller("bob-db-key-1").unwrap();
+        assert_eq!((bob.slot, bob.origin), (1, Origin::Database));
+        assert_eq!(caller("dave-key-1").unwrap().slot, 3);
+        // Carol lists the model the reload added.
+        let carol = caller("carol-key-1").unwrap();
+        assert_eq!(carol.slot, carol_slot);
+        let (body, mask) = carol.models.as_ref().unwrap();
+        assert_eq!(&mask[..], [true, true]);
+        assert!(std::str::from_utf8(body).unwrap().contains("\"n\""));
+        // Alice's new limit holds: one request a minute.
+        let m = reloaded.model_id("m");
+        let now = crate::state::Now::read();
+        assert!(limits.local().admit(0, m, 1, now).is_ok());
+        assert!(limits.local().admit(0, m, 1, now).is_err());
+        let names: Vec<_> = store.list().iter().map(|k| k.name.to_string()).collect();
+        assert_eq!(names, ["alice", "dave", "bob", "carol"]);
+        // Revoked, carol's limiters go (her budget leaves the gauge).
+        let wall = SystemTime::now();
+        assert!(limits.local().key_budget(carol_slot, wall).is_some());
+        store.sync(&[stored("bob", "bob-db-key-1", None)], &limits);
+        assert!(limits.local().key_budget(carol_slot, wall).is_none());
     }
 }

@@ -106,9 +106,11 @@ pub(super) async fn serve(
         .await
         .map_err(|e| refused(e, name, None))?;
     let head = request::parse(api, &body).map_err(|e| refused(e, name, None))?;
+    // One configuration from here to the request's end, even if a reload swaps it meanwhile.
+    let live = state.live();
     let permit = match &caller.key {
         Some(key) => Some(
-            admit(&state, api, key.slot, &body, &head)
+            admit(&state, &live.catalog, api, key.slot, &body, &head)
                 .await
                 .map_err(|e| refused(e, name, Some(&head.model)))?,
         ),
@@ -122,7 +124,7 @@ pub(super) async fn serve(
     let forwarded = forwarded(&req);
     let access = finish::Access {
         log: state.access_log,
-        catalog: state.catalog.clone(),
+        catalog: live.catalog.clone(),
         api,
         // The gateway's request id ([`request_id`]).
         request_id: req.headers().get(request_id::HEADER).cloned(),
@@ -137,7 +139,7 @@ pub(super) async fn serve(
         permit,
         entry,
     });
-    let reply = state
+    let reply = live
         .router
         .serve(api, body.clone(), &head, timing, &forwarded, Some(settle))
         .await?;
@@ -202,12 +204,13 @@ pub(super) async fn serve(
 /// request and its token estimate against the rates, a place in flight, the budget.
 async fn admit(
     state: &AppState,
+    catalog: &crate::catalog::Catalog,
     api: Api,
     key: usize,
     body: &Bytes,
     head: &ChatHead<'_>,
 ) -> Result<Permit, ApiError> {
-    let model = state.catalog.model_id(&head.model);
+    let model = catalog.model_id(&head.model);
     // Embeddings and token counts answer with no generated text.
     let has_output = !matches!(api, Api::Embeddings | Api::CountTokens);
     let estimate = estimate(body.len(), head.max_output, has_output);

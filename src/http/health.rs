@@ -16,7 +16,6 @@ use serde_json::json;
 
 use super::metrics::authorize;
 use super::AppState;
-use crate::board::Board;
 use crate::board::Phase;
 use crate::errors::ApiError;
 use crate::http::access::{MetricsAccess, Scope};
@@ -26,10 +25,11 @@ use crate::telemetry::metrics::catalogue::Category;
 const DETAILS: Scope = Scope::Category(Category::Providers);
 
 pub async fn health(state: web::Data<AppState>) -> HttpResponse {
+    let live = state.live();
     HttpResponse::Ok().json(json!({
         "status": "ok",
-        "providers": state.catalog.providers().len(),
-        "models": state.catalog.models().len(),
+        "providers": live.catalog.providers().count(),
+        "models": live.catalog.models().count(),
     }))
 }
 
@@ -67,8 +67,9 @@ impl Readiness {
 }
 
 /// 200 `{"status": "ready"}`, or 503 `{"status": "draining" | "no_provider_available"}`.
-pub async fn ready(state: web::Data<AppState>, board: web::Data<Board>) -> HttpResponse {
-    let phases = state
+pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
+    let (live, board) = (state.live(), state.board.load());
+    let phases = live
         .catalog
         .models()
         .flat_map(|(_, m)| &m.candidates)
@@ -89,16 +90,16 @@ pub async fn ready(state: web::Data<AppState>, board: web::Data<Board>) -> HttpR
 pub async fn providers(
     req: HttpRequest,
     access: web::Data<MetricsAccess>,
-    board: web::Data<Board>,
+    state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     authorize(&req, &access, DETAILS)?;
+    let board = state.board.load();
     let views = board.views.load();
     let providers: Vec<_> = board
-        .provider_names
-        .iter()
-        .zip(&board.states)
-        .zip(views.iter())
-        .map(|((name, state), view)| {
+        .providers()
+        .map(|p| {
+            let (name, state) = (board.provider_name(p), board.state(p));
+            let view = views.get(p.index()).cloned().unwrap_or_default();
             json!({
                 "provider": &**name,
                 "breaker_state": state.phase().label(),
@@ -120,10 +121,10 @@ pub async fn providers(
 pub async fn anomalies(
     req: HttpRequest,
     access: web::Data<MetricsAccess>,
-    board: web::Data<Board>,
+    state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     authorize(&req, &access, DETAILS)?;
-    let recent = board.anomalies.load();
+    let recent = state.board.load().anomalies.load();
     let newest_first: Vec<_> = recent.iter().rev().collect();
     Ok(HttpResponse::Ok().json(json!({ "anomalies": newest_first })))
 }
@@ -145,36 +146,39 @@ mod tests {
     use crate::router::Router;
 
     /// `(status, body["status"])` of `GET /health/ready` on the real routes, in process.
-    async fn ready_of(board: Arc<Board>, drain: Arc<Drain>) -> (u16, String) {
+    async fn ready_of(board: Arc<crate::board::Board>, drain: Arc<Drain>) -> (u16, String) {
         let config = Config::builtin().unwrap();
         let catalog = Arc::new(crate::catalog::Catalog::new(&config));
         let router =
             Router::new(catalog.clone(), board.clone(), 1, Arc::new(NoopReporter)).unwrap();
         let state = AppState {
-            catalog: catalog.clone(),
-            router: Arc::new(router),
+            live: arc_swap::ArcSwap::from_pointee(crate::http::Generation {
+                config: Arc::new(config.clone()),
+                catalog: catalog.clone(),
+                router: Arc::new(router),
+                models: crate::http::models::ModelLists::new(&catalog, 0),
+            }),
+            board: Arc::new(arc_swap::ArcSwap::new(board)),
             keys: Arc::new(KeyStore::new(&[], catalog.clone(), 0)),
             key_sync: None,
-            config: Arc::new(config.clone()),
             limits: crate::state::Store::Local(Arc::new(crate::state::InProcess::new(
                 &config,
-                &crate::catalog::Catalog::new(&config),
+                &catalog,
                 std::time::Instant::now(),
             ))),
             ledger: None,
             admin_token: None,
+            reload: std::sync::OnceLock::new(),
             access_log: true,
             max_body_bytes: 1024,
             body_read_timeout: Duration::from_secs(1),
             request_timeout: Duration::from_secs(1),
-            models: crate::http::models::ModelLists::new(&crate::catalog::Catalog::new(&config), 0),
             started_unix: 0,
             drain,
         };
         let app = init_service(
             App::new()
                 .app_data(web::Data::new(state))
-                .app_data(web::Data::from(board))
                 .app_data(web::Data::new(
                     MetricsAccess::new(&MetricsConfig::default()),
                 ))

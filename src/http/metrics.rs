@@ -58,8 +58,9 @@ pub async fn structured(
     name: web::Path<String>,
     metrics: web::Data<Metrics>,
     access: web::Data<MetricsAccess>,
-    board: web::Data<Board>,
+    board: web::Data<arc_swap::ArcSwap<Board>>,
 ) -> Result<HttpResponse, ApiError> {
+    let board = board.load();
     match name.as_str() {
         "all" => {
             authorize(&req, &access, Scope::All)?;
@@ -72,8 +73,8 @@ pub async fn structured(
                 .map_or(0.0, |d| d.as_secs_f64());
             let summary = summary::summarize(
                 &metrics.gather(),
-                &board.provider_names,
-                &board.model_names,
+                &board.live_provider_names(),
+                &board.live_model_names(),
                 &crate::config::Api::labels(),
                 &board.anomalies.load(),
                 now,

@@ -25,47 +25,71 @@ use std::time::Duration;
 
 use actix_web::{web, HttpRequest, HttpResponse, Resource, ResponseError, Route};
 
+use arc_swap::ArcSwap;
+
+use crate::board::Board;
 use crate::catalog::Catalog;
 use crate::errors::ApiError;
 use crate::router::Router;
 use crate::state::Store;
 use auth::KeyStore;
 
-/// Everything a handler reads, shared by all workers.
-pub struct AppState {
+/// What one configuration resolves to, swapped whole by a reload ([`AppState::live`]): a
+/// request reads one generation from its start to its end, so a reload never mixes two
+/// configurations in one request, and a request or stream in flight finishes on the one it
+/// began with.
+pub struct Generation {
+    /// The configuration (the admin API validates keys against it).
+    pub config: Arc<crate::config::Config>,
     pub catalog: Arc<Catalog>,
     pub router: Arc<Router>,
+    /// The `/v1/models` body of every model, built once.
+    pub models: models::ModelLists,
+}
+
+/// Everything a handler reads, shared by all workers.
+pub struct AppState {
+    /// The configuration in force and what it resolves to.
+    pub live: ArcSwap<Generation>,
+    /// The published state of the configuration in force (the metrics read it too).
+    pub board: Arc<ArcSwap<Board>>,
+    /// The client keys, the file's and the database's (a reload swaps the file's).
     pub keys: Arc<KeyStore>,
     /// The keys kept in the ledger's database (admin calls reach it through this); `None`
     /// without `[ledger]`.
     pub key_sync: Option<crate::ledger::keys::KeySync>,
-    /// The configuration as resolved at start-up (the admin API validates keys against it).
-    pub config: Arc<crate::config::Config>,
     /// Per-key and per-team limits, checked once a request's body is parsed.
     pub limits: Store,
     /// The usage ledger, when `[ledger]` is on.
     pub ledger: Option<Arc<crate::ledger::Ledger>>,
     /// The admin API's token (`[admin] token`); `None`: the admin API is off.
     pub admin_token: Option<admin::AdminToken>,
+    /// Re-reads the configuration file (`POST /admin/reload`; SIGHUP calls the same).
+    pub reload: std::sync::OnceLock<admin::Reload>,
     /// `[telemetry] access_log`: one line per request.
     pub access_log: bool,
     pub max_body_bytes: usize,
     /// How long a client may take to send its body (`server.body_read_timeout`).
     pub body_read_timeout: Duration,
     pub request_timeout: Duration,
-    /// The `/v1/models` body of every model, built once.
-    pub models: models::ModelLists,
     /// Unix time the gateway started (the models' `created`).
     pub started_unix: u64,
     /// Graceful shutdown: draining or not, and the signal that cuts open streams.
     pub drain: Arc<drain::Drain>,
 }
 
+impl AppState {
+    /// The generation in force now.
+    pub fn live(&self) -> Arc<Generation> {
+        self.live.load_full()
+    }
+}
+
 /// Every route pattern. Resources are named by their pattern, so the HTTP metrics label a
 /// request from the matched resource's name instead of matching its path again. The OpenAI
 /// routes are served without the `/v1` prefix too (clients configured with a `base_url` that
 /// lacks it, as LiteLLM's users do).
-pub const PATTERNS: [&str; 26] = [
+pub const PATTERNS: [&str; 27] = [
     "/v1/chat/completions",
     "/v1/completions",
     "/v1/embeddings",
@@ -92,6 +116,7 @@ pub const PATTERNS: [&str; 26] = [
     "/admin/keys",
     "/admin/keys/{name}",
     "/admin/keys/{name}/rotate",
+    "/admin/reload",
 ];
 
 /// A resource answering one method; any other method gets an OpenAI-shaped 405.
@@ -104,7 +129,7 @@ fn only(pattern: &'static str, route: Route) -> Resource {
 
 /// Registers every route on an actix `App`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    let [chat, completions, embeddings, responses, messages, count_tokens, models, model, bare_chat, bare_completions, bare_embeddings, bare_responses, bare_messages, bare_count_tokens, bare_models, bare_model, health, ready, providers, anomalies, metrics_all, structured, admin_usage, admin_keys, admin_key, admin_rotate] =
+    let [chat, completions, embeddings, responses, messages, count_tokens, models, model, bare_chat, bare_completions, bare_embeddings, bare_responses, bare_messages, bare_count_tokens, bare_models, bare_model, health, ready, providers, anomalies, metrics_all, structured, admin_usage, admin_keys, admin_key, admin_rotate, admin_reload] =
         PATTERNS;
     cfg.service(only(chat, web::post().to(chat::chat)))
         .service(only(completions, web::post().to(chat::completions)))
@@ -147,7 +172,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::delete().to(admin::delete_key))
                 .default_service(web::to(method_not_allowed)),
         )
-        .service(only(admin_rotate, web::post().to(admin::rotate_key)));
+        .service(only(admin_rotate, web::post().to(admin::rotate_key)))
+        .service(only(admin_reload, web::post().to(admin::reload)));
 }
 
 /// The default service: an OpenAI-shaped 404.

@@ -39,7 +39,10 @@ pub fn listing(
         })
         .collect();
     let body = Bytes::from(serde_json::json!({"object": "list", "data": data}).to_string());
-    let mask = catalog.models().map(|(_, m)| allowed(&m.name)).collect();
+    let mask = catalog
+        .all_models()
+        .map(|(_, m)| !m.retired && allowed(&m.name))
+        .collect();
     (body, mask)
 }
 
@@ -77,7 +80,7 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
     let caller = authorize(&req, &state)?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, "application/json"))
-        .body(state.models.body(&caller)))
+        .body(state.live().models.body(&caller)))
 }
 
 pub async fn get(
@@ -86,11 +89,12 @@ pub async fn get(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let caller = authorize(&req, &state)?;
-    let model = state
+    let live = state.live();
+    let model = live
         .catalog
         .model_id(&id)
         .filter(|m| ModelLists::allows(&caller, *m))
-        .map(|m| state.catalog.model(m))
+        .map(|m| live.catalog.model(m))
         .ok_or_else(|| ApiError::ModelNotFound(id.chars().take(128).collect()))?;
     let body = serde_json::json!({
         "id": &*model.name,

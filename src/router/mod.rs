@@ -108,7 +108,7 @@ impl Router {
         reporter: Arc<dyn Reporter>,
     ) -> Result<Self, ClientError> {
         let clients = catalog
-            .providers()
+            .all_providers()
             .map(|(_, p)| {
                 Provider::new(&p.settings).map_err(|message| ClientError {
                     provider: p.name.clone(),

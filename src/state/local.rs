@@ -95,11 +95,14 @@ impl Layer {
 /// One key: its limits, its team, its allowed models, its labels.
 #[derive(Debug)]
 struct Key {
-    own: Layer,
+    /// Shared by the key's entries before and after a reload that left its limits alone.
+    own: Arc<Layer>,
     /// Index into the teams, when the key names a configured team.
     team: Option<usize>,
     /// Allowed models by model index; `None`: every model.
     allowed: Option<Box<[bool]>>,
+    /// The names `allowed` was built from (a reload builds it again).
+    models: Option<Vec<String>>,
     /// `key`, `team`: the spend and refusal counters' labels.
     labels: [KeyValue; 2],
     /// Which limiters of the key's slot these are (see [`InProcess::set_key`]).
@@ -132,9 +135,10 @@ pub struct InProcess {
     changing: Mutex<()>,
     generations: AtomicU64,
     teams: Vec<Layer>,
-    prices: Vec<Price>,
-    /// Model names by model index, for the allow-lists of keys made at run time.
-    model_names: Vec<Arc<str>>,
+    /// By model index, the retired's included; a reload swaps them ([`InProcess::reconfigure`]).
+    prices: ArcSwap<Vec<Price>>,
+    /// Model names by model index, for the keys' allow-lists.
+    model_names: ArcSwap<Vec<Arc<str>>>,
     origin: Instant,
     /// Set once the metrics exist (they read this store's budgets, so they come after it).
     meters: OnceLock<Arc<Meters>>,
@@ -153,8 +157,8 @@ impl InProcess {
             changing: Mutex::new(()),
             generations: AtomicU64::new(0),
             teams,
-            prices: catalog.models().map(|(_, m)| m.price).collect(),
-            model_names: catalog.models().map(|(_, m)| m.name.clone()).collect(),
+            prices: ArcSwap::from_pointee(catalog.prices()),
+            model_names: ArcSwap::from_pointee(catalog.model_names()),
             origin,
             meters: OnceLock::new(),
         };
@@ -173,21 +177,52 @@ impl InProcess {
             .team
             .as_deref()
             .and_then(|t| self.teams.iter().position(|layer| *layer.name == *t));
-        let allowed = policy.models.as_ref().map(|ids| {
-            self.model_names
-                .iter()
-                .map(|name| ids.iter().any(|id| **id == **name))
-                .collect()
-        });
         let own = Layer::new(&policy.name, Scope::Key, &policy.limits, self.origin);
         let team_name: Arc<str> = Arc::from(policy.team.as_deref().unwrap_or("none"));
         Key {
             labels: [label("key", &own.name), label("team", &team_name)],
-            own,
+            own: Arc::new(own),
             team,
-            allowed,
+            allowed: self.allowed(policy.models.as_deref()),
+            models: policy.models.clone(),
             generation: self.generations.fetch_add(1, Ordering::Relaxed),
         }
+    }
+
+    /// The allow-list of `models` by model index (`None`: every model).
+    fn allowed(&self, models: Option<&[String]>) -> Option<Box<[bool]>> {
+        let names = self.model_names.load();
+        models.map(|ids| {
+            names
+                .iter()
+                .map(|name| ids.iter().any(|id| **id == **name))
+                .collect()
+        })
+    }
+
+    /// Takes a reloaded catalogue's prices and models (its ids extend the ones before):
+    /// every key keeps its limiters and generation, with its allow-list built again.
+    /// Changed limits are [`InProcess::set_key`]'s, called after this.
+    pub fn reconfigure(&self, catalog: &Catalog) {
+        let _changing = lock(&self.changing);
+        self.prices.store(Arc::new(catalog.prices()));
+        self.model_names.store(Arc::new(catalog.model_names()));
+        let keys = self
+            .keys
+            .load()
+            .iter()
+            .map(|k| {
+                Arc::new(Key {
+                    own: k.own.clone(),
+                    team: k.team,
+                    allowed: self.allowed(k.models.as_deref()),
+                    models: k.models.clone(),
+                    labels: k.labels.clone(),
+                    generation: k.generation,
+                })
+            })
+            .collect();
+        self.keys.store(Arc::new(keys));
     }
 
     /// Sets the limits of the key in `slot` (a new slot is the next one): new limiters, the
@@ -232,7 +267,7 @@ impl InProcess {
     pub fn attach_meters(&self, meters: Arc<Meters>) {
         // Every soft budget's crossings exist from the start, at 0, for `increase()`.
         let keys = self.keys.load();
-        let layers = keys.iter().map(|k| &k.own).chain(&self.teams);
+        let layers = keys.iter().map(|k| &*k.own).chain(&self.teams);
         for layer in layers {
             if layer.has_soft_budget() {
                 meters.soft_budget_crossings.add(0, &layer.labels);
@@ -257,7 +292,7 @@ impl InProcess {
     /// Every configured budget's USD left at `now`, for the budget gauge.
     pub fn budgets_left(&self, now: SystemTime, observe: &mut dyn FnMut(f64, &[KeyValue])) {
         let keys = self.keys.load();
-        let layers = keys.iter().map(|k| &k.own).chain(&self.teams);
+        let layers = keys.iter().map(|k| &*k.own).chain(&self.teams);
         for layer in layers {
             if let Some(budget) = &layer.budget {
                 observe(lock(budget).remaining(now), &layer.labels);
@@ -267,7 +302,7 @@ impl InProcess {
 
     /// A key's own layer and its team's.
     fn layers<'a>(&'a self, key: &'a Key) -> [Option<&'a Layer>; 2] {
-        [Some(&key.own), key.team.and_then(|t| self.teams.get(t))]
+        [Some(&*key.own), key.team.and_then(|t| self.teams.get(t))]
     }
 
     fn count_refusal(&self, key: &Key, reason: Reason) {
@@ -488,6 +523,7 @@ impl InProcess {
     /// The cost of `input` and `output` tokens of `model`.
     pub(super) fn cost(&self, model: ModelId, input: u64, output: u64) -> f64 {
         self.prices
+            .load()
             .get(model.index())
             .map_or(0.0, |p| p.cost(input, output))
     }
@@ -531,7 +567,7 @@ impl InProcess {
     {
         let mut n = 0;
         let keys = self.keys.load_full();
-        let layers = keys.iter().map(|k| &k.own).chain(&self.teams);
+        let layers = keys.iter().map(|k| &*k.own).chain(&self.teams);
         for layer in layers {
             let Some(budget) = &layer.budget else {
                 continue;

@@ -330,3 +330,48 @@ proptest! {
         }
     }
 }
+
+/// A reload's catalogue (ids kept, a model added, prices changed): a key keeps its limiters
+/// — a place taken before the reload is still held, and given back, after it — its allow-list
+/// covers the new ids, and spend is priced at the new price.
+#[test]
+fn a_reloaded_catalogue_keeps_limiters_and_reprices() {
+    let (s, catalog, now) = store(&key(
+        "k",
+        "max_parallel = 1\nmodels = [\"cheap\"]\nbudget_usd = 1000.0",
+    ));
+    let cheap = catalog.model_id("cheap").unwrap();
+    let held = s.admit(0, Some(cheap), 10, now).unwrap();
+    let next = Config::from_toml(
+        &format!(
+            "{}\n[models.new]\nproviders = [\"a\"]\n{}",
+            BASE.replace(
+                "[models.cheap]\nproviders = [\"a\"]",
+                "[models.cheap]\nproviders = [\"a\"]\ninput_price_per_1m = 100000.0"
+            ),
+            key(
+                "k",
+                "max_parallel = 1\nmodels = [\"cheap\"]\nbudget_usd = 1000.0"
+            ),
+        ),
+        "test.toml",
+        &|_| None,
+    )
+    .unwrap();
+    let reloaded = catalog.next(&next);
+    let new = reloaded.model_id("new").unwrap();
+    assert_eq!(new.index(), 2);
+    s.reconfigure(&reloaded);
+    assert!(
+        s.check_model(0, Some(new)).is_err(),
+        "not in the key's list"
+    );
+    assert!(s.check_model(0, Some(cheap)).is_ok());
+    // The place taken before the reload is still taken...
+    assert!(s.admit(0, Some(cheap), 10, now).is_err());
+    // ...and given back to the same limiter; spend is priced at the new price ($0.1/token).
+    s.settle(0, &held, tokens(cheap, 5, 0), now);
+    let budget = s.key_budget(0, now.wall).unwrap();
+    assert!((budget.spent_usd - 0.5).abs() < 1e-9, "{budget:?}");
+    assert!(s.admit(0, Some(cheap), 10, now).is_ok());
+}

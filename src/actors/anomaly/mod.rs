@@ -19,13 +19,14 @@ pub use watch::Watch;
 
 use super::notices::AnomalyDetected;
 use super::outbox::Reports;
-use super::{Attempt, Spend};
+use super::{Attempt, Reconfigure, Spend};
 use crate::board::{Anomaly, Board, ProviderId, Signal};
 use crate::config::AnomalyConfig;
 use crate::telemetry::metrics::Meters;
 
 pub struct AnomalyDetector {
     watches: Vec<Watch>,
+    config: AnomalyConfig,
     recent: VecDeque<Anomaly>,
     capacity: usize,
     interval: std::time::Duration,
@@ -40,6 +41,7 @@ impl AnomalyDetector {
             recent: VecDeque::with_capacity(config.recent),
             capacity: config.recent,
             interval: config.interval,
+            config,
             board,
             meters,
         }
@@ -71,7 +73,8 @@ impl AnomalyDetector {
     }
 
     fn close_interval(&mut self) {
-        for provider in self.board.providers() {
+        let board = self.board.clone();
+        for provider in board.providers() {
             for (signal, spike) in self.watches[provider.index()].interval() {
                 self.report(provider, signal, spike);
             }
@@ -102,6 +105,18 @@ impl Handler<Attempt> for AnomalyDetector {
         if let Some((signal, spike)) = watch.attempt(sample) {
             self.report(msg.provider, signal, spike);
         }
+    }
+}
+
+impl Handler<Reconfigure> for AnomalyDetector {
+    type Result = ();
+
+    /// Kept providers keep their baselines; the recent list is on the new board already
+    /// (`Board::carrying`).
+    fn handle(&mut self, change: Reconfigure, _: &mut Self::Context) {
+        let watch = Watch::new(&self.config);
+        self.watches.resize(change.board.states.len(), watch);
+        self.board = change.board;
     }
 }
 

@@ -15,7 +15,7 @@ pub use breaker::{Breaker, Effect, State, TripReason};
 
 use super::notices::{BreakerMoved, BreakerOpened};
 use super::outbox::Reports;
-use super::{now, Attempt};
+use super::{now, Attempt, Reconfigure};
 use crate::board::Phase;
 use crate::board::{Board, ProviderId};
 use crate::config::BreakerConfig;
@@ -23,14 +23,14 @@ use crate::config::BreakerConfig;
 pub struct CircuitBreakers {
     breakers: Vec<Breaker>,
     board: Arc<Board>,
-    cool_down: std::time::Duration,
+    config: BreakerConfig,
 }
 
 impl CircuitBreakers {
     pub fn new(config: BreakerConfig, board: Arc<Board>) -> Self {
         Self {
             breakers: vec![Breaker::new(config.clone()); board.states.len()],
-            cool_down: config.cool_down,
+            config,
             board,
         }
     }
@@ -45,7 +45,7 @@ impl CircuitBreakers {
                 BreakerOpened {
                     provider: name,
                     reason,
-                    cool_down: self.cool_down,
+                    cool_down: self.config.cool_down,
                 }
                 .emit();
                 let wait = until.saturating_duration_since(now());
@@ -63,7 +63,7 @@ impl CircuitBreakers {
                 }
                 if phase == Phase::HalfOpen {
                     // Refresh lost probe slots if no verdict comes within a cool-down.
-                    let wait = self.cool_down;
+                    let wait = self.config.cool_down;
                     ctx.run_later(wait, move |this, ctx| this.tick(provider, ctx));
                 }
             }
@@ -96,6 +96,22 @@ impl Handler<Attempt> for CircuitBreakers {
         let verdict = msg.result.verdict();
         let effect = breaker.record(verdict, now());
         self.apply(msg.provider, effect, ctx);
+    }
+}
+
+impl Handler<Reconfigure> for CircuitBreakers {
+    type Result = ();
+
+    /// A kept provider keeps its breaker (and its published phase: the new board holds the
+    /// same `ProviderState`); a new one starts closed.
+    fn handle(&mut self, change: Reconfigure, _: &mut Self::Context) {
+        let kept = self.breakers.len();
+        self.breakers
+            .resize(change.board.states.len(), Breaker::new(self.config.clone()));
+        for state in change.board.states.iter().skip(kept) {
+            state.publish_phase(Phase::Closed, 0);
+        }
+        self.board = change.board;
     }
 }
 

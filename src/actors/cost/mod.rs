@@ -17,15 +17,17 @@ use opentelemetry::KeyValue;
 pub use ledger::{cost, Efficiency};
 
 use super::outbox::Reports;
-use super::{now, Completion, Spend};
+use super::{now, Completion, Reconfigure, Spend};
 use crate::board::Board;
 use crate::catalog::Price;
-use crate::telemetry::metrics::Meters;
+use crate::telemetry::metrics::{Labels, Meters};
 
 pub struct CostAggregator {
     prices: Vec<Price>,
     efficiency: Vec<Efficiency>,
+    window: Duration,
     board: Arc<Board>,
+    labels: Arc<Labels>,
     meters: Arc<Meters>,
     spend: Recipient<Spend>,
 }
@@ -41,6 +43,8 @@ impl CostAggregator {
         Self {
             efficiency: vec![Efficiency::new(now(), window); prices.len()],
             prices,
+            window,
+            labels: Arc::new(Labels::new(&board)),
             board,
             meters,
             spend,
@@ -58,8 +62,8 @@ impl CostAggregator {
     fn record(&mut self, msg: Completion) -> bool {
         let m = &self.meters;
         let (Some(p), Some(model), Some(price)) = (
-            m.provider_kv.get(msg.provider.index()),
-            m.model_kv.get(msg.model.index()),
+            self.labels.provider.get(msg.provider.index()),
+            self.labels.model.get(msg.model.index()),
             self.prices.get(msg.model.index()),
         ) else {
             return false;
@@ -112,6 +116,21 @@ impl Handler<Completion> for CostAggregator {
         if self.record(msg) {
             self.publish();
         }
+    }
+}
+
+impl Handler<Reconfigure> for CostAggregator {
+    type Result = ();
+
+    /// New prices from now on (a request that began before the reload is priced when it
+    /// ends); kept models keep their efficiency windows.
+    fn handle(&mut self, change: Reconfigure, _: &mut Self::Context) {
+        let fresh = Efficiency::new(now(), self.window);
+        self.efficiency.resize(change.prices.len(), fresh);
+        self.prices = change.prices;
+        self.labels = change.labels;
+        self.board = change.board;
+        self.publish();
     }
 }
 

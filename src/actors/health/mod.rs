@@ -14,7 +14,7 @@ use actix::{Actor, AsyncContext, Context, Handler};
 pub use score::{score, Tracker, Uptime, UPTIME_SPAN};
 
 use super::outbox::{Report, Reports};
-use super::{now, Attempt, Finished};
+use super::{now, Attempt, Finished, Reconfigure};
 use crate::board::Phase;
 use crate::board::{Board, ProviderView};
 use crate::config::HealthConfig;
@@ -25,22 +25,30 @@ pub struct ProviderHealth {
     /// Breaker phase seen at the last publish, to notice a provider turning half-open.
     phases: Vec<Phase>,
     board: Arc<Board>,
-    interval: std::time::Duration,
+    config: HealthConfig,
 }
 
 impl ProviderHealth {
     pub fn new(config: HealthConfig, board: Arc<Board>) -> Self {
-        let origin = now();
-        Self {
-            trackers: vec![
-                Tracker::new(origin, config.window, config.latency_target);
-                board.provider_names.len()
-            ],
-            uptime: vec![Uptime::new(origin); board.model_names.len()],
-            phases: vec![Phase::Closed; board.provider_names.len()],
-            interval: config.publish_interval,
+        let mut health = Self {
+            trackers: Vec::new(),
+            uptime: Vec::new(),
+            phases: Vec::new(),
+            config,
             board,
-        }
+        };
+        health.grow();
+        health
+    }
+
+    /// Fresh windows for the providers and models the board has and this actor does not yet.
+    fn grow(&mut self) {
+        let origin = now();
+        let (providers, models) = (self.board.states.len(), self.board.model_names.len());
+        let tracker = Tracker::new(origin, self.config.window, self.config.latency_target);
+        self.trackers.resize(providers, tracker);
+        self.uptime.resize(models, Uptime::new(origin));
+        self.phases.resize(providers, Phase::Closed);
     }
 
     /// Recomputes and publishes every score, view and uptime. A provider whose breaker
@@ -74,7 +82,7 @@ impl Actor for ProviderHealth {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         self.publish();
-        ctx.run_interval(self.interval, |this, _| this.publish());
+        ctx.run_interval(self.config.publish_interval, |this, _| this.publish());
     }
 }
 
@@ -96,6 +104,18 @@ impl Handler<Finished> for ProviderHealth {
         if let Some(uptime) = self.uptime.get_mut(msg.model.index()) {
             uptime.record(msg.ok, now());
         }
+    }
+}
+
+impl Handler<Reconfigure> for ProviderHealth {
+    type Result = ();
+
+    /// Kept providers and models keep their windows; the new board gets every view and
+    /// uptime now.
+    fn handle(&mut self, change: Reconfigure, _: &mut Self::Context) {
+        self.board = change.board;
+        self.grow();
+        self.publish();
     }
 }
 

@@ -91,6 +91,7 @@ pub const LEDGER_RECORDS: &str = "gatewayz_ledger_records_total";
 pub const LEDGER_QUEUE_DEPTH: &str = "gatewayz_ledger_queue_depth";
 pub const LEDGER_WRITE_ERRORS: &str = "gatewayz_ledger_write_errors_total";
 pub const LEDGER_WRITE_DURATION: &str = "gatewayz_ledger_write_duration_seconds";
+pub const CONFIG_RELOADS: &str = "gatewayz_config_reloads_total";
 pub const HTTP_REQUESTS: &str = "gatewayz_http_requests_total";
 pub const HTTP_DURATION: &str = "gatewayz_http_request_duration_seconds";
 pub const HTTP_IN_FLIGHT: &str = "gatewayz_http_requests_in_flight";
@@ -226,6 +227,9 @@ pub const FAMILIES: &[Family] = &[
     family(LEDGER_WRITE_DURATION, Histogram, "s", &[],
         "Time to write one batch of usage records and its rollups (successful writes).",
         &[System, Performance]),
+    family(CONFIG_RELOADS, Counter, "1", &["result"],
+        "Configuration reloads (SIGHUP, POST /admin/reload) by result: applied, or refused (the file is invalid or changes a restart-only setting; the configuration in force keeps serving).",
+        &[System]),
     seed(family(HTTP_REQUESTS, Counter, "1", &["method", "route", "status"],
         "HTTP requests served, by route pattern (unmatched routes as `unmatched`).",
         &[System]), "http_requests_total"),

@@ -18,6 +18,7 @@
 
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use opentelemetry::metrics::{Counter, Histogram, Meter, MeterProvider as _, UpDownCounter};
 use opentelemetry::{KeyValue, StringValue, Value};
 use opentelemetry_sdk::metrics::SdkMeterProvider;
@@ -84,13 +85,38 @@ pub struct Meters {
     pub ledger_write_duration: Histogram<f64>,
     pub ledger_queue: Arc<Depth>,
     pub anomalies: Counter<u64>,
+    /// Configuration reloads by result (`applied`, `refused`).
+    pub config_reloads: Counter<u64>,
     pub http_requests: Counter<u64>,
     pub http_duration: Histogram<f64>,
     pub http_in_flight: UpDownCounter<i64>,
+}
+
+/// The `provider` and `model` labels by id, built once per configuration (a reload builds
+/// new ones), so labelling a measurement clones a reference count, not a string.
+pub struct Labels {
     /// `provider="NAME"` by provider index.
-    pub provider_kv: Vec<KeyValue>,
+    pub provider: Vec<KeyValue>,
     /// `model="ID"` by model index.
-    pub model_kv: Vec<KeyValue>,
+    pub model: Vec<KeyValue>,
+}
+
+impl Labels {
+    /// The labels of every provider and model on `board`, the retired's included.
+    pub fn new(board: &Board) -> Self {
+        Self {
+            provider: board
+                .provider_names
+                .iter()
+                .map(|n| label("provider", n))
+                .collect(),
+            model: board
+                .model_names
+                .iter()
+                .map(|n| label("model", n))
+                .collect(),
+        }
+    }
 }
 
 /// Whether the shared limit store answers, as `gatewayz_shared_state_up` shows it: absent
@@ -141,7 +167,8 @@ impl Depth {
 
 /// What observable instruments read at scrape time.
 pub struct Sources {
-    pub board: Arc<Board>,
+    /// The published state of the configuration in force (a reload swaps it).
+    pub board: Arc<ArcSwap<Board>>,
     pub log_stats: Arc<LogStats>,
     pub trials: ActiveTrials,
     pub budgets: BudgetsLeft,
@@ -228,7 +255,6 @@ impl Metrics {
         sources: &Sources,
     ) -> Self {
         let meter = provider.meter("gatewayz");
-        let board = &sources.board;
         let meters = Meters {
             provider_requests: counter(&meter, cat::PROVIDER_REQUESTS),
             provider_failovers: counter(&meter, cat::PROVIDER_FAILOVERS),
@@ -264,23 +290,19 @@ impl Metrics {
             ledger_write_duration: histogram(&meter, cat::LEDGER_WRITE_DURATION, LATENCY_BUCKETS),
             ledger_queue: Arc::default(),
             anomalies: counter(&meter, cat::DETECTED_ANOMALIES),
+            config_reloads: counter(&meter, cat::CONFIG_RELOADS),
             http_requests: counter(&meter, cat::HTTP_REQUESTS),
             http_duration: histogram(&meter, cat::HTTP_DURATION, LATENCY_BUCKETS),
             http_in_flight: meter
                 .i64_up_down_counter(cat::HTTP_IN_FLIGHT)
                 .with_description(help(cat::HTTP_IN_FLIGHT))
                 .build(),
-            provider_kv: board
-                .provider_names
-                .iter()
-                .map(|n| label("provider", n))
-                .collect(),
-            model_kv: board
-                .model_names
-                .iter()
-                .map(|n| label("model", n))
-                .collect(),
         };
+        for result in ["applied", "refused"] {
+            meters
+                .config_reloads
+                .add(0, &[KeyValue::new("result", result)]);
+        }
         // Alerts use rate() on anomalies: every type exists from the start, at 0.
         for signal in Signal::ALL {
             meters
@@ -340,7 +362,7 @@ fn process_reading() -> process::Reading {
 #[allow(clippy::unwrap_used)]
 pub fn test_metrics(board: Arc<Board>) -> Metrics {
     Metrics::new(Sources {
-        board,
+        board: Arc::new(ArcSwap::new(board)),
         log_stats: Arc::new(LogStats::default()),
         trials: Arc::new(|_| 0),
         budgets: no_budgets(),
@@ -365,7 +387,7 @@ mod tests {
         );
         let metrics = Metrics::new_with(
             Sources {
-                board,
+                board: Arc::new(ArcSwap::new(board)),
                 log_stats: Arc::new(LogStats::default()),
                 trials: Arc::new(|_| 0),
                 budgets: no_budgets(),
@@ -389,8 +411,9 @@ mod tests {
         );
         board.uptime.store(Arc::new(vec![Some(1.0), None]));
         board.efficiency.store(Arc::new(vec![Some(0.5), None]));
+        let labels = Labels::new(&board);
         let metrics = Metrics::new(Sources {
-            board,
+            board: Arc::new(ArcSwap::new(board)),
             log_stats: Arc::new(LogStats::default()),
             trials: Arc::new(|_| 0),
             budgets: Arc::new(|_, observe| {
@@ -402,8 +425,8 @@ mod tests {
         })
         .unwrap();
         let m = &metrics.meters;
-        let p = [m.provider_kv[0].clone()];
-        let pm = [m.provider_kv[0].clone(), m.model_kv[0].clone()];
+        let p = [labels.provider[0].clone()];
+        let pm = [labels.provider[0].clone(), labels.model[0].clone()];
         let with = |k: &'static str, v: &'static str| {
             let mut kv = pm.to_vec();
             kv.push(KeyValue::new(k, v));
@@ -419,7 +442,7 @@ mod tests {
         m.overhead.record(0.0001, &[]);
         m.tokens.add(1, &with("type", "input"));
         m.cost_by_provider.add(0.1, &p);
-        m.cost_by_model.add(0.1, &[m.model_kv[0].clone()]);
+        m.cost_by_model.add(0.1, &[labels.model[0].clone()]);
         m.unpriced.add(1, &pm);
         let kt = [KeyValue::new("key", "k"), KeyValue::new("team", "none")];
         m.cost_by_key.add(0.1, &kt);

@@ -13,31 +13,33 @@ use opentelemetry::metrics::Meter;
 use opentelemetry::KeyValue;
 
 use super::catalogue::{self as cat, help};
-use super::{process_reading, Meters, Sources};
+use super::{label, process_reading, Meters, Sources};
 use crate::board::Phase;
 
 const PHASES: [Phase; 3] = [Phase::Closed, Phase::Open, Phase::HalfOpen];
 
 pub(super) fn register(meter: &Meter, sources: &Sources, meters: &Meters) {
     let board = sources.board.clone();
-    let kv = meters.provider_kv.clone();
     meter
         .f64_observable_gauge(cat::PROVIDER_HEALTH_SCORE)
         .with_description(help(cat::PROVIDER_HEALTH_SCORE))
         .with_callback(move |o| {
-            for (state, kv) in board.states.iter().zip(&kv) {
-                o.observe(f64::from(state.health()), std::slice::from_ref(kv));
+            let board = board.load();
+            for p in board.providers() {
+                let kv = label("provider", board.provider_name(p));
+                o.observe(f64::from(board.state(p).health()), &[kv]);
             }
         })
         .build();
     let board = sources.board.clone();
-    let kv = meters.provider_kv.clone();
     meter
         .u64_observable_gauge(cat::CIRCUIT_BREAKER_STATE)
         .with_description(help(cat::CIRCUIT_BREAKER_STATE))
         .with_callback(move |o| {
-            for (state, kv) in board.states.iter().zip(&kv) {
-                let current = state.phase();
+            let board = board.load();
+            for p in board.providers() {
+                let kv = label("provider", board.provider_name(p));
+                let current = board.state(p).phase();
                 for phase in PHASES {
                     o.observe(
                         u64::from(phase == current),
@@ -52,19 +54,20 @@ pub(super) fn register(meter: &Meter, sources: &Sources, meters: &Meters) {
         (cat::TOKEN_EFFICIENCY, false),
     ] {
         let board = sources.board.clone();
-        let kv = meters.model_kv.clone();
         meter
             .f64_observable_gauge(name)
             .with_description(help(name))
             .with_callback(move |o| {
+                let board = board.load();
                 let values = if pick {
                     board.uptime.load()
                 } else {
                     board.efficiency.load()
                 };
-                for (value, kv) in values.iter().zip(&kv) {
-                    if let Some(v) = value {
-                        o.observe(*v, std::slice::from_ref(kv));
+                for m in board.models() {
+                    if let Some(Some(v)) = values.get(m.index()) {
+                        let kv = label("model", &board.model_names[m.index()]);
+                        o.observe(*v, &[kv]);
                     }
                 }
             })

@@ -7,8 +7,10 @@
 //!
 //! Signals are handled here, not by actix: SIGTERM drains gracefully; SIGINT and SIGQUIT stop
 //! at once (actix's own behaviour; also during a drain), still flushing telemetry within the
-//! budget; SIGHUP is logged and ignored (configuration reload is not supported yet), where its
-//! default action would kill the process.
+//! budget; SIGHUP reloads the configuration file ([`reload`]), where its default action would
+//! kill the process.
+
+pub mod reload;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,7 +20,11 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
+use arc_swap::ArcSwap;
+
+use crate::actors::reporter::MetricsReporter;
 use crate::actors::Actors;
+use crate::board::Board;
 use crate::catalog::Catalog;
 use crate::config::{Config, Invalid};
 use crate::http::access::MetricsAccess;
@@ -26,7 +32,7 @@ use crate::http::auth::{Changes, KeyStore};
 use crate::http::drain::Drain;
 use crate::http::models::ModelLists;
 use crate::http::server_span::server_span;
-use crate::http::{self, AppState};
+use crate::http::{self, AppState, Generation};
 use crate::ledger::keys::{KeySync, StoredKey};
 use crate::ledger::Ledger;
 use crate::router::{ClientError, Router};
@@ -35,7 +41,7 @@ use crate::state::{InProcess, Shared, Store};
 use crate::telemetry::loki::LokiHandle;
 use crate::telemetry::metrics::log_stats::LogStats;
 use crate::telemetry::metrics::protocol_errors;
-use crate::telemetry::metrics::{Metrics, Sources};
+use crate::telemetry::metrics::{Labels, Metrics, Sources};
 
 /// Why the gateway could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -107,6 +113,7 @@ pub fn run_with(
 /// What the handlers read besides the configuration: everything built before them.
 pub struct Parts {
     pub catalog: Arc<Catalog>,
+    pub board: Arc<ArcSwap<Board>>,
     pub router: Arc<Router>,
     pub keys: Arc<KeyStore>,
     pub limits: Store,
@@ -121,6 +128,7 @@ pub struct Parts {
 pub fn build_state(config: &Config, parts: Parts) -> AppState {
     let Parts {
         catalog,
+        board,
         router,
         keys,
         limits,
@@ -131,11 +139,15 @@ pub fn build_state(config: &Config, parts: Parts) -> AppState {
     } = parts;
     let models = ModelLists::new(&catalog, started_unix);
     AppState {
-        catalog,
-        router,
+        live: ArcSwap::from_pointee(Generation {
+            config: Arc::new(config.clone()),
+            catalog,
+            router,
+            models,
+        }),
+        board,
         keys,
         key_sync,
-        config: Arc::new(config.clone()),
         limits,
         ledger,
         admin_token: config
@@ -143,11 +155,11 @@ pub fn build_state(config: &Config, parts: Parts) -> AppState {
             .token
             .as_deref()
             .map(crate::http::admin::AdminToken::new),
+        reload: std::sync::OnceLock::new(),
         access_log: config.telemetry.access_log,
         max_body_bytes: config.server.max_body_bytes,
         body_read_timeout: config.server.body_read_timeout,
         request_timeout: config.server.request_timeout,
-        models,
         started_unix,
         drain,
     }
@@ -166,6 +178,9 @@ async fn serve(
     // The configuration resolved once; every table below is indexed by its ids.
     let catalog = Arc::new(Catalog::new(&config));
     let board = Arc::new(catalog.board());
+    // The board of the configuration in force: the metrics and handlers read it, a reload
+    // swaps it.
+    let boards = Arc::new(ArcSwap::new(board.clone()));
     let started_unix = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -182,7 +197,7 @@ async fn serve(
     let trials = keys.clone();
     let metrics = Arc::new(
         Metrics::new_or_detached(Sources {
-            board: board.clone(),
+            board: boards.clone(),
             log_stats,
             trials: Arc::new(move |now| trials.active_trials(now)),
             budgets: Arc::new(move |now, observe| budgets.budgets_left(now, observe)),
@@ -192,7 +207,12 @@ async fn serve(
     let meters = metrics.meters.clone();
     limits.attach_meters(meters.clone());
     let actors = Actors::start(&config, &catalog, board.clone(), meters.clone());
-    let reporter = Arc::new(actors.reporter(meters.clone()));
+    let outbox = actors.outbox();
+    let reporter = Arc::new(MetricsReporter {
+        meters: meters.clone(),
+        labels: Arc::new(Labels::new(&board)),
+        outbox: outbox.clone(),
+    });
     let router = Arc::new(Router::new(
         catalog.clone(),
         board.clone(),
@@ -223,6 +243,7 @@ async fn serve(
         &config,
         Parts {
             catalog,
+            board: boards.clone(),
             router,
             keys,
             limits,
@@ -233,11 +254,13 @@ async fn serve(
         },
     ));
     let access = web::Data::new(MetricsAccess::new(&config.metrics));
+    let reload_meters = meters.clone();
     let (metrics, board, meters) = (
         web::Data::from(metrics),
-        web::Data::from(board),
+        web::Data::from(boards),
         web::Data::from(meters),
     );
+    let handlers = state.clone();
     let mut server = HttpServer::new(move || {
         App::new()
             .wrap(from_fn(crate::http::track::track))
@@ -266,6 +289,32 @@ async fn serve(
         source,
     })?;
     let mut signals = Signals::install()?;
+    let reloader = Arc::new(reload::Reloader {
+        state: handlers.clone(),
+        actors,
+        outbox,
+        meters: reload_meters,
+        listen: server.addrs().first().copied().unwrap_or(listen),
+        running: tokio::sync::Mutex::new(()),
+    });
+    // The admin API holds the reloader weakly: it lives as long as this function.
+    let weak = Arc::downgrade(&reloader);
+    let _ = handlers.reload.set(Arc::new(move || {
+        let reloader = weak.upgrade();
+        Box::pin(async move {
+            match reloader {
+                Some(reloader) => reloader.reload("admin_api").await,
+                None => Err(crate::errors::ApiError::ShuttingDown),
+            }
+        })
+    }));
+    let on_hup = || {
+        let reloader = reloader.clone();
+        actix_web::rt::spawn(async move {
+            // The outcome is logged and counted by the reload itself.
+            let _ = reloader.reload("SIGHUP").await;
+        });
+    };
     if let Some(&listen) = server.addrs().first() {
         let traces = crate::telemetry::traces_target();
         let banner = crate::config::banner(
@@ -300,7 +349,7 @@ async fn serve(
             tracing::info!("gatewayz stopped");
             return Ok(());
         }
-        stop = signals.next_stop() => stop,
+        stop = signals.next_stop(&on_hup) => stop,
     };
     let began = drain.start();
     match stop {
@@ -333,7 +382,10 @@ async fn serve(
                         drop(server);
                         break;
                     }
-                    again = signals.next_stop() => match again {
+                    again = signals.next_stop(&|| tracing::info!(
+                        signal = "SIGHUP",
+                        "draining; SIGHUP ignored"
+                    )) => match again {
                         Stop::Now => {
                             // Dropping the server stops its workers at once.
                             drop(server);
@@ -492,14 +544,11 @@ impl Signals {
         })
     }
 
-    /// Waits for a stop signal; SIGHUP is logged and ignored meanwhile.
-    async fn next_stop(&mut self) -> Stop {
+    /// Waits for a stop signal, calling `on_hup` at each SIGHUP meanwhile.
+    async fn next_stop(&mut self, on_hup: &dyn Fn()) -> Stop {
         loop {
             tokio::select! {
-                Some(()) = self.hup.recv() => tracing::warn!(
-                    signal = "SIGHUP",
-                    "configuration reload is not supported yet; SIGHUP ignored, still serving"
-                ),
+                Some(()) = self.hup.recv() => on_hup(),
                 Some(()) = self.term.recv() => return Stop::Graceful,
                 Some(()) = self.int.recv() => {
                     tracing::info!(signal = "SIGINT", "stopping now");
