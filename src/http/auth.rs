@@ -93,8 +93,22 @@ struct Slots {
     file: Vec<Arc<ClientKey>>,
     /// The database keys in force, by name.
     database: HashMap<String, Arc<ClientKey>>,
-    /// Database keys hidden by a file key of the same name (they join if the file drops it).
-    shadowed: Vec<StoredKey>,
+    /// Database keys (policy, digest) hidden by a file key of the same name: they join if
+    /// the file drops it.
+    shadowed: Vec<(KeyPolicy, [u8; 32])>,
+}
+
+impl Slots {
+    /// The slot `name` ever had, or the next one.
+    fn slot_of(&mut self, name: &str) -> usize {
+        if let Some(slot) = self.by_name.get(name) {
+            return *slot;
+        }
+        let slot = self.next;
+        self.next += 1;
+        self.by_name.insert(name.to_owned(), slot);
+        slot
+    }
 }
 
 /// What a sync changed.
@@ -193,18 +207,10 @@ impl KeyStore {
                     "a key in the ledger's database has the name of a key in the configuration \
                      file; the file's is used"
                 );
-                slots.shadowed.push(key.clone());
+                slots.shadowed.push((key.policy.clone(), key.digest));
                 continue;
             }
-            let slot = match slots.by_name.get(name) {
-                Some(slot) => *slot,
-                None => {
-                    let slot = slots.next;
-                    slots.next += 1;
-                    slots.by_name.insert(name.clone(), slot);
-                    slot
-                }
-            };
+            let slot = slots.slot_of(name);
             let previous = slots.database.get(name);
             let entry = match previous {
                 Some(p) if p.policy == key.policy && p.digest == key.digest => p.clone(),
@@ -252,15 +258,7 @@ impl KeyStore {
         let mut file = Vec::with_capacity(keys.len());
         for k in keys {
             let policy = k.policy();
-            let slot = match slots.by_name.get(&k.name) {
-                Some(slot) => *slot,
-                None => {
-                    let slot = slots.next;
-                    slots.next += 1;
-                    slots.by_name.insert(k.name.clone(), slot);
-                    slot
-                }
-            };
+            let slot = slots.slot_of(&k.name);
             let previous = slots
                 .file
                 .iter()
@@ -293,20 +291,15 @@ impl KeyStore {
         // one of its name; one the file hid before joins if the file dropped it.
         let in_file = |name: &str| keys.iter().any(|k| k.name == name);
         let hidden = std::mem::take(&mut slots.shadowed);
-        let candidates: Vec<StoredKey> = slots
+        let candidates: Vec<(KeyPolicy, [u8; 32])> = slots
             .database
             .values()
-            .map(|k| StoredKey {
-                policy: k.policy.clone(),
-                digest: k.digest,
-                created_ms: 0,
-                updated_ms: 0,
-            })
+            .map(|k| (k.policy.clone(), k.digest))
             .chain(hidden)
             .collect();
         let mut database = HashMap::with_capacity(candidates.len());
-        for key in candidates {
-            let name = key.policy.name.clone();
+        for (policy, digest) in candidates {
+            let name = policy.name.clone();
             if in_file(&name) {
                 if slots.database.contains_key(&name) {
                     tracing::warn!(
@@ -315,20 +308,15 @@ impl KeyStore {
                          configuration file; the file's is used"
                     );
                 }
-                slots.shadowed.push(key);
+                slots.shadowed.push((policy, digest));
                 continue;
             }
-            let slot = slots.by_name.get(&name).copied().unwrap_or_else(|| {
-                let slot = slots.next;
-                slots.next += 1;
-                slot
-            });
-            slots.by_name.insert(name.clone(), slot);
+            let slot = slots.slot_of(&name);
             if !slots.database.contains_key(&name) {
                 // It was hidden: its own limits take the slot.
-                limits.set_key(slot, &key.policy, now);
+                limits.set_key(slot, &policy, now);
             }
-            let entry = self.client_key(slot, key.policy, key.digest, Origin::Database);
+            let entry = self.client_key(slot, policy, digest, Origin::Database);
             database.insert(name, Arc::new(entry));
         }
         let gone: Vec<usize> = gone
