@@ -375,7 +375,20 @@ impl Config {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
         let mut config: Config = toml::from_str(src).map_err(|e| {
-            let message = e.to_string().trim_end().to_owned();
+            // The line and column, without toml's excerpt of the line: that line may hold a
+            // secret, and this message reaches logs (and the admin API, on a reload).
+            let message = match e.span() {
+                Some(span) => {
+                    let before = &src[..span.start.min(src.len())];
+                    let line = before.matches('\n').count() + 1;
+                    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                    format!(
+                        "TOML parse error at line {line}, column {column}: {}",
+                        e.message().trim_end()
+                    )
+                }
+                None => e.message().trim_end().to_owned(),
+            };
             // toml points at the line; name the key too (a type error only has a span).
             let key = e.span().and_then(|span| key_at(src, span.start));
             ConfigError::Parse {

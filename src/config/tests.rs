@@ -688,3 +688,13 @@ fn restart_only_sections_are_named() {
     let spelled = parse(&format!("[server]\nmax_body_bytes = 4194304\n{base}")).unwrap();
     assert_eq!(before.restart_only_changes(&spelled), Vec::<&str>::new());
 }
+
+/// A syntax error names the line and column but never echoes the line: it may hold a secret,
+/// and the message reaches logs and, on a reload, the admin API.
+#[test]
+fn a_parse_error_does_not_echo_the_line() {
+    let src = "[providers.a]\nkind = \"openai\"\napi_key = \"sk-unterminated-secret\n";
+    let message = parse(src).unwrap_err().to_string();
+    assert!(message.contains("line 3"), "{message}");
+    assert!(!message.contains("sk-unterminated-secret"), "{message}");
+}
