@@ -155,6 +155,11 @@ pub fn build_state(config: &Config, parts: Parts) -> AppState {
             .token
             .as_deref()
             .map(crate::http::admin::AdminToken::new),
+        console: config
+            .admin
+            .token
+            .as_ref()
+            .map(|_| Arc::new(crate::http::console::Console::default())),
         reload: std::sync::OnceLock::new(),
         access_log: config.telemetry.access_log,
         max_body_bytes: config.server.max_body_bytes,
@@ -253,6 +258,9 @@ async fn serve(
             started_unix,
         },
     ));
+    if let Some(console) = &state.console {
+        console.start_sampling(metrics.clone());
+    }
     let access = web::Data::new(MetricsAccess::new(&config.metrics));
     let reload_meters = meters.clone();
     let (metrics, board, meters) = (

@@ -41,6 +41,20 @@ fn as_str<S: serde::Serializer>(value: &Arc<str>, s: S) -> Result<S::Ok, S::Erro
     s.serialize_str(value)
 }
 
+/// A circuit breaker changing phase, as the console's Providers page lists it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Transition {
+    #[serde(serialize_with = "as_str")]
+    pub provider: Arc<str>,
+    /// The phase it moved to (`closed`, `open`, `half_open`).
+    pub to: &'static str,
+    /// Unix time in seconds.
+    pub at: f64,
+}
+
+/// How many transitions the board keeps (oldest first).
+pub const TRANSITIONS: usize = 200;
+
 /// `now`'s values replaced by `old`'s at the positions both have.
 fn carry<T: Clone>(now: &ArcSwap<Vec<T>>, old: &ArcSwap<Vec<T>>) {
     let mut values = Vec::clone(&now.load());
@@ -60,6 +74,8 @@ pub struct Board {
     pub efficiency: ArcSwap<Vec<Option<f64>>>,
     /// Oldest first, bounded by `anomaly.recent`.
     pub anomalies: ArcSwap<Vec<Anomaly>>,
+    /// The breakers' last phase changes, oldest first, at most [`TRANSITIONS`].
+    pub transitions: ArcSwap<Vec<Transition>>,
     /// Providers and models a reloaded configuration dropped, by id: still in every table
     /// (requests that began before the reload report under their ids), no longer listed.
     retired_providers: Vec<bool>,
@@ -78,6 +94,7 @@ impl Board {
             uptime: ArcSwap::from_pointee(vec![None; model_names.len()]),
             efficiency: ArcSwap::from_pointee(vec![None; model_names.len()]),
             anomalies: ArcSwap::from_pointee(Vec::new()),
+            transitions: ArcSwap::from_pointee(Vec::new()),
             retired_providers: vec![false; provider_names.len()],
             retired_models: vec![false; model_names.len()],
             provider_names,
@@ -104,6 +121,7 @@ impl Board {
         carry(&self.uptime, &previous.uptime);
         carry(&self.efficiency, &previous.efficiency);
         self.anomalies = ArcSwap::new(previous.anomalies.load_full());
+        self.transitions = ArcSwap::new(previous.transitions.load_full());
         self
     }
 
@@ -137,6 +155,16 @@ impl Board {
 
     pub fn state(&self, provider: ProviderId) -> &ProviderState {
         &self.states[provider.index()]
+    }
+
+    /// Appends a breaker's phase change (the breakers actor's, the only writer).
+    pub fn record_transition(&self, transition: Transition) {
+        let mut all = Vec::clone(&self.transitions.load());
+        if all.len() == TRANSITIONS {
+            all.remove(0);
+        }
+        all.push(transition);
+        self.transitions.store(Arc::new(all));
     }
 
     pub fn provider_name(&self, provider: ProviderId) -> &Arc<str> {

@@ -39,25 +39,40 @@ impl AdminToken {
     }
 }
 
-/// Lets the request through when it carries the admin token; 404 when the API is off.
+/// Whether `presented` is the admin token (compared in constant time, as digests).
+pub fn check_token(state: &AppState, presented: &[u8]) -> bool {
+    state.admin_token.as_ref().is_some_and(|token| {
+        find_digest(std::iter::once(&token.0), &digest(presented.trim_ascii())).is_some()
+    })
+}
+
+/// Lets the request through when it carries the admin token, or a console session (with its
+/// CSRF token for anything but a read); 404 when the API is off.
 fn authorize(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
-    let Some(token) = &state.admin_token else {
+    if state.admin_token.is_none() {
         return Err(ApiError::RouteNotFound(format!(
             "{} {}",
             req.method(),
             req.path()
         )));
-    };
-    let presented = req
+    }
+    let bearer = req
         .headers()
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
-        .ok_or(ApiError::Unauthorized(
-            "missing admin token: send it as `Authorization: Bearer <token>`",
-        ))?;
-    find_digest(std::iter::once(&token.0), &digest(presented.trim_ascii()))
-        .map(|_| ())
-        .ok_or(ApiError::Unauthorized("invalid admin token"))
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
+    match bearer {
+        Some(presented) if check_token(state, presented) => Ok(()),
+        Some(_) => Err(ApiError::Unauthorized("invalid admin token")),
+        None => match super::console::session_access(req, state) {
+            super::console::Access::Allowed => Ok(()),
+            super::console::Access::CsrfMissing => {
+                Err(super::console::refusal(super::console::Access::CsrfMissing))
+            }
+            super::console::Access::None => Err(ApiError::Unauthorized(
+                "missing admin token: send it as `Authorization: Bearer <token>`",
+            )),
+        },
+    }
 }
 
 #[derive(Debug, Deserialize)]

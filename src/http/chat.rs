@@ -130,6 +130,7 @@ pub(super) async fn serve(
         request_id: req.headers().get(request_id::HEADER).cloned(),
         trace_id: req.extensions().get::<finish::RequestTrace>().map(|t| t.0),
         key: caller.key,
+        recent: state.console.as_ref().map(|c| c.recent.clone()),
     };
     let entry = state.ledger.as_ref().map(|ledger| finish::Entry {
         ledger: ledger.clone(),

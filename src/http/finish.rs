@@ -42,11 +42,39 @@ pub struct Access {
     pub request_id: Option<HeaderValue>,
     pub trace_id: Option<TraceId>,
     pub key: Option<Arc<ClientKey>>,
+    /// The console's Logs ring, when the console is on.
+    pub recent: Option<Arc<super::console::recent::Recent>>,
 }
 
 impl Access {
     fn request_id(&self) -> Option<&str> {
         self.request_id.as_ref().and_then(|v| v.to_str().ok())
+    }
+
+    /// The request's line on the console's Logs page.
+    fn remember(&self, recent: &super::console::recent::Recent, record: &CompletionRecord) {
+        let (input_tokens, output_tokens) = record
+            .usage
+            .map_or((0, 0), |u| (u.prompt_tokens, u.completion_tokens));
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
+        recent.push(super::console::recent::Line {
+            at: SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
+            api: self.api.label(),
+            status: record.end.label(),
+            model: self.catalog.model(record.model).name.to_string(),
+            provider: record
+                .provider
+                .map(|p| self.catalog.provider(p).name.to_string()),
+            key: self.key.as_ref().map(|k| k.name.to_string()),
+            latency_ms: ms(record.duration),
+            ttft_ms: record.time_to_first_token.map(ms),
+            input_tokens,
+            output_tokens,
+            trace_id: self.trace_id.map(|t| Hex(t).to_string()),
+            request_id: self.request_id().map(str::to_owned),
+        });
     }
 
     /// The access line: one per routed request, at its end, its message a literal per API (a
@@ -149,6 +177,9 @@ impl Settle for Finish {
         } = *self;
         if access.log {
             access.write(record);
+        }
+        if let Some(recent) = &access.recent {
+            access.remember(recent, record);
         }
         if let Some(permit) = permit {
             Box::new(permit).settle(record);

@@ -168,6 +168,7 @@ mod tests {
             ))),
             ledger: None,
             admin_token: None,
+            console: None,
             reload: std::sync::OnceLock::new(),
             access_log: true,
             max_body_bytes: 1024,

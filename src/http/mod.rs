@@ -7,6 +7,7 @@ pub mod access;
 pub mod admin;
 pub mod auth;
 mod chat;
+pub mod console;
 pub mod docs;
 pub mod drain;
 pub mod finish;
@@ -64,6 +65,8 @@ pub struct AppState {
     pub ledger: Option<Arc<crate::ledger::Ledger>>,
     /// The admin API's token (`[admin] token`); `None`: the admin API is off.
     pub admin_token: Option<admin::AdminToken>,
+    /// The built-in console (`/ui`), when an admin token is set.
+    pub console: Option<Arc<console::Console>>,
     /// Re-reads the configuration file (`POST /admin/reload`; SIGHUP calls the same).
     pub reload: std::sync::OnceLock<admin::Reload>,
     /// `[telemetry] access_log`: one line per request.
@@ -89,7 +92,7 @@ impl AppState {
 /// request from the matched resource's name instead of matching its path again. The OpenAI
 /// routes are served without the `/v1` prefix too (clients configured with a `base_url` that
 /// lacks it, as LiteLLM's users do).
-pub const PATTERNS: [&str; 27] = [
+pub const PATTERNS: [&str; 33] = [
     "/v1/chat/completions",
     "/v1/completions",
     "/v1/embeddings",
@@ -117,6 +120,12 @@ pub const PATTERNS: [&str; 27] = [
     "/admin/keys/{name}",
     "/admin/keys/{name}/rotate",
     "/admin/reload",
+    "/ui",
+    "/ui/login",
+    "/ui/logout",
+    "/ui/assets/{file}",
+    "/ui/api/{name}",
+    "/ui/chart/{name}",
 ];
 
 /// A resource answering one method; any other method gets an OpenAI-shaped 405.
@@ -129,7 +138,7 @@ fn only(pattern: &'static str, route: Route) -> Resource {
 
 /// Registers every route on an actix `App`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    let [chat, completions, embeddings, responses, messages, count_tokens, models, model, bare_chat, bare_completions, bare_embeddings, bare_responses, bare_messages, bare_count_tokens, bare_models, bare_model, health, ready, providers, anomalies, metrics_all, structured, admin_usage, admin_keys, admin_key, admin_rotate, admin_reload] =
+    let [chat, completions, embeddings, responses, messages, count_tokens, models, model, bare_chat, bare_completions, bare_embeddings, bare_responses, bare_messages, bare_count_tokens, bare_models, bare_model, health, ready, providers, anomalies, metrics_all, structured, admin_usage, admin_keys, admin_key, admin_rotate, admin_reload, ui, ui_login, ui_logout, ui_asset, ui_api, ui_chart] =
         PATTERNS;
     cfg.service(only(chat, web::post().to(chat::chat)))
         .service(only(completions, web::post().to(chat::completions)))
@@ -173,7 +182,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .default_service(web::to(method_not_allowed)),
         )
         .service(only(admin_rotate, web::post().to(admin::rotate_key)))
-        .service(only(admin_reload, web::post().to(admin::reload)));
+        .service(only(admin_reload, web::post().to(admin::reload)))
+        .service(only(ui, web::get().to(console::page)))
+        .service(only(ui_login, web::post().to(console::login)))
+        .service(only(ui_logout, web::post().to(console::logout)))
+        .service(only(ui_asset, web::get().to(console::asset)))
+        .service(only(ui_api, web::get().to(console::api)))
+        .service(only(ui_chart, web::get().to(console::chart)));
 }
 
 /// The default service: an OpenAI-shaped 404.

@@ -107,7 +107,7 @@ pub struct AnomalyCount {
     pub by_type: BTreeMap<String, u64>,
 }
 
-fn label<'a>(metric: &'a Metric, name: &str) -> Option<&'a str> {
+pub(crate) fn label<'a>(metric: &'a Metric, name: &str) -> Option<&'a str> {
     metric
         .get_label()
         .iter()
@@ -116,7 +116,7 @@ fn label<'a>(metric: &'a Metric, name: &str) -> Option<&'a str> {
 }
 
 /// Series of the family `name`, if gathered.
-fn series<'a>(families: &'a [MetricFamily], name: &str) -> &'a [Metric] {
+pub(crate) fn series<'a>(families: &'a [MetricFamily], name: &str) -> &'a [Metric] {
     families
         .iter()
         .find(|f| f.name() == name)
@@ -126,7 +126,11 @@ fn series<'a>(families: &'a [MetricFamily], name: &str) -> &'a [Metric] {
 /// Sum of a counter's series whose labels pass `keep`. An empty `f64` sum is `-0.0` (the
 /// identity that keeps `-0.0 + -0.0` negative), which JSON would show as `-0.0`; adding `0.0`
 /// turns it into `0.0` and changes nothing else.
-fn counter_sum(families: &[MetricFamily], name: &str, keep: impl Fn(&Metric) -> bool) -> f64 {
+pub(crate) fn counter_sum(
+    families: &[MetricFamily],
+    name: &str,
+    keep: impl Fn(&Metric) -> bool,
+) -> f64 {
     series(families, name)
         .iter()
         .filter(|m| keep(m))

@@ -17,7 +17,7 @@ use super::notices::{BreakerMoved, BreakerOpened};
 use super::outbox::Reports;
 use super::{now, Attempt, Reconfigure};
 use crate::board::Phase;
-use crate::board::{Board, ProviderId};
+use crate::board::{Board, ProviderId, Transition};
 use crate::config::BreakerConfig;
 
 pub struct CircuitBreakers {
@@ -42,6 +42,7 @@ impl CircuitBreakers {
             None => {}
             Some(Effect::Opened { reason, until }) => {
                 state.publish_phase(Phase::Open, 0);
+                self.board.record_transition(transition(name, Phase::Open));
                 BreakerOpened {
                     provider: name,
                     reason,
@@ -55,6 +56,7 @@ impl CircuitBreakers {
                 let before = state.phase();
                 state.publish_phase(phase, probes);
                 if before != phase {
+                    self.board.record_transition(transition(name, phase));
                     BreakerMoved {
                         provider: name,
                         phase,
@@ -73,6 +75,17 @@ impl CircuitBreakers {
     fn tick(&mut self, provider: ProviderId, ctx: &mut Context<Self>) {
         let effect = self.breakers[provider.index()].tick(now());
         self.apply(provider, effect, ctx);
+    }
+}
+
+fn transition(provider: &Arc<str>, to: Phase) -> Transition {
+    let at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    Transition {
+        provider: provider.clone(),
+        to: to.label(),
+        at,
     }
 }
 
