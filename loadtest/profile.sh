@@ -18,6 +18,8 @@
 #   BENCH_BIN=/tmp/gatewayz-old ./loadtest/profile.sh  # another build, same method
 #   BENCH_PROFILE_LEDGER=1 ./loadtest/profile.sh   # the usage ledger on (SQLite; its writer thread counted)
 #   BENCH_PROFILE_ACCESS_LOG=0 ./loadtest/profile.sh  # without the per-request access line
+#   BENCH_PROFILE_CONSOLE=1 ./loadtest/profile.sh  # an admin token set: the console on (its
+#                                                     # Logs ring fed, its sampler running)
 #   BENCH_PROFILE_LIMITS=key|local|redis ./loadtest/profile.sh  # a client key: without limits,
 #                                                     # with every limit and a team in process, or
 #                                                     # in a local redis-server (its state thread counted)
@@ -33,6 +35,7 @@ MESSAGES=${BENCH_PROFILE_MESSAGES:-0}
 LIMITS=${BENCH_PROFILE_LIMITS:-}
 LEDGER=${BENCH_PROFILE_LEDGER:-0}
 ACCESS_LOG=${BENCH_PROFILE_ACCESS_LOG:-1}
+CONSOLE=${BENCH_PROFILE_CONSOLE:-0}
 OUT=$ROOT/loadtest-out/profile-$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$OUT"
 
@@ -103,6 +106,10 @@ url = \"sqlite://$OUT/ledger.db\""
 
 [telemetry]
 access_log = false"
+[ "$CONSOLE" != 1 ] || KEY_TOML="$KEY_TOML
+
+[admin]
+token = \"profile-admin-token\""
 start "$OUT/mock.log" "$BIN" mock-upstream --listen "127.0.0.1:$P_UP" --latency 0ms
 MOCK_PID=$LAST_PID
 cat >"$OUT/gatewayz.toml" <<TOML
@@ -151,7 +158,7 @@ DUMP=$(ls -t "$OUT"/callgrind.out.* 2>/dev/null | head -1)
 [ -n "$DUMP" ] || die "no callgrind dump"
 TOTAL=$(callgrind_annotate "$DUMP" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}')
 {
-  echo "requests: $N (after $WARM warm-up), stream=$STREAM export=$EXPORT anthropic=$ANTHROPIC messages=$MESSAGES limits=${LIMITS:-none} ledger=$LEDGER, gatewayz $(if [ -n "${BENCH_BIN:-}" ]; then echo "binary $BENCH_BIN"; else echo "$(git rev-parse --short HEAD)$(git diff --quiet || echo '+dirty')"; fi)"
+  echo "requests: $N (after $WARM warm-up), stream=$STREAM export=$EXPORT anthropic=$ANTHROPIC messages=$MESSAGES limits=${LIMITS:-none} ledger=$LEDGER console=$CONSOLE, gatewayz $(if [ -n "${BENCH_BIN:-}" ]; then echo "binary $BENCH_BIN"; else echo "$(git rev-parse --short HEAD)$(git diff --quiet || echo '+dirty')"; fi)"
   echo "instructions per request: $((TOTAL / N))"
   echo
   echo "## top inclusive"

@@ -122,12 +122,51 @@ fn the_console_needs_the_token_a_session_and_its_csrf_token() {
     assert_eq!(providers["providers"][0]["provider"], "up");
     assert_eq!(providers["providers"][0]["breaker_state"], "closed");
     assert!(providers["transitions"].is_array() && providers["anomalies"].is_array());
+    assert_eq!(providers["providers"][0]["in_flight"], 0);
+    // A stream open at the provider is in flight until it ends.
+    let control = |behaviour: serde_json::Value| {
+        let reply = http()
+            .post(upstream.url("/mock/control"))
+            .json(&behaviour)
+            .send()
+            .unwrap();
+        assert!(reply.status().is_success());
+    };
+    control(serde_json::json!({"chunk_delay": "100ms"}));
+    let addr = gw.addr;
+    let (opened, opened_rx) = std::sync::mpsc::channel();
+    let (finish, finish_rx) = std::sync::mpsc::channel::<()>();
+    let stream = std::thread::spawn(move || {
+        use std::io::Read;
+        let mut reply = common::chat_request(&http(), addr, common::chat_body("m", "slow", true))
+            .send()
+            .unwrap();
+        let mut first = [0u8; 16];
+        let _ = reply.read(&mut first).unwrap();
+        opened.send(()).unwrap();
+        finish_rx.recv().unwrap();
+        let mut rest = String::new();
+        reply.read_to_string(&mut rest).unwrap();
+        rest
+    });
+    opened_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    let in_flight = || {
+        let p: serde_json::Value = get("/ui/api/providers").json().unwrap();
+        p["providers"][0]["in_flight"].as_u64().unwrap()
+    };
+    assert_eq!(in_flight(), 1, "the open stream");
+    finish.send(()).unwrap();
+    assert!(stream.join().unwrap().contains("[DONE]"));
+    common::wait_until(Duration::from_secs(5), "the stream to leave", || {
+        in_flight() == 0
+    });
+    control(serde_json::json!({}));
     let models: serde_json::Value = get("/ui/api/models").json().unwrap();
     assert_eq!(models["models"][0]["model"], "m");
-    assert_eq!(models["models"][0]["requests"], 5);
+    assert_eq!(models["models"][0]["requests"], 6);
     let logs: serde_json::Value = get("/ui/api/logs?status=success").json().unwrap();
     let lines = logs["lines"].as_array().unwrap();
-    assert_eq!(lines.len(), 5);
+    assert_eq!(lines.len(), 6);
     assert_eq!(lines[0]["model"], "m");
     assert_eq!(lines[0]["trace_id"].as_str().unwrap().len(), 32);
     assert_eq!(
@@ -146,14 +185,25 @@ fn the_console_needs_the_token_a_session_and_its_csrf_token() {
     })
     .expect("an interval with requests");
     assert_eq!(overview["interval_seconds"], 2);
+    for chart in [
+        "errors",
+        "latency",
+        "latency_p99",
+        "ttft",
+        "ttft_p99",
+        "overhead",
+    ] {
+        let reply = get(&format!("/ui/chart/{chart}.svg"));
+        assert_eq!(reply.status(), 200, "{chart}");
+    }
     let svg = get("/ui/chart/requests.svg");
     assert_eq!(svg.headers()["content-type"], "image/svg+xml");
     assert!(svg.text().unwrap().contains("Requests per second"));
     let spend = common::poll(Duration::from_secs(15), || {
         let s: serde_json::Value = get("/ui/api/spend?by=model").json().unwrap();
-        (s["total"]["requests"] == 5).then_some(s)
+        (s["total"]["requests"] == 6).then_some(s)
     })
-    .expect("the ledger's five records");
+    .expect("the ledger's six records");
     let csv = get("/ui/api/spend?by=model&format=csv");
     assert!(csv.headers()["content-disposition"]
         .to_str()
@@ -161,7 +211,7 @@ fn the_console_needs_the_token_a_session_and_its_csrf_token() {
         .contains("attachment"));
     let csv = csv.text().unwrap();
     assert!(csv.starts_with("model,requests,"), "{csv}");
-    assert!(csv.contains("\nm,5,"), "{csv}");
+    assert!(csv.contains("\nm,6,"), "{csv}");
     assert!(spend["total"]["cost_usd"].as_f64().unwrap() > 0.0);
 
     // Writes: the session's cookie alone is not enough, its CSRF token is.

@@ -18,7 +18,7 @@ use arc_swap::ArcSwap;
 use serde::Serialize;
 
 pub use ids::{ModelId, ProviderId};
-pub use provider::{Admission, Phase, ProviderState};
+pub use provider::{Admission, InFlight, Phase, ProviderState};
 pub use view::{ProviderView, Signal};
 
 /// One detected anomaly, as `/health/anomalies` lists it.

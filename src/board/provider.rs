@@ -65,6 +65,8 @@ pub struct ProviderState {
     health: AtomicU32,
     /// End of a rate-limit pause, in ms since [`EPOCH`] plus one (0: none).
     limited_until: AtomicU64,
+    /// Attempts waiting on the provider or relaying its stream now ([`InFlight`]).
+    in_flight: AtomicU32,
 }
 
 impl Default for ProviderState {
@@ -74,7 +76,26 @@ impl Default for ProviderState {
             probes_left: AtomicU32::new(0),
             health: AtomicU32::new(1.0f32.to_bits()),
             limited_until: AtomicU64::new(0),
+            in_flight: AtomicU32::new(0),
         }
+    }
+}
+
+/// One attempt in flight at a provider, from its call to its answer (a stream: to its end);
+/// counted while it lives.
+#[derive(Debug)]
+pub struct InFlight(std::sync::Arc<ProviderState>);
+
+impl InFlight {
+    pub fn enter(state: &std::sync::Arc<ProviderState>) -> Self {
+        state.in_flight.fetch_add(1, Ordering::Relaxed);
+        Self(state.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -85,6 +106,11 @@ impl ProviderState {
 
     pub fn health(&self) -> f32 {
         f32::from_bits(self.health.load(Ordering::Relaxed))
+    }
+
+    /// Attempts in flight at the provider now.
+    pub fn in_flight(&self) -> u32 {
+        self.in_flight.load(Ordering::Relaxed)
     }
 
     /// Claims a place for one request, or `None` when the breaker refuses it.
@@ -175,6 +201,18 @@ mod tests {
         assert_eq!(state.rate_limited_for(t0 + Duration::from_secs(5)), None);
         // Admission is the breaker's: a rate limit does not move it.
         assert_eq!(state.try_admit(), Some(Admission::Normal));
+    }
+
+    #[test]
+    fn attempts_in_flight_are_counted_while_they_live() {
+        let state = std::sync::Arc::new(ProviderState::default());
+        let a = InFlight::enter(&state);
+        let b = InFlight::enter(&state);
+        assert_eq!(state.in_flight(), 2);
+        drop(a);
+        assert_eq!(state.in_flight(), 1);
+        drop(b);
+        assert_eq!(state.in_flight(), 0);
     }
 
     #[test]

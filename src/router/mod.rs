@@ -23,7 +23,7 @@ use hyper::header::HeaderValue;
 pub use relay::Relay;
 pub use span::{AttemptSpan, StreamSpan};
 
-use crate::board::{Board, ModelId, ProviderId};
+use crate::board::{Board, InFlight, ModelId, ProviderId};
 use crate::catalog::{Catalog, Model};
 use crate::config::Api;
 use crate::errors::{ApiError, RateLimit};
@@ -293,6 +293,7 @@ impl Router {
             head.stream,
         );
         let trace = span.upstream_trace();
+        let in_flight = InFlight::enter(&self.board.states[provider.index()]);
         let sent = Instant::now();
         let want = if head.stream {
             Want::Stream {
@@ -326,6 +327,7 @@ impl Router {
                     model,
                     model_name: route.name.clone(),
                     ending: ending.hand_off(),
+                    in_flight,
                 },
             )))),
             Ok(Reply::Json {

@@ -43,6 +43,8 @@ pub struct Context {
     pub model_name: Arc<str>,
     /// The request's end, recorded when the relay is dropped.
     pub ending: Ending,
+    /// Counts the attempt in flight at its provider until the relay is dropped.
+    pub in_flight: crate::board::InFlight,
 }
 
 /// How far the relay got.

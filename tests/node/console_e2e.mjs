@@ -61,7 +61,11 @@ page.on("pageerror", (e) => consoleErrors.push(String(e)));
 page.on("console", (m) => {
   if (m.type() === "error" && !m.text().includes("status of 401")) consoleErrors.push(m.text());
 });
-page.on("dialog", (d) => d.accept());
+// Revoking asks to confirm; editing limits asks for the rate, then the budget.
+page.on("dialog", (d) => {
+  if (d.type() !== "prompt") return d.accept();
+  return d.accept(d.message().includes("Requests per minute") ? "42" : "5");
+});
 const shot = (name) => page.screenshot({ path: path.join(shots, name + ".png"), fullPage: true });
 
 // Sign in: a wrong token is refused on the form, the right one opens the console.
@@ -143,10 +147,28 @@ try {
   refused = e;
 }
 check(refused instanceof OpenAI.AuthenticationError && refused.status === 401, "the SDK gets 401 once revoked: " + refused);
+// Rotate the keeper: a new secret, shown once; the old one stops.
+const keeperFirst = await (async () => {
+  const list = await page.evaluate(async () => (await fetch("/admin/keys")).json());
+  return list.data.find((k) => k.name === "console-keeper");
+})();
+check(keeperFirst && !("key" in keeperFirst), "the list carries no secret");
+await page.click('button[data-key="console-keeper"]');
+await page.waitForSelector('#key-secret:has-text("console-keeper")');
+const rotated = (await page.textContent("#key-secret code")).trim();
+check(/^gwz-[0-9a-f]{48}$/.test(rotated) && rotated !== secret, "a rotated secret");
+check((await chat(rotated)) === 200, "the rotated key works");
+// Edit the keeper's limits: 42 requests a minute, a $5 budget.
+await page.click('button[data-edit="console-keeper"]');
+await page.waitForFunction(() => {
+  const row = [...document.querySelectorAll("#keys-table tbody tr")].find((r) => r.children[0].textContent === "console-keeper");
+  return row && row.children[3].textContent === "42" && row.children[4].textContent === "5";
+});
 // The key list after a reload shows no secret.
 await page.reload();
 await page.waitForSelector("#page-keys:not([hidden])");
 check(!(await page.content()).includes(secret), "no secret in the page after the answer that made it");
+check(!(await page.content()).includes(rotated), "no rotated secret either");
 
 // Spend: the CSV's sums are the ledger's.
 await page.click("#nav-spend");

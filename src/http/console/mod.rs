@@ -10,7 +10,7 @@
 //! - `GET /ui/api/overview`: requests/s, error rate, p50/p99 latency, time to first token and
 //!   overhead per interval over the last minutes, from the in-process [`window`];
 //! - `GET /ui/api/providers`: each provider's breaker state, health score, error rate,
-//!   latency, the breakers' transitions and the recent anomalies;
+//!   latency and attempts in flight, the breakers' transitions and the recent anomalies;
 //! - `GET /ui/api/models`: each model's traffic, tokens, cost and 24 h uptime;
 //! - `GET /ui/api/spend?since=7d&until=…&by=key|team|model|provider|api[&format=csv]`: the
 //!   ledger's report (as `GET /admin/usage`), or its CSV as a download;
@@ -358,6 +358,7 @@ fn providers(state: &AppState) -> serde_json::Value {
                 "provider": &**board.provider_name(p),
                 "breaker_state": s.phase().label(),
                 "health_score": s.health(),
+                "in_flight": s.in_flight(),
                 "requests": view.requests,
                 "error_rate": view.error_rate,
                 "latency_seconds": {
@@ -464,6 +465,11 @@ pub async fn chart(
         "ttft" => svg::chart(
             "Time to first token p50",
             &pick(&|i| i.ttft_seconds.p50),
+            &ms,
+        ),
+        "ttft_p99" => svg::chart(
+            "Time to first token p99",
+            &pick(&|i| i.ttft_seconds.p99),
             &ms,
         ),
         "overhead" => svg::chart(

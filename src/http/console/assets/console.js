@@ -72,7 +72,7 @@ const get = (path) => call("GET", path);
 const render = {
   async overview() {
     const stamp = Date.now();
-    for (const name of ["requests", "errors", "latency", "latency_p99", "ttft", "overhead"]) {
+    for (const name of ["requests", "errors", "latency", "latency_p99", "ttft", "ttft_p99", "overhead"]) {
       document.getElementById("chart-" + name).src = "/ui/chart/" + name + ".svg?t=" + stamp;
     }
   },
@@ -85,9 +85,9 @@ const render = {
         const state = el("td", p.breaker_state.replace("_", "-"), p.breaker_state);
         state.dataset.provider = p.provider;
         return row(
-          [p.provider, state, p.health_score.toFixed(2), p.requests, fmt.pct(p.error_rate),
+          [p.provider, state, p.health_score.toFixed(2), p.in_flight, p.requests, fmt.pct(p.error_rate),
            fmt.ms(p.latency_seconds.p50), fmt.ms(p.latency_seconds.p99)],
-          [3],
+          [3, 4],
         );
       }),
     );
@@ -151,6 +151,7 @@ const render = {
           rotate.addEventListener("click", () => keyAction("POST", `/admin/keys/${encodeURIComponent(k.name)}/rotate`, k.name));
           const edit = el("button", "Edit limits", "secondary");
           edit.type = "button";
+          edit.dataset.edit = k.name;
           edit.addEventListener("click", () => editKey(k));
           const revoke = el("button", "Revoke", "secondary");
           revoke.type = "button";
