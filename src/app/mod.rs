@@ -18,9 +18,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
-use tokio::signal::unix::{signal, Signal, SignalKind};
-
 use arc_swap::ArcSwap;
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use crate::actors::reporter::MetricsReporter;
 use crate::actors::Actors;
