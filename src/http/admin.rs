@@ -78,9 +78,9 @@ fn authorize(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UsageQuery {
-    since: Option<String>,
-    until: Option<String>,
-    by: Option<String>,
+    pub(super) since: Option<String>,
+    pub(super) until: Option<String>,
+    pub(super) by: Option<String>,
 }
 
 /// `GET /admin/usage`
@@ -91,11 +91,26 @@ pub async fn usage(
 ) -> Result<HttpResponse, ApiError> {
     authorize(&req, &state)?;
     let web::Query(query) = query.map_err(|e| ApiError::BadRequest(format!("{e}")))?;
+    let report = usage_report(&state, &query, "30d").await?;
+    let body = serde_json::to_vec(&report).map_err(|_| ApiError::Internal)?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "application/json"))
+        .body(body))
+}
+
+/// The ledger's report over `query`'s period and grouping (`since` defaults to
+/// `default_since` before now, `until` to now, `by` to key): `GET /admin/usage`'s, and the
+/// console's Spend page's.
+pub(super) async fn usage_report(
+    state: &AppState,
+    query: &UsageQuery,
+    default_since: &str,
+) -> Result<Report, ApiError> {
     let ledger = state.ledger.as_ref().ok_or_else(|| {
         ApiError::BadRequest("the usage ledger is off: add [ledger] to the configuration".into())
     })?;
     let now = SystemTime::now();
-    let since = report::parse_time(query.since.as_deref().unwrap_or("30d"), now)
+    let since = report::parse_time(query.since.as_deref().unwrap_or(default_since), now)
         .map_err(|e| ApiError::BadRequest(format!("since: {e}")))?;
     let until = match &query.until {
         Some(t) => {
@@ -110,11 +125,7 @@ pub async fn usage(
         tracing::warn!(error = %e, "usage report failed");
         ApiError::LedgerUnavailable
     })?;
-    let body =
-        serde_json::to_vec(&Report::new(by, hours, &rows)).map_err(|_| ApiError::Internal)?;
-    Ok(HttpResponse::Ok()
-        .insert_header((header::CONTENT_TYPE, "application/json"))
-        .body(body))
+    Ok(Report::new(by, hours, &rows))
 }
 
 // --- Reload ---------------------------------------------------------------------------

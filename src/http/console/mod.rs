@@ -37,7 +37,6 @@ use serde_json::json;
 use super::admin::check_token;
 use super::AppState;
 use crate::errors::ApiError;
-use crate::ledger::report::{self, By, Report};
 use crate::telemetry::metrics::Metrics;
 use recent::{Filter, Recent};
 use session::Sessions;
@@ -396,30 +395,16 @@ struct SpendQuery {
     format: Option<String>,
 }
 
-/// The ledger's report over a period, as JSON or a CSV download.
+/// The ledger's report over a period (7 days by default), as JSON or a CSV download.
 async fn spend(req: &HttpRequest, state: &AppState) -> Result<HttpResponse, ApiError> {
     let web::Query(query) = web::Query::<SpendQuery>::from_query(req.query_string())
         .map_err(|e| ApiError::BadRequest(format!("{e}")))?;
-    let ledger = state.ledger.as_ref().ok_or_else(|| {
-        ApiError::BadRequest("the usage ledger is off: add [ledger] to the configuration".into())
-    })?;
-    let now = SystemTime::now();
-    let since = report::parse_time(query.since.as_deref().unwrap_or("7d"), now)
-        .map_err(|e| ApiError::BadRequest(format!("since: {e}")))?;
-    let until = match &query.until {
-        Some(t) => {
-            report::parse_time(t, now).map_err(|e| ApiError::BadRequest(format!("until: {e}")))?
-        }
-        None => now,
+    let period = super::admin::UsageQuery {
+        since: query.since,
+        until: query.until,
+        by: query.by,
     };
-    let by = By::parse(query.by.as_deref().unwrap_or("key"))
-        .map_err(|e| ApiError::BadRequest(format!("by: {e}")))?;
-    let hours = report::hours(since, until);
-    let rows = ledger.report(by, hours).await.map_err(|e| {
-        tracing::warn!(error = %e, "console spend report failed");
-        ApiError::LedgerUnavailable
-    })?;
-    let report = Report::new(by, hours, &rows);
+    let report = super::admin::usage_report(state, &period, "7d").await?;
     match query.format.as_deref() {
         None | Some("json") => Ok(json_reply(&report)),
         Some("csv") => Ok(HttpResponse::Ok()
@@ -428,7 +413,7 @@ async fn spend(req: &HttpRequest, state: &AppState) -> Result<HttpResponse, ApiE
                 header::CONTENT_DISPOSITION,
                 format!(
                     "attachment; filename=\"gatewayz-spend-by-{}.csv\"",
-                    by.name()
+                    report.by.name()
                 ),
             ))
             .body(report.csv())),
