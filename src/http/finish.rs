@@ -63,17 +63,17 @@ impl Access {
                 .map_or(0.0, |d| d.as_secs_f64()),
             api: self.api.label(),
             status: record.end.label(),
-            model: self.catalog.model(record.model).name.to_string(),
+            model: self.catalog.model(record.model).name.clone(),
             provider: record
                 .provider
-                .map(|p| self.catalog.provider(p).name.to_string()),
-            key: self.key.as_ref().map(|k| k.name.to_string()),
+                .map(|p| self.catalog.provider(p).name.clone()),
+            key: self.key.as_ref().map(|k| k.name.clone()),
             latency_ms: ms(record.duration),
             ttft_ms: record.time_to_first_token.map(ms),
             input_tokens,
             output_tokens,
-            trace_id: self.trace_id.map(|t| Hex(t).to_string()),
-            request_id: self.request_id().map(str::to_owned),
+            trace_id: self.trace_id,
+            request_id: self.request_id.clone(),
         });
     }
 

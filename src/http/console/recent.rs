@@ -5,29 +5,67 @@
 //! otherwise the request path never builds one.
 
 use std::collections::VecDeque;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
-use serde::Serialize;
+use actix_web::http::header::HeaderValue;
+use opentelemetry::TraceId;
+use serde::{Serialize, Serializer};
 
 /// How many lines the ring keeps.
 pub const CAPACITY: usize = 500;
 
-/// One request, as its access line has it. No prompt, no secret: the key's name only.
+/// One request, as its access line has it. No prompt, no secret: the key's name only. Names
+/// are the catalogue's and the key's shared strings, ids are kept as they came: a line costs
+/// the request no string, and is formatted when the Logs page reads it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Line {
     /// Unix time of the request's end, in seconds.
     pub at: f64,
     pub api: &'static str,
     pub status: &'static str,
-    pub model: String,
-    pub provider: Option<String>,
-    pub key: Option<String>,
+    #[serde(serialize_with = "shared")]
+    pub model: Arc<str>,
+    #[serde(serialize_with = "shared_opt")]
+    pub provider: Option<Arc<str>>,
+    #[serde(serialize_with = "shared_opt")]
+    pub key: Option<Arc<str>>,
     pub latency_ms: f64,
     pub ttft_ms: Option<f64>,
     pub input_tokens: u64,
     pub output_tokens: u64,
-    pub trace_id: Option<String>,
-    pub request_id: Option<String>,
+    /// Lowercase hex, as `x-trace-id`.
+    #[serde(serialize_with = "trace_hex")]
+    pub trace_id: Option<TraceId>,
+    #[serde(serialize_with = "header_text")]
+    pub request_id: Option<HeaderValue>,
+}
+
+fn shared<S: Serializer>(value: &Arc<str>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(value)
+}
+
+fn shared_opt<S: Serializer>(value: &Option<Arc<str>>, s: S) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(v) => s.serialize_some(&**v),
+        None => s.serialize_none(),
+    }
+}
+
+fn trace_hex<S: Serializer>(value: &Option<TraceId>, s: S) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(id) => {
+            let hex = crate::telemetry::traces::propagation::trace_id_hex(*id);
+            s.serialize_some(std::str::from_utf8(&hex).unwrap_or("-"))
+        }
+        None => s.serialize_none(),
+    }
+}
+
+fn header_text<S: Serializer>(value: &Option<HeaderValue>, s: S) -> Result<S::Ok, S::Error> {
+    match value.as_ref().and_then(|v| v.to_str().ok()) {
+        Some(text) => s.serialize_some(text),
+        None => s.serialize_none(),
+    }
 }
 
 /// What the Logs page filters on (each `None`: any).
@@ -46,7 +84,7 @@ impl Filter {
             want.as_deref()
                 .is_none_or(|w| w.is_empty() || Some(w) == have)
         };
-        is(&self.model, Some(&line.model))
+        is(&self.model, Some(&*line.model))
             && is(&self.provider, line.provider.as_deref())
             && is(&self.status, Some(line.status))
     }
@@ -126,7 +164,21 @@ mod tests {
         assert!(!failed_a.is_empty());
         assert!(failed_a
             .iter()
-            .all(|l| l.model == "a" && l.status == "upstream_error"));
+            .all(|l| &*l.model == "a" && l.status == "upstream_error"));
         assert_eq!(recent.newest(&Filter::default()).len(), 100);
+    }
+
+    /// The Logs page's JSON: names as strings, the trace id in hex, the request id as sent.
+    #[test]
+    fn a_line_serializes_its_ids_as_text() {
+        let mut l = line(1, "m", "success");
+        l.trace_id = Some(TraceId::from_bytes([0xab; 16]));
+        l.request_id = Some(HeaderValue::from_static("req_1"));
+        let json = serde_json::to_value(&l).unwrap();
+        assert_eq!(json["model"], "m");
+        assert_eq!(json["provider"], "p");
+        assert_eq!(json["key"], serde_json::Value::Null);
+        assert_eq!(json["trace_id"], "ab".repeat(16));
+        assert_eq!(json["request_id"], "req_1");
     }
 }
