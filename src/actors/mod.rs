@@ -28,7 +28,7 @@ use crate::catalog::{Catalog, Price};
 use crate::config::{Api, Config};
 use crate::outcome::AttemptResult;
 use crate::providers::Usage;
-use crate::telemetry::metrics::{Labels, Meters};
+use crate::telemetry::metrics::Meters;
 
 /// One provider attempt (breakers, health, anomalies).
 #[derive(Debug, Clone, Copy, PartialEq, Message)]
@@ -68,8 +68,8 @@ pub struct Spend {
     pub usd: f64,
 }
 
-/// A reloaded configuration: its board, whose ids extend the one before it, and what is
-/// priced and labelled by id. Each actor grows its per-id state to the new board (a new
+/// A reloaded configuration: its board, whose ids extend the one before it (and name what the
+/// meters label), and the prices by model id. Each actor grows its per-id state to the new board (a new
 /// provider or model starts fresh, a kept one keeps its state) and publishes there from now
 /// on; reports from requests that began before the reload carry ids the new board has too.
 #[derive(Clone, Message)]
@@ -77,7 +77,6 @@ pub struct Spend {
 pub struct Reconfigure {
     pub board: Arc<Board>,
     pub prices: Vec<Price>,
-    pub labels: Arc<Labels>,
 }
 
 /// The running actors.

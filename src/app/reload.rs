@@ -79,11 +79,10 @@ impl Reloader {
         let state = &self.state;
         let old = state.live();
         let path = old.config.source.clone().ok_or(ApiError::NoConfigFile)?;
-        let refused = |message: String| ApiError::ConfigRefused(message);
-        let config = Config::load(&path).map_err(|e| refused(e.to_string()))?;
+        let config = Config::load(&path).map_err(|e| ApiError::ConfigRefused(e.to_string()))?;
         let restart = old.config.restart_only_changes(&config);
         if !restart.is_empty() {
-            return Err(refused(format!(
+            return Err(ApiError::ConfigRefused(format!(
                 "{} changed, which take{} effect on restart only; nothing was applied",
                 restart.join(", "),
                 if restart.len() == 1 { "s" } else { "" }
@@ -91,15 +90,14 @@ impl Reloader {
         }
         config
             .check_exposure(self.listen)
-            .map_err(|e| refused(format!("{}: {}", e.key, e.message)))?;
+            .map_err(|e| ApiError::ConfigRefused(format!("{}: {}", e.key, e.message)))?;
 
         // 1. What can fail.
         let catalog = Arc::new(old.catalog.next(&config));
         let board = Arc::new(catalog.board().carrying(&state.board.load()));
-        let labels = Arc::new(Labels::new(&board));
         let reporter = Arc::new(MetricsReporter {
             meters: self.meters.clone(),
-            labels: labels.clone(),
+            labels: Arc::new(Labels::new(&board)),
             outbox: self.outbox.clone(),
         });
         let router = Router::new(
@@ -108,14 +106,13 @@ impl Reloader {
             config.routing.max_attempts,
             reporter,
         )
-        .map_err(|e| refused(e.to_string()))?;
+        .map_err(|e| ApiError::ConfigRefused(e.to_string()))?;
 
         // 2. The actors, the limits and the keys.
         self.actors
             .reconfigure(Reconfigure {
                 board: board.clone(),
                 prices: catalog.prices(),
-                labels,
             })
             .await;
         state.limits.local().reconfigure(&catalog);

@@ -23,6 +23,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
 use super::auth::{digest, find_digest, Origin};
+use super::console::Access;
 use super::AppState;
 use crate::config::KeyPolicy;
 use crate::errors::ApiError;
@@ -64,13 +65,11 @@ fn authorize(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
         Some(presented) if check_token(state, presented) => Ok(()),
         Some(_) => Err(ApiError::Unauthorized("invalid admin token")),
         None => match super::console::session_access(req, state) {
-            super::console::Access::Allowed => Ok(()),
-            super::console::Access::CsrfMissing => {
-                Err(super::console::refusal(super::console::Access::CsrfMissing))
-            }
-            super::console::Access::None => Err(ApiError::Unauthorized(
+            Access::Allowed => Ok(()),
+            Access::None => Err(ApiError::Unauthorized(
                 "missing admin token: send it as `Authorization: Bearer <token>`",
             )),
+            csrf_missing => Err(super::console::refusal(csrf_missing)),
         },
     }
 }

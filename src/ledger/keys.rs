@@ -66,7 +66,8 @@ pub fn new_secret() -> String {
     secret
 }
 
-fn hex(digest: &[u8; 32]) -> String {
+/// Lowercase hex of 32 bytes (a digest as the table keeps it, a console session's token).
+pub(crate) fn hex(digest: &[u8; 32]) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 

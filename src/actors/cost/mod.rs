@@ -128,7 +128,7 @@ impl Handler<Reconfigure> for CostAggregator {
         let fresh = Efficiency::new(now(), self.window);
         self.efficiency.resize(change.prices.len(), fresh);
         self.prices = change.prices;
-        self.labels = change.labels;
+        self.labels = Arc::new(Labels::new(&change.board));
         self.board = change.board;
         self.publish();
     }

@@ -36,8 +36,7 @@ pub struct Sessions {
 }
 
 fn random_hex() -> String {
-    let bytes: [u8; 32] = rand::random();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    crate::ledger::keys::hex(&rand::random())
 }
 
 impl Sessions {
