@@ -8,7 +8,6 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 const ADMIN: &str = "console-admin-token-1";
@@ -25,13 +24,20 @@ fn gateway(upstream: &common::Process, ledger: &std::path::Path) -> common::Proc
     ))
 }
 
+/// A pooled client per test thread that does not follow redirects (sign-in and sign-out
+/// answer 303).
 fn http() -> reqwest::blocking::Client {
-    gatewayz::install_crypto_provider();
-    reqwest::blocking::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap()
+    thread_local! {
+        static CLIENT: reqwest::blocking::Client = {
+            gatewayz::install_crypto_provider();
+            reqwest::blocking::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap()
+        };
+    }
+    CLIENT.with(|c| c.clone())
 }
 
 fn login(gw: &common::Process, token: &str) -> reqwest::blocking::Response {
@@ -133,30 +139,13 @@ fn the_console_needs_the_token_a_session_and_its_csrf_token() {
         assert!(reply.status().is_success());
     };
     control(serde_json::json!({"chunk_delay": "100ms"}));
-    let addr = gw.addr;
-    let (opened, opened_rx) = std::sync::mpsc::channel();
-    let (finish, finish_rx) = std::sync::mpsc::channel::<()>();
-    let stream = std::thread::spawn(move || {
-        use std::io::Read;
-        let mut reply = common::chat_request(&http(), addr, common::chat_body("m", "slow", true))
-            .send()
-            .unwrap();
-        let mut first = [0u8; 16];
-        let _ = reply.read(&mut first).unwrap();
-        opened.send(()).unwrap();
-        finish_rx.recv().unwrap();
-        let mut rest = String::new();
-        reply.read_to_string(&mut rest).unwrap();
-        rest
-    });
-    opened_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    let held = common::HeldStream::open(gw.addr, common::chat_body("m", "slow", true), None);
     let in_flight = || {
         let p: serde_json::Value = get("/ui/api/providers").json().unwrap();
         p["providers"][0]["in_flight"].as_u64().unwrap()
     };
     assert_eq!(in_flight(), 1, "the open stream");
-    finish.send(()).unwrap();
-    assert!(stream.join().unwrap().contains("[DONE]"));
+    assert!(held.finish().1.contains("[DONE]"));
     common::wait_until(Duration::from_secs(5), "the stream to leave", || {
         in_flight() == 0
     });
@@ -270,21 +259,18 @@ fn the_console_in_chromium_signs_in_watches_a_breaker_makes_and_revokes_a_key_an
     let dir = tempfile::tempdir().unwrap();
     let gw = gateway(&upstream, &dir.path().join("ledger.db"));
     let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/console-screenshots");
-    let out = Command::new("node")
-        .arg(node.join("console_e2e.mjs"))
-        .args([
+    let out = common::node(
+        &node,
+        "console_e2e.mjs",
+        &[
             &gw.url(""),
             &upstream.url(""),
             ADMIN,
             "m",
             shots.to_str().unwrap(),
-        ])
-        .current_dir(&node)
-        .env("CHROMIUM", &chromium)
-        .env_remove("OPENAI_BASE_URL")
-        .env_remove("OPENAI_API_KEY")
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run node ({e}): node is required for this test"));
+        ],
+        &[("CHROMIUM", &chromium)],
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -7,7 +7,6 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::Command;
 
 #[test]
 fn openai_node_sdk_chats_streams_lists_models_embeds_and_completes() {
@@ -22,14 +21,12 @@ fn openai_node_sdk_chats_streams_lists_models_embeds_and_completes() {
          [[keys]]\nname = \"sdk\"\nkey = \"sdk-test-key-1\"\n",
         common::openai_provider("up", &upstream, "")
     ));
-    let out = Command::new("node")
-        .arg(dir.join("sdk_smoke.mjs"))
-        .args([&gw.url("/v1"), "sdk-test-key-1", "sdk-model"])
-        .current_dir(&dir)
-        .env_remove("OPENAI_BASE_URL")
-        .env_remove("OPENAI_API_KEY")
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run node ({e}): node is required for this test"));
+    let out = common::node(
+        &dir,
+        "sdk_smoke.mjs",
+        &[&gw.url("/v1"), "sdk-test-key-1", "sdk-model"],
+        &[],
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -7,9 +7,8 @@
 
 mod common;
 
-use std::io::Read;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::scrape::{self, value};
@@ -158,27 +157,11 @@ fn sighup_swaps_a_key_a_price_and_a_provider_under_load_without_a_failed_request
 
     // A stream that is open when the configuration changes: it reads its first bytes now and
     // the rest once the reload is done.
-    let (opened, opened_rx) = mpsc::channel();
-    let (resume, resume_rx) = mpsc::channel::<()>();
-    let addr = gw.addr;
-    let open_stream = std::thread::spawn(move || {
-        let body = common::chat_body("m", "span the reload", true);
-        let mut reply = common::chat_request(&common::client(), addr, body)
-            .bearer_auth(common::key_secret("steady"))
-            .send()
-            .unwrap();
-        let mut head = [0u8; 64];
-        let n = reply.read(&mut head).unwrap();
-        opened.send(()).unwrap();
-        resume_rx.recv().unwrap();
-        let mut rest = String::new();
-        reply.read_to_string(&mut rest).unwrap();
-        (
-            reply.status().as_u16(),
-            format!("{}{rest}", String::from_utf8_lossy(&head[..n])),
-        )
-    });
-    opened_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    let open_stream = common::HeldStream::open(
+        gw.addr,
+        common::chat_body("m", "span the reload", true),
+        Some(common::key_secret("steady")),
+    );
 
     let load = Load::start(&gw, 4);
     load.advance(20);
@@ -201,8 +184,7 @@ fn sighup_swaps_a_key_a_price_and_a_provider_under_load_without_a_failed_request
     common::wait_until(Duration::from_secs(30), "the reload line", || {
         gw.log_text().contains("configuration reloaded")
     });
-    resume.send(()).unwrap();
-    let (status, body) = open_stream.join().unwrap();
+    let (status, body) = open_stream.finish();
     assert_eq!(status, 200);
     assert!(
         body.contains("data: [DONE]"),

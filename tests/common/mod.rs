@@ -192,6 +192,73 @@ pub fn failover_gateway(bad_base: &str, bad_extra: &str, good: &Process, extra: 
     ))
 }
 
+/// A streamed chat completion read up to its first bytes and held there while the test does
+/// something (a reload, a look at what is in flight), then read to its end.
+pub struct HeldStream {
+    resume: mpsc::Sender<()>,
+    reader: std::thread::JoinHandle<(u16, String)>,
+}
+
+impl HeldStream {
+    /// Sends `body` (a streamed request) to the gateway at `addr`, with `key` as bearer token
+    /// when given, and returns once its first bytes have arrived.
+    pub fn open(addr: SocketAddr, body: String, key: Option<String>) -> Self {
+        let (opened, opened_rx) = mpsc::channel();
+        let (resume, resume_rx) = mpsc::channel::<()>();
+        let reader = std::thread::spawn(move || {
+            let mut request = chat_request(&client(), addr, body);
+            if let Some(key) = key {
+                request = request.bearer_auth(key);
+            }
+            let mut reply = request.send().expect("send the held stream");
+            let mut head = [0u8; 64];
+            let n = reply.read(&mut head).expect("the stream's first bytes");
+            opened.send(()).expect("the test waits");
+            // The test dropping its end also lets the stream go.
+            let _ = resume_rx.recv();
+            let mut rest = String::new();
+            let _ = reply.read_to_string(&mut rest);
+            (
+                reply.status().as_u16(),
+                format!("{}{rest}", String::from_utf8_lossy(&head[..n])),
+            )
+        });
+        opened_rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the held stream's first bytes within 30s");
+        Self { resume, reader }
+    }
+
+    /// Reads the rest of the stream: its status and whole body.
+    pub fn finish(self) -> (u16, String) {
+        let _ = self.resume.send(());
+        self.reader.join().expect("the held stream's reader")
+    }
+}
+
+/// Runs `node SCRIPT ARGS…` in `dir` (the SDKs' and playwright-core's `node_modules`), with
+/// `envs` and without the OpenAI SDK's environment defaults, to its end.
+pub fn node(
+    dir: &std::path::Path,
+    script: &str,
+    args: &[&str],
+    envs: &[(&str, &str)],
+) -> std::process::Output {
+    let mut command = Command::new("node");
+    command
+        .arg(dir.join(script))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("OPENAI_BASE_URL")
+        .env_remove("OPENAI_API_KEY");
+    for (k, v) in envs {
+        command.env(k, v);
+    }
+    command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run node ({e}): node is required for this test"))
+}
+
 /// A blocking HTTP client for tests.
 pub fn client() -> reqwest::blocking::Client {
     gatewayz::install_crypto_provider();
