@@ -232,16 +232,16 @@ impl KeyStore {
             };
             database.insert(name.clone(), entry);
         }
-        let gone: Vec<usize> = slots
+        let gone: Vec<Arc<ClientKey>> = slots
             .database
             .iter()
             .filter(|(name, _)| !database.contains_key(*name))
-            .map(|(_, k)| k.slot)
+            .map(|(_, k)| k.clone())
             .collect();
         changes.removed = gone.len();
         slots.database = database;
         self.publish(&slots);
-        release(&gone, &slots, limits, now);
+        release(&gone, limits, now);
         changes
     }
 
@@ -280,11 +280,11 @@ impl KeyStore {
                 Origin::File,
             )));
         }
-        let gone: Vec<usize> = slots
+        let gone: Vec<Arc<ClientKey>> = slots
             .file
             .iter()
             .filter(|old| !keys.iter().any(|k| *k.name == *old.name))
-            .map(|old| old.slot)
+            .cloned()
             .collect();
         changes.removed = gone.len();
         // The database's keys, resolved against the new catalogue: a file key now hides the
@@ -319,14 +319,16 @@ impl KeyStore {
             let entry = self.client_key(slot, policy, digest, Origin::Database);
             database.insert(name, Arc::new(entry));
         }
-        let gone: Vec<usize> = gone
+        // A dropped file key whose database namesake now holds its slot keeps the limits
+        // that one was given.
+        let gone: Vec<Arc<ClientKey>> = gone
             .into_iter()
-            .filter(|slot| !database.values().any(|k| k.slot == *slot))
+            .filter(|old| !database.contains_key(&*old.name))
             .collect();
         slots.file = file;
         slots.database = database;
         self.publish(&slots);
-        release(&gone, &slots, limits, now);
+        release(&gone, limits, now);
         changes
     }
 
@@ -395,18 +397,16 @@ impl KeyStore {
     }
 }
 
-/// Drops the limiters of the keys no longer in force in `gone` (their slots stay theirs):
-/// their budgets leave the budget gauge. A request of theirs still in flight settles its
-/// spend, as after any change of limits.
-fn release(gone: &[usize], slots: &Slots, limits: &Store, now: SystemTime) {
-    for (name, slot) in &slots.by_name {
-        if gone.contains(slot) {
-            let none = KeyPolicy {
-                name: name.clone(),
-                ..KeyPolicy::default()
-            };
-            limits.set_key(*slot, &none, now);
-        }
+/// Drops the limiters of the keys no longer in force (their slots stay theirs): their budgets
+/// leave the budget gauge. A request of theirs still in flight settles its spend, as after any
+/// change of limits.
+fn release(gone: &[Arc<ClientKey>], limits: &Store, now: SystemTime) {
+    for key in gone {
+        let none = KeyPolicy {
+            name: key.name.to_string(),
+            ..KeyPolicy::default()
+        };
+        limits.set_key(key.slot, &none, now);
     }
 }
 
