@@ -1,5 +1,5 @@
 //! Scrape cost at scale: 50 providers × 200 models, each model routed to 3 providers (600
-//! provider/model pairs, inside OpenTelemetry's 2,000-series cap per instrument), every pair
+//! provider/model pairs), every pair
 //! with traffic recorded. Measures gathering + encoding everything (`/metrics`) against
 //! gathering + selecting + encoding one category, and prints the body sizes.
 #![allow(clippy::expect_used)] // a bench set-up that fails should stop loudly
@@ -12,8 +12,7 @@ use gatewayz::config::Config;
 use gatewayz::telemetry::metrics::catalogue::Category;
 use gatewayz::telemetry::metrics::exposition::{encode, select};
 use gatewayz::telemetry::metrics::log_stats::LogStats;
-use gatewayz::telemetry::metrics::{Metrics, Sources};
-use opentelemetry::KeyValue;
+use gatewayz::telemetry::metrics::{hot, Metrics, Sources};
 
 const PROVIDERS: usize = 50;
 const MODELS: usize = 200;
@@ -40,7 +39,6 @@ fn config() -> Config {
 fn bench(c: &mut Criterion) {
     let config = config();
     let board = Arc::new(gatewayz::catalog::Catalog::new(&config).board());
-    let labels = gatewayz::telemetry::metrics::Labels::new(&board);
     let metrics = Metrics::new(Sources {
         board: Arc::new(arc_swap::ArcSwap::new(board.clone())),
         log_stats: Arc::new(LogStats::default()),
@@ -48,37 +46,45 @@ fn bench(c: &mut Criterion) {
         budgets: gatewayz::telemetry::metrics::no_budgets(),
     })
     .expect("metrics");
-    let m = &metrics.meters;
+    let h = &metrics.meters.hot;
     for model in 0..MODELS {
         for k in 0..PER_MODEL {
             let provider = (model + k * 17) % PROVIDERS;
-            let pm = [
-                labels.provider[provider].clone(),
-                labels.model[model].clone(),
-            ];
-            let with = |extra: KeyValue| [pm[0].clone(), pm[1].clone(), extra];
-            m.model_requests
-                .add(1, &with(KeyValue::new("status", "success")));
-            m.model_duration.record(0.3, &pm);
-            m.time_to_first_token.record(0.1, &pm);
-            m.tokens.add(100, &with(KeyValue::new("type", "input")));
-            m.tokens.add(40, &with(KeyValue::new("type", "output")));
+            let completion = hot::Completion {
+                provider: Some(provider as u32),
+                model: model as u32,
+                api: "chat",
+            };
+            h.model_requests.add(
+                1,
+                &hot::CompletionStatus {
+                    completion,
+                    value: "success",
+                },
+            );
+            h.model_duration.record(0.3, &completion);
+            h.time_to_first_token.record(0.1, &completion);
+            for (value, n) in [("input", 100), ("output", 40)] {
+                h.tokens
+                    .add(n, &hot::CompletionTokens { completion, value });
+            }
         }
     }
     for provider in 0..PROVIDERS {
-        let p = [labels.provider[provider].clone()];
-        m.provider_response_time.record(0.2, &p);
-        m.cost_by_provider.add(0.01, &p);
-        m.provider_requests.add(
+        let p = hot::Provider(provider as u32);
+        h.provider_response_time.record(0.2, &p);
+        h.cost_by_provider.add(0.01, &p);
+        h.provider_requests.add(
             3,
-            &[
-                labels.provider[provider].clone(),
-                KeyValue::new("outcome", "success"),
-            ],
+            &hot::Attempt {
+                provider: provider as u32,
+                outcome: "success",
+                reason: "none",
+            },
         );
     }
     for model in 0..MODELS {
-        m.cost_by_model.add(0.01, &[labels.model[model].clone()]);
+        h.cost_by_model.add(0.01, &hot::Model(model as u32));
     }
 
     let all = encode(&metrics.gather()).expect("encode");

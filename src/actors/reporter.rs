@@ -1,19 +1,17 @@
 //! `MetricsReporter`: the production [`Reporter`] the router reports to.
 //!
-//! It updates the request-path meters directly (a few atomic adds, attributes in one fixed
-//! order) and pushes the rest into the actors' [`Outbox`] — fire-and-forget, so the request
+//! It updates the request-path meters directly (a few atomic adds on series keyed by ids,
+//! [`hot`]) and pushes the rest into the actors' [`Outbox`] — fire-and-forget, so the request
 //! never waits for an actor (DESIGN §2), and batched, so it rarely wakes their thread.
 
 use std::sync::Arc;
-
-use opentelemetry::KeyValue;
 
 use super::outbox::{Outbox, Report};
 use super::{Attempt, Completion, Finished};
 use crate::board::{ModelId, ProviderId};
 use crate::outcome::{AttemptRecord, CompletionRecord, Reporter};
 use crate::providers::FailureReason;
-use crate::telemetry::metrics::{Labels, Meters};
+use crate::telemetry::metrics::{hot, Labels, Meters};
 
 pub struct MetricsReporter {
     pub meters: Arc<Meters>,
@@ -27,51 +25,48 @@ impl MetricsReporter {
     /// The meter updates of an attempt alone (no actor message). Public for the benchmark's
     /// split.
     pub fn measure_attempt(&self, r: &AttemptRecord) {
-        let (m, l) = (&self.meters, &self.labels);
-        let Some(p) = l.provider.get(r.provider.index()) else {
-            return;
-        };
-        m.provider_requests.add(
+        let h = &self.meters.hot;
+        let provider = r.provider.index() as u32;
+        h.provider_requests.add(
             1,
-            &[
-                p.clone(),
-                KeyValue::new("outcome", r.result.label()),
-                KeyValue::new("reason", r.reason.map_or("none", FailureReason::label)),
-            ],
+            &hot::Attempt {
+                provider,
+                outcome: r.result.label(),
+                reason: r.reason.map_or("none", FailureReason::label),
+            },
         );
-        m.provider_response_time
-            .record(r.latency.as_secs_f64(), std::slice::from_ref(p));
+        h.provider_response_time
+            .record(r.latency.as_secs_f64(), &hot::Provider(provider));
     }
 
     /// The meter updates of a request's end alone (no actor message).
     pub fn measure_completion(&self, r: &CompletionRecord) {
-        let (m, l) = (&self.meters, &self.labels);
-        let Some(model) = l.model.get(r.model.index()) else {
-            return;
-        };
+        let h = &self.meters.hot;
         // `provider="none"`: a request that ended before any provider was tried.
-        let p = r
-            .provider
-            .and_then(|p| l.provider.get(p.index()))
-            .map_or_else(|| KeyValue::new("provider", "none"), KeyValue::clone);
-        let api = KeyValue::new("api", r.api.label());
-        let pm = [p.clone(), model.clone(), api.clone()];
-        m.model_requests.add(
+        let completion = hot::Completion {
+            provider: r
+                .provider
+                .filter(|p| p.index() < self.labels.provider.len())
+                .map(|p| p.index() as u32),
+            model: r.model.index() as u32,
+            api: r.api.label(),
+        };
+        h.model_requests.add(
             1,
-            &[
-                p,
-                model.clone(),
-                api,
-                KeyValue::new("status", r.end.label()),
-            ],
+            &hot::CompletionStatus {
+                completion,
+                value: r.end.label(),
+            },
         );
-        m.model_duration.record(r.duration.as_secs_f64(), &pm);
+        h.model_duration
+            .record(r.duration.as_secs_f64(), &completion);
         if let Some(ttft) = r.time_to_first_token {
-            m.time_to_first_token.record(ttft.as_secs_f64(), &pm);
+            h.time_to_first_token
+                .record(ttft.as_secs_f64(), &completion);
         }
-        m.overhead.record(
+        h.overhead.record(
             r.duration.saturating_sub(r.upstream_wait).as_secs_f64(),
-            &[],
+            &(),
         );
     }
 }
@@ -98,10 +93,11 @@ impl Reporter for MetricsReporter {
     }
 
     fn failover(&self, from: ProviderId, _model: ModelId) {
-        if let Some(p) = self.labels.provider.get(from.index()) {
+        if from.index() < self.labels.provider.len() {
             self.meters
+                .hot
                 .provider_failovers
-                .add(1, std::slice::from_ref(p));
+                .add(1, &hot::Provider(from.index() as u32));
         }
     }
 

@@ -13,11 +13,13 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
 use actix_web::middleware::Next;
+use std::borrow::Cow;
+
 use actix_web::{web, Error, HttpRequest};
-use opentelemetry::{KeyValue, Value};
 
 use crate::http::PATTERNS;
 
+use crate::telemetry::metrics::hot::{Route, RouteStatus};
 use crate::telemetry::metrics::Meters;
 
 /// The `route` label of requests no route matched.
@@ -38,13 +40,13 @@ fn method_label(method: &Method) -> &'static str {
 
 /// The `route` label once routing is done: the matched resource's name, which is its pattern
 /// (see [`crate::http::PATTERNS`]) — a static string, no allocation, no second match.
-fn route_label(req: &HttpRequest) -> Value {
+fn route_label(req: &HttpRequest) -> Cow<'static, str> {
     match req.match_name() {
         Some(name) => match PATTERNS.iter().find(|p| **p == name) {
-            Some(pattern) => Value::from(*pattern),
-            None => Value::from(req.match_pattern().unwrap_or_else(|| UNMATCHED.to_owned())),
+            Some(pattern) => Cow::Borrowed(*pattern),
+            None => Cow::Owned(req.match_pattern().unwrap_or_else(|| UNMATCHED.to_owned())),
         },
-        None => Value::from(UNMATCHED),
+        None => Cow::Borrowed(UNMATCHED),
     }
 }
 
@@ -53,7 +55,7 @@ struct InFlight(Arc<Meters>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.http_in_flight.add(-1, &[]);
+        self.0.hot.http_in_flight.add(-1, &());
     }
 }
 
@@ -70,26 +72,27 @@ pub async fn track(
     };
     let started = Instant::now();
     let method = method_label(req.method());
-    meters.http_in_flight.add(1, &[]);
+    meters.hot.http_in_flight.add(1, &());
     let _guard = InFlight(meters.clone());
     let result = next.call(req).await;
     let (status, route) = match &result {
         Ok(res) => (res.status(), route_label(res.request())),
-        Err(e) => (e.as_response_error().status_code(), Value::from(UNMATCHED)),
+        Err(e) => (
+            e.as_response_error().status_code(),
+            Cow::Borrowed(UNMATCHED),
+        ),
     };
-    let method = KeyValue::new("method", method);
-    let route = KeyValue::new("route", route);
-    meters.http_duration.record(
-        started.elapsed().as_secs_f64(),
-        &[method.clone(), route.clone()],
-    );
-    meters.http_requests.add(
+    let route = Route { method, route };
+    meters
+        .hot
+        .http_duration
+        .record(started.elapsed().as_secs_f64(), &route);
+    meters.hot.http_requests.add(
         1,
-        &[
-            method,
+        &RouteStatus {
             route,
-            KeyValue::new("status", i64::from(status.as_u16())),
-        ],
+            status: status.as_u16(),
+        },
     );
     result
 }

@@ -36,10 +36,10 @@ use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::config::{LogFormat, TelemetryConfig};
 
-/// Quiets OpenTelemetry's own logs unless `RUST_LOG` / `log_level` names them: start-up chatter
-/// at INFO, and one warning per failed batch from the OTLP exporter (the gateway reports those
-/// itself, at most once per interval; see [`otlp::report`]).
-const OTEL_DIRECTIVES: [&str; 2] = ["opentelemetry=warn", "opentelemetry-otlp=error"];
+/// Quiets OpenTelemetry's own logs unless `RUST_LOG` / `log_level` names them: the SDK's
+/// start-up chatter at INFO (export failures the gateway reports itself, at most once per
+/// interval; see [`otlp::report`]).
+const OTEL_DIRECTIVES: [&str; 1] = ["opentelemetry=warn"];
 
 /// The web framework's start-up lines (workers started, services bound) are for debugging: the
 /// gateway's banner says what runs.

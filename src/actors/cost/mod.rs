@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::{Actor, Context, Handler, Recipient};
-use opentelemetry::KeyValue;
 
 pub use ledger::{cost, Efficiency};
 
@@ -20,7 +19,7 @@ use super::outbox::Reports;
 use super::{now, Completion, Reconfigure, Spend};
 use crate::board::Board;
 use crate::catalog::Price;
-use crate::telemetry::metrics::{Labels, Meters};
+use crate::telemetry::metrics::{hot, Labels, Meters};
 
 pub struct CostAggregator {
     prices: Vec<Price>,
@@ -73,21 +72,30 @@ impl CostAggregator {
             tracing::debug!(provider = %p.value, model = %model.value, "completion without usage: not priced");
             return false;
         };
+        let completion = hot::Completion {
+            provider: Some(msg.provider.index() as u32),
+            model: msg.model.index() as u32,
+            api: msg.api.label(),
+        };
         for (kind, n) in [
             ("input", usage.prompt_tokens),
             ("output", usage.completion_tokens),
         ] {
-            let labels = [
-                p.clone(),
-                model.clone(),
-                KeyValue::new("api", msg.api.label()),
-                KeyValue::new("type", kind),
-            ];
-            m.tokens.add(n, &labels);
+            m.hot.tokens.add(
+                n,
+                &hot::CompletionTokens {
+                    completion,
+                    value: kind,
+                },
+            );
         }
         let usd = cost(&usage, price);
-        m.cost_by_provider.add(usd, std::slice::from_ref(p));
-        m.cost_by_model.add(usd, std::slice::from_ref(model));
+        m.hot
+            .cost_by_provider
+            .add(usd, &hot::Provider(msg.provider.index() as u32));
+        m.hot
+            .cost_by_model
+            .add(usd, &hot::Model(msg.model.index() as u32));
         self.spend.do_send(Spend {
             provider: msg.provider,
             usd,

@@ -19,13 +19,14 @@
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use opentelemetry::metrics::{Counter, Histogram, Meter, MeterProvider as _, UpDownCounter};
+use opentelemetry::metrics::{Counter, Histogram, Meter, MeterProvider as _};
 use opentelemetry::{KeyValue, StringValue, Value};
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use prometheus::{Encoder, TextEncoder};
 
 pub mod catalogue;
 pub mod exposition;
+pub mod hot;
 pub mod log_stats;
 mod observables;
 mod process;
@@ -55,16 +56,9 @@ pub enum MetricsError {
 
 /// Instruments updated on the request path and by actors, with label values pre-built.
 pub struct Meters {
-    pub provider_requests: Counter<u64>,
-    pub provider_failovers: Counter<u64>,
-    pub provider_response_time: Histogram<f64>,
-    pub model_requests: Counter<u64>,
-    pub model_duration: Histogram<f64>,
-    pub time_to_first_token: Histogram<f64>,
-    pub overhead: Histogram<f64>,
-    pub tokens: Counter<u64>,
-    pub cost_by_provider: Counter<f64>,
-    pub cost_by_model: Counter<f64>,
+    /// Requests, attempts, latencies, tokens and cost by provider and model, and the HTTP
+    /// server's figures: recorded on every request, so kept without the SDK ([`hot`]).
+    pub hot: Arc<hot::Hot>,
     pub unpriced: Counter<u64>,
     /// Spend and tokens by client key and team, refusals by reason, soft budgets crossed.
     pub cost_by_key: Counter<f64>,
@@ -87,9 +81,6 @@ pub struct Meters {
     pub anomalies: Counter<u64>,
     /// Configuration reloads by result (`applied`, `refused`).
     pub config_reloads: Counter<u64>,
-    pub http_requests: Counter<u64>,
-    pub http_duration: Histogram<f64>,
-    pub http_in_flight: UpDownCounter<i64>,
 }
 
 /// The `provider` and `model` labels by id, built once per configuration (a reload builds
@@ -219,7 +210,7 @@ impl Metrics {
             .build()
             .map_err(|e| MetricsError::Exporter(e.to_string()))?;
         let provider = SdkMeterProvider::builder().with_reader(exporter).build();
-        Ok(Self::assemble(registry, provider, &sources))
+        Ok(Self::assemble(Some(registry), provider, &sources))
     }
 
     /// Metrics, or — when the exporter cannot be built — the same meters recording into
@@ -241,37 +232,31 @@ impl Metrics {
         };
         build(sources).unwrap_or_else(|e| {
             tracing::error!(error = %e, "metrics are unavailable; serving without them");
-            Self::assemble(
-                prometheus::Registry::new(),
-                SdkMeterProvider::builder().build(),
-                &keep,
-            )
+            Self::assemble(None, SdkMeterProvider::builder().build(), &keep)
         })
     }
 
+    /// The meters over `provider`, exported through `registry`; `None`: recording into
+    /// nothing, an empty registry.
     fn assemble(
-        registry: prometheus::Registry,
+        registry: Option<prometheus::Registry>,
         provider: SdkMeterProvider,
         sources: &Sources,
     ) -> Self {
         let meter = provider.meter("gatewayz");
+        let hot = Arc::new(hot::Hot::default());
+        let registry = match registry {
+            Some(registry) => {
+                let collector = hot::HotCollector::new(hot.clone(), sources.board.clone());
+                if let Err(e) = registry.register(Box::new(collector)) {
+                    tracing::error!(error = %e, "the request path's metrics are not exported");
+                }
+                registry
+            }
+            None => prometheus::Registry::new(),
+        };
         let meters = Meters {
-            provider_requests: counter(&meter, cat::PROVIDER_REQUESTS),
-            provider_failovers: counter(&meter, cat::PROVIDER_FAILOVERS),
-            provider_response_time: histogram(&meter, cat::PROVIDER_RESPONSE_TIME, LATENCY_BUCKETS),
-            model_requests: counter(&meter, cat::MODEL_REQUESTS),
-            model_duration: histogram(&meter, cat::MODEL_DURATION, LATENCY_BUCKETS),
-            time_to_first_token: histogram(&meter, cat::TIME_TO_FIRST_TOKEN, LATENCY_BUCKETS),
-            overhead: histogram(&meter, cat::OVERHEAD, OVERHEAD_BUCKETS),
-            tokens: counter(&meter, cat::TOKENS),
-            cost_by_provider: meter
-                .f64_counter(cat::COST_BY_PROVIDER)
-                .with_description(help(cat::COST_BY_PROVIDER))
-                .build(),
-            cost_by_model: meter
-                .f64_counter(cat::COST_BY_MODEL)
-                .with_description(help(cat::COST_BY_MODEL))
-                .build(),
+            hot,
             unpriced: counter(&meter, cat::UNPRICED_COMPLETIONS),
             cost_by_key: meter
                 .f64_counter(cat::COST_BY_KEY)
@@ -291,12 +276,6 @@ impl Metrics {
             ledger_queue: Arc::default(),
             anomalies: counter(&meter, cat::DETECTED_ANOMALIES),
             config_reloads: counter(&meter, cat::CONFIG_RELOADS),
-            http_requests: counter(&meter, cat::HTTP_REQUESTS),
-            http_duration: histogram(&meter, cat::HTTP_DURATION, LATENCY_BUCKETS),
-            http_in_flight: meter
-                .i64_up_down_counter(cat::HTTP_IN_FLIGHT)
-                .with_description(help(cat::HTTP_IN_FLIGHT))
-                .build(),
         };
         for result in ["applied", "refused"] {
             meters
@@ -394,10 +373,11 @@ mod tests {
             },
             |_| Err(MetricsError::Exporter("broken on purpose".into())),
         );
+        metrics.meters.hot.http_in_flight.add(1, &());
         metrics
             .meters
-            .http_requests
-            .add(1, &[KeyValue::new("method", "GET")]);
+            .unpriced
+            .add(1, &[KeyValue::new("provider", "p")]);
         assert!(metrics.gather().is_empty());
         assert!(metrics.encode().unwrap().is_empty());
     }
@@ -425,24 +405,42 @@ mod tests {
         })
         .unwrap();
         let m = &metrics.meters;
-        let p = [labels.provider[0].clone()];
         let pm = [labels.provider[0].clone(), labels.model[0].clone()];
-        let with = |k: &'static str, v: &'static str| {
-            let mut kv = pm.to_vec();
-            kv.push(KeyValue::new(k, v));
-            kv
+        let h = &m.hot;
+        let completion = hot::Completion {
+            provider: Some(0),
+            model: 0,
+            api: "chat",
         };
-        m.provider_requests
-            .add(1, &[p[0].clone(), KeyValue::new("outcome", "success")]);
-        m.provider_failovers.add(1, &p);
-        m.provider_response_time.record(0.1, &p);
-        m.model_requests.add(1, &with("status", "success"));
-        m.model_duration.record(0.1, &pm);
-        m.time_to_first_token.record(0.1, &pm);
-        m.overhead.record(0.0001, &[]);
-        m.tokens.add(1, &with("type", "input"));
-        m.cost_by_provider.add(0.1, &p);
-        m.cost_by_model.add(0.1, &[labels.model[0].clone()]);
+        h.provider_requests.add(
+            1,
+            &hot::Attempt {
+                provider: 0,
+                outcome: "success",
+                reason: "none",
+            },
+        );
+        h.provider_failovers.add(1, &hot::Provider(0));
+        h.provider_response_time.record(0.1, &hot::Provider(0));
+        h.model_requests.add(
+            1,
+            &hot::CompletionStatus {
+                completion,
+                value: "success",
+            },
+        );
+        h.model_duration.record(0.1, &completion);
+        h.time_to_first_token.record(0.1, &completion);
+        h.overhead.record(0.0001, &());
+        h.tokens.add(
+            1,
+            &hot::CompletionTokens {
+                completion,
+                value: "input",
+            },
+        );
+        h.cost_by_provider.add(0.1, &hot::Provider(0));
+        h.cost_by_model.add(0.1, &hot::Model(0));
         m.unpriced.add(1, &pm);
         let kt = [KeyValue::new("key", "k"), KeyValue::new("team", "none")];
         m.cost_by_key.add(0.1, &kt);
@@ -462,10 +460,19 @@ mod tests {
         m.ledger_write_errors.add(1, &[]);
         m.ledger_write_duration.record(0.01, &[]);
         m.ledger_queue.set(3);
-        m.http_requests.add(1, &[KeyValue::new("method", "GET")]);
-        m.http_duration
-            .record(0.1, &[KeyValue::new("method", "GET")]);
-        m.http_in_flight.add(1, &[]);
+        let route = hot::Route {
+            method: "GET",
+            route: "/metrics".into(),
+        };
+        h.http_requests.add(
+            1,
+            &hot::RouteStatus {
+                route: route.clone(),
+                status: 200,
+            },
+        );
+        h.http_duration.record(0.1, &route);
+        h.http_in_flight.add(1, &());
         let text = String::from_utf8(metrics.encode().unwrap()).unwrap();
         let exposed: BTreeSet<(String, String)> = text
             .lines()

@@ -5,21 +5,23 @@
 //! Without an exporter the sampler is parent-based "off": nothing is recorded for new traces
 //! and a caller's sampling decision is passed on untouched. With one, spans go through a
 //! [`BatchSpanProcessor`] — its own thread, a bounded queue that drops when full — wrapped in a
-//! [`ReportingExporter`], so a dead or slow collector never touches a request.
+//! [`ReportingExporter`], so a dead or slow collector never touches a request. The exporter is
+//! the gateway's own ([`export`]): it writes each batch's protobuf straight from the spans
+//! ([`encode`]).
 //!
 //! OTLP/gRPC runs on its own small tokio runtime (tonic needs one, and actix's would hang at
 //! shutdown); [`Pipeline::shutdown`] flushes, then drops that runtime. Call it from
 //! synchronous code, after the HTTP server has stopped.
 
+pub mod encode;
+pub mod export;
 pub mod report;
 pub mod settings;
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry::KeyValue;
-use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_sdk::trace::{BatchSpanProcessor, Sampler, SdkTracer, SdkTracerProvider};
 use opentelemetry_sdk::Resource;
 
@@ -36,7 +38,7 @@ pub enum OtlpError {
     #[error("telemetry.otlp: {0}")]
     Settings(String),
     #[error("telemetry.otlp: cannot build the exporter: {0}")]
-    Exporter(#[from] opentelemetry_otlp::ExporterBuildError),
+    Exporter(String),
     #[error("telemetry.otlp: cannot start the gRPC runtime: {0}")]
     Runtime(#[from] std::io::Error),
 }
@@ -75,24 +77,8 @@ impl Pipeline {
 
     fn exporting(settings: &Settings) -> Result<Self, OtlpError> {
         crate::install_crypto_provider();
-        let (processor, runtime) = match settings.protocol {
-            OtlpProtocol::HttpProtobuf => {
-                let mut builder = opentelemetry_otlp::SpanExporter::builder()
-                    .with_http()
-                    .with_endpoint(settings.endpoint.clone())
-                    .with_headers(
-                        settings
-                            .headers
-                            .iter()
-                            .map(|(k, v)| (k.clone(), v.clone()))
-                            .collect::<HashMap<_, _>>(),
-                    );
-                if let Some(timeout) = settings.timeout {
-                    builder = builder.with_timeout(timeout);
-                }
-                let exporter = ReportingExporter::new(builder.build()?, report::REPORT_INTERVAL);
-                (BatchSpanProcessor::builder(exporter).build(), None)
-            }
+        let (exporter, runtime) = match settings.protocol {
+            OtlpProtocol::HttpProtobuf => (export::Exporter::new(settings), None),
             OtlpProtocol::Grpc => {
                 let runtime = tokio::runtime::Builder::new_multi_thread()
                     .worker_threads(1)
@@ -101,19 +87,15 @@ impl Pipeline {
                     .build()?;
                 let exporter = {
                     let _entered = runtime.enter();
-                    let mut builder = opentelemetry_otlp::SpanExporter::builder()
-                        .with_tonic()
-                        .with_endpoint(settings.endpoint.clone())
-                        .with_metadata(metadata(&settings.headers));
-                    if let Some(timeout) = settings.timeout {
-                        builder = builder.with_timeout(timeout);
-                    }
-                    builder.build()?
+                    export::Exporter::new(settings)
                 };
-                let exporter = ReportingExporter::new(exporter, report::REPORT_INTERVAL);
-                (BatchSpanProcessor::builder(exporter).build(), Some(runtime))
+                (exporter, Some(runtime))
             }
         };
+        let exporter = exporter.map_err(OtlpError::Exporter)?;
+        let processor =
+            BatchSpanProcessor::builder(ReportingExporter::new(exporter, report::REPORT_INTERVAL))
+                .build();
         let mut builder = SdkTracerProvider::builder()
             .with_span_processor(processor)
             .with_resource(resource(settings.service_name.as_deref()));
@@ -170,21 +152,4 @@ fn resource(service_name: Option<&str>) -> Resource {
         .with_service_name(name)
         .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
         .build()
-}
-
-fn metadata(
-    headers: &std::collections::BTreeMap<String, String>,
-) -> opentelemetry_otlp::tonic_types::metadata::MetadataMap {
-    use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
-    let mut map = HeaderMap::new();
-    for (name, value) in headers {
-        // Validated with the configuration; a bad pair is skipped rather than panicking.
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(value),
-        ) {
-            map.insert(name, value);
-        }
-    }
-    opentelemetry_otlp::tonic_types::metadata::MetadataMap::from_headers(map)
 }

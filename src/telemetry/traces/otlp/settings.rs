@@ -2,8 +2,9 @@
 //!
 //! Pure: the environment comes in as a lookup function, so the precedence rules (file first,
 //! then the signal-specific variable, then the generic one, then the default) are table-tested
-//! without touching the process environment. Headers, timeout and compression variables are
-//! read by `opentelemetry-otlp` itself; the sampler and resource variables by the SDK.
+//! without touching the process environment. The exporter is the gateway's own
+//! ([`super::export`]), so the headers, timeout and compression variables are read here too;
+//! the sampler and resource variables are the SDK's.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -21,15 +22,21 @@ pub struct Settings {
     pub protocol: OtlpProtocol,
     /// Full URL (HTTP: including `/v1/traces`).
     pub endpoint: String,
-    /// From the file; `OTEL_EXPORTER_OTLP_HEADERS` is merged in by the exporter.
+    /// The file's, then `OTEL_EXPORTER_OTLP_TRACES_HEADERS` (or else
+    /// `OTEL_EXPORTER_OTLP_HEADERS`) over them: `k=v` pairs, comma-separated, values
+    /// percent-decoded.
     pub headers: BTreeMap<String, String>,
     /// `None`: the SDK reads `OTEL_TRACES_SAMPLER(_ARG)`.
     pub sample_ratio: Option<f64>,
     /// `None`: `OTEL_SERVICE_NAME` / `OTEL_RESOURCE_ATTRIBUTES`, else `gatewayz`.
     pub service_name: Option<String>,
-    /// `None`: `OTEL_EXPORTER_OTLP_TIMEOUT`, else 10 s.
-    pub timeout: Option<Duration>,
+    /// Of one export, retries included: the file's, else `OTEL_EXPORTER_OTLP_TRACES_TIMEOUT`,
+    /// else `OTEL_EXPORTER_OTLP_TIMEOUT` (milliseconds), else 10 s.
+    pub timeout: Duration,
 }
+
+/// The export timeout when neither the file nor the environment sets one.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Whether and how to export. `Ok(None)`: no exporter runs — no `[telemetry.otlp]` and no
 /// endpoint variable, or `OTEL_SDK_DISABLED=true`, or `OTEL_TRACES_EXPORTER=none`.
@@ -78,14 +85,52 @@ pub fn resolve(
             generic_endpoint.unwrap_or_else(|| DEFAULT_GRPC_ENDPOINT.into())
         }
     };
+    let compression = var("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION")
+        .map(|v| ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", v))
+        .or_else(|| {
+            var("OTEL_EXPORTER_OTLP_COMPRESSION").map(|v| ("OTEL_EXPORTER_OTLP_COMPRESSION", v))
+        });
+    if let Some((name, value)) = compression {
+        if !value.trim().eq_ignore_ascii_case("none") {
+            return Err(format!(
+                "{name} {value:?} is not supported: spans are sent uncompressed (unset it, or set \"none\")"
+            ));
+        }
+    }
+    let mut headers = config.headers;
+    if let Some(pairs) =
+        var("OTEL_EXPORTER_OTLP_TRACES_HEADERS").or_else(|| var("OTEL_EXPORTER_OTLP_HEADERS"))
+    {
+        headers.extend(header_pairs(&pairs));
+    }
+    let millis = |name: &str| var(name).and_then(|v| v.trim().parse::<u64>().ok());
+    let timeout = config
+        .timeout
+        .or_else(|| millis("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT").map(Duration::from_millis))
+        .or_else(|| millis("OTEL_EXPORTER_OTLP_TIMEOUT").map(Duration::from_millis))
+        .unwrap_or(DEFAULT_TIMEOUT);
     Ok(Some(Settings {
         protocol,
         endpoint,
-        headers: config.headers,
+        headers,
         sample_ratio: config.sample_ratio,
         service_name: config.service_name,
-        timeout: config.timeout,
+        timeout,
     }))
+}
+
+/// `OTEL_EXPORTER_OTLP_HEADERS`' format: `k=v` pairs separated by commas, each trimmed, the
+/// value percent-decoded (kept as written when that fails); a pair without a key or a value is
+/// skipped.
+fn header_pairs(pairs: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    pairs.split_terminator(',').filter_map(|pair| {
+        let (key, value) = pair.trim().split_once('=')?;
+        let (key, value) = (key.trim(), value.trim());
+        let value = percent_encoding::percent_decode_str(value)
+            .decode_utf8()
+            .map_or_else(|_| value.to_owned(), |v| v.into_owned());
+        (!key.is_empty() && !value.is_empty()).then(|| (key.to_owned(), value))
+    })
 }
 
 /// `http://tempo:4318` → `http://tempo:4318/v1/traces`; a URL with a path is kept as written.
@@ -231,6 +276,76 @@ mod tests {
             &env(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")]),
         );
         assert!(got.unwrap_err().contains("http/json"));
+    }
+
+    #[test]
+    fn headers_and_timeout_come_from_the_file_then_the_environment() {
+        let section = OtlpConfig {
+            headers: [
+                ("x-file".to_string(), "1".to_string()),
+                ("x-both".into(), "file".into()),
+            ]
+            .into(),
+            ..Default::default()
+        };
+        let got = resolve(
+            Some(&section),
+            &env(&[
+                ("OTEL_EXPORTER_OTLP_HEADERS", "x-generic=2"),
+                (
+                    "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+                    " x-both = env%20value , =x, y=,x-t=3",
+                ),
+                ("OTEL_EXPORTER_OTLP_TIMEOUT", "2500"),
+            ]),
+        )
+        .unwrap()
+        .unwrap();
+        let want: BTreeMap<String, String> =
+            [("x-both", "env value"), ("x-file", "1"), ("x-t", "3")]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect();
+        assert_eq!(got.headers, want);
+        assert_eq!(got.timeout, Duration::from_millis(2500));
+        let timeout = |config: OtlpConfig, vars: &[(&str, &str)]| {
+            resolve(Some(&config), &env(vars)).unwrap().unwrap().timeout
+        };
+        assert_eq!(timeout(OtlpConfig::default(), &[]), DEFAULT_TIMEOUT);
+        let written = OtlpConfig {
+            timeout: Some(Duration::from_secs(1)),
+            ..Default::default()
+        };
+        assert_eq!(
+            timeout(written, &[("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "5")]),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            timeout(
+                OtlpConfig::default(),
+                &[
+                    ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "5"),
+                    ("OTEL_EXPORTER_OTLP_TIMEOUT", "9")
+                ]
+            ),
+            Duration::from_millis(5)
+        );
+    }
+
+    #[test]
+    fn compression_is_refused_by_name() {
+        let got = resolve(
+            Some(&OtlpConfig::default()),
+            &env(&[("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")]),
+        );
+        assert!(got
+            .unwrap_err()
+            .contains("OTEL_EXPORTER_OTLP_COMPRESSION \"gzip\""));
+        let none = resolve(
+            Some(&OtlpConfig::default()),
+            &env(&[("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "none")]),
+        );
+        assert!(none.unwrap().is_some());
     }
 
     #[test]
