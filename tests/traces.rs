@@ -188,6 +188,17 @@ fn a_stream_records_time_to_first_chunk_and_usage() {
     assert_eq!(client.str("gatewayz.stream.outcome"), Some("success"));
     assert!(client.str("gen_ai.response.model").is_some());
     assert_eq!(server.int("http.response.status_code"), Some(200));
+    // Both spans last until the last chunk: the mock waits 5 ms before each chunk after the
+    // first, and there are more than two of them.
+    let chunks = text.matches("data: {").count();
+    assert!(chunks > 3, "{text}");
+    let lasted = |s: &Span| (s.end_unix_nano - s.start_unix_nano) as f64 / 1e9;
+    assert!(
+        lasted(client) >= ttfc + 0.010,
+        "the attempt ended {}s after it started, its first chunk came at {ttfc}s",
+        lasted(client)
+    );
+    assert!(server.end_unix_nano >= client.end_unix_nano);
 }
 
 #[test]

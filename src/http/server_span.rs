@@ -71,7 +71,14 @@ pub async fn server_span(
             res.headers_mut().insert(TRACE_ID_HEADER, value);
         }
     }
-    Ok(res.map_body(|_, body| SpanBody { body, _span: span }))
+    Ok(res.map_body(|_, body| {
+        let streamed = matches!(body.size(), BodySize::Stream);
+        SpanBody {
+            body: Some(body),
+            span,
+            streamed,
+        }
+    }))
 }
 
 /// The pattern of [`super::PATTERNS`] a path matches, as actix-web's router would match it:
@@ -122,24 +129,40 @@ fn span_name(method: &actix_web::http::Method, route: &'static str) -> Option<&'
 }
 
 /// A response body that keeps the request's span open until it has been sent or dropped.
+///
+/// `tracing-opentelemetry` ends a span at its last exit, which is the handler's: a streamed
+/// body enters the span once more when it is dropped, after the stream (and its attempt's
+/// span, which the body holds), so the span ends with the last chunk, not the first.
 pub struct SpanBody<B> {
-    // Field order is drop order: the body (and a stream's client span inside it) first.
-    body: B,
-    _span: tracing::Span,
+    body: Option<B>,
+    span: tracing::Span,
+    streamed: bool,
 }
 
 impl<B: MessageBody + Unpin> MessageBody for SpanBody<B> {
     type Error = B::Error;
 
     fn size(&self) -> BodySize {
-        self.body.size()
+        self.body.as_ref().map_or(BodySize::None, MessageBody::size)
     }
 
     fn poll_next(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Bytes, Self::Error>>> {
-        Pin::new(&mut self.body).poll_next(cx)
+        match self.body.as_mut() {
+            Some(body) => Pin::new(body).poll_next(cx),
+            None => Poll::Ready(None),
+        }
+    }
+}
+
+impl<B> Drop for SpanBody<B> {
+    fn drop(&mut self) {
+        self.body = None;
+        if self.streamed {
+            self.span.in_scope(|| {});
+        }
     }
 }
 

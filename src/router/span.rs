@@ -6,11 +6,14 @@
 //! for a stream — hands it to the relay, which closes it when the stream ends or is dropped,
 //! with the response model and usage its SSE scanner read and the time to first chunk. Only
 //! bounded metadata is recorded: never prompt or completion text, never a key.
+//!
+//! The span is not entered while the attempt runs — only for its own log lines — so it ends
+//! when it closes: `tracing-opentelemetry` ends a span at its last exit if it had one, which
+//! made a stream's attempt end at its first content instead of its last chunk.
 
 use std::time::Duration;
 
 use opentelemetry::trace::Status;
-use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::providers::{ProviderError, Usage};
@@ -50,14 +53,6 @@ impl AttemptSpan {
     /// The trace headers for the upstream request.
     pub fn upstream_trace(&self) -> UpstreamTrace {
         UpstreamTrace::of(&self.span)
-    }
-
-    /// Runs `future` (the attempt) inside the span.
-    pub fn instrument<F: std::future::Future>(
-        &self,
-        future: F,
-    ) -> tracing::instrument::Instrumented<F> {
-        future.instrument(self.span.clone())
     }
 
     /// Runs `f` (typically a log line) inside the span.

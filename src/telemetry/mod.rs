@@ -18,6 +18,7 @@
 //! (the shipper to start in the actor system), [`shutdown`] (after the HTTP server stopped:
 //! flushes the trace exporter within what is left of the shutdown budget).
 
+pub mod line;
 pub mod loki;
 pub mod metrics;
 pub mod reach;
@@ -179,9 +180,11 @@ where
         .with_writer(std::io::stderr)
         .with_target(true);
     match format {
-        LogFormat::Text => {
-            Box::new(layer.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())))
+        LogFormat::Text if std::io::IsTerminal::is_terminal(&std::io::stderr()) => {
+            Box::new(layer.with_ansi(true))
         }
+        // The same line without colours, written without the formatting machinery.
+        LogFormat::Text => Box::new(layer.with_ansi(false).event_format(line::Plain::default())),
         // No span list: events only reach this layer, and the access line carries its ids.
         LogFormat::Json => Box::new(layer.json().with_current_span(false).with_span_list(false)),
     }

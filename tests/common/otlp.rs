@@ -33,6 +33,7 @@ pub struct Span {
     pub kind: i32,
     pub status_code: i32,
     pub start_unix_nano: u64,
+    pub end_unix_nano: u64,
     pub attributes: BTreeMap<String, serde_json::Value>,
     /// `service.name` of the resource that sent it.
     pub service: String,
@@ -225,6 +226,7 @@ fn keep(store: &Store, request: ExportTraceServiceRequest) {
                     kind: span.kind,
                     status_code: span.status.map_or(0, |s| s.code),
                     start_unix_nano: span.start_time_unix_nano,
+                    end_unix_nano: span.end_time_unix_nano,
                     attributes: span
                         .attributes
                         .into_iter()

@@ -1,0 +1,322 @@
+//! The human-readable stderr line, written without the formatting machinery.
+//!
+//! `tracing-subscriber`'s full format costs ~16,000 instructions for the access line: a
+//! `write!` through a `dyn Write` per piece, an ANSI style built and painted for every field
+//! name even with colours off, the timestamp through `Display`. [`Plain`] writes the same
+//! bytes with `push_str`: `2026-12-07T11:44:08.123456Z  INFO gatewayz::http::finish: chat
+//! completion answered status="served" latency_ms=1.234 ...`. Whatever it does not handle
+//! the same way byte for byte — colours (a terminal), a span prefix, events bridged from the
+//! `log` crate (their metadata is normalized), error values (their source lists) — goes to
+//! the full format itself. A test holds the two equal.
+
+use std::fmt::{self, Write as _};
+use std::time::SystemTime;
+
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::fmt::format::{Format, Full, Writer};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
+
+/// The full format's plain-text line, fast; see the module docs.
+#[derive(Default)]
+pub struct Plain {
+    full: Format<Full>,
+}
+
+impl<S, N> FormatEvent<S, N> for Plain
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let meta = event.metadata();
+        if writer.has_ansi_escapes()
+            || meta.fields().field("log.target").is_some()
+            || ctx.event_scope().is_some()
+        {
+            return self.full.format_event(ctx, writer, event);
+        }
+        let mut line = String::with_capacity(256);
+        let _ = write!(
+            line,
+            "{}",
+            humantime::format_rfc3339_micros(SystemTime::now())
+        );
+        line.push(' ');
+        line.push_str(level(*meta.level()));
+        line.push(' ');
+        line.push_str(meta.target());
+        line.push_str(": ");
+        let mut fields = Fields {
+            line,
+            empty: true,
+            unhandled: false,
+            sanitize: writer.sanitizes_ansi_escapes(),
+        };
+        event.record(&mut fields);
+        if fields.unhandled {
+            return self.full.format_event(ctx, writer, event);
+        }
+        fields.line.push('\n');
+        writer.write_str(&fields.line)
+    }
+}
+
+/// The full format's level, padded to five columns.
+fn level(level: Level) -> &'static str {
+    match level {
+        Level::TRACE => "TRACE",
+        Level::DEBUG => "DEBUG",
+        Level::INFO => " INFO",
+        Level::WARN => " WARN",
+        Level::ERROR => "ERROR",
+    }
+}
+
+/// The full format's field visitor, into one string: `message` bare (control characters
+/// escaped), the others `name=value` with the value's `Debug`, one space apart.
+struct Fields {
+    line: String,
+    empty: bool,
+    /// A value this visitor does not write as the full format would: the line is redone.
+    unhandled: bool,
+    sanitize: bool,
+}
+
+impl Fields {
+    /// The separator and `name=`, or false for a field the full format skips.
+    fn name(&mut self, field: &Field) -> bool {
+        let name = field.name();
+        if name.starts_with("log.") {
+            return false;
+        }
+        if !std::mem::take(&mut self.empty) {
+            self.line.push(' ');
+        }
+        if name != "message" {
+            self.line.push_str(name.strip_prefix("r#").unwrap_or(name));
+            self.line.push('=');
+        }
+        true
+    }
+
+    fn message(&mut self, text: &str) {
+        if !self.sanitize || !text.bytes().any(needs_escape) {
+            self.line.push_str(text);
+            return;
+        }
+        for ch in text.chars() {
+            match ch {
+                '\x1b' => self.line.push_str("\\x1b"),
+                '\x07' => self.line.push_str("\\x07"),
+                '\x08' => self.line.push_str("\\x08"),
+                '\x0c' => self.line.push_str("\\x0c"),
+                '\x7f' => self.line.push_str("\\x7f"),
+                ch if ('\u{80}'..='\u{9f}').contains(&ch) => {
+                    let _ = write!(self.line, "\\u{{{:x}}}", ch as u32);
+                }
+                ch => self.line.push(ch),
+            }
+        }
+    }
+}
+
+/// A byte the full format's message escaping may rewrite (C1 controls are two bytes in
+/// UTF-8, the first 0xC2).
+fn needs_escape(b: u8) -> bool {
+    matches!(b, 0x1b | 0x07 | 0x08 | 0x0c | 0x7f | 0xc2)
+}
+
+impl Visit for Fields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if !self.name(field) {
+            return;
+        }
+        if field.name() == "message" {
+            self.message(value);
+        } else if value
+            .bytes()
+            .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\')
+        {
+            self.line.push('"');
+            self.line.push_str(value);
+            self.line.push('"');
+        } else {
+            let _ = write!(self.line, "{value:?}");
+        }
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        if self.name(field) {
+            self.line.push_str(itoa::Buffer::new().format(value));
+        }
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        if self.name(field) {
+            self.line.push_str(itoa::Buffer::new().format(value));
+        }
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        if self.name(field) {
+            self.line.push_str(if value { "true" } else { "false" });
+        }
+    }
+
+    fn record_error(&mut self, _: &Field, _: &(dyn std::error::Error + 'static)) {
+        self.unhandled = true;
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if !self.name(field) {
+            return;
+        }
+        if field.name() == "message" {
+            let start = self.line.len();
+            let _ = write!(self.line, "{value:?}");
+            if self.sanitize
+                && self.line.as_bytes()[start..]
+                    .iter()
+                    .any(|&b| needs_escape(b))
+            {
+                let text = self.line.split_off(start);
+                self.message(&text);
+            }
+        } else {
+            let _ = write!(self.line, "{value:?}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+    use std::sync::{Arc, Mutex};
+
+    use tracing_subscriber::fmt::MakeWriter;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Captured {
+        type Writer = Self;
+        fn make_writer(&'a self) -> Self {
+            self.clone()
+        }
+    }
+
+    impl Captured {
+        fn lines(&self) -> Vec<String> {
+            String::from_utf8(self.0.lock().unwrap().clone())
+                .unwrap()
+                .lines()
+                .map(str::to_owned)
+                .collect()
+        }
+    }
+
+    #[derive(Debug)]
+    struct Failure;
+    impl fmt::Display for Failure {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("upstream \"closed\"")
+        }
+    }
+    impl std::error::Error for Failure {}
+
+    /// Every kind of field, odd text, every level, a span around, a `log` record: the same
+    /// line as the full format's after the timestamp, and the timestamp in the same format.
+    #[test]
+    fn the_lines_are_the_full_formats() {
+        let (plain, full) = (Captured::default(), Captured::default());
+        let subscriber = tracing_subscriber::registry()
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(false)
+                    .with_writer(plain.clone())
+                    .event_format(Plain::default()),
+            )
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(false)
+                    .with_writer(full.clone()),
+            );
+        tracing::subscriber::with_default(subscriber, || {
+            let provider = Some("openai");
+            let missing: Option<&str> = None;
+            let ttft = Some(12.5_f64);
+            tracing::info!(
+                status = "served",
+                latency_ms = 1.0_f64,
+                ttft_ms = ttft,
+                provider,
+                absent = missing,
+                input_tokens = 12_u64,
+                delta = -3_i64,
+                big = u128::MAX,
+                ok = true,
+                trace_id = %"0af7651916cd43dd8448eb211c80319c",
+                r#type = "raw",
+                "chat completion answered"
+            );
+            tracing::warn!(error = %Failure, reason = "timeout", "provider attempt failed");
+            tracing::error!("formatted {} {:?}", 7, "x");
+            tracing::debug!(
+                quoted = "a \"b\" \\ c\td\u{e9}\u{1b}",
+                "escape \u{1b}[31m bel \u{7} c1 \u{85} é"
+            );
+            tracing::trace!(message = "message as a field", after = 1_i64);
+            tracing::info!(only = "fields, no message");
+            tracing::info!(
+                err = &Failure as &(dyn std::error::Error + 'static),
+                "an error value"
+            );
+            tracing::info!(target: "elsewhere::target", n = 0.1_f64 + 0.2, "{}", "display \u{1b}");
+            tracing::info_span!("request", id = 3).in_scope(|| tracing::info!("in a span"));
+            let record = log::Record::builder()
+                .args(format_args!("from the log crate"))
+                .level(log::Level::Warn)
+                .target("some_crate::module")
+                .build();
+            tracing_log::format_trace(&record).unwrap();
+        });
+        let (plain, full) = (plain.lines(), full.lines());
+        assert_eq!(plain.len(), 10, "{plain:#?}");
+        assert_eq!(plain.len(), full.len());
+        for (plain, full) in plain.iter().zip(&full) {
+            let (plain_at, plain_rest) = plain.split_once(' ').unwrap();
+            let (full_at, full_rest) = full.split_once(' ').unwrap();
+            assert_eq!(plain_rest, full_rest);
+            for at in [plain_at, full_at] {
+                let instant = humantime::parse_rfc3339(at).unwrap();
+                assert_eq!(humantime::format_rfc3339_micros(instant).to_string(), at);
+            }
+        }
+        assert!(full[0].ends_with(
+            "INFO gatewayz::telemetry::line::tests: chat completion answered status=\"served\" \
+             latency_ms=1.0 ttft_ms=12.5 provider=\"openai\" input_tokens=12 delta=-3 \
+             big=340282366920938463463374607431768211455 ok=true \
+             trace_id=0af7651916cd43dd8448eb211c80319c type=\"raw\""
+        ));
+    }
+}
