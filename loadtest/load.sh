@@ -86,7 +86,11 @@ fi
   echo "host: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
   echo "cpu: $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)"
   echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-  echo "gatewayz: $(git rev-parse --short HEAD)$(git diff --quiet || echo '+dirty')"
+  if [ -n "${BENCH_BIN:-}" ]; then
+    echo "gatewayz: $BENCH_BIN (BENCH_BIN; the checkout is $(git rev-parse --short HEAD))"
+  else
+    echo "gatewayz: $(git rev-parse --short HEAD)$(git diff --quiet || echo '+dirty')"
+  fi
   echo "oha: $("$OHA" --version | head -1); nginx: $("$NGINX" -v 2>&1 | sed 's/.*: //')"
 } >"$OUT/machine.txt"
 
