@@ -52,6 +52,12 @@ flush_interval = "50ms"
         .iter()
         .filter(|s| s.trace_id == trace_id && s.kind == KIND_CLIENT)
         .collect();
+    let server = spans
+        .iter()
+        .find(|s| s.trace_id == trace_id && s.kind == KIND_SERVER)
+        .unwrap();
+    // The attempts are the server span's children, though it is never entered.
+    assert!(attempts.iter().all(|s| s.parent_span_id == server.span_id));
 
     // Loki has the failed attempt's warning and the access line, with the same trace id.
     let arrived = logs.wait_until(Duration::from_secs(20), |entries| {
@@ -90,6 +96,10 @@ flush_interval = "50ms"
                 attempts.iter().any(|s| s.span_id == span_id),
                 "span {span_id} is not one of the attempts {attempts:#?}"
             );
+        }
+        // The access line, written while the handler runs, names the request's span.
+        if entry.line.contains("chat completion answered") {
+            assert_eq!(entry.json()["span_id"], server.span_id.as_str());
         }
     }
 }

@@ -18,6 +18,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::providers::{ProviderError, Usage};
 use crate::telemetry::traces::propagation::UpstreamTrace;
+use crate::telemetry::traces::scope;
 
 /// Time from sending the attempt to the first content chunk, in seconds (streams only).
 pub const TIME_TO_FIRST_CHUNK: &str = "gen_ai.response.time_to_first_chunk";
@@ -28,7 +29,8 @@ pub struct AttemptSpan {
 }
 
 impl AttemptSpan {
-    /// Opens the span as a child of the current (server) span. `provider` is the configured
+    /// Opens the span as a child of the request's server span ([`scope::current`], the span
+    /// is not entered while the handler runs). `provider` is the configured
     /// provider name, `request_model` the model name sent upstream.
     pub fn start(
         operation: &'static str,
@@ -38,6 +40,7 @@ impl AttemptSpan {
         stream: bool,
     ) -> Self {
         let span = tracing::info_span!(
+            parent: scope::current(),
             "attempt",
             otel.name = %format_args!("{operation} {request_model}"),
             otel.kind = "client",

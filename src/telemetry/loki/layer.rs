@@ -34,6 +34,7 @@ use tracing_subscriber::Layer;
 
 use super::batch::Record;
 use crate::telemetry::metrics::log_stats::LogStats;
+use crate::telemetry::traces::scope;
 
 /// Target of the shipper's own diagnostics: stderr sees them, Loki never does.
 pub const SELF_TARGET: &str = "gatewayz::loki_shipper";
@@ -151,13 +152,18 @@ where
     ids
 }
 
-/// The ids of the innermost span around `event` that carries OpenTelemetry data. Looked up in
+/// The ids of the innermost span around `event` that carries OpenTelemetry data: the entered
+/// span, else the request being handled ([`scope`], whose span is not entered). Looked up in
 /// the registry itself, not through the layer's context: the log layers' filter lets events
 /// through, never spans, so a filtered context would see none.
 fn event_ids(event: &Event<'_>, dispatch: &Dispatch) -> Option<(Arc<str>, Arc<str>)> {
     let registry = dispatch.downcast_ref::<Registry>()?;
     let id = if event.is_contextual() {
-        registry.current_span().id()?.clone()
+        registry
+            .current_span()
+            .id()
+            .cloned()
+            .or_else(scope::current)?
     } else {
         event.parent()?.clone()
     };
