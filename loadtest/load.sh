@@ -5,6 +5,7 @@
 #   ./loadtest/load.sh                 # the whole run, a few minutes; table on stdout and in loadtest-out/
 #   BENCH_DURATION=15 ./loadtest/load.sh   # longer points (seconds)
 #   BENCH_BIN=/tmp/gatewayz-old ./loadtest/load.sh  # another build, same method
+#   BENCH_TELEMETRY_NICE=10 ./loadtest/load.sh   # the export threads reniced (their cost to the tails)
 #   BENCH_SECTIONS=admission ./loadtest/load.sh   # only the admission-cost points (a client key
 #                                                 # without limits, limits in process, in Redis,
 #                                                 # the usage ledger on)
@@ -198,6 +199,16 @@ step "gatewayz on core $PROXY_CORE (telemetry: $TELEMETRY)"
 start "$OUT/gatewayz.log" taskset -c "$PROXY_CORE" "$BIN" serve --config "$GW_CONF"
 GW_PID=$LAST_PID
 wait_http "http://127.0.0.1:$P_GW/health" "$GW_PID"
+# BENCH_TELEMETRY_NICE=N: the export threads (the span batch processor, the OTLP clients'
+# runtimes) at nice N, to see what their bursts cost the request path's tails on the shared core.
+if [ -n "${BENCH_TELEMETRY_NICE:-}" ]; then
+  for task in /proc/"$GW_PID"/task/*; do
+    case "$(cat "$task/comm")" in
+      OpenTelemetry* | reqwest-interna* | otlp-grpc*) renice -n "$BENCH_TELEMETRY_NICE" -p "${task##*/}" >/dev/null ;;
+    esac
+  done
+  echo "telemetry threads at nice $BENCH_TELEMETRY_NICE" >>"$OUT/machine.txt"
+fi
 if curl -sf -o /dev/null "http://127.0.0.1:$P_GW/metrics"; then METRICS="served"; else METRICS="not served by this build"; fi
 
 JSON_BODY=$OUT/json.body
