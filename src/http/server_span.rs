@@ -3,7 +3,7 @@
 //! The span joins the caller's trace when the request carries a W3C `traceparent`, is the
 //! thread's current request while the handler is polled ([`scope`]: every log line of the
 //! request carries its ids, its attempts are its children; the span itself is not entered,
-//! which cost ~4,000 instructions a request), records
+//! which cost ~7,300 instructions a JSON request), records
 //! `http.response.status_code`, and puts the trace id in the `x-trace-id` response header for
 //! the client to quote. It ends when the response body has been sent — for a stream, after
 //! the last chunk (or when the client went away) — because the body holds it ([`SpanBody`]);
