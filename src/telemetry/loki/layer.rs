@@ -297,12 +297,12 @@ impl Visit for LineVisitor {
 
     fn record_i64(&mut self, field: &Field, value: i64) {
         self.key(field);
-        let _ = write!(self.line, "{value}");
+        self.line.push_str(itoa::Buffer::new().format(value));
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
         self.key(field);
-        let _ = write!(self.line, "{value}");
+        self.line.push_str(itoa::Buffer::new().format(value));
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
@@ -374,6 +374,11 @@ fn json_str(out: &mut String, s: &str) {
 
 /// Appends `s` escaped for the inside of a JSON string.
 fn escape_into(out: &mut String, s: &str) {
+    // Field names and most values need no escape: one pass to see, one copy.
+    if !s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        out.push_str(s);
+        return;
+    }
     let mut start = 0;
     for (i, b) in s.bytes().enumerate() {
         let escape = match b {
@@ -407,6 +412,17 @@ mod tests {
         assert_eq!(out, r#""a\"b\\c\nd\u0001é""#);
         let back: String = serde_json::from_str(&out).unwrap();
         assert_eq!(back, "a\"b\\c\nd\u{1}é");
+        // The no-escape fast path, and escapes at either end.
+        for (raw, json) in [
+            ("plain é ~", r#""plain é ~""#),
+            ("\u{1f}x", r#""\u001fx""#),
+            ("x\"", r#""x\"""#),
+            ("", r#""""#),
+        ] {
+            let mut out = String::new();
+            json_str(&mut out, raw);
+            assert_eq!(out, json);
+        }
     }
 
     /// A JSON object whose keys must be unique (serde_json's `Value` keeps the last).
