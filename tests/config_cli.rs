@@ -133,6 +133,22 @@ fn good_file_prints_its_summary_without_secrets() {
     }
 }
 
+/// An address in use ends the start with the error that names it, and nothing else: no
+/// panic while the parts already built are dropped.
+#[test]
+fn an_address_in_use_is_refused_cleanly() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = run_to_exit(&["serve", "--listen", &addr], ENV, LIMIT);
+    assert!(!out.status.success());
+    assert!(
+        out.stderr.contains(&format!("cannot listen on {addr}")),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+}
+
 #[test]
 fn non_loopback_listen_without_keys_is_refused() {
     let no_keys = &GOOD[..GOOD.find("[[keys]]").unwrap()];

@@ -109,6 +109,16 @@ pub fn run_with(
     result
 }
 
+/// The listening socket, as actix-server binds one (`SO_REUSEADDR`, a backlog of 2,048).
+fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(2048)?;
+    Ok(socket.into())
+}
+
 /// What the handlers read besides the configuration: everything built before them.
 pub struct Parts {
     pub catalog: Arc<Catalog>,
@@ -178,6 +188,12 @@ async fn serve(
 ) -> Result<(), AppError> {
     let listen = listen.unwrap_or(config.server.listen);
     config.check_exposure(listen).map_err(AppError::Exposure)?;
+    // Bound before anything starts: an address in use ends the start with its error, not
+    // with actors dropped before their first poll (which panicked without a runtime).
+    let listener = bind(listen).map_err(|source| AppError::Bind {
+        addr: listen,
+        source,
+    })?;
     crate::install_crypto_provider();
     // The configuration resolved once; every table below is indexed by its ids.
     let catalog = Arc::new(Catalog::new(&config));
@@ -291,7 +307,7 @@ async fn serve(
     if let Some(workers) = config.server.workers {
         server = server.workers(workers);
     }
-    let server = server.bind(listen).map_err(|source| AppError::Bind {
+    let server = server.listen(listener).map_err(|source| AppError::Bind {
         addr: listen,
         source,
     })?;
