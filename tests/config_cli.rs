@@ -149,6 +149,30 @@ fn an_address_in_use_is_refused_cleanly() {
     assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
 }
 
+/// A start that fails after the actors started (here the provider clients, built after them,
+/// refuse a SOCKS proxy) ends with its error and nothing else.
+#[test]
+fn a_start_failing_after_the_actors_started_ends_cleanly() {
+    let (_dir, path) = config_file(
+        "[providers.p]\nkind = \"openai\"\nbase_url = \"https://api.example.com/v1\"\n\
+         api_key = \"sk-test\"\n\n[models.m]\nproviders = [\"p\"]\n",
+    );
+    let mut env = ENV.to_vec();
+    env.push(("HTTPS_PROXY", "socks5://127.0.0.1:1"));
+    let out = run_to_exit(
+        &["serve", "--config", &path, "--listen", "127.0.0.1:0"],
+        &env,
+        LIMIT,
+    );
+    assert!(!out.status.success());
+    assert!(
+        out.stderr.contains("only http:// proxies are supported"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+}
+
 #[test]
 fn non_loopback_listen_without_keys_is_refused() {
     let no_keys = &GOOD[..GOOD.find("[[keys]]").unwrap()];

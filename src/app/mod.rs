@@ -97,6 +97,12 @@ pub fn run_with(
         ));
         let drain = Arc::new(Drain::default());
         let result = serve(config, listen, log_stats, budget, drain.clone()).await;
+        if result.is_err() {
+            // What started before the failure (the actors) gets its first poll here, inside
+            // the runtime: dropped unpolled with the system, an actor would start outside it
+            // and panic (a timer needs the runtime) after the error was already decided.
+            actix_web::rt::task::yield_now().await;
+        }
         let began = drain.started().unwrap_or_else(Instant::now);
         if let Some(shipper) = shipper {
             shipper
@@ -188,8 +194,8 @@ async fn serve(
 ) -> Result<(), AppError> {
     let listen = listen.unwrap_or(config.server.listen);
     config.check_exposure(listen).map_err(AppError::Exposure)?;
-    // Bound before anything starts: an address in use ends the start with its error, not
-    // with actors dropped before their first poll (which panicked without a runtime).
+    // Bound before anything starts: an address in use fails the start before it connects to
+    // a shared store or starts a thread.
     let listener = bind(listen).map_err(|source| AppError::Bind {
         addr: listen,
         source,
