@@ -10,33 +10,29 @@
 //! not: two thread-local writes.
 
 use std::cell::Cell;
+use std::num::NonZeroU64;
 
 thread_local! {
-    static CURRENT: Cell<Option<tracing::Id>> = const { Cell::new(None) };
+    static CURRENT: Cell<Option<NonZeroU64>> = const { Cell::new(None) };
 }
 
 /// The server span of the request being handled on this thread, if any.
 pub fn current() -> Option<tracing::Id> {
-    CURRENT.with(|c| {
-        let id = c.take();
-        c.set(id.clone());
-        id
-    })
+    CURRENT.get().map(tracing::Id::from_non_zero_u64)
 }
 
 /// Runs `f` with `id` as the current request, as the handler's polls do.
 pub fn with<T>(id: Option<tracing::Id>, f: impl FnOnce() -> T) -> T {
-    let _restore = Restore(CURRENT.with(|c| c.replace(id)));
+    let _restore = Restore(CURRENT.replace(id.map(|id| id.into_non_zero_u64())));
     f()
 }
 
 /// Puts the previous request back, also when the poll panicked.
-struct Restore(Option<tracing::Id>);
+struct Restore(Option<NonZeroU64>);
 
 impl Drop for Restore {
     fn drop(&mut self) {
-        let previous = self.0.take();
-        CURRENT.with(|c| c.set(previous));
+        CURRENT.set(self.0);
     }
 }
 
