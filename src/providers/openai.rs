@@ -11,7 +11,9 @@
 //! override the request's own, and up to two retries of a request an HTTP/2 server refused
 //! unprocessed (GOAWAY with NO_ERROR, REFUSED_STREAM). Not kept: redirects are not followed
 //! (a 3xx is an upstream status like any other). The `*_PROXY` environment variables are
-//! honoured as reqwest did, decided once per provider ([`proxy`]).
+//! honoured as reqwest did, decided once per provider ([`proxy`]). A response body's reader
+//! polls its HTTP/1 connection itself when the body has nothing ready ([`drive`]), so a burst
+//! the upstream wrote at once is relayed in one pass, not one chunk per scheduler turn.
 
 use std::error::Error as StdError;
 use std::future::Future;
@@ -32,8 +34,9 @@ use hyper::{Method, Request, Response, Uri};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::{Client, Error as ClientError};
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::rt::TokioTimer;
 
+use self::drive::{Driven, Spawner, Tracked};
 use self::proxy::{Route, RouteConnector};
 use super::sse::Dialect;
 use super::{read_usage, ByteStream, Forwarded, ProviderError, Reply, Upstream, Want};
@@ -310,12 +313,13 @@ impl OpenAiClient {
         stream: bool,
         trace: &UpstreamTrace,
         forwarded: &Forwarded,
-    ) -> Result<(hyper::http::response::Parts, Incoming), ProviderError> {
+    ) -> Result<(hyper::http::response::Parts, Driven), ProviderError> {
         let response = self
             .send(api, body, stream, trace, forwarded)
             .await
             .map_err(|e| classify(&e))?;
         let (head, body) = response.into_parts();
+        let body = Driven::new(body, &head.extensions);
         if head.status.is_success() {
             return Ok((head, body));
         }
@@ -340,14 +344,14 @@ impl OpenAiClient {
     }
 
     /// A streamed answer's body, cut when silent past `stream_idle_timeout`.
-    pub(super) fn body_stream(&self, body: Incoming) -> ByteStream {
+    pub(super) fn body_stream(&self, body: Driven) -> ByteStream {
         idle_limited(BodyDataStream::new(body), self.idle_timeout)
     }
 
     /// A whole answer, at most `max_response_bytes`.
     pub(super) async fn read_body(
         &self,
-        body: Incoming,
+        body: Driven,
         headers: &HeaderMap,
     ) -> Result<Bytes, ProviderError> {
         read_limited(body, headers, self.max_response_bytes).await
@@ -490,7 +494,7 @@ fn build_client(
         .enable_http1()
         .enable_http2()
         .wrap_connector(route.connector(http));
-    Ok(Client::builder(TokioExecutor::new())
+    Ok(Client::builder(Spawner)
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(POOL_IDLE_TIMEOUT)
@@ -575,7 +579,7 @@ fn refused_unprocessed(e: &ClientError) -> bool {
 /// before reading, a body that grows past it fails as soon as it does (and is dropped, which
 /// closes the connection), so memory per request stays bounded.
 async fn read_limited(
-    mut body: Incoming,
+    mut body: Driven,
     headers: &HeaderMap,
     limit: usize,
 ) -> Result<Bytes, ProviderError> {
@@ -607,7 +611,7 @@ async fn read_limited(
     Ok(Bytes::from(out))
 }
 
-async fn read_capped(mut body: Incoming, cap: usize) -> Bytes {
+async fn read_capped(mut body: Driven, cap: usize) -> Bytes {
     let mut out = Vec::new();
     while let Some(Ok(frame)) = body.frame().await {
         let Ok(chunk) = frame.into_data() else {
@@ -701,9 +705,9 @@ where
     C::Future: Send + 'static,
     C::Error: Into<BoxError>,
 {
-    type Response = C::Response;
+    type Response = Tracked<C::Response>;
     type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<C::Response, BoxError>> + Send>>;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         self.inner.poll_ready(cx).map_err(Into::into)
@@ -714,13 +718,14 @@ where
         let limit = self.limit;
         Box::pin(async move {
             match tokio::time::timeout(limit, connecting).await {
-                Ok(result) => result.map_err(Into::into),
+                Ok(result) => result.map(Tracked::new).map_err(Into::into),
                 Err(_) => Err(ConnectTimedOut.into()),
             }
         })
     }
 }
 
+mod drive;
 mod proxy;
 #[cfg(test)]
 mod tests;

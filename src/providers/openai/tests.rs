@@ -407,3 +407,193 @@ fn the_endpoint_keeps_the_base_url_s_query() {
         assert_eq!(endpoint(base, "chat/completions").unwrap().as_str(), want, "{base}");
     }
 }
+
+/// A chunked SSE answer: `events` content events, then `[DONE]`, each event a chunk of its own.
+fn chunked_events(events: usize, close: bool) -> (String, String) {
+    let mut head = String::from("HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n");
+    if close {
+        head += "connection: close\r\n";
+    }
+    head += "transfer-encoding: chunked\r\n\r\n";
+    let mut body = String::new();
+    let mut wire = head;
+    let lines = (0..events)
+        .map(|i| format!(r#"{{"choices":[{{"delta":{{"content":"w{i}"}}}}]}}"#))
+        .chain(["[DONE]".to_string()]);
+    for data in lines {
+        let event = format!("data: {data}\n\n");
+        wire += &format!("{:x}\r\n{event}\r\n", event.len());
+        body += &event;
+    }
+    wire += "0\r\n\r\n";
+    (wire, body)
+}
+
+/// The primed stream of one attempt: what priming held, and the rest.
+async fn stream_of(client: &OpenAiClient) -> (Vec<u8>, ByteStream) {
+    let reply = attempt(client, Want::Stream { strip_usage: false }).await;
+    let Ok(Reply::Stream(upstream)) = reply else {
+        panic!("not a stream: {:?}", reply.err());
+    };
+    let (held, rest, _, ended) = upstream.into_parts();
+    assert!(!ended);
+    (held.to_vec(), rest)
+}
+
+/// Reads `rest` to its end, into `got`.
+async fn drain(mut rest: ByteStream, got: &mut Vec<u8>) {
+    while let Some(chunk) = rest.next().await {
+        got.extend_from_slice(&chunk.unwrap());
+    }
+}
+
+/// A burst the upstream wrote at once goes on in one pass: poll after poll of the body, with
+/// the connection's own task never running in between, yields every event and the end. (hyper
+/// alone hands over one chunk per turn of its connection task.)
+#[tokio::test]
+async fn a_burst_of_events_is_read_in_one_pass() {
+    let (wire, body) = chunked_events(8, false);
+    let (addr, _served) = one_request(wire).await;
+    let client = OpenAiClient::new(&config(format!("http://{addr}/v1"))).unwrap();
+    let (mut got, mut rest) = stream_of(&client).await;
+    let mut ended = false;
+    std::future::poll_fn(|cx| loop {
+        match rest.as_mut().poll_next(cx) {
+            Poll::Ready(Some(chunk)) => got.extend_from_slice(&chunk.unwrap()),
+            Poll::Ready(None) => {
+                ended = true;
+                return Poll::Ready(());
+            }
+            Poll::Pending => return Poll::Ready(()),
+        }
+    })
+    .await;
+    assert_eq!(String::from_utf8(got).unwrap(), body);
+    assert!(ended, "the end came in the same pass");
+}
+
+/// Answers every request on every connection it accepts with `wire`, counting connections.
+async fn keep_alive_server(
+    wire: String,
+) -> (
+    SocketAddr,
+    Arc<std::sync::atomic::AtomicUsize>,
+    tokio::task::JoinHandle<()>,
+) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
+    let server = tokio::spawn(async move {
+        loop {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let wire = wire.clone();
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    // A request: its head and the 2-byte body (`{}`) every test here sends.
+                    while seen
+                        .windows(4)
+                        .position(|w| w == b"\r\n\r\n")
+                        .is_none_or(|i| seen.len() < i + 4 + 2)
+                    {
+                        match socket.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => seen.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    seen.clear();
+                    if socket.write_all(wire.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted, server)
+}
+
+/// Streams read that way leave their connection to the pool: three streams, one after the
+/// other, each read by a task of its own (as the server's), over one connection.
+#[tokio::test]
+async fn a_driven_stream_leaves_its_connection_to_the_pool() {
+    let (wire, body) = chunked_events(4, false);
+    let (addr, accepted, server) = keep_alive_server(wire).await;
+    let client = Arc::new(OpenAiClient::new(&config(format!("http://{addr}/v1"))).unwrap());
+    for _ in 0..3 {
+        let client = client.clone();
+        let got = tokio::spawn(async move {
+            let (mut got, rest) = stream_of(&client).await;
+            drain(rest, &mut got).await;
+            got
+        })
+        .await
+        .unwrap();
+        assert_eq!(String::from_utf8(got).unwrap(), body);
+    }
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+    server.abort();
+}
+
+/// Readers on other threads than their connections' tasks (the server's workers share each
+/// provider's pool): many streams at once on two threads all arrive whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_driven_from_other_threads_arrive_whole() {
+    let (wire, body) = chunked_events(12, false);
+    let (addr, accepted, server) = keep_alive_server(wire).await;
+    let client = Arc::new(OpenAiClient::new(&config(format!("http://{addr}/v1"))).unwrap());
+    let readers: Vec<_> = (0..32)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                let mut all = Vec::new();
+                for _ in 0..20 {
+                    let (mut got, rest) = stream_of(&client).await;
+                    drain(rest, &mut got).await;
+                    all.push(got);
+                }
+                all
+            })
+        })
+        .collect();
+    let done = tokio::time::timeout(Duration::from_secs(30), async {
+        for reader in readers {
+            for got in reader.await.unwrap() {
+                assert_eq!(String::from_utf8(got).unwrap(), body);
+            }
+        }
+    })
+    .await;
+    assert!(done.is_ok(), "640 streams did not end in 30 s");
+    // Connections were reused, not opened per stream.
+    assert!(accepted.load(std::sync::atomic::Ordering::SeqCst) < 200);
+    server.abort();
+}
+
+/// A connection that ends while a body's reader polls it (`connection: close`) still ends
+/// its own task: no task is left behind.
+#[tokio::test]
+async fn a_connection_ended_by_its_reader_leaves_no_task_behind() {
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let before = metrics.num_alive_tasks();
+    let (wire, body) = chunked_events(4, true);
+    let (addr, served) = one_request(wire).await;
+    let client = OpenAiClient::new(&config(format!("http://{addr}/v1"))).unwrap();
+    let (mut got, rest) = stream_of(&client).await;
+    drain(rest, &mut got).await;
+    assert_eq!(String::from_utf8(got).unwrap(), body);
+    served.await.unwrap();
+    let left = tokio::time::timeout(Duration::from_secs(5), async {
+        while metrics.num_alive_tasks() > before {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert!(
+        left.is_ok(),
+        "{} tasks alive, {before} before",
+        metrics.num_alive_tasks()
+    );
+}
