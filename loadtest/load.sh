@@ -6,6 +6,8 @@
 #   BENCH_DURATION=15 ./loadtest/load.sh   # longer points (seconds)
 #   BENCH_BIN=/tmp/gatewayz-old ./loadtest/load.sh  # another build, same method
 #   BENCH_TELEMETRY_NICE=10 ./loadtest/load.sh   # the export threads reniced (their cost to the tails)
+#   BENCH_EXPORT="loki" ./loadtest/load.sh       # export only to Loki (or "otlp", or "" for
+#                                                 # meters alone); default "loki otlp"
 #   BENCH_SECTIONS=admission ./loadtest/load.sh   # only the admission-cost points (a client key
 #                                                 # without limits, limits in process, in Redis,
 #                                                 # the usage ledger on)
@@ -26,6 +28,7 @@ TTFB_SAMPLES=${BENCH_TTFB_SAMPLES:-300}
 OPEN_STREAMS=${BENCH_OPEN_STREAMS:-1000}
 ADMISSION_RATE=${BENCH_ADMISSION_RATE:-1000} # the admission-cost points' rate
 SECTIONS=${BENCH_SECTIONS:-all}       # all, or admission
+EXPORTS=${BENCH_EXPORT-loki otlp}     # the export sections the measured gateway gets
 LOAD_CORE=${BENCH_LOAD_CORE:-0}
 PROXY_CORE=${BENCH_PROXY_CORE:-1}
 
@@ -180,7 +183,8 @@ protocol = \"http/protobuf\"
 GW_CONF=$OUT/gatewayz.toml
 base_config "$P_GW" >"$GW_CONF"
 TELEMETRY="meters"
-for section in loki otlp; do
+for section in $EXPORTS; do
+  case $section in loki | otlp) ;; *) die "BENCH_EXPORT: $section is neither loki nor otlp" ;; esac
   text=LOKI_SECTION; [ $section = otlp ] && text=OTLP_SECTION
   cp "$GW_CONF" "$OUT/probe.toml"; printf '%s' "${!text}" >>"$OUT/probe.toml"
   if "$BIN" check-config "$OUT/probe.toml" >/dev/null 2>"$OUT/probe-$section.err"; then
