@@ -440,11 +440,13 @@ async fn stream_of(client: &OpenAiClient) -> (Vec<u8>, ByteStream) {
     (held.to_vec(), rest)
 }
 
-/// Reads `rest` to its end, into `got`.
-async fn drain(mut rest: ByteStream, got: &mut Vec<u8>) {
+/// One attempt's whole stream, as the client gets it.
+async fn whole_stream(client: &OpenAiClient) -> String {
+    let (mut got, mut rest) = stream_of(client).await;
     while let Some(chunk) = rest.next().await {
         got.extend_from_slice(&chunk.unwrap());
     }
+    String::from_utf8(got).unwrap()
 }
 
 /// A burst the upstream wrote at once goes on in one pass: poll after poll of the body, with
@@ -524,14 +526,10 @@ async fn a_driven_stream_leaves_its_connection_to_the_pool() {
     let client = Arc::new(OpenAiClient::new(&config(format!("http://{addr}/v1"))).unwrap());
     for _ in 0..3 {
         let client = client.clone();
-        let got = tokio::spawn(async move {
-            let (mut got, rest) = stream_of(&client).await;
-            drain(rest, &mut got).await;
-            got
-        })
-        .await
-        .unwrap();
-        assert_eq!(String::from_utf8(got).unwrap(), body);
+        let got = tokio::spawn(async move { whole_stream(&client).await })
+            .await
+            .unwrap();
+        assert_eq!(got, body);
     }
     assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
     server.abort();
@@ -550,9 +548,7 @@ async fn streams_driven_from_other_threads_arrive_whole() {
             tokio::spawn(async move {
                 let mut all = Vec::new();
                 for _ in 0..20 {
-                    let (mut got, rest) = stream_of(&client).await;
-                    drain(rest, &mut got).await;
-                    all.push(got);
+                    all.push(whole_stream(&client).await);
                 }
                 all
             })
@@ -561,7 +557,7 @@ async fn streams_driven_from_other_threads_arrive_whole() {
     let done = tokio::time::timeout(Duration::from_secs(30), async {
         for reader in readers {
             for got in reader.await.unwrap() {
-                assert_eq!(String::from_utf8(got).unwrap(), body);
+                assert_eq!(got, body);
             }
         }
     })
@@ -581,9 +577,7 @@ async fn a_connection_ended_by_its_reader_leaves_no_task_behind() {
     let (wire, body) = chunked_events(4, true);
     let (addr, served) = one_request(wire).await;
     let client = OpenAiClient::new(&config(format!("http://{addr}/v1"))).unwrap();
-    let (mut got, rest) = stream_of(&client).await;
-    drain(rest, &mut got).await;
-    assert_eq!(String::from_utf8(got).unwrap(), body);
+    assert_eq!(whole_stream(&client).await, body);
     served.await.unwrap();
     let left = tokio::time::timeout(Duration::from_secs(5), async {
         while metrics.num_alive_tasks() > before {
@@ -596,4 +590,58 @@ async fn a_connection_ended_by_its_reader_leaves_no_task_behind() {
         "{} tasks alive, {before} before",
         metrics.num_alive_tasks()
     );
+}
+
+/// As the server runs it: each worker its own single-threaded runtime, one pool shared. A
+/// connection made on one runtime (its task lives there) serves streams read on another,
+/// whose reader polls the connection from its own thread.
+#[test]
+fn a_connection_made_on_one_runtime_is_driven_from_another() {
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    let (wire, body) = chunked_events(12, false);
+    let home = runtime();
+    let (addr, accepted, server) = home.block_on(keep_alive_server(wire));
+    let client = Arc::new(OpenAiClient::new(&config(format!("http://{addr}/v1"))).unwrap());
+    // The first stream makes the connection, and its task, on the home runtime...
+    let first = home.block_on(async {
+        let got = whole_stream(&client).await;
+        // ...and a turn lets the pool take the connection back.
+        tokio::task::yield_now().await;
+        got
+    });
+    assert_eq!(first, body);
+    // The home runtime keeps running the connection's task on its thread.
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let home_thread = std::thread::spawn(move || {
+        home.block_on(async {
+            let _ = stopped.await;
+        });
+        server.abort();
+    });
+    let reader = client.clone();
+    let read = std::thread::spawn(move || {
+        runtime().block_on(async {
+            let mut all = Vec::new();
+            for _ in 0..20 {
+                // Each stream read by a task of its own, as the server's are.
+                let reader = reader.clone();
+                let got = tokio::spawn(async move { whole_stream(&reader).await });
+                all.push(got.await.unwrap());
+            }
+            all
+        })
+    })
+    .join()
+    .unwrap();
+    for got in read {
+        assert_eq!(got, body);
+    }
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let _ = stop.send(());
+    home_thread.join().unwrap();
 }
