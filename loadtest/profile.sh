@@ -9,6 +9,7 @@
 #   BENCH_PROFILE_REQUESTS=5000 ./loadtest/profile.sh
 #   BENCH_PROFILE_STREAM=1 ./loadtest/profile.sh   # streamed completions instead of JSON
 #   BENCH_PROFILE_EXPORT=1 ./loadtest/profile.sh   # Loki + OTLP export on, to a local nginx sink
+#                                                   # (=loki or =otlp: one of the two alone)
 #   BENCH_PROFILE_ANTHROPIC=1 ./loadtest/profile.sh  # a kind = "anthropic" provider: the
 #                                                     # translation's cost (mock speaks Messages)
 #   BENCH_PROFILE_MESSAGES=1 ./loadtest/profile.sh   # clients call /v1/messages (Anthropic's API):
@@ -57,15 +58,24 @@ fi
 
 P_UP=$(free_port); P_GW=$(free_port); P_SINK=$(free_port)
 EXPORT_TOML=
-if [ "$EXPORT" = 1 ]; then
+case $EXPORT in
+  0 | 1 | loki | otlp) ;;
+  *) die "BENCH_PROFILE_EXPORT: $EXPORT is none of 0, 1, loki, otlp" ;;
+esac
+if [ "$EXPORT" != 0 ]; then
   need_nginx
   mkdir -p "$OUT/nginx"
   start_sink "$P_SINK"
   wait_http "http://127.0.0.1:$P_SINK/" "$SINK_PID"
-  EXPORT_TOML="
+fi
+if [ "$EXPORT" = 1 ] || [ "$EXPORT" = loki ]; then
+  EXPORT_TOML="$EXPORT_TOML
 [telemetry.loki]
 url = \"http://127.0.0.1:$P_SINK\"
-
+"
+fi
+if [ "$EXPORT" = 1 ] || [ "$EXPORT" = otlp ]; then
+  EXPORT_TOML="$EXPORT_TOML
 [telemetry.otlp]
 endpoint = \"http://127.0.0.1:$P_SINK/v1/traces\"
 protocol = \"http/protobuf\""

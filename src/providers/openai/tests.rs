@@ -641,7 +641,14 @@ fn a_connection_made_on_one_runtime_is_driven_from_another() {
     for got in read {
         assert_eq!(got, body);
     }
-    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+    // Reused: a connection goes back to the pool when a task of the reader's runtime sees it
+    // ready again, which another thread's poll may tell it late, so the next stream may find
+    // it still on its way and open a second; the one of them not on its way serves the next.
+    let opened = accepted.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        opened <= 2,
+        "{opened} connections for 21 streams, one at a time"
+    );
     let _ = stop.send(());
     home_thread.join().unwrap();
 }
