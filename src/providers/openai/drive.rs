@@ -5,8 +5,8 @@
 //! next. A stream whose events arrived in one read therefore cost a scheduler round trip per
 //! event: the connection task's poll, then the reader's — for a relayed stream, actix's
 //! dispatcher, which writes to the client every time the body leaves it waiting. Under load each
-//! of those hops waits its turn in the worker's run queue: a burst of twelve events went out as
-//! twelve writes, twelve turns apart.
+//! of those hops waits its turn in the worker's run queue: the load harness's stream, ten events
+//! the upstream writes at once, went out as ten writes, each a turn after the last.
 //!
 //! With [`Spawner`] as the client's executor, every background future hyper spawns sits in a
 //! [`Task`] that someone other than its own tokio task may poll. The connection's I/O is wrapped
@@ -179,19 +179,17 @@ impl Link {
             .is_some_and(|task| task.drive())
     }
 
-    /// Notes the task polling this thread's future, if one is; `true` once one is noted.
-    fn claim(&self) -> bool {
+    /// Notes the task polling this thread's future, unless one is noted already.
+    fn claim(&self) {
         if self.0.get().is_some() {
-            return true;
+            return;
         }
-        let Some(task) = POLLING.with(|polling| polling.borrow().clone()) else {
-            return false;
-        };
-        if let Some(task) = task.upgrade() {
-            task.claimed();
+        if let Some(task) = POLLING.with(|polling| polling.borrow().clone()) {
+            if let Some(task) = task.upgrade() {
+                task.claimed();
+            }
+            let _ = self.0.set(task);
         }
-        let _ = self.0.set(task);
-        true
     }
 }
 
@@ -199,8 +197,6 @@ impl Link {
 pub(super) struct Tracked<T> {
     inner: T,
     link: Link,
-    /// The link is set.
-    claimed: bool,
 }
 
 impl<T> Tracked<T> {
@@ -208,13 +204,6 @@ impl<T> Tracked<T> {
         Self {
             inner,
             link: Link::default(),
-            claimed: false,
-        }
-    }
-
-    fn claim(&mut self) {
-        if !self.claimed {
-            self.claimed = self.link.claim();
         }
     }
 }
@@ -237,7 +226,7 @@ impl<T: Read + Unpin> Read for Tracked<T> {
         buf: ReadBufCursor<'_>,
     ) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
-        this.claim();
+        this.link.claim();
         Pin::new(&mut this.inner).poll_read(cx, buf)
     }
 }
@@ -249,7 +238,7 @@ impl<T: Write + Unpin> Write for Tracked<T> {
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
-        this.claim();
+        this.link.claim();
         Pin::new(&mut this.inner).poll_write(cx, buf)
     }
 
@@ -259,7 +248,7 @@ impl<T: Write + Unpin> Write for Tracked<T> {
         bufs: &[IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
-        this.claim();
+        this.link.claim();
         Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
     }
 
@@ -283,11 +272,12 @@ pub(crate) struct Driven {
 }
 
 impl Driven {
-    /// `body`, driving the connection `extensions` link to (when they hold one).
-    pub(super) fn new(body: Incoming, extensions: &hyper::http::Extensions) -> Self {
+    /// `body`, driving the connection `extensions` link to (when they hold one; taken out,
+    /// nothing else reads it).
+    pub(super) fn new(body: Incoming, extensions: &mut hyper::http::Extensions) -> Self {
         Self {
             body,
-            link: extensions.get::<Link>().cloned(),
+            link: extensions.remove::<Link>(),
         }
     }
 }

@@ -568,8 +568,9 @@ async fn streams_driven_from_other_threads_arrive_whole() {
     server.abort();
 }
 
-/// A connection that ends while a body's reader polls it (`connection: close`) still ends
-/// its own task: no task is left behind.
+/// A connection the upstream closes after its answer (`connection: close`) ends its task once
+/// the stream is read: no task is left behind. (A connection ending under its reader's poll:
+/// `drive::tests::a_connection_ended_by_its_driver_ends_its_task`.)
 #[tokio::test]
 async fn a_connection_ended_by_its_reader_leaves_no_task_behind() {
     let metrics = tokio::runtime::Handle::current().metrics();
@@ -607,13 +608,8 @@ fn a_connection_made_on_one_runtime_is_driven_from_another() {
     let home = runtime();
     let (addr, accepted, server) = home.block_on(keep_alive_server(wire));
     let client = Arc::new(OpenAiClient::new(&config(format!("http://{addr}/v1"))).unwrap());
-    // The first stream makes the connection, and its task, on the home runtime...
-    let first = home.block_on(async {
-        let got = whole_stream(&client).await;
-        // ...and a turn lets the pool take the connection back.
-        tokio::task::yield_now().await;
-        got
-    });
+    // The first stream makes the connection, and its task, on the home runtime.
+    let first = home.block_on(whole_stream(&client));
     assert_eq!(first, body);
     // The home runtime keeps running the connection's task on its thread.
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -642,8 +638,9 @@ fn a_connection_made_on_one_runtime_is_driven_from_another() {
         assert_eq!(got, body);
     }
     // Reused: a connection goes back to the pool when a task of the reader's runtime sees it
-    // ready again, which another thread's poll may tell it late, so the next stream may find
-    // it still on its way and open a second; the one of them not on its way serves the next.
+    // ready again. For the home runtime's connection, another thread tells it when, maybe
+    // late: the next stream may find it still on its way and open a second, on the reader's
+    // runtime, whose return that runtime sees before its next stream starts. So one or two.
     let opened = accepted.load(std::sync::atomic::Ordering::SeqCst);
     assert!(
         opened <= 2,
