@@ -318,8 +318,8 @@ impl OpenAiClient {
             .send(api, body, stream, trace, forwarded)
             .await
             .map_err(|e| classify(&e))?;
-        let (mut head, body) = response.into_parts();
-        let body = Driven::new(body, &mut head.extensions);
+        let (head, body) = response.into_parts();
+        let body = Driven::new(body, &head.extensions);
         if head.status.is_success() {
             return Ok((head, body));
         }
