@@ -54,22 +54,38 @@ impl Encoder {
     /// instrumentation scope in the order the scopes first appear, each with its spans in
     /// batch order.
     pub fn encode(&self, spans: &[SpanData], out: &mut Vec<u8>) {
+        let mut scopes: Vec<&InstrumentationScope> = Vec::new();
+        for span in spans {
+            if !scopes.contains(&&span.instrumentation_scope) {
+                scopes.push(&span.instrumentation_scope);
+            }
+        }
+        self.request(out, &scopes, |ss, i| {
+            for span in spans
+                .iter()
+                .filter(|s| &s.instrumentation_scope == scopes[i])
+            {
+                span_field(ss, span);
+            }
+        });
+    }
+
+    /// Appends a request with one `ScopeSpans` per scope of `scopes`, in that order, whose
+    /// spans `spans_of` writes (as [`span_field`]s), given the scope's index in `scopes`.
+    pub fn request(
+        &self,
+        out: &mut Vec<u8>,
+        scopes: &[&InstrumentationScope],
+        mut spans_of: impl FnMut(&mut Vec<u8>, usize),
+    ) {
         message(out, 1, |rs| {
             // resource = 1
             message(rs, 1, |r| r.extend_from_slice(&self.resource));
             // scope_spans = 2
-            let mut scopes: Vec<&InstrumentationScope> = Vec::new();
-            for span in spans {
-                if !scopes.contains(&&span.instrumentation_scope) {
-                    scopes.push(&span.instrumentation_scope);
-                }
-            }
-            for scope in scopes {
+            for (i, scope) in scopes.iter().enumerate() {
                 message(rs, 2, |ss| {
                     message(ss, 1, |s| instrumentation_scope(s, scope));
-                    for span in spans.iter().filter(|s| &s.instrumentation_scope == scope) {
-                        message(ss, 2, |s| encode_span(s, span));
-                    }
+                    spans_of(ss, i);
                     string(ss, 3, scope.schema_url().unwrap_or_default());
                 });
             }
@@ -77,6 +93,11 @@ impl Encoder {
             string(rs, 3, &self.resource_schema_url);
         });
     }
+}
+
+/// Appends `span` as a `ScopeSpans` message's `spans = 2` field: what a request holds of it.
+pub fn span_field(out: &mut Vec<u8>, span: &SpanData) {
+    message(out, 2, |s| encode_span(s, span));
 }
 
 fn instrumentation_scope(b: &mut Vec<u8>, scope: &InstrumentationScope) {
@@ -313,7 +334,7 @@ fn message(b: &mut Vec<u8>, field: u32, body: impl FnOnce(&mut Vec<u8>)) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     #![allow(clippy::unwrap_used)]
 
     use std::borrow::Cow;
@@ -355,7 +376,7 @@ mod tests {
 
     /// Spans of every shape the encoder handles: the gateway's (a server span with a remote
     /// parent, a client span under it), and one with everything else a span can hold.
-    fn spans() -> Vec<SpanData> {
+    pub(in crate::telemetry::traces::otlp) fn spans() -> Vec<SpanData> {
         let gateway = InstrumentationScope::builder("gatewayz").build();
         let other = InstrumentationScope::builder("other")
             .with_version("2.1.0")
@@ -469,7 +490,10 @@ mod tests {
         vec![server, everything, client, producer, consumer]
     }
 
-    fn sdk_encoding(spans: Vec<SpanData>, resource: &Resource) -> Vec<u8> {
+    pub(in crate::telemetry::traces::otlp) fn sdk_encoding(
+        spans: Vec<SpanData>,
+        resource: &Resource,
+    ) -> Vec<u8> {
         ExportTraceServiceRequest {
             resource_spans: group_spans_by_resource_and_scope(
                 spans,

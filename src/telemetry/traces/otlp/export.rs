@@ -10,21 +10,17 @@
 //! jitter), within the export's timeout; HTTP 429, 502, 503, 504 and connection errors are
 //! retried, a `Retry-After` in seconds is honoured; gRPC's transient codes likewise.
 //!
-//! Runs on the SDK's batch thread, which blocks on each export: the HTTP client is blocking,
-//! and gRPC calls go through a tonic channel whose connection lives on the pipeline's small
-//! runtime.
+//! Runs on the span processor's export thread ([`super::batch`]), which blocks on each
+//! export: the HTTP client is blocking, and gRPC calls go through a tonic channel whose
+//! connection lives on the pipeline's small runtime. The request comes encoded: each span was
+//! written where it ended.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
-use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
-use opentelemetry_sdk::trace::{SpanData, SpanExporter};
-use opentelemetry_sdk::Resource;
 use prost::Message;
 
-use super::encode::Encoder;
 use super::settings::Settings;
 use crate::config::OtlpProtocol;
 
@@ -123,12 +119,10 @@ enum Transport {
     Grpc(Grpc),
 }
 
-/// The span exporter the batch processor calls.
+/// Sends encoded requests to the collector.
 pub struct Exporter {
-    encoder: Encoder,
     transport: Transport,
     timeout: Duration,
-    stopped: AtomicBool,
 }
 
 impl std::fmt::Debug for Exporter {
@@ -146,57 +140,37 @@ impl Exporter {
             OtlpProtocol::Grpc => Transport::Grpc(Grpc::new(settings)?),
         };
         Ok(Self {
-            encoder: Encoder::default(),
             transport,
             timeout: settings.timeout,
-            stopped: AtomicBool::new(false),
         })
     }
 
-    async fn attempt(&self, body: &Bytes, left: Duration) -> Result<(), Failure> {
-        let answer = match &self.transport {
-            Transport::Http(http) => http.send(body.clone(), left)?,
-            Transport::Grpc(grpc) => grpc.send(body.clone(), left).await?,
-        };
-        partial_success(&answer);
-        Ok(())
-    }
-}
-
-impl SpanExporter for Exporter {
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        if self.stopped.load(Ordering::Relaxed) {
-            return Err(OTelSdkError::AlreadyShutdown);
-        }
-        let mut body = Vec::with_capacity(512 + batch.len() * 512);
-        self.encoder.encode(&batch, &mut body);
-        drop(batch);
-        let body = Bytes::from(body);
+    /// Sends one `ExportTraceServiceRequest`, retried as the policy says within the timeout.
+    /// Blocks the calling thread.
+    pub fn export(&self, request: Bytes) -> Result<(), String> {
         let started = Instant::now();
         let mut backoff = Backoff::new();
         loop {
             let left = self.timeout.saturating_sub(started.elapsed());
-            let failure = match self.attempt(&body, left).await {
+            let failure = match self.attempt(&request, left) {
                 Ok(()) => return Ok(()),
                 Err(failure) => failure,
             };
             let left = self.timeout.saturating_sub(started.elapsed());
             match backoff.after(&failure, left, jitter()) {
                 Some(wait) => std::thread::sleep(wait),
-                None => return Err(OTelSdkError::InternalFailure(failure.message().to_owned())),
+                None => return Err(failure.message().to_owned()),
             }
         }
     }
 
-    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
-        if self.stopped.swap(true, Ordering::Relaxed) {
-            return Err(OTelSdkError::AlreadyShutdown);
-        }
+    fn attempt(&self, body: &Bytes, left: Duration) -> Result<(), Failure> {
+        let answer = match &self.transport {
+            Transport::Http(http) => http.send(body.clone(), left)?,
+            Transport::Grpc(grpc) => futures_executor::block_on(grpc.send(body.clone(), left))?,
+        };
+        partial_success(&answer);
         Ok(())
-    }
-
-    fn set_resource(&mut self, resource: &Resource) {
-        self.encoder = Encoder::new(resource);
     }
 }
 

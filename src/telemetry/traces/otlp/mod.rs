@@ -3,16 +3,16 @@
 //! [`Pipeline::build`] always yields a tracer, so every request gets a trace id (the
 //! `x-trace-id` header, log correlation, `traceparent` sent upstream) even with no collector.
 //! Without an exporter the sampler is parent-based "off": nothing is recorded for new traces
-//! and a caller's sampling decision is passed on untouched. With one, spans go through a
-//! [`BatchSpanProcessor`] — its own thread, a bounded queue that drops when full — wrapped in a
-//! [`ReportingExporter`], so a dead or slow collector never touches a request. The exporter is
-//! the gateway's own ([`export`]): it writes each batch's protobuf straight from the spans
-//! ([`encode`]).
+//! and a caller's sampling decision is passed on untouched. With one, spans go through the
+//! gateway's own processor ([`batch`]): each span is encoded where it ends ([`encode`]), into a
+//! bounded queue that drops when full, and an export thread sends the requests through a
+//! [`ReportingExporter`] ([`export`]), so a dead or slow collector never touches a request.
 //!
 //! OTLP/gRPC runs on its own small tokio runtime (tonic needs one, and actix's would hang at
 //! shutdown); [`Pipeline::shutdown`] flushes, then drops that runtime. Call it from
 //! synchronous code, after the HTTP server has stopped.
 
+pub mod batch;
 pub mod encode;
 pub mod export;
 pub mod report;
@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry::KeyValue;
-use opentelemetry_sdk::trace::{BatchSpanProcessor, Sampler, SdkTracer, SdkTracerProvider};
+use opentelemetry_sdk::trace::{Sampler, SdkTracer, SdkTracerProvider};
 use opentelemetry_sdk::Resource;
 
 use crate::config::{OtlpConfig, OtlpProtocol};
@@ -41,6 +41,8 @@ pub enum OtlpError {
     Exporter(String),
     #[error("telemetry.otlp: cannot start the gRPC runtime: {0}")]
     Runtime(#[from] std::io::Error),
+    #[error("telemetry.otlp: cannot start the span export thread: {0}")]
+    Thread(std::io::Error),
 }
 
 /// The tracer provider, and what must outlive it.
@@ -93,9 +95,11 @@ impl Pipeline {
             }
         };
         let exporter = exporter.map_err(OtlpError::Exporter)?;
-        let processor =
-            BatchSpanProcessor::builder(ReportingExporter::new(exporter, report::REPORT_INTERVAL))
-                .build();
+        let processor = batch::Processor::new(
+            ReportingExporter::new(exporter, report::REPORT_INTERVAL),
+            settings.batching,
+        )
+        .map_err(OtlpError::Thread)?;
         let mut builder = SdkTracerProvider::builder()
             .with_span_processor(processor)
             .with_resource(resource(settings.service_name.as_deref()));

@@ -4,15 +4,15 @@
 //! flood the logs — and the Loki pipeline — with one identical line per batch. [`FailureLog`]
 //! is the pure core: fed each export's outcome with the time, it says when to speak (the first
 //! failure, then a summary at most once per interval, and once on recovery).
-//! [`ReportingExporter`] wraps the OTLP exporter, feeds the core, logs what it says, and
-//! reports success to the SDK so the SDK does not log every failure itself.
+//! [`ReportingExporter`] wraps the OTLP exporter on the span processor's export thread, feeds
+//! the core, and logs what it says.
 
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::trace::{SpanData, SpanExporter};
-use opentelemetry_sdk::Resource;
+use bytes::Bytes;
+
+use super::batch::Export;
+use super::export::Exporter;
 
 /// Fewest seconds between two export-failure log lines.
 pub const REPORT_INTERVAL: Duration = Duration::from_secs(60);
@@ -89,26 +89,23 @@ impl FailureLog {
     }
 }
 
-/// Wraps an exporter: failures go to the [`FailureLog`] and, when it says so, to the log.
+/// Wraps the exporter: failures go to the [`FailureLog`] and, when it says so, to the log.
 #[derive(Debug)]
-pub struct ReportingExporter<E> {
-    inner: E,
-    log: Mutex<FailureLog>,
+pub struct ReportingExporter {
+    inner: Exporter,
+    log: FailureLog,
 }
 
-impl<E> ReportingExporter<E> {
-    pub fn new(inner: E, interval: Duration) -> Self {
+impl ReportingExporter {
+    pub fn new(inner: Exporter, interval: Duration) -> Self {
         Self {
             inner,
-            log: Mutex::new(FailureLog::new(interval)),
+            log: FailureLog::new(interval),
         }
     }
 
-    fn record(&self, ok: bool, spans: usize, error: &dyn std::fmt::Display) {
-        let report = match self.log.lock() {
-            Ok(mut log) => log.record(ok, spans as u64, Instant::now()),
-            Err(_) => None,
-        };
+    fn record(&mut self, ok: bool, spans: usize, error: &dyn std::fmt::Display) {
+        let report = self.log.record(ok, spans as u64, Instant::now());
         if !ok {
             tracing::debug!(spans, error = %error, "trace export failed");
         }
@@ -130,37 +127,23 @@ impl<E> ReportingExporter<E> {
     }
 }
 
-impl<E: SpanExporter> SpanExporter for ReportingExporter<E> {
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        let spans = batch.len();
-        match self.inner.export(batch).await {
+impl Export for ReportingExporter {
+    fn export(&mut self, request: Bytes, spans: usize) {
+        match self.inner.export(request) {
             Ok(()) => self.record(true, spans, &""),
             Err(e) => self.record(false, spans, &e),
         }
-        // Reported here, once per interval: the SDK would otherwise log every failed batch.
-        Ok(())
     }
 
-    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        if let Ok(log) = self.log.lock() {
-            let (failures, spans) = log.unreported();
-            if failures > 0 {
-                tracing::warn!(
-                    failures,
-                    spans_lost = spans,
-                    "trace exports failed since the last report"
-                );
-            }
+    fn shutdown(&mut self) {
+        let (failures, spans) = self.log.unreported();
+        if failures > 0 {
+            tracing::warn!(
+                failures,
+                spans_lost = spans,
+                "trace exports failed since the last report"
+            );
         }
-        self.inner.shutdown_with_timeout(timeout)
-    }
-
-    fn force_flush(&self) -> OTelSdkResult {
-        self.inner.force_flush()
-    }
-
-    fn set_resource(&mut self, resource: &Resource) {
-        self.inner.set_resource(resource);
     }
 }
 

@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use super::batch::Batching;
 use crate::config::{OtlpConfig, OtlpProtocol};
 
 /// Default OTLP/HTTP traces URL.
@@ -33,6 +34,10 @@ pub struct Settings {
     /// Of one export, retries included: the file's, else `OTEL_EXPORTER_OTLP_TRACES_TIMEOUT`,
     /// else `OTEL_EXPORTER_OTLP_TIMEOUT` (milliseconds), else 10 s.
     pub timeout: Duration,
+    /// The span processor's queue, delay and batch size: `OTEL_BSP_MAX_QUEUE_SIZE`,
+    /// `OTEL_BSP_SCHEDULE_DELAY` (ms) and `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`, read as the SDK
+    /// reads them (a value that does not parse is ignored; the batch is at most the queue).
+    pub batching: Batching,
 }
 
 /// The export timeout when neither the file nor the environment sets one.
@@ -116,7 +121,28 @@ pub fn resolve(
         sample_ratio: config.sample_ratio,
         service_name: config.service_name,
         timeout,
+        batching: batching(env),
     }))
+}
+
+/// `OTEL_BSP_*`, parsed as the SDK's `BatchConfigBuilder` parses them.
+fn batching(env: &dyn Fn(&str) -> Option<String>) -> Batching {
+    use opentelemetry_sdk::trace::{
+        OTEL_BSP_MAX_EXPORT_BATCH_SIZE, OTEL_BSP_MAX_QUEUE_SIZE, OTEL_BSP_SCHEDULE_DELAY,
+    };
+    let mut batching = Batching::default();
+    let number = |name: &str| env(name).and_then(|v| v.parse::<u64>().ok());
+    if let Some(n) = number(OTEL_BSP_MAX_QUEUE_SIZE) {
+        batching.max_queue = usize::try_from(n).unwrap_or(usize::MAX);
+    }
+    if let Some(ms) = number(OTEL_BSP_SCHEDULE_DELAY) {
+        batching.delay = Duration::from_millis(ms);
+    }
+    if let Some(n) = number(OTEL_BSP_MAX_EXPORT_BATCH_SIZE) {
+        batching.max_batch = usize::try_from(n).unwrap_or(usize::MAX);
+    }
+    batching.max_batch = batching.max_batch.min(batching.max_queue);
+    batching
 }
 
 /// `OTEL_EXPORTER_OTLP_HEADERS`' format: `k=v` pairs separated by commas, each trimmed, the
@@ -330,6 +356,46 @@ mod tests {
             ),
             Duration::from_millis(5)
         );
+    }
+
+    #[test]
+    fn batching_is_the_sdks_unless_the_environment_says_otherwise() {
+        let batching = |vars: &[(&str, &str)]| batching(&env(vars));
+        assert_eq!(
+            batching(&[]),
+            Batching {
+                max_queue: 2048,
+                delay: Duration::from_secs(5),
+                max_batch: 512,
+            }
+        );
+        assert_eq!(
+            batching(&[
+                ("OTEL_BSP_MAX_QUEUE_SIZE", "100"),
+                ("OTEL_BSP_SCHEDULE_DELAY", "50"),
+                ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "10"),
+            ]),
+            Batching {
+                max_queue: 100,
+                delay: Duration::from_millis(50),
+                max_batch: 10,
+            }
+        );
+        // The batch is at most the queue; what does not parse is ignored, as the SDK does.
+        let got = batching(&[
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "64"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "soon"),
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "-1"),
+        ]);
+        assert_eq!((got.max_queue, got.max_batch), (64, 64));
+        assert_eq!(got.delay, Duration::from_secs(5));
+        let resolved = resolve(
+            Some(&OtlpConfig::default()),
+            &env(&[("OTEL_BSP_SCHEDULE_DELAY", "20")]),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(resolved.batching.delay, Duration::from_millis(20));
     }
 
     #[test]
