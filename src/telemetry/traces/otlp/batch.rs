@@ -91,20 +91,16 @@ impl Queue {
         self.spans.is_empty()
     }
 
-    /// Encodes `span` at the end of the queue.
-    pub fn push(&mut self, span: &SpanData) {
-        let scope = match self
-            .scopes
-            .iter()
-            .position(|s| s == &span.instrumentation_scope)
-        {
+    /// Appends a span already encoded as [`encode::span_field`], of `scope`.
+    pub fn push_encoded(&mut self, scope: &InstrumentationScope, field: &[u8]) {
+        let scope = match self.scopes.iter().position(|s| s == scope) {
             Some(i) => i,
             None => {
-                self.scopes.push(span.instrumentation_scope.clone());
+                self.scopes.push(scope.clone());
                 self.scopes.len() - 1
             }
         };
-        encode::span_field(&mut self.data, span);
+        self.data.extend_from_slice(field);
         self.spans.push((scope, self.data.len()));
     }
 
@@ -155,6 +151,11 @@ impl Queue {
             from = to;
         }
     }
+}
+
+thread_local! {
+    /// A span's encoding on its way into the queue: one buffer per thread, kept.
+    static FIELD: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// What a caller waits for: answered after the export that follows the ask.
@@ -262,18 +263,22 @@ impl SpanProcessor for Processor {
     fn on_start(&self, _span: &mut Span, _cx: &Context) {}
 
     fn on_end(&self, span: SpanData) {
-        let full = {
+        // Encoded before the lock is taken, so that workers ending spans at once wait for
+        // one another only for a copy.
+        let full = FIELD.with_borrow_mut(|field| {
+            field.clear();
+            encode::span_field(field, &span);
             let mut state = self.shared.lock();
             if state.closed {
-                return;
+                return false;
             }
             if state.queue.len() >= self.max_queue {
                 state.dropped += 1;
-                return;
+                return false;
             }
-            state.queue.push(&span);
+            state.queue.push_encoded(&span.instrumentation_scope, field);
             state.queue.len() == self.max_batch
-        };
+        });
         if full {
             self.shared.wake.notify_one();
         }
@@ -394,10 +399,16 @@ mod tests {
         })
     }
 
+    fn push(queue: &mut Queue, span: &SpanData) {
+        let mut field = Vec::new();
+        encode::span_field(&mut field, span);
+        queue.push_encoded(&span.instrumentation_scope, &field);
+    }
+
     fn queued(spans: &[SpanData]) -> Queue {
         let mut queue = Queue::default();
         for span in spans {
-            queue.push(span);
+            push(&mut queue, span);
         }
         queue
     }
@@ -451,7 +462,7 @@ mod tests {
             assert_eq!(request, &sdk_encoding(chunk.to_vec(), resource()));
         }
         // Spans queued after a take are encoded against the scopes learnt before.
-        queue.push(&spans[1]);
+        push(&mut queue, &spans[1]);
         queue.take_into(&mut batch);
         assert_eq!(
             requests(&batch, 4)[0].0,
