@@ -237,6 +237,23 @@ impl Processor {
         self.shared.lock().dropped
     }
 
+    /// Encodes `span` into `field`, then queues it unless the queue is closed or full; true
+    /// when it made a full batch.
+    fn enqueue(&self, span: &SpanData, field: &mut Vec<u8>) -> bool {
+        field.clear();
+        encode::span_field(field, span);
+        let mut state = self.shared.lock();
+        if state.closed {
+            return false;
+        }
+        if state.queue.len() >= self.max_queue {
+            state.dropped += 1;
+            return false;
+        }
+        state.queue.push_encoded(&span.instrumentation_scope, field);
+        state.queue.len() == self.max_batch
+    }
+
     /// Queues `ask` and waits up to `timeout` for its answer.
     fn ask(&self, ask: impl FnOnce(SyncSender<()>) -> Ask, timeout: Duration) -> OTelSdkResult {
         let (answer, answered) = sync_channel(1);
@@ -264,21 +281,11 @@ impl SpanProcessor for Processor {
 
     fn on_end(&self, span: SpanData) {
         // Encoded before the lock is taken, so that workers ending spans at once wait for
-        // one another only for a copy.
-        let full = FIELD.with_borrow_mut(|field| {
-            field.clear();
-            encode::span_field(field, &span);
-            let mut state = self.shared.lock();
-            if state.closed {
-                return false;
-            }
-            if state.queue.len() >= self.max_queue {
-                state.dropped += 1;
-                return false;
-            }
-            state.queue.push_encoded(&span.instrumentation_scope, field);
-            state.queue.len() == self.max_batch
-        });
+        // one another only for a copy. A span ending while its thread's locals are being
+        // torn down gets a buffer of its own.
+        let full = FIELD
+            .try_with(|field| self.enqueue(&span, &mut field.borrow_mut()))
+            .unwrap_or_else(|_| self.enqueue(&span, &mut Vec::new()));
         if full {
             self.shared.wake.notify_one();
         }
