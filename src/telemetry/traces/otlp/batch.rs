@@ -276,6 +276,22 @@ impl Processor {
     }
 }
 
+impl Drop for Processor {
+    /// Without a shutdown first (the tracer provider shuts its processors down before it
+    /// drops them), the export thread still exports what waits and stops; nobody waits for it.
+    fn drop(&mut self) {
+        let mut state = self.shared.lock();
+        if state.closed {
+            return;
+        }
+        state.closed = true;
+        let (answer, _) = sync_channel(1);
+        state.asks.push(Ask::Shutdown(answer));
+        drop(state);
+        self.shared.wake.notify_one();
+    }
+}
+
 impl SpanProcessor for Processor {
     fn on_start(&self, _span: &mut Span, _cx: &Context) {}
 
@@ -655,6 +671,22 @@ mod tests {
             Err(OTelSdkError::AlreadyShutdown)
         ));
         assert!(rig.sent.try_recv().is_err());
+    }
+
+    #[test]
+    fn a_processor_dropped_without_shutdown_still_exports_and_stops_its_thread() {
+        let rig = rig(
+            Batching {
+                max_queue: 8,
+                delay: HOUR,
+                max_batch: 8,
+            },
+            false,
+        );
+        rig.processor.on_end(span());
+        drop(rig.processor);
+        assert_eq!(rig.sent.recv_timeout(WAIT).unwrap().1, 1);
+        rig.stopped.recv_timeout(WAIT).unwrap();
     }
 
     #[test]
