@@ -193,8 +193,43 @@ fn nanos(t: std::time::SystemTime) -> u64 {
 }
 
 /// A `KeyValue` message as field `field`.
+///
+/// A scalar's lengths are known before it is written, so its message goes out in one pass;
+/// an array's body is written first and its length put before it (`message`).
 fn attribute(b: &mut Vec<u8>, field: u32, kv: &KeyValue) {
-    message(b, field, |m| key_value(m, kv.key.as_str(), &kv.value));
+    let key = kv.key.as_str();
+    let Some(any_len) = scalar_len(&kv.value) else {
+        message(b, field, |m| key_value(m, key, &kv.value));
+        return;
+    };
+    let key_field = if key.is_empty() {
+        0
+    } else {
+        1 + varint_len(key.len() as u64) + key.len()
+    };
+    let body = key_field + 1 + varint_len(any_len as u64) + any_len;
+    b.reserve(body + 6);
+    tag(b, field, LEN);
+    varint(b, body as u64);
+    string(b, 1, key);
+    tag(b, 2, LEN);
+    varint(b, any_len as u64);
+    any_value(b, &kv.value);
+}
+
+/// The length of a scalar's `AnyValue` body as [`any_value`] writes it (its field numbers
+/// fit one tag byte); `None` for an array or a kind a later API adds.
+fn scalar_len(value: &Value) -> Option<usize> {
+    match value {
+        Value::String(s) => {
+            let n = s.as_str().len();
+            Some(1 + varint_len(n as u64) + n)
+        }
+        Value::Bool(_) => Some(2),
+        Value::I64(v) => Some(1 + varint_len(*v as u64)),
+        Value::F64(_) => Some(9),
+        _ => None,
+    }
 }
 
 /// A `KeyValue`'s body: `key = 1`, `value = 2` (always present, as the SDK sets it).
@@ -406,6 +441,14 @@ pub(super) mod tests {
                 KeyValue::new("gatewayz.overhead_ms", 0.25_f64),
                 KeyValue::new("negative", -3_i64),
                 KeyValue::new("long", "x".repeat(300)),
+                // An empty key, a zero, the largest integer: the edges of the one-pass lengths.
+                KeyValue::new("", ""),
+                KeyValue::new("zero", 0_i64),
+                KeyValue::new("max", i64::MAX),
+                KeyValue::new(
+                    "a key of more than a hundred and twenty-seven bytes ".repeat(3),
+                    1.5,
+                ),
             ],
             dropped_attributes_count: 0,
             events: SpanEvents::default(),
