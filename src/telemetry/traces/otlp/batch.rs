@@ -191,8 +191,7 @@ impl Shared {
 pub struct Processor {
     shared: Arc<Shared>,
     thread: Mutex<Option<JoinHandle<()>>>,
-    max_queue: usize,
-    max_batch: usize,
+    batching: Batching,
 }
 
 impl std::fmt::Debug for Processor {
@@ -204,6 +203,8 @@ impl std::fmt::Debug for Processor {
 impl Processor {
     /// Starts the export thread, which sends to `exporter`.
     pub fn new(exporter: impl Export, batching: Batching) -> std::io::Result<Self> {
+        // As the settings resolve it, and at least one: a batch that never fills the queue
+        // would wait for the delay only.
         let batching = Batching {
             max_batch: batching.max_batch.clamp(1, batching.max_queue.max(1)),
             ..batching
@@ -227,8 +228,7 @@ impl Processor {
         Ok(Self {
             shared,
             thread: Mutex::new(Some(thread)),
-            max_queue: batching.max_queue,
-            max_batch: batching.max_batch,
+            batching,
         })
     }
 
@@ -246,12 +246,12 @@ impl Processor {
         if state.closed {
             return false;
         }
-        if state.queue.len() >= self.max_queue {
+        if state.queue.len() >= self.batching.max_queue {
             state.dropped += 1;
             return false;
         }
         state.queue.push_encoded(&span.instrumentation_scope, field);
-        state.queue.len() == self.max_batch
+        state.queue.len() == self.batching.max_batch
     }
 
     /// Queues `ask` and waits up to `timeout` for its answer.
@@ -405,6 +405,7 @@ mod tests {
     use std::sync::mpsc::{channel, Receiver, Sender};
 
     use opentelemetry::KeyValue;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use prost::Message;
 
     use super::super::encode::tests::{sdk_encoding, spans};
@@ -455,14 +456,8 @@ mod tests {
         assert_eq!(got[0].0, whole);
         let sdk = sdk_encoding(spans, resource());
         assert_eq!(
-            opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::decode(
-                got[0].0.as_slice()
-            )
-            .unwrap(),
-            opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::decode(
-                sdk.as_slice()
-            )
-            .unwrap()
+            ExportTraceServiceRequest::decode(got[0].0.as_slice()).unwrap(),
+            ExportTraceServiceRequest::decode(sdk.as_slice()).unwrap()
         );
         assert_eq!(got[0].0, sdk);
     }
@@ -524,7 +519,17 @@ mod tests {
         gate: Option<Sender<()>>,
     }
 
-    fn rig(batching: Batching, gated: bool) -> Rig {
+    /// A processor with `max_queue`, `delay` and `max_batch`, whose exports go through at once.
+    fn rig(max_queue: usize, delay: Duration, max_batch: usize) -> Rig {
+        rigged(max_queue, delay, max_batch, false)
+    }
+
+    /// The same, each export held until the test opens the gate once for it.
+    fn gated_rig(max_queue: usize, delay: Duration, max_batch: usize) -> Rig {
+        rigged(max_queue, delay, max_batch, true)
+    }
+
+    fn rigged(max_queue: usize, delay: Duration, max_batch: usize, gated: bool) -> Rig {
         let (sent, sent_rx) = channel();
         let (stopped, stopped_rx) = channel();
         let (started, started_rx) = channel();
@@ -541,7 +546,11 @@ mod tests {
                 gate: gate_rx,
                 stopped,
             },
-            batching,
+            Batching {
+                max_queue,
+                delay,
+                max_batch,
+            },
         )
         .unwrap();
         processor.set_resource(resource());
@@ -563,14 +572,7 @@ mod tests {
 
     #[test]
     fn a_full_batch_is_exported_without_waiting_for_the_delay() {
-        let rig = rig(
-            Batching {
-                max_queue: 8,
-                delay: HOUR,
-                max_batch: 2,
-            },
-            false,
-        );
+        let rig = rig(8, HOUR, 2);
         rig.processor.on_end(span());
         rig.processor.on_end(span());
         let (request, n) = rig.sent.recv_timeout(WAIT).unwrap();
@@ -580,28 +582,14 @@ mod tests {
 
     #[test]
     fn the_delay_exports_what_waits() {
-        let rig = rig(
-            Batching {
-                max_queue: 8,
-                delay: Duration::from_millis(20),
-                max_batch: 8,
-            },
-            false,
-        );
+        let rig = rig(8, Duration::from_millis(20), 8);
         rig.processor.on_end(span());
         assert_eq!(rig.sent.recv_timeout(WAIT).unwrap().1, 1);
     }
 
     #[test]
     fn a_full_queue_drops_spans_and_counts_them() {
-        let rig = rig(
-            Batching {
-                max_queue: 3,
-                delay: HOUR,
-                max_batch: 3,
-            },
-            true,
-        );
+        let rig = gated_rig(3, HOUR, 3);
         // Three start an export, which the gate holds once it has taken them...
         for _ in 0..3 {
             rig.processor.on_end(span());
@@ -626,14 +614,7 @@ mod tests {
 
     #[test]
     fn a_flush_exports_everything_and_waits_for_it() {
-        let rig = rig(
-            Batching {
-                max_queue: 8,
-                delay: HOUR,
-                max_batch: 8,
-            },
-            false,
-        );
+        let rig = rig(8, HOUR, 8);
         for _ in 0..3 {
             rig.processor.on_end(span());
         }
@@ -647,14 +628,7 @@ mod tests {
 
     #[test]
     fn shutdown_exports_stops_the_exporter_and_refuses_what_follows() {
-        let rig = rig(
-            Batching {
-                max_queue: 8,
-                delay: HOUR,
-                max_batch: 8,
-            },
-            false,
-        );
+        let rig = rig(8, HOUR, 8);
         rig.processor.on_end(span());
         rig.processor.on_end(span());
         rig.processor.shutdown_with_timeout(WAIT).unwrap();
@@ -675,14 +649,7 @@ mod tests {
 
     #[test]
     fn a_processor_dropped_without_shutdown_still_exports_and_stops_its_thread() {
-        let rig = rig(
-            Batching {
-                max_queue: 8,
-                delay: HOUR,
-                max_batch: 8,
-            },
-            false,
-        );
+        let rig = rig(8, HOUR, 8);
         rig.processor.on_end(span());
         drop(rig.processor);
         assert_eq!(rig.sent.recv_timeout(WAIT).unwrap().1, 1);
@@ -691,14 +658,7 @@ mod tests {
 
     #[test]
     fn a_shutdown_that_outlasts_its_timeout_says_so() {
-        let rig = rig(
-            Batching {
-                max_queue: 8,
-                delay: HOUR,
-                max_batch: 8,
-            },
-            true,
-        );
+        let rig = gated_rig(8, HOUR, 8);
         rig.processor.on_end(span());
         let timeout = Duration::from_millis(10);
         assert!(matches!(
