@@ -9,21 +9,19 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use gatewayz::config::TelemetryConfig;
 use gatewayz::providers::Usage;
 use gatewayz::router::AttemptSpan;
-use gatewayz::telemetry::traces::propagation;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
+use gatewayz::telemetry::traces::otlp::encode::Scalar;
+use gatewayz::telemetry::traces::span::Span;
+use gatewayz::telemetry::traces::{propagation, scope};
+use opentelemetry::trace::SpanKind;
 
 fn one_request(headers: &HeaderMap) -> usize {
-    let server = tracing::info_span!(
-        "request",
-        otel.name = "POST /v1/chat/completions",
-        otel.kind = "server",
-        http.request.method = "POST",
-        http.route = "/v1/chat/completions",
-        http.response.status_code = tracing::field::Empty,
-    );
-    let _ = server.set_parent(propagation::extract(headers));
-    let _ = server.context();
-    let sent = server.in_scope(|| {
+    let parent = propagation::extract(headers);
+    let mut server = Span::start(SpanKind::Server, &parent, || {
+        "POST /v1/chat/completions".into()
+    });
+    server.set("http.request.method", Scalar::Str("POST"));
+    server.set("http.route", Scalar::Str("/v1/chat/completions"));
+    let sent = scope::with(server.context(), || {
         let attempt = AttemptSpan::start("chat", "openai", "gpt-4o", "api.openai.com", false);
         let trace = attempt.upstream_trace();
         let n = trace.traceparent.map_or(0, |v| v.len());
@@ -38,12 +36,12 @@ fn one_request(headers: &HeaderMap) -> usize {
         );
         n
     });
-    server.record("http.response.status_code", 200i64);
+    server.set("http.response.status_code", Scalar::I64(200));
     sent
 }
 
 fn bench(c: &mut Criterion) {
-    // The gateway's own subscriber, without an exporter (export is off the request path).
+    // The gateway's own tracer, without an exporter (export is off the request path).
     gatewayz::telemetry::init(&TelemetryConfig {
         log_level: Some("warn".into()),
         otlp: None,

@@ -1,8 +1,7 @@
 //! Class 4, integration: `tracing` macros from the gateway's own code (the access line of the
 //! chat route, the router's failover warning) and from elsewhere (an error with its source
-//! chain, inside spans of the `tracing-opentelemetry` layer with an SDK tracer provider that
-//! exports nowhere) reach Loki with level, target, fields and `trace_id` — in the line and
-//! as structured metadata.
+//! chain, inside spans of the gateway's own tracer, which exports nowhere) reach Loki with
+//! level, target, fields and `trace_id` — in the line and as structured metadata.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -14,7 +13,10 @@ use common::loki::{Entry, LokiReceiver, Mode};
 use gatewayz::config::LokiConfig;
 use gatewayz::telemetry::loki::pipeline;
 use gatewayz::telemetry::metrics::log_stats::LogStats;
-use opentelemetry::trace::TracerProvider as _;
+use gatewayz::telemetry::traces::scope;
+use gatewayz::telemetry::traces::span::{self, Sampler, Span, Tracer};
+use opentelemetry::trace::{SpanContext, SpanKind};
+use opentelemetry::InstrumentationScope;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -30,12 +32,15 @@ fn gateway_events_arrive_with_level_target_fields_and_trace_id() {
     config.labels.insert("env".into(), "it".into());
     let stats = Arc::new(LogStats::default());
     let (layer, handle) = pipeline(&config, stats).unwrap();
-    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
     tracing_subscriber::registry()
         .with(tracing_subscriber::filter::LevelFilter::INFO)
-        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("it")))
         .with(layer)
         .init();
+    span::install(Arc::new(Tracer::new(
+        Sampler::DEFAULT,
+        InstrumentationScope::builder("it").build(),
+        None,
+    )));
     // A dead provider first, so the router fails over and warns.
     let gateway_config = format!(
         r#"
@@ -53,11 +58,13 @@ providers = ["dead", "mock-a"]
     let client = common::client();
     assert_eq!(common::chat_with_id(&client, addr, "it-1"), 200);
 
-    let (trace_a, trace_b) = (
-        tracing::info_span!("job", kind = "a"),
-        tracing::info_span!("job", kind = "b"),
-    );
-    trace_a.in_scope(|| {
+    let job = || {
+        Span::start(SpanKind::Internal, &SpanContext::empty_context(), || {
+            "job".into()
+        })
+    };
+    let (trace_a, trace_b) = (job(), job());
+    scope::with(trace_a.context(), || {
         let e = Lookup(std::io::Error::other("connection reset"));
         tracing::error!(
             error = &e as &dyn std::error::Error,
@@ -66,7 +73,9 @@ providers = ["dead", "mock-a"]
         );
         tracing::info!(step = 2, "still in a");
     });
-    trace_b.in_scope(|| tracing::warn!(latency_ms = 12.5, "in b"));
+    scope::with(trace_b.context(), || {
+        tracing::warn!(latency_ms = 12.5, "in b")
+    });
 
     let find =
         |entries: &[Entry], msg: &str| entries.iter().find(|e| e.json()["msg"] == msg).cloned();
@@ -111,6 +120,9 @@ providers = ["dead", "mock-a"]
         (line["provider"].as_str(), line["reason"].as_str()),
         (Some("dead"), Some("connect"))
     );
+    // Written for the failed attempt: the request's trace, the attempt's span.
+    assert_eq!(line["trace_id"].as_str().map(str::len), Some(32), "{line}");
+    assert_eq!(line["span_id"].as_str().map(str::len), Some(16), "{line}");
 
     let error = find(&accepted, "budget check failed").unwrap();
     assert_eq!(

@@ -1,15 +1,13 @@
 //! The SERVER span: one per HTTP request, as an actix-web middleware.
 //!
 //! The span joins the caller's trace when the request carries a W3C `traceparent`, is the
-//! thread's current request while the handler is polled ([`scope`]: every log line of the
-//! request carries its ids, its attempts are its children; the span itself is not entered,
-//! which cost ~7,300 instructions a JSON request), records
+//! thread's current span while the handler is polled ([`scope`]: every log line of the
+//! request carries its ids, its attempts are its children), records
 //! `http.response.status_code`, and puts the trace id in the `x-trace-id` response header for
 //! the client to quote. It ends when the response body has been sent — for a stream, after
-//! the last chunk (or when the client went away) — because the body holds it ([`SpanBody`]);
-//! never entered, it ends when it closes (`tracing-opentelemetry` would end it at its last
-//! exit).
+//! the last chunk (or when the client went away) — because the body holds it ([`SpanBody`]).
 
+use std::borrow::Cow;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -19,10 +17,10 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage};
 use bytes::Bytes;
-use opentelemetry::trace::TraceContextExt;
-use tracing::field::Empty;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
+use opentelemetry::trace::SpanKind;
 
+use crate::telemetry::traces::otlp::encode::Scalar;
+use crate::telemetry::traces::span::Span;
 use crate::telemetry::traces::{propagation, scope};
 
 /// The response header that carries the trace id.
@@ -33,45 +31,40 @@ pub async fn server_span(
     req: ServiceRequest,
     next: Next<impl MessageBody + Unpin>,
 ) -> Result<ServiceResponse<SpanBody<impl MessageBody + Unpin>>, Error> {
-    // The span's name is fixed when it starts (its trace id is read below), before routing:
-    // the route comes from the path, without allocating (`route_of`), and the name from a
-    // table built once.
+    // The span's name is fixed when it starts, before routing: the route comes from the path,
+    // without allocating (`route_of`), and the name from a table built once.
     let route = route_of(req.path());
     let method = req.method().clone();
-    let name = route
-        .and_then(|r| span_name(&method, r))
-        .unwrap_or(method.as_str());
-    let span = tracing::info_span!(
-        "request",
-        otel.name = name,
-        otel.kind = "server",
-        http.request.method = %method,
-        http.route = Empty,
-        http.response.status_code = Empty,
-        otel.status_code = Empty,
-        error.type = Empty,
-    );
+    let parent = propagation::extract(req.headers());
+    let mut span = Span::start(SpanKind::Server, &parent, || {
+        match route.and_then(|r| span_name(&method, r)) {
+            Some(name) => Cow::Borrowed(name),
+            None => Cow::Owned(method.as_str().to_owned()),
+        }
+    });
+    span.set("http.request.method", Scalar::Str(method.as_str()));
     if let Some(route) = route {
-        span.record("http.route", route);
+        span.set("http.route", Scalar::Str(route));
     }
-    let _ = span.set_parent(propagation::extract(req.headers()));
-    let trace_id = span.context().span().span_context().trace_id();
+    let trace_id = span.context().trace_id();
     if trace_id != opentelemetry::TraceId::INVALID {
         // For the access line and the ledger, without looking the span up again.
         req.extensions_mut()
             .insert(super::finish::RequestTrace(trace_id));
     }
-    let id = span.id();
     // A boxed future already (actix-web's `Next`): polled in place.
     let mut call = next.call(req);
+    let context = span.context();
     let mut res =
-        std::future::poll_fn(|cx| scope::with(id.clone(), || call.as_mut().poll(cx))).await?;
+        std::future::poll_fn(|cx| scope::with(context, || call.as_mut().poll(cx))).await?;
     let status = res.status();
-    // As i64: tracing-opentelemetry would turn a u16 / u64 into a string.
-    span.record("http.response.status_code", i64::from(status.as_u16()));
+    span.set(
+        "http.response.status_code",
+        Scalar::I64(i64::from(status.as_u16())),
+    );
     if status.is_server_error() {
-        span.record("otel.status_code", "error");
-        span.record("error.type", status.as_str());
+        span.set_error("");
+        span.set("error.type", Scalar::Str(status.as_str()));
     }
     if trace_id != opentelemetry::TraceId::INVALID {
         if let Ok(value) = HeaderValue::from_bytes(&propagation::trace_id_hex(trace_id)) {
@@ -132,7 +125,7 @@ fn span_name(method: &actix_web::http::Method, route: &'static str) -> Option<&'
 pub struct SpanBody<B> {
     // Field order is drop order: the body (and a stream's client span inside it) first.
     body: B,
-    _span: tracing::Span,
+    _span: Span,
 }
 
 impl<B: MessageBody + Unpin> MessageBody for SpanBody<B> {

@@ -5,33 +5,32 @@
 //! the outcome: a failure (`error.type`), a JSON answer (response model and token usage), or —
 //! for a stream — hands it to the relay, which closes it when the stream ends or is dropped,
 //! with the response model and usage its SSE scanner read and the time to first chunk. Only
-//! bounded metadata is recorded: never prompt or completion text, never a key.
-//!
-//! The span is not entered while the attempt runs — only for its own log lines — so it ends
-//! when it closes: `tracing-opentelemetry` ends a span at its last exit if it had one, which
-//! made a stream's attempt end at its first content instead of its last chunk.
+//! bounded metadata is recorded: never prompt or completion text, never a key. The span ends
+//! when it is closed (dropped), whatever logged inside it.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
-use opentelemetry::trace::Status;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
+use opentelemetry::trace::{SpanContext, SpanKind};
 
 use crate::providers::{ProviderError, Usage};
+use crate::telemetry::traces::otlp::encode::Scalar;
 use crate::telemetry::traces::propagation::UpstreamTrace;
 use crate::telemetry::traces::scope;
+use crate::telemetry::traces::span::Span;
 
 /// Time from sending the attempt to the first content chunk, in seconds (streams only).
 pub const TIME_TO_FIRST_CHUNK: &str = "gen_ai.response.time_to_first_chunk";
 
 /// One provider attempt's span.
 pub struct AttemptSpan {
-    span: tracing::Span,
+    span: Span,
 }
 
 impl AttemptSpan {
-    /// Opens the span as a child of the request's server span ([`scope::current`], the span
-    /// is not entered while the handler runs). `provider` is the configured
-    /// provider name, `request_model` the model name sent upstream.
+    /// Opens the span as a child of the request's server span ([`scope::current`]; a trace of
+    /// its own outside a request). `provider` is the configured provider name,
+    /// `request_model` the model name sent upstream.
     pub fn start(
         operation: &'static str,
         provider: &str,
@@ -39,17 +38,15 @@ impl AttemptSpan {
         address: &str,
         stream: bool,
     ) -> Self {
-        let span = tracing::info_span!(
-            parent: scope::current(),
-            "attempt",
-            otel.name = %format_args!("{operation} {request_model}"),
-            otel.kind = "client",
-            gen_ai.operation.name = operation,
-            gen_ai.provider.name = provider,
-            gen_ai.request.model = request_model,
-            gen_ai.request.stream = stream,
-            server.address = address,
-        );
+        let parent = scope::current().unwrap_or_else(SpanContext::empty_context);
+        let mut span = Span::start(SpanKind::Client, &parent, || {
+            Cow::Owned(format!("{operation} {request_model}"))
+        });
+        span.set("gen_ai.operation.name", Scalar::Str(operation));
+        span.set("gen_ai.provider.name", Scalar::Str(provider));
+        span.set("gen_ai.request.model", Scalar::Str(request_model));
+        span.set("gen_ai.request.stream", Scalar::Bool(stream));
+        span.set("server.address", Scalar::Str(address));
         Self { span }
     }
 
@@ -58,26 +55,25 @@ impl AttemptSpan {
         UpstreamTrace::of(&self.span)
     }
 
-    /// Runs `f` (typically a log line) inside the span.
+    /// Runs `f` (typically a log line) for the span: its lines carry the span's ids.
     pub fn in_scope<T>(&self, f: impl FnOnce() -> T) -> T {
-        self.span.in_scope(f)
+        scope::with(self.span.context(), f)
     }
 
     /// Closes the span of a failed attempt.
-    pub fn failed(self, error: &ProviderError) {
-        self.span.set_attribute("error.type", error.kind());
+    pub fn failed(mut self, error: &ProviderError) {
+        self.span.set("error.type", Scalar::Str(error.kind()));
         if let ProviderError::Status { status, .. } = error {
             self.span
-                .set_attribute("http.response.status_code", i64::from(*status));
+                .set("http.response.status_code", Scalar::I64(i64::from(*status)));
         }
-        self.span.set_status(Status::error(error.kind()));
+        self.span.set_error(error.kind());
     }
 
     /// Closes the span of a whole JSON answer.
-    pub fn answered(self, response_model: Option<&str>, usage: Option<Usage>) {
+    pub fn answered(mut self, response_model: Option<&str>, usage: Option<Usage>) {
         if let Some(model) = response_model {
-            self.span
-                .set_attribute("gen_ai.response.model", model.to_owned());
+            self.span.set("gen_ai.response.model", Scalar::Str(model));
         }
         self.usage(usage);
     }
@@ -87,16 +83,13 @@ impl AttemptSpan {
         StreamSpan(self)
     }
 
-    fn usage(&self, usage: Option<Usage>) {
+    fn usage(&mut self, usage: Option<Usage>) {
         if let Some(usage) = usage {
-            self.span.set_attribute(
-                "gen_ai.usage.input_tokens",
-                i64::try_from(usage.prompt_tokens).unwrap_or(i64::MAX),
-            );
-            self.span.set_attribute(
-                "gen_ai.usage.output_tokens",
-                i64::try_from(usage.completion_tokens).unwrap_or(i64::MAX),
-            );
+            let count = |n: u64| Scalar::I64(i64::try_from(n).unwrap_or(i64::MAX));
+            self.span
+                .set("gen_ai.usage.input_tokens", count(usage.prompt_tokens));
+            self.span
+                .set("gen_ai.usage.output_tokens", count(usage.completion_tokens));
         }
     }
 }
@@ -105,7 +98,7 @@ impl AttemptSpan {
 pub struct StreamSpan(AttemptSpan);
 
 impl StreamSpan {
-    /// Runs `f` (typically a log line) inside the span.
+    /// Runs `f` (typically a log line) for the span: its lines carry the span's ids.
     pub fn in_scope<T>(&self, f: impl FnOnce() -> T) -> T {
         self.0.in_scope(f)
     }
@@ -115,25 +108,25 @@ impl StreamSpan {
     /// the relay's (`success`, `client_disconnected`, `upstream_error`), `error_kind` the
     /// upstream failure that broke the stream, if any.
     pub fn finish(
-        &self,
+        &mut self,
         response_model: Option<&str>,
         usage: Option<Usage>,
         time_to_first_chunk: Option<Duration>,
         outcome: &'static str,
         error_kind: Option<&'static str>,
     ) {
-        let span = &self.0.span;
         if let Some(model) = response_model {
-            span.set_attribute("gen_ai.response.model", model.to_owned());
+            self.0.span.set("gen_ai.response.model", Scalar::Str(model));
         }
         self.0.usage(usage);
+        let span = &mut self.0.span;
         if let Some(ttfc) = time_to_first_chunk {
-            span.set_attribute(TIME_TO_FIRST_CHUNK, ttfc.as_secs_f64());
+            span.set(TIME_TO_FIRST_CHUNK, Scalar::F64(ttfc.as_secs_f64()));
         }
-        span.set_attribute("gatewayz.stream.outcome", outcome);
+        span.set("gatewayz.stream.outcome", Scalar::Str(outcome));
         if let Some(kind) = error_kind {
-            span.set_attribute("error.type", kind);
-            span.set_status(Status::error(kind));
+            span.set("error.type", Scalar::Str(kind));
+            span.set_error(kind);
         }
     }
 }

@@ -5,12 +5,12 @@
 //!
 //! Logging goes through `tracing`; the subscriber is installed once by the binary, with a
 //! filter from `RUST_LOG` or `telemetry.log_level`, writing human-readable lines to stderr.
-//! Traces ride on the same `tracing` spans: a `tracing-opentelemetry` layer turns the
-//! gateway's spans ([`server_span`], [`client_span`]) into OpenTelemetry spans for the
-//! [`otlp`] pipeline. Logs and traces have separate filters, so the log level never decides
-//! which spans exist, and library spans never reach the exporter: the log filter lets events
-//! only through (to stderr and, with `[telemetry.loki]`, to Loki — [`loki`]), the trace filter
-//! the gateway's spans only. The Loki shipper actor is started and flushed by `app.rs`
+//! Traces are not `tracing` spans: the gateway's two spans (the request's, each attempt's)
+//! are its own ([`traces::span`]), recorded straight into their OTLP encoding for the
+//! [`otlp`] pipeline, so the log level never decides which spans exist and library spans
+//! never reach the exporter. The log filter lets events only through (to stderr and, with
+//! `[telemetry.loki]`, to Loki — [`loki`]); a line written while a request is handled
+//! carries its span's ids ([`traces::scope`]). The Loki shipper actor is started and flushed by `app.rs`
 //! ([`take_loki`]), which owns the shutdown order. The HTTP library's per-connection errors
 //! are counted and summarized instead of logged one by one ([`protocol_errors`]).
 //!
@@ -29,8 +29,7 @@ use traces::otlp;
 
 use std::sync::Mutex;
 
-use tracing::Level;
-use tracing_subscriber::filter::{self, FilterExt, LevelFilter, Targets};
+use tracing_subscriber::filter::{self, FilterExt, LevelFilter};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
@@ -73,25 +72,8 @@ pub fn init(config: &TelemetryConfig) -> Result<(), InitError> {
         }
         None => (None, None),
     };
-    let traces = tracing_opentelemetry::layer()
-        .with_tracer(pipeline.tracer())
-        .with_tracked_inactivity(false)
-        // Nothing reads OpenTelemetry's implicit current context (propagation and log
-        // correlation take the span's own): skip attaching it on every enter and exit.
-        .with_context_activation(false)
-        .with_location(false)
-        .with_threads(false)
-        .with_level(false)
-        .with_target(false)
-        // Spans only: a log line inside a span would also become a span event, encoded and
-        // exported a second time; logs reach Loki with the span's ids, and Grafana links the two.
-        .with_filter(
-            Targets::new()
-                .with_target("gatewayz", Level::INFO)
-                .and(spans_only()),
-        );
-    // Stderr and Loki share one events-only filter: each per-layer filter looks every span up
-    // on every enter and exit, so one filter for both halves that cost.
+    // Stderr and Loki share one events-only filter: each per-layer filter looks every span
+    // (the libraries') up on every enter and exit, so one filter for both halves that cost.
     // The HTTP library's per-connection errors are counted and kept out of both.
     let (filter, named) = log_filter(config.log_level.as_deref());
     let logs = protocol_errors::Quieted::new(
@@ -99,11 +81,8 @@ pub fn init(config: &TelemetryConfig) -> Result<(), InitError> {
         named.actix_http,
     )
     .with_filter(filter.and(events_only()));
-    let installed = tracing_subscriber::registry()
-        .with(logs)
-        .with(traces)
-        .try_init()
-        .is_ok();
+    let installed = tracing_subscriber::registry().with(logs).try_init().is_ok();
+    traces::span::install(pipeline.tracer());
     if installed {
         if let Ok(mut slot) = LOKI.lock() {
             *slot = loki_handle;
@@ -202,16 +181,6 @@ fn is_event(meta: &tracing::Metadata<'_>) -> bool {
     meta.is_event()
 }
 
-fn is_span(meta: &tracing::Metadata<'_>) -> bool {
-    meta.is_span()
-}
-
-/// Lets spans through, never events (level hint as in [`events_only`]).
-fn spans_only() -> filter::FilterFn<fn(&tracing::Metadata<'_>) -> bool> {
-    filter::FilterFn::new(is_span as fn(&tracing::Metadata<'_>) -> bool)
-        .with_max_level_hint(LevelFilter::TRACE)
-}
-
 /// Which quieted targets the configured log filter names itself.
 struct Named {
     actix_http: bool,
@@ -250,24 +219,17 @@ fn log_filter(level: Option<&str>) -> (EnvFilter, Named) {
 
 #[cfg(test)]
 mod tests {
-    use tracing_subscriber::filter::{FilterExt, LevelFilter, Targets};
+    use tracing_subscriber::filter::{FilterExt, LevelFilter};
     use tracing_subscriber::layer::Filter;
     use tracing_subscriber::Registry;
 
-    /// The combined filters keep a level hint, so the global maximum level stays at the
+    /// The combined filter keeps a level hint, so the global maximum level stays at the
     /// configured one (INFO here) instead of TRACE.
     #[test]
     fn combined_filters_keep_their_level_hint() {
         let logs = super::log_filter(Some("info")).0.and(super::events_only());
         assert_eq!(
             Filter::<Registry>::max_level_hint(&logs),
-            Some(LevelFilter::INFO)
-        );
-        let spans = Targets::new()
-            .with_target("gatewayz", tracing::Level::INFO)
-            .and(super::spans_only());
-        assert_eq!(
-            Filter::<Registry>::max_level_hint(&spans),
             Some(LevelFilter::INFO)
         );
     }

@@ -6,11 +6,9 @@
 //! began, arrivals are counted `dropped_shutdown`. `queue_depth` is raised before the send
 //! and lowered again if it fails, so the gauge never goes negative.
 //!
-//! Trace context comes from `tracing-opentelemetry`: when the event's span (found in the
-//! registry, innermost first; see [`event_ids`]) carries OTel data, the span's trace and span
-//! ids (through [`tracing_opentelemetry::get_otel_context`], which reads the span's `OtelData`
-//! extension) go into the line and into the record; they are cached per span in an extension
-//! of ours. Events of the shipper itself, of OpenTelemetry
+//! Trace context comes from the span the logging thread works for ([`scope::ids`]: the request
+//! being handled, or the attempt writing the line): its trace and span ids go into the line
+//! and into the record. Events of the shipper itself, of OpenTelemetry
 //! and of the HTTP stack are never shipped ([`is_excluded`]): the shipper never logs into
 //! itself.
 //!
@@ -21,15 +19,14 @@
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use opentelemetry::trace::TraceContextExt;
 use tokio::sync::mpsc::{error::TrySendError, Sender};
 use tracing::field::{Field, Visit};
-use tracing::{Dispatch, Event, Level, Subscriber};
+use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::layer::Context;
-use tracing_subscriber::registry::{LookupSpan, Registry};
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::Layer;
 
 use super::batch::Record;
@@ -79,7 +76,6 @@ pub struct LokiLayer {
     /// `None`: the disabled layer (no `[telemetry.loki]`), which ignores every event.
     tx: Option<Sender<Record>>,
     shared: Arc<Shared>,
-    dispatch: Arc<OnceLock<tracing::dispatcher::WeakDispatch>>,
 }
 
 impl LokiLayer {
@@ -87,12 +83,10 @@ impl LokiLayer {
         Self {
             tx: Some(tx),
             shared,
-            dispatch: Arc::new(OnceLock::new()),
         }
     }
 
-    /// A layer that ships nothing. Install it rather than `Option::None`: `Option<Layer>`
-    /// does not forward `on_register_dispatch`, which the enabled layer needs for trace ids.
+    /// A layer that ships nothing (no `[telemetry.loki]`).
     pub fn disabled() -> Self {
         Self {
             tx: None,
@@ -101,7 +95,6 @@ impl LokiLayer {
                 accepting: AtomicBool::new(false),
                 filling: tokio::sync::Notify::new(),
             }),
-            dispatch: Arc::new(OnceLock::new()),
         }
     }
 
@@ -127,58 +120,10 @@ impl LokiLayer {
     }
 }
 
-/// Trace context cached on a span.
-#[derive(Clone)]
-struct TraceIds(Option<(Arc<str>, Arc<str>)>);
-
-fn trace_ids<S>(
-    span: &tracing_subscriber::registry::SpanRef<'_, S>,
-    dispatch: &Dispatch,
-) -> Option<(Arc<str>, Arc<str>)>
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-{
-    if let Some(TraceIds(ids)) = span.extensions().get::<TraceIds>() {
-        return ids.clone();
-    }
-    let ids = tracing_opentelemetry::get_otel_context(&span.id(), dispatch).and_then(|cx| {
-        let otel = cx.span();
-        let sc = otel.span_context();
-        sc.is_valid()
-            .then(|| crate::telemetry::traces::propagation::ids_hex(sc))
-    });
-    // `replace`, not `insert`: two threads may log in the same span at once.
-    span.extensions_mut().replace(TraceIds(ids.clone()));
-    ids
-}
-
-/// The ids of the innermost span around `event` that carries OpenTelemetry data: the entered
-/// span, else the request being handled ([`scope`], whose span is not entered). Looked up in
-/// the registry itself, not through the layer's context: the log layers' filter lets events
-/// through, never spans, so a filtered context would see none.
-fn event_ids(event: &Event<'_>, dispatch: &Dispatch) -> Option<(Arc<str>, Arc<str>)> {
-    let registry = dispatch.downcast_ref::<Registry>()?;
-    let id = if event.is_contextual() {
-        registry
-            .current_span()
-            .id()
-            .cloned()
-            .or_else(scope::current)?
-    } else {
-        event.parent()?.clone()
-    };
-    let span = registry.span(&id)?;
-    span.scope().find_map(|s| trace_ids(&s, dispatch))
-}
-
 impl<S> Layer<S> for LokiLayer
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
-    fn on_register_dispatch(&self, subscriber: &Dispatch) {
-        let _ = self.dispatch.set(subscriber.downgrade());
-    }
-
     fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
         let Some(tx) = &self.tx else {
             return;
@@ -187,11 +132,7 @@ where
         if is_excluded(meta.target()) {
             return;
         }
-        let ids = self
-            .dispatch
-            .get()
-            .and_then(|d| d.upgrade())
-            .and_then(|dispatch| event_ids(event, &dispatch));
+        let ids = scope::ids().map(crate::telemetry::traces::propagation::ids_hex);
         let ts_ns = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
@@ -469,9 +410,8 @@ mod tests {
         }
     }
 
-    /// The lines `emit` logs inside a span that carries OpenTelemetry ids.
+    /// The lines `emit` logs for a span with valid ids.
     fn lines_of(emit: impl FnOnce()) -> Vec<String> {
-        use opentelemetry::trace::TracerProvider as _;
         use tracing_subscriber::layer::SubscriberExt;
         let (tx, mut rx) = tokio::sync::mpsc::channel(16);
         let layer = LokiLayer::new(
@@ -482,12 +422,12 @@ mod tests {
                 filling: tokio::sync::Notify::new(),
             }),
         );
-        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
-        let subscriber = tracing_subscriber::registry()
-            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")))
-            .with(layer);
+        let subscriber = tracing_subscriber::registry().with(layer);
         tracing::subscriber::with_default(subscriber, || {
-            tracing::info_span!("request").in_scope(emit);
+            scope::with(
+                &crate::telemetry::traces::span::tests::sampled_context(),
+                emit,
+            );
         });
         let mut lines = Vec::new();
         while let Ok(record) = rx.try_recv() {

@@ -240,18 +240,15 @@ async fn shutdown_within_a_shorter_limit_ends_at_the_limit() {
 
 #[actix::test]
 async fn trace_ids_reach_line_and_metadata() {
-    use opentelemetry::trace::TracerProvider as _;
     let t = Scripted::answering(&[]);
     tokio::time::pause();
     let stats = Arc::new(LogStats::default());
     let (layer, handle) = pipeline_with(&config(), stats.clone(), t.clone()).unwrap();
-    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
-    let subscriber = tracing_subscriber::registry()
-        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")))
-        .with(layer);
+    let subscriber = tracing_subscriber::registry().with(layer);
     let _guard = tracing::subscriber::set_default(subscriber);
     let shipper = handle.start_with_jitter(Box::new(|| 0.0));
-    tracing::info_span!("request").in_scope(|| tracing::info!(user_field = 7, "inside"));
+    let request = crate::telemetry::traces::span::tests::sampled_context();
+    crate::telemetry::traces::scope::with(&request, || tracing::info!(user_field = 7, "inside"));
     tracing::info!("outside");
     shipper.shutdown().await;
     let pushes = t.pushes.lock().unwrap();
@@ -259,8 +256,8 @@ async fn trace_ids_reach_line_and_metadata() {
     assert_eq!(entries.len(), 2);
     let inside: serde_json::Value = serde_json::from_str(&entries[0].line).unwrap();
     let trace_id = inside["trace_id"].as_str().unwrap();
-    assert_eq!(trace_id.len(), 32);
-    assert_eq!(inside["span_id"].as_str().unwrap().len(), 16);
+    assert_eq!(trace_id, request.trace_id().to_string());
+    assert_eq!(inside["span_id"], request.span_id().to_string());
     assert_eq!(inside["user_field"], 7);
     assert_eq!(entries[0].structured_metadata[0].name, "trace_id");
     assert_eq!(entries[0].structured_metadata[0].value, trace_id);

@@ -1,9 +1,10 @@
-//! Traces: the OTLP pipeline that exports the gateway's spans ([`otlp`]), and the W3C trace
-//! headers sent upstream with each attempt ([`propagation`]). The spans themselves are opened
-//! where the work happens: the server span at the HTTP edge, one client span per attempt in
-//! the router; neither is entered while its work runs ([`scope`] says which request a thread
-//! is handling).
+//! Traces: the gateway's own spans ([`span`]), the OTLP pipeline that exports them
+//! ([`otlp`]), and the W3C trace headers read from callers and sent upstream with each
+//! attempt ([`propagation`]). The spans are opened where the work happens: the server span at
+//! the HTTP edge, one client span per attempt in the router; [`scope`] says which one a
+//! thread is working for (the attempts' parent, the log lines' ids).
 
 pub mod otlp;
 pub mod propagation;
 pub mod scope;
+pub mod span;

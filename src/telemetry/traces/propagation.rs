@@ -10,14 +10,22 @@ use std::sync::Arc;
 use actix_web::http::header::HeaderMap as ActixHeaders;
 use hyper::header::HeaderValue;
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
-use opentelemetry::trace::{SpanContext, TraceContextExt, TraceFlags, TraceId};
+use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-/// The caller's trace context, from its request headers (empty when it sent none or an invalid
+use super::span::Span;
+
+/// The caller's span context, from its request headers (empty when it sent none or an invalid
 /// one).
-pub fn extract(headers: &ActixHeaders) -> opentelemetry::Context {
-    TraceContextPropagator::new().extract(&Incoming(headers))
+pub fn extract(headers: &ActixHeaders) -> SpanContext {
+    if !headers.contains_key("traceparent") {
+        return SpanContext::empty_context();
+    }
+    TraceContextPropagator::new()
+        .extract(&Incoming(headers))
+        .span()
+        .span_context()
+        .clone()
 }
 
 /// The trace headers to send upstream for one attempt.
@@ -29,10 +37,9 @@ pub struct UpstreamTrace {
 
 impl UpstreamTrace {
     /// The headers that make the upstream's spans children of `span`. Empty when `span` has no
-    /// OpenTelemetry context (no tracing layer installed).
-    pub fn of(span: &tracing::Span) -> Self {
-        let cx = span.context();
-        Self::of_span_context(cx.span().span_context())
+    /// valid context (no tracer installed).
+    pub fn of(span: &Span) -> Self {
+        Self::of_span_context(span.context())
     }
 
     /// What the W3C propagator would inject for `sc`, written straight into header values
@@ -68,13 +75,13 @@ pub fn trace_id_hex(id: TraceId) -> [u8; 32] {
     out
 }
 
-/// The trace and span ids of `sc` in lowercase hex (log correlation).
-pub fn ids_hex(sc: &SpanContext) -> (Arc<str>, Arc<str>) {
+/// A trace and span id in lowercase hex (log correlation).
+pub fn ids_hex((trace_id, span_id): (TraceId, SpanId)) -> (Arc<str>, Arc<str>) {
     let mut span = [0u8; 16];
-    hex(&sc.span_id().to_bytes(), &mut span);
+    hex(&span_id.to_bytes(), &mut span);
     // Hex is ASCII: the lossy conversion borrows, and each id is allocated once, in its `Arc`.
     (
-        Arc::from(&*String::from_utf8_lossy(&trace_id_hex(sc.trace_id()))),
+        Arc::from(&*String::from_utf8_lossy(&trace_id_hex(trace_id))),
         Arc::from(&*String::from_utf8_lossy(&span)),
     )
 }
@@ -113,9 +120,7 @@ mod tests {
             HeaderName::from_static("traceparent"),
             ActixValue::from_static("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
         );
-        let cx = extract(&headers);
-        let span = cx.span();
-        let sc = span.span_context();
+        let sc = extract(&headers);
         assert!(sc.is_remote() && sc.is_sampled());
         assert_eq!(
             sc.trace_id().to_string(),
@@ -126,14 +131,15 @@ mod tests {
             HeaderName::from_static("traceparent"),
             ActixValue::from_static("00-not-a-trace"),
         );
-        assert!(!extract(&headers).span().span_context().is_valid());
+        assert!(!extract(&headers).is_valid());
+        assert!(!extract(&ActixHeaders::new()).is_valid());
     }
 
     /// Hand-written injection equals the SDK propagator's, flags and trace state included.
     #[test]
     fn injection_matches_the_w3c_propagator() {
         use opentelemetry::propagation::Injector;
-        use opentelemetry::trace::{SpanId, TraceState};
+        use opentelemetry::trace::TraceState;
         use std::collections::HashMap;
 
         struct Map(HashMap<String, String>);
@@ -198,7 +204,7 @@ mod tests {
                 TraceState::default(),
             );
             assert_eq!(
-                ids_hex(&sc),
+                ids_hex((sc.trace_id(), sc.span_id())),
                 (
                     Arc::from(sc.trace_id().to_string()),
                     Arc::from(sc.span_id().to_string())
@@ -213,8 +219,8 @@ mod tests {
     }
 
     #[test]
-    fn no_layer_no_headers() {
-        let trace = UpstreamTrace::of(&tracing::Span::none());
+    fn no_tracer_no_headers() {
+        let trace = UpstreamTrace::of(&Span::none());
         assert!(trace.traceparent.is_none() && trace.tracestate.is_none());
     }
 }

@@ -1,58 +1,87 @@
-//! The request whose handler is running on this thread: its server span, without entering it.
+//! The span a thread is working for: the request whose handler is being polled, or the
+//! attempt writing a log line.
 //!
-//! Entering a `tracing` span on every poll of the handler (`Instrumented`) cost ~7,300
-//! instructions per request: the registry's span stack, a span lookup per layer filter, and
-//! `tracing-opentelemetry` stamping an end time on every exit. What the gateway needs from
-//! "the current request" is narrower: the attempt spans' parent ([`current`], passed
-//! explicitly) and the trace context of the log lines written while the handler runs (the
-//! Loki layer falls back on [`current`] when no span is entered). The server span middleware
-//! sets it around each poll of the handler ([`with`]) and it is restored after, unwound or
-//! not: two thread-local writes.
+//! The gateway's spans are not `tracing` spans ([`super::span`]), so nothing is entered.
+//! What the gateway needs from "the current span" is narrow: the attempt spans' parent
+//! ([`current`]) and the ids of the log lines written while a request is handled (the Loki
+//! layer reads [`ids`]). The server span middleware sets it around each poll of the handler
+//! ([`with`]), an attempt around its own log lines, and it is restored after, unwound or not.
 
-use std::cell::Cell;
-use std::num::NonZeroU64;
+use std::cell::RefCell;
+
+use opentelemetry::trace::{SpanContext, SpanId, TraceId};
 
 thread_local! {
-    static CURRENT: Cell<Option<NonZeroU64>> = const { Cell::new(None) };
+    static CURRENT: RefCell<Option<SpanContext>> = const { RefCell::new(None) };
 }
 
-/// The server span of the request being handled on this thread, if any.
-pub fn current() -> Option<tracing::Id> {
-    CURRENT.get().map(tracing::Id::from_non_zero_u64)
+/// The context of the span this thread works for, if any.
+pub fn current() -> Option<SpanContext> {
+    CURRENT.with_borrow(Clone::clone)
 }
 
-/// Runs `f` with `id` as the current request, as the handler's polls do.
-pub fn with<T>(id: Option<tracing::Id>, f: impl FnOnce() -> T) -> T {
-    let _restore = Restore(CURRENT.replace(id.map(|id| id.into_non_zero_u64())));
+/// The trace and span id of the span this thread works for, when it has a valid context.
+pub fn ids() -> Option<(TraceId, SpanId)> {
+    CURRENT
+        .try_with(|current| {
+            current
+                .borrow()
+                .as_ref()
+                .filter(|cx| cx.is_valid())
+                .map(|cx| (cx.trace_id(), cx.span_id()))
+        })
+        .ok()
+        .flatten()
+}
+
+/// Runs `f` working for the span of `context`, as the handler's polls do.
+pub fn with<T>(context: &SpanContext, f: impl FnOnce() -> T) -> T {
+    let _restore = Restore(CURRENT.replace(Some(context.clone())));
     f()
 }
 
-/// Puts the previous request back, also when the poll panicked.
-struct Restore(Option<NonZeroU64>);
+/// Puts the previous span back, also when `f` panicked.
+struct Restore(Option<SpanContext>);
 
 impl Drop for Restore {
     fn drop(&mut self) {
-        CURRENT.set(self.0);
+        CURRENT.set(self.0.take());
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use opentelemetry::trace::{TraceFlags, TraceState};
+
     use super::*;
 
+    fn context(span: u64) -> SpanContext {
+        SpanContext::new(
+            TraceId::from(1u128),
+            SpanId::from(span),
+            TraceFlags::SAMPLED,
+            false,
+            TraceState::NONE,
+        )
+    }
+
     #[test]
-    fn the_request_is_current_inside_only_and_restored_after_a_panic() {
-        let a = tracing::Id::from_u64(7);
-        let b = tracing::Id::from_u64(9);
+    fn the_span_is_current_inside_only_and_restored_after_a_panic() {
+        let a = context(7);
+        let b = context(9);
         assert_eq!(current(), None);
-        with(Some(a.clone()), || {
+        with(&a, || {
             assert_eq!(current(), Some(a.clone()));
-            with(Some(b.clone()), || assert_eq!(current(), Some(b.clone())));
+            assert_eq!(ids(), Some((TraceId::from(1u128), SpanId::from(7))));
+            with(&b, || assert_eq!(current(), Some(b.clone())));
             assert_eq!(current(), Some(a.clone()));
-            let unwound = std::panic::catch_unwind(|| with(Some(b.clone()), || panic!("boom")));
+            let unwound = std::panic::catch_unwind(|| with(&b, || panic!("boom")));
             assert!(unwound.is_err());
             assert_eq!(current(), Some(a.clone()));
+            // An invalid context is current, but has no ids.
+            with(&SpanContext::empty_context(), || assert_eq!(ids(), None));
         });
         assert_eq!(current(), None);
+        assert_eq!(ids(), None);
     }
 }

@@ -18,6 +18,7 @@
 //! byte the encoding of the same spans as one batch ([`Encoder::encode`], itself the SDK
 //! exporter's bytes): `tests` check both.
 
+use std::cell::Cell;
 use std::sync::mpsc::{sync_channel, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
@@ -26,10 +27,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use opentelemetry::{Context, InstrumentationScope};
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
-use opentelemetry_sdk::trace::{Span, SpanData, SpanProcessor};
-use opentelemetry_sdk::Resource;
 
-use super::encode::{self, Encoder};
+use super::encode::Encoder;
 
 /// Longest `force_flush` waits for the export thread, as the SDK's processor.
 pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -155,7 +154,7 @@ impl Queue {
 
 thread_local! {
     /// A span's encoding on its way into the queue: one buffer per thread, kept.
-    static FIELD: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    static FIELD: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
 }
 
 /// What a caller waits for: answered after the export that follows the ask.
@@ -201,8 +200,12 @@ impl std::fmt::Debug for Processor {
 }
 
 impl Processor {
-    /// Starts the export thread, which sends to `exporter`.
-    pub fn new(exporter: impl Export, batching: Batching) -> std::io::Result<Self> {
+    /// Starts the export thread, which sends to `exporter` requests `encoder` writes.
+    pub fn new(
+        exporter: impl Export,
+        batching: Batching,
+        encoder: Encoder,
+    ) -> std::io::Result<Self> {
         // As the settings resolve it, and at least one: a batch that never fills the queue
         // would wait for the delay only.
         let batching = Batching {
@@ -212,7 +215,7 @@ impl Processor {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 queue: Queue::default(),
-                encoder: Arc::new(Encoder::default()),
+                encoder: Arc::new(encoder),
                 dropped: 0,
                 asks: Vec::new(),
                 closed: false,
@@ -237,11 +240,25 @@ impl Processor {
         self.shared.lock().dropped
     }
 
-    /// Encodes `span` into `field`, then queues it unless the queue is closed or full; true
-    /// when it made a full batch.
-    fn enqueue(&self, span: &SpanData, field: &mut Vec<u8>) -> bool {
+    /// Queues a span of `scope` that `write` encodes (as [`super::encode::span_field`] does),
+    /// unless the queue is closed or full. The span is encoded before the lock is taken, so
+    /// that workers ending spans at once wait for one another only for a copy.
+    pub fn push(&self, scope: &InstrumentationScope, write: impl FnOnce(&mut Vec<u8>)) {
+        // The thread's buffer, borrowed for the span (a span ending while its thread's locals
+        // are being torn down gets a buffer of its own).
+        let mut field = FIELD.try_with(Cell::take).unwrap_or_default();
         field.clear();
-        encode::span_field(field, span);
+        write(&mut field);
+        let full = self.enqueue(scope, &field);
+        let _ = FIELD.try_with(|buffer| buffer.set(field));
+        if full {
+            self.shared.wake.notify_one();
+        }
+    }
+
+    /// Queues an encoded span unless the queue is closed or full; true when it made a full
+    /// batch.
+    fn enqueue(&self, scope: &InstrumentationScope, field: &[u8]) -> bool {
         let mut state = self.shared.lock();
         if state.closed {
             return false;
@@ -250,8 +267,28 @@ impl Processor {
             state.dropped += 1;
             return false;
         }
-        state.queue.push_encoded(&span.instrumentation_scope, field);
+        state.queue.push_encoded(scope, field);
         state.queue.len() == self.batching.max_batch
+    }
+
+    /// Exports everything queued and waits for it (at most [`FLUSH_TIMEOUT`]).
+    pub fn force_flush(&self) -> OTelSdkResult {
+        self.ask(Ask::Flush, FLUSH_TIMEOUT)
+    }
+
+    /// Exports everything queued, stops the exporter and joins the thread, waiting at most
+    /// `timeout` for the export (past it, the thread goes on and is not joined).
+    pub fn shutdown(&self, timeout: Duration) -> OTelSdkResult {
+        self.ask(Ask::Shutdown, timeout)?;
+        let thread = self
+            .thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
+        Ok(())
     }
 
     /// Queues `ask` and waits up to `timeout` for its answer.
@@ -277,8 +314,8 @@ impl Processor {
 }
 
 impl Drop for Processor {
-    /// Without a shutdown first (the tracer provider shuts its processors down before it
-    /// drops them), the export thread still exports what waits and stops; nobody waits for it.
+    /// Without a shutdown first (the trace pipeline shuts it down before it drops it), the
+    /// export thread still exports what waits and stops; nobody waits for it.
     fn drop(&mut self) {
         let mut state = self.shared.lock();
         if state.closed {
@@ -289,44 +326,6 @@ impl Drop for Processor {
         state.asks.push(Ask::Shutdown(answer));
         drop(state);
         self.shared.wake.notify_one();
-    }
-}
-
-impl SpanProcessor for Processor {
-    fn on_start(&self, _span: &mut Span, _cx: &Context) {}
-
-    fn on_end(&self, span: SpanData) {
-        // Encoded before the lock is taken, so that workers ending spans at once wait for
-        // one another only for a copy. A span ending while its thread's locals are being
-        // torn down gets a buffer of its own.
-        let full = FIELD
-            .try_with(|field| self.enqueue(&span, &mut field.borrow_mut()))
-            .unwrap_or_else(|_| self.enqueue(&span, &mut Vec::new()));
-        if full {
-            self.shared.wake.notify_one();
-        }
-        // `span` is dropped here, on the thread that made it.
-    }
-
-    fn force_flush(&self) -> OTelSdkResult {
-        self.ask(Ask::Flush, FLUSH_TIMEOUT)
-    }
-
-    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        self.ask(Ask::Shutdown, timeout)?;
-        let thread = self
-            .thread
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(thread) = thread {
-            let _ = thread.join();
-        }
-        Ok(())
-    }
-
-    fn set_resource(&mut self, resource: &Resource) {
-        self.shared.lock().encoder = Arc::new(Encoder::new(resource));
     }
 }
 
@@ -408,6 +407,10 @@ mod tests {
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use prost::Message;
 
+    use opentelemetry_sdk::trace::SpanData;
+    use opentelemetry_sdk::Resource;
+
+    use super::super::encode;
     use super::super::encode::tests::{sdk_encoding, spans};
     use super::*;
 
@@ -539,7 +542,7 @@ mod tests {
         } else {
             (None, None)
         };
-        let mut processor = Processor::new(
+        let processor = Processor::new(
             Recorder {
                 sent,
                 started,
@@ -551,9 +554,9 @@ mod tests {
                 delay,
                 max_batch,
             },
+            Encoder::new(resource()),
         )
         .unwrap();
-        processor.set_resource(resource());
         Rig {
             processor,
             sent: sent_rx,
@@ -570,11 +573,19 @@ mod tests {
         spans().swap_remove(0)
     }
 
+    /// Ends one more [`span`] into `processor`, as a span of the gateway's ends.
+    fn end(processor: &Processor) {
+        let span = span();
+        processor.push(&span.instrumentation_scope, |field| {
+            encode::span_field(field, &span)
+        });
+    }
+
     #[test]
     fn a_full_batch_is_exported_without_waiting_for_the_delay() {
         let rig = rig(8, HOUR, 2);
-        rig.processor.on_end(span());
-        rig.processor.on_end(span());
+        end(&rig.processor);
+        end(&rig.processor);
         let (request, n) = rig.sent.recv_timeout(WAIT).unwrap();
         assert_eq!(n, 2);
         assert_eq!(request, sdk_encoding(vec![span(), span()], resource()));
@@ -583,7 +594,7 @@ mod tests {
     #[test]
     fn the_delay_exports_what_waits() {
         let rig = rig(8, Duration::from_millis(20), 8);
-        rig.processor.on_end(span());
+        end(&rig.processor);
         assert_eq!(rig.sent.recv_timeout(WAIT).unwrap().1, 1);
     }
 
@@ -592,16 +603,16 @@ mod tests {
         let rig = gated_rig(3, HOUR, 3);
         // Three start an export, which the gate holds once it has taken them...
         for _ in 0..3 {
-            rig.processor.on_end(span());
+            end(&rig.processor);
         }
         rig.started.recv_timeout(WAIT).unwrap();
         // ...three more fill the queue again, and two find it full.
         for _ in 0..3 {
-            rig.processor.on_end(span());
+            end(&rig.processor);
         }
         assert_eq!(rig.processor.dropped(), 0);
-        rig.processor.on_end(span());
-        rig.processor.on_end(span());
+        end(&rig.processor);
+        end(&rig.processor);
         assert_eq!(rig.processor.dropped(), 2);
         let gate = rig.gate.as_ref().unwrap();
         gate.send(()).unwrap();
@@ -616,7 +627,7 @@ mod tests {
     fn a_flush_exports_everything_and_waits_for_it() {
         let rig = rig(8, HOUR, 8);
         for _ in 0..3 {
-            rig.processor.on_end(span());
+            end(&rig.processor);
         }
         rig.processor.force_flush().unwrap();
         // Sent before the flush returned.
@@ -629,19 +640,19 @@ mod tests {
     #[test]
     fn shutdown_exports_stops_the_exporter_and_refuses_what_follows() {
         let rig = rig(8, HOUR, 8);
-        rig.processor.on_end(span());
-        rig.processor.on_end(span());
-        rig.processor.shutdown_with_timeout(WAIT).unwrap();
+        end(&rig.processor);
+        end(&rig.processor);
+        rig.processor.shutdown(WAIT).unwrap();
         assert_eq!(rig.sent.try_recv().unwrap().1, 2);
         rig.stopped.try_recv().unwrap();
         // The thread is joined; later spans, flushes and shutdowns go nowhere.
-        rig.processor.on_end(span());
+        end(&rig.processor);
         assert!(matches!(
             rig.processor.force_flush(),
             Err(OTelSdkError::AlreadyShutdown)
         ));
         assert!(matches!(
-            rig.processor.shutdown_with_timeout(WAIT),
+            rig.processor.shutdown(WAIT),
             Err(OTelSdkError::AlreadyShutdown)
         ));
         assert!(rig.sent.try_recv().is_err());
@@ -650,7 +661,7 @@ mod tests {
     #[test]
     fn a_processor_dropped_without_shutdown_still_exports_and_stops_its_thread() {
         let rig = rig(8, HOUR, 8);
-        rig.processor.on_end(span());
+        end(&rig.processor);
         drop(rig.processor);
         assert_eq!(rig.sent.recv_timeout(WAIT).unwrap().1, 1);
         rig.stopped.recv_timeout(WAIT).unwrap();
@@ -659,10 +670,10 @@ mod tests {
     #[test]
     fn a_shutdown_that_outlasts_its_timeout_says_so() {
         let rig = gated_rig(8, HOUR, 8);
-        rig.processor.on_end(span());
+        end(&rig.processor);
         let timeout = Duration::from_millis(10);
         assert!(matches!(
-            rig.processor.shutdown_with_timeout(timeout),
+            rig.processor.shutdown(timeout),
             Err(OTelSdkError::Timeout(t)) if t == timeout
         ));
         // Once the export may go, the span still goes out and the exporter is stopped.

@@ -109,17 +109,14 @@ fn instrumentation_scope(b: &mut Vec<u8>, scope: &InstrumentationScope) {
 }
 
 fn encode_span(b: &mut Vec<u8>, span: &SpanData) {
-    let context = &span.span_context;
-    bytes(b, 1, &context.trace_id().to_bytes());
-    bytes(b, 2, &context.span_id().to_bytes());
-    trace_state(b, 3, context);
-    if span.parent_span_id != SpanId::INVALID {
-        bytes(b, 4, &span.parent_span_id.to_bytes());
-    }
-    string(b, 5, &span.name);
-    uint(b, 6, kind(&span.span_kind));
-    fixed64(b, 7, nanos(span.start_time));
-    fixed64(b, 8, nanos(span.end_time));
+    head(
+        b,
+        &span.span_context,
+        span.parent_span_id,
+        &span.name,
+        &span.span_kind,
+        [span.start_time, span.end_time],
+    );
     for kv in &span.attributes {
         attribute(b, 9, kv);
     }
@@ -149,7 +146,73 @@ fn encode_span(b: &mut Vec<u8>, span: &SpanData) {
         });
     }
     uint(b, 14, u64::from(span.links.dropped_count));
-    message(b, 15, |s| match &span.status {
+    status(b, &span.status);
+    fixed32(b, 16, flags(span.parent_span_is_remote, &span.span_context));
+}
+
+/// A span the gateway recorded itself ([`crate::telemetry::traces::span`]): no events, no
+/// links, nothing dropped, its attributes already encoded as they were set.
+#[derive(Debug, Clone, Copy)]
+pub struct Recorded<'a> {
+    pub context: &'a SpanContext,
+    pub parent: SpanId,
+    pub parent_is_remote: bool,
+    pub kind: &'a SpanKind,
+    pub name: &'a str,
+    pub start: std::time::SystemTime,
+    pub end: std::time::SystemTime,
+    /// `Span.attributes` fields back to back, as [`span_attribute`] writes them.
+    pub attributes: &'a [u8],
+    pub status: &'a Status,
+}
+
+/// Appends `span` as a `ScopeSpans` message's `spans = 2` field: the bytes [`span_field`]
+/// writes for the same span's `SpanData`.
+pub fn recorded_field(out: &mut Vec<u8>, span: &Recorded<'_>) {
+    message(out, 2, |b| {
+        head(
+            b,
+            span.context,
+            span.parent,
+            span.name,
+            span.kind,
+            [span.start, span.end],
+        );
+        b.extend_from_slice(span.attributes);
+        status(b, span.status);
+        fixed32(b, 16, flags(span.parent_is_remote, span.context));
+    });
+}
+
+/// Appends one `Span.attributes = 9` field.
+pub fn span_attribute(b: &mut Vec<u8>, key: &str, value: Scalar<'_>) {
+    scalar_attribute(b, 9, key, value);
+}
+
+/// A span's fields 1 to 8: ids, trace state, parent, name, kind, start and end.
+fn head(
+    b: &mut Vec<u8>,
+    context: &SpanContext,
+    parent: SpanId,
+    name: &str,
+    span_kind: &SpanKind,
+    [start, end]: [std::time::SystemTime; 2],
+) {
+    bytes(b, 1, &context.trace_id().to_bytes());
+    bytes(b, 2, &context.span_id().to_bytes());
+    trace_state(b, 3, context);
+    if parent != SpanId::INVALID {
+        bytes(b, 4, &parent.to_bytes());
+    }
+    string(b, 5, name);
+    uint(b, 6, kind(span_kind));
+    fixed64(b, 7, nanos(start));
+    fixed64(b, 8, nanos(end));
+}
+
+/// `Span.status = 15`, always present (the SDK sets it).
+fn status(b: &mut Vec<u8>, status: &Status) {
+    message(b, 15, |s| match status {
         Status::Unset => {}
         Status::Ok => uint(s, 3, 1),
         Status::Error { description } => {
@@ -157,7 +220,6 @@ fn encode_span(b: &mut Vec<u8>, span: &SpanData) {
             uint(s, 3, 2);
         }
     });
-    fixed32(b, 16, flags(span.parent_span_is_remote, context));
 }
 
 fn trace_state(b: &mut Vec<u8>, field: u32, context: &SpanContext) {
@@ -192,16 +254,71 @@ fn nanos(t: std::time::SystemTime) -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
+/// A scalar attribute value, borrowed: every attribute of the gateway's own spans is one.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Scalar<'a> {
+    Str(&'a str),
+    Bool(bool),
+    I64(i64),
+    F64(f64),
+}
+
+impl<'a> Scalar<'a> {
+    /// `None` for an array or a kind a later API adds.
+    fn of(value: &'a Value) -> Option<Self> {
+        match value {
+            Value::String(s) => Some(Self::Str(s.as_str())),
+            Value::Bool(v) => Some(Self::Bool(*v)),
+            Value::I64(v) => Some(Self::I64(*v)),
+            Value::F64(v) => Some(Self::F64(*v)),
+            _ => None,
+        }
+    }
+
+    /// The length of its `AnyValue` body as [`Scalar::write`] writes it (its field numbers
+    /// fit one tag byte).
+    fn len(self) -> usize {
+        match self {
+            Self::Str(s) => 1 + varint_len(s.len() as u64) + s.len(),
+            Self::Bool(_) => 2,
+            Self::I64(v) => 1 + varint_len(v as u64),
+            Self::F64(_) => 9,
+        }
+    }
+
+    /// Its `AnyValue` body: the one field of the `oneof`, written even when it holds the
+    /// default.
+    fn write(self, b: &mut Vec<u8>) {
+        match self {
+            Self::Str(s) => always_string(b, 1, s),
+            Self::Bool(v) => {
+                tag(b, 2, VARINT);
+                varint(b, u64::from(v));
+            }
+            Self::I64(v) => {
+                tag(b, 3, VARINT);
+                varint(b, v as u64);
+            }
+            Self::F64(v) => {
+                tag(b, 4, FIXED64);
+                b.extend_from_slice(&v.to_bits().to_le_bytes());
+            }
+        }
+    }
+}
+
 /// A `KeyValue` message as field `field`.
-///
-/// A scalar's lengths are known before it is written, so its message goes out in one pass;
-/// an array's body is written first and its length put before it (`message`).
 fn attribute(b: &mut Vec<u8>, field: u32, kv: &KeyValue) {
-    let key = kv.key.as_str();
-    let Some(any_len) = scalar_len(&kv.value) else {
-        message(b, field, |m| key_value(m, key, &kv.value));
-        return;
-    };
+    match Scalar::of(&kv.value) {
+        Some(value) => scalar_attribute(b, field, kv.key.as_str(), value),
+        // An array's body is written first and its length put before it (`message`).
+        None => message(b, field, |m| key_value(m, kv.key.as_str(), &kv.value)),
+    }
+}
+
+/// A `KeyValue` message with a scalar value, in one pass: its lengths are known before it.
+fn scalar_attribute(b: &mut Vec<u8>, field: u32, key: &str, value: Scalar<'_>) {
+    let any_len = value.len();
     let key_field = if key.is_empty() {
         0
     } else {
@@ -214,22 +331,7 @@ fn attribute(b: &mut Vec<u8>, field: u32, kv: &KeyValue) {
     string(b, 1, key);
     tag(b, 2, LEN);
     varint(b, any_len as u64);
-    any_value(b, &kv.value);
-}
-
-/// The length of a scalar's `AnyValue` body as [`any_value`] writes it (its field numbers
-/// fit one tag byte); `None` for an array or a kind a later API adds.
-fn scalar_len(value: &Value) -> Option<usize> {
-    match value {
-        Value::String(s) => {
-            let n = s.as_str().len();
-            Some(1 + varint_len(n as u64) + n)
-        }
-        Value::Bool(_) => Some(2),
-        Value::I64(v) => Some(1 + varint_len(*v as u64)),
-        Value::F64(_) => Some(9),
-        _ => None,
-    }
+    value.write(b);
 }
 
 /// A `KeyValue`'s body: `key = 1`, `value = 2` (always present, as the SDK sets it).
@@ -240,21 +342,10 @@ fn key_value(b: &mut Vec<u8>, key: &str, value: &Value) {
 
 /// An `AnyValue`'s body: the one field of its `oneof`, written even when it holds the default.
 fn any_value(b: &mut Vec<u8>, value: &Value) {
-    match value {
-        Value::String(s) => always_string(b, 1, s.as_str()),
-        Value::Bool(v) => {
-            tag(b, 2, VARINT);
-            varint(b, u64::from(*v));
-        }
-        Value::I64(v) => {
-            tag(b, 3, VARINT);
-            varint(b, *v as u64);
-        }
-        Value::F64(v) => {
-            tag(b, 4, FIXED64);
-            b.extend_from_slice(&v.to_bits().to_le_bytes());
-        }
-        Value::Array(array) => message(b, 5, |a| match array {
+    if let Some(scalar) = Scalar::of(value) {
+        scalar.write(b);
+    } else if let Value::Array(array) = value {
+        message(b, 5, |a| match array {
             Array::Bool(vs) => each(a, vs, |v| Value::Bool(*v)),
             Array::I64(vs) => each(a, vs, |v| Value::I64(*v)),
             Array::F64(vs) => each(a, vs, |v| Value::F64(*v)),
@@ -265,10 +356,9 @@ fn any_value(b: &mut Vec<u8>, value: &Value) {
             }
             // A kind of array a later API adds: an empty array rather than a wrong value.
             _ => {}
-        }),
-        // A kind of value a later API adds: an `AnyValue` with no value, which OTLP allows.
-        _ => {}
+        });
     }
+    // Else a kind of value a later API adds: an `AnyValue` with no value, which OTLP allows.
 }
 
 /// An `ArrayValue`'s `values = 1`.
@@ -369,7 +459,7 @@ fn message(b: &mut Vec<u8>, field: u32, body: impl FnOnce(&mut Vec<u8>)) {
 }
 
 #[cfg(test)]
-pub(super) mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used)]
 
     use std::borrow::Cow;
@@ -411,7 +501,7 @@ pub(super) mod tests {
 
     /// Spans of every shape the encoder handles: the gateway's (a server span with a remote
     /// parent, a client span under it), and one with everything else a span can hold.
-    pub(in crate::telemetry::traces::otlp) fn spans() -> Vec<SpanData> {
+    pub(crate) fn spans() -> Vec<SpanData> {
         let gateway = InstrumentationScope::builder("gatewayz").build();
         let other = InstrumentationScope::builder("other")
             .with_version("2.1.0")
@@ -533,10 +623,7 @@ pub(super) mod tests {
         vec![server, everything, client, producer, consumer]
     }
 
-    pub(in crate::telemetry::traces::otlp) fn sdk_encoding(
-        spans: Vec<SpanData>,
-        resource: &Resource,
-    ) -> Vec<u8> {
+    pub(crate) fn sdk_encoding(spans: Vec<SpanData>, resource: &Resource) -> Vec<u8> {
         ExportTraceServiceRequest {
             resource_spans: group_spans_by_resource_and_scope(
                 spans,
@@ -578,6 +665,50 @@ pub(super) mod tests {
             sdk_encoding(spans[..1].to_vec(), &resource)
         );
         assert_eq!(ours(&[], &resource), sdk_encoding(vec![], &resource));
+    }
+
+    /// The gateway's own spans (written as they are recorded) are the bytes of the same
+    /// spans' `SpanData`: every span of `spans` without events, links or arrays.
+    #[test]
+    fn a_recorded_span_is_the_field_of_its_span_data() {
+        let mut spans = spans();
+        // A trace state, carried from a caller, on one of them.
+        spans[2].span_context = context(7, 8, TraceFlags::SAMPLED, false, "vendor=a");
+        let mut checked = 0;
+        for span in &spans {
+            let scalars: Option<Vec<_>> = span
+                .attributes
+                .iter()
+                .map(|kv| Scalar::of(&kv.value).map(|v| (kv.key.as_str(), v)))
+                .collect();
+            let Some(scalars) = scalars.filter(|_| span.events.is_empty()) else {
+                continue;
+            };
+            let mut attributes = Vec::new();
+            for (key, value) in scalars {
+                span_attribute(&mut attributes, key, value);
+            }
+            let mut got = Vec::new();
+            recorded_field(
+                &mut got,
+                &Recorded {
+                    context: &span.span_context,
+                    parent: span.parent_span_id,
+                    parent_is_remote: span.parent_span_is_remote,
+                    kind: &span.span_kind,
+                    name: &span.name,
+                    start: span.start_time,
+                    end: span.end_time,
+                    attributes: &attributes,
+                    status: &span.status,
+                },
+            );
+            let mut want = Vec::new();
+            span_field(&mut want, span);
+            assert_eq!(got, want, "{}", span.name);
+            checked += 1;
+        }
+        assert_eq!(checked, 4);
     }
 
     #[test]

@@ -1,12 +1,13 @@
-//! The trace pipeline: an SDK tracer provider and, when configured, a batched OTLP exporter.
+//! The trace pipeline: the tracer the gateway's spans start from ([`super::span`]) and, when
+//! configured, a batched OTLP exporter.
 //!
 //! [`Pipeline::build`] always yields a tracer, so every request gets a trace id (the
 //! `x-trace-id` header, log correlation, `traceparent` sent upstream) even with no collector.
 //! Without an exporter the sampler is parent-based "off": nothing is recorded for new traces
-//! and a caller's sampling decision is passed on untouched. With one, spans go through the
-//! gateway's own processor ([`batch`]): each span is encoded where it ends ([`encode`]), into a
-//! bounded queue that drops when full, and an export thread sends the requests through a
-//! [`ReportingExporter`] ([`export`]), so a dead or slow collector never touches a request.
+//! and a caller's sampling decision is passed on untouched. With one, sampled spans go through
+//! the gateway's own processor ([`batch`]): each span is encoded where it ends ([`encode`]),
+//! into a bounded queue that drops when full, and an export thread sends the requests through
+//! a [`ReportingExporter`] ([`export`]), so a dead or slow collector never touches a request.
 //!
 //! OTLP/gRPC runs on its own small tokio runtime (tonic needs one, and actix's would hang at
 //! shutdown); [`Pipeline::shutdown`] flushes, then drops that runtime. Call it from
@@ -18,14 +19,16 @@ pub mod export;
 pub mod report;
 pub mod settings;
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use opentelemetry::trace::TracerProvider as _;
-use opentelemetry::KeyValue;
-use opentelemetry_sdk::trace::{Sampler, SdkTracer, SdkTracerProvider};
+use opentelemetry::{InstrumentationScope, KeyValue};
 use opentelemetry_sdk::Resource;
 
+use super::span::{Root, Sampler, Tracer};
 use crate::config::{OtlpConfig, OtlpProtocol};
+use batch::Processor;
+use encode::Encoder;
 use report::ReportingExporter;
 pub use settings::Settings;
 
@@ -45,10 +48,12 @@ pub enum OtlpError {
     Thread(std::io::Error),
 }
 
-/// The tracer provider, and what must outlive it.
+/// The tracer, and what must outlive it.
 pub struct Pipeline {
-    provider: SdkTracerProvider,
-    /// Drives tonic's connection for OTLP/gRPC; dropped after the provider is shut down.
+    tracer: Arc<Tracer>,
+    /// The export queue; `None` without an exporter.
+    processor: Option<Arc<Processor>>,
+    /// Drives tonic's connection for OTLP/gRPC; dropped after the processor is shut down.
     runtime: Option<tokio::runtime::Runtime>,
     /// What is exported where, for the start-up log line; `None` without an exporter.
     pub target: Option<String>,
@@ -64,14 +69,16 @@ impl Pipeline {
         }
     }
 
-    /// No exporter: ids and propagation only.
+    /// No exporter: ids and propagation only. A new trace is not sampled; a caller's
+    /// decision is passed on.
     pub fn local() -> Self {
-        let provider = SdkTracerProvider::builder()
-            .with_sampler(Sampler::ParentBased(Box::new(Sampler::AlwaysOff)))
-            .with_resource(resource(None))
-            .build();
         Self {
-            provider,
+            tracer: Arc::new(Tracer::new(
+                Sampler::parent_based(Root::Never),
+                scope(),
+                None,
+            )),
+            processor: None,
             runtime: None,
             target: None,
         }
@@ -95,25 +102,25 @@ impl Pipeline {
             }
         };
         let exporter = exporter.map_err(OtlpError::Exporter)?;
-        let processor = batch::Processor::new(
-            ReportingExporter::new(exporter, report::REPORT_INTERVAL),
-            settings.batching,
-        )
-        .map_err(OtlpError::Thread)?;
-        let mut builder = SdkTracerProvider::builder()
-            .with_span_processor(processor)
-            .with_resource(resource(settings.service_name.as_deref()));
-        if let Some(ratio) = settings.sample_ratio {
-            builder = builder.with_sampler(Sampler::ParentBased(Box::new(
-                Sampler::TraceIdRatioBased(ratio),
-            )));
-        }
+        let processor = Arc::new(
+            Processor::new(
+                ReportingExporter::new(exporter, report::REPORT_INTERVAL),
+                settings.batching,
+                Encoder::new(&resource(settings.service_name.as_deref())),
+            )
+            .map_err(OtlpError::Thread)?,
+        );
         let protocol = match settings.protocol {
             OtlpProtocol::HttpProtobuf => "http/protobuf",
             OtlpProtocol::Grpc => "grpc",
         };
         Ok(Self {
-            provider: builder.build(),
+            tracer: Arc::new(Tracer::new(
+                settings.sampler,
+                scope(),
+                Some(Arc::clone(&processor)),
+            )),
+            processor: Some(processor),
             runtime,
             target: Some(format!(
                 "{protocol} {}",
@@ -122,16 +129,16 @@ impl Pipeline {
         })
     }
 
-    /// The tracer the `tracing` layer uses.
-    pub fn tracer(&self) -> SdkTracer {
-        self.provider.tracer(SCOPE)
+    /// The tracer the gateway's spans start from.
+    pub fn tracer(&self) -> Arc<Tracer> {
+        Arc::clone(&self.tracer)
     }
 
     /// Exports what is queued and stops the exporter. Blocking: at most `limit`, plus up to
     /// 200 ms to stop the gRPC runtime.
     pub fn shutdown(self, limit: Duration) {
-        if self.target.is_some() {
-            if let Err(e) = self.provider.shutdown_with_timeout(limit) {
+        if let Some(processor) = &self.processor {
+            if let Err(e) = processor.shutdown(limit) {
                 tracing::warn!(error = %e, "trace pipeline shutdown");
             }
         }
@@ -139,6 +146,11 @@ impl Pipeline {
             runtime.shutdown_timeout(Duration::from_millis(200));
         }
     }
+}
+
+/// The gateway's instrumentation scope: its name, no version (as the SDK's tracer had it).
+fn scope() -> InstrumentationScope {
+    InstrumentationScope::builder(SCOPE).build()
 }
 
 /// `service.name` (file, then `OTEL_SERVICE_NAME` / `OTEL_RESOURCE_ATTRIBUTES`, then

@@ -4,13 +4,14 @@
 //! then the signal-specific variable, then the generic one, then the default) are table-tested
 //! without touching the process environment. The exporter is the gateway's own
 //! ([`super::export`]), so the headers, timeout and compression variables are read here too;
-//! the sampler and resource variables are the SDK's.
+//! so are the sampler's; the resource variables are the SDK's.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::batch::Batching;
 use crate::config::{OtlpConfig, OtlpProtocol};
+use crate::telemetry::traces::span::{Root, Sampler};
 
 /// Default OTLP/HTTP traces URL.
 pub const DEFAULT_HTTP_ENDPOINT: &str = "http://localhost:4318/v1/traces";
@@ -27,8 +28,9 @@ pub struct Settings {
     /// `OTEL_EXPORTER_OTLP_HEADERS`) over them: `k=v` pairs, comma-separated, values
     /// percent-decoded.
     pub headers: BTreeMap<String, String>,
-    /// `None`: the SDK reads `OTEL_TRACES_SAMPLER(_ARG)`.
-    pub sample_ratio: Option<f64>,
+    /// The file's `sample_ratio` (parent-based), else `OTEL_TRACES_SAMPLER(_ARG)` as the SDK
+    /// reads them, else `parentbased_always_on`.
+    pub sampler: Sampler,
     /// `None`: `OTEL_SERVICE_NAME` / `OTEL_RESOURCE_ATTRIBUTES`, else `gatewayz`.
     pub service_name: Option<String>,
     /// Of one export, retries included: the file's, else `OTEL_EXPORTER_OTLP_TRACES_TIMEOUT`,
@@ -118,11 +120,51 @@ pub fn resolve(
         protocol,
         endpoint,
         headers,
-        sample_ratio: config.sample_ratio,
+        sampler: match config.sample_ratio {
+            Some(ratio) => Sampler::parent_based(Root::Ratio(ratio)),
+            None => sampler(env)?,
+        },
         service_name: config.service_name,
         timeout,
         batching: batching(env),
     }))
+}
+
+/// `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG`, with the SDK's names and defaults.
+/// Where the SDK warned and fell back to sampling everything (an unknown or unimplemented
+/// sampler, a ratio that does not parse), the gateway refuses to start and says why.
+fn sampler(env: &dyn Fn(&str) -> Option<String>) -> Result<Sampler, String> {
+    let Some(name) = env("OTEL_TRACES_SAMPLER") else {
+        return Ok(Sampler::DEFAULT);
+    };
+    let ratio = || {
+        let arg = env("OTEL_TRACES_SAMPLER_ARG");
+        arg.as_deref()
+            .and_then(|r| r.parse::<f64>().ok())
+            .map(Root::Ratio)
+            .ok_or_else(|| {
+                format!(
+                    "OTEL_TRACES_SAMPLER {name:?} needs OTEL_TRACES_SAMPLER_ARG, a ratio from 0.0 to 1.0 (it is {arg:?})"
+                )
+            })
+    };
+    let alone = |root| Sampler {
+        parent_based: false,
+        root,
+    };
+    Ok(match name.as_str() {
+        "always_on" => alone(Root::Always),
+        "always_off" => alone(Root::Never),
+        "traceidratio" => alone(ratio()?),
+        "parentbased_always_on" => Sampler::parent_based(Root::Always),
+        "parentbased_always_off" => Sampler::parent_based(Root::Never),
+        "parentbased_traceidratio" => Sampler::parent_based(ratio()?),
+        other => {
+            return Err(format!(
+                "OTEL_TRACES_SAMPLER {other:?} is not supported: use always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off or parentbased_traceidratio"
+            ))
+        }
+    })
 }
 
 /// `OTEL_BSP_*`, parsed as the SDK's `BatchConfigBuilder` parses them.
@@ -202,6 +244,83 @@ mod tests {
         resolve(config, &env(vars))
             .unwrap()
             .map(|s| (s.protocol, s.endpoint))
+    }
+
+    /// The file's ratio first (parent-based), then the SDK's variables; what the SDK only
+    /// warned about is refused.
+    #[test]
+    fn the_sampler_comes_from_the_file_then_the_sdks_variables() {
+        let on = "http://127.0.0.1:4318";
+        let sampler = |config: Option<&OtlpConfig>, vars: &[(&str, &str)]| {
+            let mut vars = vars.to_vec();
+            vars.push(("OTEL_EXPORTER_OTLP_ENDPOINT", on));
+            let resolved = resolve(config, &env(&vars));
+            resolved.map(|s| s.unwrap().sampler)
+        };
+        let alone = |root| Sampler {
+            parent_based: false,
+            root,
+        };
+        let cases: [(&[(&str, &str)], Sampler); 8] = [
+            (&[], Sampler::DEFAULT),
+            (&[("OTEL_TRACES_SAMPLER", "always_on")], alone(Root::Always)),
+            (&[("OTEL_TRACES_SAMPLER", "always_off")], alone(Root::Never)),
+            (
+                &[
+                    ("OTEL_TRACES_SAMPLER", "traceidratio"),
+                    ("OTEL_TRACES_SAMPLER_ARG", "0.5"),
+                ],
+                alone(Root::Ratio(0.5)),
+            ),
+            (
+                &[("OTEL_TRACES_SAMPLER", "parentbased_always_on")],
+                Sampler::parent_based(Root::Always),
+            ),
+            (
+                &[("OTEL_TRACES_SAMPLER", "parentbased_always_off")],
+                Sampler::parent_based(Root::Never),
+            ),
+            (
+                &[
+                    ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+                    ("OTEL_TRACES_SAMPLER_ARG", "0.1"),
+                ],
+                Sampler::parent_based(Root::Ratio(0.1)),
+            ),
+            // A ratio argument without a ratio sampler changes nothing.
+            (&[("OTEL_TRACES_SAMPLER_ARG", "0.1")], Sampler::DEFAULT),
+        ];
+        for (vars, want) in cases {
+            assert_eq!(sampler(None, vars), Ok(want), "{vars:?}");
+        }
+        let file = OtlpConfig {
+            sample_ratio: Some(0.25),
+            ..OtlpConfig::default()
+        };
+        assert_eq!(
+            sampler(Some(&file), &[("OTEL_TRACES_SAMPLER", "always_off")]),
+            Ok(Sampler::parent_based(Root::Ratio(0.25)))
+        );
+        for (vars, names) in [
+            (
+                &[("OTEL_TRACES_SAMPLER", "traceidratio")][..],
+                "OTEL_TRACES_SAMPLER_ARG",
+            ),
+            (
+                &[
+                    ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+                    ("OTEL_TRACES_SAMPLER_ARG", "half"),
+                ],
+                "\"half\"",
+            ),
+            (
+                &[("OTEL_TRACES_SAMPLER", "xray")],
+                "\"xray\" is not supported",
+            ),
+        ] {
+            let error = sampler(None, vars).unwrap_err();
+            assert!(error.contains(names), "{error}");
+        }
     }
 
     #[test]
