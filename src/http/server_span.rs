@@ -144,6 +144,9 @@ impl<B: MessageBody + Unpin> MessageBody for SpanBody<B> {
 }
 
 #[cfg(test)]
+mod wire;
+
+#[cfg(test)]
 mod tests {
     use actix_web::dev::ResourceDef;
     use actix_web::http::Method;

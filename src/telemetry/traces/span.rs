@@ -119,6 +119,12 @@ pub fn install(tracer: Arc<Tracer>) {
     TRACER.store(Some(tracer));
 }
 
+/// Puts the installed tracer away (tests that install their own).
+#[cfg(test)]
+pub(crate) fn uninstall() {
+    TRACER.store(None);
+}
+
 /// One span: its context, and what it records when sampled. It ends when dropped.
 #[derive(Debug)]
 pub struct Span {
