@@ -9,7 +9,8 @@
 //! every one.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
+
+use opentelemetry::trace::{SpanId, TraceId};
 
 pub use crate::config::DropPolicy;
 
@@ -22,11 +23,9 @@ pub struct Record {
     pub level: &'static str,
     /// The log line (JSON: level, target, message, fields, trace_id, span_id).
     pub line: String,
-    /// 32 hex digits when the event happened inside a traced span (shared with the span's
-    /// cache: no allocation per event).
-    pub trace_id: Option<Arc<str>>,
-    /// 16 hex digits when the event happened inside a traced span.
-    pub span_id: Option<Arc<str>>,
+    /// The trace and span the event happened in, if any: hex only where they are written (the
+    /// line, and the push's structured metadata on the shipper's thread).
+    pub ids: Option<(TraceId, SpanId)>,
 }
 
 impl Record {
@@ -182,8 +181,7 @@ mod tests {
             ts_ns: n as i64,
             level: "info",
             line: "x".repeat(len),
-            trace_id: None,
-            span_id: None,
+            ids: None,
         }
     }
 

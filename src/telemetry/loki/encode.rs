@@ -2,11 +2,10 @@
 //! format, sent as `application/x-protobuf`.
 //!
 //! The four messages are written by hand from grafana/loki `pkg/push/push.proto` (the
-//! `loki-api` crate lacks structured metadata, field 3 of `EntryAdapter`). [`encode`] groups a
-//! batch into streams by the fixed label set (static labels plus `level`), sorts each
-//! stream's entries by timestamp (stable, so equal timestamps keep arrival order — Loki
-//! rejects out-of-order entries within a stream), and attaches `trace_id` / `span_id` as
-//! structured metadata.
+//! `loki-api` crate lacks structured metadata, field 3 of `EntryAdapter`); they decode a push
+//! (tests and the test receiver). [`encode`] writes one straight from the records: it groups
+//! a batch into streams by the fixed label set (static labels plus `level`), sorts each
+//! stream's entries by timestamp, and attaches `trace_id` / `span_id` as structured metadata.
 
 use std::collections::BTreeMap;
 
@@ -108,55 +107,156 @@ impl StreamLabels {
     }
 }
 
-/// Groups `records` into streams and builds the request.
-pub fn to_request(records: Vec<Record>, labels: &StreamLabels) -> PushRequest {
-    let mut streams: BTreeMap<&'static str, Vec<Record>> = BTreeMap::new();
-    for r in records {
-        let key = if labels.level { r.level } else { "" };
-        streams.entry(key).or_default().push(r);
+/// The body of one push: `records` as a `PushRequest`, protobuf, then snappy raw.
+///
+/// The protobuf is written straight from the records, without the messages above: the
+/// records are sorted by stream (the label set: static labels plus `level`, in label order)
+/// and within it by timestamp (stable, so equal timestamps keep arrival order — Loki rejects
+/// out-of-order entries within a stream), each stream's length is summed from its entries'
+/// before it is written, and the ids are written as hex where they go. The bytes are the
+/// ones prost writes for the same request (tested).
+pub fn encode(mut records: Vec<Record>, labels: &StreamLabels) -> Result<Vec<u8>, snap::Error> {
+    let stream_of = |r: &Record| if labels.level { r.level } else { "" };
+    records.sort_by(|a, b| stream_of(a).cmp(stream_of(b)).then(a.ts_ns.cmp(&b.ts_ns)));
+    let mut streams: Vec<(String, &[Record], usize)> = Vec::new();
+    let mut rest = records.as_slice();
+    let mut total = 0;
+    while let Some(first) = rest.first() {
+        let level = stream_of(first);
+        let n = rest
+            .iter()
+            .position(|r| stream_of(r) != level)
+            .unwrap_or(rest.len());
+        let (entries, tail) = rest.split_at(n);
+        rest = tail;
+        let label_set = labels.render(level);
+        let len = len_field(label_set.len())
+            + entries
+                .iter()
+                .map(|r| len_field(entry_len(r)))
+                .sum::<usize>();
+        total += len_field(len);
+        streams.push((label_set, entries, len));
     }
-    let streams = streams
-        .into_iter()
-        .map(|(level, mut records)| {
-            records.sort_by_key(|r| r.ts_ns);
-            StreamAdapter {
-                labels: labels.render(level),
-                entries: records.into_iter().map(entry).collect(),
-                hash: 0,
-            }
-        })
-        .collect();
-    PushRequest { streams }
-}
-
-fn entry(r: Record) -> EntryAdapter {
-    let mut structured_metadata = Vec::new();
-    if let Some(trace_id) = r.trace_id {
-        structured_metadata.push(LabelPairAdapter {
-            name: "trace_id".into(),
-            value: trace_id.to_string(),
-        });
+    let mut proto = Vec::with_capacity(total);
+    for (label_set, entries, len) in &streams {
+        key(&mut proto, 1, LEN);
+        varint(&mut proto, *len as u64);
+        key(&mut proto, 1, LEN);
+        varint(&mut proto, label_set.len() as u64);
+        proto.extend_from_slice(label_set.as_bytes());
+        for r in *entries {
+            key(&mut proto, 2, LEN);
+            varint(&mut proto, entry_len(r) as u64);
+            write_entry(&mut proto, r);
+        }
     }
-    if let Some(span_id) = r.span_id {
-        structured_metadata.push(LabelPairAdapter {
-            name: "span_id".into(),
-            value: span_id.to_string(),
-        });
-    }
-    EntryAdapter {
-        timestamp: Some(Timestamp {
-            seconds: r.ts_ns.div_euclid(1_000_000_000),
-            nanos: r.ts_ns.rem_euclid(1_000_000_000) as i32,
-        }),
-        line: r.line,
-        structured_metadata,
-    }
-}
-
-/// Protobuf, then snappy raw: the body of one push.
-pub fn encode(request: &PushRequest) -> Result<Vec<u8>, snap::Error> {
-    let proto = prost::Message::encode_to_vec(request);
+    debug_assert_eq!(proto.len(), total);
     snap::raw::Encoder::new().compress_vec(&proto)
+}
+
+/// Protobuf wire type of varints.
+const VARINT: u8 = 0;
+/// Protobuf wire type of strings, bytes and messages.
+const LEN: u8 = 2;
+
+fn key(out: &mut Vec<u8>, field: u8, wire_type: u8) {
+    out.push(field << 3 | wire_type);
+}
+
+fn varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn varint_len(v: u64) -> usize {
+    // One byte per started group of seven bits; zero takes one.
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+/// A length-delimited field's whole size: key, length, content.
+fn len_field(len: usize) -> usize {
+    1 + varint_len(len as u64) + len
+}
+
+/// `google.protobuf.Timestamp` of `ts_ns`: seconds and nanos, each left out when zero (an
+/// `int32`'s negative varint takes ten bytes, but nanos are never negative here).
+fn timestamp(ts_ns: i64) -> (i64, i32) {
+    (
+        ts_ns.div_euclid(1_000_000_000),
+        ts_ns.rem_euclid(1_000_000_000) as i32,
+    )
+}
+
+fn timestamp_len(ts_ns: i64) -> usize {
+    let (seconds, nanos) = timestamp(ts_ns);
+    let field = |v: i64| if v == 0 { 0 } else { 1 + varint_len(v as u64) };
+    field(seconds) + field(i64::from(nanos))
+}
+
+/// Structured metadata: a pair's size for a name and value of these lengths.
+const TRACE_ID_PAIR: usize = 2 + "trace_id".len() + 2 + 32;
+const SPAN_ID_PAIR: usize = 2 + "span_id".len() + 2 + 16;
+
+/// An `EntryAdapter`'s content size.
+fn entry_len(r: &Record) -> usize {
+    let line = if r.line.is_empty() {
+        0
+    } else {
+        len_field(r.line.len())
+    };
+    let ids = if r.ids.is_some() {
+        len_field(TRACE_ID_PAIR) + len_field(SPAN_ID_PAIR)
+    } else {
+        0
+    };
+    len_field(timestamp_len(r.ts_ns)) + line + ids
+}
+
+fn write_entry(out: &mut Vec<u8>, r: &Record) {
+    let (seconds, nanos) = timestamp(r.ts_ns);
+    key(out, 1, LEN);
+    varint(out, timestamp_len(r.ts_ns) as u64);
+    if seconds != 0 {
+        key(out, 1, VARINT);
+        varint(out, seconds as u64);
+    }
+    if nanos != 0 {
+        key(out, 2, VARINT);
+        varint(out, nanos as u64);
+    }
+    if !r.line.is_empty() {
+        key(out, 2, LEN);
+        varint(out, r.line.len() as u64);
+        out.extend_from_slice(r.line.as_bytes());
+    }
+    if let Some((trace_id, span_id)) = r.ids {
+        pair(
+            out,
+            "trace_id",
+            &crate::telemetry::traces::propagation::trace_id_hex(trace_id),
+        );
+        pair(
+            out,
+            "span_id",
+            &crate::telemetry::traces::propagation::span_id_hex(span_id),
+        );
+    }
+}
+
+/// A `LabelPairAdapter` as field 3 of an entry.
+fn pair(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+    key(out, 3, LEN);
+    varint(out, (len_field(name.len()) + len_field(value.len())) as u64);
+    key(out, 1, LEN);
+    varint(out, name.len() as u64);
+    out.extend_from_slice(name.as_bytes());
+    key(out, 2, LEN);
+    varint(out, value.len() as u64);
+    out.extend_from_slice(value);
 }
 
 /// The inverse of [`encode`] (tests and the test receiver).
@@ -170,15 +270,72 @@ pub fn decode(body: &[u8]) -> Result<PushRequest, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use opentelemetry::trace::{SpanId, TraceId};
 
-    fn rec(ts: i64, level: &'static str, line: &str, trace: Option<&str>) -> Record {
+    fn rec(ts: i64, level: &'static str, line: &str, ids: Option<(u128, u64)>) -> Record {
         Record {
             ts_ns: ts,
             level,
             line: line.into(),
-            trace_id: trace.map(Into::into),
-            span_id: None,
+            ids: ids.map(|(t, s)| (TraceId::from(t), SpanId::from(s))),
         }
+    }
+
+    /// The request built as messages, as the shipper built it before it wrote the bytes
+    /// itself: what prost encodes of it is what [`encode`] must write.
+    fn messages(records: Vec<Record>, labels: &StreamLabels) -> PushRequest {
+        let mut streams: BTreeMap<&'static str, Vec<Record>> = BTreeMap::new();
+        for r in records {
+            let key = if labels.level { r.level } else { "" };
+            streams.entry(key).or_default().push(r);
+        }
+        let streams = streams
+            .into_iter()
+            .map(|(level, mut records)| {
+                records.sort_by_key(|r| r.ts_ns);
+                StreamAdapter {
+                    labels: labels.render(level),
+                    entries: records
+                        .into_iter()
+                        .map(|r| EntryAdapter {
+                            timestamp: Some(Timestamp {
+                                seconds: r.ts_ns.div_euclid(1_000_000_000),
+                                nanos: r.ts_ns.rem_euclid(1_000_000_000) as i32,
+                            }),
+                            line: r.line,
+                            structured_metadata: r
+                                .ids
+                                .map(|(t, s)| {
+                                    vec![
+                                        LabelPairAdapter {
+                                            name: "trace_id".into(),
+                                            value: t.to_string(),
+                                        },
+                                        LabelPairAdapter {
+                                            name: "span_id".into(),
+                                            value: s.to_string(),
+                                        },
+                                    ]
+                                })
+                                .unwrap_or_default(),
+                        })
+                        .collect(),
+                    hash: 0,
+                }
+            })
+            .collect();
+        PushRequest { streams }
+    }
+
+    /// [`encode`]'s protobuf, checked byte for byte against prost's for the same request.
+    fn encoded(records: Vec<Record>, labels: &StreamLabels) -> PushRequest {
+        let body = encode(records.clone(), labels).unwrap();
+        let proto = snap::raw::Decoder::new().decompress_vec(&body).unwrap();
+        let expected = messages(records, labels);
+        assert_eq!(proto, prost::Message::encode_to_vec(&expected));
+        let back = decode(&body).unwrap();
+        assert_eq!(back, expected);
+        back
     }
 
     #[test]
@@ -190,17 +347,15 @@ mod tests {
             ]),
             true,
         );
-        let req = to_request(
+        let back = encoded(
             vec![
                 rec(3_000_000_001, "info", "c", None),
-                rec(1, "error", "e", Some("ab")),
+                rec(1, "error", "e", Some((0xab, 0xcd))),
                 rec(2, "info", "a", None),
                 rec(2, "info", "b", None),
             ],
             &labels,
         );
-        let back = decode(&encode(&req).unwrap()).unwrap();
-        assert_eq!(back, req);
         assert_eq!(back.streams.len(), 2);
         assert_eq!(
             back.streams[0].labels,
@@ -214,21 +369,67 @@ mod tests {
         assert_eq!(info, ["a", "b", "c"]);
         let ts = back.streams[1].entries[2].timestamp.unwrap();
         assert_eq!((ts.seconds, ts.nanos), (3, 1));
-        assert_eq!(
-            back.streams[0].entries[0].structured_metadata[0].value,
-            "ab"
-        );
+        let metadata = &back.streams[0].entries[0].structured_metadata;
+        assert_eq!(metadata[0].name, "trace_id");
+        assert_eq!(metadata[0].value, format!("{:032x}", 0xab));
+        assert_eq!(metadata[1].name, "span_id");
+        assert_eq!(metadata[1].value, format!("{:016x}", 0xcd));
     }
 
     #[test]
     fn without_level_label_one_stream() {
         let labels = StreamLabels::new(&BTreeMap::from([("service".into(), "gw".into())]), false);
-        let req = to_request(
+        let back = encoded(
             vec![rec(2, "info", "a", None), rec(1, "warn", "b", None)],
             &labels,
         );
-        assert_eq!(req.streams.len(), 1);
-        assert_eq!(req.streams[0].labels, r#"{service="gw"}"#);
-        assert_eq!(req.streams[0].entries[0].line, "b");
+        assert_eq!(back.streams.len(), 1);
+        assert_eq!(back.streams[0].labels, r#"{service="gw"}"#);
+        assert_eq!(back.streams[0].entries[0].line, "b");
+    }
+
+    /// The fields prost leaves out (a zero second or nanosecond, an empty line), timestamps
+    /// before the epoch, and lengths past one and two bytes of varint (a line over 127
+    /// bytes, a stream over 16,383).
+    #[test]
+    fn the_bytes_are_prosts_at_every_edge() {
+        let labels = StreamLabels::new(&BTreeMap::from([("service".into(), "gw".into())]), true);
+        let long = "é".repeat(100);
+        let mut records = vec![
+            rec(0, "info", "", None),
+            rec(
+                1_000_000_000,
+                "info",
+                "whole second",
+                Some((u128::MAX, u64::MAX)),
+            ),
+            rec(-1, "warn", "before the epoch", Some((1, 1))),
+            rec(i64::MAX, "warn", &long, None),
+            rec(i64::MIN, "debug", "x", None),
+        ];
+        records.extend((0..200).map(|i| rec(i, "error", &long, Some((i as u128, 7)))));
+        let back = encoded(records, &labels);
+        assert_eq!(back.streams.len(), 4);
+        assert!(back.streams[3].entries.len() == 2 && back.streams[1].entries.len() == 200);
+        assert_eq!(encoded(Vec::new(), &labels).streams.len(), 0);
+    }
+
+    #[test]
+    fn varint_lengths() {
+        for v in [
+            0,
+            1,
+            127,
+            128,
+            16_383,
+            16_384,
+            u64::from(u32::MAX),
+            u64::MAX,
+        ] {
+            let mut out = Vec::new();
+            varint(&mut out, v);
+            assert_eq!(out.len(), varint_len(v), "{v}");
+            assert_eq!(out.len(), prost::encoding::encoded_len_varint(v), "{v}");
+        }
     }
 }

@@ -31,7 +31,7 @@ use tracing_subscriber::Layer;
 
 use super::batch::Record;
 use crate::telemetry::metrics::log_stats::LogStats;
-use crate::telemetry::traces::scope;
+use crate::telemetry::traces::{propagation, scope};
 
 /// Target of the shipper's own diagnostics: stderr sees them, Loki never does.
 pub const SELF_TARGET: &str = "gatewayz::loki_shipper";
@@ -132,7 +132,7 @@ where
         if is_excluded(meta.target()) {
             return;
         }
-        let ids = scope::ids().map(crate::telemetry::traces::propagation::ids_hex);
+        let ids = scope::ids();
         let ts_ns = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
@@ -146,17 +146,13 @@ where
         let mut visitor = LineVisitor { line };
         event.record(&mut visitor);
         let mut line = visitor.line;
-        let (trace_id, span_id) = match ids {
-            Some((t, s)) => {
-                line.push_str(",\"trace_id\":\"");
-                line.push_str(&t);
-                line.push_str("\",\"span_id\":\"");
-                line.push_str(&s);
-                line.push('"');
-                (Some(t), Some(s))
-            }
-            None => (None, None),
-        };
+        if let Some((trace_id, span_id)) = ids {
+            line.push_str(",\"trace_id\":\"");
+            push_ascii(&mut line, &propagation::trace_id_hex(trace_id));
+            line.push_str("\",\"span_id\":\"");
+            push_ascii(&mut line, &propagation::span_id_hex(span_id));
+            line.push('"');
+        }
         line.push('}');
         self.hand_off(
             tx,
@@ -164,8 +160,7 @@ where
                 ts_ns,
                 level,
                 line,
-                trace_id,
-                span_id,
+                ids,
             },
         );
     }
@@ -313,10 +308,42 @@ fn json_str(out: &mut String, s: &str) {
     out.push('"');
 }
 
+/// Appends hex digits (ASCII, so always UTF-8).
+fn push_ascii(out: &mut String, hex: &[u8]) {
+    out.push_str(std::str::from_utf8(hex).unwrap_or_default());
+}
+
+/// Whether `s` holds a byte a JSON string must escape: `"`, `\` or a control character.
+/// Eight bytes at a time: a word has a byte below 0x20 when subtracting 0x20 from each byte
+/// borrows into a byte whose top bit was clear, and a byte equal to `"` or `\` when its XOR
+/// with that byte is zero (the same test, below 1); exact for "any byte", which is all this
+/// asks.
+fn needs_escape(s: &[u8]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    let below = |w: u64, n: u8| w.wrapping_sub(ONES * u64::from(n)) & !w & HIGH != 0;
+    let mut words = s.chunks_exact(8);
+    for word in &mut words {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(word);
+        let w = u64::from_ne_bytes(bytes);
+        if below(w, 0x20)
+            || below(w ^ (ONES * u64::from(b'"')), 1)
+            || below(w ^ (ONES * u64::from(b'\\')), 1)
+        {
+            return true;
+        }
+    }
+    words
+        .remainder()
+        .iter()
+        .any(|&b| b == b'"' || b == b'\\' || b < 0x20)
+}
+
 /// Appends `s` escaped for the inside of a JSON string.
 fn escape_into(out: &mut String, s: &str) {
     // Field names and most values need no escape: one pass to see, one copy.
-    if !s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+    if !needs_escape(s.as_bytes()) {
         out.push_str(s);
         return;
     }
@@ -345,6 +372,28 @@ fn escape_into(out: &mut String, s: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sees_every_byte_that_needs_an_escape_wherever_it_is() {
+        for len in 0..20 {
+            for at in 0..len {
+                for b in 0u8..=255 {
+                    let mut bytes = vec![b'a'; len];
+                    bytes[at] = b;
+                    let expected = b == b'"' || b == b'\\' || b < 0x20;
+                    assert_eq!(needs_escape(&bytes), expected, "{b:#04x} at {at} of {len}");
+                }
+            }
+            // Bytes next to the special ones (0x1f/0x20, 0x21/0x22/0x23, 0x5b/0x5c/0x5d) and
+            // with the top bit set do not trip it.
+            let near: Vec<u8> = [0x20, 0x21, 0x23, 0x5b, 0x5d, 0x7f, 0x80, 0xa2, 0xdc, 0xff]
+                .into_iter()
+                .cycle()
+                .take(len)
+                .collect();
+            assert!(!needs_escape(&near), "{near:?}");
+        }
+    }
 
     #[test]
     fn escapes_json() {

@@ -333,8 +333,7 @@ impl LokiShipper {
         }
         let records = batch.take();
         let n = records.len();
-        let request = encode::to_request(records, &self.labels);
-        match encode::encode(&request) {
+        match encode::encode(records, &self.labels) {
             Ok(body) => {
                 self.in_flight = Some(InFlight {
                     body: Bytes::from(body),

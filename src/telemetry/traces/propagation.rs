@@ -5,8 +5,6 @@
 //! The propagator is used directly rather than through OpenTelemetry's global: W3C is the one
 //! format the gateway speaks, and a direct call skips a lock and a dynamic dispatch per request.
 
-use std::sync::Arc;
-
 use actix_web::http::header::HeaderMap as ActixHeaders;
 use hyper::header::HeaderValue;
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
@@ -75,15 +73,11 @@ pub fn trace_id_hex(id: TraceId) -> [u8; 32] {
     out
 }
 
-/// A trace and span id in lowercase hex (log correlation).
-pub fn ids_hex((trace_id, span_id): (TraceId, SpanId)) -> (Arc<str>, Arc<str>) {
-    let mut span = [0u8; 16];
-    hex(&span_id.to_bytes(), &mut span);
-    // Hex is ASCII: the lossy conversion borrows, and each id is allocated once, in its `Arc`.
-    (
-        Arc::from(&*String::from_utf8_lossy(&trace_id_hex(trace_id))),
-        Arc::from(&*String::from_utf8_lossy(&span)),
-    )
+/// The span id in lowercase hex (log correlation), without a formatter.
+pub fn span_id_hex(id: SpanId) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    hex(&id.to_bytes(), &mut out);
+    out
 }
 
 /// Lowercase hex of `bytes` into `out` (twice as long).
@@ -204,11 +198,8 @@ mod tests {
                 TraceState::default(),
             );
             assert_eq!(
-                ids_hex((sc.trace_id(), sc.span_id())),
-                (
-                    Arc::from(sc.trace_id().to_string()),
-                    Arc::from(sc.span_id().to_string())
-                )
+                std::str::from_utf8(&span_id_hex(sc.span_id())).unwrap(),
+                sc.span_id().to_string()
             );
         }
         assert!(
