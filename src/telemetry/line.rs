@@ -9,6 +9,7 @@
 //! `log` crate (their metadata is normalized), error values (their source lists) — goes to
 //! the full format itself. A test holds the two equal.
 
+use std::cell::Cell;
 use std::fmt::{self, Write as _};
 use std::time::SystemTime;
 
@@ -42,7 +43,7 @@ where
         {
             return self.full.format_event(ctx, writer, event);
         }
-        let mut line = String::with_capacity(256);
+        let mut line = buffer();
         let _ = write!(
             line,
             "{}",
@@ -61,11 +62,39 @@ where
         };
         event.record(&mut fields);
         if fields.unhandled {
+            keep(fields.line);
             return self.full.format_event(ctx, writer, event);
         }
         fields.line.push('\n');
-        writer.write_str(&fields.line)
+        let written = writer.write_str(&fields.line);
+        keep(fields.line);
+        written
     }
+}
+
+/// This thread's line buffer, empty. A log layer writes a line into it, copies or writes it
+/// out at its size, and gives it back with [`keep`]: no line pays an allocation of its own,
+/// nor a reallocation as it grows. (During the thread's teardown, or if a line were written
+/// while another holds the buffer, a new one serves; `tracing` does not dispatch inside a
+/// dispatch.)
+pub(crate) fn buffer() -> String {
+    let mut line = BUFFER.try_with(Cell::take).unwrap_or_default();
+    line.clear();
+    line
+}
+
+/// Gives the buffer back to the thread for its next line; a runaway line's is dropped.
+pub(crate) fn keep(line: String) {
+    if line.capacity() <= BUFFER_KEPT {
+        let _ = BUFFER.try_with(|b| b.set(line));
+    }
+}
+
+/// The largest line buffer a thread keeps between events.
+const BUFFER_KEPT: usize = 16 * 1024;
+
+thread_local! {
+    static BUFFER: Cell<String> = const { Cell::new(String::new()) };
 }
 
 /// The full format's level, padded to five columns.

@@ -31,6 +31,7 @@ use tracing_subscriber::Layer;
 
 use super::batch::Record;
 use crate::telemetry::metrics::log_stats::LogStats;
+
 use crate::telemetry::traces::{propagation, scope};
 
 /// Target of the shipper's own diagnostics: stderr sees them, Loki never does.
@@ -137,8 +138,10 @@ where
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
         let level = level_name(*meta.level());
-        // One allocation: the visitor writes every member straight into the line.
-        let mut line = String::with_capacity(256);
+        // The visitor writes every member straight into this thread's buffer; the record gets
+        // one allocation of the line's exact size (no growth on the way, no slack held in the
+        // backlog).
+        let mut line = crate::telemetry::line::buffer();
         line.push_str("{\"level\":\"");
         line.push_str(level);
         line.push_str("\",\"target\":");
@@ -154,15 +157,14 @@ where
             line.push('"');
         }
         line.push('}');
-        self.hand_off(
-            tx,
-            Record {
-                ts_ns,
-                level,
-                line,
-                ids,
-            },
-        );
+        let record = Record {
+            ts_ns,
+            level,
+            line: line.as_str().to_owned(),
+            ids,
+        };
+        crate::telemetry::line::keep(line);
+        self.hand_off(tx, record);
     }
 }
 
@@ -520,6 +522,45 @@ mod tests {
         assert_eq!(line["field.e.sources"], "s-field");
         assert_eq!(line["e"], "outer");
         assert_eq!(line["e.sources"], serde_json::json!(["cause"]));
+    }
+
+    /// A value whose formatting logs, while the outer event holds the thread's buffer
+    /// (`line::buffer`).
+    struct Logs;
+
+    impl std::fmt::Debug for Logs {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            tracing::warn!(inner = 1, "logged while formatting");
+            f.write_str("the value")
+        }
+    }
+
+    #[test]
+    fn a_value_that_logs_while_its_line_is_written_leaves_the_lines_whole() {
+        let lines = lines_of(|| {
+            tracing::info!(before = "b", value = ?Logs, after = "a", "outer");
+            tracing::info!("next");
+        });
+        let parsed: Vec<serde_json::Value> = lines
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect();
+        // `tracing` drops the inner event (no dispatch inside a dispatch); the two others are
+        // whole, the second not holding what was left of the first in the buffer.
+        assert_eq!(parsed.len(), 2, "{lines:?}");
+        assert_eq!(parsed[0]["msg"], "outer");
+        assert_eq!(parsed[0]["value"], "the value");
+        assert_eq!(
+            (&parsed[0]["before"], &parsed[0]["after"]),
+            (&"b".into(), &"a".into())
+        );
+        assert_eq!(parsed[1]["msg"], "next");
+        assert_eq!(
+            parsed[1].as_object().map(|o| o.len()),
+            Some(5),
+            "{}",
+            lines[1]
+        );
     }
 
     #[test]
