@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 
 use super::batch::Record;
+use crate::telemetry::traces::propagation::{span_id_hex, trace_id_hex};
 
 /// `logproto.PushRequest`
 #[derive(Clone, PartialEq, prost::Message)]
@@ -234,16 +235,8 @@ fn write_entry(out: &mut Vec<u8>, r: &Record) {
         out.extend_from_slice(r.line.as_bytes());
     }
     if let Some((trace_id, span_id)) = r.ids {
-        pair(
-            out,
-            "trace_id",
-            &crate::telemetry::traces::propagation::trace_id_hex(trace_id),
-        );
-        pair(
-            out,
-            "span_id",
-            &crate::telemetry::traces::propagation::span_id_hex(span_id),
-        );
+        pair(out, "trace_id", &trace_id_hex(trace_id));
+        pair(out, "span_id", &span_id_hex(span_id));
     }
 }
 

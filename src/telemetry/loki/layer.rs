@@ -31,7 +31,6 @@ use tracing_subscriber::Layer;
 
 use super::batch::Record;
 use crate::telemetry::metrics::log_stats::LogStats;
-
 use crate::telemetry::traces::{propagation, scope};
 
 /// Target of the shipper's own diagnostics: stderr sees them, Loki never does.
