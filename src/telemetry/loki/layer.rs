@@ -17,14 +17,17 @@
 //! that could meet such a renamed field or an error's `NAME.sources`, is written as
 //! `field.NAME` ([`FieldKey`]).
 
+use std::cell::RefCell;
 use std::fmt::Write as _;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::sync::mpsc::{error::TrySendError, Sender};
+use tracing::callsite::Identifier;
 use tracing::field::{Field, Visit};
-use tracing::{Event, Level, Subscriber};
+use tracing::{Event, Level, Metadata, Subscriber};
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::Layer;
@@ -145,7 +148,10 @@ where
         line.push_str(level);
         line.push_str("\",\"target\":");
         json_str(&mut line, meta.target());
-        let mut visitor = LineVisitor { line };
+        let mut visitor = LineVisitor {
+            line,
+            keys: Keys::of_callsite(meta),
+        };
         event.record(&mut visitor);
         let mut line = visitor.line;
         if let Some((trace_id, span_id)) = ids {
@@ -216,13 +222,83 @@ impl<'a> FieldKey<'a> {
 /// Writes the message (as `msg`) and the other fields as `,"key":value` JSON members.
 struct LineVisitor {
     line: String,
+    /// The event's callsite's keys, rendered once.
+    keys: Rc<Keys>,
 }
 
 impl LineVisitor {
     fn key(&mut self, field: &Field) {
-        self.line.push(',');
-        FieldKey::of(field.name()).write(&mut self.line, "");
-        self.line.push(':');
+        match self.keys.of(field) {
+            Some(key) => self.line.push_str(key),
+            None => Keys::render_into(&mut self.line, field.name()),
+        }
+    }
+}
+
+/// A callsite's field keys as they open a member, `,"name":`, in the fields' order: a field's
+/// key is worked out ([`FieldKey`]) and escaped once per callsite and thread, not per event.
+struct Keys {
+    callsite: Identifier,
+    keys: Box<[Box<str>]>,
+}
+
+/// How many callsites' keys a thread keeps (the access line's and a few others', met again
+/// and again; the oldest goes first).
+const KEYS_KEPT: usize = 8;
+
+thread_local! {
+    /// The keys of the callsites this thread logged from last, newest first.
+    static KEYS: RefCell<Vec<Rc<Keys>>> = const { RefCell::new(Vec::new()) };
+}
+
+impl Keys {
+    /// The keys of the fields of `meta`'s callsite: this thread's, or rendered now and kept.
+    fn of_callsite(meta: &Metadata<'_>) -> Rc<Keys> {
+        let callsite = meta.callsite();
+        let kept = KEYS.try_with(|kept| {
+            let mut kept = kept.try_borrow_mut().ok()?;
+            if let Some(at) = kept.iter().position(|k| k.callsite == callsite) {
+                return Some(kept[at].clone());
+            }
+            let keys = Rc::new(Self::render(meta));
+            kept.insert(0, keys.clone());
+            kept.truncate(KEYS_KEPT);
+            Some(keys)
+        });
+        kept.ok()
+            .flatten()
+            .unwrap_or_else(|| Rc::new(Self::render(meta)))
+    }
+
+    fn render(meta: &Metadata<'_>) -> Self {
+        let keys = meta
+            .fields()
+            .iter()
+            .map(|field| {
+                let mut key = String::new();
+                Self::render_into(&mut key, field.name());
+                key.into_boxed_str()
+            })
+            .collect();
+        Self {
+            callsite: meta.callsite(),
+            keys,
+        }
+    }
+
+    /// `,"name":` for a field called `name`.
+    fn render_into(out: &mut String, name: &str) {
+        out.push(',');
+        FieldKey::of(name).write(out, "");
+        out.push(':');
+    }
+
+    /// `field`'s rendered key, if it is one of this callsite's fields.
+    fn of(&self, field: &Field) -> Option<&str> {
+        if field.callsite() != self.callsite {
+            return None;
+        }
+        self.keys.get(field.index()).map(|k| &**k)
     }
 }
 
@@ -463,7 +539,7 @@ mod tests {
     /// The lines `emit` logs for a span with valid ids.
     fn lines_of(emit: impl FnOnce()) -> Vec<String> {
         use tracing_subscriber::layer::SubscriberExt;
-        let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+        let (tx, mut rx) = tokio::sync::mpsc::channel(64);
         let layer = LokiLayer::new(
             tx,
             Arc::new(Shared {
@@ -560,6 +636,48 @@ mod tests {
             "{}",
             lines[1]
         );
+    }
+
+    /// More callsites than a thread keeps the keys of, met in turn: each line has its own
+    /// callsite's keys, whether they were kept, evicted or rendered anew.
+    #[test]
+    fn every_callsite_gets_its_own_keys_however_many_there_are() {
+        macro_rules! callsites {
+            ($($name:ident),*) => {
+                [$(|| tracing::info!($name = stringify!($name), level = 1, "m"),)*]
+            };
+        }
+        let emit: [fn(); 11] = callsites!(a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10);
+        assert!(emit.len() > KEYS_KEPT);
+        let lines = lines_of(|| {
+            for round in 0..3 {
+                for (i, e) in emit.iter().enumerate() {
+                    if round != 1 || i % 3 == 0 {
+                        e();
+                    }
+                }
+            }
+        });
+        let mut expected = Vec::new();
+        for round in 0..3 {
+            for i in 0..emit.len() {
+                if round != 1 || i % 3 == 0 {
+                    expected.push(format!("a{i}"));
+                }
+            }
+        }
+        assert_eq!(lines.len(), expected.len());
+        for (line, name) in lines.iter().zip(&expected) {
+            let StrictObject(line) =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+            assert_eq!(line[name.as_str()], name.as_str(), "{line:?}");
+            assert_eq!(line["field.level"], 1);
+            assert_eq!(
+                (&line["msg"], &line["level"]),
+                (&"m".into(), &"info".into())
+            );
+            assert_eq!(line.len(), 7, "{line:?}");
+        }
     }
 
     #[test]
