@@ -10,9 +10,10 @@
 //! [`otlp`] pipeline, so the log level never decides which spans exist and library spans
 //! never reach the exporter. The log filter lets events only through (to stderr and, with
 //! `[telemetry.loki]`, to Loki — [`loki`]); a line written while a request is handled
-//! carries its span's ids ([`traces::scope`]). The Loki shipper actor is started and flushed by `app.rs`
-//! ([`take_loki`]), which owns the shutdown order. The HTTP library's per-connection errors
-//! are counted and summarized instead of logged one by one ([`protocol_errors`]).
+//! carries its span's ids ([`traces::scope`]). The Loki shipper actor is started and flushed
+//! by `app.rs` ([`take_loki`]), which owns the shutdown order. The HTTP library's
+//! per-connection errors are counted and summarized instead of logged one by one
+//! ([`protocol_errors`]).
 //!
 //! Entry points: [`init`] (the gateway), [`init_logging`] (tools: logs only), [`take_loki`]
 //! (the shipper to start in the actor system), [`shutdown`] (after the HTTP server stopped:

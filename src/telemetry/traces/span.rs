@@ -14,8 +14,8 @@
 //!
 //! Ids and sampling are the SDK's: random ids from its generator; a span with a valid parent
 //! takes its trace id, its trace state and its other flags, and (parent-based samplers, the
-//! default) its sampling decision; a root span asks the configured [`Sampler`]. A span that is not sampled
-//! records nothing and costs its ids. Without an installed [`Tracer`] (tools, unit tests) a
+//! default) its sampling decision; a root span asks the configured [`Sampler`]. A span that
+//! is not sampled records nothing and costs its ids. Without an installed [`Tracer`] (tools, unit tests) a
 //! span has no valid context, as it had without the tracing layer.
 
 use std::borrow::Cow;
