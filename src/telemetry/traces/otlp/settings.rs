@@ -130,23 +130,27 @@ pub fn resolve(
     }))
 }
 
-/// `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG`, with the SDK's names and defaults.
-/// Where the SDK warned and fell back to sampling everything (an unknown or unimplemented
-/// sampler, a ratio that does not parse), the gateway refuses to start and says why.
+/// `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG`, with the SDK's names and defaults (a
+/// ratio sampler without an argument samples everything, as the specification says; an
+/// empty variable is an unset one, as it also says). Where
+/// the SDK warned and fell back to sampling everything (an unknown or unimplemented sampler,
+/// a ratio that does not parse), the gateway refuses to start and says why.
 fn sampler(env: &dyn Fn(&str) -> Option<String>) -> Result<Sampler, String> {
-    let Some(name) = env("OTEL_TRACES_SAMPLER") else {
+    let set = |name: &str| env(name).filter(|value| !value.trim().is_empty());
+    let Some(name) = set("OTEL_TRACES_SAMPLER") else {
         return Ok(Sampler::DEFAULT);
     };
+    // Enum values are case-insensitive (the specification's rule for its variables).
+    let name = name.trim().to_ascii_lowercase();
     let ratio = || {
-        let arg = env("OTEL_TRACES_SAMPLER_ARG");
-        arg.as_deref()
-            .and_then(|r| r.parse::<f64>().ok())
-            .map(Root::Ratio)
-            .ok_or_else(|| {
-                format!(
-                    "OTEL_TRACES_SAMPLER {name:?} needs OTEL_TRACES_SAMPLER_ARG, a ratio from 0.0 to 1.0 (it is {arg:?})"
-                )
-            })
+        match set("OTEL_TRACES_SAMPLER_ARG") {
+        None => Ok(Root::Ratio(1.0)),
+        Some(arg) => arg.trim().parse::<f64>().map(Root::Ratio).map_err(|_| {
+            format!(
+                "OTEL_TRACES_SAMPLER {name:?} needs OTEL_TRACES_SAMPLER_ARG to be a ratio from 0.0 to 1.0 (it is {arg:?})"
+            )
+        }),
+    }
     };
     let alone = |root| Sampler {
         parent_based: false,
@@ -261,7 +265,7 @@ mod tests {
             parent_based: false,
             root,
         };
-        let cases: [(&[(&str, &str)], Sampler); 8] = [
+        let cases: [(&[(&str, &str)], Sampler); 13] = [
             (&[], Sampler::DEFAULT),
             (&[("OTEL_TRACES_SAMPLER", "always_on")], alone(Root::Always)),
             (&[("OTEL_TRACES_SAMPLER", "always_off")], alone(Root::Never)),
@@ -289,6 +293,28 @@ mod tests {
             ),
             // A ratio argument without a ratio sampler changes nothing.
             (&[("OTEL_TRACES_SAMPLER_ARG", "0.1")], Sampler::DEFAULT),
+            // A ratio sampler without its argument: the specification's default, 1.0.
+            (
+                &[("OTEL_TRACES_SAMPLER", "traceidratio")],
+                alone(Root::Ratio(1.0)),
+            ),
+            (
+                &[("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")],
+                Sampler::parent_based(Root::Ratio(1.0)),
+            ),
+            // Empty is unset.
+            (
+                &[
+                    ("OTEL_TRACES_SAMPLER", "traceidratio"),
+                    ("OTEL_TRACES_SAMPLER_ARG", ""),
+                ],
+                alone(Root::Ratio(1.0)),
+            ),
+            (&[("OTEL_TRACES_SAMPLER", " ")], Sampler::DEFAULT),
+            (
+                &[("OTEL_TRACES_SAMPLER", "ParentBased_Always_Off")],
+                Sampler::parent_based(Root::Never),
+            ),
         ];
         for (vars, want) in cases {
             assert_eq!(sampler(None, vars), Ok(want), "{vars:?}");
@@ -303,7 +329,10 @@ mod tests {
         );
         for (vars, names) in [
             (
-                &[("OTEL_TRACES_SAMPLER", "traceidratio")][..],
+                &[
+                    ("OTEL_TRACES_SAMPLER", "traceidratio"),
+                    ("OTEL_TRACES_SAMPLER_ARG", "1/2"),
+                ][..],
                 "OTEL_TRACES_SAMPLER_ARG",
             ),
             (
