@@ -1,6 +1,22 @@
 #![allow(clippy::unwrap_used)]
 
-use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use opentelemetry::trace::{
+    SpanContext, SpanId, SpanKind, TraceContextExt, TraceFlags, TraceId, TraceState,
+    TracerProvider as _,
+};
+use opentelemetry::InstrumentationScope;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{
+    Sampler as SdkSampler, SdkTracerProvider, ShouldSample, SpanData, SpanProcessor,
+};
+
+use super::{Root, Sampler, Span, Tracer};
+use crate::telemetry::traces::otlp::SCOPE;
+
+const TRACE: u128 = 0x4bf92f3577b34da6a3ce929d0e0e4736;
 
 /// A valid, sampled span context (a request's, for the log layers' tests).
 pub(crate) fn sampled_context() -> SpanContext {
@@ -13,20 +29,14 @@ pub(crate) fn sampled_context() -> SpanContext {
     )
 }
 
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+/// A parent in trace [`TRACE`] with `flags`, remote or local, without a trace state.
+fn parent(flags: TraceFlags, remote: bool) -> SpanContext {
+    parent_with(flags, remote, TraceState::NONE)
+}
 
-use opentelemetry::trace::{SpanKind, TraceContextExt, TracerProvider as _};
-use opentelemetry::InstrumentationScope;
-use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::trace::{
-    Sampler as SdkSampler, SdkTracerProvider, ShouldSample, SpanData, SpanProcessor,
-};
-
-use super::{Root, Sampler, Span, Tracer};
-use crate::telemetry::traces::otlp::SCOPE;
-
-const TRACE: u128 = 0x4bf92f3577b34da6a3ce929d0e0e4736;
+fn parent_with(flags: TraceFlags, remote: bool, state: TraceState) -> SpanContext {
+    SpanContext::new(TraceId::from(TRACE), SpanId::from(1), flags, remote, state)
+}
 
 /// Keeps what the SDK's tracer ends.
 #[derive(Debug, Clone, Default)]
@@ -96,34 +106,10 @@ fn sampling_is_the_sdks() {
     ];
     let parents = [
         SpanContext::empty_context(),
-        SpanContext::new(
-            TraceId::from(TRACE),
-            SpanId::from(1),
-            TraceFlags::SAMPLED,
-            true,
-            TraceState::NONE,
-        ),
-        SpanContext::new(
-            TraceId::from(TRACE),
-            SpanId::from(1),
-            TraceFlags::default(),
-            true,
-            TraceState::NONE,
-        ),
-        SpanContext::new(
-            TraceId::from(TRACE),
-            SpanId::from(1),
-            TraceFlags::new(3),
-            false,
-            TraceState::NONE,
-        ),
-        SpanContext::new(
-            TraceId::from(TRACE),
-            SpanId::from(1),
-            TraceFlags::default(),
-            false,
-            TraceState::NONE,
-        ),
+        parent(TraceFlags::SAMPLED, true),
+        parent(TraceFlags::default(), true),
+        parent(TraceFlags::new(3), false),
+        parent(TraceFlags::default(), false),
     ];
     let mut decided = 0;
     for (ours, sdk) in &samplers {
@@ -184,20 +170,8 @@ fn a_span_s_context_is_the_sdks() {
     let state: TraceState = "vendor=a".parse().unwrap();
     let parents = [
         SpanContext::empty_context(),
-        SpanContext::new(
-            TraceId::from(TRACE),
-            SpanId::from(1),
-            TraceFlags::new(3),
-            true,
-            state.clone(),
-        ),
-        SpanContext::new(
-            TraceId::from(TRACE),
-            SpanId::from(1),
-            TraceFlags::new(2),
-            true,
-            state,
-        ),
+        parent_with(TraceFlags::new(3), true, state.clone()),
+        parent_with(TraceFlags::new(2), true, state),
     ];
     for parent in &parents {
         use opentelemetry::trace::{Span as _, Tracer as _};
