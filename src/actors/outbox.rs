@@ -5,8 +5,10 @@
 //! request path instead appends its events to this outbox — a short, uncontended lock and a
 //! `Vec` push — and the [`Dispatcher`] hands them to the actors in batches:
 //!
-//! - the first event into an empty outbox asks the dispatcher to drain [`FLUSH_DELAY`] later,
-//!   so a busy gateway wakes the actors' thread about every 10 ms, an idle one never;
+//! - the first event into an idle outbox asks the dispatcher to drain at the next beat of
+//!   the actors' thread ([`cadence`], at most [`FLUSH_DELAY`] later); while events keep
+//!   coming, each drain arms the next beat itself, so a busy gateway wakes the actors' thread
+//!   once per beat (the Loki shipper's gathering ends in the same wake-up), an idle one never;
 //! - a failure (an attempt that errored or timed out) asks for a drain now, so a breaker
 //!   still opens as soon as the actors' thread runs, and events stay in order.
 //!
@@ -16,12 +18,13 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use actix::{Actor, AsyncContext, Context, Handler, Message, Recipient};
+use actix::{Actor, ActorFutureExt, AsyncContext, Context, Handler, Message, Recipient};
 
 use super::{Attempt, Completion, Finished};
+use crate::telemetry::cadence;
 
-/// How long the first event of a batch waits for company.
-pub const FLUSH_DELAY: Duration = Duration::from_millis(10);
+/// The longest an event waits for its drain.
+pub const FLUSH_DELAY: Duration = cadence::BEAT;
 /// Most events held between two drains.
 pub const CAPACITY: usize = 65_536;
 
@@ -59,7 +62,7 @@ impl Reports {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Message)]
 #[rtype(result = "()")]
 pub enum Wake {
-    /// Drain after [`FLUSH_DELAY`].
+    /// Drain at the next beat (at most [`FLUSH_DELAY`] later).
     Soon,
     /// Drain as soon as the actors' thread runs.
     Now,
@@ -69,6 +72,7 @@ pub enum Wake {
 #[derive(Debug, Default)]
 pub struct Pending {
     events: Vec<Report>,
+    /// A drain at the next beat is asked for or armed: pushes need not ask.
     soon: bool,
     now: bool,
     dropped: u64,
@@ -93,10 +97,11 @@ impl Pending {
         }
     }
 
-    /// Everything waiting, and how many were dropped since the last drain; the next push asks
-    /// for a drain again.
+    /// Everything waiting, and how many were dropped since the last drain. After a drain that
+    /// found events the dispatcher arms the next beat itself (more are likely), so pushes do
+    /// not ask; after an empty one the next push asks for a drain again.
     pub fn take(&mut self) -> (Vec<Report>, u64) {
-        self.soon = false;
+        self.soon = !self.events.is_empty() || self.dropped > 0;
         self.now = false;
         (
             std::mem::take(&mut self.events),
@@ -135,6 +140,8 @@ impl Outbox {
 pub struct Dispatcher {
     outbox: Arc<Outbox>,
     actors: Vec<Recipient<Reports>>,
+    /// A drain at the next beat is armed.
+    armed: bool,
 }
 
 impl Dispatcher {
@@ -148,12 +155,40 @@ impl Dispatcher {
         ctx.run(Dispatcher {
             outbox: outbox.clone(),
             actors,
+            armed: false,
         });
         outbox
     }
 
-    fn drain(&mut self) {
+    /// Arms a drain at the next beat, unless one is armed.
+    fn arm(&mut self, ctx: &mut Context<Self>) {
+        if self.armed {
+            return;
+        }
+        self.armed = true;
+        let now = tokio::time::Instant::now().into_std();
+        let beat = tokio::time::Instant::from_std(cadence::next_beat(now));
+        ctx.spawn(
+            actix::fut::wrap_future::<_, Self>(tokio::time::sleep_until(beat)).map(
+                |(), this, ctx| {
+                    this.armed = false;
+                    this.drain(ctx);
+                },
+            ),
+        );
+    }
+
+    /// Hands what is waiting to the actors; a drain that found events arms the next beat
+    /// ([`Pending::take`]).
+    fn drain(&mut self, ctx: &mut Context<Self>) {
         let (events, dropped) = self.outbox.take();
+        if !events.is_empty() || dropped > 0 {
+            self.arm(ctx);
+        }
+        self.send(events, dropped);
+    }
+
+    fn send(&self, events: Vec<Report>, dropped: u64) {
         if dropped > 0 {
             tracing::warn!(
                 dropped,
@@ -174,7 +209,8 @@ impl Actor for Dispatcher {
     type Context = Context<Self>;
 
     fn stopping(&mut self, _: &mut Self::Context) -> actix::Running {
-        self.drain();
+        let (events, dropped) = self.outbox.take();
+        self.send(events, dropped);
         actix::Running::Stop
     }
 }
@@ -184,10 +220,8 @@ impl Handler<Wake> for Dispatcher {
 
     fn handle(&mut self, wake: Wake, ctx: &mut Self::Context) {
         match wake {
-            Wake::Now => self.drain(),
-            Wake::Soon => {
-                ctx.run_later(FLUSH_DELAY, |this, _| this.drain());
-            }
+            Wake::Now => self.drain(ctx),
+            Wake::Soon => self.arm(ctx),
         }
     }
 }
@@ -222,7 +256,13 @@ mod tests {
         let (events, dropped) = p.take();
         assert_eq!(events.len(), 5);
         assert_eq!(dropped, 0);
-        // After the drain, the next event asks again.
+        // The drain found events, so the dispatcher armed the next beat: no need to ask.
+        assert_eq!(p.push(attempt(AttemptResult::Success), false), None);
+        // A failure still asks for a drain now.
+        assert_eq!(p.push(attempt(AttemptResult::Error), true), Some(Wake::Now));
+        assert_eq!(p.take().0.len(), 2);
+        // After a drain that found nothing (the gateway went idle), the next event asks again.
+        assert_eq!(p.take(), (Vec::new(), 0));
         assert_eq!(
             p.push(attempt(AttemptResult::Success), false),
             Some(Wake::Soon)
@@ -267,18 +307,47 @@ mod tests {
         assert_eq!(p.take(), (Vec::new(), 0));
     }
 
+    struct Collect(Arc<Mutex<Vec<Report>>>);
+    impl Actor for Collect {
+        type Context = Context<Self>;
+    }
+    impl Handler<Reports> for Collect {
+        type Result = ();
+        fn handle(&mut self, batch: Reports, _: &mut Self::Context) {
+            self.0.lock().unwrap().extend(batch.0.iter().copied());
+        }
+    }
+
+    /// Waits (bounded) until `seen` holds `n` events.
+    async fn until_seen(seen: &Mutex<Vec<Report>>, n: usize) {
+        for _ in 0..200 {
+            if seen.lock().unwrap().len() >= n {
+                return;
+            }
+            tokio::time::sleep(FLUSH_DELAY).await;
+        }
+    }
+
+    #[actix_rt::test]
+    async fn events_pushed_after_a_drain_reach_the_actors_at_the_next_beats() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let outbox = Dispatcher::start(vec![Collect(seen.clone()).start().recipient()]);
+        // Each round's push asks for nothing (the previous drain found events and armed the
+        // next beat) but the last one: it comes after a drain that found nothing.
+        for round in 1..=3 {
+            outbox.push(attempt(AttemptResult::Success), false);
+            until_seen(&seen, round).await;
+            assert_eq!(seen.lock().unwrap().len(), round, "round {round}");
+        }
+        // Beats with nothing to drain: the outbox goes idle, and the next push asks again.
+        tokio::time::sleep(3 * FLUSH_DELAY).await;
+        outbox.push(attempt(AttemptResult::Timeout), false);
+        until_seen(&seen, 4).await;
+        assert_eq!(seen.lock().unwrap().len(), 4);
+    }
+
     #[actix_rt::test]
     async fn every_pushed_event_reaches_each_actor_once_in_order() {
-        struct Collect(Arc<Mutex<Vec<Report>>>);
-        impl Actor for Collect {
-            type Context = Context<Self>;
-        }
-        impl Handler<Reports> for Collect {
-            type Result = ();
-            fn handle(&mut self, batch: Reports, _: &mut Self::Context) {
-                self.0.lock().unwrap().extend(batch.0.iter().copied());
-            }
-        }
         let seen: [Arc<Mutex<Vec<Report>>>; 2] = Default::default();
         let actors = seen
             .iter()
@@ -297,12 +366,8 @@ mod tests {
         for (i, e) in sent.iter().enumerate() {
             outbox.push(*e, i % 97 == 0);
         }
-        // Wait (bounded) until both collectors saw everything.
-        for _ in 0..200 {
-            if seen.iter().all(|s| s.lock().unwrap().len() >= sent.len()) {
-                break;
-            }
-            tokio::time::sleep(FLUSH_DELAY).await;
+        for s in &seen {
+            until_seen(s, sent.len()).await;
         }
         for s in &seen {
             assert_eq!(*s.lock().unwrap(), sent);

@@ -19,6 +19,7 @@
 //! (the shipper to start in the actor system), [`shutdown`] (after the HTTP server stopped:
 //! flushes the trace exporter within what is left of the shutdown budget).
 
+pub mod cadence;
 pub mod line;
 pub mod loki;
 pub mod metrics;

@@ -33,15 +33,17 @@ use self::layer::Shared;
 pub use self::layer::{LokiLayer, SELF_TARGET};
 use self::transport::{classify, HttpTransport, PushOutcome, Transport, Verdict};
 use crate::config::LokiConfig;
+use crate::telemetry::cadence;
 use crate::telemetry::metrics::log_stats::LogStats;
 
 /// Most records taken from the channel per wake-up, so timers and pushes interleave.
 const DRAIN_PER_WAKE: usize = 4096;
-/// After a drain, the shipper lets records gather in the channel this long (or until the
-/// channel is half full) before it waits on it again: a busy gateway wakes the shipper's
-/// thread about every 10 ms instead of once per log line (each wake-up is a context switch
-/// that preempts the request path).
-const GATHER: Duration = Duration::from_millis(10);
+/// After a drain, the shipper lets records gather in the channel until the next beat of the
+/// actors' thread ([`cadence`], at most 10 ms) or until the channel is half full, before it
+/// waits on it again: a busy gateway wakes the shipper's thread about every 10 ms, in the
+/// same wake-up as the outbox's drain, instead of once per log line (each wake-up is a
+/// context switch that preempts the request path).
+///
 /// Only a channel that holds a gathering's worth at 100,000 lines/s pauses. A small one (a
 /// tiny `queue_capacity`) is drained as records arrive: records waiting in the channel can
 /// only be dropped newest-first, so a pause would let the channel, not the configured
@@ -271,9 +273,11 @@ impl LokiShipper {
                 act.rx = Some(rx);
                 if act.probe.max_capacity() >= GATHER_MIN_CHANNEL && act.closing.is_none() {
                     let shared = act.shared.clone();
+                    let now = tokio::time::Instant::now().into_std();
+                    let beat = tokio::time::Instant::from_std(cadence::next_beat(now));
                     let gather = async move {
                         tokio::select! {
-                            () = tokio::time::sleep(GATHER) => {}
+                            () = tokio::time::sleep_until(beat) => {}
                             () = shared.filling.notified() => {}
                         }
                     };

@@ -1,0 +1,71 @@
+//! One beat for the timers of the actors' thread.
+//!
+//! The outbox's drain and the Loki shipper's gathering each wait up to 10 ms. Armed at
+//! independent times, they wake the thread twice per 10 ms under load, and each wake-up is
+//! a context switch on the request path's core. Both wait instead until the next point of
+//! one process-wide grid ([`next_beat`]): deadlines that are the same `Instant` fall in the
+//! same timer-wheel slot, so one wake-up serves both.
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The grid's spacing: the longest either timer waits.
+pub const BEAT: Duration = Duration::from_millis(10);
+
+/// The grid's origin: the first call in the process.
+fn origin() -> Instant {
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    *ORIGIN.get_or_init(Instant::now)
+}
+
+/// The first grid point after `now`: between 0 (exclusive) and [`BEAT`] (inclusive) later.
+pub fn next_beat(now: Instant) -> Instant {
+    beat_after(origin(), now)
+}
+
+fn beat_after(origin: Instant, now: Instant) -> Instant {
+    let beat = BEAT.as_nanos();
+    let since = now.saturating_duration_since(origin).as_nanos();
+    let beats = since / beat + 1;
+    // u64 nanoseconds last 584 years; a grid point past that saturates.
+    origin + Duration::from_nanos(u64::try_from(beats * beat).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_next_beat_is_on_the_grid_and_at_most_one_beat_away() {
+        let origin = Instant::now();
+        let ms = Duration::from_millis;
+        for (now, want) in [
+            (ms(0), ms(10)),
+            (ms(1), ms(10)),
+            (ms(9), ms(10)),
+            (ms(10), ms(20)),
+            (ms(10) + Duration::from_nanos(1), ms(20)),
+            (ms(12_345), ms(12_350)),
+        ] {
+            assert_eq!(
+                beat_after(origin, origin + now),
+                origin + want,
+                "at {now:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn two_timers_armed_apart_share_a_deadline() {
+        let origin = Instant::now();
+        let a = beat_after(origin, origin + Duration::from_millis(31));
+        let b = beat_after(origin, origin + Duration::from_micros(39_999));
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn a_moment_before_the_origin_waits_for_the_first_beat() {
+        let origin = Instant::now() + Duration::from_secs(1);
+        assert_eq!(beat_after(origin, Instant::now()), origin + BEAT);
+    }
+}
