@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 /// The grid's spacing: the longest either timer waits.
 pub const BEAT: Duration = Duration::from_millis(10);
 
-/// The grid's origin: the first call in the process.
+/// The grid's origin: the first call in the process. The grid runs both ways from it: a
+/// paused test clock (tokio's) can read earlier than the origin.
 fn origin() -> Instant {
     static ORIGIN: OnceLock<Instant> = OnceLock::new();
     *ORIGIN.get_or_init(Instant::now)
@@ -25,10 +26,21 @@ pub fn next_beat(now: Instant) -> Instant {
 
 fn beat_after(origin: Instant, now: Instant) -> Instant {
     let beat = BEAT.as_nanos();
-    let since = now.saturating_duration_since(origin).as_nanos();
-    let beats = since / beat + 1;
-    // u64 nanoseconds last 584 years; a grid point past that saturates.
-    origin + Duration::from_nanos(u64::try_from(beats * beat).unwrap_or(u64::MAX))
+    let point = if now >= origin {
+        // Beats of `origin + k·BEAT` up to `now`, plus one.
+        let past = (now - origin).as_nanos() / beat + 1;
+        nanos(past * beat).and_then(|d| origin.checked_add(d))
+    } else {
+        // The grid point `origin - j·BEAT` with the largest j that is still after `now`.
+        let ahead = (origin - now).as_nanos().div_ceil(beat) - 1;
+        nanos(ahead * beat).and_then(|d| origin.checked_sub(d))
+    };
+    point.unwrap_or(now + BEAT)
+}
+
+/// `n` nanoseconds, if they fit a `Duration` made from a u64 (584 years).
+fn nanos(n: u128) -> Option<Duration> {
+    u64::try_from(n).ok().map(Duration::from_nanos)
 }
 
 #[cfg(test)]
@@ -64,8 +76,21 @@ mod tests {
     }
 
     #[test]
-    fn a_moment_before_the_origin_waits_for_the_first_beat() {
+    fn before_the_origin_the_grid_runs_backwards() {
         let origin = Instant::now() + Duration::from_secs(1);
-        assert_eq!(beat_after(origin, Instant::now()), origin + BEAT);
+        let ms = Duration::from_millis;
+        for (before, want) in [
+            (ms(25), ms(20)),
+            (ms(20), ms(10)),
+            (ms(11), ms(10)),
+            (ms(10), ms(0)),
+            (ms(1), ms(0)),
+        ] {
+            assert_eq!(
+                beat_after(origin, origin - before),
+                origin - want,
+                "{before:?} before the origin"
+            );
+        }
     }
 }
