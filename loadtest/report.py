@@ -51,6 +51,17 @@ def one(path, label):
           f"p99 {ms(p['p99'])}  max {ms(o['summary']['slowest'])} ms  ok {ok}  failed {failed}")
 
 
+def telemetry_pairs(points):
+    """Each back-to-back pair's telemetry share (1 - rps with export / rps without), in %."""
+    shares = []
+    i = 1
+    while ("json", "max", f"pair-{i}-on") in points and ("json", "max", f"pair-{i}-off") in points:
+        on, off = points[("json", "max", f"pair-{i}-on")], points[("json", "max", f"pair-{i}-off")]
+        shares.append(100 * (1 - on["rps"] / off["rps"]))
+        i += 1
+    return shares
+
+
 def pct(values, q):
     values = sorted(values)
     if not values:
@@ -198,6 +209,12 @@ def main(run):
         w(f"| {kind} | {g['direct']['rps']:.0f} | {g['nginx']['rps']:.0f} | {g['gatewayz']['rps']:.0f} | "
           f"{100 * g['gatewayz']['rps'] / g['nginx']['rps']:.0f} % | {off_txt} |")
     w("")
+    shares = telemetry_pairs(points)
+    if shares:
+        w(f"Telemetry's share in back-to-back pairs (JSON at max with export, then without, "
+          f"{len(shares)} times): " + ", ".join(f"{s:.0f} %" for s in shares)
+          + f"; median {statistics.median(shares):.0f} %.")
+        w("")
 
     if ttfb:
         w(f"## Streaming time to first byte ({meta['ttfb_samples']} sequential requests per path, one keep-alive connection, curl)")
