@@ -166,15 +166,11 @@ impl Dispatcher {
             return;
         }
         self.armed = true;
-        let now = tokio::time::Instant::now().into_std();
-        let beat = tokio::time::Instant::from_std(cadence::next_beat(now));
         ctx.spawn(
-            actix::fut::wrap_future::<_, Self>(tokio::time::sleep_until(beat)).map(
-                |(), this, ctx| {
-                    this.armed = false;
-                    this.drain(ctx);
-                },
-            ),
+            actix::fut::wrap_future::<_, Self>(cadence::until_next_beat()).map(|(), this, ctx| {
+                this.armed = false;
+                this.drain(ctx);
+            }),
         );
     }
 
@@ -332,16 +328,24 @@ mod tests {
     async fn events_pushed_after_a_drain_reach_the_actors_at_the_next_beats() {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let outbox = Dispatcher::start(vec![Collect(seen.clone()).start().recipient()]);
-        // Each round's push asks for nothing (the previous drain found events and armed the
-        // next beat) but the last one: it comes after a drain that found nothing.
+        // Each round's push follows a drain that found events: it asks for nothing unless a
+        // beat has since found the outbox empty, and reaches the actors either way.
         for round in 1..=3 {
             outbox.push(attempt(AttemptResult::Success), false);
             until_seen(&seen, round).await;
             assert_eq!(seen.lock().unwrap().len(), round, "round {round}");
         }
-        // Beats with nothing to drain: the outbox goes idle, and the next push asks again.
-        tokio::time::sleep(3 * FLUSH_DELAY).await;
+        // A beat with nothing to drain leaves the outbox idle: the next push asks again.
+        let idle = || !outbox.pending.lock().unwrap().soon;
+        for _ in 0..200 {
+            if idle() {
+                break;
+            }
+            tokio::time::sleep(FLUSH_DELAY).await;
+        }
+        assert!(idle(), "the outbox never went idle");
         outbox.push(attempt(AttemptResult::Timeout), false);
+        assert!(!idle());
         until_seen(&seen, 4).await;
         assert_eq!(seen.lock().unwrap().len(), 4);
     }

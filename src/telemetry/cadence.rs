@@ -24,6 +24,12 @@ pub fn next_beat(now: Instant) -> Instant {
     beat_after(origin(), now)
 }
 
+/// A timer that ends at the next beat, on tokio's clock (paused in tests).
+pub fn until_next_beat() -> tokio::time::Sleep {
+    let now = tokio::time::Instant::now().into_std();
+    tokio::time::sleep_until(tokio::time::Instant::from_std(next_beat(now)))
+}
+
 fn beat_after(origin: Instant, now: Instant) -> Instant {
     let beat = BEAT.as_nanos();
     let point = if now >= origin {

@@ -273,11 +273,10 @@ impl LokiShipper {
                 act.rx = Some(rx);
                 if act.probe.max_capacity() >= GATHER_MIN_CHANNEL && act.closing.is_none() {
                     let shared = act.shared.clone();
-                    let now = tokio::time::Instant::now().into_std();
-                    let beat = tokio::time::Instant::from_std(cadence::next_beat(now));
+                    let beat = cadence::until_next_beat();
                     let gather = async move {
                         tokio::select! {
-                            () = tokio::time::sleep_until(beat) => {}
+                            () = beat => {}
                             () = shared.filling.notified() => {}
                         }
                     };
