@@ -74,6 +74,27 @@ CONF
   echo "$dir/nginx.conf"
 }
 
+# The reference proxy: nginx's proxy_pass to the upstream on UPSTREAM, kept-alive connections,
+# no buffering. Usage: start_proxy PORT UPSTREAM [command prefix, e.g. taskset -c 1]. Sets NGX_PID.
+start_proxy() {
+  local port=$1 upstream=$2 conf; shift 2
+  conf=$(nginx_conf proxy "upstream mock { server 127.0.0.1:$upstream; keepalive 64; keepalive_requests 1000000; }
+  server {
+    listen 127.0.0.1:$port;
+    location / {
+      proxy_pass http://mock;
+      proxy_http_version 1.1;
+      proxy_set_header Connection \"\";
+      proxy_buffering off;
+    }
+  }")
+  start "$OUT/nginx-proxy.log" "$@" "$NGINX" -p "$OUT/nginx/proxy" -e stderr -c "$conf"
+  NGX_PID=$LAST_PID
+}
+
+# The JSON completion the JSON points send.
+JSON_REQUEST='{"model":"bench","messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Say hello to the benchmark in a few words."}],"temperature":0.2}'
+
 # The telemetry receiver: a local nginx answering 204 on Loki's push path and an empty
 # protobuf 200 on OTLP's trace path. Usage: start_sink PORT [command prefix, e.g. taskset -c 0].
 # Sets SINK_PID.

@@ -120,18 +120,7 @@ step "telemetry receiver (nginx) on core $LOAD_CORE"
 start_sink "$P_SINK" taskset -c "$LOAD_CORE"
 
 step "nginx reverse proxy on core $PROXY_CORE"
-PROXY_CONF=$(nginx_conf proxy "upstream mock { server 127.0.0.1:$P_UP; keepalive 64; keepalive_requests 1000000; }
-  server {
-    listen 127.0.0.1:$P_NGX;
-    location / {
-      proxy_pass http://mock;
-      proxy_http_version 1.1;
-      proxy_set_header Connection \"\";
-      proxy_buffering off;
-    }
-  }")
-start "$OUT/nginx-proxy.log" taskset -c "$PROXY_CORE" "$NGINX" -p "$OUT/nginx/proxy" -e stderr -c "$PROXY_CONF"
-NGX_PID=$LAST_PID
+start_proxy "$P_NGX" "$P_UP" taskset -c "$PROXY_CORE"
 
 wait_http "http://127.0.0.1:$P_UP/health" "$MOCK_PID"
 wait_http "http://127.0.0.1:$P_SLOW/health" "$SLOW_PID"
@@ -221,7 +210,7 @@ if curl -sf -o /dev/null "http://127.0.0.1:$P_GW/metrics"; then METRICS="served"
 JSON_BODY=$OUT/json.body
 STREAM_BODY=$OUT/stream.body
 SLOW_BODY=$OUT/slow.body
-echo '{"model":"bench","messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Say hello to the benchmark in a few words."}],"temperature":0.2}' >"$JSON_BODY"
+echo "$JSON_REQUEST" >"$JSON_BODY"
 echo '{"model":"bench","stream":true,"messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Say hello to the benchmark in a few words."}],"temperature":0.2}' >"$STREAM_BODY"
 # Anthropic's Messages API: to the OpenAI-compatible provider (translated both ways) and to
 # the Anthropic one (passed through); and chat completions to the Anthropic one (translated).

@@ -46,18 +46,7 @@ start "$OUT/mock.log" taskset -c "$LOAD_CORE" "$BIN" mock-upstream --listen "127
   --latency 0ms --chunks 8 --chunk-delay 0ms
 MOCK_PID=$LAST_PID
 start_sink "$P_SINK" taskset -c "$LOAD_CORE"
-PROXY_CONF=$(nginx_conf proxy "upstream mock { server 127.0.0.1:$P_UP; keepalive 64; keepalive_requests 1000000; }
-  server {
-    listen 127.0.0.1:$P_NGX;
-    location / {
-      proxy_pass http://mock;
-      proxy_http_version 1.1;
-      proxy_set_header Connection \"\";
-      proxy_buffering off;
-    }
-  }")
-start "$OUT/nginx-proxy.log" taskset -c "$PROXY_CORE" "$NGINX" -p "$OUT/nginx/proxy" -e stderr -c "$PROXY_CONF"
-NGX_PID=$LAST_PID
+start_proxy "$P_NGX" "$P_UP" taskset -c "$PROXY_CORE"
 
 cat >"$OUT/gatewayz.toml" <<TOML
 [server]
@@ -88,7 +77,7 @@ wait_http "http://127.0.0.1:$P_UP/health" "$MOCK_PID"
 wait_http "http://127.0.0.1:$P_SINK/" "$SINK_PID"
 wait_http "http://127.0.0.1:$P_NGX/health" "$NGX_PID"
 wait_http "http://127.0.0.1:$P_GW/health" "$GW_PID"
-echo '{"model":"bench","messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Say hello to the benchmark in a few words."}],"temperature":0.2}' >"$OUT/json.body"
+echo "$JSON_REQUEST" >"$OUT/json.body"
 
 # One line per thread: tid, name, CPU ns, voluntary and involuntary switches.
 snapshot() {
