@@ -151,6 +151,9 @@ impl Backlog {
 
     /// Moves the oldest records into `batch` while they fit.
     pub fn fill(&mut self, batch: &mut Batch) {
+        // Room for as many as may come, at once (not doubling through a batch's hundreds).
+        let room = batch.limits.max_records.saturating_sub(batch.records.len());
+        batch.records.reserve(self.records.len().min(room));
         while let Some(front) = self.records.front() {
             if !batch.fits(front) {
                 break;

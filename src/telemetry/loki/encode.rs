@@ -116,7 +116,14 @@ impl StreamLabels {
 /// out-of-order entries within a stream), each stream's length is summed from its entries'
 /// before it is written, and the ids are written as hex where they go. The bytes are the
 /// ones prost writes for the same request (tested).
-pub fn encode(mut records: Vec<Record>, labels: &StreamLabels) -> Result<Vec<u8>, snap::Error> {
+///
+/// `compressor` is the shipper's, kept from push to push: a new one allocates (and zeroes) its
+/// 32-KiB hash table on every push.
+pub fn encode(
+    mut records: Vec<Record>,
+    labels: &StreamLabels,
+    compressor: &mut snap::raw::Encoder,
+) -> Result<Vec<u8>, snap::Error> {
     let stream_of = |r: &Record| if labels.level { r.level } else { "" };
     records.sort_by(|a, b| stream_of(a).cmp(stream_of(b)).then(a.ts_ns.cmp(&b.ts_ns)));
     let mut streams: Vec<(String, &[Record], usize)> = Vec::new();
@@ -153,7 +160,7 @@ pub fn encode(mut records: Vec<Record>, labels: &StreamLabels) -> Result<Vec<u8>
         }
     }
     debug_assert_eq!(proto.len(), total);
-    snap::raw::Encoder::new().compress_vec(&proto)
+    compressor.compress_vec(&proto)
 }
 
 /// Protobuf wire type of varints.
@@ -322,7 +329,7 @@ mod tests {
 
     /// [`encode`]'s protobuf, checked byte for byte against prost's for the same request.
     fn encoded(records: Vec<Record>, labels: &StreamLabels) -> PushRequest {
-        let body = encode(records.clone(), labels).unwrap();
+        let body = encode(records.clone(), labels, &mut snap::raw::Encoder::new()).unwrap();
         let proto = snap::raw::Decoder::new().decompress_vec(&body).unwrap();
         let expected = messages(records, labels);
         assert_eq!(proto, prost::Message::encode_to_vec(&expected));

@@ -134,6 +134,7 @@ impl LokiHandle {
             shared: self.shared,
             transport: self.transport,
             labels: StreamLabels::new(&c.labels, c.level_label),
+            compressor: snap::raw::Encoder::new(),
             limits: Limits {
                 max_records: c.batch_max_records,
                 max_bytes: c.batch_max_bytes,
@@ -228,6 +229,8 @@ pub struct LokiShipper {
     shared: Arc<Shared>,
     transport: Arc<dyn Transport>,
     labels: StreamLabels,
+    /// Snappy's encoder, kept: its hash table is allocated once, not per push.
+    compressor: snap::raw::Encoder,
     limits: Limits,
     flush_interval: Duration,
     backoff: Backoff,
@@ -336,7 +339,7 @@ impl LokiShipper {
         }
         let records = batch.take();
         let n = records.len();
-        match encode::encode(records, &self.labels) {
+        match encode::encode(records, &self.labels, &mut self.compressor) {
             Ok(body) => {
                 self.in_flight = Some(InFlight {
                     body: Bytes::from(body),
