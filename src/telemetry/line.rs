@@ -44,11 +44,7 @@ where
             return self.full.format_event(ctx, writer, event);
         }
         let mut line = buffer();
-        let _ = write!(
-            line,
-            "{}",
-            humantime::format_rfc3339_micros(SystemTime::now())
-        );
+        push_rfc3339_micros(&mut line, SystemTime::now());
         line.push(' ');
         line.push_str(level(*meta.level()));
         line.push(' ');
@@ -95,6 +91,96 @@ const BUFFER_KEPT: usize = 16 * 1024;
 
 thread_local! {
     static BUFFER: Cell<String> = const { Cell::new(String::new()) };
+}
+
+/// Appends `at` as the full format writes it (humantime's RFC 3339 with microseconds,
+/// `2026-12-07T11:44:08.123456Z`), digit by digit: humantime's `Display` goes through
+/// `core::fmt` (~500 instructions a line). The date is Howard Hinnant's `civil_from_days`;
+/// a time before 1970 or after 9999 goes to humantime.
+pub(crate) fn push_rfc3339_micros(out: &mut String, at: SystemTime) {
+    const LATEST: u64 = 253_402_300_800; // 10000-01-01T00:00:00Z
+    let since = match at.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(since) if since.as_secs() < LATEST => since,
+        _ => {
+            let _ = write!(out, "{}", humantime::format_rfc3339_micros(at));
+            return;
+        }
+    };
+    let secs = since.as_secs();
+    let (days, of_day) = (secs / 86_400, secs % 86_400);
+    // Days since 0000-03-01, in eras of 400 years (146,097 days).
+    let z = days + 719_468;
+    let (era, day_of_era) = (z / 146_097, z % 146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let m = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * m + 2) / 5 + 1;
+    let month = if m < 10 { m + 3 } else { m - 9 };
+    let year = era * 400 + year_of_era + u64::from(month <= 2);
+    let micros = u64::from(since.subsec_micros());
+    let mut text = *b"0000-00-00T00:00:00.000000Z";
+    let mut digits = |at: usize, width: usize, mut v: u64| {
+        for i in (at..at + width).rev() {
+            text[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    digits(0, 4, year);
+    digits(5, 2, month);
+    digits(8, 2, day);
+    digits(11, 2, of_day / 3_600);
+    digits(14, 2, of_day / 60 % 60);
+    digits(17, 2, of_day % 60);
+    digits(20, 6, micros);
+    out.push_str(std::str::from_utf8(&text).unwrap_or_default());
+}
+
+/// How a float is written: as `{:?}` writes it (`1.0`, the stderr line's fields) or as `{}`
+/// (`1`, Loki's JSON line).
+#[derive(Clone, Copy, PartialEq)]
+pub(crate) enum Float {
+    Debug,
+    Display,
+}
+
+/// Appends `value` as `style` formats it, without `core::fmt` when it is a whole number of
+/// thousandths (latencies: milliseconds rounded to the microsecond), ~600 instructions less.
+/// `core::fmt` writes the shortest digits that read back as the value. When `n / 1000`,
+/// divided in floating point, gives the value back, the decimal `n / 1000` reads back as it;
+/// with at most 15 significant digits it is the only decimal that short which does (two such
+/// decimals lie further apart than a double's rounding interval is wide), so it is those
+/// digits; below 1e15 thousandths no exponent is written. Anything else (zero and its sign,
+/// other fractions, exponents, NaN and the infinities) `core::fmt` writes.
+pub(crate) fn push_f64(out: &mut String, value: f64, style: Float) {
+    let thousandths = (value * 1000.0).round();
+    if value != 0.0 && thousandths.abs() < 1e15 && thousandths / 1000.0 == value {
+        let n = thousandths.abs() as u64;
+        if value < 0.0 {
+            out.push('-');
+        }
+        out.push_str(itoa::Buffer::new().format(n / 1000));
+        let fraction = n % 1000;
+        if fraction != 0 {
+            let digits = [
+                b'.',
+                b'0' + (fraction / 100) as u8,
+                b'0' + (fraction / 10 % 10) as u8,
+                b'0' + (fraction % 10) as u8,
+            ];
+            let end = 4
+                - usize::from(fraction.is_multiple_of(10))
+                - usize::from(fraction.is_multiple_of(100));
+            out.push_str(std::str::from_utf8(&digits[..end]).unwrap_or_default());
+        } else if style == Float::Debug {
+            out.push_str(".0");
+        }
+        return;
+    }
+    let _ = match style {
+        Float::Debug => write!(out, "{value:?}"),
+        Float::Display => write!(out, "{value}"),
+    };
 }
 
 /// The full format's level, padded to five columns.
@@ -199,6 +285,12 @@ impl Visit for Fields {
         }
     }
 
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        if self.name(field) {
+            push_f64(&mut self.line, value, Float::Debug);
+        }
+    }
+
     fn record_error(&mut self, _: &Field, _: &(dyn std::error::Error + 'static)) {
         self.unhandled = true;
     }
@@ -261,6 +353,100 @@ mod tests {
                 .lines()
                 .map(str::to_owned)
                 .collect()
+        }
+    }
+
+    /// Floats written here, and floats `core::fmt` writes, against `format!` both ways: the range's
+    /// edges, whole numbers, latencies as the access line rounds them, and random bit patterns
+    /// of every magnitude and inside the range.
+    #[test]
+    fn floats_are_written_as_the_formatter_writes_them() {
+        let mut values = vec![
+            0.0,
+            -0.0,
+            1.0,
+            -1.0,
+            0.1,
+            0.2 + 0.1,
+            1_658_206_780_088_562.2,
+            1e15 + 0.5,
+            999_999_999_999.999,
+            1e12,
+            0.001,
+            -0.001,
+            0.0005,
+            1e-4,
+            9.999e-5,
+            1e-5,
+            0.00015,
+            1e15,
+            1e16,
+            9_999_999_999_999_998.0,
+            1e16 - 2.0,
+            123.456,
+            1.5e300,
+            5e-324,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        ];
+        let mut bits = 0x9e37_79b9_7f4a_7c15_u64;
+        for i in 0..200_000_u64 {
+            bits ^= bits << 13;
+            bits ^= bits >> 7;
+            bits ^= bits << 17;
+            values.push(f64::from_bits(bits));
+            // Every mantissa at magnitudes from 2^-14 to 2^53, thousandths of all sizes, and
+            // latencies as the access line rounds them.
+            let exponent = (bits >> 57) % 68 + 1009;
+            values.push(f64::from_bits(
+                exponent << 52 | bits & 0x000f_ffff_ffff_ffff,
+            ));
+            values.push((bits >> (bits % 64)) as f64 / 1000.0);
+            values.push(-((bits % 10_000_000) as f64) / 1000.0);
+            let ms = (bits % 100_000_000) as f64 / 1e9;
+            values.push((ms * 1000.0 * 1000.0).round() / 1000.0);
+            values.push(i as f64);
+        }
+        for value in values {
+            for (style, expected) in [
+                (Float::Debug, format!("{value:?}")),
+                (Float::Display, format!("{value}")),
+            ] {
+                let mut out = String::from("x=");
+                push_f64(&mut out, value, style);
+                assert_eq!(
+                    out[2..],
+                    expected,
+                    "{:?} of {:#x}",
+                    style == Float::Debug,
+                    value.to_bits()
+                );
+            }
+        }
+    }
+
+    /// Every day from 1970 to 9999, each at another time of day, and the edges, as humantime
+    /// writes them (it does not write a time outside them).
+    #[test]
+    fn timestamps_are_humantimes() {
+        let epoch = SystemTime::UNIX_EPOCH;
+        let mut instants = vec![
+            epoch,
+            epoch + std::time::Duration::new(253_402_300_799, 999_999_999),
+            epoch + std::time::Duration::from_nanos(1_796_000_000_999_999_999),
+        ];
+        for day in 0..2_932_897_u64 {
+            let secs = day * 86_400 + (day * 7_919) % 86_400;
+            let micros = (day * 104_729) % 1_000_000;
+            instants.push(epoch + std::time::Duration::from_micros(secs * 1_000_000 + micros));
+        }
+        for at in instants {
+            let mut out = String::new();
+            push_rfc3339_micros(&mut out, at);
+            assert_eq!(out, humantime::format_rfc3339_micros(at).to_string());
         }
     }
 

@@ -33,6 +33,7 @@ use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::Layer;
 
 use super::batch::Record;
+use crate::telemetry::line::{push_f64, Float};
 use crate::telemetry::metrics::log_stats::LogStats;
 use crate::telemetry::traces::{propagation, scope};
 
@@ -326,7 +327,7 @@ impl Visit for LineVisitor {
     fn record_f64(&mut self, field: &Field, value: f64) {
         self.key(field);
         if value.is_finite() {
-            let _ = write!(self.line, "{value}");
+            push_f64(&mut self.line, value, Float::Display);
         } else {
             let _ = write!(self.line, "\"{value}\"");
         }
