@@ -207,7 +207,8 @@ impl Span {
                 kind,
                 name: name(),
                 start: SystemTime::now(),
-                attributes: Vec::with_capacity(256),
+                // An attempt's attributes take ~300 bytes: at 256 every one grew once.
+                attributes: Vec::with_capacity(512),
                 status: Status::Unset,
             })
         });

@@ -317,6 +317,8 @@ fn attribute(b: &mut Vec<u8>, field: u32, kv: &KeyValue) {
 }
 
 /// A `KeyValue` message with a scalar value, in one pass: its lengths are known before it.
+/// The tags and lengths around the key go into a stack buffer first, so the vector sees three
+/// or four appends (a push each cost a capacity check; ~11 attributes a request).
 fn scalar_attribute(b: &mut Vec<u8>, field: u32, key: &str, value: Scalar<'_>) {
     let any_len = value.len();
     let key_field = if key.is_empty() {
@@ -326,12 +328,64 @@ fn scalar_attribute(b: &mut Vec<u8>, field: u32, key: &str, value: Scalar<'_>) {
     };
     let body = key_field + 1 + varint_len(any_len as u64) + any_len;
     b.reserve(body + 6);
-    tag(b, field, LEN);
-    varint(b, body as u64);
-    string(b, 1, key);
-    tag(b, 2, LEN);
-    varint(b, any_len as u64);
-    value.write(b);
+    let mut head = Head::default();
+    head.varint(u64::from(field << 3 | LEN));
+    head.varint(body as u64);
+    if !key.is_empty() {
+        head.varint(u64::from(1 << 3 | LEN));
+        head.varint(key.len() as u64);
+    }
+    b.extend_from_slice(head.bytes());
+    b.extend_from_slice(key.as_bytes());
+    let mut head = Head::default();
+    head.varint(u64::from(2 << 3 | LEN));
+    head.varint(any_len as u64);
+    match value {
+        Scalar::Str(s) => {
+            head.varint(u64::from(1 << 3 | LEN));
+            head.varint(s.len() as u64);
+            b.extend_from_slice(head.bytes());
+            b.extend_from_slice(s.as_bytes());
+        }
+        Scalar::Bool(v) => {
+            head.varint(u64::from(2 << 3 | VARINT));
+            head.varint(u64::from(v));
+            b.extend_from_slice(head.bytes());
+        }
+        Scalar::I64(v) => {
+            head.varint(u64::from(3 << 3 | VARINT));
+            head.varint(v as u64);
+            b.extend_from_slice(head.bytes());
+        }
+        Scalar::F64(v) => {
+            head.varint(u64::from(4 << 3 | FIXED64));
+            b.extend_from_slice(head.bytes());
+            b.extend_from_slice(&v.to_bits().to_le_bytes());
+        }
+    }
+}
+
+/// Up to three varints (tags and lengths), gathered before they are appended.
+#[derive(Default)]
+struct Head {
+    bytes: [u8; 30],
+    len: usize,
+}
+
+impl Head {
+    fn varint(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.bytes[self.len] = (v as u8) | 0x80;
+            self.len += 1;
+            v >>= 7;
+        }
+        self.bytes[self.len] = v as u8;
+        self.len += 1;
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
 }
 
 /// A `KeyValue`'s body: `key = 1`, `value = 2` (always present, as the SDK sets it).
