@@ -9,6 +9,7 @@
 #   BENCH_EXPORT="" ./loadtest/threads.sh       # meters alone (or "loki", "otlp")
 #   BENCH_BIN=/tmp/gatewayz-old ./loadtest/threads.sh  # another build
 #   BENCH_ROUNDS=3 ./loadtest/threads.sh        # nginx and gatewayz alternately, 3 times each
+#   BENCH_ACCESS_LOG=0 ./loadtest/threads.sh    # without the per-request access line
 #
 # Same pinning as load.sh: oha, the mock upstream and the telemetry receiver on core 0, the
 # proxy under test alone on core 1. Every process it starts is stopped when it ends.
@@ -22,6 +23,7 @@ WARMUP=${BENCH_WARMUP:-2}
 ROUNDS=${BENCH_ROUNDS:-1}
 CONNS=${BENCH_CONNECTIONS:-32}
 EXPORTS=${BENCH_EXPORT-loki otlp}
+ACCESS_LOG=${BENCH_ACCESS_LOG:-1}
 LOAD_CORE=${BENCH_LOAD_CORE:-0}
 PROXY_CORE=${BENCH_PROXY_CORE:-1}
 
@@ -62,6 +64,7 @@ providers = ["up"]
 
 [telemetry]
 log_level = "info"
+$([ "$ACCESS_LOG" = 1 ] || echo 'access_log = false')
 TOML
 for section in $EXPORTS; do
   case $section in
@@ -114,7 +117,7 @@ measure() { # label port pids...
 }
 
 {
-  echo "gatewayz: $BIN; telemetry: meters${EXPORTS:+, ${EXPORTS// /, }}; oha $CONNS connections"
+  echo "gatewayz: $BIN; telemetry: meters${EXPORTS:+, ${EXPORTS// /, }}; access line: $([ "$ACCESS_LOG" = 1 ] && echo on || echo off); oha $CONNS connections"
   for round in $(seq "$ROUNDS"); do
     [ "$ROUNDS" = 1 ] || printf '\n### round %s\n' "$round"
     measure nginx "$P_NGX" $(pgrep -P "$NGX_PID")
