@@ -168,8 +168,11 @@ pub struct Recorded<'a> {
 
 /// Appends `span` as a `ScopeSpans` message's `spans = 2` field: the bytes [`span_field`]
 /// writes for the same span's `SpanData`.
+///
+/// Its length is worked out first ([`recorded_len`]) and written before the body, so the body
+/// is not moved up after it (a span is ~400 bytes; [`message`] moves any body of 128 or more).
 pub fn recorded_field(out: &mut Vec<u8>, span: &Recorded<'_>) {
-    message(out, 2, |b| {
+    sized_message(out, 2, recorded_len(span), |b| {
         head(
             b,
             span.context,
@@ -182,6 +185,39 @@ pub fn recorded_field(out: &mut Vec<u8>, span: &Recorded<'_>) {
         status(b, span.status);
         fixed32(b, 16, flags(span.parent_is_remote, span.context));
     });
+}
+
+/// The length of the body [`recorded_field`] writes for `span`, field by field as [`head`],
+/// [`status`] and the flags write them. A trace state (nearly never there) is left out: the
+/// length is then short and [`sized_message`] corrects it.
+fn recorded_len(span: &Recorded<'_>) -> usize {
+    let present = |nonzero: bool, len: usize| if nonzero { len } else { 0 };
+    let string = |s: &str| present(!s.is_empty(), field_len(s.len()));
+    let id_fields = field_len(16) + field_len(8);
+    let parent = present(span.parent != SpanId::INVALID, field_len(8));
+    // `nanos` is 0 (and the field left out) for a time at or before the epoch.
+    let after_epoch = |t: std::time::SystemTime| t > std::time::UNIX_EPOCH;
+    let times = present(after_epoch(span.start), 9) + present(after_epoch(span.end), 9);
+    let status_body = match span.status {
+        Status::Unset => 0,
+        Status::Ok => 2,
+        Status::Error { description } => string(description) + 2,
+    };
+    // The kind is never 0; the flags always hold `CONTEXT_HAS_IS_REMOTE` (field 16: a
+    // two-byte tag, then four bytes).
+    id_fields
+        + parent
+        + string(span.name)
+        + 2
+        + times
+        + span.attributes.len()
+        + field_len(status_body)
+        + 6
+}
+
+/// A length-delimited field's whole size: a one-byte tag, the length, the content.
+fn field_len(len: usize) -> usize {
+    1 + varint_len(len as u64) + len
 }
 
 /// Appends one `Span.attributes = 9` field.
@@ -486,6 +522,24 @@ fn bytes_always(b: &mut Vec<u8>, field: u32, v: &[u8]) {
     b.extend_from_slice(v);
 }
 
+/// A nested message as field `field` whose body `body` writes in `expected` bytes. If it
+/// wrote another number (a field the estimate does not know), the length is rewritten and the
+/// body moved after it.
+fn sized_message(b: &mut Vec<u8>, field: u32, expected: usize, body: impl FnOnce(&mut Vec<u8>)) {
+    tag(b, field, LEN);
+    let at = b.len();
+    varint(b, expected as u64);
+    let start = b.len();
+    body(b);
+    let len = b.len() - start;
+    if len != expected {
+        let written = b.split_off(start);
+        b.truncate(at);
+        varint(b, len as u64);
+        b.extend_from_slice(&written);
+    }
+}
+
 /// A nested message as field `field`, its body written by `body`. The length goes in a
 /// one-byte placeholder; a body of 128 bytes or more moves up by the bytes its length needs.
 fn message(b: &mut Vec<u8>, field: u32, body: impl FnOnce(&mut Vec<u8>)) {
@@ -742,27 +796,44 @@ pub(crate) mod tests {
             for (key, value) in scalars {
                 span_attribute(&mut attributes, key, value);
             }
+            let recorded = Recorded {
+                context: &span.span_context,
+                parent: span.parent_span_id,
+                parent_is_remote: span.parent_span_is_remote,
+                kind: &span.span_kind,
+                name: &span.name,
+                start: span.start_time,
+                end: span.end_time,
+                attributes: &attributes,
+                status: &span.status,
+            };
             let mut got = Vec::new();
-            recorded_field(
-                &mut got,
-                &Recorded {
-                    context: &span.span_context,
-                    parent: span.parent_span_id,
-                    parent_is_remote: span.parent_span_is_remote,
-                    kind: &span.span_kind,
-                    name: &span.name,
-                    start: span.start_time,
-                    end: span.end_time,
-                    attributes: &attributes,
-                    status: &span.status,
-                },
-            );
+            recorded_field(&mut got, &recorded);
             let mut want = Vec::new();
             span_field(&mut want, span);
             assert_eq!(got, want, "{}", span.name);
+            // The length worked out beforehand is the body's (so nothing moves), but for a
+            // trace state, which it leaves out.
+            let estimated = field_len(recorded_len(&recorded));
+            if *span.span_context.trace_state() == opentelemetry::trace::TraceState::NONE {
+                assert_eq!(estimated, got.len(), "{}", span.name);
+            } else {
+                assert!(estimated < got.len(), "{}", span.name);
+            }
             checked += 1;
         }
         assert_eq!(checked, 4);
+    }
+
+    #[test]
+    fn a_sized_message_of_another_length_is_the_message() {
+        for (len, expected) in [(0, 0), (5, 3), (5, 200), (127, 128), (128, 127), (300, 300)] {
+            let body = |b: &mut Vec<u8>| b.extend(std::iter::repeat_n(7u8, len));
+            let (mut sized, mut plain) = (vec![1u8], vec![1u8]);
+            sized_message(&mut sized, 2, expected, body);
+            message(&mut plain, 2, body);
+            assert_eq!(sized, plain, "{len} bytes, {expected} expected");
+        }
     }
 
     #[test]
