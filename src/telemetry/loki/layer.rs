@@ -145,14 +145,16 @@ where
         // one allocation of the line's exact size (no growth on the way, no slack held in the
         // backlog).
         let mut line = crate::telemetry::line::buffer();
-        line.push_str("{\"level\":\"");
-        line.push_str(level);
-        line.push_str("\",\"target\":");
-        json_str(&mut line, meta.target());
-        let mut visitor = LineVisitor {
-            line,
-            keys: Keys::of_callsite(meta),
-        };
+        let keys = Keys::of_callsite(meta);
+        if keys.opening.get(keys.target_at..) == Some(meta.target()) {
+            line.push_str(&keys.opening);
+            line.push('"');
+        } else {
+            // Another target on the same callsite (events bridged from `log` share one per
+            // level), or one that needed escaping: written afresh.
+            Keys::open_into(&mut line, meta);
+        }
+        let mut visitor = LineVisitor { line, keys };
         event.record(&mut visitor);
         let mut line = visitor.line;
         if let Some((trace_id, span_id)) = ids {
@@ -237,9 +239,14 @@ impl LineVisitor {
 }
 
 /// A callsite's field keys as they open a member, `,"name":`, in the fields' order: a field's
-/// key is worked out ([`FieldKey`]) and escaped once per callsite and thread, not per event.
+/// key is worked out ([`FieldKey`]) and escaped once per callsite and thread, not per event;
+/// so is the line's opening, its level and target.
 struct Keys {
     callsite: Identifier,
+    /// `{"level":"info","target":"gatewayz::http::finish` (the closing quote is the caller's).
+    opening: Box<str>,
+    /// Where the target starts in `opening` (beyond its end if the target needed escaping).
+    target_at: usize,
     keys: Box<[Box<str>]>,
 }
 
@@ -281,10 +288,28 @@ impl Keys {
                 key.into_boxed_str()
             })
             .collect();
+        let mut opening = String::new();
+        Self::open_into(&mut opening, meta);
+        opening.pop();
+        let target_at = if needs_escape(meta.target().as_bytes()) {
+            usize::MAX
+        } else {
+            opening.len() - meta.target().len()
+        };
         Self {
             callsite: meta.callsite(),
+            opening: opening.into_boxed_str(),
+            target_at,
             keys,
         }
+    }
+
+    /// A line's opening: `{"level":"info","target":"gatewayz::http::finish"`.
+    fn open_into(out: &mut String, meta: &Metadata<'_>) {
+        out.push_str("{\"level\":\"");
+        out.push_str(level_name(*meta.level()));
+        out.push_str("\",\"target\":");
+        json_str(out, meta.target());
     }
 
     /// `,"name":` for a field called `name`.

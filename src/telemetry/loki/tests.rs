@@ -264,3 +264,58 @@ async fn trace_ids_reach_line_and_metadata() {
     assert!(entries[1].structured_metadata.is_empty());
     assert!(!entries[1].line.contains("trace_id"));
 }
+
+/// A line opens with its own level and target, though the opening is kept per callsite and
+/// thread: a target that needs escaping is escaped, and records bridged from the `log` crate
+/// (one callsite per level) say `log`, as they did before.
+#[actix::test]
+async fn each_line_has_its_own_target() {
+    let t = Scripted::answering(&[]);
+    tokio::time::pause();
+    let (layer, handle) = pipeline_with(&config(), Arc::default(), t.clone()).unwrap();
+    let subscriber = tracing_subscriber::registry().with(layer);
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let shipper = handle.start_with_jitter(Box::new(|| 0.0));
+    for target in ["crate_a::module", "crate_b", "crate_a::module"] {
+        let record = log::Record::builder()
+            .args(format_args!("bridged"))
+            .level(log::Level::Warn)
+            .target(target)
+            .build();
+        tracing_log::format_trace(&record).unwrap();
+    }
+    for _ in 0..2 {
+        tracing::info!(target: "odd\"target", "quoted");
+        tracing::warn!(target: "crate_c", "plain");
+    }
+    shipper.shutdown().await;
+    let pushes = t.pushes.lock().unwrap();
+    let mut lines: Vec<serde_json::Value> = pushes[0]
+        .streams
+        .iter()
+        .flat_map(|s| &s.entries)
+        .map(|e| serde_json::from_str(&e.line).unwrap())
+        .collect();
+    lines.sort_by_key(|line| line["level"].as_str().map(str::to_owned));
+    let opening: Vec<_> = lines
+        .iter()
+        .map(|line| {
+            (
+                line["level"].as_str().unwrap(),
+                line["target"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        opening,
+        [
+            ("info", "odd\"target"),
+            ("info", "odd\"target"),
+            ("warn", "log"),
+            ("warn", "log"),
+            ("warn", "log"),
+            ("warn", "crate_c"),
+            ("warn", "crate_c"),
+        ]
+    );
+}
