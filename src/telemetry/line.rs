@@ -356,9 +356,9 @@ mod tests {
         }
     }
 
-    /// Floats written here, and floats `core::fmt` writes, against `format!` both ways: the range's
-    /// edges, whole numbers, latencies as the access line rounds them, and random bit patterns
-    /// of every magnitude and inside the range.
+    /// Both ways against `format!`: thousandths at the edges (15 digits, 1e15), whole numbers,
+    /// zero's sign, latencies as the access line rounds them, values `core::fmt` writes
+    /// (exponents, long digits, NaN), and random bit patterns of every magnitude.
     #[test]
     fn floats_are_written_as_the_formatter_writes_them() {
         let mut values = vec![
