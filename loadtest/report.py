@@ -52,14 +52,18 @@ def one(path, label):
 
 
 def telemetry_pairs(points):
-    """Each back-to-back pair's telemetry share (1 - rps with export / rps without), in %."""
-    shares = []
+    """Each back-to-back pair's telemetry share, in %: of the throughput (1 - rps with export /
+    rps without), and of the proxy's CPU per request (1 - CPU without / CPU with; what export
+    takes of a saturated core, whether or not the load generator capped the throughput)."""
+    shares, cpu_shares = [], []
     i = 1
     while ("json", "max", f"pair-{i}-on") in points and ("json", "max", f"pair-{i}-off") in points:
         on, off = points[("json", "max", f"pair-{i}-on")], points[("json", "max", f"pair-{i}-off")]
         shares.append(100 * (1 - on["rps"] / off["rps"]))
+        if on["cpu_ms"] and off["cpu_ms"]:
+            cpu_shares.append(100 * (1 - off["cpu_ms"] / on["cpu_ms"]))
         i += 1
-    return shares
+    return shares, cpu_shares
 
 
 def pct(values, q):
@@ -209,11 +213,15 @@ def main(run):
         w(f"| {kind} | {g['direct']['rps']:.0f} | {g['nginx']['rps']:.0f} | {g['gatewayz']['rps']:.0f} | "
           f"{100 * g['gatewayz']['rps'] / g['nginx']['rps']:.0f} % | {off_txt} |")
     w("")
-    shares = telemetry_pairs(points)
+    shares, cpu_shares = telemetry_pairs(points)
     if shares:
         w(f"Telemetry's share in back-to-back pairs (JSON at max with export, then without, "
-          f"{len(shares)} times): " + ", ".join(f"{s:.0f} %" for s in shares)
+          f"{len(shares)} times): " + ", ".join(f"{round(s)} %" for s in shares)
           + f"; median {statistics.median(shares):.0f} %.")
+        if cpu_shares:
+            w("Of the gateway's CPU per request in the same pairs: "
+              + ", ".join(f"{round(s)} %" for s in cpu_shares)
+              + f"; median {statistics.median(cpu_shares):.0f} %.")
         w("")
 
     if ttfb:
