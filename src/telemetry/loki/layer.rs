@@ -150,8 +150,8 @@ where
             line.push_str(&keys.opening);
             line.push('"');
         } else {
-            // Another target on the same callsite (events bridged from `log` share one per
-            // level), or one that needed escaping: written afresh.
+            // Metadata built at run time with another target on the same callsite, or a
+            // target that needed escaping: written afresh.
             Keys::open_into(&mut line, meta);
         }
         let mut visitor = LineVisitor { line, keys };

@@ -401,7 +401,7 @@ fn scalar_attribute(b: &mut Vec<u8>, field: u32, key: &str, value: Scalar<'_>) {
     }
 }
 
-/// Up to three varints (tags and lengths), gathered before they are appended.
+/// Up to four varints (tags and lengths), gathered before they are appended.
 #[derive(Default)]
 struct Head {
     bytes: [u8; 30],
