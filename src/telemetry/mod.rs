@@ -25,6 +25,7 @@ pub mod loki;
 pub mod metrics;
 pub mod reach;
 pub mod traces;
+pub(crate) mod wire;
 
 use metrics::{log_stats, protocol_errors};
 use traces::otlp;

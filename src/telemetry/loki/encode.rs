@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 
 use super::batch::Record;
 use crate::telemetry::traces::propagation::{span_id_hex, trace_id_hex};
+use crate::telemetry::wire::{field_len, varint, varint_len};
 
 /// `logproto.PushRequest`
 #[derive(Clone, PartialEq, prost::Message)]
@@ -138,12 +139,12 @@ pub fn encode(
         let (entries, tail) = rest.split_at(n);
         rest = tail;
         let label_set = labels.render(level);
-        let len = len_field(label_set.len())
+        let len = field_len(label_set.len())
             + entries
                 .iter()
-                .map(|r| len_field(entry_len(r)))
+                .map(|r| field_len(entry_len(r)))
                 .sum::<usize>();
-        total += len_field(len);
+        total += field_len(len);
         streams.push((label_set, entries, len));
     }
     let mut proto = Vec::with_capacity(total);
@@ -172,24 +173,6 @@ fn key(out: &mut Vec<u8>, field: u8, wire_type: u8) {
     out.push(field << 3 | wire_type);
 }
 
-fn varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push(v as u8 | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn varint_len(v: u64) -> usize {
-    // One byte per started group of seven bits; zero takes one.
-    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
-}
-
-/// A length-delimited field's whole size: key, length, content.
-fn len_field(len: usize) -> usize {
-    1 + varint_len(len as u64) + len
-}
-
 /// `google.protobuf.Timestamp` of `ts_ns`: seconds and nanos, each left out when zero (an
 /// `int32`'s negative varint takes ten bytes, but nanos are never negative here).
 fn timestamp(ts_ns: i64) -> (i64, i32) {
@@ -214,14 +197,14 @@ fn entry_len(r: &Record) -> usize {
     let line = if r.line.is_empty() {
         0
     } else {
-        len_field(r.line.len())
+        field_len(r.line.len())
     };
     let ids = if r.ids.is_some() {
-        len_field(TRACE_ID_PAIR) + len_field(SPAN_ID_PAIR)
+        field_len(TRACE_ID_PAIR) + field_len(SPAN_ID_PAIR)
     } else {
         0
     };
-    len_field(timestamp_len(r.ts_ns)) + line + ids
+    field_len(timestamp_len(r.ts_ns)) + line + ids
 }
 
 fn write_entry(out: &mut Vec<u8>, r: &Record) {
@@ -250,7 +233,7 @@ fn write_entry(out: &mut Vec<u8>, r: &Record) {
 /// A `LabelPairAdapter` as field 3 of an entry.
 fn pair(out: &mut Vec<u8>, name: &str, value: &[u8]) {
     key(out, 3, LEN);
-    varint(out, (len_field(name.len()) + len_field(value.len())) as u64);
+    varint(out, (field_len(name.len()) + field_len(value.len())) as u64);
     key(out, 1, LEN);
     varint(out, name.len() as u64);
     out.extend_from_slice(name.as_bytes());
@@ -412,24 +395,5 @@ mod tests {
         assert_eq!(back.streams.len(), 4);
         assert!(back.streams[3].entries.len() == 2 && back.streams[1].entries.len() == 200);
         assert_eq!(encoded(Vec::new(), &labels).streams.len(), 0);
-    }
-
-    #[test]
-    fn varint_lengths() {
-        for v in [
-            0,
-            1,
-            127,
-            128,
-            16_383,
-            16_384,
-            u64::from(u32::MAX),
-            u64::MAX,
-        ] {
-            let mut out = Vec::new();
-            varint(&mut out, v);
-            assert_eq!(out.len(), varint_len(v), "{v}");
-            assert_eq!(out.len(), prost::encoding::encoded_len_varint(v), "{v}");
-        }
     }
 }

@@ -20,6 +20,8 @@ use opentelemetry::{Array, InstrumentationScope, KeyValue, StringValue, Value};
 use opentelemetry_sdk::trace::SpanData;
 use opentelemetry_sdk::Resource;
 
+use crate::telemetry::wire::{field_len, varint, varint_len};
+
 /// Protobuf wire types.
 const VARINT: u32 = 0;
 const FIXED64: u32 = 1;
@@ -213,11 +215,6 @@ fn recorded_len(span: &Recorded<'_>) -> usize {
         + span.attributes.len()
         + field_len(status_body)
         + 6
-}
-
-/// A length-delimited field's whole size: a one-byte tag, the length, the content.
-fn field_len(len: usize) -> usize {
-    1 + varint_len(len as u64) + len
 }
 
 /// Appends one `Span.attributes = 9` field.
@@ -462,19 +459,6 @@ fn tag(b: &mut Vec<u8>, field: u32, wire: u32) {
     varint(b, u64::from(field << 3 | wire));
 }
 
-fn varint(b: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        b.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    b.push(v as u8);
-}
-
-fn varint_len(v: u64) -> usize {
-    // 1 byte per 7 bits, at least one.
-    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
-}
-
 /// A proto3 scalar: left out when zero.
 fn uint(b: &mut Vec<u8>, field: u32, v: u64) {
     if v != 0 {
@@ -554,16 +538,9 @@ fn message(b: &mut Vec<u8>, field: u32, body: impl FnOnce(&mut Vec<u8>)) {
         b.resize(end + width - 1, 0);
         b.copy_within(at + 1..end, at + width);
     }
-    let mut prefix = [0u8; 10];
-    let mut n = 0;
-    let mut v = len as u64;
-    while v >= 0x80 {
-        prefix[n] = (v as u8) | 0x80;
-        v >>= 7;
-        n += 1;
-    }
-    prefix[n] = v as u8;
-    b[at..at + width].copy_from_slice(&prefix[..width]);
+    let mut prefix = Head::default();
+    prefix.varint(len as u64);
+    b[at..at + width].copy_from_slice(prefix.bytes());
 }
 
 #[cfg(test)]
@@ -849,14 +826,5 @@ pub(crate) mod tests {
         let got = ours(&spans, &resource);
         assert!(got.len() > 1 << 14, "{}", got.len());
         assert_eq!(got, sdk_encoding(spans, &resource));
-    }
-
-    #[test]
-    fn varint_lengths() {
-        for v in [0u64, 1, 127, 128, 16_383, 16_384, u32::MAX as u64, u64::MAX] {
-            let mut b = Vec::new();
-            varint(&mut b, v);
-            assert_eq!(b.len(), varint_len(v), "{v}");
-        }
     }
 }
