@@ -146,12 +146,10 @@ where
         // backlog).
         let mut line = crate::telemetry::line::buffer();
         let keys = Keys::of_callsite(meta);
-        if keys.opening.get(keys.target_at..) == Some(meta.target()) {
+        if *keys.target == *meta.target() {
             line.push_str(&keys.opening);
-            line.push('"');
         } else {
-            // Metadata built at run time with another target on the same callsite, or a
-            // target that needed escaping: written afresh.
+            // Metadata built at run time with another target on the same callsite.
             Keys::open_into(&mut line, meta);
         }
         let mut visitor = LineVisitor { line, keys };
@@ -243,10 +241,9 @@ impl LineVisitor {
 /// so is the line's opening, its level and target.
 struct Keys {
     callsite: Identifier,
-    /// `{"level":"info","target":"gatewayz::http::finish` (the closing quote is the caller's).
+    /// `{"level":"info","target":"gatewayz::http::finish"`, for events of `target`.
     opening: Box<str>,
-    /// Where the target starts in `opening` (beyond its end if the target needed escaping).
-    target_at: usize,
+    target: Box<str>,
     keys: Box<[Box<str>]>,
 }
 
@@ -290,16 +287,10 @@ impl Keys {
             .collect();
         let mut opening = String::new();
         Self::open_into(&mut opening, meta);
-        opening.pop();
-        let target_at = if needs_escape(meta.target().as_bytes()) {
-            usize::MAX
-        } else {
-            opening.len() - meta.target().len()
-        };
         Self {
             callsite: meta.callsite(),
             opening: opening.into_boxed_str(),
-            target_at,
+            target: meta.target().into(),
             keys,
         }
     }
